@@ -1,0 +1,115 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"time"
+
+	"github.com/coffer-csi/coffer/auth"
+	"github.com/coffer-csi/coffer/internal/version"
+	"github.com/coffer-csi/coffer/provider"
+	"github.com/coffer-csi/coffer/provider/awsapi"
+	"github.com/coffer-csi/coffer/provider/fetch"
+	"github.com/coffer-csi/coffer/provider/render"
+	"github.com/coffer-csi/coffer/provider/server"
+)
+
+type serveConfig struct {
+	providerDir      string
+	providerName     string
+	mountTimeout     time.Duration
+	shutdownTimeout  time.Duration
+	region           string
+	fips             bool
+	dualStack        bool
+	maxObjects       int
+	maxResponseBytes int
+	fetchConcurrency int
+	nodeCredentials  bool
+	log              logFlags
+}
+
+// providerNamePattern is the driver's rule for spec.provider.
+var providerNamePattern = regexp.MustCompile(`^[a-zA-Z0-9_-]{1,30}$`)
+
+func (c *serveConfig) register(fs *flag.FlagSet) {
+	fs.StringVar(&c.providerDir, "provider-dir", "/var/run/secrets-store-csi-providers", "directory the driver looks for provider sockets in")
+	fs.StringVar(&c.providerName, "provider-name", "aws", "provider name: the socket is <provider-dir>/<provider-name>.sock and SecretProviderClasses select it with spec.provider")
+	fs.DurationVar(&c.mountTimeout, "mount-timeout", 30*time.Second, "deadline of each Mount, AWS calls and retries included")
+	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 20*time.Second, "how long in-flight Mounts may finish after SIGTERM")
+	fs.StringVar(&c.region, "region", os.Getenv("AWS_REGION"), "region for SecretProviderClasses that name none (default $AWS_REGION)")
+	fs.BoolVar(&c.fips, "fips", false, "use FIPS endpoints for every AWS call")
+	fs.BoolVar(&c.dualStack, "dual-stack", false, "use dual-stack (IPv6) AWS endpoints")
+	fs.IntVar(&c.maxObjects, "max-objects", 256, "most objects one SecretProviderClass may list")
+	fs.IntVar(&c.maxResponseBytes, "max-response-bytes", render.DriverMaxResponseBytes, "most bytes of file content one Mount may return (the driver's default receive limit is 4 MiB)")
+	fs.IntVar(&c.fetchConcurrency, "fetch-concurrency", 8, "AWS calls one Mount may have in flight")
+	fs.BoolVar(&c.nodeCredentials, "insecure-node-credentials", false, "DEVELOPMENT ONLY: read AWS with the provider's own credentials for every pod")
+	c.log.register(fs)
+}
+
+func (c *serveConfig) validate() error {
+	var errs []error
+	if !providerNamePattern.MatchString(c.providerName) {
+		errs = append(errs, fmt.Errorf("--provider-name %q: use 1-30 letters, digits, _ or - (the driver's rule for spec.provider)", c.providerName))
+	}
+	if c.mountTimeout <= 0 {
+		errs = append(errs, errors.New("--mount-timeout must be positive"))
+	}
+	if c.maxResponseBytes <= 0 || c.maxResponseBytes > render.DriverMaxResponseBytes {
+		errs = append(errs, fmt.Errorf("--max-response-bytes must be between 1 and %d", render.DriverMaxResponseBytes))
+	}
+	if c.fetchConcurrency <= 0 {
+		errs = append(errs, errors.New("--fetch-concurrency must be positive"))
+	}
+	if c.maxObjects <= 0 {
+		errs = append(errs, errors.New("--max-objects must be positive"))
+	}
+	return errors.Join(errs...)
+}
+
+func runServe(ctx context.Context, args []string, stderr io.Writer) error {
+	var c serveConfig
+	fs := newFlagSet("serve", stderr)
+	c.register(fs)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if err := c.validate(); err != nil {
+		return err
+	}
+	log, err := c.log.logger(stderr)
+	if err != nil {
+		return err
+	}
+	if !c.nodeCredentials {
+		return errors.New("workload identity (IRSA, Pod Identity) is not available in this build; for development only, pass --insecure-node-credentials to let every pod read AWS with the provider's own credentials")
+	}
+	log.Warn("development mode: every pod reads AWS with the provider's own credentials (--insecure-node-credentials)")
+	awsCfg, err := awsapi.LoadConfig(ctx, awsapi.Settings{FIPS: c.fips, DualStack: c.dualStack})
+	if err != nil {
+		return err
+	}
+	p := &provider.Provider{
+		Identities:       auth.NodeCredentials{Credentials: awsCfg.Credentials},
+		Clients:          func(id auth.Identity) fetch.Clients { return awsapi.NewClients(awsCfg, id.Credentials) },
+		Fetcher:          &fetch.Fetcher{Concurrency: c.fetchConcurrency},
+		DefaultRegion:    c.region,
+		MaxObjects:       c.maxObjects,
+		MaxResponseBytes: c.maxResponseBytes,
+		Logger:           log,
+	}
+	socket := filepath.Join(c.providerDir, c.providerName+".sock")
+	lis, err := server.Listen(socket)
+	if err != nil {
+		return err
+	}
+	log.Info("serving", "socket", socket, "version", version.Version, "mountTimeout", c.mountTimeout)
+	srv := &server.Server{Mounter: p, MountTimeout: c.mountTimeout, BuildVersion: version.Version, Logger: log}
+	return server.Serve(ctx, lis, srv, server.ServeOptions{ShutdownTimeout: c.shutdownTimeout, Logger: log})
+}

@@ -1,0 +1,152 @@
+// Package provider serves the Secrets Store CSI Driver's Mount: it validates
+// the SecretProviderClass, resolves the pod's AWS identity, fetches every
+// object and renders the files. A mount returns every file or fails.
+package provider
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/coffer-csi/coffer/auth"
+	"github.com/coffer-csi/coffer/provider/fetch"
+	"github.com/coffer-csi/coffer/provider/render"
+	"github.com/coffer-csi/coffer/provider/spc"
+)
+
+// IdentitySource resolves the AWS identity of a mount's workload.
+type IdentitySource interface {
+	Identity(ctx context.Context, req auth.Request) (auth.Identity, error)
+}
+
+// ClientFactory returns the AWS clients of one identity.
+type ClientFactory func(id auth.Identity) fetch.Clients
+
+// Provider mounts SecretProviderClasses.
+type Provider struct {
+	Identities IdentitySource
+	Clients    ClientFactory
+	Fetcher    *fetch.Fetcher
+	// DefaultRegion applies when a SecretProviderClass names no region.
+	DefaultRegion string
+	// MaxObjects bounds objects per SecretProviderClass (0: no bound).
+	MaxObjects int
+	// MaxResponseBytes bounds the total size of the files returned.
+	MaxResponseBytes int
+	Logger           *slog.Logger
+}
+
+// Request is a Mount request as the driver sends it.
+type Request struct {
+	// Attributes is the JSON attributes map: SecretProviderClass parameters,
+	// the pod's volumeAttributes and the driver's pod attributes.
+	Attributes string
+	// Permission is the default file mode in decimal ("420").
+	Permission string
+	// CurrentVersions are the versions of the files mounted now (empty on
+	// the first mount), by file path.
+	CurrentVersions map[string]string
+}
+
+// Result is a successful mount.
+type Result struct {
+	Files []render.File
+	// Changed counts files whose version differs from CurrentVersions.
+	Changed int
+}
+
+// Mount fetches and renders every object of the request's
+// SecretProviderClass.
+func (p *Provider) Mount(ctx context.Context, req Request) (*Result, error) {
+	start := time.Now()
+	log := p.logger()
+	attrs, err := spc.ParseAttributes(req.Attributes)
+	if err != nil {
+		return nil, &InputError{Err: err}
+	}
+	pod := spc.Pod{Namespace: attrs[spc.AttrPodNamespace], Name: attrs[spc.AttrPodName]}
+	log = log.With("pod", pod.Namespace+"/"+pod.Name, "secretProviderClass", attrs[spc.AttrSPCName])
+
+	res, objects, err := p.mount(ctx, req, attrs)
+	if err != nil {
+		log.Warn("mount failed", "objects", objects, "duration", time.Since(start).Round(time.Millisecond), "error", err)
+		return nil, err
+	}
+	log.Info("mounted", "objects", objects, "files", len(res.Files), "changed", res.Changed, "duration", time.Since(start).Round(time.Millisecond))
+	return res, nil
+}
+
+func (p *Provider) mount(ctx context.Context, req Request, attrs map[string]string) (*Result, int, error) {
+	mode, err := spc.ParsePermission(req.Permission)
+	if err != nil {
+		return nil, 0, &InputError{Err: err}
+	}
+	cfg, err := spc.Parse(attrs, spc.Options{
+		DefaultRegion: p.DefaultRegion,
+		RequireRegion: true,
+		DefaultMode:   mode,
+		MaxObjects:    p.MaxObjects,
+	})
+	if err != nil {
+		return nil, 0, &InputError{Err: err}
+	}
+	id, err := p.Identities.Identity(ctx, auth.Request{
+		Namespace:            cfg.Pod.Namespace,
+		PodName:              cfg.Pod.Name,
+		PodUID:               cfg.Pod.UID,
+		ServiceAccount:       cfg.Pod.ServiceAccount,
+		Tokens:               cfg.Tokens,
+		UsePodIdentity:       cfg.UsePodIdentity,
+		PreferredAddressType: cfg.PreferredAddressType,
+		Region:               cfg.Region,
+		AssumeRoleARN:        cfg.AssumeRoleARN,
+		AssumeRoleExternalID: cfg.AssumeRoleExternalID,
+	})
+	if err != nil {
+		return nil, len(cfg.Objects), fmt.Errorf("resolving the pod's AWS identity: %w", err)
+	}
+	values, err := p.fetcher().Fetch(ctx, cfg, p.Clients(id))
+	if err != nil {
+		return nil, len(cfg.Objects), err
+	}
+	files, err := render.Files(values, render.Options{MaxResponseBytes: p.MaxResponseBytes})
+	if err != nil {
+		return nil, len(cfg.Objects), err
+	}
+	res := &Result{Files: files}
+	for _, f := range files {
+		if req.CurrentVersions[f.Path] != f.Version {
+			res.Changed++
+		}
+	}
+	return res, len(cfg.Objects), nil
+}
+
+func (p *Provider) fetcher() *fetch.Fetcher {
+	if p.Fetcher == nil {
+		return &fetch.Fetcher{}
+	}
+	return p.Fetcher
+}
+
+func (p *Provider) logger() *slog.Logger {
+	if p.Logger == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return p.Logger
+}
+
+// InputError is a request that cannot be served as sent: invalid
+// attributes or SecretProviderClass parameters. Retrying will not help.
+type InputError struct{ Err error }
+
+func (e *InputError) Error() string { return e.Err.Error() }
+func (e *InputError) Unwrap() error { return e.Err }
+
+// IsInputError reports whether err is a problem with the request itself.
+func IsInputError(err error) bool {
+	var ie *InputError
+	return errors.As(err, &ie)
+}
