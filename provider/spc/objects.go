@@ -1,0 +1,426 @@
+package spc
+
+import (
+	"fmt"
+	"io/fs"
+	"strconv"
+	"strings"
+	"unicode"
+
+	jmespath "github.com/jmespath-community/go-jmespath"
+	"gopkg.in/yaml.v3"
+)
+
+// Object is one validated entry of the objects list.
+type Object struct {
+	// Index is the entry's position in the objects list.
+	Index int
+	// Name is objectName as written: a name or an ARN.
+	Name         string
+	Type         ObjectType
+	Alias        string
+	Version      string
+	VersionLabel string
+	// Mode is the file mode of the object's own file.
+	Mode fs.FileMode
+	// Path is the object's file path relative to the mount.
+	Path     string
+	JMESPath []*JMESPathEntry
+	// Failover says what to read in the failover region; nil without a
+	// failoverRegion.
+	Failover *Target
+}
+
+// JMESPathEntry extracts one value of a JSON object into its own file.
+type JMESPathEntry struct {
+	Expression string
+	Alias      string
+	Path       string
+	Mode       fs.FileMode
+	Compiled   jmespath.JMESPath
+}
+
+// Target is what to fetch from one region.
+type Target struct {
+	Name, Version, VersionLabel string
+}
+
+// Primary is what to fetch from the primary region.
+func (o *Object) Primary() Target {
+	return Target{Name: o.Name, Version: o.Version, VersionLabel: o.VersionLabel}
+}
+
+// Describe names the object in messages: its position and name.
+func (o *Object) Describe() string {
+	return describe(o.Index, o.Name)
+}
+
+func describe(i int, name string) string {
+	if strings.ContainsFunc(name, unicode.IsControl) {
+		return fmt.Sprintf("objects[%d] (%q)", i, name)
+	}
+	return fmt.Sprintf("objects[%d] (%s)", i, name)
+}
+
+// Keys of an object entry, of a jmesPath entry and of a failoverObject.
+var (
+	objectKeys   = []string{"objectName", "objectType", "objectAlias", "objectVersion", "objectVersionLabel", "filePermission", "jmesPath", "failoverObject"}
+	jmesKeys     = []string{"path", "objectAlias", "filePermission"}
+	failoverKeys = []string{"objectName", "objectVersion", "objectVersionLabel"}
+)
+
+type objectParser struct {
+	cfg         *Config
+	translation string
+	defaultMode fs.FileMode
+	ps          *problems
+	// items counts the entries of the objects list, valid or not.
+	items int
+}
+
+func (p *objectParser) parse(raw string) []*Object {
+	var doc yaml.Node
+	if err := yaml.Unmarshal([]byte(raw), &doc); err != nil {
+		p.ps.add("parameters", KeyObjects, "is not valid YAML: %v", err)
+		return nil
+	}
+	if len(doc.Content) == 0 {
+		p.ps.add("parameters", KeyObjects, "is empty; list at least one object")
+		return nil
+	}
+	list := doc.Content[0]
+	if list.Kind != yaml.SequenceNode {
+		p.ps.add("parameters", KeyObjects, "must be a YAML list of objects (each item starting with \"- objectName: ...\"), found a %s at line %d", kindName(list), list.Line)
+		return nil
+	}
+	if len(list.Content) == 0 {
+		p.ps.add("parameters", KeyObjects, "is an empty list; list at least one object")
+		return nil
+	}
+	p.items = len(list.Content)
+	objects := make([]*Object, 0, len(list.Content))
+	for i, item := range list.Content {
+		if o := p.parseObject(i, item); o != nil {
+			objects = append(objects, o)
+		}
+	}
+	return objects
+}
+
+func kindName(n *yaml.Node) string {
+	switch n.Kind {
+	case yaml.MappingNode:
+		return "mapping"
+	case yaml.SequenceNode:
+		return "list"
+	case yaml.ScalarNode:
+		return "plain value"
+	case yaml.AliasNode:
+		return "YAML alias"
+	}
+	return "document"
+}
+
+// fields maps the keys of a YAML mapping to their value nodes, reporting
+// unknown and duplicate keys. Keys match case-insensitively, as they do for
+// the AWS provider (which decodes through encoding/json).
+func fields(n *yaml.Node, valid []string, where string, ps *problems) map[string]*yaml.Node {
+	out := make(map[string]*yaml.Node, len(n.Content)/2)
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		key := canonicalKey(k.Value, valid)
+		if key == "" {
+			ps.add(where, k.Value, "%s", unknownKeyMessage(k.Value, valid))
+			continue
+		}
+		if _, dup := out[key]; dup {
+			ps.add(where, key, "is set twice (line %d); keep one", k.Line)
+			continue
+		}
+		out[key] = v
+	}
+	return out
+}
+
+func canonicalKey(k string, valid []string) string {
+	for _, v := range valid {
+		if strings.EqualFold(k, v) {
+			return v
+		}
+	}
+	return ""
+}
+
+// scalar returns the text of a scalar field, reporting non-scalars.
+func scalar(f map[string]*yaml.Node, key, where string, ps *problems) string {
+	n, ok := f[key]
+	if !ok {
+		return ""
+	}
+	if n.Kind != yaml.ScalarNode {
+		ps.add(where, key, "must be a single value, found a %s at line %d", kindName(n), n.Line)
+		return ""
+	}
+	return strings.TrimSpace(n.Value)
+}
+
+func (p *objectParser) parseObject(i int, item *yaml.Node) *Object {
+	where := fmt.Sprintf("objects[%d]", i)
+	if item.Kind != yaml.MappingNode {
+		p.ps.add(where, "", "must be a mapping with objectName and objectType, found a %s at line %d", kindName(item), item.Line)
+		return nil
+	}
+	before := len(p.ps.list)
+	// Read objectName first, so that every problem of the entry, its keys'
+	// included, names the object.
+	if name := scalar(fields(item, objectKeys, where, &problems{}), "objectName", where, &problems{}); name != "" {
+		where = describe(i, name)
+	}
+	f := fields(item, objectKeys, where, p.ps)
+	o := &Object{Index: i, Name: scalar(f, "objectName", where, p.ps)}
+	if o.Name == "" {
+		p.ps.add(where, "objectName", "is required: the Secrets Manager secret or Parameter Store parameter to mount, by name or ARN")
+	}
+	o.Type = p.objectType(o.Name, scalar(f, "objectType", where, p.ps), p.cfg.Region, where)
+	o.Alias = scalar(f, "objectAlias", where, p.ps)
+	o.Version = scalar(f, "objectVersion", where, p.ps)
+	o.VersionLabel = scalar(f, "objectVersionLabel", where, p.ps)
+	p.checkSelectors(o.Type, o.Version, o.VersionLabel, where)
+	o.Mode = p.mode(scalar(f, "filePermission", where, p.ps), p.defaultMode, where, "filePermission")
+
+	name := o.Alias
+	if name == "" {
+		name = o.Name
+	}
+	o.Path = translatePath(name, p.translation)
+	if err := CheckFilePath(o.Path); err != nil && name != "" {
+		field := "objectName"
+		if o.Alias != "" {
+			field = "objectAlias"
+		}
+		p.ps.add(where, field, "%v; choose an objectAlias that is a plain relative file name", err)
+	}
+
+	if n, ok := f["jmesPath"]; ok {
+		o.JMESPath = p.jmesPath(n, where, o.Mode)
+	}
+	o.Failover = p.failover(o, f, where)
+	if len(p.ps.list) > before {
+		return nil
+	}
+	return o
+}
+
+// objectType works out the service from objectType and an ARN name, which
+// must agree; an ARN's region must be the region it is read from.
+func (p *objectParser) objectType(name, declared, region, where string) ObjectType {
+	var t ObjectType
+	switch strings.ToLower(declared) {
+	case "":
+	case string(SecretsManager):
+		t = SecretsManager
+	case string(ParameterStore):
+		t = ParameterStore
+	case "ssm", "parameterstore", "ssm-parameter", "parameter":
+		p.ps.add(where, "objectType", "%q is not a valid objectType; for Parameter Store use \"ssmparameter\"", declared)
+		return ""
+	default:
+		p.ps.add(where, "objectType", "%q is not a valid objectType; use \"secretsmanager\" or \"ssmparameter\"", declared)
+		return ""
+	}
+	if name == "" {
+		return t
+	}
+	if !strings.HasPrefix(name, "arn:") {
+		if t == "" {
+			p.ps.add(where, "objectType", "is required when objectName is not an ARN; set objectType: secretsmanager or objectType: ssmparameter")
+			return ""
+		}
+		if err := checkName(t, name); err != nil {
+			p.ps.add(where, "objectName", "%v", err)
+		}
+		return t
+	}
+	arnType := p.checkARN(name, region, where, "objectName", KeyRegion)
+	if arnType == "" {
+		return ""
+	}
+	if t != "" && t != arnType {
+		p.ps.add(where, "objectType", "is %q but objectName is a %s ARN; make them agree (or drop objectType: the ARN decides)", declared, arnType.Service())
+		return ""
+	}
+	return arnType
+}
+
+// checkARN parses an ARN object name and checks it against the region it is
+// read in (when known).
+func (p *objectParser) checkARN(name, region, where, field, regionKey string) ObjectType {
+	a, err := ParseARN(name)
+	if err != nil {
+		p.ps.add(where, field, "%q is not a valid ARN: %v", name, err)
+		return ""
+	}
+	t, err := typeOfARN(a)
+	if err != nil {
+		p.ps.add(where, field, "%v", err)
+		return ""
+	}
+	if region != "" && a.Region != region {
+		p.ps.add(where, field, "the ARN is in region %s but it is read in %s (%s); use the ARN of the copy in %s, or set %s to %s", a.Region, region, regionKey, region, regionKey, a.Region)
+	}
+	return t
+}
+
+func (p *objectParser) checkSelectors(t ObjectType, version, label, where string) {
+	if version != "" && t != "" {
+		if err := checkVersion(t, version); err != nil {
+			p.ps.add(where, "objectVersion", "%v", err)
+		}
+	}
+	if label != "" {
+		if err := checkLabel(label); err != nil {
+			p.ps.add(where, "objectVersionLabel", "%v", err)
+		}
+	}
+	if t == ParameterStore && version != "" && label != "" {
+		p.ps.add(where, "objectVersionLabel", "Parameter Store selects by version or by label, not both; remove objectVersion or objectVersionLabel")
+	}
+}
+
+// mode parses a filePermission: three or four octal digits, at most 0777.
+func (p *objectParser) mode(s string, def fs.FileMode, where, field string) fs.FileMode {
+	if s == "" {
+		return def
+	}
+	n, err := strconv.ParseUint(s, 8, 32)
+	if err != nil || len(s) < 3 || len(s) > 4 || n > 0o777 {
+		p.ps.add(where, field, "%q is not a file permission; use four octal digits such as \"0640\" (at most \"0777\")", s)
+		return def
+	}
+	return fs.FileMode(n)
+}
+
+func (p *objectParser) jmesPath(n *yaml.Node, where string, parentMode fs.FileMode) []*JMESPathEntry {
+	if n.Kind != yaml.SequenceNode {
+		p.ps.add(where, "jmesPath", "must be a list of {path, objectAlias} entries, found a %s at line %d", kindName(n), n.Line)
+		return nil
+	}
+	entries := make([]*JMESPathEntry, 0, len(n.Content))
+	for j, item := range n.Content {
+		w := fmt.Sprintf("%s.jmesPath[%d]", where, j)
+		if item.Kind != yaml.MappingNode {
+			p.ps.add(w, "", "must be a mapping with path and objectAlias, found a %s at line %d", kindName(item), item.Line)
+			continue
+		}
+		f := fields(item, jmesKeys, w, p.ps)
+		e := &JMESPathEntry{
+			Expression: scalar(f, "path", w, p.ps),
+			Alias:      scalar(f, "objectAlias", w, p.ps),
+		}
+		e.Mode = p.mode(scalar(f, "filePermission", w, p.ps), parentMode, w, "filePermission")
+		if e.Expression == "" {
+			p.ps.add(w, "path", "is required: a JMESPath expression such as \"username\" or \"db.password\"")
+		} else if c, err := jmespath.Compile(e.Expression); err != nil {
+			p.ps.add(w, "path", "%q is not a valid JMESPath expression: %v", e.Expression, err)
+		} else {
+			e.Compiled = c
+		}
+		if e.Alias == "" {
+			p.ps.add(w, "objectAlias", "is required: the file name for the extracted value")
+		} else {
+			e.Path = translatePath(e.Alias, p.translation)
+			if err := CheckFilePath(e.Path); err != nil {
+				p.ps.add(w, "objectAlias", "%v; use a plain relative file name", err)
+			}
+		}
+		entries = append(entries, e)
+	}
+	return entries
+}
+
+// failover works out the failover target of an object: the failoverObject
+// when given, else the same object (an ARN moved to the failover region).
+func (p *objectParser) failover(o *Object, f map[string]*yaml.Node, where string) *Target {
+	n, hasObj := f["failoverObject"]
+	region := p.cfg.FailoverRegion
+	if !hasObj {
+		if region == "" {
+			return nil
+		}
+		t := o.Primary()
+		if a, err := ParseARN(o.Name); err == nil {
+			a.Region = region
+			t.Name = a.String()
+		}
+		return &t
+	}
+	w := where + ".failoverObject"
+	if n.Kind != yaml.MappingNode {
+		p.ps.add(where, "failoverObject", "must be a mapping with objectName (and optionally objectVersion, objectVersionLabel), found a %s at line %d", kindName(n), n.Line)
+		return nil
+	}
+	ff := fields(n, failoverKeys, w, p.ps)
+	t := &Target{
+		Name:         scalar(ff, "objectName", w, p.ps),
+		Version:      scalar(ff, "objectVersion", w, p.ps),
+		VersionLabel: scalar(ff, "objectVersionLabel", w, p.ps),
+	}
+	if region == "" {
+		p.ps.add(where, "failoverObject", "needs a failoverRegion parameter to read it from; set failoverRegion or remove failoverObject")
+	}
+	if o.Alias == "" {
+		p.ps.add(where, "objectAlias", "is required with failoverObject, so the file keeps one name whichever region answers")
+	}
+	if t.Name == "" {
+		p.ps.add(w, "objectName", "is required: the object to read in the failover region")
+	} else if strings.HasPrefix(t.Name, "arn:") {
+		if ft := p.checkARN(t.Name, region, w, "objectName", KeyFailoverRegion); ft != "" && o.Type != "" && ft != o.Type {
+			p.ps.add(w, "objectName", "is a %s ARN but the object is %s; both regions must read the same kind of object", ft.Service(), o.Type)
+		}
+	} else if o.Type != "" {
+		if err := checkName(o.Type, t.Name); err != nil {
+			p.ps.add(w, "objectName", "%v", err)
+		}
+	}
+	p.checkSelectors(o.Type, t.Version, t.VersionLabel, w)
+	if t.Version != o.Version {
+		p.ps.add(w, "objectVersion", "is %q but the primary objectVersion is %q; they must match so both regions serve the same version", t.Version, o.Version)
+	}
+	return t
+}
+
+// checkPaths reports two files with the same path, and a file that is also
+// a directory of another (the driver cannot write "a" beside "a/b").
+func checkPaths(objects []*Object, ps *problems) {
+	owner := map[string]string{}
+	var order []string
+	add := func(path, who string) {
+		if prev, dup := owner[path]; dup {
+			ps.add(who, "", "writes file %q, which %s also writes; give one of them a different objectAlias", path, prev)
+			return
+		}
+		owner[path] = who
+		order = append(order, path)
+	}
+	for _, o := range objects {
+		add(o.Path, o.Describe())
+		for j, e := range o.JMESPath {
+			add(e.Path, fmt.Sprintf("%s.jmesPath[%d]", o.Describe(), j))
+		}
+	}
+	for _, path := range order {
+		who := owner[path]
+		for dir := parentDir(path); dir != ""; dir = parentDir(dir) {
+			if other, clash := owner[dir]; clash {
+				ps.add(who, "", "writes %q inside %q, which %s writes as a file; a path cannot be both a file and a directory", path, dir, other)
+			}
+		}
+	}
+}
+
+func parentDir(p string) string {
+	if i := strings.LastIndexByte(p, '/'); i > 0 {
+		return p[:i]
+	}
+	return ""
+}
