@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sort"
 	"time"
 
 	"github.com/coffer-csi/coffer/auth"
@@ -107,13 +108,15 @@ func (p *Provider) mount(ctx context.Context, req Request, attrs map[string]stri
 	if err != nil {
 		return nil, len(cfg.Objects), fmt.Errorf("resolving the pod's AWS identity: %w", err)
 	}
-	values, err := p.fetcher().Fetch(ctx, cfg, p.Clients(id))
-	if err != nil {
-		return nil, len(cfg.Objects), err
+	values, fetchErr := p.fetcher().Fetch(ctx, cfg, p.Clients(id))
+	files, renderErr := render.Files(values, render.Options{MaxResponseBytes: p.MaxResponseBytes})
+	if fetchErr != nil {
+		// Report rendering problems of the fetched objects too, so one
+		// round of fixes covers everything.
+		return nil, len(cfg.Objects), mergeErrors(fetchErr, renderErr)
 	}
-	files, err := render.Files(values, render.Options{MaxResponseBytes: p.MaxResponseBytes})
-	if err != nil {
-		return nil, len(cfg.Objects), err
+	if renderErr != nil {
+		return nil, len(cfg.Objects), renderErr
 	}
 	res := &Result{Files: files}
 	for _, f := range files {
@@ -122,6 +125,22 @@ func (p *Provider) mount(ctx context.Context, req Request, attrs map[string]stri
 		}
 	}
 	return res, len(cfg.Objects), nil
+}
+
+// mergeErrors combines fetch and render failures into one list in object
+// order. A render error that is not per-object (the size limit) is moot when
+// fetches failed.
+func mergeErrors(fetchErr, renderErr error) error {
+	var all fetch.Errors
+	if !errors.As(fetchErr, &all) {
+		return fetchErr
+	}
+	var more fetch.Errors
+	if errors.As(renderErr, &more) {
+		all = append(append(fetch.Errors{}, all...), more...)
+		sort.SliceStable(all, func(i, j int) bool { return all[i].Object.Index < all[j].Object.Index })
+	}
+	return all
 }
 
 func (p *Provider) fetcher() *fetch.Fetcher {

@@ -59,9 +59,10 @@ type Fetcher struct {
 // parameterBatch is the most names GetParameters accepts.
 const parameterBatch = 10
 
-// Fetch reads every object of cfg. It returns one Value per object, in
-// object order, or Errors listing every object that failed: never a partial
-// result.
+// Fetch reads every object of cfg. It returns the values that were fetched,
+// in object order, and Errors listing every object that failed. Callers must
+// treat any error as a failed mount: the values are returned only so that
+// problems in them can be reported together with the fetch failures.
 func (f *Fetcher) Fetch(ctx context.Context, cfg *spc.Config, clients Clients) ([]Value, error) {
 	values := make([]Value, len(cfg.Objects))
 	errs := make([]*ObjectError, len(cfg.Objects))
@@ -94,15 +95,18 @@ func (f *Fetcher) Fetch(ctx context.Context, cfg *spc.Config, clients Clients) (
 	f.run(ctx, jobs)
 
 	var failed Errors
-	for _, e := range errs {
+	fetched := values[:0]
+	for i, e := range errs {
 		if e != nil {
 			failed = append(failed, e)
+		} else {
+			fetched = append(fetched, values[i])
 		}
 	}
 	if len(failed) > 0 {
-		return nil, failed
+		return fetched, failed
 	}
-	return values, nil
+	return fetched, nil
 }
 
 // run executes jobs with at most Concurrency in flight.
