@@ -15,6 +15,14 @@ const (
 	ParameterStore ObjectType = "ssmparameter"
 )
 
+// Title names the service in messages.
+func (t ObjectType) Title() string {
+	if t == ParameterStore {
+		return "Parameter Store"
+	}
+	return "Secrets Manager"
+}
+
 // Service returns the AWS service name used in ARNs and IAM actions.
 func (t ObjectType) Service() string {
 	if t == ParameterStore {
@@ -106,8 +114,11 @@ func checkName(t ObjectType, name string) error {
 		if strings.Count(name, "/") > 15 {
 			return fmt.Errorf("%q has more than 15 path levels, which Parameter Store does not allow", name)
 		}
-		if strings.HasPrefix(name, "/") && strings.HasSuffix(name, "/") {
+		if strings.HasSuffix(name, "/") {
 			return fmt.Errorf("%q ends with /, which names a path, not a parameter", name)
+		}
+		if strings.Contains(name, "/") && !strings.HasPrefix(name, "/") {
+			return fmt.Errorf("%q has path levels but no leading /; Parameter Store names with levels start with / (write \"/%s\")", name, name)
 		}
 	}
 	return nil

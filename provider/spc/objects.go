@@ -246,7 +246,7 @@ func (p *objectParser) objectType(name, declared, region, where string) ObjectTy
 		return ""
 	}
 	if t != "" && t != arnType {
-		p.ps.add(where, "objectType", "is %q but objectName is a %s ARN; make them agree (or drop objectType: the ARN decides)", declared, arnType.Service())
+		p.ps.add(where, "objectType", "is %q but objectName is a %s ARN; make them agree (or drop objectType: the ARN decides)", declared, arnType.Title())
 		return ""
 	}
 	return arnType
@@ -375,7 +375,7 @@ func (p *objectParser) failover(o *Object, f map[string]*yaml.Node, where string
 		p.ps.add(w, "objectName", "is required: the object to read in the failover region")
 	} else if strings.HasPrefix(t.Name, "arn:") {
 		if ft := p.checkARN(t.Name, region, w, "objectName", KeyFailoverRegion); ft != "" && o.Type != "" && ft != o.Type {
-			p.ps.add(w, "objectName", "is a %s ARN but the object is %s; both regions must read the same kind of object", ft.Service(), o.Type)
+			p.ps.add(w, "objectName", "is a %s ARN but the object is %s; both regions must read the same kind of object", ft.Title(), o.Type.Title())
 		}
 	} else if o.Type != "" {
 		if err := checkName(o.Type, t.Name); err != nil {
@@ -396,7 +396,7 @@ func checkPaths(objects []*Object, ps *problems) {
 	var order []string
 	add := func(path, who string) {
 		if prev, dup := owner[path]; dup {
-			ps.add(who, "", "writes file %q, which %s also writes; give one of them a different objectAlias", path, prev)
+			ps.add(who, "objectAlias", "writes file %q, which %s also writes; give one of them a different objectAlias", path, prev)
 			return
 		}
 		owner[path] = who
@@ -412,7 +412,7 @@ func checkPaths(objects []*Object, ps *problems) {
 		who := owner[path]
 		for dir := parentDir(path); dir != ""; dir = parentDir(dir) {
 			if other, clash := owner[dir]; clash {
-				ps.add(who, "", "writes %q inside %q, which %s writes as a file; a path cannot be both a file and a directory", path, dir, other)
+				ps.add(who, "objectAlias", "writes %q inside %q, which %s writes as a file; a path cannot be both a file and a directory", path, dir, other)
 			}
 		}
 	}
