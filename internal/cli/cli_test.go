@@ -1,0 +1,165 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/coffer-csi/coffer/tests/fakeaws"
+)
+
+func run(t *testing.T, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	code = Run(context.Background(), args, &out, &errOut)
+	return code, out.String(), errOut.String()
+}
+
+func writeFile(t *testing.T, name, content string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+const goodSPC = `apiVersion: secrets-store.csi.x-k8s.io/v1
+kind: SecretProviderClass
+metadata:
+  name: app
+  namespace: team
+spec:
+  provider: aws
+  parameters:
+    region: us-east-1
+    objects: |
+      - objectName: "prod/db"
+        objectType: "secretsmanager"
+        jmesPath:
+          - {path: password, objectAlias: password, filePermission: "0600"}
+      - objectName: "/app/host"
+        objectType: "ssmparameter"
+  secretObjects:
+    - secretName: db
+      type: Opaque
+      data:
+        - {objectName: password, key: password}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: ignored
+`
+
+func TestValidate(t *testing.T) {
+	tests := map[string]struct {
+		content  string
+		wantCode int
+		want     []string
+	}{
+		"valid manifest next to other kinds": {goodSPC, 0, []string{"SecretProviderClass team/app", "ok, 2 objects, 3 files"}},
+		"bare parameters file": {"region: us-east-1\nobjects: |\n  - {objectName: a, objectType: secretsmanager}\n", 0, []string{"parameters (line 1): ok"}},
+		"every problem listed": {
+			strings.Replace(strings.Replace(goodSPC, `objectType: "secretsmanager"`, `objectTpye: "secretsmanager"`, 1), `filePermission: "0600"`, `filePermission: "999"`, 1),
+			1, []string{"3 problem(s)", `did you mean "objectType"`, `"999" is not a file permission`, "objectType\": is required"}},
+		"secretObjects naming a file the class does not write": {
+			strings.Replace(goodSPC, "{objectName: password, key: password}", "{objectName: pasword, key: password}", 1),
+			1, []string{`secretObjects[0] (db).data[0]: field "objectName": "pasword" is not a file this SecretProviderClass writes`}},
+		"no SecretProviderClass": {"apiVersion: v1\nkind: ConfigMap\n", 1, []string{"no SecretProviderClass or parameters found"}},
+		"broken YAML":            {"objects: [\n", 1, []string{"reading YAML"}},
+		"other provider noted":   {strings.Replace(goodSPC, "provider: aws", "provider: vault", 1), 0, []string{`spec.provider is "vault"`}},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			code, out, _ := run(t, "validate", writeFile(t, "spc.yaml", tc.content))
+			if code != tc.wantCode {
+				t.Errorf("exit code %d, want %d; output:\n%s", code, tc.wantCode, out)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(out, w) {
+					t.Errorf("output lacks %q:\n%s", w, out)
+				}
+			}
+		})
+	}
+}
+
+func TestValidateUsage(t *testing.T) {
+	if code, _, _ := run(t, "validate"); code != 2 {
+		t.Errorf("validate without files: exit %d, want 2", code)
+	}
+	if code, _, _ := run(t, "validate", "/does/not/exist.yaml"); code != 1 {
+		t.Errorf("missing file: exit %d, want 1", code)
+	}
+	if code, _, errOut := run(t, "frobnicate"); code != 2 || !strings.Contains(errOut, "unknown command") {
+		t.Errorf("unknown command: exit %d, stderr %q", code, errOut)
+	}
+}
+
+func TestMountWritesFilesAndNoValues(t *testing.T) {
+	const canary = "CANARY-cli-5b1e"
+	fake, ts := fakeaws.NewTestServer(t)
+	fake.AddIdentity(fakeaws.AllowAll("AKIDCLI", "cli-secret"))
+	fake.PutSecretString("us-east-1", "prod/db", `{"password":"`+canary+`"}`)
+	fake.PutParameter("us-east-1", "/app/host", canary+"-host", "String")
+	t.Setenv("AWS_ENDPOINT_URL", ts.URL)
+	t.Setenv("AWS_ACCESS_KEY_ID", "AKIDCLI")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "cli-secret")
+	t.Setenv("AWS_SESSION_TOKEN", "")
+	t.Setenv("AWS_CONFIG_FILE", filepath.Join(t.TempDir(), "none"))
+	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(t.TempDir(), "none"))
+	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+
+	out := filepath.Join(t.TempDir(), "mnt")
+	code, stdout, stderr := run(t, "mount", "--spc", writeFile(t, "spc.yaml", goodSPC), "--out", out)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	want := map[string]fs.FileMode{"prod_db": 0o644, "password": 0o600, "_app_host": 0o644}
+	for name, mode := range want {
+		info, err := os.Stat(filepath.Join(out, name))
+		if err != nil {
+			t.Errorf("%s: %v", name, err)
+			continue
+		}
+		if info.Mode().Perm() != mode {
+			t.Errorf("%s: mode %o, want %o", name, info.Mode().Perm(), mode)
+		}
+	}
+	if b, _ := os.ReadFile(filepath.Join(out, "password")); string(b) != canary {
+		t.Errorf("password file = %q", b)
+	}
+	for _, w := range []string{"OBJECT", "prod/db", "password", "_app_host", "3 files written"} {
+		if !strings.Contains(stdout, w) {
+			t.Errorf("output lacks %q:\n%s", w, stdout)
+		}
+	}
+	if strings.Contains(stdout+stderr, canary) {
+		t.Errorf("mount printed a secret value:\n%s%s", stdout, stderr)
+	}
+
+	// A failing mount writes nothing and says why.
+	failOut := filepath.Join(t.TempDir(), "fail")
+	code, _, stderr = run(t, "mount", "--spc", writeFile(t, "spc.yaml", goodSPC), "--out", failOut, "--set", "region=eu-west-1")
+	if code != 1 || !strings.Contains(stderr, "not found") {
+		t.Errorf("mount in the wrong region: exit %d, stderr %q", code, stderr)
+	}
+	if _, err := os.Stat(failOut); !os.IsNotExist(err) {
+		t.Errorf("a failed mount created %s", failOut)
+	}
+}
+
+func TestServeRefusesWithoutIdentityMode(t *testing.T) {
+	code, _, stderr := run(t, "serve", "--provider-dir", t.TempDir())
+	if code != 1 || !strings.Contains(stderr, "--insecure-node-credentials") {
+		t.Errorf("exit %d, stderr %q", code, stderr)
+	}
+	if code, _, stderr := run(t, "serve", "--provider-name", "bad name!"); code != 1 || !strings.Contains(stderr, "--provider-name") {
+		t.Errorf("bad provider name: exit %d, stderr %q", code, stderr)
+	}
+}
