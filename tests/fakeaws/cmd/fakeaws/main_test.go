@@ -1,0 +1,96 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+
+	"github.com/coffer-csi/coffer/tests/fakeaws"
+)
+
+// syncBuffer lets the test read logs while the server writes them.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func TestRunServesSeedAndShutsDown(t *testing.T) {
+	ready := filepath.Join(t.TempDir(), "url")
+	var stdout, stderr syncBuffer
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"--seed", "../../testdata/demo-seed.yaml", "--ready-file", ready}, &stdout, &stderr)
+	}()
+
+	var url string
+	deadline := time.Now().Add(10 * time.Second)
+	for url == "" {
+		if b, err := os.ReadFile(ready); err == nil {
+			url = strings.TrimSpace(string(b))
+		} else if time.Now().After(deadline) {
+			t.Fatalf("ready file never appeared; stderr:\n%s", stderr.String())
+		} else {
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	if !strings.HasPrefix(url, "http://127.0.0.1:") || strings.TrimSpace(stdout.String()) != url {
+		t.Errorf("ready file %q, stdout %q", url, stdout.String())
+	}
+
+	client := secretsmanager.NewFromConfig(fakeaws.AWSConfig(url, "us-east-1", "AKIDDEMO", "demo-secret-key", ""))
+	out, err := client.GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{SecretId: aws.String("prod/db")})
+	if err != nil || !strings.Contains(aws.ToString(out.SecretString), "s3cr3t-demo") {
+		t.Fatalf("GetSecretValue = %v, %v", out, err)
+	}
+
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("run returned %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("run did not return after cancellation")
+	}
+
+	logs := stderr.String()
+	if !strings.Contains(logs, "operation=GetSecretValue") || !strings.Contains(logs, "outcome=ok") {
+		t.Errorf("call not logged:\n%s", logs)
+	}
+	if strings.Contains(logs, "s3cr3t-demo") {
+		t.Errorf("a secret value leaked into the logs:\n%s", logs)
+	}
+}
+
+func TestRunRejectsBadSeed(t *testing.T) {
+	bad := filepath.Join(t.TempDir(), "seed.yaml")
+	if err := os.WriteFile(bad, []byte("secrets:\n  - name: x\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out syncBuffer
+	if err := run(context.Background(), []string{"--seed", bad}, &out, &out); err == nil {
+		t.Error("run accepted an invalid seed")
+	}
+}

@@ -1,0 +1,296 @@
+package fakeaws
+
+import (
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+)
+
+// DefaultAccountID is the account that owns every resource unless
+// Options.AccountID says otherwise.
+const DefaultAccountID = "123456789012"
+
+// Options configures a Server.
+type Options struct {
+	// AccountID appears in ARNs; defaults to DefaultAccountID.
+	AccountID string
+	// Logger, if set, receives one line per call (never secret values).
+	Logger *slog.Logger
+	// Now is the server clock used for credential expiry, resource
+	// timestamps and the SigV4 15-minute skew check (so it must stay within
+	// minutes of the signer's clock); defaults to time.Now.
+	Now func() time.Time
+}
+
+// Server is a fake AWS Secrets Manager and SSM Parameter Store endpoint. All
+// regions are served from one URL; the region of a request is taken from its
+// SigV4 credential scope, and data is partitioned by region.
+//
+// All methods are safe for concurrent use.
+type Server struct {
+	account   string
+	logger    *slog.Logger
+	now       func() time.Time
+	closed    chan struct{}
+	closeOnce sync.Once
+
+	idMu       sync.RWMutex
+	identities map[string]*Identity // by access key id; values are immutable
+
+	faultMu     sync.Mutex
+	faults      []*activeFault
+	regionsDown map[string]bool
+	latency     time.Duration
+	opLatency   map[string]time.Duration // "service.Operation"
+
+	callMu sync.Mutex
+	calls  []Call
+
+	dataMu  sync.RWMutex
+	regions map[string]*regionData
+}
+
+// regionData is everything stored in one region.
+type regionData struct {
+	secrets map[string]*secret    // by name
+	params  map[string]*parameter // by name
+}
+
+// New returns an empty server: no identities, no data.
+func New(opts Options) *Server {
+	s := &Server{
+		account:     opts.AccountID,
+		logger:      opts.Logger,
+		now:         opts.Now,
+		closed:      make(chan struct{}),
+		identities:  map[string]*Identity{},
+		regionsDown: map[string]bool{},
+		opLatency:   map[string]time.Duration{},
+		regions:     map[string]*regionData{},
+	}
+	if s.account == "" {
+		s.account = DefaultAccountID
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	return s
+}
+
+// AccountID is the account that owns the server's resources.
+func (s *Server) AccountID() string { return s.account }
+
+// Handler returns the HTTP handler serving both APIs.
+func (s *Server) Handler() http.Handler { return s }
+
+// Close releases requests held by FaultHang or injected latency, so that an
+// http.Server or httptest.Server wrapping this handler can shut down. The
+// Server keeps answering other requests after Close.
+func (s *Server) Close() {
+	s.closeOnce.Do(func() { close(s.closed) })
+}
+
+// region returns the data of a region, creating it on first write. Callers
+// hold dataMu for writing.
+func (s *Server) region(name string) *regionData {
+	rd, ok := s.regions[name]
+	if !ok {
+		rd = &regionData{secrets: map[string]*secret{}, params: map[string]*parameter{}}
+		s.regions[name] = rd
+	}
+	return rd
+}
+
+// regionRead returns a region's data for reading, or an empty one. Callers
+// hold dataMu (read or write).
+func (s *Server) regionRead(name string) *regionData {
+	if rd, ok := s.regions[name]; ok {
+		return rd
+	}
+	return &regionData{}
+}
+
+// reqCtx is the state of one request as it moves through the pipeline.
+type reqCtx struct {
+	start time.Time // wall clock, for the logged duration (Options.Now may be fake)
+	r     *http.Request
+	body  []byte
+	call  Call
+	ident *Identity
+}
+
+// authorize checks the caller's permission for an IAM action on a resource
+// ARN ("*" for actions without resource-level permissions).
+func (rc *reqCtx) authorize(action, resource string) *apiError {
+	if rc.ident.allows(action, resource) {
+		return nil
+	}
+	return accessDenied(rc.ident.ARN, action, resource)
+}
+
+// ServeHTTP runs the request pipeline: route, region outage, latency,
+// injected faults, authentication, then the operation itself.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method == http.MethodGet && r.URL.Path == "/healthz" {
+		// Not an AWS API: lets scripts poll for readiness.
+		_, _ = io.WriteString(w, "ok\n")
+		return
+	}
+	rc := &reqCtx{start: time.Now(), r: r, call: Call{Time: s.now()}}
+	rc.call.Service, rc.call.Operation = parseTarget(r.Header.Get("X-Amz-Target"))
+	errService := rc.call.Service // picks the error message casing
+
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBodyBytes))
+	if err != nil {
+		s.fail(w, rc, errService, clientErr("SerializationException", "Could not read request body"))
+		return
+	}
+	rc.body = body
+
+	auth, aerr := parseAuthorization(r.Header.Get("Authorization"))
+	if auth != nil {
+		rc.call.Region, rc.call.AccessKeyID = auth.Region, auth.AccessKeyID
+	}
+
+	// An outage precedes everything else: the regional endpoint is gone.
+	if rc.call.Region != "" && s.regionDown(rc.call.Region) {
+		rc.call.Outcome = OutcomeDown
+		s.record(rc)
+		writeError(w, errService, newErr(http.StatusServiceUnavailable, "ServiceUnavailableException",
+			"Service unavailable in region %s", rc.call.Region))
+		return
+	}
+	if r.Method != http.MethodPost || rc.call.Service == "" {
+		s.fail(w, rc, errService, clientErr("UnknownOperationException", "Unknown operation %q", r.Header.Get("X-Amz-Target")))
+		return
+	}
+
+	if !s.sleepCtx(r.Context(), s.latencyFor(rc.call.Service, rc.call.Operation)) {
+		rc.call.Outcome = OutcomeCanceled
+		s.record(rc)
+		resetConnection(w) // as for hangs: no empty 200 if Close released us
+		return
+	}
+
+	if f, ok := s.takeFault(rc); ok {
+		switch f.Kind {
+		case FaultReset:
+			rc.call.Outcome = OutcomeReset
+			s.record(rc)
+			resetConnection(w)
+			return
+		case FaultHang:
+			rc.call.Outcome = OutcomeHang
+			s.record(rc)
+			select {
+			case <-r.Context().Done():
+			case <-s.closed:
+			}
+			// Never let a released hang look like an (empty) success.
+			resetConnection(w)
+			return
+		default:
+			s.fail(w, rc, errService, faultError(rc.call.Service, f))
+			return
+		}
+	}
+
+	if aerr != nil {
+		s.fail(w, rc, errService, aerr)
+		return
+	}
+	if e := s.authenticate(rc, auth); e != nil {
+		s.fail(w, rc, errService, e)
+		return
+	}
+
+	var out any
+	var e *apiError
+	switch rc.call.Service {
+	case ServiceSecretsManager:
+		out, e = s.smDispatch(rc)
+	case ServiceSSM:
+		out, e = s.ssmDispatch(rc)
+	}
+	if e != nil {
+		s.fail(w, rc, errService, e)
+		return
+	}
+	rc.call.Outcome = OutcomeOK
+	s.record(rc)
+	writeJSON(w, out)
+}
+
+// fail records the call with the error's code, then writes the error.
+func (s *Server) fail(w http.ResponseWriter, rc *reqCtx, service string, e *apiError) {
+	rc.call.Outcome = e.Code
+	s.record(rc)
+	writeError(w, service, e)
+}
+
+// authenticate resolves the access key and verifies the signature and
+// session token, in the order AWS reports problems.
+func (s *Server) authenticate(rc *reqCtx, auth *sigV4Auth) *apiError {
+	if auth.Service != rc.call.Service {
+		return clientErr("InvalidSignatureException", "Credential should be scoped to correct service: '%s'. ", rc.call.Service)
+	}
+	id, ok := s.lookupIdentity(auth.AccessKeyID)
+	if !ok {
+		return clientErr("UnrecognizedClientException", "The security token included in the request is invalid.")
+	}
+	if rc.r.Header.Get("X-Amz-Security-Token") != id.SessionToken {
+		return clientErr("UnrecognizedClientException", "The security token included in the request is invalid.")
+	}
+	if !id.Expires.IsZero() && !s.now().Before(id.Expires) {
+		return clientErr("ExpiredTokenException", "The security token included in the request is expired")
+	}
+	if e := verifySignature(rc.r, rc.body, auth, id.SecretAccessKey, s.now()); e != nil {
+		return e
+	}
+	rc.ident = id
+	rc.call.Identity = id.ARN
+	return nil
+}
+
+// parseTarget maps "secretsmanager.GetSecretValue" or
+// "AmazonSSM.GetParameters" to (service, operation).
+func parseTarget(target string) (service, operation string) {
+	prefix, op, ok := strings.Cut(target, ".")
+	if !ok || op == "" {
+		return "", ""
+	}
+	switch prefix {
+	case smTargetPrefix:
+		return ServiceSecretsManager, op
+	case ssmTargetPrefix:
+		return ServiceSSM, op
+	}
+	return "", ""
+}
+
+// resetConnection drops the connection without a response. SO_LINGER 0
+// turns the close into a TCP RST, which clients report as "connection reset
+// by peer" — the failure mode of a crashed load balancer.
+func resetConnection(w http.ResponseWriter) {
+	hj, ok := w.(http.Hijacker)
+	if !ok {
+		// HTTP/2 cannot be hijacked; aborting the handler resets the stream.
+		panic(http.ErrAbortHandler)
+	}
+	conn, _, err := hj.Hijack()
+	if err != nil {
+		panic(http.ErrAbortHandler)
+	}
+	if tc, ok := conn.(*net.TCPConn); ok {
+		_ = tc.SetLinger(0)
+	}
+	_ = conn.Close()
+}
+
+func unknownOperation(op string) *apiError {
+	return clientErr("UnknownOperationException", "Unknown operation %s", op)
+}
