@@ -30,14 +30,25 @@ type Provider struct {
 	Identities IdentitySource
 	Clients    ClientFactory
 	Fetcher    *fetch.Fetcher
-	// DefaultRegion applies when a SecretProviderClass names no region.
-	DefaultRegion string
+	// Region gives the region for SecretProviderClasses that name none.
+	Region RegionSource
 	// MaxObjects bounds objects per SecretProviderClass (0: no bound).
 	MaxObjects int
 	// MaxResponseBytes bounds the total size of the files returned.
 	MaxResponseBytes int
 	Logger           *slog.Logger
 }
+
+// RegionSource gives the default region.
+type RegionSource interface {
+	Region(ctx context.Context) (string, error)
+}
+
+// StaticRegion is a fixed default region ("" for none).
+type StaticRegion string
+
+// Region returns the fixed region.
+func (s StaticRegion) Region(context.Context) (string, error) { return string(s), nil }
 
 // Request is a Mount request as the driver sends it.
 type Request struct {
@@ -84,8 +95,16 @@ func (p *Provider) mount(ctx context.Context, req Request, attrs map[string]stri
 	if err != nil {
 		return nil, 0, &InputError{Err: err}
 	}
+	var defaultRegion string
+	if attrs[spc.KeyRegion] == "" && p.Region != nil {
+		// Only classes without a region need the default: a node lookup
+		// must not fail mounts that name their region.
+		if defaultRegion, err = p.Region.Region(ctx); err != nil {
+			return nil, 0, err
+		}
+	}
 	cfg, err := spc.Parse(attrs, spc.Options{
-		DefaultRegion: p.DefaultRegion,
+		DefaultRegion: defaultRegion,
 		RequireRegion: true,
 		DefaultMode:   mode,
 		MaxObjects:    p.MaxObjects,

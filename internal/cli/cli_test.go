@@ -154,9 +154,10 @@ func TestMountWritesFilesAndNoValues(t *testing.T) {
 	}
 }
 
-func TestServeRefusesWithoutIdentityMode(t *testing.T) {
+func TestServeNeedsKubernetesForWorkloadIdentity(t *testing.T) {
+	t.Setenv("KUBERNETES_SERVICE_HOST", "")
 	code, _, stderr := run(t, "serve", "--provider-dir", t.TempDir())
-	if code != 1 || !strings.Contains(stderr, "--insecure-node-credentials") {
+	if code != 1 || !strings.Contains(stderr, "connecting to the Kubernetes API") {
 		t.Errorf("exit %d, stderr %q", code, stderr)
 	}
 	if code, _, stderr := run(t, "serve", "--provider-name", "bad name!"); code != 1 || !strings.Contains(stderr, "--provider-name") {

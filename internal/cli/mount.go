@@ -69,7 +69,7 @@ func runMount(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	p := &provider.Provider{
 		Identities:    auth.NodeCredentials{Credentials: awsCfg.Credentials},
 		Clients:       func(id auth.Identity) fetch.Clients { return awsapi.NewClients(awsCfg, id.Credentials) },
-		DefaultRegion: *region,
+		Region:        provider.StaticRegion(*region),
 	}
 	res, err := p.Mount(ctx, provider.Request{Attributes: encodeAttributes(attrs)})
 	if err != nil {

@@ -32,6 +32,15 @@ type serveConfig struct {
 	maxResponseBytes int
 	fetchConcurrency int
 	nodeCredentials  bool
+	kubeconfig       string
+	nodeName         string
+	stsAudience      string
+	agentIPv4URL     string
+	agentIPv6URL     string
+	agentTimeout     time.Duration
+	agentAttempts    int
+	saCacheTTL       time.Duration
+	refreshMargin    time.Duration
 	log              logFlags
 }
 
@@ -49,7 +58,16 @@ func (c *serveConfig) register(fs *flag.FlagSet) {
 	fs.IntVar(&c.maxObjects, "max-objects", 256, "most objects one SecretProviderClass may list")
 	fs.IntVar(&c.maxResponseBytes, "max-response-bytes", render.DriverMaxResponseBytes, "most bytes of file content one Mount may return (the driver's default receive limit is 4 MiB)")
 	fs.IntVar(&c.fetchConcurrency, "fetch-concurrency", 8, "AWS calls one Mount may have in flight")
-	fs.BoolVar(&c.nodeCredentials, "insecure-node-credentials", false, "DEVELOPMENT ONLY: read AWS with the provider's own credentials for every pod")
+	fs.BoolVar(&c.nodeCredentials, "insecure-node-credentials", false, "DEVELOPMENT ONLY: read AWS with the provider's own credentials for every pod instead of each pod's IRSA or Pod Identity role")
+	fs.StringVar(&c.kubeconfig, "kubeconfig", "", "kubeconfig for the Kubernetes API (default: in-cluster configuration)")
+	fs.StringVar(&c.nodeName, "node-name", os.Getenv("NODE_NAME"), "this node's name, to read its topology.kubernetes.io/region label when no region is set (default $NODE_NAME)")
+	fs.StringVar(&c.stsAudience, "sts-audience", auth.AudienceSTS, "audience of the ServiceAccount token exchanged with STS for IRSA")
+	fs.StringVar(&c.agentIPv4URL, "pod-identity-agent-ipv4-url", auth.DefaultPodIdentityIPv4URL, "EKS Pod Identity agent, IPv4")
+	fs.StringVar(&c.agentIPv6URL, "pod-identity-agent-ipv6-url", auth.DefaultPodIdentityIPv6URL, "EKS Pod Identity agent, IPv6")
+	fs.DurationVar(&c.agentTimeout, "pod-identity-timeout", 2*time.Second, "timeout of each request to the Pod Identity agent")
+	fs.IntVar(&c.agentAttempts, "pod-identity-attempts", 3, "rounds of requests over the agent's addresses before giving up")
+	fs.DurationVar(&c.saCacheTTL, "serviceaccount-cache-ttl", 2*time.Minute, "how long a ServiceAccount's IRSA role annotation is reused before it is read again")
+	fs.DurationVar(&c.refreshMargin, "credential-refresh-margin", 5*time.Minute, "credentials are reused across mounts until this long before they expire")
 	c.log.register(fs)
 }
 
@@ -70,6 +88,12 @@ func (c *serveConfig) validate() error {
 	if c.maxObjects <= 0 {
 		errs = append(errs, errors.New("--max-objects must be positive"))
 	}
+	if c.agentTimeout <= 0 || c.agentAttempts <= 0 {
+		errs = append(errs, errors.New("--pod-identity-timeout and --pod-identity-attempts must be positive"))
+	}
+	if c.refreshMargin < 0 || c.saCacheTTL <= 0 {
+		errs = append(errs, errors.New("--credential-refresh-margin must not be negative and --serviceaccount-cache-ttl must be positive"))
+	}
 	return errors.Join(errs...)
 }
 
@@ -87,22 +111,35 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if !c.nodeCredentials {
-		return errors.New("workload identity (IRSA, Pod Identity) is not available in this build; for development only, pass --insecure-node-credentials to let every pod read AWS with the provider's own credentials")
-	}
-	log.Warn("development mode: every pod reads AWS with the provider's own credentials (--insecure-node-credentials)")
 	awsCfg, err := awsapi.LoadConfig(ctx, awsapi.Settings{FIPS: c.fips, DualStack: c.dualStack})
 	if err != nil {
 		return err
 	}
 	p := &provider.Provider{
-		Identities:       auth.NodeCredentials{Credentials: awsCfg.Credentials},
 		Clients:          func(id auth.Identity) fetch.Clients { return awsapi.NewClients(awsCfg, id.Credentials) },
 		Fetcher:          &fetch.Fetcher{Concurrency: c.fetchConcurrency},
-		DefaultRegion:    c.region,
 		MaxObjects:       c.maxObjects,
 		MaxResponseBytes: c.maxResponseBytes,
 		Logger:           log,
+	}
+	if c.nodeCredentials {
+		log.Warn("development mode: every pod reads AWS with the provider's own credentials (--insecure-node-credentials)")
+		p.Identities = auth.NodeCredentials{Credentials: awsCfg.Credentials}
+		p.Region = provider.StaticRegion(c.region)
+	} else {
+		kube, err := kubeClient(c.kubeconfig)
+		if err != nil {
+			return err
+		}
+		p.Identities = auth.NewResolver(auth.ResolverOptions{
+			AWS:               awsCfg,
+			Kubernetes:        kube,
+			Audience:          c.stsAudience,
+			PodIdentity:       &auth.PodIdentityAgent{IPv4URL: c.agentIPv4URL, IPv6URL: c.agentIPv6URL, Timeout: c.agentTimeout, Attempts: c.agentAttempts},
+			ServiceAccountTTL: c.saCacheTTL,
+			RefreshMargin:     c.refreshMargin,
+		})
+		p.Region = &auth.NodeRegion{Configured: c.region, Client: kube, NodeName: c.nodeName}
 	}
 	socket := filepath.Join(c.providerDir, c.providerName+".sock")
 	lis, err := server.Listen(socket)

@@ -1,0 +1,29 @@
+package auth
+
+import (
+	"fmt"
+	"regexp"
+	"strings"
+)
+
+var rolePattern = regexp.MustCompile(`^arn:aws[a-z-]*:iam::[0-9]{12}:role/[\w+=,.@/-]+$`)
+
+// checkRole validates an IAM role ARN.
+func checkRole(arn string) error {
+	if !rolePattern.MatchString(arn) || len(arn) > 2048 {
+		return fmt.Errorf("%q is not an IAM role ARN (arn:aws:iam::<12-digit account>:role/<name>)", arn)
+	}
+	return nil
+}
+
+var sessionUnsafe = regexp.MustCompile(`[^\w+=,.@-]`)
+
+// sessionName names an STS session after the pod, so CloudTrail shows which
+// workload read what: coffer-<namespace>-<pod>, within STS's 64 characters.
+func sessionName(namespace, pod string) string {
+	name := sessionUnsafe.ReplaceAllString("coffer-"+namespace+"-"+pod, "-")
+	if len(name) > 64 {
+		name = name[:64]
+	}
+	return strings.TrimRight(name, "-")
+}

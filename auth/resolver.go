@@ -1,0 +1,164 @@
+package auth
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"k8s.io/client-go/kubernetes"
+)
+
+// ResolverOptions configure a Resolver.
+type ResolverOptions struct {
+	// AWS is the provider's base SDK configuration (endpoints, FIPS...).
+	AWS aws.Config
+	// Kubernetes reads ServiceAccounts (IRSA role annotations).
+	Kubernetes kubernetes.Interface
+	// Audience of the IRSA token (default sts.amazonaws.com).
+	Audience string
+	// PodIdentity is the EKS Pod Identity agent client.
+	PodIdentity *PodIdentityAgent
+	// ServiceAccountTTL is how long a ServiceAccount's role is reused.
+	ServiceAccountTTL time.Duration
+	// RefreshMargin: credentials are not reused this close to expiry
+	// (default 5m).
+	RefreshMargin time.Duration
+	// MaxCachedIdentities bounds the credential cache (default 10000).
+	MaxCachedIdentities int
+}
+
+// Resolver resolves a pod's AWS identity: IRSA or EKS Pod Identity, then an
+// optional role chain, reusing credentials per identity until shortly
+// before they expire.
+type Resolver struct {
+	audience    string
+	sts         stsClients
+	roles       *RoleLookup
+	podIdentity *PodIdentityAgent
+	cache       *credentialCache
+	// endpoint names the STS endpoint settings in identity keys, so
+	// credentials obtained through one endpoint are never handed out for
+	// another.
+	endpoint string
+	now      func() time.Time
+}
+
+// NewResolver returns a Resolver.
+func NewResolver(o ResolverOptions) *Resolver {
+	if o.Audience == "" {
+		o.Audience = AudienceSTS
+	}
+	if o.RefreshMargin <= 0 {
+		o.RefreshMargin = 5 * time.Minute
+	}
+	if o.MaxCachedIdentities <= 0 {
+		o.MaxCachedIdentities = 10000
+	}
+	if o.PodIdentity == nil {
+		o.PodIdentity = &PodIdentityAgent{}
+	}
+	var roles *RoleLookup
+	if o.Kubernetes != nil {
+		roles = NewRoleLookup(o.Kubernetes, o.ServiceAccountTTL)
+	}
+	endpoint := fmt.Sprintf("endpoint=%s", aws.ToString(o.AWS.BaseEndpoint))
+	return &Resolver{
+		audience:    o.Audience,
+		sts:         stsClients{base: o.AWS},
+		roles:       roles,
+		podIdentity: o.PodIdentity,
+		cache:       newCredentialCache(o.RefreshMargin, o.MaxCachedIdentities),
+		endpoint:    endpoint,
+		now:         time.Now,
+	}
+}
+
+// Identity resolves the AWS identity of the workload behind req.
+func (r *Resolver) Identity(ctx context.Context, req Request) (Identity, error) {
+	if req.Namespace == "" || req.ServiceAccount == "" {
+		return Identity{}, &Error{Reason: ReasonConfig, Msg: "the driver did not say which pod and ServiceAccount the mount is for (csi.storage.k8s.io/pod.namespace and serviceAccount.name are missing); is the CSIDriver's podInfoOnMount true?"}
+	}
+	subject := "system:serviceaccount:" + req.Namespace + ":" + req.ServiceAccount
+	var base Identity
+	var err error
+	if req.UsePodIdentity {
+		base, err = r.podIdentityIdentity(ctx, req, subject)
+	} else {
+		base, err = r.irsaIdentity(ctx, req, subject)
+	}
+	if err != nil || req.AssumeRoleARN == "" {
+		return base, err
+	}
+	return r.chain(ctx, req, base)
+}
+
+func (r *Resolver) irsaIdentity(ctx context.Context, req Request, subject string) (Identity, error) {
+	tok, err := token(req.Tokens, r.audience, req, r.now())
+	if err != nil {
+		return Identity{}, err
+	}
+	if r.roles == nil {
+		return Identity{}, &Error{Reason: ReasonConfig, Msg: "IRSA needs the Kubernetes API to read ServiceAccount role annotations, and coffer runs without one; run it in the cluster or pass --kubeconfig"}
+	}
+	role, err := r.roles.Role(ctx, req.Namespace, req.ServiceAccount)
+	if err != nil {
+		return Identity{}, err
+	}
+	key := strings.Join([]string{"irsa", req.Namespace, req.ServiceAccount, role, req.Region, r.endpoint}, "|")
+	creds, err := r.cache.get(ctx, key, func(ctx context.Context) (aws.Credentials, error) {
+		return r.sts.assumeRoleWithWebIdentity(ctx, req.Region, role, sessionName(req.Namespace, req.PodName), tok, subject)
+	})
+	if err != nil {
+		return Identity{}, err
+	}
+	return identity(key, role, creds), nil
+}
+
+func (r *Resolver) podIdentityIdentity(ctx context.Context, req Request, subject string) (Identity, error) {
+	tok, err := token(req.Tokens, AudiencePodIdentity, req, r.now())
+	if err != nil {
+		return Identity{}, err
+	}
+	// The role is whatever the EKS association of this ServiceAccount
+	// says; the key names the ServiceAccount, which determines it.
+	key := strings.Join([]string{"podidentity", req.Namespace, req.ServiceAccount, req.Region, req.PreferredAddressType}, "|")
+	creds, err := r.cache.get(ctx, key, func(ctx context.Context) (aws.Credentials, error) {
+		return r.podIdentity.credentials(ctx, tok, req.PreferredAddressType, subject)
+	})
+	if err != nil {
+		return Identity{}, err
+	}
+	return identity(key, "EKS Pod Identity of "+subject, creds), nil
+}
+
+// chain assumes req.AssumeRoleARN with the pod's own credentials. coffer
+// never uses its own identity for this: the pod's role must be trusted.
+func (r *Resolver) chain(ctx context.Context, req Request, base Identity) (Identity, error) {
+	key := base.Key + "|chain|" + req.AssumeRoleARN
+	if req.AssumeRoleExternalID != "" {
+		// External ids are not secret, but keys appear in debugging output;
+		// a digest keeps them distinct without spelling them out.
+		sum := sha256.Sum256([]byte(req.AssumeRoleExternalID))
+		key += "|extid:" + hex.EncodeToString(sum[:8])
+	}
+	creds, err := r.cache.get(ctx, key, func(ctx context.Context) (aws.Credentials, error) {
+		return r.sts.assumeRole(ctx, req.Region, base.Credentials, base.Description, req.AssumeRoleARN, req.AssumeRoleExternalID, sessionName(req.Namespace, req.PodName))
+	})
+	if err != nil {
+		return Identity{}, err
+	}
+	return identity(key, req.AssumeRoleARN+" via "+base.Description, creds), nil
+}
+
+func identity(key, description string, creds aws.Credentials) Identity {
+	return Identity{
+		Key:         key,
+		Description: description,
+		Credentials: credentials.StaticCredentialsProvider{Value: creds},
+	}
+}

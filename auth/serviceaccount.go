@@ -1,0 +1,131 @@
+package auth
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/singleflight"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+)
+
+// RoleAnnotation is the ServiceAccount annotation that names the IAM role
+// of IRSA, as EKS's pod identity webhook reads it.
+const RoleAnnotation = "eks.amazonaws.com/role-arn"
+
+// RoleLookup finds the IRSA role of a ServiceAccount and remembers it for a
+// while, so that steady-state mounts make no Kubernetes API calls and a
+// burst of pods of one ServiceAccount makes one.
+type RoleLookup struct {
+	client kubernetes.Interface
+	// ttl is how long an answer is reused; negativeTTL how long "no such
+	// ServiceAccount / no annotation" is, shorter so a fix shows up quickly.
+	ttl, negativeTTL time.Duration
+	now              func() time.Time
+
+	mu      sync.Mutex
+	entries map[string]roleEntry
+	group   singleflight.Group
+}
+
+type roleEntry struct {
+	role    string
+	err     error
+	expires time.Time
+}
+
+// NewRoleLookup returns a lookup that reuses answers for ttl (default 2m).
+func NewRoleLookup(client kubernetes.Interface, ttl time.Duration) *RoleLookup {
+	if ttl <= 0 {
+		ttl = 2 * time.Minute
+	}
+	return &RoleLookup{client: client, ttl: ttl, negativeTTL: min(ttl, 10*time.Second), now: time.Now, entries: map[string]roleEntry{}}
+}
+
+// maxRoleEntries bounds the cache: far more ServiceAccounts than one node
+// mounts for.
+const maxRoleEntries = 10000
+
+// Role returns the role ARN annotated on namespace/name.
+func (l *RoleLookup) Role(ctx context.Context, namespace, name string) (string, error) {
+	key := namespace + "/" + name
+	l.mu.Lock()
+	e, ok := l.entries[key]
+	l.mu.Unlock()
+	if ok && l.now().Before(e.expires) {
+		return e.role, e.err
+	}
+	ch := l.group.DoChan(key, func() (any, error) {
+		// Detached from any one caller: the answer serves every caller
+		// waiting for it, each bounded by its own context below.
+		fetchCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		role, err := l.fetch(fetchCtx, namespace, name)
+		ttl := l.ttl
+		if err != nil {
+			ttl = l.negativeTTL
+		}
+		if _, transient := err.(*transientError); !transient {
+			l.store(key, roleEntry{role: role, err: err, expires: l.now().Add(ttl)})
+		}
+		return role, err
+	})
+	select {
+	case r := <-ch:
+		if r.Err != nil {
+			return "", r.Err
+		}
+		return r.Val.(string), nil
+	case <-ctx.Done():
+		return "", fmt.Errorf("looking up ServiceAccount %s: %w", key, ctx.Err())
+	}
+}
+
+func (l *RoleLookup) store(key string, e roleEntry) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.entries) >= maxRoleEntries {
+		now := l.now()
+		for k, old := range l.entries {
+			if !now.Before(old.expires) {
+				delete(l.entries, k)
+			}
+		}
+		if len(l.entries) >= maxRoleEntries {
+			clear(l.entries)
+		}
+	}
+	l.entries[key] = e
+}
+
+// transientError marks lookup failures that must not be cached.
+type transientError struct{ error }
+
+func (e *transientError) Unwrap() error { return e.error }
+
+func (l *RoleLookup) fetch(ctx context.Context, namespace, name string) (string, error) {
+	sa, err := l.client.CoreV1().ServiceAccounts(namespace).Get(ctx, name, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+		return "", &Error{Reason: ReasonNoRole, Msg: fmt.Sprintf("ServiceAccount %s/%s does not exist", namespace, name)}
+	case apierrors.IsForbidden(err):
+		return "", &transientError{&Error{Reason: ReasonConfig, Msg: fmt.Sprintf("coffer may not read ServiceAccount %s/%s; its RBAC needs get on serviceaccounts", namespace, name), Err: err}}
+	case err != nil:
+		return "", &transientError{&Error{Reason: ReasonOther, Msg: fmt.Sprintf("reading ServiceAccount %s/%s", namespace, name), Err: err}}
+	}
+	role := sa.Annotations[RoleAnnotation]
+	if role == "" {
+		return "", &Error{Reason: ReasonNoRole, Msg: fmt.Sprintf(
+			"ServiceAccount %s/%s has no %s annotation, so coffer does not know which IAM role the pod may use; "+
+				"annotate it (kubectl annotate serviceaccount -n %s %s %s=arn:aws:iam::<account>:role/<role>) "+
+				"or set usePodIdentity: \"true\" in the SecretProviderClass for EKS Pod Identity",
+			namespace, name, RoleAnnotation, namespace, name, RoleAnnotation)}
+	}
+	if err := checkRole(role); err != nil {
+		return "", &Error{Reason: ReasonNoRole, Msg: fmt.Sprintf("ServiceAccount %s/%s annotation %s: %v", namespace, name, RoleAnnotation, err)}
+	}
+	return role, nil
+}
