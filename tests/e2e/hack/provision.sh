@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# Provides the real Kubernetes parts the end-to-end suite runs: etcd (Debian),
+# kube-apiserver and kube-controller-manager built from k8s.io/kubernetes, and
+# the Secrets Store CSI Driver built from its module. Builds are cached by
+# version, so only the first run pays (about 30-40 minutes on 2 cores).
+# Prints KEY=path lines for the binaries on stdout; progress goes to stderr.
+set -euo pipefail
+
+K8S_VERSION=${K8S_VERSION:-v1.34.3}
+DRIVER_VERSION=${DRIVER_VERSION:-v1.6.0}
+CACHE=${COFFER_E2E_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/coffer/e2e}
+here=$(cd "$(dirname "$0")" && pwd)
+export GOFLAGS=-mod=mod GOTOOLCHAIN=local
+log() { echo "provision: $*" >&2; }
+
+ensure_etcd() {
+	if ! command -v etcd >/dev/null 2>&1; then
+		log "installing etcd-server from Debian"
+		if [ "$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi
+		DEBIAN_FRONTEND=noninteractive $SUDO apt-get update -qq >&2
+		DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq etcd-server >&2
+		# The package starts a system etcd on the default ports; the suite
+		# runs its own on other ports, so the service is not needed.
+		$SUDO systemctl disable --now etcd >/dev/null 2>&1 || true
+	fi
+	echo "E2E_ETCD=$(command -v etcd)"
+}
+
+build_kubernetes() {
+	local dir=$CACHE/kubernetes-$K8S_VERSION
+	if [ -x "$dir/kube-apiserver" ] && [ -x "$dir/kube-controller-manager" ]; then
+		log "kubernetes $K8S_VERSION cached in $dir"
+	else
+		log "building kube-apiserver and kube-controller-manager $K8S_VERSION (slow the first time)"
+		local w staging
+		w=$(mktemp -d)
+		staging=v0.${K8S_VERSION#v1.}
+		(
+			cd "$w"
+			go mod init coffer-e2e-kubernetes >/dev/null 2>&1
+			go mod download -json "k8s.io/kubernetes@$K8S_VERSION" >/dev/null
+			modfile=$(go env GOMODCACHE)/cache/download/k8s.io/kubernetes/@v/$K8S_VERSION.mod
+			# k8s.io/kubernetes replaces its staging modules with local paths,
+			# which do not exist in the module cache: point them at the
+			# published versions instead.
+			grep -oE '^\s*k8s\.io/[a-z0-9-]+ => \./staging' "$modfile" | awk '{print $1}' | sort -u | while read -r m; do
+				go mod edit -replace "$m=$m@$staging"
+			done
+			go mod edit -require "k8s.io/kubernetes@$K8S_VERSION"
+			cat >tools.go <<'GO'
+//go:build tools
+
+package tools
+
+import (
+	_ "k8s.io/kubernetes/cmd/kube-apiserver"
+	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
+)
+GO
+			go mod tidy >&2
+			mkdir -p "$dir.tmp"
+			nice go build -o "$dir.tmp/kube-apiserver" k8s.io/kubernetes/cmd/kube-apiserver
+			nice go build -o "$dir.tmp/kube-controller-manager" k8s.io/kubernetes/cmd/kube-controller-manager
+		)
+		rm -rf "$dir" "$w"
+		mv "$dir.tmp" "$dir"
+	fi
+	echo "E2E_KUBE_APISERVER=$dir/kube-apiserver"
+	echo "E2E_KUBE_CONTROLLER_MANAGER=$dir/kube-controller-manager"
+}
+
+build_driver() {
+	local dir=$CACHE/secrets-store-csi-driver-$DRIVER_VERSION
+	if [ -x "$dir/secrets-store-csi-driver" ]; then
+		log "secrets-store-csi-driver $DRIVER_VERSION cached in $dir"
+	else
+		log "building secrets-store-csi-driver $DRIVER_VERSION (slow the first time)"
+		local w
+		w=$(mktemp -d)
+		(
+			cd "$w"
+			go mod init coffer-e2e-driver >/dev/null 2>&1
+			cp -r "$here/../tools/mlogstub" ./mlogstub
+			go mod edit -require "sigs.k8s.io/secrets-store-csi-driver@$DRIVER_VERSION" -replace monis.app/mlog=./mlogstub
+			cat >tools.go <<'GO'
+//go:build tools
+
+package tools
+
+import _ "sigs.k8s.io/secrets-store-csi-driver/cmd/secrets-store-csi-driver"
+GO
+			GONOSUMDB=sigs.k8s.io/secrets-store-csi-driver go mod tidy >&2
+			mkdir -p "$dir.tmp"
+			nice go build -o "$dir.tmp/secrets-store-csi-driver" sigs.k8s.io/secrets-store-csi-driver/cmd/secrets-store-csi-driver
+			# The driver's CRDs, applied by the suite.
+			src=$(go list -m -f '{{.Dir}}' sigs.k8s.io/secrets-store-csi-driver)
+			cp -r "$src/charts/secrets-store-csi-driver/crds" "$dir.tmp/crds"
+			chmod -R u+w "$dir.tmp/crds"
+		)
+		rm -rf "$dir" "$w"
+		mv "$dir.tmp" "$dir"
+	fi
+	echo "E2E_DRIVER=$dir/secrets-store-csi-driver"
+	echo "E2E_DRIVER_CRDS=$dir/crds"
+}
+
+mkdir -p "$CACHE"
+ensure_etcd
+build_driver
+build_kubernetes
