@@ -29,7 +29,9 @@ type ClientFactory func(id auth.Identity) fetch.Clients
 type Provider struct {
 	Identities IdentitySource
 	Clients    ClientFactory
-	Fetcher    *fetch.Fetcher
+	// Fetcher is shared by all mounts (it holds the value cache and
+	// coalesces calls); required.
+	Fetcher *fetch.Fetcher
 	// Region gives the region for SecretProviderClasses that name none.
 	Region RegionSource
 	// MaxObjects bounds objects per SecretProviderClass (0: no bound).
@@ -127,7 +129,7 @@ func (p *Provider) mount(ctx context.Context, req Request, attrs map[string]stri
 	if err != nil {
 		return nil, len(cfg.Objects), fmt.Errorf("resolving the pod's AWS identity: %w", err)
 	}
-	values, fetchErr := p.fetcher().Fetch(ctx, cfg, p.Clients(id))
+	values, fetchErr := p.Fetcher.Fetch(ctx, cfg, p.Clients(id), id.Key)
 	files, renderErr := render.Files(values, render.Options{MaxResponseBytes: p.MaxResponseBytes})
 	if fetchErr != nil {
 		// Report rendering problems of the fetched objects too, so one
@@ -160,13 +162,6 @@ func mergeErrors(fetchErr, renderErr error) error {
 		sort.SliceStable(all, func(i, j int) bool { return all[i].Object.Index < all[j].Object.Index })
 	}
 	return all
-}
-
-func (p *Provider) fetcher() *fetch.Fetcher {
-	if p.Fetcher == nil {
-		return &fetch.Fetcher{}
-	}
-	return p.Fetcher
 }
 
 func (p *Provider) logger() *slog.Logger {

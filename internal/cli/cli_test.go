@@ -63,7 +63,7 @@ func TestValidate(t *testing.T) {
 		want     []string
 	}{
 		"valid manifest next to other kinds": {goodSPC, 0, []string{"SecretProviderClass team/app", "ok, 2 objects, 3 files"}},
-		"bare parameters file": {"region: us-east-1\nobjects: |\n  - {objectName: a, objectType: secretsmanager}\n", 0, []string{"parameters (line 1): ok"}},
+		"bare parameters file":               {"region: us-east-1\nobjects: |\n  - {objectName: a, objectType: secretsmanager}\n", 0, []string{"parameters (line 1): ok"}},
 		"every problem listed": {
 			strings.Replace(strings.Replace(goodSPC, `objectType: "secretsmanager"`, `objectTpye: "secretsmanager"`, 1), `filePermission: "0600"`, `filePermission: "999"`, 1),
 			1, []string{"3 problem(s)", `did you mean "objectType"`, `"999" is not a file permission`, "objectType\": is required"}},

@@ -67,9 +67,10 @@ func runMount(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	p := &provider.Provider{
-		Identities:    auth.NodeCredentials{Credentials: awsCfg.Credentials},
-		Clients:       func(id auth.Identity) fetch.Clients { return awsapi.NewClients(awsCfg, id.Credentials) },
-		Region:        provider.StaticRegion(*region),
+		Identities: auth.NodeCredentials{Credentials: awsCfg.Credentials},
+		Clients:    func(id auth.Identity) fetch.Clients { return awsapi.NewClients(awsCfg, id.Credentials) },
+		Fetcher:    &fetch.Fetcher{},
+		Region:     provider.StaticRegion(*region),
 	}
 	res, err := p.Mount(ctx, provider.Request{Attributes: encodeAttributes(attrs)})
 	if err != nil {

@@ -15,6 +15,7 @@ import (
 	"github.com/coffer-csi/coffer/internal/version"
 	"github.com/coffer-csi/coffer/provider"
 	"github.com/coffer-csi/coffer/provider/awsapi"
+	"github.com/coffer-csi/coffer/provider/cache"
 	"github.com/coffer-csi/coffer/provider/fetch"
 	"github.com/coffer-csi/coffer/provider/render"
 	"github.com/coffer-csi/coffer/provider/server"
@@ -41,6 +42,8 @@ type serveConfig struct {
 	agentAttempts    int
 	saCacheTTL       time.Duration
 	refreshMargin    time.Duration
+	cacheTTL         time.Duration
+	cacheMaxBytes    int64
 	log              logFlags
 }
 
@@ -67,6 +70,8 @@ func (c *serveConfig) register(fs *flag.FlagSet) {
 	fs.DurationVar(&c.agentTimeout, "pod-identity-timeout", 2*time.Second, "timeout of each request to the Pod Identity agent")
 	fs.IntVar(&c.agentAttempts, "pod-identity-attempts", 3, "rounds of requests over the agent's addresses before giving up")
 	fs.DurationVar(&c.saCacheTTL, "serviceaccount-cache-ttl", 2*time.Minute, "how long a ServiceAccount's IRSA role annotation is reused before it is read again")
+	fs.DurationVar(&c.cacheTTL, "cache-ttl", time.Minute, "how long fetched values are reused across mounts of the same identity (0 disables; a rotation shows up at most this much later)")
+	fs.Int64Var(&c.cacheMaxBytes, "cache-max-bytes", 64<<20, "memory bound of the value cache; least recently used values are evicted")
 	fs.DurationVar(&c.refreshMargin, "credential-refresh-margin", 5*time.Minute, "credentials are reused across mounts until this long before they expire")
 	c.log.register(fs)
 }
@@ -90,6 +95,9 @@ func (c *serveConfig) validate() error {
 	}
 	if c.agentTimeout <= 0 || c.agentAttempts <= 0 {
 		errs = append(errs, errors.New("--pod-identity-timeout and --pod-identity-attempts must be positive"))
+	}
+	if c.cacheTTL < 0 || c.cacheMaxBytes < 0 {
+		errs = append(errs, errors.New("--cache-ttl and --cache-max-bytes must not be negative"))
 	}
 	if c.refreshMargin < 0 || c.saCacheTTL <= 0 {
 		errs = append(errs, errors.New("--credential-refresh-margin must not be negative and --serviceaccount-cache-ttl must be positive"))
@@ -117,7 +125,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	p := &provider.Provider{
 		Clients:          func(id auth.Identity) fetch.Clients { return awsapi.NewClients(awsCfg, id.Credentials) },
-		Fetcher:          &fetch.Fetcher{Concurrency: c.fetchConcurrency},
+		Fetcher:          &fetch.Fetcher{Concurrency: c.fetchConcurrency, Cache: cache.New(c.cacheTTL, c.cacheMaxBytes)},
 		MaxObjects:       c.maxObjects,
 		MaxResponseBytes: c.maxResponseBytes,
 		Logger:           log,

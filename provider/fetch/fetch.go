@@ -1,27 +1,29 @@
 // Package fetch reads the objects of a SecretProviderClass from AWS Secrets
 // Manager and Parameter Store: batched where the API allows, concurrent
-// within a bound, with failover to a second region only when the first is in
-// trouble. Every object either yields a value or an error that says which
-// object failed, why, and how to fix it.
+// within a bound, cached and coalesced per identity, with failover to a
+// second region only when the first is in trouble. Every object either
+// yields a value or an error that says which object failed, why, and how to
+// fix it.
 package fetch
 
 import (
 	"context"
-	"strconv"
+	"strings"
 	"sync"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
-	ssmtypes "github.com/aws/aws-sdk-go-v2/service/ssm/types"
+	"golang.org/x/sync/singleflight"
 
+	"github.com/coffer-csi/coffer/provider/cache"
 	"github.com/coffer-csi/coffer/provider/spc"
 )
 
 // SecretsManagerAPI is the part of the Secrets Manager client coffer uses.
 type SecretsManagerAPI interface {
 	GetSecretValue(ctx context.Context, in *secretsmanager.GetSecretValueInput, optFns ...func(*secretsmanager.Options)) (*secretsmanager.GetSecretValueOutput, error)
+	BatchGetSecretValue(ctx context.Context, in *secretsmanager.BatchGetSecretValueInput, optFns ...func(*secretsmanager.Options)) (*secretsmanager.BatchGetSecretValueOutput, error)
 }
 
 // ParameterStoreAPI is the part of the SSM client coffer uses.
@@ -46,7 +48,14 @@ type Value struct {
 	Region string
 }
 
-// Fetcher fetches objects. The zero value is usable.
+// Limits of the AWS batch APIs.
+const (
+	parameterBatch = 10
+	secretBatch    = 20
+)
+
+// Fetcher fetches objects. The zero value is usable: no cache, no batching
+// memory.
 type Fetcher struct {
 	// Concurrency bounds the AWS calls one Fetch has in flight (default 8).
 	Concurrency int
@@ -54,53 +63,43 @@ type Fetcher struct {
 	// may use when a failover region is configured, so a hanging primary
 	// leaves time for the failover (default 0.5).
 	PrimaryShare float64
+	// Cache reuses fetched values across mounts (nil: off). Keys start with
+	// the identity's key, so values never cross identities.
+	Cache *cache.Cache
+
+	// calls coalesces identical in-flight AWS calls of one identity.
+	calls singleflight.Group
+	// batchDenied remembers identities whose role lacks
+	// secretsmanager:BatchGetSecretValue, so they are not asked again.
+	batchDenied denyList
 }
 
-// parameterBatch is the most names GetParameters accepts.
-const parameterBatch = 10
-
-// Fetch reads every object of cfg. It returns the values that were fetched,
-// in object order, and Errors listing every object that failed. Callers must
-// treat any error as a failed mount: the values are returned only so that
-// problems in them can be reported together with the fetch failures.
-func (f *Fetcher) Fetch(ctx context.Context, cfg *spc.Config, clients Clients) ([]Value, error) {
-	values := make([]Value, len(cfg.Objects))
-	errs := make([]*ObjectError, len(cfg.Objects))
-
+// Fetch reads every object of cfg as the identity named by scope (the
+// identity's key: it scopes cached values and coalesced calls). It returns
+// the values that were fetched, in object order, and Errors listing every
+// object that failed. Callers must treat any error as a failed mount: the
+// values are returned only so that problems in them can be reported
+// together with the fetch failures.
+func (f *Fetcher) Fetch(ctx context.Context, cfg *spc.Config, clients Clients, scope string) ([]Value, error) {
+	outcomes := make([]outcome, len(cfg.Objects))
 	var jobs []func(context.Context)
-	var params []int // indexes of Parameter Store objects
-	for i, o := range cfg.Objects {
-		switch o.Type {
-		case spc.SecretsManager:
-			jobs = append(jobs, func(ctx context.Context) {
-				values[i], errs[i] = f.secret(ctx, cfg, clients, o)
-			})
-		case spc.ParameterStore:
-			params = append(params, i)
-		}
-	}
-	for start := 0; start < len(params); start += parameterBatch {
-		idx := params[start:min(start+parameterBatch, len(params))]
-		batch := make([]*spc.Object, len(idx))
-		for j, i := range idx {
-			batch[j] = cfg.Objects[i]
-		}
+	for _, u := range plan(cfg.Objects) {
 		jobs = append(jobs, func(ctx context.Context) {
-			vals, batchErrs := f.parameters(ctx, cfg, clients, batch)
-			for j, i := range idx {
-				values[i], errs[i] = vals[j], batchErrs[j]
+			res := f.fetchUnit(ctx, cfg, clients, scope, u)
+			for j, o := range u.objects {
+				outcomes[o.Index] = res[j]
 			}
 		})
 	}
-	f.run(ctx, jobs)
+	runBounded(ctx, f.concurrency(), jobs)
 
 	var failed Errors
-	fetched := values[:0]
-	for i, e := range errs {
-		if e != nil {
-			failed = append(failed, e)
+	var fetched []Value
+	for _, r := range outcomes {
+		if r.err != nil {
+			failed = append(failed, r.err)
 		} else {
-			fetched = append(fetched, values[i])
+			fetched = append(fetched, r.value)
 		}
 	}
 	if len(failed) > 0 {
@@ -109,12 +108,65 @@ func (f *Fetcher) Fetch(ctx context.Context, cfg *spc.Config, clients Clients) (
 	return fetched, nil
 }
 
-// run executes jobs with at most Concurrency in flight.
-func (f *Fetcher) run(ctx context.Context, jobs []func(context.Context)) {
-	limit := f.Concurrency
-	if limit <= 0 {
-		limit = 8
+func (f *Fetcher) concurrency() int {
+	if f.Concurrency <= 0 {
+		return 8
 	}
+	return f.Concurrency
+}
+
+// outcome is the result for one object.
+type outcome struct {
+	value Value
+	err   *ObjectError
+}
+
+// unitKind is how a group of objects is fetched.
+type unitKind int
+
+const (
+	secretBatchUnit  unitKind = iota // BatchGetSecretValue, current versions
+	secretSingleUnit                 // GetSecretValue, a pinned version or label
+	parameterUnit                    // GetParameters
+)
+
+type unit struct {
+	kind    unitKind
+	objects []*spc.Object
+}
+
+// plan groups objects into AWS calls: current Secrets Manager versions by
+// 20, Parameter Store by 10, pinned secrets one by one.
+func plan(objects []*spc.Object) []unit {
+	var units []unit
+	var current, params []*spc.Object
+	for _, o := range objects {
+		switch {
+		case o.Type == spc.ParameterStore:
+			params = append(params, o)
+		case wantsCurrent(o.Primary()) && (o.Failover == nil || wantsCurrent(*o.Failover)):
+			current = append(current, o)
+		default:
+			units = append(units, unit{kind: secretSingleUnit, objects: []*spc.Object{o}})
+		}
+	}
+	for start := 0; start < len(current); start += secretBatch {
+		units = append(units, unit{kind: secretBatchUnit, objects: current[start:min(start+secretBatch, len(current))]})
+	}
+	for start := 0; start < len(params); start += parameterBatch {
+		units = append(units, unit{kind: parameterUnit, objects: params[start:min(start+parameterBatch, len(params))]})
+	}
+	return units
+}
+
+// wantsCurrent reports whether a Secrets Manager target asks for the
+// current version, which BatchGetSecretValue returns.
+func wantsCurrent(t spc.Target) bool {
+	return t.Version == "" && (t.VersionLabel == "" || t.VersionLabel == "AWSCURRENT")
+}
+
+// runBounded runs jobs with at most limit in flight.
+func runBounded(ctx context.Context, limit int, jobs []func(context.Context)) {
 	sem := make(chan struct{}, limit)
 	var wg sync.WaitGroup
 	for _, job := range jobs {
@@ -128,10 +180,10 @@ func (f *Fetcher) run(ctx context.Context, jobs []func(context.Context)) {
 	wg.Wait()
 }
 
-// withFailover runs attempt in the primary region and, when that fails for a
-// regional reason and a failover region is configured, in the failover
-// region. The primary gets only part of the deadline when failover exists.
-func withFailover[T any](ctx context.Context, f *Fetcher, cfg *spc.Config, attempt func(ctx context.Context, region string, failover bool) (T, *ObjectError)) (T, *ObjectError) {
+// fetchUnit fetches a unit in the primary region and retries, in the
+// failover region, the objects that failed for a regional reason. The
+// primary gets only part of the deadline when failover exists.
+func (f *Fetcher) fetchUnit(ctx context.Context, cfg *spc.Config, clients Clients, scope string, u unit) []outcome {
 	primaryCtx := ctx
 	if cfg.FailoverRegion != "" {
 		if deadline, ok := ctx.Deadline(); ok {
@@ -144,137 +196,134 @@ func withFailover[T any](ctx context.Context, f *Fetcher, cfg *spc.Config, attem
 			defer cancel()
 		}
 	}
-	v, err := attempt(primaryCtx, cfg.Region, false)
-	if err == nil || cfg.FailoverRegion == "" || !err.Kind.Regional() || ctx.Err() != nil {
-		return v, err
+	res := f.attempt(primaryCtx, clients, scope, u.kind, u.objects, cfg.Region, false)
+	if cfg.FailoverRegion == "" || ctx.Err() != nil {
+		return res
 	}
-	v2, err2 := attempt(ctx, cfg.FailoverRegion, true)
-	if err2 != nil {
-		err.Failover = err2
-		return v, err
+	var retry []int
+	for i, r := range res {
+		if r.err != nil && r.err.Kind.Regional() {
+			retry = append(retry, i)
+		}
 	}
-	return v2, nil
-}
-
-func (f *Fetcher) secret(ctx context.Context, cfg *spc.Config, clients Clients, o *spc.Object) (Value, *ObjectError) {
-	return withFailover(ctx, f, cfg, func(ctx context.Context, region string, failover bool) (Value, *ObjectError) {
-		t := o.Primary()
-		if failover {
-			t = *o.Failover
-		}
-		in := &secretsmanager.GetSecretValueInput{SecretId: aws.String(t.Name)}
-		if t.Version != "" {
-			in.VersionId = aws.String(t.Version)
-		}
-		if t.VersionLabel != "" {
-			in.VersionStage = aws.String(t.VersionLabel)
-		}
-		out, err := clients.SecretsManager(region).GetSecretValue(ctx, in)
-		if err != nil {
-			return Value{}, newObjectError(o, "secretsmanager:GetSecretValue", region, t, err)
-		}
-		v := Value{Object: o, Version: aws.ToString(out.VersionId), Region: region}
-		if out.SecretBinary != nil {
-			v.Data = out.SecretBinary
+	if len(retry) == 0 {
+		return res
+	}
+	sub := make([]*spc.Object, len(retry))
+	for j, i := range retry {
+		sub[j] = u.objects[i]
+	}
+	again := f.attempt(ctx, clients, scope, u.kind, sub, cfg.FailoverRegion, true)
+	for j, i := range retry {
+		if again[j].err == nil {
+			res[i] = again[j]
 		} else {
-			v.Data = []byte(aws.ToString(out.SecretString))
+			res[i].err.Failover = again[j].err
 		}
-		return v, nil
-	})
+	}
+	return res
 }
 
-// parameters fetches up to ten parameters with one GetParameters call (per
-// region tried). Failover is decided for the whole batch: a regional failure
-// affects every name in it alike.
-func (f *Fetcher) parameters(ctx context.Context, cfg *spc.Config, clients Clients, batch []*spc.Object) ([]Value, []*ObjectError) {
-	type result struct {
-		values []Value
-		errs   []*ObjectError
-	}
-	res, callErr := withFailover(ctx, f, cfg, func(ctx context.Context, region string, failover bool) (result, *ObjectError) {
-		targets := make([]spc.Target, len(batch))
-		names := make([]string, 0, len(batch))
-		seen := map[string]bool{}
-		for i, o := range batch {
-			targets[i] = o.Primary()
-			if failover {
-				targets[i] = *o.Failover
-			}
-			if n := selectorName(targets[i]); !seen[n] {
-				seen[n] = true
-				names = append(names, n)
-			}
+// attempt fetches objects in one region, serving what it can from the cache.
+func (f *Fetcher) attempt(ctx context.Context, clients Clients, scope string, kind unitKind, objects []*spc.Object, region string, failover bool) []outcome {
+	res := make([]outcome, len(objects))
+	targets := make([]spc.Target, len(objects))
+	var missing []int
+	for i, o := range objects {
+		targets[i] = o.Primary()
+		if failover {
+			targets[i] = *o.Failover
 		}
-		out, err := clients.ParameterStore(region).GetParameters(ctx, &ssm.GetParametersInput{Names: names, WithDecryption: aws.Bool(true)})
-		if err != nil {
-			// The call failed as a whole; report it against the first
-			// object and let the caller spread it over the batch.
-			return result{}, newObjectError(batch[0], "ssm:GetParameters", region, targets[0], err)
-		}
-		r := result{values: make([]Value, len(batch)), errs: make([]*ObjectError, len(batch))}
-		for i, o := range batch {
-			p, ok := matchParameter(out, targets[i])
-			if !ok {
-				r.errs[i] = &ObjectError{
-					Object: o, Entry: -1, Operation: "ssm:GetParameters", Region: region, Kind: KindNotFound,
-					Detail: describeTarget(spc.ParameterStore, targets[i]) + " not found (AWS listed it under InvalidParameters)",
-					Hint:   "check objectName, objectVersion/objectVersionLabel and the region",
-				}
-				continue
-			}
-			r.values[i] = Value{Object: o, Data: []byte(aws.ToString(p.Value)), Version: strconv.FormatInt(p.Version, 10), Region: region}
-		}
-		return r, nil
-	})
-	if callErr != nil {
-		errs := make([]*ObjectError, len(batch))
-		for i, o := range batch {
-			e := *callErr
-			e.Object = o
-			if callErr.Failover != nil {
-				fe := *callErr.Failover
-				fe.Object = o
-				e.Failover = &fe
-			}
-			errs[i] = &e
-		}
-		return make([]Value, len(batch)), errs
-	}
-	return res.values, res.errs
-}
-
-// selectorName is the GetParameters name for a target: name, name:version or
-// name:label.
-func selectorName(t spc.Target) string {
-	switch {
-	case t.Version != "":
-		return t.Name + ":" + t.Version
-	case t.VersionLabel != "":
-		return t.Name + ":" + t.VersionLabel
-	}
-	return t.Name
-}
-
-// matchParameter finds a target's parameter in a GetParameters response. AWS
-// answers with the parameter's name (or ARN, when asked by ARN) and the
-// selector used.
-func matchParameter(out *ssm.GetParametersOutput, t spc.Target) (*ssmtypes.Parameter, bool) {
-	want := ""
-	switch {
-	case t.Version != "":
-		want = ":" + t.Version
-	case t.VersionLabel != "":
-		want = ":" + t.VersionLabel
-	}
-	for i := range out.Parameters {
-		p := &out.Parameters[i]
-		if aws.ToString(p.Name) != t.Name && aws.ToString(p.ARN) != t.Name {
+		if e, ok := f.Cache.Get(cacheKey(scope, region, o.Type, targets[i])); ok {
+			res[i] = outcome{value: Value{Object: o, Data: e.Data, Version: e.Version, Region: region}}
 			continue
 		}
-		if aws.ToString(p.Selector) != want {
-			continue
-		}
-		return p, true
+		missing = append(missing, i)
 	}
-	return nil, false
+	if len(missing) == 0 {
+		return res
+	}
+	objs := make([]*spc.Object, len(missing))
+	tgts := make([]spc.Target, len(missing))
+	for j, i := range missing {
+		objs[j], tgts[j] = objects[i], targets[i]
+	}
+	var fetched []outcome
+	switch kind {
+	case parameterUnit:
+		fetched = f.parameters(ctx, clients, scope, region, objs, tgts)
+	case secretBatchUnit:
+		fetched = f.secretBatch(ctx, clients, scope, region, objs, tgts)
+	default:
+		fetched = f.secrets(ctx, clients, scope, region, objs, tgts)
+	}
+	for j, i := range missing {
+		res[i] = fetched[j]
+		if r := fetched[j]; r.err == nil {
+			f.Cache.Put(cacheKey(scope, region, objects[i].Type, targets[i]), cache.Entry{Data: r.value.Data, Version: r.value.Version})
+		}
+	}
+	return res
+}
+
+// cacheKey names a value by everything that decides access to it: the
+// identity first, then region, service, name and selector.
+func cacheKey(scope, region string, t spc.ObjectType, tg spc.Target) string {
+	return strings.Join([]string{scope, region, string(t), tg.Name, tg.Version, tg.VersionLabel}, "\x00")
+}
+
+// coalesce makes concurrent identical calls of one identity share one AWS
+// call. Each caller waits no longer than its own context; the shared call
+// runs to the first caller's deadline even if that caller goes away.
+func coalesce[T any](ctx context.Context, g *singleflight.Group, key string, call func(context.Context) (T, error)) (T, error) {
+	ch := g.DoChan(key, func() (any, error) {
+		shared := context.WithoutCancel(ctx)
+		if deadline, ok := ctx.Deadline(); ok {
+			var cancel context.CancelFunc
+			shared, cancel = context.WithDeadline(shared, deadline)
+			defer cancel()
+		}
+		return call(shared)
+	})
+	select {
+	case r := <-ch:
+		if r.Err != nil {
+			var zero T
+			return zero, r.Err
+		}
+		return r.Val.(T), nil
+	case <-ctx.Done():
+		var zero T
+		return zero, ctx.Err()
+	}
+}
+
+// denyList remembers, for a while, identities refused an optional API.
+type denyList struct {
+	mu      sync.Mutex
+	entries map[string]time.Time
+}
+
+// denyFor is how long a refusal is remembered: a role's policy may be fixed,
+// and retrying once an hour costs nothing.
+const denyFor = time.Hour
+
+func (d *denyList) denied(scope string) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	until, ok := d.entries[scope]
+	if ok && time.Now().After(until) {
+		delete(d.entries, scope)
+		return false
+	}
+	return ok
+}
+
+func (d *denyList) deny(scope string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.entries == nil || len(d.entries) >= 10000 {
+		d.entries = map[string]time.Time{}
+	}
+	d.entries[scope] = time.Now().Add(denyFor)
 }

@@ -1,0 +1,145 @@
+package fetch
+
+import (
+	"context"
+	"strings"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+	"github.com/aws/smithy-go"
+
+	"github.com/coffer-csi/coffer/provider/spc"
+)
+
+const (
+	opGetSecretValue      = "secretsmanager:GetSecretValue"
+	opBatchGetSecretValue = "secretsmanager:BatchGetSecretValue"
+)
+
+// secrets fetches each target with GetSecretValue, concurrently.
+func (f *Fetcher) secrets(ctx context.Context, clients Clients, scope, region string, objects []*spc.Object, targets []spc.Target) []outcome {
+	res := make([]outcome, len(objects))
+	jobs := make([]func(context.Context), len(objects))
+	for i := range objects {
+		jobs[i] = func(ctx context.Context) { res[i] = f.secret(ctx, clients, scope, region, objects[i], targets[i]) }
+	}
+	runBounded(ctx, f.concurrency(), jobs)
+	return res
+}
+
+func (f *Fetcher) secret(ctx context.Context, clients Clients, scope, region string, o *spc.Object, t spc.Target) outcome {
+	in := &secretsmanager.GetSecretValueInput{SecretId: aws.String(t.Name)}
+	if t.Version != "" {
+		in.VersionId = aws.String(t.Version)
+	}
+	if t.VersionLabel != "" {
+		in.VersionStage = aws.String(t.VersionLabel)
+	}
+	key := strings.Join([]string{scope, region, "GetSecretValue", t.Name, t.Version, t.VersionLabel}, "\x00")
+	out, err := coalesce(ctx, &f.calls, key, func(ctx context.Context) (*secretsmanager.GetSecretValueOutput, error) {
+		return clients.SecretsManager(region).GetSecretValue(ctx, in)
+	})
+	if err != nil {
+		return outcome{err: newObjectError(o, opGetSecretValue, region, t, err)}
+	}
+	return outcome{value: Value{Object: o, Data: secretData(out.SecretBinary, out.SecretString), Version: aws.ToString(out.VersionId), Region: region}}
+}
+
+func secretData(binary []byte, str *string) []byte {
+	if binary != nil {
+		return binary
+	}
+	return []byte(aws.ToString(str))
+}
+
+// secretBatch fetches current versions with BatchGetSecretValue. A role
+// without secretsmanager:BatchGetSecretValue (it is optional: the AWS
+// provider never needed it) falls back to GetSecretValue per secret, and
+// the refusal is remembered for the identity.
+func (f *Fetcher) secretBatch(ctx context.Context, clients Clients, scope, region string, objects []*spc.Object, targets []spc.Target) []outcome {
+	if len(objects) == 1 || f.batchDenied.denied(scope) {
+		return f.secrets(ctx, clients, scope, region, objects, targets)
+	}
+	ids := uniqueNames(targets)
+	key := scope + "\x00" + region + "\x00BatchGetSecretValue\x00" + strings.Join(ids, "\x00")
+	out, err := coalesce(ctx, &f.calls, key, func(ctx context.Context) (*secretsmanager.BatchGetSecretValueOutput, error) {
+		return batchGetAll(ctx, clients.SecretsManager(region), ids)
+	})
+	if err != nil {
+		if Classify(err) == KindAccessDenied {
+			f.batchDenied.deny(scope)
+			return f.secrets(ctx, clients, scope, region, objects, targets)
+		}
+		res := make([]outcome, len(objects))
+		for i, o := range objects {
+			res[i] = outcome{err: newObjectError(o, opBatchGetSecretValue, region, targets[i], err)}
+		}
+		return res
+	}
+	res := make([]outcome, len(objects))
+	for i, o := range objects {
+		res[i] = matchSecret(out, o, region, targets[i])
+	}
+	return res
+}
+
+// batchGetAll asks for ids and follows NextToken, should AWS page even an
+// explicit id list.
+func batchGetAll(ctx context.Context, client SecretsManagerAPI, ids []string) (*secretsmanager.BatchGetSecretValueOutput, error) {
+	all := &secretsmanager.BatchGetSecretValueOutput{}
+	in := &secretsmanager.BatchGetSecretValueInput{SecretIdList: ids}
+	for page := 0; page < 20; page++ {
+		out, err := client.BatchGetSecretValue(ctx, in)
+		if err != nil {
+			return nil, err
+		}
+		all.SecretValues = append(all.SecretValues, out.SecretValues...)
+		all.Errors = append(all.Errors, out.Errors...)
+		if aws.ToString(out.NextToken) == "" {
+			return all, nil
+		}
+		in.NextToken = out.NextToken
+	}
+	return all, nil
+}
+
+func uniqueNames(targets []spc.Target) []string {
+	seen := map[string]bool{}
+	var ids []string
+	for _, t := range targets {
+		if !seen[t.Name] {
+			seen[t.Name] = true
+			ids = append(ids, t.Name)
+		}
+	}
+	return ids
+}
+
+// matchSecret finds a target's value, or its error, in a batch response.
+// AWS answers with the secret's name and full ARN; the request may have
+// used either, or a partial ARN (without the random suffix).
+func matchSecret(out *secretsmanager.BatchGetSecretValueOutput, o *spc.Object, region string, t spc.Target) outcome {
+	for _, v := range out.SecretValues {
+		if sameSecret(t.Name, aws.ToString(v.Name), aws.ToString(v.ARN)) {
+			return outcome{value: Value{Object: o, Data: secretData(v.SecretBinary, v.SecretString), Version: aws.ToString(v.VersionId), Region: region}}
+		}
+	}
+	for _, e := range out.Errors {
+		if id := aws.ToString(e.SecretId); id == t.Name || sameSecret(t.Name, id, id) {
+			// A per-secret error is what GetSecretValue would have said:
+			// report it the same way, against the permission that matters.
+			apiErr := &smithy.GenericAPIError{Code: aws.ToString(e.ErrorCode), Message: aws.ToString(e.Message)}
+			return outcome{err: newObjectError(o, opGetSecretValue, region, t, apiErr)}
+		}
+	}
+	missing := &smithy.GenericAPIError{Code: "ResourceNotFoundException", Message: "BatchGetSecretValue returned neither a value nor an error for it"}
+	return outcome{err: newObjectError(o, opBatchGetSecretValue, region, t, missing)}
+}
+
+func sameSecret(requested, name, arn string) bool {
+	if requested == name || requested == arn {
+		return true
+	}
+	// A partial ARN lacks the "-xxxxxx" suffix AWS appends to secret ARNs.
+	return strings.HasPrefix(requested, "arn:") && strings.HasPrefix(arn, requested+"-") && len(arn) == len(requested)+7
+}
