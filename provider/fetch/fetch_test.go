@@ -1,0 +1,217 @@
+package fetch_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+
+	"github.com/coffer-csi/coffer/provider/awsapi"
+	"github.com/coffer-csi/coffer/provider/cache"
+	"github.com/coffer-csi/coffer/provider/fetch"
+	"github.com/coffer-csi/coffer/provider/spc"
+	"github.com/coffer-csi/coffer/tests/fakeaws"
+)
+
+const region = "us-east-1"
+
+// env is the AWS fake and real SDK clients per identity.
+type env struct {
+	fake *fakeaws.Server
+	url  string
+}
+
+func newEnv(t *testing.T) *env {
+	fake, ts := fakeaws.NewTestServer(t)
+	return &env{fake: fake, url: ts.URL}
+}
+
+// clients returns SDK clients signing as an identity the fake knows.
+func (e *env) clients(id fakeaws.Identity) fetch.Clients {
+	e.fake.AddIdentity(id)
+	cfg := aws.Config{
+		Region:           region,
+		BaseEndpoint:     aws.String(e.url),
+		Credentials:      credentials.NewStaticCredentialsProvider(id.AccessKeyID, id.SecretAccessKey, ""),
+		RetryMaxAttempts: 1,
+	}
+	return awsapi.NewClients(cfg, cfg.Credentials)
+}
+
+func config(t *testing.T, objects string) *spc.Config {
+	t.Helper()
+	cfg, err := spc.Parse(map[string]string{"objects": objects, "region": region}, spc.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+func secretObjects(n int, prefix string) string {
+	var b strings.Builder
+	for i := range n {
+		fmt.Fprintf(&b, "- {objectName: %s%02d, objectType: secretsmanager}\n", prefix, i)
+	}
+	return b.String()
+}
+
+func TestBatchesCurrentSecretsByTwenty(t *testing.T) {
+	e := newEnv(t)
+	for i := range 25 {
+		e.fake.PutSecretString(region, fmt.Sprintf("s%02d", i), fmt.Sprintf("v%02d", i))
+	}
+	_, pinned := e.fake.PutSecretString(region, "pinned", "p")
+	cfg := config(t, secretObjects(25, "s")+"- {objectName: pinned, objectType: secretsmanager, objectVersion: \""+pinned+"\"}\n")
+	f := &fetch.Fetcher{}
+	values, err := f.Fetch(context.Background(), cfg, e.clients(fakeaws.AllowAll("AKID1", "k1")), "id-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, v := range values[:25] {
+		if want := fmt.Sprintf("v%02d", i); string(v.Data) != want {
+			t.Errorf("value %d = %q, want %q", i, v.Data, want)
+		}
+	}
+	if n := e.fake.Count(fakeaws.ServiceSecretsManager, "BatchGetSecretValue"); n != 2 {
+		t.Errorf("BatchGetSecretValue calls = %d, want 2 (20 + 5)", n)
+	}
+	if n := e.fake.Count(fakeaws.ServiceSecretsManager, "GetSecretValue"); n != 1 {
+		t.Errorf("GetSecretValue calls = %d, want 1 (the pinned version)", n)
+	}
+}
+
+func TestBatchFallsBackWhenDeniedAndRemembers(t *testing.T) {
+	e := newEnv(t)
+	for i := range 3 {
+		e.fake.PutSecretString(region, fmt.Sprintf("s%02d", i), "v")
+	}
+	clients := e.clients(fakeaws.Identity{
+		AccessKeyID: "AKIDNOBATCH", SecretAccessKey: "k",
+		Actions: []string{"secretsmanager:GetSecretValue"}, Resources: []string{"*"},
+	})
+	cfg := config(t, secretObjects(3, "s"))
+	f := &fetch.Fetcher{}
+	for range 3 {
+		if _, err := f.Fetch(context.Background(), cfg, clients, "nobatch"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := e.fake.Count(fakeaws.ServiceSecretsManager, "BatchGetSecretValue"); n != 1 {
+		t.Errorf("BatchGetSecretValue calls = %d, want 1: the denial must be remembered", n)
+	}
+	if n := e.fake.Count(fakeaws.ServiceSecretsManager, "GetSecretValue"); n != 9 {
+		t.Errorf("GetSecretValue calls = %d, want 9 (3 mounts x 3 secrets)", n)
+	}
+}
+
+func TestBatchPerSecretErrorsReadLikeSingleCalls(t *testing.T) {
+	e := newEnv(t)
+	e.fake.PutSecretString(region, "team/ok", "v")
+	e.fake.PutSecretString(region, "other/denied", "v")
+	clients := e.clients(fakeaws.Identity{
+		AccessKeyID: "AKIDTEAM", SecretAccessKey: "k", ARN: "arn:aws:iam::123456789012:role/team",
+		Actions: []string{"secretsmanager:GetSecretValue"}, Resources: []string{"arn:aws:secretsmanager:*:*:secret:team/*"},
+		Statements: []fakeaws.Statement{{Actions: []string{"secretsmanager:BatchGetSecretValue"}, Resources: []string{"*"}}},
+	})
+	cfg := config(t, `
+- {objectName: team/ok, objectType: secretsmanager}
+- {objectName: team/missing, objectType: secretsmanager}
+- {objectName: other/denied, objectType: secretsmanager}
+`)
+	_, err := (&fetch.Fetcher{}).Fetch(context.Background(), cfg, clients, "team")
+	errs, ok := err.(fetch.Errors)
+	if !ok || len(errs) != 2 {
+		t.Fatalf("err = %v, want 2 object errors", err)
+	}
+	if errs[0].Kind != fetch.KindNotFound || !strings.Contains(errs[0].Error(), `objects[1] (team/missing): secretsmanager:GetSecretValue in us-east-1: secret "team/missing" not found`) {
+		t.Errorf("missing secret: %v", errs[0])
+	}
+	if errs[1].Kind != fetch.KindAccessDenied || !strings.Contains(errs[1].Error(), "access denied") || !strings.Contains(errs[1].Error(), "grant the pod's IAM role secretsmanager:GetSecretValue") {
+		t.Errorf("denied secret: %v", errs[1])
+	}
+	if n := e.fake.Count(fakeaws.ServiceSecretsManager, "GetSecretValue"); n != 0 {
+		t.Errorf("per-secret errors caused %d extra GetSecretValue calls", n)
+	}
+}
+
+func TestCacheServesRepeatMountsButNeverAnotherIdentity(t *testing.T) {
+	e := newEnv(t)
+	e.fake.PutSecretString(region, "team-a/db", "a-secret")
+	e.fake.PutParameter(region, "/team-a/host", "a-host", "String")
+	teamA := e.clients(fakeaws.Identity{AccessKeyID: "AKIDA", SecretAccessKey: "ka", Actions: []string{"*"}, Resources: []string{"*"}})
+	teamB := e.clients(fakeaws.Identity{
+		AccessKeyID: "AKIDB", SecretAccessKey: "kb", ARN: "arn:aws:iam::123456789012:role/team-b",
+		Actions: []string{"*"}, Resources: []string{"arn:aws:secretsmanager:*:*:secret:team-b/*", "arn:aws:ssm:*:*:parameter/team-b/*"},
+	})
+	cfg := config(t, `
+- {objectName: team-a/db, objectType: secretsmanager}
+- {objectName: /team-a/host, objectType: ssmparameter}
+`)
+	f := &fetch.Fetcher{Cache: cache.New(time.Minute, 1<<20)}
+	ctx := context.Background()
+	for range 5 {
+		if _, err := f.Fetch(ctx, cfg, teamA, "identity-a"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := len(e.fake.Calls()); n != 2 {
+		t.Errorf("5 mounts of one identity made %d AWS calls, want 2 (then cached)", n)
+	}
+	// Right after team A fetched, team B asks for the same objects: the
+	// cache must not answer, AWS must, and AWS refuses.
+	values, err := f.Fetch(ctx, cfg, teamB, "identity-b")
+	if err == nil || len(values) != 0 {
+		t.Fatalf("identity B got %d values from A's cache (err %v)", len(values), err)
+	}
+	for _, oe := range err.(fetch.Errors) {
+		if oe.Kind != fetch.KindAccessDenied {
+			t.Errorf("identity B: %v, want access denied", oe)
+		}
+	}
+	if s := f.Cache.Stats(); s.Hits != 8 {
+		t.Errorf("cache hits = %d, want 8 (4 repeat mounts x 2 objects)", s.Hits)
+	}
+}
+
+func TestConcurrentIdenticalFetchesShareOneCall(t *testing.T) {
+	e := newEnv(t)
+	for i := range 3 {
+		e.fake.PutSecretString(region, fmt.Sprintf("s%02d", i), "v")
+	}
+	e.fake.PutParameter(region, "/p", "v", "String")
+	e.fake.SetLatency(200 * time.Millisecond)
+	clients := e.clients(fakeaws.AllowAll("AKIDBURST", "k"))
+	cfg := config(t, secretObjects(3, "s")+"- {objectName: /p, objectType: ssmparameter}\n")
+	f := &fetch.Fetcher{}
+	var wg sync.WaitGroup
+	for range 50 {
+		wg.Go(func() {
+			if _, err := f.Fetch(context.Background(), cfg, clients, "burst"); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	if n := len(e.fake.Calls()); n != 2 {
+		t.Errorf("50 concurrent identical mounts made %d AWS calls, want 2 (one batch per service)", n)
+	}
+
+	// A caller with a short deadline does not wait for the shared call.
+	short, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	go f.Fetch(context.Background(), cfg, clients, "burst") // starts the shared call
+	time.Sleep(5 * time.Millisecond)
+	start := time.Now()
+	_, err := f.Fetch(short, cfg, clients, "burst")
+	if err == nil {
+		t.Fatal("a 20ms fetch against 200ms latency succeeded")
+	}
+	if waited := time.Since(start); waited > 150*time.Millisecond {
+		t.Errorf("caller waited %v, past its own deadline", waited)
+	}
+}
