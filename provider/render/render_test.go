@@ -1,0 +1,96 @@
+package render_test
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/coffer-csi/coffer/provider/fetch"
+	"github.com/coffer-csi/coffer/provider/render"
+	"github.com/coffer-csi/coffer/provider/spc"
+)
+
+func parse(t testing.TB, objects string) *spc.Config {
+	t.Helper()
+	cfg, err := spc.Parse(map[string]string{"objects": objects, "region": "us-east-1"}, spc.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+func TestJMESPathRendering(t *testing.T) {
+	cfg := parse(t, `
+- objectName: db
+  objectType: secretsmanager
+  jmesPath:
+    - {path: user, objectAlias: user}
+    - {path: port, objectAlias: port}
+    - {path: big, objectAlias: big}
+    - {path: ratio, objectAlias: ratio}
+    - {path: on, objectAlias: on}
+    - {path: nested, objectAlias: nested}
+    - {path: "list[?n > ` + "`1`" + `].v | [0]", objectAlias: filtered}
+`)
+	data := `{"user":"app","port":5432,"big":12345678901234567890,"ratio":0.25,"on":false,"nested":{"a":[1,2]},"list":[{"n":1,"v":"x"},{"n":2,"v":"y"}]}`
+	files, err := render.Files([]fetch.Value{{Object: cfg.Objects[0], Data: []byte(data), Version: "v1"}}, render.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"db": data, "user": "app", "port": "5432", "big": "12345678901234567890", "ratio": "0.25", "on": "false", "nested": `{"a":[1,2]}`, "filtered": "y"}
+	for _, f := range files {
+		if f.Version != "v1" {
+			t.Errorf("%s: version %q, want the object's", f.Path, f.Version)
+		}
+		if w, ok := want[f.Path]; !ok || string(f.Data) != w {
+			t.Errorf("%s = %q, want %q", f.Path, f.Data, w)
+		}
+		delete(want, f.Path)
+	}
+	if len(want) != 0 {
+		t.Errorf("missing files: %v", want)
+	}
+}
+
+func TestJMESPathErrorsNeverEchoTheValue(t *testing.T) {
+	const canary = "CANARY-render-91c"
+	tests := map[string]struct {
+		data, path, want string
+	}{
+		"not JSON":      {canary + " {", "a", "not valid JSON (syntax error at byte 1)"},
+		"trailing data": {`{"a":"` + canary + `"} x`, "a", "extra data after the JSON value"},
+		"missing key":   {`{"a":"` + canary + `"}`, "b", `path "b" matched nothing`},
+		"null value":    {`{"a":null,"b":"` + canary + `"}`, "a", "matched nothing"},
+		"empty":         {``, "a", "empty or truncated"},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			cfg := parse(t, "- {objectName: s, objectType: secretsmanager, jmesPath: [{path: \""+tc.path+"\", objectAlias: x}]}")
+			_, err := render.Files([]fetch.Value{{Object: cfg.Objects[0], Data: []byte(tc.data), Version: "v"}}, render.Options{})
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want %q", err, tc.want)
+			}
+			if strings.Contains(err.Error(), canary) {
+				t.Errorf("error echoes the value: %v", err)
+			}
+		})
+	}
+}
+
+func BenchmarkRender(b *testing.B) {
+	var objects strings.Builder
+	var values []fetch.Value
+	for i := range 20 {
+		fmt.Fprintf(&objects, "- {objectName: s%02d, objectType: secretsmanager, jmesPath: [{path: username, objectAlias: u%02d}, {path: password, objectAlias: p%02d}]}\n", i, i, i)
+	}
+	cfg := parse(b, objects.String())
+	for _, o := range cfg.Objects {
+		values = append(values, fetch.Value{Object: o, Data: []byte(`{"username":"app","password":"pw","port":5432}`), Version: "v1"})
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := render.Files(values, render.Options{}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
