@@ -17,17 +17,27 @@ const (
 // Call records one request. It never holds secret or parameter values, only
 // names, so call logs are safe to print.
 type Call struct {
-	Time        time.Time
-	Service     string // ServiceSecretsManager or ServiceSSM ("" if the target was unrecognised)
-	Operation   string // e.g. "GetSecretValue"
-	Region      string // from the SigV4 credential scope
+	Time time.Time
+	// Service is ServiceSecretsManager, ServiceSSM, ServiceSTS or
+	// ServiceEKSAuth ("" if the request was unrecognised).
+	Service   string
+	Operation string // e.g. "GetSecretValue", "AssumeRoleWithWebIdentity"
+	// Region comes from the SigV4 credential scope. Unsigned requests (STS
+	// AssumeRoleWithWebIdentity) carry no region: they record the region of
+	// the RegionalHandler that served them, or "". Pod Identity agent calls
+	// record the name given to PodIdentityAgentNamed.
+	Region      string
 	AccessKeyID string
 	Identity    string // principal ARN; empty if the request was not authenticated
+	// Subject is the "sub" claim of the web identity or ServiceAccount token
+	// presented to STS or the Pod Identity agent (never the token itself).
+	Subject string
 	// Outcome is "ok", the AWS error code returned, or one of the Outcome*
 	// constants.
 	Outcome string
 	// Resources are the secret ids / parameter names (or path) the call
-	// asked for, as sent by the client.
+	// asked for, as sent by the client; for STS and the Pod Identity agent,
+	// the ARN of the role being assumed.
 	Resources []string
 }
 
@@ -46,6 +56,7 @@ func (s *Server) record(rc *reqCtx) {
 			"region", c.Region,
 			"accessKeyId", c.AccessKeyID,
 			"identity", c.Identity,
+			"subject", c.Subject,
 			"outcome", c.Outcome,
 			"resources", c.Resources,
 			"ms", time.Since(rc.start).Milliseconds(),

@@ -11,10 +11,12 @@ type FaultKind int
 
 const (
 	// FaultThrottle answers HTTP 400 ThrottlingException ("Rate exceeded"),
-	// which the SDK's standard retryer treats as retryable.
+	// which the SDK's standard retryer treats as retryable. STS answers 400
+	// Throttling and the Pod Identity agent 429 ThrottlingException.
 	FaultThrottle FaultKind = iota + 1
 	// FaultServerError answers HTTP 500 InternalServiceError (Secrets
-	// Manager) or InternalServerError (SSM).
+	// Manager), InternalServerError (SSM), InternalFailure (STS) or
+	// InternalServerException (Pod Identity agent).
 	FaultServerError
 	// FaultHang never answers: the handler blocks until the client gives up
 	// (its context is cancelled or its connection closes) or the Server is
@@ -24,7 +26,8 @@ const (
 	// SO_LINGER 0, so the client sees a reset rather than a clean EOF).
 	FaultReset
 	// FaultDecryptionFailure answers Secrets Manager's DecryptionFailure (the
-	// KMS key cannot decrypt the secret). On SSM it answers InvalidKeyId.
+	// KMS key cannot decrypt the secret). On SSM it answers InvalidKeyId;
+	// on STS and the Pod Identity agent it is a FaultServerError.
 	FaultDecryptionFailure
 	// FaultError answers with Fault.Code, Fault.Status and Fault.Message,
 	// for any error not covered above.
@@ -51,9 +54,11 @@ func (k FaultKind) String() string {
 
 // Fault describes failures to inject. Empty selector fields match anything.
 type Fault struct {
-	Region      string // e.g. "us-east-1"
-	Service     string // ServiceSecretsManager or ServiceSSM
-	Operation   string // e.g. "GetSecretValue"
+	// Region is e.g. "us-east-1", or the name of a Pod Identity agent
+	// (PodIdentityAgentNamed), compared with Call.Region.
+	Region      string
+	Service     string // ServiceSecretsManager, ServiceSSM, ServiceSTS or ServiceEKSAuth
+	Operation   string // e.g. "GetSecretValue", "AssumeRoleWithWebIdentity"
 	AccessKeyID string // only requests signed with this key
 
 	Kind FaultKind
@@ -96,7 +101,8 @@ func (s *Server) ClearFaults() {
 
 // SetRegionDown makes every call to region fail with HTTP 503
 // ServiceUnavailableException (before authentication, as an unavailable
-// regional endpoint would), or restores it. The SDK's standard retryer
+// regional endpoint would), or restores it. A Pod Identity agent's name
+// counts as its region. The SDK's standard retryer
 // retries 503s. For a connection-level outage, inject FaultReset with Region
 // set instead.
 func (s *Server) SetRegionDown(region string, down bool) {
@@ -168,17 +174,32 @@ func (s *Server) takeFault(rc *reqCtx) (Fault, bool) {
 func faultError(service string, f Fault) *apiError {
 	switch f.Kind {
 	case FaultThrottle:
+		switch service {
+		case ServiceSTS:
+			// Query-protocol services say "Throttling"; the SDK's retryer
+			// knows both spellings.
+			return clientErr("Throttling", "Rate exceeded")
+		case ServiceEKSAuth:
+			return newErr(http.StatusTooManyRequests, "ThrottlingException", "Rate exceeded")
+		}
 		return clientErr("ThrottlingException", "Rate exceeded")
-	case FaultServerError:
-		if service == ServiceSSM {
+	case FaultServerError, FaultDecryptionFailure:
+		switch service {
+		case ServiceSTS:
+			// STS has no KMS: a decryption fault is just a server error.
+			return newErr(http.StatusInternalServerError, "InternalFailure", "An internal error occurred.")
+		case ServiceEKSAuth:
+			return newErr(http.StatusInternalServerError, "InternalServerException", "An internal error occurred.")
+		case ServiceSSM:
+			if f.Kind == FaultDecryptionFailure {
+				return clientErr("InvalidKeyId", "The KMS key used to encrypt the parameter could not be used to decrypt it.")
+			}
 			return newErr(http.StatusInternalServerError, "InternalServerError", "An internal error occurred.")
 		}
-		return newErr(http.StatusInternalServerError, "InternalServiceError", "An error occurred on the server side.")
-	case FaultDecryptionFailure:
-		if service == ServiceSSM {
-			return clientErr("InvalidKeyId", "The KMS key used to encrypt the parameter could not be used to decrypt it.")
+		if f.Kind == FaultDecryptionFailure {
+			return clientErr("DecryptionFailure", "Secrets Manager can't decrypt the protected secret text using the provided KMS key.")
 		}
-		return clientErr("DecryptionFailure", "Secrets Manager can't decrypt the protected secret text using the provided KMS key.")
+		return newErr(http.StatusInternalServerError, "InternalServiceError", "An error occurred on the server side.")
 	default:
 		status := f.Status
 		if status == 0 {

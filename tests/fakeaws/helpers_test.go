@@ -2,6 +2,7 @@ package fakeaws_test
 
 import (
 	"errors"
+	"net/http"
 	"net/http/httptest"
 	"testing"
 
@@ -86,7 +87,13 @@ func wantCode(t *testing.T, err error, code string) {
 // httptestServer serves srv like NewTestServer does, for tests that build
 // the Server themselves.
 func httptestServer(t *testing.T, srv *fakeaws.Server) *httptest.Server {
-	ts := httptest.NewServer(srv.Handler())
+	return serveHandler(t, srv, srv.Handler())
+}
+
+// serveHandler serves one of srv's handlers (Handler, RegionalHandler,
+// PodIdentityAgent...) on its own loopback server.
+func serveHandler(t *testing.T, srv *fakeaws.Server, h http.Handler) *httptest.Server {
+	ts := httptest.NewServer(h)
 	t.Cleanup(func() {
 		srv.Close()
 		ts.Close()

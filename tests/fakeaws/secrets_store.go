@@ -297,7 +297,12 @@ func newUUID() string {
 }
 
 func randomAlnum(n int) string {
-	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+	return randomFrom("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789", n)
+}
+
+// randomFrom returns n random characters of alphabet (with a slight modulo
+// bias, irrelevant for fake identifiers).
+func randomFrom(alphabet string, n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b)
 	for i := range b {

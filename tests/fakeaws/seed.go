@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"time"
 
 	"gopkg.in/yaml.v3"
 )
@@ -35,10 +36,26 @@ import (
 //	    type: SecureString
 //	    values: [v1, v2]           # history: version n is values[n-1]
 //	    labels: {stable: 1}
+//	roles:                         # assumable through STS and the Pod Identity agent
+//	  - arn: arn:aws:iam::123456789012:role/team-a
+//	    trustedSubjects: ["system:serviceaccount:team-a:*"]
+//	    trustedAudiences: [sts.amazonaws.com]   # the default
+//	    trustedRoles: [arn:aws:iam::123456789012:role/broker]
+//	    externalId: ""
+//	    maxSessionDuration: 1h
+//	    credentialLifetime: 0s
+//	    actions: [secretsmanager:GetSecretValue]
+//	    resources: ["arn:aws:secretsmanager:*:*:secret:team-a/*"]
+//	podIdentityAssociations:
+//	  - namespace: team-a
+//	    serviceAccount: app
+//	    roleArn: arn:aws:iam::123456789012:role/team-a
 type Seed struct {
-	Identities []SeedIdentity  `yaml:"identities"`
-	Secrets    []SeedSecret    `yaml:"secrets"`
-	Parameters []SeedParameter `yaml:"parameters"`
+	Identities              []SeedIdentity               `yaml:"identities"`
+	Secrets                 []SeedSecret                 `yaml:"secrets"`
+	Parameters              []SeedParameter              `yaml:"parameters"`
+	Roles                   []SeedRole                   `yaml:"roles"`
+	PodIdentityAssociations []SeedPodIdentityAssociation `yaml:"podIdentityAssociations"`
 }
 
 // SeedIdentity mirrors Identity.
@@ -50,6 +67,42 @@ type SeedIdentity struct {
 	Actions         []string    `yaml:"actions"`
 	Resources       []string    `yaml:"resources"`
 	Statements      []Statement `yaml:"statements"`
+}
+
+// SeedRole mirrors Role.
+type SeedRole struct {
+	ARN                string        `yaml:"arn"`
+	TrustedSubjects    []string      `yaml:"trustedSubjects"`
+	TrustedAudiences   []string      `yaml:"trustedAudiences"`
+	TrustedRoles       []string      `yaml:"trustedRoles"`
+	ExternalID         string        `yaml:"externalId"`
+	Actions            []string      `yaml:"actions"`
+	Resources          []string      `yaml:"resources"`
+	Statements         []Statement   `yaml:"statements"`
+	MaxSessionDuration time.Duration `yaml:"maxSessionDuration"` // e.g. "12h"
+	CredentialLifetime time.Duration `yaml:"credentialLifetime"`
+}
+
+func (r *SeedRole) role() Role {
+	return Role{
+		ARN:                r.ARN,
+		TrustedSubjects:    r.TrustedSubjects,
+		TrustedAudiences:   r.TrustedAudiences,
+		TrustedRoles:       r.TrustedRoles,
+		ExternalID:         r.ExternalID,
+		Actions:            r.Actions,
+		Resources:          r.Resources,
+		Statements:         r.Statements,
+		MaxSessionDuration: r.MaxSessionDuration,
+		CredentialLifetime: r.CredentialLifetime,
+	}
+}
+
+// SeedPodIdentityAssociation mirrors AddPodIdentityAssociation.
+type SeedPodIdentityAssociation struct {
+	Namespace      string `yaml:"namespace"`
+	ServiceAccount string `yaml:"serviceAccount"`
+	RoleARN        string `yaml:"roleArn"`
 }
 
 // SeedSecret is a secret in one or more regions. Give either a single value
@@ -165,6 +218,22 @@ func (seed *Seed) validate() error {
 			}
 		}
 	}
+	for i, r := range seed.Roles {
+		if _, _, ok := parseRoleARN(r.ARN); !ok {
+			errs = append(errs, fmt.Errorf("roles[%d]: invalid role ARN %q", i, r.ARN))
+		}
+		if r.MaxSessionDuration < 0 || r.CredentialLifetime < 0 {
+			errs = append(errs, fmt.Errorf("roles[%d] (%s): durations must not be negative", i, r.ARN))
+		}
+	}
+	for i, a := range seed.PodIdentityAssociations {
+		if a.Namespace == "" || a.ServiceAccount == "" {
+			errs = append(errs, fmt.Errorf("podIdentityAssociations[%d]: namespace and serviceAccount are required", i))
+		}
+		if _, _, ok := parseRoleARN(a.RoleARN); !ok {
+			errs = append(errs, fmt.Errorf("podIdentityAssociations[%d]: invalid role ARN %q", i, a.RoleARN))
+		}
+	}
 	if len(errs) > 0 {
 		return fmt.Errorf("fakeaws: invalid seed: %w", errors.Join(errs...))
 	}
@@ -185,8 +254,9 @@ func (p *SeedParameter) values() []string {
 	return p.Values
 }
 
-// ApplySeed adds the seed's identities and data to the server. Secrets and
-// parameters that already exist get the seeded values as new versions.
+// ApplySeed adds the seed's identities, roles, associations and data to the
+// server. Secrets and parameters that already exist get the seeded values as
+// new versions.
 func (s *Server) ApplySeed(seed *Seed) error {
 	if err := seed.validate(); err != nil {
 		return err
@@ -201,6 +271,14 @@ func (s *Server) ApplySeed(seed *Seed) error {
 			Resources:       id.Resources,
 			Statements:      id.Statements,
 		})
+	}
+	for _, r := range seed.Roles {
+		if err := s.AddRole(r.role()); err != nil {
+			return err
+		}
+	}
+	for _, a := range seed.PodIdentityAssociations {
+		s.AddPodIdentityAssociation(a.Namespace, a.ServiceAccount, a.RoleARN)
 	}
 	for _, sec := range seed.Secrets {
 		for _, region := range regionsOf(sec.Region, sec.Regions) {

@@ -150,6 +150,9 @@ func TestLoadSeedErrors(t *testing.T) {
 		{"parameter without value", "parameters:\n  - region: r\n    name: /p\n", "value"},
 		{"label on missing version", "parameters:\n  - region: r\n    name: /p\n    values: [a]\n    labels: {l: 2}\n", "missing version"},
 		{"invalid label", "parameters:\n  - region: r\n    name: /p\n    value: a\n    labels: {aws-x: 1}\n", "invalid label"},
+		{"bad role ARN", "roles:\n  - arn: arn:aws:iam::123:user/x\n", "invalid role ARN"},
+		{"bad duration", "roles:\n  - arn: arn:aws:iam::123456789012:role/r\n    maxSessionDuration: forever\n", "forever"},
+		{"association without namespace", "podIdentityAssociations:\n  - serviceAccount: a\n    roleArn: arn:aws:iam::123456789012:role/r\n", "namespace"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

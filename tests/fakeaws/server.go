@@ -3,8 +3,10 @@ package fakeaws
 import (
 	"io"
 	"log/slog"
+	"mime"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -26,9 +28,10 @@ type Options struct {
 	Now func() time.Time
 }
 
-// Server is a fake AWS Secrets Manager and SSM Parameter Store endpoint. All
-// regions are served from one URL; the region of a request is taken from its
-// SigV4 credential scope, and data is partitioned by region.
+// Server is a fake AWS Secrets Manager, SSM Parameter Store and STS
+// endpoint, plus an EKS Pod Identity agent (PodIdentityAgent). All regions
+// are served from one URL; the region of a request is taken from its SigV4
+// credential scope, and data is partitioned by region.
 //
 // All methods are safe for concurrent use.
 type Server struct {
@@ -52,6 +55,14 @@ type Server struct {
 
 	dataMu  sync.RWMutex
 	regions map[string]*regionData
+
+	iamMu     sync.RWMutex
+	roles     map[string]*Role   // by ARN; values are immutable
+	podAssoc  map[string]string  // "namespace/serviceAccount" → role ARN
+	sessions  map[string]session // credentials minted by STS or the agent, by access key id
+	lastSweep time.Time          // server clock, see sweepSessions
+
+	oidc *oidcVerifier
 }
 
 // regionData is everything stored in one region.
@@ -71,6 +82,10 @@ func New(opts Options) *Server {
 		regionsDown: map[string]bool{},
 		opLatency:   map[string]time.Duration{},
 		regions:     map[string]*regionData{},
+		roles:       map[string]*Role{},
+		podAssoc:    map[string]string{},
+		sessions:    map[string]session{},
+		oidc:        newOIDCVerifier(),
 	}
 	if s.account == "" {
 		s.account = DefaultAccountID
@@ -84,7 +99,7 @@ func New(opts Options) *Server {
 // AccountID is the account that owns the server's resources.
 func (s *Server) AccountID() string { return s.account }
 
-// Handler returns the HTTP handler serving both APIs.
+// Handler returns the HTTP handler serving Secrets Manager, SSM and STS.
 func (s *Server) Handler() http.Handler { return s }
 
 // Close releases requests held by FaultHang or injected latency, so that an
@@ -119,6 +134,7 @@ type reqCtx struct {
 	start time.Time // wall clock, for the logged duration (Options.Now may be fake)
 	r     *http.Request
 	body  []byte
+	form  url.Values // parsed body of STS (AWS query protocol) requests
 	call  Call
 	ident *Identity
 }
@@ -135,16 +151,32 @@ func (rc *reqCtx) authorize(action, resource string) *apiError {
 // ServeHTTP runs the request pipeline: route, region outage, latency,
 // injected faults, authentication, then the operation itself.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.serve(w, r, "")
+}
+
+// RegionalHandler serves the same APIs as Handler, but attributes requests
+// that carry no SigV4 credential scope to region. Only STS
+// AssumeRoleWithWebIdentity is sent unsigned by the SDK, so its region is
+// otherwise unknowable; serve a RegionalHandler per region (each on its own
+// httptest server) when a test needs region outages or region-targeted
+// faults to hit web identity federation. Signed requests keep the region of
+// their scope.
+func (s *Server) RegionalHandler(region string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.serve(w, r, region)
+	})
+}
+
+func (s *Server) serve(w http.ResponseWriter, r *http.Request, unsignedRegion string) {
 	if r.Method == http.MethodGet && r.URL.Path == "/healthz" {
 		// Not an AWS API: lets scripts poll for readiness.
 		_, _ = io.WriteString(w, "ok\n")
 		return
 	}
 	rc := &reqCtx{start: time.Now(), r: r, call: Call{Time: s.now()}}
-	rc.call.Service, rc.call.Operation = parseTarget(r.Header.Get("X-Amz-Target"))
-	errService := rc.call.Service // picks the error message casing
-
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBodyBytes))
+	rc.call.Service, rc.call.Operation, rc.form = classify(r, body)
+	errService := rc.call.Service // picks the error format and message casing
 	if err != nil {
 		s.fail(w, rc, errService, clientErr("SerializationException", "Could not read request body"))
 		return
@@ -154,51 +186,25 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	auth, aerr := parseAuthorization(r.Header.Get("Authorization"))
 	if auth != nil {
 		rc.call.Region, rc.call.AccessKeyID = auth.Region, auth.AccessKeyID
+	} else {
+		rc.call.Region = unsignedRegion
 	}
 
-	// An outage precedes everything else: the regional endpoint is gone.
-	if rc.call.Region != "" && s.regionDown(rc.call.Region) {
-		rc.call.Outcome = OutcomeDown
-		s.record(rc)
-		writeError(w, errService, newErr(http.StatusServiceUnavailable, "ServiceUnavailableException",
-			"Service unavailable in region %s", rc.call.Region))
+	if !s.checkOutage(w, rc, errService) {
 		return
 	}
 	if r.Method != http.MethodPost || rc.call.Service == "" {
 		s.fail(w, rc, errService, clientErr("UnknownOperationException", "Unknown operation %q", r.Header.Get("X-Amz-Target")))
 		return
 	}
-
-	if !s.sleepCtx(r.Context(), s.latencyFor(rc.call.Service, rc.call.Operation)) {
-		rc.call.Outcome = OutcomeCanceled
-		s.record(rc)
-		resetConnection(w) // as for hangs: no empty 200 if Close released us
+	if !s.disrupt(w, rc, errService) {
 		return
 	}
 
-	if f, ok := s.takeFault(rc); ok {
-		switch f.Kind {
-		case FaultReset:
-			rc.call.Outcome = OutcomeReset
-			s.record(rc)
-			resetConnection(w)
-			return
-		case FaultHang:
-			rc.call.Outcome = OutcomeHang
-			s.record(rc)
-			select {
-			case <-r.Context().Done():
-			case <-s.closed:
-			}
-			// Never let a released hang look like an (empty) success.
-			resetConnection(w)
-			return
-		default:
-			s.fail(w, rc, errService, faultError(rc.call.Service, f))
-			return
-		}
+	if rc.call.Service == ServiceSTS {
+		s.serveSTS(w, rc, auth, aerr)
+		return
 	}
-
 	if aerr != nil {
 		s.fail(w, rc, errService, aerr)
 		return
@@ -223,6 +229,53 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rc.call.Outcome = OutcomeOK
 	s.record(rc)
 	writeJSON(w, out)
+}
+
+// checkOutage answers 503 if the request's region (or Pod Identity agent
+// name) is down, before anything else: the regional endpoint is gone. It
+// reports whether the request may proceed.
+func (s *Server) checkOutage(w http.ResponseWriter, rc *reqCtx, service string) bool {
+	if rc.call.Region == "" || !s.regionDown(rc.call.Region) {
+		return true
+	}
+	rc.call.Outcome = OutcomeDown
+	s.record(rc)
+	writeError(w, service, unavailableErr(service, rc.call.Region))
+	return false
+}
+
+// disrupt applies injected latency and faults, in that order. It reports
+// whether the request may proceed; if not, the request has been answered
+// or its connection dropped.
+func (s *Server) disrupt(w http.ResponseWriter, rc *reqCtx, service string) bool {
+	if !s.sleepCtx(rc.r.Context(), s.latencyFor(rc.call.Service, rc.call.Operation)) {
+		rc.call.Outcome = OutcomeCanceled
+		s.record(rc)
+		resetConnection(w) // as for hangs: no empty 200 if Close released us
+		return false
+	}
+	f, ok := s.takeFault(rc)
+	if !ok {
+		return true
+	}
+	switch f.Kind {
+	case FaultReset:
+		rc.call.Outcome = OutcomeReset
+		s.record(rc)
+		resetConnection(w)
+	case FaultHang:
+		rc.call.Outcome = OutcomeHang
+		s.record(rc)
+		select {
+		case <-rc.r.Context().Done():
+		case <-s.closed:
+		}
+		// Never let a released hang look like an (empty) success.
+		resetConnection(w)
+	default:
+		s.fail(w, rc, service, faultError(rc.call.Service, f))
+	}
+	return false
 }
 
 // fail records the call with the error's code, then writes the error.
@@ -254,6 +307,27 @@ func (s *Server) authenticate(rc *reqCtx, auth *sigV4Auth) *apiError {
 	rc.ident = id
 	rc.call.Identity = id.ARN
 	return nil
+}
+
+// classify names the service and operation of a request. The JSON services
+// name them in X-Amz-Target; STS (AWS query protocol) posts a form whose
+// Action parameter names the operation, with no target header. A
+// form-encoded request without an Action is still STS's, so that it gets
+// STS's MissingAction error.
+func classify(r *http.Request, body []byte) (service, operation string, form url.Values) {
+	if target := r.Header.Get("X-Amz-Target"); target != "" {
+		service, operation = parseTarget(target)
+		return service, operation, nil
+	}
+	mediaType, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if mediaType != "application/x-www-form-urlencoded" {
+		return "", "", nil
+	}
+	form, err := url.ParseQuery(string(body))
+	if err != nil {
+		form = url.Values{}
+	}
+	return ServiceSTS, form.Get("Action"), form
 }
 
 // parseTarget maps "secretsmanager.GetSecretValue" or

@@ -27,6 +27,10 @@ const (
 	// and ARNs.
 	ServiceSecretsManager = "secretsmanager"
 	ServiceSSM            = "ssm"
+	ServiceSTS            = "sts"
+	// ServiceEKSAuth names calls to the Pod Identity agent, after the EKS
+	// Auth API (AssumeRoleForPodIdentity) that the real agent calls.
+	ServiceEKSAuth = "eks-auth"
 
 	// maxBodyBytes bounds how much of a request body is read. Secrets are at
 	// most 64 KiB and parameters 8 KiB, so 1 MiB leaves ample room.
@@ -83,7 +87,17 @@ func writeJSON(w http.ResponseWriter, v any) {
 // message member as "Message" and most SSM errors as "message"; the SDK
 // accepts either casing for error messages, but we send what each service
 // sends.
+//
+// STS and the Pod Identity agent have formats of their own.
 func writeError(w http.ResponseWriter, service string, e *apiError) {
+	switch service {
+	case ServiceSTS:
+		writeQueryError(w, e)
+		return
+	case ServiceEKSAuth:
+		writeAgentError(w, e)
+		return
+	}
 	msgKey := "Message"
 	if service == ServiceSSM {
 		msgKey = "message"
@@ -94,6 +108,17 @@ func writeError(w http.ResponseWriter, service string, e *apiError) {
 	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
 	w.WriteHeader(e.Status)
 	_, _ = w.Write(body)
+}
+
+// unavailableErr is the answer of a regional endpoint that is down.
+func unavailableErr(service, region string) *apiError {
+	switch service {
+	case ServiceSTS:
+		return newErr(http.StatusServiceUnavailable, "ServiceUnavailable", "Service unavailable in region %s", region)
+	case ServiceEKSAuth:
+		return newErr(http.StatusServiceUnavailable, "ServiceUnavailableException", "The Pod Identity agent %s is unavailable", region)
+	}
+	return newErr(http.StatusServiceUnavailable, "ServiceUnavailableException", "Service unavailable in region %s", region)
 }
 
 // decodeInput unmarshals a request body. An empty body is treated as "{}",
