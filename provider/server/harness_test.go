@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"sigs.k8s.io/secrets-store-csi-driver/provider/v1alpha1"
@@ -18,6 +19,7 @@ import (
 	"github.com/coffer-csi/coffer/auth"
 	"github.com/coffer-csi/coffer/provider"
 	"github.com/coffer-csi/coffer/provider/awsapi"
+	"github.com/coffer-csi/coffer/provider/cache"
 	"github.com/coffer-csi/coffer/provider/fetch"
 	"github.com/coffer-csi/coffer/provider/server"
 	"github.com/coffer-csi/coffer/tests/fakeaws"
@@ -53,6 +55,7 @@ func (b *syncBuffer) String() string {
 // SDK's standard environment settings.
 type harness struct {
 	fake   *fakeaws.Server
+	url    string
 	client v1alpha1.CSIDriverProviderClient
 	logs   *syncBuffer
 	socket string
@@ -63,6 +66,12 @@ type harness struct {
 type harnessOptions struct {
 	mountTimeout     time.Duration
 	maxResponseBytes int
+	// identities builds the identity source from the SDK configuration
+	// (default: the node's credentials, the fake's test key).
+	identities func(fake *fakeaws.Server, cfg aws.Config) provider.IdentitySource
+	region     provider.RegionSource
+	// cache reuses values across mounts (default: off).
+	cache *cache.Cache
 }
 
 func newHarness(t *testing.T, opts ...harnessOptions) *harness {
@@ -91,10 +100,15 @@ func newHarness(t *testing.T, opts ...harnessOptions) *harness {
 
 	logs := &syncBuffer{}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	var identities provider.IdentitySource = auth.NodeCredentials{Credentials: awsCfg.Credentials}
+	if o.identities != nil {
+		identities = o.identities(fake, awsCfg)
+	}
 	p := &provider.Provider{
-		Identities:       auth.NodeCredentials{Credentials: awsCfg.Credentials},
+		Identities:       identities,
+		Region:           o.region,
 		Clients:          func(id auth.Identity) fetch.Clients { return awsapi.NewClients(awsCfg, id.Credentials) },
-		Fetcher:          &fetch.Fetcher{Concurrency: 4},
+		Fetcher:          &fetch.Fetcher{Concurrency: 4, Cache: o.cache},
 		MaxObjects:       50,
 		MaxResponseBytes: o.maxResponseBytes,
 		Logger:           log,
@@ -128,7 +142,7 @@ func newHarness(t *testing.T, opts ...harnessOptions) *harness {
 		conn.Close()
 		stop(t)
 	})
-	return &harness{fake: fake, client: v1alpha1.NewCSIDriverProviderClient(conn), logs: logs, socket: socket, stop: stop}
+	return &harness{fake: fake, url: ts.URL, client: v1alpha1.NewCSIDriverProviderClient(conn), logs: logs, socket: socket, stop: stop}
 }
 
 // shortTempDir returns a temporary directory with a short path: Unix socket
@@ -163,10 +177,16 @@ func attrs(params map[string]string) string {
 
 func (h *harness) mount(t *testing.T, params map[string]string, current ...*v1alpha1.ObjectVersion) (*v1alpha1.MountResponse, error) {
 	t.Helper()
+	return h.mountAttrs(t, attrs(params), current...)
+}
+
+// mountAttrs sends a Mount with attributes as given.
+func (h *harness) mountAttrs(t *testing.T, attributes string, current ...*v1alpha1.ObjectVersion) (*v1alpha1.MountResponse, error) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	return h.client.Mount(ctx, &v1alpha1.MountRequest{
-		Attributes:           attrs(params),
+		Attributes:           attributes,
 		Secrets:              "null",
 		TargetPath:           "/var/lib/kubelet/pods/x/volumes/kubernetes.io~csi/secrets/mount",
 		Permission:           "420",

@@ -1,0 +1,79 @@
+package auth
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"encoding/json"
+	"sync"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes/fake"
+
+	"github.com/coffer-csi/coffer/tests/fakeaws"
+)
+
+// TestCredentialsRefreshBeforeExpiry checks that credentials are reused
+// while they have more than the refresh margin left, then fetched anew
+// once, and that the new ones work.
+func TestCredentialsRefreshBeforeExpiry(t *testing.T) {
+	// One clock for the fake and the cache, so credential lifetimes agree.
+	var mu sync.Mutex
+	now := time.Now()
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
+	f, ts := fakeaws.NewTestServer(t, fakeaws.Options{Now: clock})
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	issuer, err := fakeaws.NewIssuerWithKey("https://oidc.example", key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.SetJWKS(issuer.JWKS()); err != nil {
+		t.Fatal(err)
+	}
+	const role = "arn:aws:iam::123456789012:role/app"
+	if err := f.AddRole(fakeaws.Role{ARN: role, TrustedSubjects: []string{"system:serviceaccount:ns:app"}, Actions: []string{"*"}, Resources: []string{"*"}, CredentialLifetime: time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	kube := fake.NewClientset(&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "app", Annotations: map[string]string{RoleAnnotation: role}}})
+	r := NewResolver(ResolverOptions{AWS: fakeaws.AWSConfig(ts.URL, "us-east-1", "", "", ""), Kubernetes: kube, RefreshMargin: 5 * time.Minute})
+	r.cache.now = clock
+
+	tokens, _ := json.Marshal(map[string]map[string]string{AudienceSTS: {"token": issuer.Token("system:serviceaccount:ns:app", []string{AudienceSTS}, time.Hour)}})
+	req := Request{Namespace: "ns", ServiceAccount: "app", PodName: "p", Tokens: string(tokens), Region: "us-east-1"}
+	sts := func() int {
+		return f.CountCalls(func(c fakeaws.Call) bool { return c.Operation == "AssumeRoleWithWebIdentity" && c.Outcome == fakeaws.OutcomeOK })
+	}
+	first, err := r.Identity(context.Background(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	advance(50 * time.Minute) // 10 minutes left: reused
+	if _, err := r.Identity(context.Background(), req); err != nil {
+		t.Fatal(err)
+	}
+	if n := sts(); n != 1 {
+		t.Fatalf("STS calls = %d with time left, want 1", n)
+	}
+	advance(6 * time.Minute) // 4 minutes left, inside the margin: refreshed once
+	second, err := r.Identity(context.Background(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Identity(context.Background(), req)
+	if n := sts(); n != 2 {
+		t.Errorf("STS calls = %d after the margin, want 2", n)
+	}
+	a, _ := first.Credentials.Retrieve(context.Background())
+	b, _ := second.Credentials.Retrieve(context.Background())
+	if a.AccessKeyID == b.AccessKeyID {
+		t.Error("refreshed credentials are the old ones")
+	}
+	if first.Key != second.Key {
+		t.Errorf("identity key changed on refresh: %q -> %q", first.Key, second.Key)
+	}
+}
