@@ -46,7 +46,9 @@ func TestCredentialsRefreshBeforeExpiry(t *testing.T) {
 	tokens, _ := json.Marshal(map[string]map[string]string{AudienceSTS: {"token": issuer.Token("system:serviceaccount:ns:app", []string{AudienceSTS}, time.Hour)}})
 	req := Request{Namespace: "ns", ServiceAccount: "app", PodName: "p", Tokens: string(tokens), Region: "us-east-1"}
 	sts := func() int {
-		return f.CountCalls(func(c fakeaws.Call) bool { return c.Operation == "AssumeRoleWithWebIdentity" && c.Outcome == fakeaws.OutcomeOK })
+		return f.CountCalls(func(c fakeaws.Call) bool {
+			return c.Operation == "AssumeRoleWithWebIdentity" && c.Outcome == fakeaws.OutcomeOK
+		})
 	}
 	first, err := r.Identity(context.Background(), req)
 	if err != nil {

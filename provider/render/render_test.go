@@ -30,7 +30,7 @@ func TestJMESPathRendering(t *testing.T) {
     - {path: ratio, objectAlias: ratio}
     - {path: on, objectAlias: on}
     - {path: nested, objectAlias: nested}
-    - {path: "list[?n > ` + "`1`" + `].v | [0]", objectAlias: filtered}
+    - {path: "list[?n > `+"`1`"+`].v | [0]", objectAlias: filtered}
 `)
 	data := `{"user":"app","port":5432,"big":12345678901234567890,"ratio":0.25,"on":false,"nested":{"a":[1,2]},"list":[{"n":1,"v":"x"},{"n":2,"v":"y"}]}`
 	files, err := render.Files([]fetch.Value{{Object: cfg.Objects[0], Data: []byte(data), Version: "v1"}}, render.Options{})

@@ -471,4 +471,3 @@ func assertNoTokensOrCredentials(t *testing.T, h *harness, c *cluster) {
 		t.Errorf("an access key id appears in the logs")
 	}
 }
-
