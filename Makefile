@@ -1,11 +1,11 @@
-# coffer: make build | test | demo | lint
+# coffer: make build | test | e2e | demo | lint
 GO       ?= go
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS  := -s -w -X github.com/coffer-csi/coffer/internal/version.Version=$(VERSION)
 BIN      := bin
 export GOFLAGS ?= -mod=readonly
 
-.PHONY: all build test unit lint demo clean
+.PHONY: all build test unit lint e2e demo clean
 
 all: build
 
@@ -25,6 +25,22 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	  if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+
+## e2e: end-to-end suite with the real Secrets Store CSI Driver, kube-apiserver and
+## kube-controller-manager (as root: the driver mounts tmpfs). The first run builds
+## them into ~/.cache/coffer/e2e (30-40 minutes on 2 cores); later runs take minutes.
+E2E_ENV := $(BIN)/e2e.env
+e2e:
+	@if [ "$$(id -u)" != 0 ]; then \
+	  echo "make e2e: must run as root: the CSI driver mounts a tmpfs for every volume, as on a node (CI runs as root). Try: sudo make e2e" >&2; \
+	  exit 1; fi
+	@mkdir -p $(BIN)
+	tests/e2e/hack/provision.sh > $(E2E_ENV)
+	$(MAKE) build
+	cd tests/e2e && $(GO) vet ./...
+	cd tests/e2e && env $$(cat $(CURDIR)/$(E2E_ENV)) \
+	  E2E_COFFER=$(CURDIR)/$(BIN)/coffer E2E_FAKEAWS=$(CURDIR)/$(BIN)/fakeaws \
+	  $(GO) test -count=1 -v -timeout 15m ./...
 
 ## demo: start the bundled AWS fake with example secrets and mount them with coffer
 demo: build

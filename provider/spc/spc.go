@@ -224,7 +224,7 @@ func checkParameterKeys(attrs map[string]string, ps *problems) {
 			continue
 		}
 		if s := nearest(k, parameterKeys); s != "" && editDistance(strings.ToLower(k), strings.ToLower(s)) <= 2 {
-			ps.add("parameters", k, "unknown parameter; did you mean %q?", s)
+			ps.add("parameters", k, "unknown parameter; did you mean %q? (check the SecretProviderClass parameters and the pod's volumeAttributes, which the driver merges)", s)
 		}
 	}
 }

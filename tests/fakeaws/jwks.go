@@ -168,7 +168,9 @@ func (src *jwksSource) fetch(ctx context.Context) ([]jwk, error) {
 	if err != nil {
 		return nil, err
 	}
-	req.Header.Set("Accept", "application/json")
+	// kube-apiserver serves /openid/v1/jwks only as application/jwk-set+json
+	// (406 for plain application/json).
+	req.Header.Set("Accept", "application/jwk-set+json, application/json")
 	if src.bearer != "" {
 		req.Header.Set("Authorization", "Bearer "+src.bearer)
 	}
@@ -276,4 +278,14 @@ func jwkOf(pub crypto.PublicKey, kid string) (jwkJSON, error) {
 			X: b64.EncodeToString(raw[1:33]), Y: b64.EncodeToString(raw[33:])}, nil
 	}
 	return jwkJSON{}, fmt.Errorf("unsupported key type %T", pub)
+}
+
+// logTokenRejection says why a token was refused when the reason is the
+// fake's own trouble (the JWKS URL could not be fetched): AWS's error text
+// does not say, and that is what a test author needs to know. The detail
+// names the URL and the HTTP failure, never the token.
+func (s *Server) logTokenRejection(e *tokenError) {
+	if s.logger != nil && e.kind == tokKeysUnavailable {
+		s.logger.Warn("cannot fetch the JWKS to verify a token", "error", e.detail)
+	}
 }

@@ -127,6 +127,7 @@ func (s *Server) podIdentityCredentials(rc *reqCtx) (*agentCredentials, *apiErro
 		rc.call.Subject = claims.Subject
 	}
 	if terr != nil {
+		s.logTokenRejection(terr)
 		return nil, agentTokenErr(terr)
 	}
 	if !slices.Contains(claims.Audience, podIdentityAudience) {

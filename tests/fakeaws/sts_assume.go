@@ -44,6 +44,7 @@ func (s *Server) stsAssumeRoleWithWebIdentity(rc *reqCtx) (any, *apiError) {
 		rc.call.Subject = claims.Subject
 	}
 	if terr != nil {
+		s.logTokenRejection(terr)
 		return nil, stsTokenErr(terr, claims, now)
 	}
 

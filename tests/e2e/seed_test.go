@@ -1,0 +1,151 @@
+package e2e
+
+import (
+	"encoding/base64"
+	"fmt"
+	"strings"
+)
+
+// Every secret and parameter value in the suite starts with canaryPrefix,
+// and no name does: after the run, no component's log may contain it.
+const canaryPrefix = "canary-"
+
+// Fixed Secrets Manager VersionIds of the seed, so classes can pin them.
+const (
+	apiKeyV1 = "a1a1a1a1-1111-4111-8111-111111111111"
+	apiKeyV2 = "b2b2b2b2-2222-4222-8222-222222222222"
+)
+
+// tlsBytes is a binary secret: not UTF-8, written to the file as is.
+var tlsBytes = []byte("\x00\xff" + canaryPrefix + "mixed-tls\x80\x01")
+
+// role is a seed role: who may assume it, and what it may read.
+type role struct {
+	name      string
+	subjects  []string // token subjects (IRSA); empty for Pod Identity roles
+	audiences []string
+	resources []string // secret and parameter ARN patterns
+}
+
+// readActions are the permissions the README documents for coffer's roles:
+// no BatchGetSecretValue, so coffer must cope without it.
+var readActions = []string{"secretsmanager:GetSecretValue", "ssm:GetParameters"}
+
+func secretARN(pattern string) string {
+	return "arn:aws:secretsmanager:*:123456789012:secret:" + pattern
+}
+
+func parameterARN(pattern string) string {
+	return "arn:aws:ssm:*:123456789012:parameter/" + strings.TrimPrefix(pattern, "/")
+}
+
+func sa(ns, name string) string { return "system:serviceaccount:" + ns + ":" + name }
+
+// probeRole is a role without permissions that coffer's own ServiceAccount
+// may assume: the suite checks with it that STS accepts the cluster's
+// tokens before any test runs.
+const probeRole = "e2e-federation-probe"
+
+var seedRoles = []role{
+	{name: probeRole, subjects: []string{sa(cofferNamespace, cofferSA)}},
+	{name: "mixed-app", subjects: []string{sa("e2e-mixed", "app")}, resources: []string{secretARN("mixed/*"), parameterARN("/mixed/*")}},
+	{name: "rotation-app", subjects: []string{sa("e2e-rotation", "app")}, resources: []string{secretARN("rotation/*"), parameterARN("/rotation/*")}},
+	{name: "sync-app", subjects: []string{sa("e2e-sync", "app")}, resources: []string{secretARN("sync/*"), parameterARN("/sync/*")}},
+	{name: "iso-a", subjects: []string{sa("e2e-isolation", "team-a")}, resources: []string{secretARN("iso/a-*")}},
+	{name: "iso-b", subjects: []string{sa("e2e-isolation", "team-b")}, resources: []string{secretARN("iso/b-*")}},
+	{name: "misconfig-app", subjects: []string{sa("e2e-misconfig", "app"), sa("e2e-misconfig", "plain")}, resources: []string{secretARN("misconfig/*")}},
+	{name: "restart-app", subjects: []string{sa("e2e-restart", "app")}, resources: []string{secretARN("restart/*")}},
+	{name: "pi-app", audiences: []string{audPodIdentity}, resources: []string{secretARN("pi/*"), parameterARN("/pi/*")}},
+}
+
+// fakeSeed is the AWS fake's seed: an administrator for the tests' own
+// changes, the scenarios' roles, and their secrets and parameters.
+func fakeSeed() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, `identities:
+  - accessKeyId: %s
+    secretAccessKey: %s
+    name: arn:aws:iam::123456789012:user/e2e-admin
+    actions: ["*"]
+    resources: ["*"]
+roles:
+`, adminKeyID, adminSecret)
+	for _, r := range seedRoles {
+		fmt.Fprintf(&b, "  - arn: %s\n", roleARN(r.name))
+		if len(r.subjects) > 0 {
+			fmt.Fprintf(&b, "    trustedSubjects: %s\n", yamlList(r.subjects))
+		}
+		if len(r.audiences) > 0 {
+			fmt.Fprintf(&b, "    trustedAudiences: %s\n", yamlList(r.audiences))
+		}
+		fmt.Fprintf(&b, "    actions: %s\n    resources: %s\n", yamlList(readActions), yamlList(r.resources))
+	}
+	fmt.Fprintf(&b, `podIdentityAssociations:
+  - {namespace: e2e-podidentity, serviceAccount: app, roleArn: %s}
+`, roleARN("pi-app"))
+	b.WriteString(`secrets:
+  # 1. mixed objects; eu-west-1 is the node's region, the classes name none.
+  - region: eu-west-1
+    name: mixed/db
+    string: '{"username":"app","password":"canary-mixed-db-pw","port":5432}'
+  - region: eu-west-1
+    name: mixed/tls
+    binary: ` + base64.StdEncoding.EncodeToString(tlsBytes) + `
+  - region: eu-west-1
+    name: mixed/api-key
+    versions:
+      - {versionId: ` + apiKeyV1 + `, string: canary-mixed-api-key-v1}
+      - {versionId: ` + apiKeyV2 + `, string: canary-mixed-api-key-v2}
+  # 2. rotation
+  - {region: us-east-1, name: rotation/db, string: '{"password":"canary-rot-pw-1"}'}
+  - {region: us-east-1, name: rotation/static, string: canary-rot-static}
+  # 3. secret sync
+  - {region: us-east-1, name: sync/db, string: '{"username":"canary-sync-user","password":"canary-sync-pw-1"}'}
+  # 4. isolation
+  - {region: us-east-1, name: iso/a-token, string: canary-iso-a}
+  - {region: us-east-1, name: iso/b-token, string: canary-iso-b}
+  # 5. misconfiguration
+  - {region: us-east-1, name: misconfig/db, string: canary-misconfig}
+  # 6. restart
+  - {region: us-east-1, name: restart/db, string: canary-restart-1}
+  # 7. Pod Identity
+  - {region: us-east-1, name: pi/db, string: '{"password":"canary-pi-pw"}'}
+parameters:
+  - {region: eu-west-1, name: /mixed/host, value: canary-mixed-host.internal}
+  - {region: eu-west-1, name: /mixed/token, type: SecureString, value: canary-mixed-token}
+  - region: eu-west-1
+    name: /mixed/feature
+    values: [canary-mixed-feature-v1, canary-mixed-feature-v2, canary-mixed-feature-v3]
+    labels: {stable: 1}
+  - {region: us-east-1, name: /rotation/param, value: canary-rot-param-1}
+  - {region: us-east-1, name: /rotation/static-param, type: SecureString, value: canary-rot-static-param}
+  - {region: us-east-1, name: /sync/host, value: canary-sync-host}
+  - {region: us-east-1, name: /pi/param, type: SecureString, value: canary-pi-param}
+`)
+	return b.String()
+}
+
+func yamlList(items []string) string {
+	q := make([]string, len(items))
+	for i, s := range items {
+		q[i] = fmt.Sprintf("%q", s)
+	}
+	return "[" + strings.Join(q, ", ") + "]"
+}
+
+// secretValuesInLogs returns the log lines of every component that contain
+// a secret or parameter value.
+func (c *cluster) secretValuesInLogs() string {
+	var b strings.Builder
+	for _, p := range c.procs {
+		for i, line := range strings.Split(p.logSince(0), "\n") {
+			if strings.Contains(line, canaryPrefix) {
+				if len(line) > 300 {
+					line = line[:300] + "..."
+				}
+				fmt.Fprintf(&b, "%s:%d: %s\n", p.logPath, i+1, line)
+			}
+		}
+	}
+	return b.String()
+}
