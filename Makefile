@@ -5,7 +5,7 @@ LDFLAGS  := -s -w -X github.com/coffer-csi/coffer/internal/version.Version=$(VER
 BIN      := bin
 export GOFLAGS ?= -mod=readonly
 
-.PHONY: all build test unit lint e2e demo clean
+.PHONY: all build test unit lint e2e bench demo clean
 
 all: build
 
@@ -41,6 +41,13 @@ e2e:
 	cd tests/e2e && env $$(cat $(CURDIR)/$(E2E_ENV)) \
 	  E2E_COFFER=$(CURDIR)/$(BIN)/coffer E2E_FAKEAWS=$(CURDIR)/$(BIN)/fakeaws \
 	  $(GO) test -count=1 -v -timeout 15m ./...
+
+## bench: the provider benchmark (real binary over its socket, AWS fake with 20 ms per call):
+## prints a markdown table and JSON, writes tests/bench/results.{md,json}; then microbenchmarks
+bench: build
+	COFFER_BENCH_REPORT=$(CURDIR)/tests/bench/results COFFER_BIN=$(CURDIR)/$(BIN)/coffer \
+	  $(GO) test -count=1 -run '^TestReport$$' -v -timeout 30m ./tests/bench/
+	$(GO) test -run '^$$' -bench . -benchmem ./provider/...
 
 ## demo: start the bundled AWS fake with example secrets and mount them with coffer
 demo: build

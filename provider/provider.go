@@ -23,7 +23,7 @@ type IdentitySource interface {
 }
 
 // ClientFactory returns the AWS clients of one identity.
-type ClientFactory func(id auth.Identity) fetch.Clients
+type ClientFactory func(ctx context.Context, id auth.Identity) fetch.Clients
 
 // Provider mounts SecretProviderClasses.
 type Provider struct {
@@ -129,7 +129,7 @@ func (p *Provider) mount(ctx context.Context, req Request, attrs map[string]stri
 	if err != nil {
 		return nil, len(cfg.Objects), fmt.Errorf("resolving the pod's AWS identity: %w", err)
 	}
-	values, fetchErr := p.Fetcher.Fetch(ctx, cfg, p.Clients(id), id.Key)
+	values, fetchErr := p.Fetcher.Fetch(ctx, cfg, p.Clients(ctx, id), id.Key)
 	files, renderErr := render.Files(values, render.Options{MaxResponseBytes: p.MaxResponseBytes})
 	if fetchErr != nil {
 		// Report rendering problems of the fetched objects too, so one

@@ -68,9 +68,11 @@ func runMount(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	p := &provider.Provider{
 		Identities: auth.NodeCredentials{Credentials: awsCfg.Credentials},
-		Clients:    func(id auth.Identity) fetch.Clients { return awsapi.NewClients(awsCfg, id.Credentials) },
-		Fetcher:    &fetch.Fetcher{},
-		Region:     provider.StaticRegion(*region),
+		Clients: func(_ context.Context, id auth.Identity) fetch.Clients {
+			return awsapi.NewClients(awsCfg, id.Credentials)
+		},
+		Fetcher: &fetch.Fetcher{},
+		Region:  provider.StaticRegion(*region),
 	}
 	res, err := p.Mount(ctx, provider.Request{Attributes: encodeAttributes(attrs)})
 	if err != nil {

@@ -124,7 +124,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	p := &provider.Provider{
-		Clients:          func(id auth.Identity) fetch.Clients { return awsapi.NewClients(awsCfg, id.Credentials) },
+		Clients:          awsapi.NewClientCache(awsCfg, 0).Factory(),
 		Fetcher:          &fetch.Fetcher{Concurrency: c.fetchConcurrency, Cache: cache.New(c.cacheTTL, c.cacheMaxBytes)},
 		MaxObjects:       c.maxObjects,
 		MaxResponseBytes: c.maxResponseBytes,

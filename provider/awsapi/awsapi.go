@@ -16,6 +16,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 
+	"github.com/coffer-csi/coffer/auth"
 	"github.com/coffer-csi/coffer/provider/fetch"
 )
 
@@ -113,4 +114,64 @@ func (c *Clients) ParameterStore(region string) fetch.ParameterStoreAPI {
 		c.param[region] = cl
 	}
 	return cl
+}
+
+// ClientCache reuses the clients of an identity across its mounts until
+// its credentials change (refreshed), so steady-state mounts build no SDK
+// clients. Bounded: when full, the least recently used identity goes.
+type ClientCache struct {
+	base aws.Config
+	max  int
+
+	mu      sync.Mutex
+	tick    uint64
+	entries map[string]*cachedClients
+}
+
+type cachedClients struct {
+	clients  *Clients
+	akid     string
+	lastUsed uint64
+}
+
+// NewClientCache returns a cache of at most max identities' clients.
+func NewClientCache(base aws.Config, max int) *ClientCache {
+	if max <= 0 {
+		max = 1000
+	}
+	return &ClientCache{base: base, max: max, entries: map[string]*cachedClients{}}
+}
+
+// For returns the clients of the identity key signing with creds.
+func (c *ClientCache) For(ctx context.Context, key string, creds aws.CredentialsProvider) fetch.Clients {
+	v, err := creds.Retrieve(ctx)
+	if err != nil || key == "" {
+		// Nothing to key on: do not share.
+		return NewClients(c.base, creds)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.tick++
+	if e, ok := c.entries[key]; ok && e.akid == v.AccessKeyID {
+		e.lastUsed = c.tick
+		return e.clients
+	}
+	if len(c.entries) >= c.max {
+		var oldest string
+		var oldestTick uint64
+		for k, e := range c.entries {
+			if oldest == "" || e.lastUsed < oldestTick {
+				oldest, oldestTick = k, e.lastUsed
+			}
+		}
+		delete(c.entries, oldest)
+	}
+	e := &cachedClients{clients: NewClients(c.base, creds), akid: v.AccessKeyID, lastUsed: c.tick}
+	c.entries[key] = e
+	return e.clients
+}
+
+// Factory adapts the cache to the provider's client factory.
+func (c *ClientCache) Factory() func(ctx context.Context, id auth.Identity) fetch.Clients {
+	return func(ctx context.Context, id auth.Identity) fetch.Clients { return c.For(ctx, id.Key, id.Credentials) }
 }

@@ -105,9 +105,11 @@ func newHarness(t *testing.T, opts ...harnessOptions) *harness {
 		identities = o.identities(fake, awsCfg)
 	}
 	p := &provider.Provider{
-		Identities:       identities,
-		Region:           o.region,
-		Clients:          func(id auth.Identity) fetch.Clients { return awsapi.NewClients(awsCfg, id.Credentials) },
+		Identities: identities,
+		Region:     o.region,
+		Clients: func(_ context.Context, id auth.Identity) fetch.Clients {
+			return awsapi.NewClients(awsCfg, id.Credentials)
+		},
 		Fetcher:          &fetch.Fetcher{Concurrency: 4, Cache: o.cache},
 		MaxObjects:       50,
 		MaxResponseBytes: o.maxResponseBytes,

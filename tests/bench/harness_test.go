@@ -217,6 +217,21 @@ func (c *coffer) mount(attrs string, current []*v1alpha1.ObjectVersion) (*v1alph
 	return resp, time.Since(start), err
 }
 
+// anonMiB reads the process's current anonymous resident memory.
+func (c *coffer) anonMiB() float64 {
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", c.cmd.Process.Pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(status), "\n") {
+		if v, ok := strings.CutPrefix(line, "RssAnon:"); ok {
+			kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
+			return kb / 1024
+		}
+	}
+	return 0
+}
+
 // usage reads the process's peak resident memory and CPU time from /proc.
 func (c *coffer) usage(t testing.TB) (peakRSSMiB float64, cpuSeconds float64) {
 	pid := c.cmd.Process.Pid

@@ -235,6 +235,25 @@ func manyMounts(t *testing.T, r *report) {
 		e.serviceAccount(t, ns, "app")
 		objects[a] = e.objects(ns, 5, 5)
 	}
+	// Sample anonymous (heap and stacks) memory while mounting: the peak
+	// RSS includes the binary's file-backed pages, which the kernel can
+	// reclaim, so both are reported.
+	stopSampling := make(chan struct{})
+	sampled := make(chan float64)
+	go func() {
+		peak := 0.0
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-tick.C:
+				peak = max(peak, c.anonMiB())
+			case <-stopSampling:
+				sampled <- max(peak, c.anonMiB())
+				return
+			}
+		}
+	}()
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 20)
 	var mu sync.Mutex
@@ -253,8 +272,11 @@ func manyMounts(t *testing.T, r *report) {
 		})
 	}
 	wg.Wait()
+	close(stopSampling)
+	anon := <-sampled
 	rss, cpu := c.usage(t)
 	r.add(Result{"S4 1,000 mounts (50 identities x 10 objects)", "provider peak RSS", rss, "MiB", "", "< 64 MiB"})
+	r.add(Result{"S4 1,000 mounts (50 identities x 10 objects)", "provider peak anonymous memory (heap, stacks)", anon, "MiB", "", ""})
 	r.add(Result{"S4 1,000 mounts (50 identities x 10 objects)", "provider CPU time", cpu, "s", "", ""})
 	r.add(Result{"S4 1,000 mounts (50 identities x 10 objects)", "errors", float64(failed), "errors", "", "0"})
 	if failed > 0 {
