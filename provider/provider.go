@@ -39,6 +39,21 @@ type Provider struct {
 	// MaxResponseBytes bounds the total size of the files returned.
 	MaxResponseBytes int
 	Logger           *slog.Logger
+	// AfterMount, when set, is called after every successful mount (first
+	// mount and rotation alike), before the response is returned. It must
+	// not fail the mount: the files are good whatever it does.
+	AfterMount func(ctx context.Context, m Mounted)
+}
+
+// Mounted describes a successful mount to AfterMount.
+type Mounted struct {
+	// Config is the validated configuration the mount used (from the
+	// attributes, which a pod's volumeAttributes can override).
+	Config *spc.Config
+	// Attributes are the raw attributes of the request.
+	Attributes map[string]string
+	Identity   auth.Identity
+	Files      []render.File
 }
 
 // RegionSource gives the default region.
@@ -67,7 +82,8 @@ type Request struct {
 // Result is a successful mount.
 type Result struct {
 	Files []render.File
-	// Changed counts files whose version differs from CurrentVersions.
+	// Changed counts files whose version differs from CurrentVersions
+	// (all of them when the driver sends none, as v1.6 does on republish).
 	Changed int
 }
 
@@ -144,6 +160,9 @@ func (p *Provider) mount(ctx context.Context, req Request, attrs map[string]stri
 		if req.CurrentVersions[f.Path] != f.Version {
 			res.Changed++
 		}
+	}
+	if p.AfterMount != nil {
+		p.AfterMount(ctx, Mounted{Config: cfg, Attributes: attrs, Identity: id, Files: files})
 	}
 	return res, len(cfg.Objects), nil
 }
