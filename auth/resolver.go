@@ -30,6 +30,9 @@ type ResolverOptions struct {
 	RefreshMargin time.Duration
 	// MaxCachedIdentities bounds the credential cache (default 10000).
 	MaxCachedIdentities int
+	// OnCredentialFetch, when set, is told about every credential fetch
+	// (not cache hits): mode is irsa, pod_identity or assume_role.
+	OnCredentialFetch func(mode string, err error)
 }
 
 // Resolver resolves a pod's AWS identity: IRSA or EKS Pod Identity, then an
@@ -46,6 +49,7 @@ type Resolver struct {
 	// another.
 	endpoint string
 	now      func() time.Time
+	onFetch  func(mode string, err error)
 }
 
 // NewResolver returns a Resolver.
@@ -75,6 +79,7 @@ func NewResolver(o ResolverOptions) *Resolver {
 		cache:       newCredentialCache(o.RefreshMargin, o.MaxCachedIdentities),
 		endpoint:    endpoint,
 		now:         time.Now,
+		onFetch:     o.OnCredentialFetch,
 	}
 }
 
@@ -111,7 +116,9 @@ func (r *Resolver) irsaIdentity(ctx context.Context, req Request, subject string
 	}
 	key := strings.Join([]string{"irsa", req.Namespace, req.ServiceAccount, role, req.Region, r.endpoint}, "|")
 	creds, err := r.cache.get(ctx, key, func(ctx context.Context) (aws.Credentials, error) {
-		return r.sts.assumeRoleWithWebIdentity(ctx, req.Region, role, sessionName(req.Namespace, req.PodName), tok, subject)
+		creds, err := r.sts.assumeRoleWithWebIdentity(ctx, req.Region, role, sessionName(req.Namespace, req.PodName), tok, subject)
+		r.observe("irsa", err)
+		return creds, err
 	})
 	if err != nil {
 		return Identity{}, err
@@ -128,7 +135,9 @@ func (r *Resolver) podIdentityIdentity(ctx context.Context, req Request, subject
 	// says; the key names the ServiceAccount, which determines it.
 	key := strings.Join([]string{"podidentity", req.Namespace, req.ServiceAccount, req.Region, req.PreferredAddressType}, "|")
 	creds, err := r.cache.get(ctx, key, func(ctx context.Context) (aws.Credentials, error) {
-		return r.podIdentity.credentials(ctx, tok, req.PreferredAddressType, subject)
+		creds, err := r.podIdentity.credentials(ctx, tok, req.PreferredAddressType, subject)
+		r.observe("pod_identity", err)
+		return creds, err
 	})
 	if err != nil {
 		return Identity{}, err
@@ -147,12 +156,20 @@ func (r *Resolver) chain(ctx context.Context, req Request, base Identity) (Ident
 		key += "|extid:" + hex.EncodeToString(sum[:8])
 	}
 	creds, err := r.cache.get(ctx, key, func(ctx context.Context) (aws.Credentials, error) {
-		return r.sts.assumeRole(ctx, req.Region, base.Credentials, base.Description, req.AssumeRoleARN, req.AssumeRoleExternalID, sessionName(req.Namespace, req.PodName))
+		creds, err := r.sts.assumeRole(ctx, req.Region, base.Credentials, base.Description, req.AssumeRoleARN, req.AssumeRoleExternalID, sessionName(req.Namespace, req.PodName))
+		r.observe("assume_role", err)
+		return creds, err
 	})
 	if err != nil {
 		return Identity{}, err
 	}
 	return identity(key, req.AssumeRoleARN+" via "+base.Description, creds), nil
+}
+
+func (r *Resolver) observe(mode string, err error) {
+	if r.onFetch != nil {
+		r.onFetch(mode, err)
+	}
 }
 
 func identity(key, description string, creds aws.Credentials) Identity {

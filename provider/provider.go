@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/coffer-csi/coffer/auth"
+	"github.com/coffer-csi/coffer/internal/metrics"
+	"github.com/coffer-csi/coffer/provider/awsapi"
 	"github.com/coffer-csi/coffer/provider/fetch"
 	"github.com/coffer-csi/coffer/provider/render"
 	"github.com/coffer-csi/coffer/provider/spc"
@@ -39,6 +41,8 @@ type Provider struct {
 	// MaxResponseBytes bounds the total size of the files returned.
 	MaxResponseBytes int
 	Logger           *slog.Logger
+	// Metrics records mount outcomes (nil: none).
+	Metrics *metrics.Metrics
 	// AfterMount, when set, is called after every successful mount (first
 	// mount and rotation alike), before the response is returned. It must
 	// not fail the mount: the files are good whatever it does.
@@ -91,20 +95,33 @@ type Result struct {
 // SecretProviderClass.
 func (p *Provider) Mount(ctx context.Context, req Request) (*Result, error) {
 	start := time.Now()
+	done := p.Metrics.MountStarted()
+	ctx, calls := awsapi.WithCallCounter(ctx)
 	log := p.logger()
 	attrs, err := spc.ParseAttributes(req.Attributes)
 	if err != nil {
-		return nil, &InputError{Err: err}
-	}
-	pod := spc.Pod{Namespace: attrs[spc.AttrPodNamespace], Name: attrs[spc.AttrPodName]}
-	log = log.With("pod", pod.Namespace+"/"+pod.Name, "secretProviderClass", attrs[spc.AttrSPCName])
-
-	res, objects, err := p.mount(ctx, req, attrs)
-	if err != nil {
-		log.Warn("mount failed", "objects", objects, "duration", time.Since(start).Round(time.Millisecond), "error", err)
+		err = &InputError{Err: err}
+		done("", ErrorClass(err), 0, 0)
+		log.Warn("mount failed", "error", err)
 		return nil, err
 	}
-	log.Info("mounted", "objects", objects, "files", len(res.Files), "changed", res.Changed, "duration", time.Since(start).Round(time.Millisecond))
+	namespace := attrs[spc.AttrPodNamespace]
+	log = log.With("pod", namespace+"/"+attrs[spc.AttrPodName], "secretProviderClass", attrs[spc.AttrSPCName])
+
+	res, objects, err := p.mount(ctx, req, attrs)
+	duration := time.Since(start).Round(time.Millisecond)
+	if err != nil {
+		class := ErrorClass(err)
+		done(namespace, class, 0, 0)
+		log.Warn("mount failed", "objects", objects, "duration", duration, "awsCalls", calls.Load(), "errorClass", class, "error", err)
+		return nil, err
+	}
+	bytes := 0
+	for _, f := range res.Files {
+		bytes += len(f.Data)
+	}
+	done(namespace, "", len(res.Files), bytes)
+	log.Info("mounted", "objects", objects, "files", len(res.Files), "bytes", bytes, "changed", res.Changed, "duration", duration, "awsCalls", calls.Load())
 	return res, nil
 }
 
@@ -201,4 +218,34 @@ func (e *InputError) Unwrap() error { return e.Err }
 func IsInputError(err error) bool {
 	var ie *InputError
 	return errors.As(err, &ie)
+}
+
+// ErrorClass classifies a mount error for metrics and logs: a small fixed
+// set, never free text.
+func ErrorClass(err error) string {
+	switch {
+	case err == nil:
+		return ""
+	case IsInputError(err):
+		return "invalid_request"
+	}
+	var authErr *auth.Error
+	if errors.As(err, &authErr) {
+		return "identity_" + authErr.Reason
+	}
+	var size *render.SizeError
+	if errors.As(err, &size) {
+		return "too_large"
+	}
+	var objErrs fetch.Errors
+	if errors.As(err, &objErrs) {
+		return string(objErrs.MostActionable())
+	}
+	switch {
+	case errors.Is(err, context.DeadlineExceeded):
+		return string(fetch.KindTimeout)
+	case errors.Is(err, context.Canceled):
+		return string(fetch.KindCanceled)
+	}
+	return "internal"
 }

@@ -3,11 +3,15 @@ package cli
 import (
 	"bytes"
 	"context"
+	"io"
 	"io/fs"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/coffer-csi/coffer/tests/fakeaws"
 )
@@ -162,5 +166,69 @@ func TestServeNeedsKubernetesForWorkloadIdentity(t *testing.T) {
 	}
 	if code, _, stderr := run(t, "serve", "--provider-name", "bad name!"); code != 1 || !strings.Contains(stderr, "--provider-name") {
 		t.Errorf("bad provider name: exit %d, stderr %q", code, stderr)
+	}
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// TestServeHealthAndMetrics runs the serve command and checks its probes
+// and metrics endpoints, then its shutdown.
+func TestServeHealthAndMetrics(t *testing.T) {
+	dir, err := os.MkdirTemp("", "serve")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	t.Setenv("AWS_REGION", "us-east-1")
+	health, metrics := freeAddr(t), freeAddr(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan int, 1)
+	var stderr bytes.Buffer
+	go func() {
+		done <- Run(ctx, []string{"serve", "--provider-dir", dir, "--insecure-node-credentials",
+			"--health-addr", health, "--metrics-addr", metrics}, io.Discard, &stderr)
+	}()
+	waitFor := func(url string, want int) string {
+		for range 200 {
+			resp, err := http.Get(url)
+			if err == nil {
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode == want {
+					return string(b)
+				}
+			}
+			time.Sleep(25 * time.Millisecond)
+		}
+		t.Fatalf("%s never answered %d", url, want)
+		return ""
+	}
+	waitFor("http://"+health+"/readyz", http.StatusOK)
+	waitFor("http://"+health+"/healthz", http.StatusOK)
+	body := waitFor("http://"+metrics+"/metrics", http.StatusOK)
+	for _, want := range []string{"coffer_build_info", "coffer_mounts_in_flight", "coffer_cache_requests_total", "go_goroutines"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	cancel()
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Errorf("serve exited %d: %s", code, stderr.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("serve did not shut down")
+	}
+	if _, err := os.Stat(filepath.Join(dir, "aws.sock")); !os.IsNotExist(err) {
+		t.Errorf("socket left behind: %v", err)
 	}
 }

@@ -6,12 +6,19 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/coffer-csi/coffer/auth"
+	"github.com/coffer-csi/coffer/internal/metrics"
+	"github.com/coffer-csi/coffer/internal/ops"
 	"github.com/coffer-csi/coffer/internal/version"
 	"github.com/coffer-csi/coffer/provider"
 	"github.com/coffer-csi/coffer/provider/awsapi"
@@ -44,6 +51,10 @@ type serveConfig struct {
 	refreshMargin    time.Duration
 	cacheTTL         time.Duration
 	cacheMaxBytes    int64
+	metricsAddr      string
+	healthAddr       string
+	pprofAddr        string
+	metricsNamespace bool
 	log              logFlags
 }
 
@@ -70,6 +81,10 @@ func (c *serveConfig) register(fs *flag.FlagSet) {
 	fs.DurationVar(&c.agentTimeout, "pod-identity-timeout", 2*time.Second, "timeout of each request to the Pod Identity agent")
 	fs.IntVar(&c.agentAttempts, "pod-identity-attempts", 3, "rounds of requests over the agent's addresses before giving up")
 	fs.DurationVar(&c.saCacheTTL, "serviceaccount-cache-ttl", 2*time.Minute, "how long a ServiceAccount's IRSA role annotation is reused before it is read again")
+	fs.StringVar(&c.metricsAddr, "metrics-addr", "", "address for Prometheus metrics at /metrics, e.g. :8080 (empty: off)")
+	fs.StringVar(&c.healthAddr, "health-addr", "", "address for /healthz (alive) and /readyz (the gRPC server answers on the socket), e.g. :8081 (empty: off)")
+	fs.StringVar(&c.pprofAddr, "pprof-addr", "", "address for Go pprof profiles at /debug/pprof/, e.g. 127.0.0.1:6060 (empty: off; do not expose it)")
+	fs.BoolVar(&c.metricsNamespace, "metrics-namespace-label", false, "add the pod namespace as a label to mount metrics (more series)")
 	fs.DurationVar(&c.cacheTTL, "cache-ttl", time.Minute, "how long fetched values are reused across mounts of the same identity (0 disables; a rotation shows up at most this much later)")
 	fs.Int64Var(&c.cacheMaxBytes, "cache-max-bytes", 64<<20, "memory bound of the value cache; least recently used values are evicted")
 	fs.DurationVar(&c.refreshMargin, "credential-refresh-margin", 5*time.Minute, "credentials are reused across mounts until this long before they expire")
@@ -123,12 +138,17 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	values := cache.New(c.cacheTTL, c.cacheMaxBytes)
+	registry := prometheus.NewRegistry()
+	m := metrics.New(registry, metrics.Options{NamespaceLabel: c.metricsNamespace, Version: version.Version, Cache: values})
+	awsapi.Instrument(&awsCfg, m.AWSCall)
 	p := &provider.Provider{
 		Clients:          awsapi.NewClientCache(awsCfg, 0).Factory(),
-		Fetcher:          &fetch.Fetcher{Concurrency: c.fetchConcurrency, Cache: cache.New(c.cacheTTL, c.cacheMaxBytes)},
+		Fetcher:          &fetch.Fetcher{Concurrency: c.fetchConcurrency, Cache: values},
 		MaxObjects:       c.maxObjects,
 		MaxResponseBytes: c.maxResponseBytes,
 		Logger:           log,
+		Metrics:          m,
 	}
 	if c.nodeCredentials {
 		log.Warn("development mode: every pod reads AWS with the provider's own credentials (--insecure-node-credentials)")
@@ -146,6 +166,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 			PodIdentity:       &auth.PodIdentityAgent{IPv4URL: c.agentIPv4URL, IPv6URL: c.agentIPv6URL, Timeout: c.agentTimeout, Attempts: c.agentAttempts},
 			ServiceAccountTTL: c.saCacheTTL,
 			RefreshMargin:     c.refreshMargin,
+			OnCredentialFetch: m.CredentialFetch,
 		})
 		p.Region = &auth.NodeRegion{Configured: c.region, Client: kube, NodeName: c.nodeName}
 	}
@@ -154,7 +175,53 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	log.Info("serving", "socket", socket, "version", version.Version, "mountTimeout", c.mountTimeout)
+	probe := &ops.SocketProbe{Socket: socket}
+	defer probe.Close()
+	if err := c.startOps(ctx, probe.Check, registry, log); err != nil {
+		lis.Close()
+		return err
+	}
+	log.Info("serving", "socket", socket, "version", version.Version, "mountTimeout", c.mountTimeout,
+		"metricsAddr", c.metricsAddr, "healthAddr", c.healthAddr)
 	srv := &server.Server{Mounter: p, MountTimeout: c.mountTimeout, BuildVersion: version.Version, Logger: log}
 	return server.Serve(ctx, lis, srv, server.ServeOptions{ShutdownTimeout: c.shutdownTimeout, Logger: log})
+}
+
+// startOps opens the operational HTTP listeners (health, metrics, pprof);
+// health and metrics share one listener when given the same address.
+func (c *serveConfig) startOps(ctx context.Context, ready func(context.Context) error, reg *prometheus.Registry, log *slog.Logger) error {
+	type endpoint struct {
+		addr    string
+		handler http.Handler
+	}
+	var eps []endpoint
+	switch {
+	case c.healthAddr != "" && c.healthAddr == c.metricsAddr:
+		eps = append(eps, endpoint{c.healthAddr, ops.Handler(ready, reg)})
+	default:
+		if c.healthAddr != "" {
+			eps = append(eps, endpoint{c.healthAddr, ops.Handler(ready, nil)})
+		}
+		if c.metricsAddr != "" {
+			eps = append(eps, endpoint{c.metricsAddr, ops.Handler(ready, reg)})
+		}
+	}
+	if c.pprofAddr != "" {
+		eps = append(eps, endpoint{c.pprofAddr, ops.PprofHandler()})
+	}
+	listeners := make([]net.Listener, 0, len(eps))
+	for _, ep := range eps {
+		lis, err := ops.Listen(ep.addr)
+		if err != nil {
+			for _, l := range listeners {
+				l.Close()
+			}
+			return err
+		}
+		listeners = append(listeners, lis)
+	}
+	for i, ep := range eps {
+		go ops.Serve(ctx, listeners[i], ep.handler, log)
+	}
+	return nil
 }

@@ -179,6 +179,22 @@ func (es Errors) Error() string {
 	return fmt.Sprintf("%d objects failed: %s", len(es), strings.Join(parts, "; "))
 }
 
+// actionability orders kinds by how directly they tell the user what to
+// fix: a mount with several failures is summarised by the first present.
+var actionability = []Kind{KindAccessDenied, KindCredentials, KindNotFound, KindInvalid, KindDecryption, KindThrottled, KindTimeout, KindUnavailable, KindCanceled, KindOther}
+
+// MostActionable returns the kind that best summarises the failures.
+func (es Errors) MostActionable() Kind {
+	for _, k := range actionability {
+		for _, e := range es {
+			if e.Kind == k {
+				return k
+			}
+		}
+	}
+	return KindOther
+}
+
 func (es Errors) Unwrap() []error {
 	out := make([]error, len(es))
 	for i, e := range es {

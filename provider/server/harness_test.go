@@ -12,11 +12,13 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"sigs.k8s.io/secrets-store-csi-driver/provider/v1alpha1"
 
 	"github.com/coffer-csi/coffer/auth"
+	"github.com/coffer-csi/coffer/internal/metrics"
 	"github.com/coffer-csi/coffer/provider"
 	"github.com/coffer-csi/coffer/provider/awsapi"
 	"github.com/coffer-csi/coffer/provider/cache"
@@ -59,6 +61,8 @@ type harness struct {
 	client v1alpha1.CSIDriverProviderClient
 	logs   *syncBuffer
 	socket string
+	// metrics is the provider's registry, for scraping in tests.
+	metrics *prometheus.Registry
 	// stop shuts the server down and waits for Serve to return.
 	stop func(t *testing.T)
 }
@@ -68,7 +72,7 @@ type harnessOptions struct {
 	maxResponseBytes int
 	// identities builds the identity source from the SDK configuration
 	// (default: the node's credentials, the fake's test key).
-	identities func(fake *fakeaws.Server, cfg aws.Config) provider.IdentitySource
+	identities func(fake *fakeaws.Server, cfg aws.Config, m *metrics.Metrics) provider.IdentitySource
 	region     provider.RegionSource
 	// cache reuses values across mounts (default: off).
 	cache *cache.Cache
@@ -97,12 +101,15 @@ func newHarness(t *testing.T, opts ...harnessOptions) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
+	registry := prometheus.NewRegistry()
+	m := metrics.New(registry, metrics.Options{Version: "test", Cache: o.cache})
+	awsapi.Instrument(&awsCfg, m.AWSCall)
 
 	logs := &syncBuffer{}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	var identities provider.IdentitySource = auth.NodeCredentials{Credentials: awsCfg.Credentials}
 	if o.identities != nil {
-		identities = o.identities(fake, awsCfg)
+		identities = o.identities(fake, awsCfg, m)
 	}
 	p := &provider.Provider{
 		Identities: identities,
@@ -114,6 +121,7 @@ func newHarness(t *testing.T, opts ...harnessOptions) *harness {
 		MaxObjects:       50,
 		MaxResponseBytes: o.maxResponseBytes,
 		Logger:           log,
+		Metrics:          m,
 	}
 	socket := filepath.Join(shortTempDir(t), "aws.sock")
 	lis, err := server.Listen(socket)
@@ -144,7 +152,7 @@ func newHarness(t *testing.T, opts ...harnessOptions) *harness {
 		conn.Close()
 		stop(t)
 	})
-	return &harness{fake: fake, url: ts.URL, client: v1alpha1.NewCSIDriverProviderClient(conn), logs: logs, socket: socket, stop: stop}
+	return &harness{fake: fake, url: ts.URL, client: v1alpha1.NewCSIDriverProviderClient(conn), logs: logs, socket: socket, stop: stop, metrics: registry}
 }
 
 // shortTempDir returns a temporary directory with a short path: Unix socket

@@ -21,6 +21,7 @@ import (
 	k8stesting "k8s.io/client-go/testing"
 
 	"github.com/coffer-csi/coffer/auth"
+	"github.com/coffer-csi/coffer/internal/metrics"
 	"github.com/coffer-csi/coffer/provider"
 	"github.com/coffer-csi/coffer/provider/cache"
 	"github.com/coffer-csi/coffer/tests/fakeaws"
@@ -102,7 +103,7 @@ func newWorkloadHarness(t *testing.T, opts ...harnessOptions) (*harness, *cluste
 	if len(opts) > 0 {
 		o = opts[0]
 	}
-	o.identities = func(f *fakeaws.Server, cfg aws.Config) provider.IdentitySource {
+	o.identities = func(f *fakeaws.Server, cfg aws.Config, m *metrics.Metrics) provider.IdentitySource {
 		f.SetIssuer(issuer.URL())
 		if err := f.SetJWKS(issuer.JWKS()); err != nil {
 			t.Fatal(err)
@@ -131,9 +132,10 @@ func newWorkloadHarness(t *testing.T, opts ...harnessOptions) (*harness, *cluste
 		t.Cleanup(v6.Close)
 		c.v4, c.v6 = v4.URL+"/v1/credentials", v6.URL+"/v1/credentials"
 		return auth.NewResolver(auth.ResolverOptions{
-			AWS:         cfg,
-			Kubernetes:  c.kube,
-			PodIdentity: &auth.PodIdentityAgent{IPv4URL: c.v4, IPv6URL: c.v6, Timeout: 500 * time.Millisecond, Attempts: 2},
+			AWS:               cfg,
+			Kubernetes:        c.kube,
+			PodIdentity:       &auth.PodIdentityAgent{IPv4URL: c.v4, IPv6URL: c.v6, Timeout: 500 * time.Millisecond, Attempts: 2},
+			OnCredentialFetch: m.CredentialFetch,
 		})
 	}
 	if o.region == nil {

@@ -486,6 +486,7 @@ func TestCanaryNeverLeaks(t *testing.T) {
 	if strings.Contains(logs, canary) {
 		t.Errorf("logs leak the canary:\n%s", logs)
 	}
+	assertLabelsFree(t, h.metrics, canary)
 }
 
 func keys[V any](m map[string]V) []string {

@@ -104,23 +104,21 @@ func Code(err error) codes.Code {
 	return codes.Internal
 }
 
-// fetchCode picks the code of the most actionable failure among objects.
+// fetchCode maps the most actionable object failure to a code.
 func fetchCode(errs fetch.Errors) codes.Code {
-	rank := map[fetch.Kind]codes.Code{
-		fetch.KindAccessDenied: codes.PermissionDenied,
-		fetch.KindCredentials:  codes.Unauthenticated,
-		fetch.KindNotFound:     codes.NotFound,
-		fetch.KindInvalid:      codes.FailedPrecondition,
-		fetch.KindThrottled:    codes.ResourceExhausted,
-		fetch.KindTimeout:      codes.DeadlineExceeded,
-	}
-	order := []fetch.Kind{fetch.KindAccessDenied, fetch.KindCredentials, fetch.KindNotFound, fetch.KindInvalid, fetch.KindThrottled, fetch.KindTimeout}
-	for _, k := range order {
-		for _, e := range errs {
-			if e.Kind == k {
-				return rank[k]
-			}
-		}
+	switch errs.MostActionable() {
+	case fetch.KindAccessDenied:
+		return codes.PermissionDenied
+	case fetch.KindCredentials:
+		return codes.Unauthenticated
+	case fetch.KindNotFound:
+		return codes.NotFound
+	case fetch.KindInvalid, fetch.KindDecryption:
+		return codes.FailedPrecondition
+	case fetch.KindThrottled:
+		return codes.ResourceExhausted
+	case fetch.KindTimeout:
+		return codes.DeadlineExceeded
 	}
 	return codes.Internal
 }

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	grpchealth "google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"sigs.k8s.io/secrets-store-csi-driver/provider/v1alpha1"
 )
 
@@ -80,6 +82,10 @@ func Serve(ctx context.Context, lis net.Listener, srv v1alpha1.CSIDriverProvider
 	}
 	g := grpc.NewServer(grpc.MaxRecvMsgSize(opts.MaxMessageBytes), grpc.MaxSendMsgSize(opts.MaxMessageBytes))
 	v1alpha1.RegisterCSIDriverProviderServer(g, srv)
+	// The standard gRPC health service, on the same socket: what the
+	// readiness probe (and any gRPC-aware tool) asks.
+	health := grpchealth.NewServer()
+	healthpb.RegisterHealthServer(g, health)
 	if opts.Register != nil {
 		opts.Register(g)
 	}
@@ -93,6 +99,7 @@ func Serve(ctx context.Context, lis net.Listener, srv v1alpha1.CSIDriverProvider
 		return fmt.Errorf("serving on %s: %w", path, err)
 	case <-ctx.Done():
 	}
+	health.Shutdown() // report NOT_SERVING while draining
 	log.Info("shutting down: no new connections, waiting for in-flight mounts", "timeout", opts.ShutdownTimeout)
 	stopped := make(chan struct{})
 	go func() { g.GracefulStop(); close(stopped) }()

@@ -1,0 +1,176 @@
+// Package metrics defines coffer's Prometheus metrics. Labels are bounded
+// sets (outcomes, error classes, AWS operations): never an object name, a
+// value, or (unless enabled) a namespace. docs/metrics.md documents each.
+package metrics
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/coffer-csi/coffer/provider/cache"
+)
+
+// Metrics holds coffer's collectors. A nil *Metrics records nothing.
+type Metrics struct {
+	mountRequests   *prometheus.CounterVec
+	mountDuration   *prometheus.HistogramVec
+	mountsInFlight  prometheus.Gauge
+	mountBytes      prometheus.Counter
+	mountFiles      prometheus.Counter
+	awsCalls        *prometheus.CounterVec
+	awsCallDuration *prometheus.HistogramVec
+	credFetches     *prometheus.CounterVec
+	// withNamespace adds the pod namespace to mount metrics.
+	withNamespace bool
+}
+
+// Options configure the metrics.
+type Options struct {
+	// NamespaceLabel adds a namespace label to the mount metrics. Off by
+	// default: namespaces are many, and cardinality is memory.
+	NamespaceLabel bool
+	Version        string
+	// Cache, when set, is exported as coffer_cache_*.
+	Cache *cache.Cache
+}
+
+// New creates coffer's metrics and registers them, with build info and the
+// Go runtime and process collectors, in reg.
+func New(reg prometheus.Registerer, o Options) *Metrics {
+	mountLabels := []string{"outcome", "error_class"}
+	if o.NamespaceLabel {
+		mountLabels = append(mountLabels, "namespace")
+	}
+	durationLabels := []string{"outcome"}
+	if o.NamespaceLabel {
+		durationLabels = append(durationLabels, "namespace")
+	}
+	m := &Metrics{
+		withNamespace: o.NamespaceLabel,
+		mountRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "coffer_mount_requests_total",
+			Help: "Mount requests from the driver, by outcome (success, error) and error class.",
+		}, mountLabels),
+		mountDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "coffer_mount_duration_seconds",
+			Help:    "Time to serve a Mount request, AWS calls included.",
+			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+		}, durationLabels),
+		mountsInFlight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "coffer_mounts_in_flight",
+			Help: "Mount requests being served now.",
+		}),
+		mountBytes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "coffer_mount_response_bytes_total",
+			Help: "Bytes of file content returned to the driver.",
+		}),
+		mountFiles: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "coffer_mount_response_files_total",
+			Help: "Files returned to the driver.",
+		}),
+		awsCalls: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "coffer_aws_api_calls_total",
+			Help: "AWS API requests (each retry attempt counts), by service, operation and outcome (success, throttled, error).",
+		}, []string{"service", "operation", "outcome"}),
+		awsCallDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "coffer_aws_api_call_duration_seconds",
+			Help:    "Duration of AWS API requests.",
+			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
+		}, []string{"service", "operation"}),
+		credFetches: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "coffer_credential_fetches_total",
+			Help: "Workload credentials obtained from STS or the EKS Pod Identity agent (cache misses), by mode (irsa, pod_identity, assume_role) and outcome.",
+		}, []string{"mode", "outcome"}),
+	}
+	buildInfo := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name:        "coffer_build_info",
+		Help:        "coffer's version; always 1.",
+		ConstLabels: prometheus.Labels{"version": o.Version},
+	})
+	buildInfo.Set(1)
+	reg.MustRegister(m.mountRequests, m.mountDuration, m.mountsInFlight, m.mountBytes, m.mountFiles,
+		m.awsCalls, m.awsCallDuration, m.credFetches, buildInfo,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if o.Cache != nil {
+		reg.MustRegister(&cacheCollector{cache: o.Cache})
+	}
+	return m
+}
+
+// MountStarted records a Mount starting; the returned function records its
+// end. errorClass is "" on success.
+func (m *Metrics) MountStarted() func(namespace, errorClass string, files, bytes int) {
+	if m == nil {
+		return func(string, string, int, int) {}
+	}
+	start := time.Now()
+	m.mountsInFlight.Inc()
+	return func(namespace, errorClass string, files, bytes int) {
+		m.mountsInFlight.Dec()
+		outcome := "success"
+		if errorClass != "" {
+			outcome = "error"
+		} else {
+			errorClass = "none"
+		}
+		labels := []string{outcome, errorClass}
+		durLabels := []string{outcome}
+		if m.withNamespace {
+			labels = append(labels, namespace)
+			durLabels = append(durLabels, namespace)
+		}
+		m.mountRequests.WithLabelValues(labels...).Inc()
+		m.mountDuration.WithLabelValues(durLabels...).Observe(time.Since(start).Seconds())
+		m.mountFiles.Add(float64(files))
+		m.mountBytes.Add(float64(bytes))
+	}
+}
+
+// AWSCall records one AWS request (an awsapi.CallObserver).
+func (m *Metrics) AWSCall(service, operation, outcome string, d time.Duration) {
+	if m == nil {
+		return
+	}
+	m.awsCalls.WithLabelValues(service, operation, outcome).Inc()
+	m.awsCallDuration.WithLabelValues(service, operation).Observe(d.Seconds())
+}
+
+// CredentialFetch records credentials obtained (or not) for a workload.
+func (m *Metrics) CredentialFetch(mode string, err error) {
+	if m == nil {
+		return
+	}
+	outcome := "success"
+	if err != nil {
+		outcome = "error"
+	}
+	m.credFetches.WithLabelValues(mode, outcome).Inc()
+}
+
+// cacheCollector exports the value cache's counters at scrape time.
+type cacheCollector struct{ cache *cache.Cache }
+
+var (
+	cacheRequestsDesc  = prometheus.NewDesc("coffer_cache_requests_total", "Value cache lookups, by result (hit, miss).", []string{"result"}, nil)
+	cacheEvictionsDesc = prometheus.NewDesc("coffer_cache_evictions_total", "Values evicted to stay within --cache-max-bytes.", nil, nil)
+	cacheBytesDesc     = prometheus.NewDesc("coffer_cache_bytes", "Bytes held by the value cache.", nil, nil)
+	cacheEntriesDesc   = prometheus.NewDesc("coffer_cache_entries", "Values held by the value cache.", nil, nil)
+)
+
+func (c *cacheCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- cacheRequestsDesc
+	ch <- cacheEvictionsDesc
+	ch <- cacheBytesDesc
+	ch <- cacheEntriesDesc
+}
+
+func (c *cacheCollector) Collect(ch chan<- prometheus.Metric) {
+	s := c.cache.Stats()
+	ch <- prometheus.MustNewConstMetric(cacheRequestsDesc, prometheus.CounterValue, float64(s.Hits), "hit")
+	ch <- prometheus.MustNewConstMetric(cacheRequestsDesc, prometheus.CounterValue, float64(s.Misses), "miss")
+	ch <- prometheus.MustNewConstMetric(cacheEvictionsDesc, prometheus.CounterValue, float64(s.Evictions))
+	ch <- prometheus.MustNewConstMetric(cacheBytesDesc, prometheus.GaugeValue, float64(s.Bytes))
+	ch <- prometheus.MustNewConstMetric(cacheEntriesDesc, prometheus.GaugeValue, float64(s.Entries))
+}
