@@ -227,7 +227,7 @@ func ErrorClass(err error) string {
 	case err == nil:
 		return ""
 	case IsInputError(err):
-		return "invalid_request"
+		return "invalid_config"
 	}
 	var authErr *auth.Error
 	if errors.As(err, &authErr) {

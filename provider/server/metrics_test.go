@@ -86,7 +86,7 @@ func TestMetricsAfterScriptedMounts(t *testing.T) {
 		want   float64
 	}{
 		{"coffer_mount_requests_total", map[string]string{"outcome": "success", "error_class": "none"}, 2},
-		{"coffer_mount_requests_total", map[string]string{"outcome": "error", "error_class": "invalid_request"}, 1},
+		{"coffer_mount_requests_total", map[string]string{"outcome": "error", "error_class": "invalid_config"}, 1},
 		{"coffer_mount_requests_total", map[string]string{"outcome": "error", "error_class": "not_found"}, 1},
 		{"coffer_mount_requests_total", map[string]string{"outcome": "error", "error_class": "throttled"}, 1},
 		{"coffer_mount_duration_seconds", map[string]string{"outcome": "success"}, 2},
