@@ -163,7 +163,7 @@ func (p *Provider) mount(ctx context.Context, req Request, attrs map[string]stri
 		return nil, len(cfg.Objects), fmt.Errorf("resolving the pod's AWS identity: %w", err)
 	}
 	values, fetchErr := p.Fetcher.Fetch(ctx, cfg, p.Clients(ctx, id), id.Key)
-	files, renderErr := render.Files(values, render.Options{MaxResponseBytes: p.MaxResponseBytes})
+	files, renderErr := render.Files(values, render.Options{MaxResponseBytes: p.MaxResponseBytes, Translation: cfg.PathTranslation})
 	if fetchErr != nil {
 		// Report rendering problems of the fetched objects too, so one
 		// round of fixes covers everything.

@@ -29,6 +29,7 @@ type SecretsManagerAPI interface {
 // ParameterStoreAPI is the part of the SSM client coffer uses.
 type ParameterStoreAPI interface {
 	GetParameters(ctx context.Context, in *ssm.GetParametersInput, optFns ...func(*ssm.Options)) (*ssm.GetParametersOutput, error)
+	GetParametersByPath(ctx context.Context, in *ssm.GetParametersByPathInput, optFns ...func(*ssm.Options)) (*ssm.GetParametersByPathOutput, error)
 }
 
 // Clients hands out AWS clients of one workload identity, per region.
@@ -46,6 +47,9 @@ type Value struct {
 	Version string
 	// Region is the region that answered.
 	Region string
+	// Members are the entries a path or filter object selected (coffer
+	// extension); Data and Version are empty for such objects.
+	Members []Member
 }
 
 // Limits of the AWS batch APIs.
@@ -128,6 +132,7 @@ const (
 	secretBatchUnit  unitKind = iota // BatchGetSecretValue, current versions
 	secretSingleUnit                 // GetSecretValue, a pinned version or label
 	parameterUnit                    // GetParameters
+	bulkUnit                         // GetParametersByPath or BatchGetSecretValue with filters
 )
 
 type unit struct {
@@ -142,6 +147,8 @@ func plan(objects []*spc.Object) []unit {
 	var current, params []*spc.Object
 	for _, o := range objects {
 		switch {
+		case o.Bulk():
+			units = append(units, unit{kind: bulkUnit, objects: []*spc.Object{o}})
 		case o.Type == spc.ParameterStore:
 			params = append(params, o)
 		case wantsCurrent(o.Primary()) && (o.Failover == nil || wantsCurrent(*o.Failover)):
@@ -226,6 +233,9 @@ func (f *Fetcher) fetchUnit(ctx context.Context, cfg *spc.Config, clients Client
 
 // attempt fetches objects in one region, serving what it can from the cache.
 func (f *Fetcher) attempt(ctx context.Context, clients Clients, scope string, kind unitKind, objects []*spc.Object, region string, failover bool) []outcome {
+	if kind == bulkUnit {
+		return []outcome{f.bulk(ctx, clients, scope, region, objects[0])}
+	}
 	res := make([]outcome, len(objects))
 	targets := make([]spc.Target, len(objects))
 	var missing []int

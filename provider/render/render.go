@@ -5,6 +5,7 @@ package render
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -34,6 +35,9 @@ type File struct {
 
 // Options bound the response.
 type Options struct {
+	// Translation is the class's path translation character, applied to
+	// names that come from AWS (expanded keys, path and filter members).
+	Translation string
 	// MaxResponseBytes bounds the total file contents (default
 	// DriverMaxResponseBytes).
 	MaxResponseBytes int
@@ -45,9 +49,10 @@ func Files(values []fetch.Value, opts Options) ([]File, error) {
 	var files []File
 	var failed fetch.Errors
 	for _, v := range values {
-		o := v.Object
-		files = append(files, File{Path: o.Path, Mode: o.Mode, Data: v.Data, Version: v.Version, Object: o})
-		if len(o.JMESPath) == 0 {
+		own, errs := objectFiles(v, opts.Translation)
+		failed = append(failed, errs...)
+		files = append(files, own...)
+		if len(v.Object.JMESPath) == 0 {
 			continue
 		}
 		extracted, err := extract(v)
@@ -60,10 +65,155 @@ func Files(values []fetch.Value, opts Options) ([]File, error) {
 	if len(failed) > 0 {
 		return nil, failed
 	}
+	// Paths from the AWS side (expanded keys, path and filter members) are
+	// only known now; names given in the class were checked when parsed.
+	if err := checkCollisions(files); err != nil {
+		return nil, err
+	}
 	if err := checkSize(files, opts.MaxResponseBytes); err != nil {
 		return nil, err
 	}
 	return files, nil
+}
+
+// objectFiles renders an object's own content: its value as one file, or
+// one file per top-level key (expandJSON), or one per member (path or
+// filters), decoded as the object says.
+func objectFiles(v fetch.Value, translation string) ([]File, fetch.Errors) {
+	o := v.Object
+	fail := func(detail, hint string) fetch.Errors {
+		return fetch.Errors{{Object: o, Entry: -1, Kind: fetch.KindInvalid, Detail: detail, Hint: hint}}
+	}
+	switch {
+	case o.Bulk():
+		files := make([]File, 0, len(v.Members))
+		for _, m := range v.Members {
+			data, err := decode(o.Decoding, m.Data)
+			if err != nil {
+				return nil, fail(fmt.Sprintf("member %q is not valid %s (%v)", m.Name, o.Decoding, err), "store it encoded, or remove decoding")
+			}
+			files = append(files, File{Path: o.Path + "/" + spc.TranslatePath(m.Name, translation), Mode: o.Mode, Data: data, Version: m.Version, Object: o})
+		}
+		return files, nil
+	case o.ExpandJSON:
+		doc, err := decodeJSON(v.Data, true)
+		if err != nil {
+			return nil, fail(fmt.Sprintf("expandJSON needs a JSON object, but the value is not valid JSON (%v)", err), "store the secret as a JSON object, or remove expandJSON")
+		}
+		fields, ok := doc.(map[string]any)
+		if !ok {
+			return nil, fail("expandJSON needs a JSON object, but the value is a JSON "+jsonKind(doc), "store the secret as a JSON object, or remove expandJSON")
+		}
+		keys := make([]string, 0, len(fields))
+		for k := range fields {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		files := make([]File, 0, len(keys))
+		for _, k := range keys {
+			text, err := scalarText(fields[k])
+			if err != nil {
+				continue // a null value has no file, as a missing key would not
+			}
+			data, err := decode(o.Decoding, text)
+			if err != nil {
+				return nil, fail(fmt.Sprintf("key %q is not valid %s (%v)", k, o.Decoding, err), "store it encoded, or remove decoding")
+			}
+			files = append(files, File{Path: o.Path + "/" + spc.TranslatePath(k, translation), Mode: o.Mode, Data: data, Version: v.Version, Object: o})
+		}
+		return files, nil
+	default:
+		data, err := decode(o.Decoding, v.Data)
+		if err != nil {
+			return nil, fail(fmt.Sprintf("the value is not valid %s (%v)", o.Decoding, err), "store it encoded, or remove decoding")
+		}
+		return []File{{Path: o.Path, Mode: o.Mode, Data: data, Version: v.Version, Object: o}}, nil
+	}
+}
+
+func jsonKind(v any) string {
+	switch v.(type) {
+	case []any:
+		return "array"
+	case string:
+		return "string"
+	case json.Number, float64:
+		return "number"
+	case bool:
+		return "boolean"
+	}
+	return "null"
+}
+
+// decode undoes a value's stored encoding. Its errors give byte offsets
+// only, never content.
+func decode(decoding string, data []byte) ([]byte, error) {
+	var enc *base64.Encoding
+	switch decoding {
+	case spc.DecodingNone:
+		return data, nil
+	case spc.DecodingBase64:
+		enc = base64.StdEncoding
+	case spc.DecodingBase64URL:
+		enc = base64.URLEncoding
+	}
+	trimmed := bytes.TrimSpace(data)
+	// Accept padded and unpadded input alike: both are common.
+	if len(trimmed)%4 != 0 {
+		enc = enc.WithPadding(base64.NoPadding)
+	}
+	out := make([]byte, enc.DecodedLen(len(trimmed)))
+	n, err := enc.Decode(out, trimmed)
+	if err != nil {
+		var corrupt base64.CorruptInputError
+		if errors.As(err, &corrupt) {
+			return nil, fmt.Errorf("illegal character or length at byte %d", int64(corrupt))
+		}
+		return nil, errors.New("cannot be decoded")
+	}
+	return out[:n], nil
+}
+
+// checkCollisions fails when two files share a path, when a file is also a
+// directory of another, or when a name from AWS is not a valid file name.
+func checkCollisions(files []File) error {
+	owner := make(map[string]*File, len(files))
+	var failed fetch.Errors
+	for i := range files {
+		f := &files[i]
+		if err := spc.CheckFilePath(f.Path); err != nil {
+			failed = append(failed, &fetch.ObjectError{Object: f.Object, Entry: -1, Kind: fetch.KindInvalid,
+				Detail: fmt.Sprintf("a name from AWS makes an invalid file: %v", err), Hint: "rename the key or entry in AWS"})
+			continue
+		}
+		if prev, dup := owner[f.Path]; dup {
+			failed = append(failed, &fetch.ObjectError{Object: f.Object, Entry: -1, Kind: fetch.KindInvalid,
+				Detail: fmt.Sprintf("writes file %q, which %s also writes", f.Path, prev.Object.Describe()), Hint: "give one of them a different objectAlias"})
+			continue
+		}
+		owner[f.Path] = f
+	}
+	for i := range files {
+		f := &files[i]
+		for dir := parentOf(f.Path); dir != ""; dir = parentOf(dir) {
+			if other, clash := owner[dir]; clash {
+				failed = append(failed, &fetch.ObjectError{Object: f.Object, Entry: -1, Kind: fetch.KindInvalid,
+					Detail: fmt.Sprintf("writes %q inside %q, which %s writes as a file", f.Path, dir, other.Object.Describe()), Hint: "give one of them a different objectAlias"})
+				break
+			}
+		}
+	}
+	if len(failed) > 0 {
+		return failed
+	}
+	return nil
+}
+
+func parentOf(p string) string {
+	if i := strings.LastIndexByte(p, '/'); i > 0 {
+		return p[:i]
+	}
+	return ""
 }
 
 // extract applies an object's jmesPath entries. A jmesPath file's version is
@@ -105,6 +255,10 @@ func extract(v fetch.Value) ([]File, fetch.Errors) {
 		data, err := scalarText(result)
 		if err != nil {
 			fail(fmt.Sprintf("path %q %v", e.Expression, err), "check the key names in the expression; they are case-sensitive")
+			continue
+		}
+		if data, err = decode(e.Decoding, data); err != nil {
+			fail(fmt.Sprintf("the value at %q is not valid %s (%v)", e.Expression, e.Decoding, err), "store it encoded, or remove decoding")
 			continue
 		}
 		files = append(files, File{Path: e.Path, Mode: e.Mode, Data: data, Version: v.Version, Object: o})

@@ -23,8 +23,23 @@ type Object struct {
 	VersionLabel string
 	// Mode is the file mode of the object's own file.
 	Mode fs.FileMode
-	// Path is the object's file path relative to the mount.
-	Path     string
+	// Path is the object's file path relative to the mount (the directory of
+	// its files when WritesDirectory).
+	Path string
+	// ParameterPath selects every parameter under a Parameter Store path
+	// (coffer extension), Recursive the whole tree.
+	ParameterPath string
+	Recursive     bool
+	// Filters select Secrets Manager secrets (coffer extension).
+	Filters []Filter
+	// MaxMembers bounds what ParameterPath or Filters may select.
+	MaxMembers int
+	// ExpandJSON writes one file per top-level key of a JSON value, under
+	// Path, instead of the value itself (coffer extension).
+	ExpandJSON bool
+	// Decoding is applied to the value (or each key or member) before it is
+	// written: "", "base64" or "base64url".
+	Decoding string
 	JMESPath []*JMESPathEntry
 	// Failover says what to read in the failover region; nil without a
 	// failoverRegion.
@@ -38,6 +53,8 @@ type JMESPathEntry struct {
 	Path       string
 	Mode       fs.FileMode
 	Compiled   jmespath.JMESPath
+	// Decoding is applied to the extracted value.
+	Decoding string
 }
 
 // Target is what to fetch from one region.
@@ -64,8 +81,9 @@ func describe(i int, name string) string {
 
 // Keys of an object entry, of a jmesPath entry and of a failoverObject.
 var (
-	objectKeys   = []string{"objectName", "objectType", "objectAlias", "objectVersion", "objectVersionLabel", "filePermission", "jmesPath", "failoverObject"}
-	jmesKeys     = []string{"path", "objectAlias", "filePermission"}
+	objectKeys = []string{"objectName", "objectType", "objectAlias", "objectVersion", "objectVersionLabel", "filePermission", "jmesPath", "failoverObject",
+		keyPath, keyRecursive, keyFilters, keyMaxMembers, keyExpandJSON, keyDecoding}
+	jmesKeys     = []string{"path", "objectAlias", "filePermission", keyDecoding}
 	failoverKeys = []string{"objectName", "objectVersion", "objectVersionLabel"}
 )
 
@@ -178,21 +196,38 @@ func (p *objectParser) parseObject(i int, item *yaml.Node) *Object {
 	}
 	f := fields(item, objectKeys, where, p.ps)
 	o := &Object{Index: i, Name: scalar(f, "objectName", where, p.ps)}
-	if o.Name == "" {
-		p.ps.add(where, "objectName", "is required: the Secrets Manager secret or Parameter Store parameter to mount, by name or ARN")
-	}
-	o.Type = p.objectType(o.Name, scalar(f, "objectType", where, p.ps), p.cfg.Region, where)
 	o.Alias = scalar(f, "objectAlias", where, p.ps)
+	o.Decoding = p.decoding(f, where)
+	if o.Name == "" {
+		p.parseBulk(o, f, scalar(f, "objectType", where, p.ps), where)
+		if o.Bulk() {
+			where = describe(i, o.Name)
+		}
+	} else {
+		for _, k := range []string{keyPath, keyFilters, keyRecursive, keyMaxMembers} {
+			if _, ok := f[k]; ok {
+				p.ps.add(where, k, "cannot be used with objectName; %s select many entries and take no objectName", map[bool]string{true: "path and recursive", false: "filters"}[k != keyFilters])
+			}
+		}
+		o.Type = p.objectType(o.Name, scalar(f, "objectType", where, p.ps), p.cfg.Region, where)
+		if v := scalar(f, keyExpandJSON, where, p.ps); v != "" {
+			b, err := strconv.ParseBool(v)
+			if err != nil {
+				p.ps.add(where, keyExpandJSON, "%q is not a boolean; use true to write one file per top-level key of the JSON value", v)
+			}
+			o.ExpandJSON = b
+		}
+	}
 	o.Version = scalar(f, "objectVersion", where, p.ps)
 	o.VersionLabel = scalar(f, "objectVersionLabel", where, p.ps)
 	p.checkSelectors(o.Type, o.Version, o.VersionLabel, where)
 	o.Mode = p.mode(scalar(f, "filePermission", where, p.ps), p.defaultMode, where, "filePermission")
 
 	name := o.Alias
-	if name == "" {
+	if name == "" && !o.Bulk() {
 		name = o.Name
 	}
-	o.Path = translatePath(name, p.translation)
+	o.Path = TranslatePath(name, p.translation)
 	if err := CheckFilePath(o.Path); err != nil && name != "" {
 		field := "objectName"
 		if o.Alias != "" {
@@ -316,6 +351,7 @@ func (p *objectParser) jmesPath(n *yaml.Node, where string, parentMode fs.FileMo
 		e := &JMESPathEntry{
 			Expression: scalar(f, "path", w, p.ps),
 			Alias:      scalar(f, "objectAlias", w, p.ps),
+			Decoding:   p.decoding(f, w),
 		}
 		e.Mode = p.mode(scalar(f, "filePermission", w, p.ps), parentMode, w, "filePermission")
 		if e.Expression == "" {
@@ -328,7 +364,7 @@ func (p *objectParser) jmesPath(n *yaml.Node, where string, parentMode fs.FileMo
 		if e.Alias == "" {
 			p.ps.add(w, "objectAlias", "is required: the file name for the extracted value")
 		} else {
-			e.Path = translatePath(e.Alias, p.translation)
+			e.Path = TranslatePath(e.Alias, p.translation)
 			if err := CheckFilePath(e.Path); err != nil {
 				p.ps.add(w, "objectAlias", "%v; use a plain relative file name", err)
 			}
@@ -402,10 +438,32 @@ func checkPaths(objects []*Object, ps *problems) {
 		owner[path] = who
 		order = append(order, path)
 	}
+	dirs := map[string]string{}
+	var dirOrder []string
 	for _, o := range objects {
-		add(o.Path, o.Describe())
+		if o.WritesDirectory() {
+			if prev, dup := dirs[o.Path]; dup {
+				ps.add(o.Describe(), "objectAlias", "writes into directory %q, as %s does; their files could collide, give each its own objectAlias", o.Path, prev)
+			} else {
+				dirs[o.Path] = o.Describe()
+				dirOrder = append(dirOrder, o.Path)
+			}
+		} else {
+			add(o.Path, o.Describe())
+		}
 		for j, e := range o.JMESPath {
 			add(e.Path, fmt.Sprintf("%s.jmesPath[%d]", o.Describe(), j))
+		}
+	}
+	for _, dir := range dirOrder {
+		who := dirs[dir]
+		if other, clash := owner[dir]; clash {
+			ps.add(who, "objectAlias", "writes its files into %q, which %s writes as a file; a path cannot be both a file and a directory", dir, other)
+		}
+		for parent := parentDir(dir); parent != ""; parent = parentDir(parent) {
+			if other, clash := owner[parent]; clash {
+				ps.add(who, "objectAlias", "writes into %q inside %q, which %s writes as a file", dir, parent, other)
+			}
 		}
 	}
 	for _, path := range order {

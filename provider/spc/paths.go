@@ -13,11 +13,14 @@ const (
 	maxFileNameLength = 255
 )
 
-// translatePath turns an object name or alias into the file path the driver
+// TranslatePath turns an object name or alias into the file path the driver
 // writes, as the AWS provider does: with a translation character every "/"
 // becomes that character (one flat file); without one, the leading "/" is
 // dropped and the rest stays a nested path.
-func translatePath(name, translation string) string {
+// TranslatePath applies a class's path translation to a name: with a
+// translation character every "/" becomes it, without one the leading "/"
+// is dropped.
+func TranslatePath(name, translation string) string {
 	if translation != "" {
 		return strings.ReplaceAll(name, "/", translation)
 	}

@@ -24,6 +24,9 @@ const (
 	KeyPreferredAddressType = "preferredAddressType"
 	KeyAssumeRoleARN        = "assumeRoleArn"
 	KeyAssumeRoleExternalID = "assumeRoleExternalId"
+	// KeySyncSecrets declares Kubernetes Secrets to sync (package
+	// secretsync); a mount ignores it.
+	KeySyncSecrets = "syncSecrets"
 )
 
 // Attributes the driver adds to every Mount request.
@@ -39,7 +42,7 @@ const (
 
 var parameterKeys = []string{
 	KeyObjects, KeyRegion, KeyFailoverRegion, KeyPathTranslation, KeyUsePodIdentity,
-	KeyPreferredAddressType, KeyAssumeRoleARN, KeyAssumeRoleExternalID,
+	KeyPreferredAddressType, KeyAssumeRoleARN, KeyAssumeRoleExternalID, KeySyncSecrets,
 }
 
 // Pod identifies the workload a Mount is for, as the driver reports it.
@@ -57,8 +60,10 @@ type Config struct {
 	PreferredAddressType string // "auto", "ipv4" or "ipv6"
 	AssumeRoleARN        string
 	AssumeRoleExternalID string
-	Objects              []*Object
-	Pod                  Pod
+	// PathTranslation replaces "/" in file names ("" keeps it).
+	PathTranslation string
+	Objects         []*Object
+	Pod             Pod
 	// Tokens is the raw csi.storage.k8s.io/serviceAccount.tokens attribute,
 	// parsed by the auth package. It is a credential: never log it.
 	Tokens string
@@ -150,6 +155,7 @@ func Parse(attrs map[string]string, opts Options) (*Config, error) {
 	if err != nil {
 		ps.add("parameters", KeyPathTranslation, "%v", err)
 	}
+	cfg.PathTranslation = translation
 
 	if v := attrs[KeyUsePodIdentity]; v != "" {
 		b, err := strconv.ParseBool(strings.TrimSpace(v))
