@@ -72,6 +72,7 @@ func TestReport(t *testing.T) {
 	t.Run("S2 rotation sweep", func(t *testing.T) { rotationSweep(t, r) })
 	t.Run("S3 burst", func(t *testing.T) { burst(t, r) })
 	t.Run("S4 many mounts", func(t *testing.T) { manyMounts(t, r) })
+	t.Run("S5 extensions", func(t *testing.T) { extensions(t, r) })
 
 	md := renderMarkdown(r)
 	fmt.Println(md)
@@ -281,5 +282,45 @@ func manyMounts(t *testing.T, r *report) {
 	r.add(Result{"S4 1,000 mounts (50 identities x 10 objects)", "errors", float64(failed), "errors", "", "0"})
 	if failed > 0 {
 		t.Errorf("%d mounts failed", failed)
+	}
+}
+
+// extensions: the AWS calls of coffer's selection extensions, cold and
+// within the cache window.
+func extensions(t *testing.T, r *report) {
+	e := newEnv(t, awsLatency)
+	c := startCoffer(t, e)
+	e.serviceAccount(t, "s5", "app")
+	for i := range 45 {
+		e.fake.PutParameter(region, fmt.Sprintf("/bench/s5/path/p%02d", i), "v", "String")
+		e.fake.PutSecretString(region, fmt.Sprintf("bench/s5/filter/s%02d", i), "v")
+	}
+	e.fake.PutSecretString(region, "bench/s5/json", `{"a":"1","b":"2","c":"3","d":"4","e":"5"}`)
+	// Warm the identity's credentials, so latencies below are AWS calls only.
+	if _, _, err := c.mount(e.attrs("s5", "app", "pod", e.objects("s5-warm", 1, 0)), nil); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name, objects, model string
+		files                int
+	}{
+		{"Parameter Store path, 45 parameters", "- {path: /bench/s5/path/, objectAlias: p}", "45 GetParameters names listed by hand: 5 calls", 45},
+		{"Secrets Manager filter, 45 secrets", "- {objectAlias: s, filters: [{key: name, values: [bench/s5/filter/]}]}", "45 GetSecretValue", 45},
+		{"expandJSON, 5 keys", "- {objectName: bench/s5/json, objectType: secretsmanager, objectAlias: j, expandJSON: true}", "1 GetSecretValue + 5 jmesPath entries by hand", 5},
+	}
+	for _, tc := range cases {
+		e.fake.ResetCalls()
+		resp, d, err := c.mount(e.attrs("s5", "app", "pod", tc.objects), nil)
+		if err != nil || len(resp.Files) != tc.files {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		cold := e.calls(fakeaws.ServiceSecretsManager, "") + e.calls(fakeaws.ServiceSSM, "")
+		e.fake.ResetCalls()
+		if _, _, err := c.mount(e.attrs("s5", "app", "pod", tc.objects), nil); err != nil {
+			t.Fatal(err)
+		}
+		warm := e.calls("", "")
+		r.add(Result{"S5 " + tc.name, "AWS calls, cold (warm: " + fmt.Sprint(warm) + ")", float64(cold), "calls", tc.model, ""})
+		r.add(Result{"S5 " + tc.name, "Mount latency, cold", ms(d), "ms", "", ""})
 	}
 }
