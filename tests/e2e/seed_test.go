@@ -25,6 +25,7 @@ type role struct {
 	subjects  []string // token subjects (IRSA); empty for Pod Identity roles
 	audiences []string
 	resources []string // secret and parameter ARN patterns
+	actions   []string // default readActions
 }
 
 // readActions are the permissions the README documents for coffer's roles:
@@ -56,6 +57,10 @@ var seedRoles = []role{
 	{name: "misconfig-app", subjects: []string{sa("e2e-misconfig", "app"), sa("e2e-misconfig", "plain")}, resources: []string{secretARN("misconfig/*")}},
 	{name: "restart-app", subjects: []string{sa("e2e-restart", "app")}, resources: []string{secretARN("restart/*")}},
 	{name: "pi-app", audiences: []string{audPodIdentity}, resources: []string{secretARN("pi/*"), parameterARN("/pi/*")}},
+	// coffer's extensions: selecting by path and filters needs more actions,
+	// and BatchGetSecretValue and ListSecrets have no resource-level grants.
+	{name: "ext-app", subjects: []string{sa("e2e-extensions", "app")}, resources: []string{"*"},
+		actions: []string{"secretsmanager:GetSecretValue", "secretsmanager:BatchGetSecretValue", "secretsmanager:ListSecrets", "ssm:GetParameters", "ssm:GetParametersByPath"}},
 }
 
 // fakeSeed is the AWS fake's seed: an administrator for the tests' own
@@ -78,7 +83,11 @@ roles:
 		if len(r.audiences) > 0 {
 			fmt.Fprintf(&b, "    trustedAudiences: %s\n", yamlList(r.audiences))
 		}
-		fmt.Fprintf(&b, "    actions: %s\n    resources: %s\n", yamlList(readActions), yamlList(r.resources))
+		actions := r.actions
+		if actions == nil {
+			actions = readActions
+		}
+		fmt.Fprintf(&b, "    actions: %s\n    resources: %s\n", yamlList(actions), yamlList(r.resources))
 	}
 	fmt.Fprintf(&b, `podIdentityAssociations:
   - {namespace: e2e-podidentity, serviceAccount: app, roleArn: %s}
