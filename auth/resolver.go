@@ -166,6 +166,16 @@ func (r *Resolver) chain(ctx context.Context, req Request, base Identity) (Ident
 	return identity(key, req.AssumeRoleARN+" via "+base.Description, creds), nil
 }
 
+// Invalidate drops the cached credentials of an identity key (and, for a
+// chained role, of the pod's own identity it was obtained with), so the
+// next request fetches new ones.
+func (r *Resolver) Invalidate(key string) {
+	r.cache.remove(key)
+	if base, _, chained := strings.Cut(key, "|chain|"); chained {
+		r.cache.remove(base)
+	}
+}
+
 func (r *Resolver) observe(mode string, err error) {
 	if r.onFetch != nil {
 		r.onFetch(mode, err)

@@ -61,7 +61,7 @@ func (l *RoleLookup) Role(ctx context.Context, namespace, name string) (string, 
 	ch := l.group.DoChan(key, func() (any, error) {
 		// Detached from any one caller: the answer serves every caller
 		// waiting for it, each bounded by its own context below.
-		fetchCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		fetchCtx, cancel := sharedContext(ctx, 10*time.Second)
 		defer cancel()
 		role, err := l.fetch(fetchCtx, namespace, name)
 		ttl := l.ttl

@@ -40,7 +40,12 @@ type Provider struct {
 	MaxObjects int
 	// MaxResponseBytes bounds the total size of the files returned.
 	MaxResponseBytes int
-	Logger           *slog.Logger
+	// MaxValueBytes bounds one fetched value (0: no bound besides the
+	// response's).
+	MaxValueBytes int
+	// MaxAttributesBytes bounds the attributes JSON of a request (0: none).
+	MaxAttributesBytes int
+	Logger             *slog.Logger
 	// Metrics records mount outcomes (nil: none).
 	Metrics *metrics.Metrics
 	// AfterMount, when set, is called after every successful mount (first
@@ -71,6 +76,25 @@ type StaticRegion string
 // Region returns the fixed region.
 func (s StaticRegion) Region(context.Context) (string, error) { return string(s), nil }
 
+// CredentialInvalidator is implemented by identity sources that cache
+// credentials, so a mount can drop credentials AWS refused.
+type CredentialInvalidator interface {
+	Invalidate(key string)
+}
+
+func credentialsRejected(err error) bool {
+	var errs fetch.Errors
+	if !errors.As(err, &errs) {
+		return false
+	}
+	for _, e := range errs {
+		if e.Kind == fetch.KindCredentials {
+			return true
+		}
+	}
+	return false
+}
+
 // Request is a Mount request as the driver sends it.
 type Request struct {
 	// Attributes is the JSON attributes map: SecretProviderClass parameters,
@@ -98,6 +122,12 @@ func (p *Provider) Mount(ctx context.Context, req Request) (*Result, error) {
 	done := p.Metrics.MountStarted()
 	ctx, calls := awsapi.WithCallCounter(ctx)
 	log := p.logger()
+	if p.MaxAttributesBytes > 0 && len(req.Attributes) > p.MaxAttributesBytes {
+		err := &InputError{Err: fmt.Errorf("the request's attributes are %d bytes, over the limit of %d (--max-attributes-bytes); the SecretProviderClass parameters or the pod's volumeAttributes are too large", len(req.Attributes), p.MaxAttributesBytes)}
+		done("", ErrorClass(err), 0, 0)
+		log.Warn("mount failed", "error", err)
+		return nil, err
+	}
 	attrs, err := spc.ParseAttributes(req.Attributes)
 	if err != nil {
 		err = &InputError{Err: err}
@@ -147,7 +177,7 @@ func (p *Provider) mount(ctx context.Context, req Request, attrs map[string]stri
 	if err != nil {
 		return nil, 0, &InputError{Err: err}
 	}
-	id, err := p.Identities.Identity(ctx, auth.Request{
+	areq := auth.Request{
 		Namespace:            cfg.Pod.Namespace,
 		PodName:              cfg.Pod.Name,
 		PodUID:               cfg.Pod.UID,
@@ -158,12 +188,24 @@ func (p *Provider) mount(ctx context.Context, req Request, attrs map[string]stri
 		Region:               cfg.Region,
 		AssumeRoleARN:        cfg.AssumeRoleARN,
 		AssumeRoleExternalID: cfg.AssumeRoleExternalID,
-	})
+	}
+	id, err := p.Identities.Identity(ctx, areq)
 	if err != nil {
 		return nil, len(cfg.Objects), fmt.Errorf("resolving the pod's AWS identity: %w", err)
 	}
 	values, fetchErr := p.Fetcher.Fetch(ctx, cfg, p.Clients(ctx, id), id.Key)
-	files, renderErr := render.Files(values, render.Options{MaxResponseBytes: p.MaxResponseBytes, Translation: cfg.PathTranslation})
+	if inv, ok := p.Identities.(CredentialInvalidator); ok && credentialsRejected(fetchErr) {
+		// Credentials AWS no longer accepts (expired early, revoked
+		// session): drop them, obtain new ones, and try once more. Once:
+		// a second refusal is reported, never looped on.
+		p.logger().Info("AWS refused cached credentials; refreshing them once", "identity", id.Description)
+		inv.Invalidate(id.Key)
+		if id, err = p.Identities.Identity(ctx, areq); err != nil {
+			return nil, len(cfg.Objects), fmt.Errorf("resolving the pod's AWS identity: %w", err)
+		}
+		values, fetchErr = p.Fetcher.Fetch(ctx, cfg, p.Clients(ctx, id), id.Key)
+	}
+	files, renderErr := render.Files(values, render.Options{MaxResponseBytes: p.MaxResponseBytes, MaxValueBytes: p.MaxValueBytes, Translation: cfg.PathTranslation})
 	if fetchErr != nil {
 		// Report rendering problems of the fetched objects too, so one
 		// round of fixes covers everything.

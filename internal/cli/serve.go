@@ -39,6 +39,10 @@ type serveConfig struct {
 	maxObjects       int
 	maxResponseBytes int
 	fetchConcurrency int
+	maxAttrBytes     int
+	maxValueBytes    int
+	maxMounts        int
+	maxCallsPerID    int
 	nodeCredentials  bool
 	kubeconfig       string
 	nodeName         string
@@ -55,6 +59,7 @@ type serveConfig struct {
 	healthAddr       string
 	pprofAddr        string
 	metricsNamespace bool
+	syncSecrets      bool
 	log              logFlags
 }
 
@@ -72,6 +77,10 @@ func (c *serveConfig) register(fs *flag.FlagSet) {
 	fs.IntVar(&c.maxObjects, "max-objects", 256, "most objects one SecretProviderClass may list")
 	fs.IntVar(&c.maxResponseBytes, "max-response-bytes", render.DriverMaxResponseBytes, "most bytes of file content one Mount may return (the driver's default receive limit is 4 MiB)")
 	fs.IntVar(&c.fetchConcurrency, "fetch-concurrency", 8, "AWS calls one Mount may have in flight")
+	fs.IntVar(&c.maxAttrBytes, "max-attributes-bytes", 256<<10, "largest attributes JSON a Mount request may carry (SecretProviderClass parameters plus the pod's volumeAttributes)")
+	fs.IntVar(&c.maxValueBytes, "max-value-bytes", 1<<20, "largest single value (secret, parameter, selected entry) a Mount may fetch")
+	fs.IntVar(&c.maxMounts, "max-concurrent-mounts", 64, "Mounts served at once; more wait for a slot within their deadline")
+	fs.IntVar(&c.maxCallsPerID, "max-aws-calls-per-identity", 16, "AWS calls one workload identity may have in flight across all its mounts")
 	fs.BoolVar(&c.nodeCredentials, "insecure-node-credentials", false, "DEVELOPMENT ONLY: read AWS with the provider's own credentials for every pod instead of each pod's IRSA or Pod Identity role")
 	fs.StringVar(&c.kubeconfig, "kubeconfig", "", "kubeconfig for the Kubernetes API (default: in-cluster configuration)")
 	fs.StringVar(&c.nodeName, "node-name", os.Getenv("NODE_NAME"), "this node's name, to read its topology.kubernetes.io/region label when no region is set (default $NODE_NAME)")
@@ -85,6 +94,7 @@ func (c *serveConfig) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.healthAddr, "health-addr", "", "address for /healthz (alive) and /readyz (the gRPC server answers on the socket), e.g. :8081 (empty: off)")
 	fs.StringVar(&c.pprofAddr, "pprof-addr", "", "address for Go pprof profiles at /debug/pprof/, e.g. 127.0.0.1:6060 (empty: off; do not expose it)")
 	fs.BoolVar(&c.metricsNamespace, "metrics-namespace-label", false, "add the pod namespace as a label to mount metrics (more series)")
+	fs.BoolVar(&c.syncSecrets, "sync-secrets", false, "after each successful mount, sync the Kubernetes Secrets the SecretProviderClass declares in syncSecrets (needs RBAC to write Secrets)")
 	fs.DurationVar(&c.cacheTTL, "cache-ttl", time.Minute, "how long fetched values are reused across mounts of the same identity (0 disables; a rotation shows up at most this much later)")
 	fs.Int64Var(&c.cacheMaxBytes, "cache-max-bytes", 64<<20, "memory bound of the value cache; least recently used values are evicted")
 	fs.DurationVar(&c.refreshMargin, "credential-refresh-margin", 5*time.Minute, "credentials are reused across mounts until this long before they expire")
@@ -104,6 +114,9 @@ func (c *serveConfig) validate() error {
 	}
 	if c.fetchConcurrency <= 0 {
 		errs = append(errs, errors.New("--fetch-concurrency must be positive"))
+	}
+	if c.maxAttrBytes <= 0 || c.maxValueBytes <= 0 || c.maxMounts <= 0 || c.maxCallsPerID <= 0 {
+		errs = append(errs, errors.New("--max-attributes-bytes, --max-value-bytes, --max-concurrent-mounts and --max-aws-calls-per-identity must be positive"))
 	}
 	if c.maxObjects <= 0 {
 		errs = append(errs, errors.New("--max-objects must be positive"))
@@ -143,12 +156,14 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	m := metrics.New(registry, metrics.Options{NamespaceLabel: c.metricsNamespace, Version: version.Version, Cache: values})
 	awsapi.Instrument(&awsCfg, m.AWSCall)
 	p := &provider.Provider{
-		Clients:          awsapi.NewClientCache(awsCfg, 0).Factory(),
-		Fetcher:          &fetch.Fetcher{Concurrency: c.fetchConcurrency, Cache: values},
-		MaxObjects:       c.maxObjects,
-		MaxResponseBytes: c.maxResponseBytes,
-		Logger:           log,
-		Metrics:          m,
+		Clients:            awsapi.NewClientCache(awsCfg, 0).Factory(),
+		Fetcher:            &fetch.Fetcher{Concurrency: c.fetchConcurrency, Cache: values, MaxCallsPerIdentity: c.maxCallsPerID},
+		MaxObjects:         c.maxObjects,
+		MaxResponseBytes:   c.maxResponseBytes,
+		MaxValueBytes:      c.maxValueBytes,
+		MaxAttributesBytes: c.maxAttrBytes,
+		Logger:             log,
+		Metrics:            m,
 	}
 	if c.nodeCredentials {
 		log.Warn("development mode: every pod reads AWS with the provider's own credentials (--insecure-node-credentials)")
@@ -170,6 +185,13 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 		})
 		p.Region = &auth.NodeRegion{Configured: c.region, Client: kube, NodeName: c.nodeName}
 	}
+	if c.syncSecrets {
+		stopSync, err := enableMountSync(p, c.kubeconfig, c.nodeName, log)
+		if err != nil {
+			return err
+		}
+		defer stopSync()
+	}
 	socket := filepath.Join(c.providerDir, c.providerName+".sock")
 	lis, err := server.Listen(socket)
 	if err != nil {
@@ -183,7 +205,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	log.Info("serving", "socket", socket, "version", version.Version, "mountTimeout", c.mountTimeout,
 		"metricsAddr", c.metricsAddr, "healthAddr", c.healthAddr)
-	srv := &server.Server{Mounter: p, MountTimeout: c.mountTimeout, BuildVersion: version.Version, Logger: log}
+	srv := &server.Server{Mounter: p, MountTimeout: c.mountTimeout, BuildVersion: version.Version, Logger: log, Slots: server.NewSlots(c.maxMounts)}
 	return server.Serve(ctx, lis, srv, server.ServeOptions{ShutdownTimeout: c.shutdownTimeout, Logger: log})
 }
 

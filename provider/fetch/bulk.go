@@ -89,7 +89,7 @@ func (f *Fetcher) byPath(ctx context.Context, clients Clients, scope, region str
 	}
 	target := spc.Target{Name: o.ParameterPath}
 	key := strings.Join([]string{scope, region, "GetParametersByPath", path, strconv.FormatBool(o.Recursive), strconv.Itoa(o.MaxMembers)}, "\x00")
-	members, err := coalesce(ctx, &f.calls, key, func(ctx context.Context) ([]Member, error) {
+	members, err := coalesce(ctx, f, scope, key, func(ctx context.Context) ([]Member, error) {
 		var out []Member
 		in := &ssm.GetParametersByPathInput{Path: aws.String(path), Recursive: aws.Bool(o.Recursive), WithDecryption: aws.Bool(true), MaxResults: aws.Int32(10)}
 		for {
@@ -133,7 +133,7 @@ func (f *Fetcher) byFilters(ctx context.Context, clients Clients, scope, region 
 		members []Member
 		errs    []smtypes.APIErrorType
 	}
-	res, err := coalesce(ctx, &f.calls, key, func(ctx context.Context) (result, error) {
+	res, err := coalesce(ctx, f, scope, key, func(ctx context.Context) (result, error) {
 		var r result
 		in := &secretsmanager.BatchGetSecretValueInput{Filters: filters, MaxResults: aws.Int32(20)}
 		for {

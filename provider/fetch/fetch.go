@@ -8,6 +8,8 @@ package fetch
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"time"
@@ -71,8 +73,15 @@ type Fetcher struct {
 	// the identity's key, so values never cross identities.
 	Cache *cache.Cache
 
+	// MaxCallsPerIdentity bounds the AWS calls one identity has in flight
+	// across all its mounts (0: no bound), so a burst of one workload
+	// cannot starve the others or trip its own rate limits.
+	MaxCallsPerIdentity int
+
 	// calls coalesces identical in-flight AWS calls of one identity.
 	calls singleflight.Group
+	// limits holds the per-identity call semaphores.
+	limits identityLimits
 	// batchDenied remembers identities whose role lacks
 	// secretsmanager:BatchGetSecretValue, so they are not asked again.
 	batchDenied denyList
@@ -283,28 +292,84 @@ func cacheKey(scope, region string, t spc.ObjectType, tg spc.Target) string {
 }
 
 // coalesce makes concurrent identical calls of one identity share one AWS
-// call. Each caller waits no longer than its own context; the shared call
-// runs to the first caller's deadline even if that caller goes away.
-func coalesce[T any](ctx context.Context, g *singleflight.Group, key string, call func(context.Context) (T, error)) (T, error) {
-	ch := g.DoChan(key, func() (any, error) {
-		shared := context.WithoutCancel(ctx)
-		if deadline, ok := ctx.Deadline(); ok {
-			var cancel context.CancelFunc
-			shared, cancel = context.WithDeadline(shared, deadline)
-			defer cancel()
+// call, within the identity's concurrency bound. Each caller waits no
+// longer than its own context; the shared call runs to the first caller's
+// deadline even if that caller goes away.
+func coalesce[T any](ctx context.Context, f *Fetcher, scope, key string, call func(context.Context) (T, error)) (T, error) {
+	var zero T
+	for attempt := 0; ; attempt++ {
+		ch := f.calls.DoChan(key, func() (any, error) {
+			shared := context.WithoutCancel(ctx)
+			if deadline, ok := ctx.Deadline(); ok {
+				var cancel context.CancelFunc
+				shared, cancel = context.WithDeadline(shared, deadline)
+				defer cancel()
+			}
+			release, err := f.limits.acquire(shared, scope, f.MaxCallsPerIdentity)
+			if err != nil {
+				return nil, fmt.Errorf("waiting for one of this identity's %d concurrent AWS calls (--max-aws-calls-per-identity): %w", f.MaxCallsPerIdentity, err)
+			}
+			defer release()
+			return call(shared)
+		})
+		select {
+		case r := <-ch:
+			// A call started by a caller with a shorter deadline may have
+			// run out of its time while this caller still has some: try
+			// again, once, in this caller's own time.
+			if r.Err != nil && attempt == 0 && errors.Is(r.Err, context.DeadlineExceeded) && ctx.Err() == nil {
+				continue
+			}
+			if r.Err != nil {
+				return zero, r.Err
+			}
+			return r.Val.(T), nil
+		case <-ctx.Done():
+			return zero, ctx.Err()
 		}
-		return call(shared)
-	})
+	}
+}
+
+// identityLimits are per-identity semaphores, created on demand and
+// dropped when idle, so the map stays as small as the identities in flight.
+type identityLimits struct {
+	mu   sync.Mutex
+	sems map[string]*identitySem
+}
+
+type identitySem struct {
+	slots chan struct{}
+	users int
+}
+
+func (l *identityLimits) acquire(ctx context.Context, scope string, limit int) (func(), error) {
+	if limit <= 0 {
+		return func() {}, nil
+	}
+	l.mu.Lock()
+	if l.sems == nil {
+		l.sems = map[string]*identitySem{}
+	}
+	s, ok := l.sems[scope]
+	if !ok {
+		s = &identitySem{slots: make(chan struct{}, limit)}
+		l.sems[scope] = s
+	}
+	s.users++
+	l.mu.Unlock()
+	done := func() {
+		l.mu.Lock()
+		if s.users--; s.users == 0 {
+			delete(l.sems, scope)
+		}
+		l.mu.Unlock()
+	}
 	select {
-	case r := <-ch:
-		if r.Err != nil {
-			var zero T
-			return zero, r.Err
-		}
-		return r.Val.(T), nil
+	case s.slots <- struct{}{}:
+		return func() { <-s.slots; done() }, nil
 	case <-ctx.Done():
-		var zero T
-		return zero, ctx.Err()
+		done()
+		return nil, ctx.Err()
 	}
 }
 

@@ -25,7 +25,7 @@ func (f *Fetcher) parameters(ctx context.Context, clients Clients, scope, region
 		}
 	}
 	key := scope + "\x00" + region + "\x00GetParameters\x00" + strings.Join(names, "\x00")
-	out, err := coalesce(ctx, &f.calls, key, func(ctx context.Context) (*ssm.GetParametersOutput, error) {
+	out, err := coalesce(ctx, f, scope, key, func(ctx context.Context) (*ssm.GetParametersOutput, error) {
 		return clients.ParameterStore(region).GetParameters(ctx, &ssm.GetParametersInput{Names: names, WithDecryption: aws.Bool(true)})
 	})
 	res := make([]outcome, len(objects))

@@ -36,7 +36,7 @@ func (f *Fetcher) secret(ctx context.Context, clients Clients, scope, region str
 		in.VersionStage = aws.String(t.VersionLabel)
 	}
 	key := strings.Join([]string{scope, region, "GetSecretValue", t.Name, t.Version, t.VersionLabel}, "\x00")
-	out, err := coalesce(ctx, &f.calls, key, func(ctx context.Context) (*secretsmanager.GetSecretValueOutput, error) {
+	out, err := coalesce(ctx, f, scope, key, func(ctx context.Context) (*secretsmanager.GetSecretValueOutput, error) {
 		return clients.SecretsManager(region).GetSecretValue(ctx, in)
 	})
 	if err != nil {
@@ -62,7 +62,7 @@ func (f *Fetcher) secretBatch(ctx context.Context, clients Clients, scope, regio
 	}
 	ids := uniqueNames(targets)
 	key := scope + "\x00" + region + "\x00BatchGetSecretValue\x00" + strings.Join(ids, "\x00")
-	out, err := coalesce(ctx, &f.calls, key, func(ctx context.Context) (*secretsmanager.BatchGetSecretValueOutput, error) {
+	out, err := coalesce(ctx, f, scope, key, func(ctx context.Context) (*secretsmanager.BatchGetSecretValueOutput, error) {
 		return batchGetAll(ctx, clients.SecretsManager(region), ids)
 	})
 	if err != nil {

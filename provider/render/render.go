@@ -41,6 +41,8 @@ type Options struct {
 	// MaxResponseBytes bounds the total file contents (default
 	// DriverMaxResponseBytes).
 	MaxResponseBytes int
+	// MaxValueBytes bounds each value fetched (0: no bound of its own).
+	MaxValueBytes int
 }
 
 // Files renders values (one per object, in object order) into files. It
@@ -49,6 +51,10 @@ func Files(values []fetch.Value, opts Options) ([]File, error) {
 	var files []File
 	var failed fetch.Errors
 	for _, v := range values {
+		if err := checkValueSize(v, opts.MaxValueBytes); err != nil {
+			failed = append(failed, err)
+			continue
+		}
 		own, errs := objectFiles(v, opts.Translation)
 		failed = append(failed, errs...)
 		files = append(files, own...)
@@ -74,6 +80,24 @@ func Files(values []fetch.Value, opts Options) ([]File, error) {
 		return nil, err
 	}
 	return files, nil
+}
+
+// checkValueSize refuses a value (or member) over the bound before any
+// parsing: a huge value must not cost memory and CPU in JSON decoding.
+func checkValueSize(v fetch.Value, limit int) *fetch.ObjectError {
+	if limit <= 0 {
+		return nil
+	}
+	largest := len(v.Data)
+	for _, m := range v.Members {
+		largest = max(largest, len(m.Data))
+	}
+	if largest <= limit {
+		return nil
+	}
+	return &fetch.ObjectError{Object: v.Object, Entry: -1, Kind: fetch.KindInvalid,
+		Detail: fmt.Sprintf("a value is %d bytes, over the limit of %d (--max-value-bytes)", largest, limit),
+		Hint:   "store smaller values, or raise --max-value-bytes"}
 }
 
 // objectFiles renders an object's own content: its value as one file, or

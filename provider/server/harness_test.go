@@ -76,6 +76,13 @@ type harnessOptions struct {
 	region     provider.RegionSource
 	// cache reuses values across mounts (default: off).
 	cache *cache.Cache
+	// fakeNow is the AWS fake's clock (default: real time).
+	fakeNow func() time.Time
+	// Workload identity: credential refresh margin and the fake's session
+	// lifetime (0: defaults).
+	refreshMargin, credentialLifetime time.Duration
+	// Limits (0: none).
+	maxAttributesBytes, maxValueBytes, maxMounts, maxCallsPerIdentity int
 }
 
 func newHarness(t *testing.T, opts ...harnessOptions) *harness {
@@ -87,7 +94,7 @@ func newHarness(t *testing.T, opts ...harnessOptions) *harness {
 	if o.mountTimeout == 0 {
 		o.mountTimeout = 10 * time.Second
 	}
-	fake, ts := fakeaws.NewTestServer(t)
+	fake, ts := fakeaws.NewTestServer(t, fakeaws.Options{Now: o.fakeNow})
 	fake.AddIdentity(fakeaws.AllowAll(testKey, testPass))
 
 	t.Setenv("AWS_ENDPOINT_URL", ts.URL)
@@ -117,11 +124,13 @@ func newHarness(t *testing.T, opts ...harnessOptions) *harness {
 		Clients: func(_ context.Context, id auth.Identity) fetch.Clients {
 			return awsapi.NewClients(awsCfg, id.Credentials)
 		},
-		Fetcher:          &fetch.Fetcher{Concurrency: 4, Cache: o.cache},
-		MaxObjects:       50,
-		MaxResponseBytes: o.maxResponseBytes,
-		Logger:           log,
-		Metrics:          m,
+		Fetcher:            &fetch.Fetcher{Concurrency: 4, Cache: o.cache, MaxCallsPerIdentity: o.maxCallsPerIdentity},
+		MaxValueBytes:      o.maxValueBytes,
+		MaxAttributesBytes: o.maxAttributesBytes,
+		MaxObjects:         50,
+		MaxResponseBytes:   o.maxResponseBytes,
+		Logger:             log,
+		Metrics:            m,
 	}
 	socket := filepath.Join(shortTempDir(t), "aws.sock")
 	lis, err := server.Listen(socket)
@@ -130,7 +139,7 @@ func newHarness(t *testing.T, opts ...harnessOptions) *harness {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	srv := &server.Server{Mounter: p, MountTimeout: o.mountTimeout, BuildVersion: "test", Logger: log}
+	srv := &server.Server{Mounter: p, MountTimeout: o.mountTimeout, BuildVersion: "test", Logger: log, Slots: server.NewSlots(o.maxMounts)}
 	go func() {
 		done <- server.Serve(ctx, lis, srv, server.ServeOptions{Logger: log, ShutdownTimeout: 5 * time.Second})
 	}()

@@ -110,6 +110,7 @@ func newWorkloadHarness(t *testing.T, opts ...harnessOptions) (*harness, *cluste
 		}
 		add := func(arn string, r fakeaws.Role) {
 			r.ARN = arn
+			r.CredentialLifetime = o.credentialLifetime
 			if err := f.AddRole(r); err != nil {
 				t.Fatal(err)
 			}
@@ -132,6 +133,7 @@ func newWorkloadHarness(t *testing.T, opts ...harnessOptions) (*harness, *cluste
 		t.Cleanup(v6.Close)
 		c.v4, c.v6 = v4.URL+"/v1/credentials", v6.URL+"/v1/credentials"
 		return auth.NewResolver(auth.ResolverOptions{
+			RefreshMargin:     o.refreshMargin,
 			AWS:               cfg,
 			Kubernetes:        c.kube,
 			PodIdentity:       &auth.PodIdentityAgent{IPv4URL: c.v4, IPv6URL: c.v6, Timeout: 500 * time.Millisecond, Attempts: 2},
@@ -141,6 +143,7 @@ func newWorkloadHarness(t *testing.T, opts ...harnessOptions) (*harness, *cluste
 	if o.region == nil {
 		o.region = &auth.NodeRegion{Client: c.kube, NodeName: nodeName}
 	}
+
 	h := newHarness(t, o)
 	return h, c
 }

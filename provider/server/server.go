@@ -38,6 +38,16 @@ type Server struct {
 	// BuildVersion is coffer's version, reported by Version.
 	BuildVersion string
 	Logger       *slog.Logger
+	// Slots bounds concurrent Mounts (nil: unbounded); see NewSlots.
+	Slots chan struct{}
+}
+
+// NewSlots returns a bound of n concurrent Mounts for Server.Slots.
+func NewSlots(n int) chan struct{} {
+	if n <= 0 {
+		return nil
+	}
+	return make(chan struct{}, n)
 }
 
 var _ v1alpha1.CSIDriverProviderServer = (*Server)(nil)
@@ -53,6 +63,16 @@ func (s *Server) Mount(ctx context.Context, req *v1alpha1.MountRequest) (*v1alph
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, s.MountTimeout)
 		defer cancel()
+	}
+	if s.Slots != nil {
+		// Queue rather than refuse: a burst of pod starts waits its turn,
+		// within its own deadline.
+		select {
+		case s.Slots <- struct{}{}:
+			defer func() { <-s.Slots }()
+		case <-ctx.Done():
+			return nil, status.Errorf(codes.ResourceExhausted, "%d mounts are in flight (--max-concurrent-mounts) and no slot freed up before the mount's deadline; the driver will retry", cap(s.Slots))
+		}
 	}
 	current := make(map[string]string, len(req.GetCurrentObjectVersion()))
 	for _, v := range req.GetCurrentObjectVersion() {

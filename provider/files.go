@@ -1,0 +1,75 @@
+package provider
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+
+	"github.com/coffer-csi/coffer/auth"
+	"github.com/coffer-csi/coffer/provider/fetch"
+	"github.com/coffer-csi/coffer/provider/render"
+	"github.com/coffer-csi/coffer/provider/spc"
+)
+
+// noSizeLimit lifts render's response limit for Files: its callers are not
+// bound by the driver's gRPC message size (a Kubernetes Secret has its own
+// 1 MiB limit, which the apiserver enforces).
+const noSizeLimit = 1 << 40
+
+// Files fetches and renders the objects of a validated configuration as the
+// workload it describes (cfg.Pod, cfg.Tokens and the identity parameters),
+// through the same identity resolution, clients, value cache and rendering
+// as Mount. It serves callers other than the driver, such as Secret sync.
+//
+// Unlike Mount it returns what it could: the files of every object that was
+// fetched and rendered, in object order, with fetch.Errors naming each object
+// that was not (so a caller can act on the objects it needs). Failing to
+// resolve the identity fails everything, with a nil file list.
+func (p *Provider) Files(ctx context.Context, cfg *spc.Config) ([]render.File, error) {
+	id, err := p.Identities.Identity(ctx, identityRequest(cfg))
+	if err != nil {
+		return nil, fmt.Errorf("resolving the AWS identity: %w", err)
+	}
+	values, fetchErr := p.Fetcher.Fetch(ctx, cfg, p.Clients(ctx, id), id.Key)
+	var failed fetch.Errors
+	if fetchErr != nil && !errors.As(fetchErr, &failed) {
+		return nil, fetchErr
+	}
+	var files []render.File
+	for _, v := range values {
+		// One object at a time, so one object's bad jmesPath does not
+		// withhold the files of the others.
+		fs, err := render.Files([]fetch.Value{v}, render.Options{MaxResponseBytes: noSizeLimit, Translation: cfg.PathTranslation})
+		var objErrs fetch.Errors
+		switch {
+		case errors.As(err, &objErrs):
+			failed = append(failed, objErrs...)
+		case err != nil:
+			return nil, err
+		default:
+			files = append(files, fs...)
+		}
+	}
+	if len(failed) > 0 {
+		sort.SliceStable(failed, func(i, j int) bool { return failed[i].Object.Index < failed[j].Object.Index })
+		return files, failed
+	}
+	return files, nil
+}
+
+// identityRequest is what auth needs to know about the workload of cfg.
+func identityRequest(cfg *spc.Config) auth.Request {
+	return auth.Request{
+		Namespace:            cfg.Pod.Namespace,
+		PodName:              cfg.Pod.Name,
+		PodUID:               cfg.Pod.UID,
+		ServiceAccount:       cfg.Pod.ServiceAccount,
+		Tokens:               cfg.Tokens,
+		UsePodIdentity:       cfg.UsePodIdentity,
+		PreferredAddressType: cfg.PreferredAddressType,
+		Region:               cfg.Region,
+		AssumeRoleARN:        cfg.AssumeRoleARN,
+		AssumeRoleExternalID: cfg.AssumeRoleExternalID,
+	}
+}
