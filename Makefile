@@ -5,7 +5,7 @@ LDFLAGS  := -s -w -X github.com/coffer-csi/coffer/internal/version.Version=$(VER
 BIN      := bin
 export GOFLAGS ?= -mod=readonly
 
-.PHONY: all build test unit lint e2e bench demo clean
+.PHONY: all build test unit lint fuzz-smoke e2e bench demo clean manifests deploy-test image
 
 all: build
 
@@ -14,11 +14,23 @@ build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/coffer ./cmd/coffer
 	$(GO) build -o $(BIN)/fakeaws ./tests/fakeaws/cmd/fakeaws
 
-## test: lint, then every unit and integration test with the race detector
-test: lint unit
+## test: lint, every unit and integration test with the race detector, and the fuzz smoke
+test: lint unit fuzz-smoke
 
 unit:
 	$(GO) test -race -count=1 ./...
+
+## fuzz-smoke: every fuzz target for FUZZTIME each (longer on demand: make fuzz-smoke FUZZTIME=10m)
+FUZZTIME ?= 10s
+FUZZ_TARGETS := \
+	FuzzCheckFilePath:./provider/spc FuzzParse:./provider/spc FuzzParseARN:./provider/spc \
+	FuzzParseAttributes:./provider/spc FuzzRender:./provider/render FuzzToken:./auth
+fuzz-smoke:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+	  name=$${t%%:*}; pkg=$${t#*:}; \
+	  echo "fuzz $$name ($$pkg) for $(FUZZTIME)"; \
+	  $(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $$pkg; \
+	done
 
 ## lint: gofmt and go vet must be clean
 lint:
@@ -48,6 +60,28 @@ bench: build
 	COFFER_BENCH_REPORT=$(CURDIR)/tests/bench/results COFFER_BIN=$(CURDIR)/$(BIN)/coffer \
 	  $(GO) test -count=1 -run '^TestReport$$' -v -timeout 30m ./tests/bench/
 	$(GO) test -run '^$$' -bench . -benchmem ./provider/...
+
+## manifests: write the plain installer deployment/coffer.yaml (and its copy in the Kustomize
+## base) from the Helm chart; make deploy-test fails when they are stale
+manifests:
+	cd tests/deploy && $(GO) run ./cmd/manifests
+
+## deploy-test: check everything under deployment/ and the Dockerfile (tests/deploy): the chart
+## rendered with the Helm SDK for many value sets, the installer, Kustomize, Flux and the
+## examples, server-side dry-run against a real kube-apiserver (provisioned as for make e2e;
+## no root needed); IAM policies against the AWS fake; the image's build stage, emulated
+DEPLOY_ENV := $(BIN)/deploy.env
+deploy-test:
+	@mkdir -p $(BIN)
+	tests/deploy/hack/provision.sh > $(DEPLOY_ENV)
+	cd tests/deploy && $(GO) vet ./...
+	cd tests/deploy && env $$(cat $(CURDIR)/$(DEPLOY_ENV)) DEPLOY_REQUIRE_APISERVER=1 \
+	  $(GO) test -count=1 -timeout 15m ./...
+
+## image: build the container image (needs a Docker daemon; IMAGE=... to name it)
+IMAGE ?= ghcr.io/coffer-csi/coffer
+image:
+	docker build --build-arg VERSION=$(VERSION) -t $(IMAGE):$(VERSION) .
 
 ## demo: start the bundled AWS fake with example secrets and mount them with coffer
 demo: build

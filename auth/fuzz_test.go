@@ -1,0 +1,29 @@
+package auth
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+)
+
+// FuzzToken: whatever the driver's tokens attribute holds, reading it never
+// panics and no error contains a token.
+func FuzzToken(f *testing.F) {
+	f.Add("eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJzeXN0ZW06c2VydmljZWFjY291bnQ6bnM6YXBwIn0.c2ln", "sts.amazonaws.com", "2030-01-01T00:00:00Z")
+	f.Add("a.b.c", "other", "")
+	f.Add("", "sts.amazonaws.com", "bad")
+	f.Fuzz(func(t *testing.T, tok, audience, expiry string) {
+		const canary = "CANARYTOKEN"
+		secret := canary + tok
+		raw, _ := json.Marshal(map[string]map[string]string{audience: {"token": secret, "expirationTimestamp": expiry}})
+		_, err := token(string(raw), AudienceSTS, Request{Namespace: "ns", ServiceAccount: "app"}, time.Now())
+		if err != nil && strings.Contains(err.Error(), canary) {
+			t.Fatalf("error contains the token: %v", err)
+		}
+		// And the raw attribute itself, as the fuzzer mutates it.
+		if _, err := token(secret, AudienceSTS, Request{}, time.Now()); err != nil && strings.Contains(err.Error(), canary) {
+			t.Fatalf("error contains the attribute: %v", err)
+		}
+	})
+}
