@@ -32,11 +32,19 @@ fuzz-smoke:
 	  $(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $$pkg; \
 	done
 
-## lint: gofmt and go vet must be clean
-lint:
+## lint: gofmt, go vet and staticcheck (installed into ./bin at a pinned version) must be clean
+STATICCHECK_VERSION := v0.8.2
+STATICCHECK := $(BIN)/tools/staticcheck-$(STATICCHECK_VERSION)
+$(STATICCHECK):
+	@mkdir -p $(BIN)/tools
+	GOFLAGS= GOBIN=$(CURDIR)/$(BIN)/tools $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+	mv $(BIN)/tools/staticcheck $@
+
+lint: $(STATICCHECK)
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	  if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	$(STATICCHECK) ./...
 
 ## e2e: end-to-end suite with the real Secrets Store CSI Driver, kube-apiserver and
 ## kube-controller-manager (as root: the driver mounts tmpfs). The first run builds

@@ -32,13 +32,12 @@ type Result struct {
 }
 
 type report struct {
-	Date     string   `json:"date"`
-	GoOS     string   `json:"goos"`
-	CPUs     int      `json:"cpus"`
-	Latency  string   `json:"awsLatencyPerCall"`
-	Results  []Result `json:"results"`
-	mu       sync.Mutex
-	markdown []string
+	Date    string   `json:"date"`
+	GoOS    string   `json:"goos"`
+	CPUs    int      `json:"cpus"`
+	Latency string   `json:"awsLatencyPerCall"`
+	Results []Result `json:"results"`
+	mu      sync.Mutex
 }
 
 func (r *report) add(res Result) {
