@@ -40,7 +40,7 @@ func (p *Provider) Files(ctx context.Context, cfg *spc.Config) ([]render.File, e
 	for _, v := range values {
 		// One object at a time, so one object's bad jmesPath does not
 		// withhold the files of the others.
-		fs, err := render.Files([]fetch.Value{v}, render.Options{MaxResponseBytes: noSizeLimit, Translation: cfg.PathTranslation})
+		fs, err := render.Files([]fetch.Value{v}, render.Options{MaxResponseBytes: noSizeLimit, MaxValueBytes: p.MaxValueBytes, Translation: cfg.PathTranslation})
 		var objErrs fetch.Errors
 		switch {
 		case errors.As(err, &objErrs):

@@ -23,6 +23,8 @@ Usage:
   coffer validate FILE...         check SecretProviderClass manifests or parameter files
   coffer mount --spc FILE --out DIR
                                   fetch with your local AWS credentials and write the files
+  coffer sync [flags]             sync the Kubernetes Secrets SecretProviderClasses declare
+                                  (syncSecrets), without pods
   coffer version                  print the version
 
 Run "coffer COMMAND -h" for a command's flags.
@@ -45,6 +47,8 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = runValidate(args, stdout, stderr)
 	case "mount":
 		err = runMount(ctx, args, stdout, stderr)
+	case "sync":
+		err = runSync(ctx, args, stderr)
 	case "version":
 		fmt.Fprintln(stdout, version.Version)
 	case "help":

@@ -100,6 +100,8 @@ type cluster struct {
 	agentURL   string // the fake Pod Identity agent's credentials URL
 
 	etcd, apiserver, controllerManager, fake, coffer, driver *process
+	cofferSync                                               *process // coffer sync, the Secret sync controller
+	cofferSyncKubeconfig                                     string
 	procs                                                    []*process // in start order
 	closers                                                  []func()   // in-process helpers to stop
 
@@ -149,9 +151,11 @@ func (c *cluster) start(ctx context.Context, seed string) error {
 		{"etcd", c.startEtcd},
 		{"kube-apiserver", c.startAPIServer},
 		{"cluster objects", c.bootstrap},
+		{"Secret sync RBAC", c.bootstrapSecretSync},
 		{"kube-controller-manager", c.startControllerManager},
 		{"AWS fake", func(ctx context.Context) error { return c.startFake(ctx, seed) }},
 		{"coffer", c.startCoffer},
+		{"coffer sync", c.startCofferSync},
 		{"CSI driver", c.startDriver},
 	}
 	for _, s := range steps {

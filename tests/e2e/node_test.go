@@ -30,6 +30,8 @@ func (c *cluster) startCoffer(ctx context.Context) error {
 		"--pod-identity-agent-ipv4-url=" + c.agentURL,
 		"--pod-identity-agent-ipv6-url=" + c.agentURL,
 		"--pod-identity-timeout=2s",
+		// Secret sync after each mount (secretsync_test.go).
+		"--sync-secrets",
 	}
 	var err error
 	c.coffer, err = c.spawn("coffer", c.bins.coffer, c.awsEnv(), args...)

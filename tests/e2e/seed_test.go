@@ -57,6 +57,9 @@ var seedRoles = []role{
 	{name: "misconfig-app", subjects: []string{sa("e2e-misconfig", "app"), sa("e2e-misconfig", "plain")}, resources: []string{secretARN("misconfig/*")}},
 	{name: "restart-app", subjects: []string{sa("e2e-restart", "app")}, resources: []string{secretARN("restart/*")}},
 	{name: "pi-app", audiences: []string{audPodIdentity}, resources: []string{secretARN("pi/*"), parameterARN("/pi/*")}},
+	// Secret sync: the controller reads as reader, a mount as app.
+	{name: "secretsync-reader", subjects: []string{sa("e2e-secretsync", "reader")}, resources: []string{secretARN("dev/*"), secretARN("ss/*")}},
+	{name: "mountsync-app", subjects: []string{sa("e2e-mountsync", "app")}, resources: []string{secretARN("ms/*")}},
 	// coffer's extensions: selecting by path and filters needs more actions,
 	// and BatchGetSecretValue and ListSecrets have no resource-level grants.
 	{name: "ext-app", subjects: []string{sa("e2e-extensions", "app")}, resources: []string{"*"},

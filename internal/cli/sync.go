@@ -1,0 +1,337 @@
+package cli
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/scheme"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/client-go/tools/leaderelection"
+	"k8s.io/client-go/tools/leaderelection/resourcelock"
+	"k8s.io/client-go/tools/record"
+	"k8s.io/klog/v2"
+
+	"github.com/coffer-csi/coffer/auth"
+	"github.com/coffer-csi/coffer/internal/version"
+	"github.com/coffer-csi/coffer/provider"
+	"github.com/coffer-csi/coffer/provider/awsapi"
+	"github.com/coffer-csi/coffer/provider/fetch"
+	"github.com/coffer-csi/coffer/secretsync"
+)
+
+type syncConfig struct {
+	kubeconfig       string
+	providerName     string
+	namespace        string
+	region           string
+	nodeName         string
+	fips             bool
+	dualStack        bool
+	stsAudience      string
+	agentIPv4URL     string
+	agentIPv6URL     string
+	agentTimeout     time.Duration
+	agentAttempts    int
+	saCacheTTL       time.Duration
+	refreshMargin    time.Duration
+	maxObjects       int
+	fetchConcurrency int
+	workers          int
+	syncTimeout      time.Duration
+	tokenTTL         time.Duration
+	leaderElect      bool
+	leaseNamespace   string
+	leaseName        string
+	leaseDuration    time.Duration
+	renewDeadline    time.Duration
+	retryPeriod      time.Duration
+	log              logFlags
+}
+
+func (c *syncConfig) register(fs *flag.FlagSet) {
+	fs.StringVar(&c.kubeconfig, "kubeconfig", "", "kubeconfig for the Kubernetes API (default: in-cluster configuration)")
+	fs.StringVar(&c.providerName, "provider-name", "aws", "sync SecretProviderClasses whose spec.provider is this (coffer serve's --provider-name)")
+	fs.StringVar(&c.namespace, "namespace", "", "sync only this namespace (default: all; a namespaced install then needs only namespaced RBAC)")
+	fs.StringVar(&c.region, "region", os.Getenv("AWS_REGION"), "region for SecretProviderClasses that name none (default $AWS_REGION)")
+	fs.StringVar(&c.nodeName, "node-name", os.Getenv("NODE_NAME"), "the node coffer runs on, to read its topology.kubernetes.io/region label when no region is set (default $NODE_NAME)")
+	fs.BoolVar(&c.fips, "fips", false, "use FIPS endpoints for every AWS call")
+	fs.BoolVar(&c.dualStack, "dual-stack", false, "use dual-stack (IPv6) AWS endpoints")
+	fs.StringVar(&c.stsAudience, "sts-audience", auth.AudienceSTS, "audience of the ServiceAccount tokens exchanged with STS for IRSA")
+	fs.StringVar(&c.agentIPv4URL, "pod-identity-agent-ipv4-url", auth.DefaultPodIdentityIPv4URL, "EKS Pod Identity agent, IPv4")
+	fs.StringVar(&c.agentIPv6URL, "pod-identity-agent-ipv6-url", auth.DefaultPodIdentityIPv6URL, "EKS Pod Identity agent, IPv6")
+	fs.DurationVar(&c.agentTimeout, "pod-identity-timeout", 2*time.Second, "timeout of each request to the Pod Identity agent")
+	fs.IntVar(&c.agentAttempts, "pod-identity-attempts", 3, "rounds of requests over the agent's addresses before giving up")
+	fs.DurationVar(&c.saCacheTTL, "serviceaccount-cache-ttl", 2*time.Minute, "how long a ServiceAccount's IRSA role annotation is reused before it is read again")
+	fs.DurationVar(&c.refreshMargin, "credential-refresh-margin", 5*time.Minute, "credentials are reused until this long before they expire")
+	fs.IntVar(&c.maxObjects, "max-objects", 256, "most objects one SecretProviderClass may list")
+	fs.IntVar(&c.fetchConcurrency, "fetch-concurrency", 8, "AWS calls one sync may have in flight")
+	fs.IntVar(&c.workers, "workers", 2, "SecretProviderClasses synced in parallel")
+	fs.DurationVar(&c.syncTimeout, "sync-timeout", time.Minute, "deadline of one SecretProviderClass's sync, AWS calls included")
+	fs.DurationVar(&c.tokenTTL, "token-ttl", 10*time.Minute, "lifetime of the ServiceAccount tokens coffer requests (at least 10m); reused for half of it")
+	fs.BoolVar(&c.leaderElect, "leader-elect", true, "run only while holding a Lease, so that one of several replicas syncs")
+	fs.StringVar(&c.leaseNamespace, "leader-election-namespace", os.Getenv("POD_NAMESPACE"), "namespace of the Lease (default $POD_NAMESPACE, else the in-cluster namespace)")
+	fs.StringVar(&c.leaseName, "leader-election-id", "coffer-sync", "name of the Lease")
+	fs.DurationVar(&c.leaseDuration, "leader-election-lease-duration", 15*time.Second, "how long a leader's Lease lasts without renewal")
+	fs.DurationVar(&c.renewDeadline, "leader-election-renew-deadline", 10*time.Second, "how long the leader keeps trying to renew before it gives up")
+	fs.DurationVar(&c.retryPeriod, "leader-election-retry-period", 2*time.Second, "how often candidates try to acquire or renew the Lease")
+	c.log.register(fs)
+}
+
+func (c *syncConfig) validate() error {
+	var errs []error
+	if !providerNamePattern.MatchString(c.providerName) {
+		errs = append(errs, fmt.Errorf("--provider-name %q: use 1-30 letters, digits, _ or - (the driver's rule for spec.provider)", c.providerName))
+	}
+	if c.workers <= 0 || c.fetchConcurrency <= 0 || c.maxObjects <= 0 {
+		errs = append(errs, errors.New("--workers, --fetch-concurrency and --max-objects must be positive"))
+	}
+	if c.syncTimeout <= 0 {
+		errs = append(errs, errors.New("--sync-timeout must be positive"))
+	}
+	if c.tokenTTL < 10*time.Minute {
+		errs = append(errs, errors.New("--token-ttl must be at least 10m (the shortest token the apiserver grants)"))
+	}
+	if c.agentTimeout <= 0 || c.agentAttempts <= 0 {
+		errs = append(errs, errors.New("--pod-identity-timeout and --pod-identity-attempts must be positive"))
+	}
+	if c.refreshMargin < 0 || c.saCacheTTL <= 0 {
+		errs = append(errs, errors.New("--credential-refresh-margin must not be negative and --serviceaccount-cache-ttl must be positive"))
+	}
+	if c.leaderElect && !(c.retryPeriod > 0 && c.retryPeriod < c.renewDeadline && c.renewDeadline < c.leaseDuration) {
+		errs = append(errs, errors.New("leader election needs 0 < --leader-election-retry-period < --leader-election-renew-deadline < --leader-election-lease-duration"))
+	}
+	return errors.Join(errs...)
+}
+
+// runSync runs the Secret sync controller: SecretProviderClasses with
+// syncSecrets become Kubernetes Secrets without any pod.
+func runSync(ctx context.Context, args []string, stderr io.Writer) error {
+	var c syncConfig
+	fs := newFlagSet("sync", stderr)
+	c.register(fs)
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "Usage: coffer sync [flags]\n\nSyncs the Kubernetes Secrets that SecretProviderClasses declare in syncSecrets, without\npods: each entry is read from AWS as its serviceAccountName, every refreshInterval and\nwhenever the class changes. Run it as a Deployment; replicas elect a leader.")
+		fs.PrintDefaults()
+	}
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if err := c.validate(); err != nil {
+		return err
+	}
+	log, err := c.log.logger(stderr)
+	if err != nil {
+		return err
+	}
+	klog.SetSlogLogger(log) // client-go's own messages, in coffer's format
+	rc, err := restConfig(c.kubeconfig)
+	if err != nil {
+		return err
+	}
+	kube, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return err
+	}
+	dyn, err := dynamic.NewForConfig(rc)
+	if err != nil {
+		return err
+	}
+	awsCfg, err := awsapi.LoadConfig(ctx, awsapi.Settings{FIPS: c.fips, DualStack: c.dualStack})
+	if err != nil {
+		return err
+	}
+	p := &provider.Provider{
+		Identities: auth.NewResolver(auth.ResolverOptions{
+			AWS:               awsCfg,
+			Kubernetes:        kube,
+			Audience:          c.stsAudience,
+			PodIdentity:       &auth.PodIdentityAgent{IPv4URL: c.agentIPv4URL, IPv6URL: c.agentIPv6URL, Timeout: c.agentTimeout, Attempts: c.agentAttempts},
+			ServiceAccountTTL: c.saCacheTTL,
+			RefreshMargin:     c.refreshMargin,
+		}),
+		Clients: awsapi.NewClientCache(awsCfg, 0).Factory(),
+		// No value cache: every refresh reads AWS.
+		Fetcher:    &fetch.Fetcher{Concurrency: c.fetchConcurrency},
+		MaxObjects: c.maxObjects,
+		Logger:     log,
+	}
+	events, stopEvents := eventRecorder(kube, corev1.EventSource{Component: "coffer-sync"})
+	defer stopEvents()
+	region := &auth.NodeRegion{Configured: c.region, Client: kube, NodeName: c.nodeName}
+	ctrl := &secretsync.Controller{
+		Dynamic:      dyn,
+		Engine:       &secretsync.Engine{Secrets: kube.CoreV1(), Events: events, Logger: log},
+		Files:        p.Files,
+		Tokens:       &secretsync.TokenSource{ServiceAccounts: kube.CoreV1(), TTL: c.tokenTTL},
+		STSAudience:  c.stsAudience,
+		ProviderName: c.providerName,
+		Namespace:    c.namespace,
+		Config:       secretsync.ConfigOptions{DefaultRegion: region.Region, MaxObjects: c.maxObjects},
+		Workers:      c.workers,
+		SyncTimeout:  c.syncTimeout,
+		Logger:       log,
+	}
+	log.Info("coffer sync starting", "version", version.Version, "provider", c.providerName, "namespace", c.namespace, "leaderElect", c.leaderElect)
+	if !c.leaderElect {
+		return ctrl.Run(ctx)
+	}
+	return c.runElected(ctx, kube, ctrl.Run, log)
+}
+
+// runElected runs fn while this process holds the Lease. Losing it ends the
+// process with an error (a restart competes again); SIGTERM releases it.
+func (c *syncConfig) runElected(ctx context.Context, kube kubernetes.Interface, fn func(context.Context) error, log *slog.Logger) error {
+	ns := c.leaseNamespace
+	if ns == "" {
+		b, err := os.ReadFile("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+		if err != nil {
+			return errors.New("leader election needs a namespace for its Lease: set --leader-election-namespace or POD_NAMESPACE (or --leader-elect=false)")
+		}
+		ns = strings.TrimSpace(string(b))
+	}
+	host, _ := os.Hostname()
+	suffix := make([]byte, 4)
+	_, _ = rand.Read(suffix)
+	id := host + "_" + hex.EncodeToString(suffix)
+	lock := &resourcelock.LeaseLock{
+		LeaseMeta:  metav1.ObjectMeta{Namespace: ns, Name: c.leaseName},
+		Client:     kube.CoordinationV1(),
+		LockConfig: resourcelock.ResourceLockConfig{Identity: id},
+	}
+	// The elector starts the callback in a goroutine of its own and does
+	// not wait for it: track it, so that Run's return waits for fn.
+	var (
+		mu               sync.Mutex
+		started, closing bool
+		runErr           error
+	)
+	done := make(chan struct{})
+	le, err := leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
+		Lock:            lock,
+		Name:            c.leaseName,
+		LeaseDuration:   c.leaseDuration,
+		RenewDeadline:   c.renewDeadline,
+		RetryPeriod:     c.retryPeriod,
+		ReleaseOnCancel: true,
+		Callbacks: leaderelection.LeaderCallbacks{
+			OnStartedLeading: func(ctx context.Context) {
+				mu.Lock()
+				if closing {
+					mu.Unlock()
+					return
+				}
+				started = true
+				mu.Unlock()
+				defer close(done)
+				log.Info("leading: syncing Secrets", "lease", ns+"/"+c.leaseName, "identity", id)
+				err := fn(ctx)
+				mu.Lock()
+				runErr = err
+				mu.Unlock()
+			},
+			OnStoppedLeading: func() { log.Info("not leading", "lease", ns+"/"+c.leaseName, "identity", id) },
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("leader election: %w", err)
+	}
+	log.Info("waiting for the Lease", "lease", ns+"/"+c.leaseName, "identity", id)
+	le.Run(ctx)
+	mu.Lock()
+	closing = true
+	wait := started
+	mu.Unlock()
+	if wait {
+		<-done
+	}
+	if runErr != nil {
+		return runErr
+	}
+	if ctx.Err() == nil {
+		return errors.New("lost the leader Lease; exiting so that a restart competes again")
+	}
+	return nil
+}
+
+// enableMountSync makes p sync the Secrets a class declares after each
+// successful mount (coffer serve --sync-secrets). The returned stop lets
+// syncs in flight finish briefly.
+func enableMountSync(p *provider.Provider, kubeconfig, nodeName string, log *slog.Logger) (stop func(), err error) {
+	rc, err := restConfig(kubeconfig)
+	if err != nil {
+		return nil, err
+	}
+	kube, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return nil, err
+	}
+	dyn, err := dynamic.NewForConfig(rc)
+	if err != nil {
+		return nil, err
+	}
+	events, stopEvents := eventRecorder(kube, corev1.EventSource{Component: "coffer", Host: nodeName})
+	trigger := &secretsync.MountTrigger{
+		SPCs:   dyn.Resource(secretsync.SPCResource),
+		Files:  p.Files,
+		Engine: &secretsync.Engine{Secrets: kube.CoreV1(), Events: events, Logger: log},
+		Config: secretsync.ConfigOptions{MaxObjects: p.MaxObjects},
+		Logger: log,
+	}
+	if p.Region != nil {
+		trigger.Config.DefaultRegion = p.Region.Region
+	}
+	p.AfterMount = trigger.AfterMount
+	log.Info("secret sync at mount enabled")
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		trigger.Wait(ctx)
+		stopEvents()
+	}, nil
+}
+
+// eventRecorder records Events through the API; stop flushes what it can.
+func eventRecorder(kube kubernetes.Interface, source corev1.EventSource) (secretsync.EventRecorder, func()) {
+	b := record.NewBroadcaster()
+	b.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: kube.CoreV1().Events("")})
+	rec := b.NewRecorder(scheme.Scheme, source)
+	return rec, func() {
+		// Give the broadcaster a moment to send the last events.
+		time.Sleep(200 * time.Millisecond)
+		b.Shutdown()
+	}
+}
+
+// restConfig is the Kubernetes API configuration: in-cluster by default,
+// or a kubeconfig file.
+func restConfig(kubeconfig string) (*rest.Config, error) {
+	var cfg *rest.Config
+	var err error
+	if kubeconfig != "" {
+		cfg, err = clientcmd.BuildConfigFromFlags("", kubeconfig)
+	} else {
+		cfg, err = rest.InClusterConfig()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("connecting to the Kubernetes API (in-cluster, or --kubeconfig): %w", err)
+	}
+	cfg.QPS, cfg.Burst = 20, 40
+	cfg.UserAgent = "coffer/" + version.Version
+	return cfg, nil
+}

@@ -1,0 +1,47 @@
+package cli
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestSyncFlags(t *testing.T) {
+	tests := map[string]struct {
+		args []string
+		code int
+		want string
+	}{
+		"help":               {args: []string{"sync", "-h"}, code: 0, want: "Usage: coffer sync"},
+		"unknown flag":       {args: []string{"sync", "--nope"}, code: 2, want: "flag provided but not defined"},
+		"short token":        {args: []string{"sync", "--token-ttl=1m"}, code: 1, want: "--token-ttl must be at least 10m"},
+		"bad provider name":  {args: []string{"sync", "--provider-name=a b"}, code: 1, want: "--provider-name"},
+		"bad lease timings":  {args: []string{"sync", "--leader-election-renew-deadline=20s"}, code: 1, want: "leader election needs"},
+		"no workers":         {args: []string{"sync", "--workers=0"}, code: 1, want: "--workers"},
+		"not in the cluster": {args: []string{"sync"}, code: 1, want: "connecting to the Kubernetes API"},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			t.Setenv("KUBERNETES_SERVICE_HOST", "")
+			code, _, stderr := run(t, tc.args...)
+			if code != tc.code || !strings.Contains(stderr, tc.want) {
+				t.Errorf("exit %d, want %d; stderr %q does not contain %q", code, tc.code, stderr, tc.want)
+			}
+		})
+	}
+}
+
+func TestServeSyncSecretsNeedsKubernetes(t *testing.T) {
+	t.Setenv("KUBERNETES_SERVICE_HOST", "")
+	t.Setenv("AWS_REGION", "us-east-1")
+	code, _, stderr := run(t, "serve", "--provider-dir", t.TempDir(), "--insecure-node-credentials", "--sync-secrets")
+	if code != 1 || !strings.Contains(stderr, "connecting to the Kubernetes API") {
+		t.Errorf("exit %d, stderr %q", code, stderr)
+	}
+}
+
+func TestUsageListsSync(t *testing.T) {
+	_, out, _ := run(t, "help")
+	if !strings.Contains(out, "coffer sync") {
+		t.Errorf("usage does not list sync:\n%s", out)
+	}
+}

@@ -1,0 +1,418 @@
+package secretsync
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/dynamic/dynamicinformer"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/util/workqueue"
+
+	"github.com/coffer-csi/coffer/auth"
+	"github.com/coffer-csi/coffer/provider/fetch"
+	"github.com/coffer-csi/coffer/provider/render"
+	"github.com/coffer-csi/coffer/provider/spc"
+)
+
+// TokenMinter mints ServiceAccount tokens in the driver's tokens format
+// (TokenSource).
+type TokenMinter interface {
+	Tokens(ctx context.Context, namespace, serviceAccount string, audiences []string) (string, error)
+}
+
+// Controller syncs declared Secrets without pods: it watches
+// SecretProviderClasses with syncSecrets, reads AWS as each entry's
+// serviceAccountName (a token from the TokenRequest API, then the same
+// identity resolution as a mount: IRSA, Pod Identity, role chaining), and
+// reconciles every refreshInterval and whenever the class changes. Entries
+// without serviceAccountName are left to the mount trigger.
+type Controller struct {
+	Dynamic dynamic.Interface
+	Engine  *Engine
+	Files   FilesFunc
+	Tokens  TokenMinter
+	// STSAudience is the audience of IRSA tokens (default sts.amazonaws.com).
+	STSAudience string
+	// ProviderName is the spec.provider coffer serves; other classes are
+	// ignored.
+	ProviderName string
+	// Namespace limits the controller to one namespace ("": all).
+	Namespace string
+	Config    ConfigOptions
+	// Workers reconcile classes in parallel (default 2).
+	Workers int
+	// SyncTimeout bounds one reconcile of a class (default 1m).
+	SyncTimeout time.Duration
+	// RetryBase and RetryMax bound the backoff after a failure (default 5s
+	// and 5m).
+	RetryBase, RetryMax time.Duration
+	Logger              *slog.Logger
+	Now                 func() time.Time
+
+	queue    workqueue.TypedRateLimitingInterface[string]
+	informer cache.SharedIndexInformer
+
+	mu    sync.Mutex
+	state map[string]*classState
+}
+
+// classState is what the controller remembers of a class between
+// reconciles; it is rebuilt from scratch after a restart.
+type classState struct {
+	uid        types.UID
+	generation int64
+	// due is when each Secret must be synced next; a zero time means only
+	// when the class changes (refreshInterval 0).
+	due    map[string]time.Time
+	status map[string]SecretStatus
+}
+
+// Run watches and reconciles until ctx ends.
+func (c *Controller) Run(ctx context.Context) error {
+	c.state = map[string]*classState{}
+	base, maxDelay := c.RetryBase, c.RetryMax
+	if base <= 0 {
+		base = 5 * time.Second
+	}
+	if maxDelay <= 0 {
+		maxDelay = 5 * time.Minute
+	}
+	c.queue = workqueue.NewTypedRateLimitingQueueWithConfig(
+		workqueue.NewTypedItemExponentialFailureRateLimiter[string](base, maxDelay),
+		workqueue.TypedRateLimitingQueueConfig[string]{Name: "coffer-sync"})
+	defer c.queue.ShutDown()
+
+	factory := dynamicinformer.NewFilteredDynamicSharedInformerFactory(c.Dynamic, 0, c.namespace(), nil)
+	c.informer = factory.ForResource(SPCResource).Informer()
+	if _, err := c.informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc: c.enqueue,
+		UpdateFunc: func(oldObj, newObj any) {
+			o, okOld := oldObj.(*unstructured.Unstructured)
+			n, okNew := newObj.(*unstructured.Unstructured)
+			// Only a change of the declaration (spec: the generation) or a
+			// new object under the same name; coffer's own status
+			// annotation changes neither.
+			if !okOld || !okNew || o.GetGeneration() != n.GetGeneration() || o.GetUID() != n.GetUID() {
+				c.enqueue(newObj)
+			}
+		},
+		DeleteFunc: c.enqueue,
+	}); err != nil {
+		return err
+	}
+	factory.Start(ctx.Done())
+	defer factory.Shutdown()
+	if !cache.WaitForCacheSync(ctx.Done(), c.informer.HasSynced) {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return errors.New("the SecretProviderClass informer never synced (RBAC: coffer sync needs list and watch on secretproviderclasses)")
+	}
+	c.logger().Info("secret sync controller started", "namespace", c.namespace(), "provider", c.ProviderName, "workers", c.workers())
+	var wg sync.WaitGroup
+	for range c.workers() {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for c.next(ctx) {
+			}
+		}()
+	}
+	<-ctx.Done()
+	c.queue.ShutDown()
+	wg.Wait()
+	return nil
+}
+
+func (c *Controller) namespace() string {
+	if c.Namespace == "" {
+		return metav1.NamespaceAll
+	}
+	return c.Namespace
+}
+
+func (c *Controller) workers() int {
+	if c.Workers <= 0 {
+		return 2
+	}
+	return c.Workers
+}
+
+func (c *Controller) enqueue(obj any) {
+	key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj)
+	if err == nil {
+		c.queue.Add(key)
+	}
+}
+
+func (c *Controller) next(ctx context.Context) bool {
+	key, quit := c.queue.Get()
+	if quit {
+		return false
+	}
+	defer c.queue.Done(key)
+	timeout := c.SyncTimeout
+	if timeout <= 0 {
+		timeout = time.Minute
+	}
+	rctx, cancel := context.WithTimeout(ctx, timeout)
+	wake, retry := c.reconcile(rctx, key)
+	cancel()
+	if retry {
+		c.queue.AddRateLimited(key)
+	} else {
+		c.queue.Forget(key)
+	}
+	if !wake.IsZero() {
+		c.queue.AddAfter(key, time.Until(wake))
+	}
+	return true
+}
+
+// reconcile syncs the Secrets of one class that are due. It returns when
+// the class should be looked at again (zero: only when it changes) and
+// whether something failed and should be retried with backoff.
+func (c *Controller) reconcile(ctx context.Context, key string) (wake time.Time, retry bool) {
+	obj, exists, err := c.informer.GetIndexer().GetByKey(key)
+	if err != nil || !exists {
+		c.forget(key)
+		return time.Time{}, false
+	}
+	u, ok := obj.(*unstructured.Unstructured)
+	if !ok {
+		return time.Time{}, false
+	}
+	owner, err := SPCFromUnstructured(u)
+	if err != nil {
+		c.logger().Warn("secret sync: unreadable SecretProviderClass", "secretProviderClass", key, "error", err)
+		return time.Time{}, false
+	}
+	if owner.Provider != c.ProviderName || !owner.Declares() {
+		c.forget(key)
+		if _, has := owner.Annotations[AnnotationStatus]; has && owner.Provider == c.ProviderName {
+			c.writeStatus(ctx, owner, nil)
+		}
+		return time.Time{}, false
+	}
+	now := c.now()
+	st := c.classState(key, owner)
+
+	// The class's own parameters, for a workload in its namespace; the
+	// ServiceAccount and its tokens are filled in per entry below.
+	cfg, err := owner.Config(ctx, map[string]string{spc.AttrPodNamespace: owner.Namespace, spc.AttrPodName: "sync-" + owner.Name}, c.Config)
+	if err != nil {
+		return c.declarationFailed(ctx, owner, st, declarationReason(err), fmt.Sprintf("syncSecrets not synced: the SecretProviderClass's parameters: %v", err))
+	}
+	decl, err := Parse(owner.Parameters[spc.KeySyncSecrets], cfg)
+	if err != nil {
+		return c.declarationFailed(ctx, owner, st, ReasonInvalidDeclaration, fmt.Sprintf("syncSecrets not synced: %v", err))
+	}
+
+	order := map[string]int{}
+	var due []*Secret
+	for i, s := range decl {
+		order[s.Name] = i
+		if s.ServiceAccountName == "" {
+			st.status[s.Name] = mountOnlyStatus(s.Name)
+			continue
+		}
+		if t, seen := st.due[s.Name]; seen && (t.IsZero() || t.After(now)) {
+			continue
+		}
+		due = append(due, s)
+	}
+	for name := range st.status {
+		if _, declared := order[name]; !declared {
+			delete(st.status, name)
+			delete(st.due, name)
+		}
+	}
+
+	// One identity, one fetch: entries that read as the same
+	// ServiceAccount share their AWS calls.
+	var accounts []string
+	groups := map[string][]*Secret{}
+	for _, s := range due {
+		if _, seen := groups[s.ServiceAccountName]; !seen {
+			accounts = append(accounts, s.ServiceAccountName)
+		}
+		groups[s.ServiceAccountName] = append(groups[s.ServiceAccountName], s)
+	}
+	for _, sa := range accounts {
+		entries := groups[sa]
+		for i, r := range c.syncAs(ctx, owner, cfg, sa, entries) {
+			s := entries[i]
+			st.status[s.Name] = secretStatus(r, sa, st.status[s.Name], now)
+			switch {
+			case !r.Ready:
+				retry = true
+				delete(st.due, s.Name)
+			case s.RefreshInterval == 0:
+				st.due[s.Name] = time.Time{}
+			default:
+				st.due[s.Name] = now.Add(s.RefreshInterval)
+			}
+		}
+	}
+	for _, t := range st.due {
+		if !t.IsZero() && (wake.IsZero() || t.Before(wake)) {
+			wake = t
+		}
+	}
+	list := make([]SecretStatus, 0, len(st.status))
+	for _, s := range st.status {
+		list = append(list, s)
+	}
+	sortStatuses(list, order)
+	status := summarize(owner.Generation, list)
+	c.writeStatus(ctx, owner, &status)
+	c.logger().Debug("secret sync: reconciled", "secretProviderClass", key, "synced", len(due), "ready", status.Ready, "next", wake)
+	return wake, retry
+}
+
+// syncAs fetches what entries need as ServiceAccount sa and syncs them.
+func (c *Controller) syncAs(ctx context.Context, owner *SPC, base *spc.Config, sa string, entries []*Secret) []Result {
+	audience := c.STSAudience
+	if audience == "" {
+		audience = auth.AudienceSTS
+	}
+	if base.UsePodIdentity {
+		audience = auth.AudiencePodIdentity
+	}
+	tokens, err := c.Tokens.Tokens(ctx, owner.Namespace, sa, []string{audience})
+	if err != nil {
+		out := make([]Result, len(entries))
+		for i, s := range entries {
+			out[i] = failed(s.Name, ReasonIdentityFailed, "Secret %q not synced, left as it is: %v", s.Name, err)
+			c.Engine.Report(owner, out[i])
+		}
+		return out
+	}
+	cfg := *base
+	cfg.Pod.ServiceAccount = sa
+	cfg.Tokens = tokens
+	files, fetchErr := c.fetch(ctx, &cfg, entries)
+	return c.Engine.Sync(ctx, owner, entries, files, fetchErr)
+}
+
+// fetch reads only the objects entries need: an identity may be denied the
+// others (they may be another entry's). Objects are renumbered for the
+// fetch and mapped back, so messages name them as the class does.
+func (c *Controller) fetch(ctx context.Context, cfg *spc.Config, entries []*Secret) ([]render.File, error) {
+	needed := map[int]*spc.Object{}
+	for _, s := range entries {
+		for _, o := range s.Objects() {
+			needed[o.Index] = o
+		}
+	}
+	var originals []*spc.Object
+	for _, o := range cfg.Objects {
+		if needed[o.Index] != nil {
+			originals = append(originals, o)
+		}
+	}
+	sub := *cfg
+	sub.Objects = make([]*spc.Object, len(originals))
+	copies := map[*spc.Object]*spc.Object{}
+	for i, o := range originals {
+		cp := *o
+		cp.Index = i
+		sub.Objects[i] = &cp
+		copies[&cp] = o
+	}
+	back := func(o *spc.Object) *spc.Object {
+		if orig, ok := copies[o]; ok {
+			return orig
+		}
+		return o
+	}
+	files, err := c.Files(ctx, &sub)
+	for i := range files {
+		files[i].Object = back(files[i].Object)
+	}
+	var objErrs fetch.Errors
+	if errors.As(err, &objErrs) {
+		for _, oe := range objErrs {
+			for e := oe; e != nil; e = e.Failover {
+				e.Object = back(e.Object)
+			}
+		}
+	}
+	return files, err
+}
+
+func (c *Controller) declarationFailed(ctx context.Context, owner *SPC, st *classState, reason, msg string) (time.Time, bool) {
+	c.Engine.Report(owner, failed("", reason, "%s", msg))
+	status := invalidStatus(owner.Generation, reason, msg)
+	c.writeStatus(ctx, owner, &status)
+	// A class that does not parse is retried only when it changes; a
+	// failed default-region lookup is retried with backoff.
+	st.due = map[string]time.Time{}
+	return time.Time{}, reason != ReasonInvalidDeclaration
+}
+
+// writeStatus sets (or, with nil, removes) the class's status annotation,
+// unless it already says the same.
+func (c *Controller) writeStatus(ctx context.Context, owner *SPC, status *Status) {
+	var value any
+	if status != nil {
+		encoded := status.encode()
+		if owner.Annotations[AnnotationStatus] == encoded {
+			return
+		}
+		value = encoded
+	}
+	patch, err := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]any{AnnotationStatus: value}}})
+	if err != nil {
+		return
+	}
+	_, err = c.Dynamic.Resource(SPCResource).Namespace(owner.Namespace).Patch(ctx, owner.Name, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: FieldManager})
+	if err != nil {
+		c.logger().Warn("secret sync: writing the status annotation failed (RBAC: coffer sync needs patch on secretproviderclasses)", "secretProviderClass", owner.Namespace+"/"+owner.Name, "error", err)
+	}
+}
+
+func (c *Controller) classState(key string, owner *SPC) *classState {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	st := c.state[key]
+	if st == nil || st.uid != owner.UID || st.generation != owner.Generation {
+		// A new or changed declaration: everything is due now.
+		prev := st
+		st = &classState{uid: owner.UID, generation: owner.Generation, due: map[string]time.Time{}, status: map[string]SecretStatus{}}
+		if prev != nil && prev.uid == owner.UID {
+			st.status = prev.status
+		}
+		c.state[key] = st
+	}
+	return st
+}
+
+func (c *Controller) forget(key string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.state, key)
+}
+
+func (c *Controller) now() time.Time {
+	if c.Now != nil {
+		return c.Now()
+	}
+	return time.Now()
+}
+
+func (c *Controller) logger() *slog.Logger {
+	if c.Logger == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return c.Logger
+}

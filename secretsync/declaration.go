@@ -1,0 +1,780 @@
+// Package secretsync creates, refreshes and cleans up native Kubernetes
+// Secrets declared by a SecretProviderClass's syncSecrets parameter, with
+// External Secrets Operator's semantics (creation and deletion policies,
+// templates, extract-all). One engine serves two triggers: the provider
+// after each successful mount (MountTrigger), and a controller that needs
+// no pods (Controller).
+//
+// Secrets are the product: no value fetched from AWS ever reaches a log
+// line, an error, an event, a status or an annotation.
+package secretsync
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+	"text/template"
+	"time"
+
+	"gopkg.in/yaml.v3"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
+
+	"github.com/coffer-csi/coffer/provider/spc"
+)
+
+// CreationPolicy says whether coffer creates the Secret and who owns it.
+type CreationPolicy string
+
+const (
+	// Owner: coffer creates the Secret, owned by the SecretProviderClass
+	// (garbage-collected with it). The default.
+	Owner CreationPolicy = "Owner"
+	// Orphan: coffer creates the Secret without an owner; it stays when the
+	// SecretProviderClass goes.
+	Orphan CreationPolicy = "Orphan"
+	// Merge: coffer adds its keys to an existing Secret that opts in with
+	// the AnnotationAllowMerge annotation; it never creates one.
+	Merge CreationPolicy = "Merge"
+)
+
+// DeletionPolicy says what happens when every AWS entry a Secret reads is
+// gone.
+type DeletionPolicy string
+
+const (
+	// Retain keeps the Secret as it is (the default).
+	Retain DeletionPolicy = "Retain"
+	// Delete deletes the Secret: a confirmed "not found" is not an error.
+	Delete DeletionPolicy = "Delete"
+)
+
+// Decoding is how a value is decoded before it becomes a Secret value.
+type Decoding string
+
+const (
+	DecodeNone      Decoding = "none"
+	DecodeBase64    Decoding = "base64"
+	DecodeBase64URL Decoding = "base64url"
+)
+
+// MergePolicy says how template output combines with data and dataFrom.
+type MergePolicy string
+
+const (
+	// Replace: the Secret holds only the template's keys (the default, as
+	// in ExternalSecret).
+	Replace MergePolicy = "Replace"
+	// MergeData: the Secret holds the data and dataFrom keys plus the
+	// template's, which win on a clash.
+	MergeData MergePolicy = "Merge"
+)
+
+// DefaultRefreshInterval is how often the controller re-reads AWS when an
+// entry does not say.
+const DefaultRefreshInterval = time.Hour
+
+// MinRefreshInterval keeps a typo ("1ms") from hammering AWS.
+const MinRefreshInterval = time.Second
+
+// Secret is one validated entry of syncSecrets.
+type Secret struct {
+	// Index is the entry's position in syncSecrets.
+	Index int
+	Name  string
+	// Type is the Secret type; TypeSet says the declaration names one
+	// (with Merge, an unset type means "whatever the Secret has").
+	Type           corev1.SecretType
+	TypeSet        bool
+	Labels         map[string]string
+	Annotations    map[string]string
+	Immutable      bool
+	CreationPolicy CreationPolicy
+	DeletionPolicy DeletionPolicy
+	Data           []DataEntry
+	DataFrom       []ExtractEntry
+	Template       *Template
+	// RefreshInterval is the controller's period; 0 means only when the
+	// declaration changes.
+	RefreshInterval time.Duration
+	// ServiceAccountName is the identity the controller reads AWS as; ""
+	// makes the entry mount-only.
+	ServiceAccountName string
+}
+
+// Describe names the entry in messages: its position and Secret name.
+func (s *Secret) Describe() string {
+	return describeEntry(s.Index, s.Name)
+}
+
+func describeEntry(i int, name string) string {
+	if name == "" {
+		return fmt.Sprintf("syncSecrets[%d]", i)
+	}
+	return fmt.Sprintf("syncSecrets[%d] (%s)", i, name)
+}
+
+// Source is a file, or a directory of files, produced by the
+// SecretProviderClass's objects.
+type Source struct {
+	// Ref is the reference as written in the declaration.
+	Ref string
+	// Path is the file it resolved to, or the directory.
+	Path string
+	// Dir says Path is the directory of an object whose files are named
+	// from AWS (a path or filters object, or expandJSON).
+	Dir bool
+	// Object is the object that produces the file.
+	Object *spc.Object
+}
+
+// DataEntry maps one Secret key to one file.
+type DataEntry struct {
+	Key      string
+	Source   Source
+	Decoding Decoding
+}
+
+// ExtractEntry makes every top-level key of a JSON file a Secret key.
+type ExtractEntry struct {
+	Source   Source
+	Decoding Decoding
+}
+
+// Template renders Secret values with Go text/template over the values of
+// data and dataFrom.
+type Template struct {
+	MergePolicy MergePolicy
+	// Keys are the template's Secret keys, sorted.
+	Keys  []string
+	texts map[string]string
+	tmpls map[string]*template.Template
+}
+
+// Objects returns the objects the entry reads, in object order.
+func (s *Secret) Objects() []*spc.Object {
+	seen := map[int]*spc.Object{}
+	for _, d := range s.Data {
+		seen[d.Source.Object.Index] = d.Source.Object
+	}
+	for _, d := range s.DataFrom {
+		seen[d.Source.Object.Index] = d.Source.Object
+	}
+	out := make([]*spc.Object, 0, len(seen))
+	for _, o := range seen {
+		out = append(out, o)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Index < out[j].Index })
+	return out
+}
+
+// Keys of a syncSecrets entry and of its parts.
+var (
+	entryKeys    = []string{"secretName", "type", "labels", "annotations", "immutable", "creationPolicy", "deletionPolicy", "data", "dataFrom", "template", "refreshInterval", "serviceAccountName"}
+	dataKeys     = []string{"key", "objectName", "decoding"}
+	dataFromKeys = []string{"extract", "decoding"}
+	templateKeys = []string{"data", "mergePolicy"}
+)
+
+// esoHints explain ExternalSecret fields that have no key of the same name
+// here, so a migrating user learns where the field went.
+var esoHints = map[string]string{
+	"name":             `use secretName`,
+	"target":           `coffer has no target block: put secretName, creationPolicy, deletionPolicy, immutable, type, labels, annotations and template directly on the entry`,
+	"secretstoreref":   `there is no store: the controller reads AWS as serviceAccountName, a mount as the pod; region and role come from the class's parameters`,
+	"metadata":         `use labels and annotations`,
+	"refreshpolicy":    `use refreshInterval`,
+	"secretkey":        `use key`,
+	"remoteref":        `list the AWS entry in objects and name its file with objectName (remoteRef.key is objects[].objectName, property a jmesPath entry, version objectVersion or objectVersionLabel)`,
+	"property":         `add a jmesPath entry {path, objectAlias} to the object in objects and name that objectAlias with objectName`,
+	"version":          `set objectVersion or objectVersionLabel on the object in objects`,
+	"decodingstrategy": `use decoding: none, base64 or base64url`,
+	"find":             `dataFrom.find (many secrets by name, path or tag) is not supported: list each AWS entry in objects and use extract or data`,
+	"rewrite":          `dataFrom.rewrite is not supported: name each key with data, or rename keys with a template`,
+	"sourceref":        `dataFrom.sourceRef (generators) is not supported`,
+	"engineversion":    `templates always use Go text/template with coffer's functions`,
+	"templatefrom":     `templateFrom is not supported: write the templates inline in template.data`,
+}
+
+// Parse validates the syncSecrets parameter of the SecretProviderClass whose
+// other parameters parsed into cfg: file references resolve against the
+// files cfg's objects produce. It returns the entries or a
+// *spc.ValidationError listing every problem.
+func Parse(raw string, cfg *spc.Config) ([]*Secret, error) {
+	p := parser{files: indexFiles(cfg)}
+	secrets := p.parse(raw)
+	if len(p.problems) > 0 {
+		return nil, &spc.ValidationError{Source: sourceName(cfg.Name), Problems: p.problems}
+	}
+	return secrets, nil
+}
+
+func sourceName(name string) string {
+	if name == "" {
+		return "SecretProviderClass"
+	}
+	return fmt.Sprintf("SecretProviderClass %q", name)
+}
+
+type parser struct {
+	files    *fileIndex
+	problems []spc.Problem
+}
+
+func (p *parser) add(where, field, format string, args ...any) {
+	p.problems = append(p.problems, spc.Problem{Where: where, Field: field, Message: fmt.Sprintf(format, args...)})
+}
+
+func (p *parser) parse(raw string) []*Secret {
+	const where = "parameters"
+	var doc yaml.Node
+	if err := yaml.Unmarshal([]byte(raw), &doc); err != nil {
+		p.add(where, spc.KeySyncSecrets, "is not valid YAML: %v", err)
+		return nil
+	}
+	if len(doc.Content) == 0 {
+		p.add(where, spc.KeySyncSecrets, "is empty; list the Secrets to sync, or remove syncSecrets")
+		return nil
+	}
+	list := doc.Content[0]
+	if list.Kind != yaml.SequenceNode {
+		p.add(where, spc.KeySyncSecrets, "must be a YAML list of Secrets (each item starting with \"- secretName: ...\"), found a %s at line %d", kindName(list), list.Line)
+		return nil
+	}
+	if len(list.Content) == 0 {
+		p.add(where, spc.KeySyncSecrets, "is an empty list; list the Secrets to sync, or remove syncSecrets")
+		return nil
+	}
+	var out []*Secret
+	names := map[string]int{}
+	for i, item := range list.Content {
+		s := p.parseEntry(i, item)
+		if s == nil {
+			continue
+		}
+		if prev, dup := names[s.Name]; dup {
+			p.add(s.Describe(), "secretName", "%q is also the secretName of syncSecrets[%d]; one Secret has one declaration: merge the two entries", s.Name, prev)
+			continue
+		}
+		names[s.Name] = i
+		out = append(out, s)
+	}
+	return out
+}
+
+func (p *parser) parseEntry(i int, item *yaml.Node) *Secret {
+	where := describeEntry(i, "")
+	if item.Kind != yaml.MappingNode {
+		p.add(where, "", "must be a mapping with secretName and data or dataFrom, found a %s at line %d", kindName(item), item.Line)
+		return nil
+	}
+	before := len(p.problems)
+	// Read secretName first, so that every problem of the entry names it.
+	quiet := &parser{}
+	if name := quiet.scalar(quiet.fields(item, entryKeys, where), "secretName", where); name != "" {
+		where = describeEntry(i, name)
+	}
+	f := p.fields(item, entryKeys, where)
+	s := &Secret{Index: i, Name: p.scalar(f, "secretName", where)}
+	switch {
+	case s.Name == "":
+		p.add(where, "secretName", "is required: the name of the Kubernetes Secret to create or merge into")
+	default:
+		for _, msg := range validation.IsDNS1123Subdomain(s.Name) {
+			p.add(where, "secretName", "%q is not a valid Secret name: %s", s.Name, msg)
+		}
+	}
+
+	s.CreationPolicy = Owner
+	switch v := p.scalar(f, "creationPolicy", where); strings.ToLower(v) {
+	case "", "owner":
+	case "orphan":
+		s.CreationPolicy = Orphan
+	case "merge":
+		s.CreationPolicy = Merge
+	case "none":
+		p.add(where, "creationPolicy", "None is not supported: coffer syncs the Secrets it declares; use Owner, Orphan or Merge")
+	default:
+		p.add(where, "creationPolicy", "%q is not one of Owner (the default: the SecretProviderClass owns the Secret), Orphan (no owner), Merge (add keys to an existing Secret that opts in)", v)
+	}
+	s.DeletionPolicy = Retain
+	switch v := p.scalar(f, "deletionPolicy", where); strings.ToLower(v) {
+	case "", "retain":
+	case "delete":
+		s.DeletionPolicy = Delete
+	case "merge":
+		p.add(where, "deletionPolicy", "Merge (drop only coffer's keys when the source is gone) is not supported; use Retain or Delete")
+	default:
+		p.add(where, "deletionPolicy", "%q is not one of Retain (the default: keep the Secret when its AWS entries are gone) or Delete (delete it then)", v)
+	}
+	if s.CreationPolicy == Merge && s.DeletionPolicy == Delete {
+		p.add(where, "deletionPolicy", "Delete cannot be used with creationPolicy Merge: coffer never deletes a Secret it did not create; use Retain, or creationPolicy Owner")
+	}
+
+	s.Type = corev1.SecretTypeOpaque
+	if t := p.scalar(f, "type", where); t != "" {
+		s.Type, s.TypeSet = corev1.SecretType(t), true
+		p.checkType(s.Type, where)
+	}
+	if v := p.scalar(f, "immutable", where); v != "" {
+		b, ok := parseBool(v)
+		if !ok {
+			p.add(where, "immutable", "%q is not a boolean; use true or false", v)
+		}
+		s.Immutable = b
+		if b && s.CreationPolicy == Merge {
+			p.add(where, "immutable", "applies to Secrets coffer creates, not with creationPolicy Merge; remove it")
+		}
+	}
+	s.Labels = p.stringMap(f, "labels", where, true)
+	s.Annotations = p.stringMap(f, "annotations", where, false)
+
+	s.RefreshInterval = DefaultRefreshInterval
+	if v := p.scalar(f, "refreshInterval", where); v != "" {
+		d, err := time.ParseDuration(v)
+		switch {
+		case v == "0" || err == nil && d == 0:
+			s.RefreshInterval = 0
+		case err != nil:
+			p.add(where, "refreshInterval", "%q is not a duration; use one like 1h, 15m or 30s (0: only when the declaration changes)", v)
+		case d < MinRefreshInterval:
+			p.add(where, "refreshInterval", "%q is shorter than %s; every refresh reads AWS, use 1m or more (0: only when the declaration changes)", v, MinRefreshInterval)
+		default:
+			s.RefreshInterval = d
+		}
+	}
+	if sa := p.scalar(f, "serviceAccountName", where); sa != "" {
+		for _, msg := range validation.IsDNS1123Subdomain(sa) {
+			p.add(where, "serviceAccountName", "%q is not a valid ServiceAccount name: %s", sa, msg)
+		}
+		s.ServiceAccountName = sa
+	}
+
+	if n, ok := f["data"]; ok {
+		s.Data = p.data(n, where)
+	}
+	if n, ok := f["dataFrom"]; ok {
+		s.DataFrom = p.dataFrom(n, where)
+	}
+	if n, ok := f["template"]; ok {
+		s.Template = p.template(n, where)
+	}
+	_, hasData := f["data"]
+	_, hasFrom := f["dataFrom"]
+	if !hasData && !hasFrom {
+		p.add(where, "data", "is required (or dataFrom): say which files of objects fill the Secret, for example data: [{key: password, objectName: db-password}]")
+	}
+	p.checkStaticKeys(s, where)
+	if len(p.problems) > before {
+		return nil
+	}
+	return s
+}
+
+// reservedTypes cannot be synced: the apiserver or another controller owns
+// their content.
+var reservedTypes = map[corev1.SecretType]string{
+	corev1.SecretTypeServiceAccountToken: "the token controller fills such Secrets",
+	corev1.SecretTypeBootstrapToken:      "bootstrap tokens are cluster credentials; manage them with kubeadm",
+}
+
+func (p *parser) checkType(t corev1.SecretType, where string) {
+	if why, ok := reservedTypes[t]; ok {
+		p.add(where, "type", "%q cannot be synced: %s", t, why)
+		return
+	}
+	if _, known := requiredKeys[t]; known || t == corev1.SecretTypeOpaque {
+		return
+	}
+	if strings.HasPrefix(string(t), "kubernetes.io/") {
+		p.add(where, "type", "%q is not a Kubernetes Secret type; use Opaque, kubernetes.io/tls, kubernetes.io/dockerconfigjson, kubernetes.io/basic-auth, kubernetes.io/ssh-auth, or a type of your own domain", t)
+		return
+	}
+	if msgs := validation.IsQualifiedName(string(t)); len(msgs) > 0 {
+		p.add(where, "type", "%q is not a valid Secret type: %s", t, strings.Join(msgs, "; "))
+	}
+}
+
+// requiredKeys are the keys the apiserver requires of a Secret type; for
+// basic-auth, any one of them.
+var requiredKeys = map[corev1.SecretType][]string{
+	corev1.SecretTypeTLS:              {corev1.TLSCertKey, corev1.TLSPrivateKeyKey},
+	corev1.SecretTypeDockerConfigJson: {corev1.DockerConfigJsonKey},
+	corev1.SecretTypeDockercfg:        {corev1.DockerConfigKey},
+	corev1.SecretTypeSSHAuth:          {corev1.SSHAuthPrivateKey},
+	corev1.SecretTypeBasicAuth:        {corev1.BasicAuthUsernameKey, corev1.BasicAuthPasswordKey},
+}
+
+// checkStaticKeys checks the type's required keys when the declaration
+// alone decides the Secret's keys (no dataFrom, or a Replace template).
+func (p *parser) checkStaticKeys(s *Secret, where string) {
+	keys, known := s.staticKeys()
+	if !known || s.CreationPolicy == Merge {
+		return
+	}
+	if missing := missingKeys(s.Type, keys); missing != "" {
+		p.add(where, "type", "%q needs %s, which the declaration does not produce (it produces %s); add them to data or template.data", s.Type, missing, strings.Join(sortedKeys(keys), ", "))
+	}
+}
+
+// staticKeys returns the Secret keys the declaration produces, and whether
+// that set is known without reading AWS.
+func (s *Secret) staticKeys() (map[string]bool, bool) {
+	keys := map[string]bool{}
+	if s.Template != nil && s.Template.MergePolicy == Replace {
+		for _, k := range s.Template.Keys {
+			keys[k] = true
+		}
+		return keys, true
+	}
+	for _, d := range s.Data {
+		keys[d.Key] = true
+	}
+	if s.Template != nil {
+		for _, k := range s.Template.Keys {
+			keys[k] = true
+		}
+	}
+	return keys, len(s.DataFrom) == 0
+}
+
+// missingKeys names the keys type t requires that keys lacks ("" if none).
+func missingKeys(t corev1.SecretType, keys map[string]bool) string {
+	req := requiredKeys[t]
+	if len(req) == 0 {
+		return ""
+	}
+	if t == corev1.SecretTypeBasicAuth {
+		for _, k := range req {
+			if keys[k] {
+				return ""
+			}
+		}
+		return fmt.Sprintf("key %q or %q", req[0], req[1])
+	}
+	var missing []string
+	for _, k := range req {
+		if !keys[k] {
+			missing = append(missing, fmt.Sprintf("%q", k))
+		}
+	}
+	if len(missing) == 0 {
+		return ""
+	}
+	if len(missing) == 1 {
+		return "key " + missing[0]
+	}
+	return "keys " + strings.Join(missing, " and ")
+}
+
+func (p *parser) data(n *yaml.Node, where string) []DataEntry {
+	if n.Kind != yaml.SequenceNode {
+		p.add(where, "data", "must be a list of {key, objectName} entries, found a %s at line %d", kindName(n), n.Line)
+		return nil
+	}
+	var out []DataEntry
+	seen := map[string]int{}
+	for j, item := range n.Content {
+		w := fmt.Sprintf("%s.data[%d]", where, j)
+		if item.Kind != yaml.MappingNode {
+			p.add(w, "", "must be a mapping with key and objectName, found a %s at line %d", kindName(item), item.Line)
+			continue
+		}
+		f := p.fields(item, dataKeys, w)
+		d := DataEntry{Key: p.scalar(f, "key", w)}
+		if d.Key == "" {
+			p.add(w, "key", "is required: the key of the value in the Secret")
+		} else if msg := checkSecretKey(d.Key); msg != "" {
+			p.add(w, "key", "%q %s", d.Key, msg)
+		} else if prev, dup := seen[d.Key]; dup {
+			p.add(w, "key", "%q is also the key of data[%d]; each key appears once", d.Key, prev)
+		} else {
+			seen[d.Key] = j
+		}
+		ref := p.scalar(f, "objectName", w)
+		if ref == "" {
+			p.add(w, "objectName", "is required: the file of objects whose content becomes the value (an objectAlias, a jmesPath objectAlias, or an objectName)")
+		} else if src, msg := p.files.resolve(ref); msg != "" {
+			p.add(w, "objectName", "%s", msg)
+		} else if src.Dir {
+			p.add(w, "objectName", "%q is the directory %s writes its files into (their names come from AWS); name one file in it, such as %s/<name>, or take them all with dataFrom: [{extract: %s}]", ref, src.Object.Describe(), src.Path, ref)
+		} else {
+			d.Source = src
+		}
+		d.Decoding = p.decoding(f, w)
+		out = append(out, d)
+	}
+	return out
+}
+
+func (p *parser) dataFrom(n *yaml.Node, where string) []ExtractEntry {
+	if n.Kind != yaml.SequenceNode {
+		p.add(where, "dataFrom", "must be a list of {extract: <file>} entries, found a %s at line %d", kindName(n), n.Line)
+		return nil
+	}
+	var out []ExtractEntry
+	for j, item := range n.Content {
+		w := fmt.Sprintf("%s.dataFrom[%d]", where, j)
+		if item.Kind != yaml.MappingNode {
+			p.add(w, "", "must be a mapping such as {extract: db-credentials}, found a %s at line %d", kindName(item), item.Line)
+			continue
+		}
+		f := p.fields(item, dataFromKeys, w)
+		var e ExtractEntry
+		ref := p.scalar(f, "extract", w)
+		if ref == "" {
+			if _, ok := f["extract"]; !ok {
+				p.add(w, "extract", "is required: a file of objects holding a JSON object, whose top-level keys become Secret keys (or the directory of a path, filters or expandJSON object, whose files do)")
+			} else if f["extract"].Kind == yaml.ScalarNode {
+				p.add(w, "extract", "is empty; name a file of objects")
+			}
+		} else if src, msg := p.files.resolve(ref); msg != "" {
+			p.add(w, "extract", "%s", msg)
+		} else {
+			e.Source = src
+		}
+		e.Decoding = p.decoding(f, w)
+		out = append(out, e)
+	}
+	return out
+}
+
+func (p *parser) decoding(f map[string]*yaml.Node, where string) Decoding {
+	switch v := p.scalar(f, "decoding", where); strings.ToLower(v) {
+	case "", "none":
+		return DecodeNone
+	case "base64":
+		return DecodeBase64
+	case "base64url":
+		return DecodeBase64URL
+	case "auto":
+		p.add(where, "decoding", "Auto is not supported: say what the value is, none, base64 or base64url")
+	default:
+		p.add(where, "decoding", "%q is not one of none (the default), base64, base64url", v)
+	}
+	return DecodeNone
+}
+
+func (p *parser) template(n *yaml.Node, where string) *Template {
+	w := where + ".template"
+	if n.Kind != yaml.MappingNode {
+		p.add(where, "template", "must be a mapping with data (key: Go template) and optionally mergePolicy, found a %s at line %d", kindName(n), n.Line)
+		return nil
+	}
+	f := p.fields(n, templateKeys, w)
+	t := &Template{MergePolicy: Replace, texts: map[string]string{}, tmpls: map[string]*template.Template{}}
+	switch v := p.scalar(f, "mergePolicy", w); strings.ToLower(v) {
+	case "", "replace":
+	case "merge":
+		t.MergePolicy = MergeData
+	default:
+		p.add(w, "mergePolicy", "%q is not one of Replace (the default: the Secret holds only the template's keys) or Merge (data and dataFrom keys too)", v)
+	}
+	d, ok := f["data"]
+	switch {
+	case !ok:
+		p.add(w, "data", "is required: a mapping of Secret keys to Go templates, for example data: {url: \"https://{{ .host }}/\"}")
+		return t
+	case d.Kind != yaml.MappingNode:
+		p.add(w, "data", "must be a mapping of Secret keys to Go templates, found a %s at line %d", kindName(d), d.Line)
+		return t
+	case len(d.Content) == 0:
+		p.add(w, "data", "is empty; map at least one Secret key to a template, or remove template")
+		return t
+	}
+	for i := 0; i+1 < len(d.Content); i += 2 {
+		k, v := d.Content[i], d.Content[i+1]
+		key := k.Value
+		if msg := checkSecretKey(key); msg != "" {
+			p.add(w+".data", key, "%s", msg)
+			continue
+		}
+		if _, dup := t.texts[key]; dup {
+			p.add(w+".data", key, "is set twice (line %d); keep one", k.Line)
+			continue
+		}
+		if v.Kind != yaml.ScalarNode {
+			p.add(w+".data", key, "must be a template string, found a %s at line %d", kindName(v), v.Line)
+			continue
+		}
+		tmpl, err := parseTemplate(key, v.Value)
+		if err != nil {
+			p.add(w+".data", key, "is not a valid template: %v", err)
+			continue
+		}
+		t.texts[key] = v.Value
+		t.tmpls[key] = tmpl
+		t.Keys = append(t.Keys, key)
+	}
+	sort.Strings(t.Keys)
+	return t
+}
+
+// reservedPrefix is coffer's own label and annotation domain.
+const reservedPrefix = Domain + "/"
+
+func (p *parser) stringMap(f map[string]*yaml.Node, field, where string, labels bool) map[string]string {
+	n, ok := f[field]
+	if !ok {
+		return nil
+	}
+	if n.Kind != yaml.MappingNode {
+		p.add(where, field, "must be a mapping of names to values, found a %s at line %d", kindName(n), n.Line)
+		return nil
+	}
+	out := map[string]string{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		w := where + "." + field
+		if v.Kind != yaml.ScalarNode {
+			p.add(w, k.Value, "must be a single value, found a %s at line %d", kindName(v), v.Line)
+			continue
+		}
+		switch {
+		case strings.HasPrefix(k.Value, reservedPrefix):
+			p.add(w, k.Value, "is in coffer's own domain %s, which coffer manages; use another name", Domain)
+			continue
+		case labels && k.Value == LabelManagedBy:
+			p.add(w, k.Value, "is set by coffer (%s=%s); remove it", LabelManagedBy, ManagedByValue)
+			continue
+		}
+		if msgs := validation.IsQualifiedName(k.Value); len(msgs) > 0 {
+			p.add(w, k.Value, "is not a valid name: %s", strings.Join(msgs, "; "))
+			continue
+		}
+		if labels {
+			if msgs := validation.IsValidLabelValue(v.Value); len(msgs) > 0 {
+				p.add(w, k.Value, "value %q is not a valid label value: %s", v.Value, strings.Join(msgs, "; "))
+				continue
+			}
+		}
+		if _, dup := out[k.Value]; dup {
+			p.add(w, k.Value, "is set twice (line %d); keep one", k.Line)
+			continue
+		}
+		out[k.Value] = v.Value
+	}
+	return out
+}
+
+// checkSecretKey says why k cannot be a Secret data key ("" if it can).
+func checkSecretKey(k string) string {
+	if msgs := validation.IsConfigMapKey(k); len(msgs) > 0 {
+		return "is not a valid Secret key: " + strings.Join(msgs, "; ")
+	}
+	return ""
+}
+
+// fields maps the keys of a YAML mapping to their value nodes, reporting
+// unknown and duplicate keys. Keys match case-insensitively, as they do in
+// objects.
+func (p *parser) fields(n *yaml.Node, valid []string, where string) map[string]*yaml.Node {
+	out := make(map[string]*yaml.Node, len(n.Content)/2)
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		key := ""
+		for _, c := range valid {
+			if strings.EqualFold(k.Value, c) {
+				key = c
+			}
+		}
+		if key == "" {
+			p.add(where, k.Value, "%s", unknownKeyMessage(k.Value, valid))
+			continue
+		}
+		if _, dup := out[key]; dup {
+			p.add(where, key, "is set twice (line %d); keep one", k.Line)
+			continue
+		}
+		out[key] = v
+	}
+	return out
+}
+
+func (p *parser) scalar(f map[string]*yaml.Node, key, where string) string {
+	n, ok := f[key]
+	if !ok {
+		return ""
+	}
+	if n.Kind != yaml.ScalarNode {
+		p.add(where, key, "must be a single value, found a %s at line %d", kindName(n), n.Line)
+		return ""
+	}
+	return strings.TrimSpace(n.Value)
+}
+
+func parseBool(v string) (bool, bool) {
+	switch strings.ToLower(v) {
+	case "true":
+		return true, true
+	case "false":
+		return false, true
+	}
+	return false, false
+}
+
+func kindName(n *yaml.Node) string {
+	switch n.Kind {
+	case yaml.MappingNode:
+		return "mapping"
+	case yaml.SequenceNode:
+		return "list"
+	case yaml.ScalarNode:
+		return "plain value"
+	case yaml.AliasNode:
+		return "YAML alias"
+	}
+	return "document"
+}
+
+func unknownKeyMessage(key string, valid []string) string {
+	if hint, ok := esoHints[strings.ToLower(key)]; ok {
+		return "unknown key; " + hint
+	}
+	if s := nearest(key, valid); s != "" {
+		return fmt.Sprintf("unknown key; did you mean %q? (valid keys: %s)", s, strings.Join(valid, ", "))
+	}
+	return "unknown key; valid keys are " + strings.Join(valid, ", ")
+}
+
+// nearest returns the candidate closest to key by edit distance (ignoring
+// case), or "" when nothing is close enough to be a plausible typo.
+func nearest(key string, candidates []string) string {
+	best, bestDist := "", len(key)/2+2
+	lk := strings.ToLower(key)
+	for _, c := range candidates {
+		if d := editDistance(lk, strings.ToLower(c)); d < bestDist {
+			best, bestDist = c, d
+		}
+	}
+	return best
+}
+
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}

@@ -1,0 +1,91 @@
+package secretsync
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sync"
+	"time"
+
+	authenticationv1 "k8s.io/api/authentication/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
+)
+
+// TokenSource mints ServiceAccount tokens with the TokenRequest API, as
+// kubelet does for a pod, and hands them out in the driver's
+// csi.storage.k8s.io/serviceAccount.tokens format, so the auth package
+// serves the controller exactly as it serves mounts. Tokens are reused
+// until half their life is gone. They are credentials: never logged.
+type TokenSource struct {
+	ServiceAccounts typedcorev1.ServiceAccountsGetter
+	// TTL is the lifetime requested (default and minimum: 10 minutes, the
+	// shortest the apiserver grants).
+	TTL time.Duration
+	Now func() time.Time
+
+	mu    sync.Mutex
+	cache map[string]authenticationv1.TokenRequestStatus
+}
+
+// maxCachedTokens bounds the cache: one entry per ServiceAccount and
+// audience.
+const maxCachedTokens = 10000
+
+// Tokens returns tokens of namespace/serviceAccount for each audience, as
+// the JSON object the driver sends.
+func (t *TokenSource) Tokens(ctx context.Context, namespace, serviceAccount string, audiences []string) (string, error) {
+	out := make(map[string]authenticationv1.TokenRequestStatus, len(audiences))
+	for _, aud := range audiences {
+		tok, err := t.token(ctx, namespace, serviceAccount, aud)
+		if err != nil {
+			return "", err
+		}
+		out[aud] = tok
+	}
+	b, err := json.Marshal(out)
+	if err != nil {
+		return "", fmt.Errorf("encoding tokens: %w", err)
+	}
+	return string(b), nil
+}
+
+func (t *TokenSource) token(ctx context.Context, namespace, sa, audience string) (authenticationv1.TokenRequestStatus, error) {
+	now := t.now()
+	ttl := max(t.TTL, 10*time.Minute)
+	key := namespace + "/" + sa + "/" + audience
+	t.mu.Lock()
+	if tok, ok := t.cache[key]; ok && now.Add(ttl/2).Before(tok.ExpirationTimestamp.Time) {
+		t.mu.Unlock()
+		return tok, nil
+	}
+	t.mu.Unlock()
+
+	seconds := int64(ttl / time.Second)
+	res, err := t.ServiceAccounts.ServiceAccounts(namespace).CreateToken(ctx, sa, &authenticationv1.TokenRequest{
+		Spec: authenticationv1.TokenRequestSpec{Audiences: []string{audience}, ExpirationSeconds: &seconds},
+	}, metav1.CreateOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+		return authenticationv1.TokenRequestStatus{}, fmt.Errorf("ServiceAccount %s/%s does not exist; create it, or fix serviceAccountName", namespace, sa)
+	case apierrors.IsForbidden(err):
+		return authenticationv1.TokenRequestStatus{}, fmt.Errorf("coffer may not request tokens of ServiceAccount %s/%s (RBAC: coffer sync needs create on serviceaccounts/token): %s", namespace, sa, apiError(err))
+	case err != nil:
+		return authenticationv1.TokenRequestStatus{}, fmt.Errorf("requesting a token of ServiceAccount %s/%s for audience %s: %s", namespace, sa, audience, apiError(err))
+	}
+	t.mu.Lock()
+	if t.cache == nil || len(t.cache) >= maxCachedTokens {
+		t.cache = map[string]authenticationv1.TokenRequestStatus{}
+	}
+	t.cache[key] = res.Status
+	t.mu.Unlock()
+	return res.Status, nil
+}
+
+func (t *TokenSource) now() time.Time {
+	if t.Now != nil {
+		return t.Now()
+	}
+	return time.Now()
+}

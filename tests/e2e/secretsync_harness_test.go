@@ -1,0 +1,128 @@
+package e2e
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"time"
+
+	authenticationv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// The Secret sync's RBAC, exactly as the README documents it: the suite
+// fails if coffer needs more.
+const (
+	cofferSyncSA = "coffer-sync"
+	// syncLease is the Lease coffer sync replicas elect a leader with.
+	syncLease = "coffer-sync"
+)
+
+var (
+	// secretWrites: coffer reads its Secrets and creates, patches (server-
+	// side apply) and deletes (deletionPolicy Delete) them.
+	secretWrites = rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: []string{"get", "create", "patch", "delete"}}
+	eventWrites  = rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"events"}, Verbs: []string{"create", "patch"}}
+)
+
+// bootstrapSecretSync grants what sync needs: to coffer serve (the mount
+// trigger, --sync-secrets) on top of its own ClusterRole, and to coffer
+// sync (the controller) under a ServiceAccount of its own.
+func (c *cluster) bootstrapSecretSync(ctx context.Context) error {
+	rbac := c.kube.RbacV1()
+	bind := func(role, sa string) error {
+		if _, err := rbac.ClusterRoleBindings().Create(ctx, &rbacv1.ClusterRoleBinding{
+			ObjectMeta: metav1.ObjectMeta{Name: role},
+			RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: role},
+			Subjects:   []rbacv1.Subject{{Kind: "ServiceAccount", Name: sa, Namespace: cofferNamespace}},
+		}, metav1.CreateOptions{}); err != nil {
+			return err
+		}
+		return nil
+	}
+	if _, err := rbac.ClusterRoles().Create(ctx, &rbacv1.ClusterRole{
+		ObjectMeta: metav1.ObjectMeta{Name: "coffer-sync-at-mount"},
+		Rules: []rbacv1.PolicyRule{
+			secretWrites, eventWrites,
+			{APIGroups: []string{"secrets-store.csi.x-k8s.io"}, Resources: []string{"secretproviderclasses"}, Verbs: []string{"get"}},
+		},
+	}, metav1.CreateOptions{}); err != nil {
+		return err
+	}
+	if err := bind("coffer-sync-at-mount", cofferSA); err != nil {
+		return err
+	}
+
+	if _, err := c.kube.CoreV1().ServiceAccounts(cofferNamespace).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: cofferSyncSA}}, metav1.CreateOptions{}); err != nil {
+		return err
+	}
+	if _, err := rbac.ClusterRoles().Create(ctx, &rbacv1.ClusterRole{
+		ObjectMeta: metav1.ObjectMeta{Name: "coffer-sync"},
+		Rules: []rbacv1.PolicyRule{
+			secretWrites, eventWrites,
+			{APIGroups: []string{"secrets-store.csi.x-k8s.io"}, Resources: []string{"secretproviderclasses"}, Verbs: []string{"get", "list", "watch", "patch"}},
+			{APIGroups: []string{""}, Resources: []string{"serviceaccounts"}, Verbs: []string{"get"}},
+			{APIGroups: []string{""}, Resources: []string{"serviceaccounts/token"}, Verbs: []string{"create"}},
+		},
+	}, metav1.CreateOptions{}); err != nil {
+		return err
+	}
+	if err := bind("coffer-sync", cofferSyncSA); err != nil {
+		return err
+	}
+	if _, err := rbac.Roles(cofferNamespace).Create(ctx, &rbacv1.Role{
+		ObjectMeta: metav1.ObjectMeta{Name: "coffer-sync-leader-election"},
+		Rules:      []rbacv1.PolicyRule{{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, Verbs: []string{"get", "create", "update"}}},
+	}, metav1.CreateOptions{}); err != nil {
+		return err
+	}
+	if _, err := rbac.RoleBindings(cofferNamespace).Create(ctx, &rbacv1.RoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "coffer-sync-leader-election"},
+		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: "coffer-sync-leader-election"},
+		Subjects:   []rbacv1.Subject{{Kind: "ServiceAccount", Name: cofferSyncSA, Namespace: cofferNamespace}},
+	}, metav1.CreateOptions{}); err != nil {
+		return err
+	}
+	exp := int64(4 * 3600)
+	tr, err := c.kube.CoreV1().ServiceAccounts(cofferNamespace).CreateToken(ctx, cofferSyncSA, &authenticationv1.TokenRequest{
+		Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: &exp},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		return err
+	}
+	c.cofferSyncKubeconfig = c.path("coffer-sync.kubeconfig")
+	return c.writeKubeconfig(c.cofferSyncKubeconfig, cofferSyncSA, tr.Status.Token)
+}
+
+// startCofferSync runs the controller as a Deployment would: its own
+// ServiceAccount, leader election in coffer's namespace.
+func (c *cluster) startCofferSync(ctx context.Context) error {
+	var err error
+	c.cofferSync, err = c.spawn("coffer-sync", c.bins.coffer, append(c.awsEnv(), "POD_NAMESPACE="+cofferNamespace),
+		"sync",
+		"--kubeconfig="+c.cofferSyncKubeconfig,
+		"--region=",
+		"--log-level=debug",
+		"--leader-election-lease-duration=4s",
+		"--leader-election-renew-deadline=3s",
+		"--leader-election-retry-period=1s",
+	)
+	if err != nil {
+		return err
+	}
+	return waitReady(ctx, c.cofferSync, time.Minute, func(ctx context.Context) error {
+		lease, err := c.kube.CoordinationV1().Leases(cofferNamespace).Get(ctx, syncLease, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if lease.Spec.HolderIdentity == nil || *lease.Spec.HolderIdentity == "" {
+			return errors.New("the Lease has no holder")
+		}
+		if !strings.Contains(c.cofferSync.logSince(0), "secret sync controller started") {
+			return errors.New(`coffer sync has not logged "secret sync controller started"`)
+		}
+		return nil
+	})
+}
