@@ -122,8 +122,15 @@ func (e *env) calls(service, op string) int {
 	})
 }
 
+// driverServiceConfig is the driver's gRPC service config for providers.
+const driverServiceConfig = `{"methodConfig": [{"name": [{"service": "v1alpha1.CSIDriverProvider"}], "waitForReady": true,
+  "retryPolicy": {"MaxAttempts": 3, "InitialBackoff": "1s", "MaxBackoff": "10s", "BackoffMultiplier": 1.1, "RetryableStatusCodes": ["UNAVAILABLE"]}}]}`
+
 // coffer is the real binary, serving its socket as the DaemonSet would.
 type coffer struct {
+	args   []string
+	env    []string
+	dir    string
 	cmd    *exec.Cmd
 	client v1alpha1.CSIDriverProviderClient
 	conn   *grpc.ClientConn
@@ -164,7 +171,7 @@ func startCoffer(t testing.TB, e *env, flags ...string) *coffer {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	c := &coffer{cmd: cmd, stderr: logFile}
+	c := &coffer{cmd: cmd, stderr: logFile, args: args, env: cmd.Env, dir: dir}
 	t.Cleanup(func() { c.stop(t) })
 	socket := filepath.Join(dir, "aws.sock")
 	deadline := time.Now().Add(20 * time.Second)
@@ -178,8 +185,10 @@ func startCoffer(t testing.TB, e *env, flags ...string) *coffer {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	// As the driver dials providers: wait for the socket to be ready and
+	// retry UNAVAILABLE (pkg/secrets-store/provider_client.go).
 	c.conn, err = grpc.NewClient("unix://"+socket, grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(4<<20)))
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(4<<20)), grpc.WithDefaultServiceConfig(driverServiceConfig))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -255,4 +264,28 @@ func (c *coffer) usage(t testing.TB) (peakRSSMiB float64, cpuSeconds float64) {
 	stime, _ := strconv.ParseFloat(fields[12], 64)
 	const clockTicks = 100 // USER_HZ on Linux
 	return peakRSSMiB, (utime + stime) / clockTicks
+}
+
+// restart stops the provider (SIGTERM: it drains and removes its socket)
+// and starts it again on the same socket, keeping the client connection,
+// as a DaemonSet rollout does while the driver keeps running.
+func (c *coffer) restart(t testing.TB) {
+	c.cmd.Process.Signal(syscall.SIGTERM)
+	c.cmd.Wait()
+	cmd := exec.Command(c.cmd.Path, c.args...)
+	cmd.Env = c.env
+	cmd.Stderr = c.stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	c.cmd = cmd
+}
+
+// openFDs counts the process's open file descriptors.
+func (c *coffer) openFDs() int {
+	entries, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", c.cmd.Process.Pid))
+	if err != nil {
+		return -1
+	}
+	return len(entries)
 }

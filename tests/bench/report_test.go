@@ -72,6 +72,8 @@ func TestReport(t *testing.T) {
 	t.Run("S3 burst", func(t *testing.T) { burst(t, r) })
 	t.Run("S4 many mounts", func(t *testing.T) { manyMounts(t, r) })
 	t.Run("S5 extensions", func(t *testing.T) { extensions(t, r) })
+	t.Run("S6 leaks and load", func(t *testing.T) { leaks(t, r) })
+	t.Run("S7 restart under load", func(t *testing.T) { restartUnderLoad(t, r) })
 
 	md := renderMarkdown(r)
 	fmt.Println(md)
