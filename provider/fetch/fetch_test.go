@@ -10,6 +10,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
 	"github.com/coffer-csi/coffer/provider/awsapi"
 	"github.com/coffer-csi/coffer/provider/cache"
@@ -213,5 +214,57 @@ func TestConcurrentIdenticalFetchesShareOneCall(t *testing.T) {
 	}
 	if waited := time.Since(start); waited > 150*time.Millisecond {
 		t.Errorf("caller waited %v, past its own deadline", waited)
+	}
+}
+
+// gauge wraps real SDK clients to record the most calls in flight at once.
+type gauge struct {
+	fetch.Clients
+	mu        sync.Mutex
+	now, peak int
+}
+
+func (g *gauge) SecretsManager(region string) fetch.SecretsManagerAPI {
+	return gaugedSM{g.Clients.SecretsManager(region), g}
+}
+
+type gaugedSM struct {
+	fetch.SecretsManagerAPI
+	g *gauge
+}
+
+func (s gaugedSM) GetSecretValue(ctx context.Context, in *secretsmanager.GetSecretValueInput, opts ...func(*secretsmanager.Options)) (*secretsmanager.GetSecretValueOutput, error) {
+	s.g.mu.Lock()
+	s.g.now++
+	s.g.peak = max(s.g.peak, s.g.now)
+	s.g.mu.Unlock()
+	defer func() { s.g.mu.Lock(); s.g.now--; s.g.mu.Unlock() }()
+	return s.SecretsManagerAPI.GetSecretValue(ctx, in, opts...)
+}
+
+func TestCallsPerIdentityAreBounded(t *testing.T) {
+	e := newEnv(t)
+	var objects strings.Builder
+	for i := range 12 {
+		_, v := e.fake.PutSecretString(region, fmt.Sprintf("pinned%02d", i), "v")
+		fmt.Fprintf(&objects, "- {objectName: pinned%02d, objectType: secretsmanager, objectVersion: %q}\n", i, v)
+	}
+	e.fake.SetLatency(20 * time.Millisecond)
+	g := &gauge{Clients: e.clients(fakeaws.AllowAll("AKIDLIMIT", "k"))}
+	f := &fetch.Fetcher{Concurrency: 8, MaxCallsPerIdentity: 3}
+	var wg sync.WaitGroup
+	for range 3 { // three mounts of one identity at once
+		wg.Go(func() {
+			if _, err := f.Fetch(context.Background(), config(t, objects.String()), g, "one-identity"); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	if g.peak > 3 {
+		t.Errorf("peak calls in flight for one identity = %d, bound is 3", g.peak)
+	}
+	if g.peak < 2 {
+		t.Errorf("peak = %d: calls did not run concurrently at all", g.peak)
 	}
 }
