@@ -1,0 +1,734 @@
+package deploy
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"helm.sh/helm/v3/pkg/action"
+	"helm.sh/helm/v3/pkg/lint/support"
+	authorizationv1 "k8s.io/api/authorization/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"sigs.k8s.io/yaml"
+)
+
+// valueSets are the chart configurations the tests render, check and
+// dry-run: the default and the variations users reach for.
+var valueSets = []struct {
+	name, values string
+	check        func(t *testing.T, objs []*unstructured.Unstructured)
+}{
+	{name: "default", values: ``, check: func(t *testing.T, objs []*unstructured.Unstructured) {
+		wantKinds(t, objs, "ClusterRole", "ClusterRoleBinding", "DaemonSet", "ServiceAccount")
+		wantRules(t, objs, "serviceaccounts", "nodes")
+		args := daemonArgs(t, objs)
+		for _, want := range []string{"serve", "--provider-dir=/var/run/secrets-store-csi-providers", "--provider-name=aws", "--log-level=info"} {
+			if !slices.Contains(args, want) {
+				t.Errorf("args %v lack %s", args, want)
+			}
+		}
+		if hasFlag(args, "region") || hasFlag(args, "fips") {
+			t.Errorf("args %v set --region or --fips by default", args)
+		}
+		// Probes on the health listener, which serves /readyz.
+		c := container(t, find(t, objs, "DaemonSet", "coffer"), "coffer")
+		if !slices.Contains(args, "--health-addr=:8081") || !slices.Contains(args, "--metrics-addr=:8080") {
+			t.Errorf("args %v: want the health and metrics listeners on", args)
+		}
+		for _, probe := range []string{"livenessProbe", "readinessProbe"} {
+			p, _ := c[probe].(map[string]any)
+			path, _, _ := unstructured.NestedString(p, "httpGet", "path")
+			port, _, _ := unstructured.NestedString(p, "httpGet", "port")
+			if path != "/readyz" || port != "health" {
+				t.Errorf("%s %v: want /readyz on the health port", probe, p)
+			}
+		}
+	}},
+	{name: "region set: no access to nodes", values: `region: eu-west-1`, check: func(t *testing.T, objs []*unstructured.Unstructured) {
+		wantRules(t, objs, "serviceaccounts")
+		if args := daemonArgs(t, objs); !slices.Contains(args, "--region=eu-west-1") {
+			t.Errorf("args %v lack --region=eu-west-1", args)
+		}
+	}},
+	{name: "alongside the AWS provider", values: `
+provider: {name: coffer, dir: /etc/kubernetes/secrets-store-csi-providers}
+fips: true
+dualStack: true
+logLevel: debug
+logFormat: text
+mountTimeout: 45s
+shutdownTimeout: 1m
+cache: {ttl: "0", maxBytes: 0}
+podIdentity: {timeout: 1500ms, attempts: 5}
+extraArgs: ["--max-objects=512", "--fetch-concurrency=16", "--sts-audience=sts.amazonaws.com"]
+extraEnv: [{name: HTTPS_PROXY, value: "http://proxy.internal:3128"}]
+`, check: func(t *testing.T, objs []*unstructured.Unstructured) {
+		args := daemonArgs(t, objs)
+		for _, want := range []string{"--provider-name=coffer", "--provider-dir=/etc/kubernetes/secrets-store-csi-providers", "--fips", "--dual-stack", "--cache-ttl=0", "--max-objects=512"} {
+			if !slices.Contains(args, want) {
+				t.Errorf("args %v lack %s", args, want)
+			}
+		}
+		ds := find(t, objs, "DaemonSet", "")
+		if got, _, _ := unstructured.NestedInt64(ds.Object, "spec", "template", "spec", "terminationGracePeriodSeconds"); got != 70 {
+			t.Errorf("terminationGracePeriodSeconds = %d, want 70 (1m shutdown + 10s)", got)
+		}
+		vols, _, _ := unstructured.NestedSlice(ds.Object, "spec", "template", "spec", "volumes")
+		if hp := vols[0].(map[string]any)["hostPath"].(map[string]any)["path"]; hp != "/etc/kubernetes/secrets-store-csi-providers" {
+			t.Errorf("hostPath %v", hp)
+		}
+	}},
+	{name: "pinned digest, existing ServiceAccount, no RBAC", values: `
+image: {repository: registry.example.com/mirror/coffer, digest: "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"}
+serviceAccount: {create: false, name: coffer-provider}
+rbac: {create: false}
+fullnameOverride: secrets-provider
+priorityClassName: ""
+`, check: func(t *testing.T, objs []*unstructured.Unstructured) {
+		wantKinds(t, objs, "DaemonSet")
+		ds := find(t, objs, "DaemonSet", "secrets-provider")
+		c := container(t, ds, "coffer")
+		if c["image"] != "registry.example.com/mirror/coffer@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef" {
+			t.Errorf("image %v", c["image"])
+		}
+		if sa, _, _ := unstructured.NestedString(ds.Object, "spec", "template", "spec", "serviceAccountName"); sa != "coffer-provider" {
+			t.Errorf("serviceAccountName %q", sa)
+		}
+		if _, found, _ := unstructured.NestedString(ds.Object, "spec", "template", "spec", "priorityClassName"); found {
+			t.Error("priorityClassName rendered although empty")
+		}
+	}},
+	{name: "scheduling and metadata", values: `
+tolerations: [{key: dedicated, operator: Equal, value: secrets, effect: NoSchedule}]
+nodeSelector: {kubernetes.io/os: linux, node.kubernetes.io/instance-type: m7g.large}
+affinity: {nodeAffinity: {requiredDuringSchedulingIgnoredDuringExecution: {nodeSelectorTerms: [{matchExpressions: [{key: eks.amazonaws.com/compute-type, operator: NotIn, values: [fargate]}]}]}}}
+updateStrategy: {type: RollingUpdate, rollingUpdate: {maxUnavailable: 20%}}
+resources: {requests: {cpu: 100m, memory: 128Mi}, limits: {memory: 512Mi}}
+podAnnotations: {prometheus.io/scrape: "false"}
+podLabels: {team: platform}
+commonLabels: {cost-center: "1234"}
+serviceAccount: {annotations: {example.com/owner: platform}}
+hostNetwork: true
+`, check: func(t *testing.T, objs []*unstructured.Unstructured) {
+		ds := find(t, objs, "DaemonSet", "")
+		if dns, _, _ := unstructured.NestedString(ds.Object, "spec", "template", "spec", "dnsPolicy"); dns != "ClusterFirstWithHostNet" {
+			t.Errorf("hostNetwork without dnsPolicy ClusterFirstWithHostNet: %q", dns)
+		}
+		for _, o := range objs {
+			if o.GetLabels()["cost-center"] != "1234" {
+				t.Errorf("%s lacks commonLabels", ref(o))
+			}
+		}
+	}},
+	{name: "metrics scraped by the Prometheus Operator", values: `
+metrics: {port: 9090, namespaceLabel: true, serviceMonitor: {enabled: true, interval: 1m, labels: {release: prometheus}}}
+health: {port: 9091}
+`, check: func(t *testing.T, objs []*unstructured.Unstructured) {
+		wantKinds(t, objs, "ClusterRole", "ClusterRoleBinding", "DaemonSet", "Service", "ServiceAccount", "ServiceMonitor")
+		args := daemonArgs(t, objs)
+		for _, want := range []string{"--metrics-addr=:9090", "--health-addr=:9091", "--metrics-namespace-label"} {
+			if !slices.Contains(args, want) {
+				t.Errorf("args %v lack %s", args, want)
+			}
+		}
+		svc := find(t, objs, "Service", "coffer-metrics")
+		sel, _, _ := unstructured.NestedStringMap(svc.Object, "spec", "selector")
+		ds := find(t, objs, "DaemonSet", "coffer")
+		podLabels, _, _ := unstructured.NestedStringMap(ds.Object, "spec", "template", "metadata", "labels")
+		for k, v := range sel {
+			if podLabels[k] != v {
+				t.Errorf("the metrics Service selects %s=%s, the pods have %q", k, v, podLabels[k])
+			}
+		}
+		sm := find(t, objs, "ServiceMonitor", "coffer")
+		if sm.GetLabels()["release"] != "prometheus" {
+			t.Errorf("ServiceMonitor labels %v", sm.GetLabels())
+		}
+	}},
+	{name: "no health or metrics listeners", values: `
+health: {enabled: false}
+metrics: {enabled: false}
+`, check: func(t *testing.T, objs []*unstructured.Unstructured) {
+		args := daemonArgs(t, objs)
+		if hasFlag(args, "metrics-addr") || hasFlag(args, "health-addr") {
+			t.Errorf("args %v", args)
+		}
+		c := container(t, find(t, objs, "DaemonSet", "coffer"), "coffer")
+		if c["livenessProbe"] != nil || c["readinessProbe"] != nil || c["ports"] != nil {
+			t.Errorf("probes or ports without listeners: %v", c)
+		}
+	}},
+	{name: "Secret sync at mount and by the controller", values: `
+sync: {atMount: true, controller: {enabled: true, extraArgs: ["--token-ttl=20m"]}}
+`, check: func(t *testing.T, objs []*unstructured.Unstructured) {
+		if !slices.Contains(daemonArgs(t, objs), "--sync-secrets") {
+			t.Error("the DaemonSet does not run --sync-secrets")
+		}
+		role := find(t, objs, "ClusterRole", "coffer")
+		if got := ruleSummary(role); !slices.Equal(got, []string{
+			"/serviceaccounts:get", "/nodes:get", "secrets-store.csi.x-k8s.io/secretproviderclasses:get",
+			"/secrets:get,create,patch,delete", "/events:create,patch"}) {
+			t.Errorf("coffer's ClusterRole with sync at mount: %v", got)
+		}
+		wantKinds(t, kinds(objs, "Deployment"), "Deployment")
+		dep := find(t, objs, "Deployment", "coffer-sync")
+		c := container(t, dep, "sync")
+		args := stringList(c["args"])
+		if args[0] != "sync" || !slices.Contains(args, "--token-ttl=20m") || !slices.Contains(args, "--provider-name=aws") {
+			t.Errorf("coffer sync args %v", args)
+		}
+		if sa, _, _ := unstructured.NestedString(dep.Object, "spec", "template", "spec", "serviceAccountName"); sa != "coffer-sync" {
+			t.Errorf("coffer sync runs as %q", sa)
+		}
+		if nonRoot, _, _ := unstructured.NestedBool(dep.Object, "spec", "template", "spec", "securityContext", "runAsNonRoot"); !nonRoot {
+			t.Error("coffer sync runs as root")
+		}
+		find(t, objs, "ClusterRole", "coffer-sync")
+		find(t, objs, "ClusterRole", "coffer-sync-nodes")
+		find(t, objs, "Role", "coffer-sync-leader-election")
+	}},
+	{name: "Secret sync in one namespace, region set", values: `
+region: eu-central-1
+sync: {controller: {enabled: true, namespace: team-a, replicas: 1, serviceAccount: {annotations: {example.com/owner: platform}}}}
+`, check: func(t *testing.T, objs []*unstructured.Unstructured) {
+		role := find(t, objs, "Role", "coffer-sync")
+		if role.GetNamespace() != "team-a" {
+			t.Errorf("the sync Role is in %q", role.GetNamespace())
+		}
+		for _, r := range kinds(objs, "ClusterRole") {
+			if r.GetName() != "coffer" {
+				t.Errorf("namespaced sync with a region still creates ClusterRole %s", r.GetName())
+			}
+		}
+		if args := stringList(container(t, find(t, objs, "Deployment", "coffer-sync"), "sync")["args"]); !slices.Contains(args, "--namespace=team-a") || !slices.Contains(args, "--region=eu-central-1") {
+			t.Errorf("coffer sync args %v", args)
+		}
+	}},
+	{name: "with the driver chart", values: `
+secrets-store-csi-driver:
+  install: true
+  syncSecret: {enabled: true}
+`, check: func(t *testing.T, objs []*unstructured.Unstructured) {
+		csi := find(t, objs, "CSIDriver", "secrets-store.csi.k8s.io")
+		reqs, _, _ := unstructured.NestedSlice(csi.Object, "spec", "tokenRequests")
+		var auds []string
+		for _, r := range reqs {
+			auds = append(auds, fmt.Sprint(r.(map[string]any)["audience"]))
+		}
+		if !slices.Equal(auds, []string{"sts.amazonaws.com", "pods.eks.amazonaws.com"}) {
+			t.Errorf("CSIDriver tokenRequests audiences %v", auds)
+		}
+		if rr, _, _ := unstructured.NestedBool(csi.Object, "spec", "requiresRepublish"); !rr {
+			t.Error("CSIDriver without requiresRepublish: no rotation")
+		}
+		// The driver reads sockets from the directory coffer writes to.
+		var driverDS *unstructured.Unstructured
+		for _, ds := range kinds(objs, "DaemonSet") {
+			if ds.GetName() != "coffer" {
+				driverDS = ds
+			}
+		}
+		if driverDS == nil {
+			t.Fatal("no driver DaemonSet")
+		}
+		b, _ := json.Marshal(driverDS.Object)
+		if !strings.Contains(string(b), "/var/run/secrets-store-csi-providers") {
+			t.Error("the driver DaemonSet does not mount /var/run/secrets-store-csi-providers")
+		}
+	}},
+}
+
+// ruleSummary lists a role's rules as "group/resource:verbs".
+func ruleSummary(role *unstructured.Unstructured) []string {
+	rules, _, _ := unstructured.NestedSlice(role.Object, "rules")
+	var out []string
+	for _, r := range rules {
+		m := r.(map[string]any)
+		for _, g := range stringList(m["apiGroups"]) {
+			for _, res := range stringList(m["resources"]) {
+				out = append(out, g+"/"+res+":"+strings.Join(stringList(m["verbs"]), ","))
+			}
+		}
+	}
+	return out
+}
+
+func wantKinds(t *testing.T, objs []*unstructured.Unstructured, want ...string) {
+	t.Helper()
+	var got []string
+	for _, o := range objs {
+		got = append(got, o.GetKind())
+	}
+	slices.Sort(got)
+	if !slices.Equal(got, want) {
+		t.Errorf("kinds %v, want %v", got, want)
+	}
+}
+
+// wantRules checks coffer's ClusterRole grants exactly get on the core
+// resources listed.
+func wantRules(t *testing.T, objs []*unstructured.Unstructured, resources ...string) {
+	t.Helper()
+	role := find(t, objs, "ClusterRole", "coffer")
+	rules, _, _ := unstructured.NestedSlice(role.Object, "rules")
+	var got []string
+	for _, r := range rules {
+		m := r.(map[string]any)
+		if g := stringList(m["apiGroups"]); !slices.Equal(g, []string{""}) {
+			t.Errorf("rule for API groups %v", g)
+		}
+		if v := stringList(m["verbs"]); !slices.Equal(v, []string{"get"}) {
+			t.Errorf("rule with verbs %v: coffer only gets", v)
+		}
+		got = append(got, stringList(m["resources"])...)
+	}
+	if !slices.Equal(got, resources) {
+		t.Errorf("ClusterRole grants get on %v, want %v", got, resources)
+	}
+}
+
+func daemonArgs(t *testing.T, objs []*unstructured.Unstructured) []string {
+	t.Helper()
+	var ds *unstructured.Unstructured
+	for _, d := range kinds(objs, "DaemonSet") {
+		if d.GetLabels()["app.kubernetes.io/part-of"] == "coffer" {
+			ds = d
+		}
+	}
+	if ds == nil {
+		t.Fatalf("no coffer DaemonSet in %s", describe(objs))
+	}
+	return stringList(container(t, ds, "coffer")["args"])
+}
+
+func hasFlag(args []string, name string) bool {
+	for _, a := range args {
+		if a == "--"+name || strings.HasPrefix(a, "--"+name+"=") {
+			return true
+		}
+	}
+	return false
+}
+
+func TestChartValueSets(t *testing.T) {
+	for _, vs := range valueSets {
+		t.Run(vs.name, func(t *testing.T) {
+			objs := render(t, "coffer", "kube-system", vs.values)
+			vs.check(t, objs)
+			checkDaemonSet(t, objs)
+		})
+	}
+}
+
+// checkDaemonSet holds for every configuration: what a node agent with a
+// host socket needs, and nothing more.
+func checkDaemonSet(t *testing.T, objs []*unstructured.Unstructured) {
+	t.Helper()
+	var ds *unstructured.Unstructured
+	for _, d := range kinds(objs, "DaemonSet") {
+		if d.GetLabels()["app.kubernetes.io/part-of"] == "coffer" {
+			ds = d
+		}
+	}
+	if ds == nil {
+		t.Fatal("no coffer DaemonSet")
+	}
+	c := container(t, ds, "coffer")
+	args := stringList(c["args"])
+	if len(args) == 0 || args[0] != "serve" {
+		t.Errorf("args %v do not start with serve", args)
+	}
+
+	// NODE_NAME from the downward API.
+	env, _ := c["env"].([]any)
+	nodeName := false
+	for _, e := range env {
+		m := e.(map[string]any)
+		if m["name"] == "NODE_NAME" {
+			fp, _, _ := unstructured.NestedString(m, "valueFrom", "fieldRef", "fieldPath")
+			nodeName = fp == "spec.nodeName"
+		}
+	}
+	if !nodeName {
+		t.Error("no NODE_NAME from spec.nodeName")
+	}
+
+	// The socket directory: a hostPath mounted where --provider-dir says.
+	var dir string
+	for _, a := range args {
+		if v, ok := strings.CutPrefix(a, "--provider-dir="); ok {
+			dir = v
+		}
+	}
+	mounts, _ := c["volumeMounts"].([]any)
+	vols, _, _ := unstructured.NestedSlice(ds.Object, "spec", "template", "spec", "volumes")
+	if len(mounts) != 1 || len(vols) != 1 {
+		t.Fatalf("want exactly the provider directory mounted, got mounts %v volumes %v", mounts, vols)
+	}
+	if mp := mounts[0].(map[string]any)["mountPath"]; mp != dir {
+		t.Errorf("provider directory mounted at %v, --provider-dir=%s", mp, dir)
+	}
+	hp, _ := vols[0].(map[string]any)["hostPath"].(map[string]any)
+	if hp["path"] != dir || hp["type"] != "DirectoryOrCreate" {
+		t.Errorf("hostPath %v, want %s DirectoryOrCreate", hp, dir)
+	}
+
+	// Security: read-only root, no capabilities, no escalation.
+	sc, _ := c["securityContext"].(map[string]any)
+	if sc["readOnlyRootFilesystem"] != true || sc["allowPrivilegeEscalation"] != false || sc["privileged"] != false {
+		t.Errorf("securityContext %v", sc)
+	}
+	if drop, _, _ := unstructured.NestedStringSlice(sc, "capabilities", "drop"); !slices.Equal(drop, []string{"ALL"}) {
+		t.Errorf("capabilities dropped: %v, want ALL", drop)
+	}
+	if add, found, _ := unstructured.NestedStringSlice(sc, "capabilities", "add"); found {
+		t.Errorf("capabilities added: %v", add)
+	}
+	if res, ok := c["resources"].(map[string]any); !ok || res["requests"] == nil || res["limits"] == nil {
+		t.Errorf("resources %v: want requests and limits", c["resources"])
+	}
+	grace, _, _ := unstructured.NestedInt64(ds.Object, "spec", "template", "spec", "terminationGracePeriodSeconds")
+	if grace < 11 {
+		t.Errorf("terminationGracePeriodSeconds %d leaves no time to drain Mounts", grace)
+	}
+}
+
+// TestHelmLint runs `helm lint --strict` (the Helm SDK's linter) on the
+// chart with its defaults and with every value set.
+func TestHelmLint(t *testing.T) {
+	for _, vs := range valueSets {
+		vals := map[string]any{}
+		if err := yaml.Unmarshal([]byte(vs.values), &vals); err != nil {
+			t.Fatal(err)
+		}
+		lint := action.NewLint()
+		lint.Strict = true
+		lint.Namespace = "kube-system"
+		res := lint.Run([]string{filepath.Join(repoRoot(t), ChartPath)}, vals)
+		for _, m := range res.Messages {
+			if m.Severity >= support.WarningSev { // INFO: "icon is recommended"
+				t.Errorf("%s: helm lint: %s", vs.name, m)
+			}
+		}
+		for _, err := range res.Errors {
+			t.Errorf("%s: helm lint: %v", vs.name, err)
+		}
+	}
+}
+
+// TestChartFlagsExist checks that every flag the chart renders, in every
+// value set, is a flag of `coffer serve` (the DaemonSet) or `coffer sync`
+// (the sync Deployment) in the binary the image holds.
+func TestChartFlagsExist(t *testing.T) {
+	serve, sync := serveFlags(t), commandFlags(t, "sync")
+	check := func(set, command string, flags map[string]bool, args []string) {
+		if len(args) == 0 || args[0] != command {
+			t.Errorf("%s: args %v do not start with %s", set, args, command)
+			return
+		}
+		for _, a := range args[1:] {
+			name, _, _ := strings.Cut(strings.TrimPrefix(a, "--"), "=")
+			if !strings.HasPrefix(a, "--") || !flags[name] {
+				t.Errorf("%s: the chart renders %q, which `coffer %s -h` does not list", set, a, command)
+			}
+		}
+	}
+	for _, vs := range valueSets {
+		objs := render(t, "coffer", "kube-system", vs.values)
+		check(vs.name, "serve", serve, daemonArgs(t, objs))
+		for _, d := range kinds(objs, "Deployment") {
+			if d.GetLabels()["app.kubernetes.io/component"] == "sync" {
+				check(vs.name, "sync", sync, stringList(container(t, d, "sync")["args"]))
+			}
+		}
+	}
+}
+
+// TestChartRejectsBadValues: values.schema.json and the chart's own checks
+// fail the install, naming the problem.
+func TestChartRejectsBadValues(t *testing.T) {
+	tests := map[string]struct{ values, want string }{
+		"unknown key":                  {`regoin: us-east-1`, "regoin"},
+		"invalid provider name":        {`provider: {name: "my provider"}`, "provider"},
+		"relative provider dir":        {`provider: {dir: var/run/providers}`, "dir"},
+		"log level":                    {`logLevel: verbose`, "logLevel"},
+		"log format":                   {`logFormat: yaml`, "logFormat"},
+		"region":                       {`region: useast1`, "region"},
+		"duration without unit":        {`mountTimeout: "30"`, "mountTimeout"},
+		"zero mount timeout":           {`mountTimeout: 0s`, "mountTimeout"},
+		"negative cache ttl":           {`cache: {ttl: "-1s"}`, "ttl"},
+		"cache bytes as string":        {`cache: {maxBytes: 64Mi}`, "maxBytes"},
+		"pod identity attempts":        {`podIdentity: {attempts: 0}`, "attempts"},
+		"pull policy":                  {`image: {pullPolicy: Sometimes}`, "pullPolicy"},
+		"digest":                       {`image: {digest: "sha256:abc"}`, "digest"},
+		"extra arg not a flag":         {`extraArgs: ["region=us-east-1"]`, "extraArgs"},
+		"unknown image key":            {`image: {registry: ghcr.io}`, "registry"},
+		"fips as string":               {`fips: "yes"`, "fips"},
+		"resources typo":               {`resources: {request: {cpu: 1}}`, "request"},
+		"service account without name": {`serviceAccount: {create: false}`, "serviceAccount.name"},
+		"driver without audiences": {`
+secrets-store-csi-driver: {install: true, tokenRequests: [{audience: example.com}]}`, "tokenRequests"},
+		"same health and metrics port":   {`health: {port: 8080}`, "must differ"},
+		"ServiceMonitor without metrics": {`metrics: {enabled: false, serviceMonitor: {enabled: true}}`, "needs metrics.enabled"},
+		"scrape interval":                {`metrics: {serviceMonitor: {interval: 1.5m}}`, "interval"},
+		"sync namespace":                 {`sync: {controller: {enabled: true, namespace: Team_A}}`, "namespace"},
+		"sync typo":                      {`sync: {atmount: true}`, "atmount"},
+		"sync without a ServiceAccount":  {`sync: {controller: {enabled: true, serviceAccount: {create: false}}}`, "sync.controller.serviceAccount.name"},
+		"driver reading another directory": {`
+provider: {dir: /opt/providers}
+secrets-store-csi-driver: {install: true}`, "provider.dir"},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			_, err := renderErr("coffer", "kube-system", tc.values)
+			if err == nil {
+				t.Fatalf("values\n%s\nrendered without error", tc.values)
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error does not mention %q: %v", tc.want, err)
+			}
+		})
+	}
+}
+
+// TestChartDryRun server-side dry-runs every value set against the real
+// kube-apiserver: schema errors, unknown fields and admission rejections
+// fail.
+func TestChartDryRun(t *testing.T) {
+	cluster(t)
+	for i, vs := range valueSets {
+		t.Run(vs.name, func(t *testing.T) {
+			// Each set in its own namespace and release, as separate installs.
+			name := fmt.Sprintf("coffer%d", i)
+			dryRun(t, render(t, name, "coffer-"+name, vs.values))
+		})
+	}
+}
+
+// TestChartRBAC installs the chart's ServiceAccounts and RBAC for real and
+// asks the apiserver's authoriser what coffer (and coffer sync) may do: what
+// they need, and nothing else.
+func TestChartRBAC(t *testing.T) {
+	c := cluster(t)
+	ctx := context.Background()
+	type access struct {
+		sa    string // the ServiceAccount's name
+		attr  authorizationv1.ResourceAttributes
+		allow bool
+	}
+	spc := func(verb, ns string) authorizationv1.ResourceAttributes {
+		return authorizationv1.ResourceAttributes{Verb: verb, Group: "secrets-store.csi.x-k8s.io", Resource: "secretproviderclasses", Namespace: ns}
+	}
+	core := func(verb, resource, ns string) authorizationv1.ResourceAttributes {
+		return authorizationv1.ResourceAttributes{Verb: verb, Resource: resource, Namespace: ns}
+	}
+	provider := func(nodes, atMount bool) []access {
+		return []access{
+			{"coffer", core("get", "serviceaccounts", "team-a"), true},
+			{"coffer", core("get", "nodes", ""), nodes},
+			{"coffer", core("list", "serviceaccounts", "team-a"), false},
+			{"coffer", core("watch", "serviceaccounts", ""), false},
+			{"coffer", authorizationv1.ResourceAttributes{Verb: "create", Resource: "serviceaccounts", Subresource: "token", Namespace: "team-a"}, false},
+			{"coffer", core("list", "nodes", ""), false},
+			{"coffer", core("get", "pods", "team-a"), false},
+			{"coffer", core("get", "secrets", "team-a"), atMount},
+			{"coffer", core("create", "secrets", "team-a"), atMount},
+			{"coffer", core("list", "secrets", "team-a"), false},
+			{"coffer", core("update", "secrets", "team-a"), false},
+			{"coffer", spc("get", "team-a"), atMount},
+			{"coffer", spc("list", "team-a"), false},
+		}
+	}
+	syncController := func(ns string, nodes bool) []access {
+		other := "team-b"
+		if ns == "" {
+			ns, other = "team-a", "team-a"
+		}
+		inOther := other == ns
+		return []access{
+			{"coffer-sync", spc("list", ns), true},
+			{"coffer-sync", spc("watch", ns), true},
+			{"coffer-sync", spc("patch", ns), true},
+			{"coffer-sync", spc("list", other), inOther},
+			{"coffer-sync", spc("delete", ns), false},
+			{"coffer-sync", core("create", "secrets", ns), true},
+			{"coffer-sync", core("patch", "secrets", ns), true},
+			{"coffer-sync", core("delete", "secrets", ns), true},
+			{"coffer-sync", core("create", "secrets", other), inOther},
+			{"coffer-sync", core("list", "secrets", ns), false},
+			{"coffer-sync", authorizationv1.ResourceAttributes{Verb: "create", Resource: "serviceaccounts", Subresource: "token", Namespace: ns}, true},
+			{"coffer-sync", core("get", "serviceaccounts", ns), true},
+			{"coffer-sync", core("create", "events", ns), true},
+			{"coffer-sync", core("get", "nodes", ""), nodes},
+			{"coffer-sync", core("get", "pods", ns), false},
+		}
+	}
+	for _, tc := range []struct {
+		release, values string
+		checks          []access
+	}{
+		{"rbac-default", ``, provider(true, false)},
+		{"rbac-region", `region: us-east-1`, provider(false, false)},
+		{"rbac-sync", `sync: {atMount: true, controller: {enabled: true}}`, append(provider(true, true), syncController("", true)...)},
+		{"rbac-sync-ns", `{region: us-east-1, sync: {controller: {enabled: true, namespace: team-a}}}`, append(provider(false, false), syncController("team-a", false)...)},
+	} {
+		t.Run(tc.release, func(t *testing.T) {
+			ns := tc.release
+			if err := c.EnsureNamespace(ctx, ns); err != nil {
+				t.Fatal(err)
+			}
+			if err := c.EnsureNamespace(ctx, "team-a"); err != nil {
+				t.Fatal(err)
+			}
+			// Release names of their own: ServiceAccounts are the release's
+			// full names, coffer and coffer-sync with release "coffer".
+			objs := render(t, "coffer", ns, tc.values)
+			for _, o := range objs {
+				switch o.GetKind() {
+				case "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding":
+					if o.GetNamespace() == "" && (o.GetKind() == "ClusterRoleBinding" || o.GetKind() == "ClusterRole") {
+						// Cluster-scoped names would collide across cases.
+						o.SetName(ns + "-" + o.GetName())
+						if o.GetKind() == "ClusterRoleBinding" {
+							_ = unstructured.SetNestedField(o.Object, ns+"-"+fmt.Sprint(o.Object["roleRef"].(map[string]any)["name"]), "roleRef", "name")
+						}
+					}
+					if _, err := c.Apply(ctx, o, false); err != nil {
+						t.Fatalf("%s: %v", ref(o), err)
+					}
+				}
+			}
+			// Leases: only in the release namespace.
+			if strings.Contains(tc.values, "controller") {
+				tc.checks = append(tc.checks,
+					access{"coffer-sync", authorizationv1.ResourceAttributes{Verb: "update", Group: "coordination.k8s.io", Resource: "leases", Namespace: ns}, true},
+					access{"coffer-sync", authorizationv1.ResourceAttributes{Verb: "update", Group: "coordination.k8s.io", Resource: "leases", Namespace: "kube-system"}, false})
+			}
+			// The authoriser sees new bindings through an informer: ask
+			// again until the answers settle (every grant shows up), then
+			// judge them.
+			allowed := func(ch access) bool {
+				sar := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
+					User:               fmt.Sprintf("system:serviceaccount:%s:%s", ns, ch.sa),
+					Groups:             []string{"system:serviceaccounts", "system:serviceaccounts:" + ns, "system:authenticated"},
+					ResourceAttributes: &ch.attr,
+				}}
+				got, err := c.Kube.AuthorizationV1().SubjectAccessReviews().Create(ctx, sar, metav1.CreateOptions{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				return got.Status.Allowed
+			}
+			deadline := time.Now().Add(10 * time.Second)
+			for {
+				settled := true
+				for _, ch := range tc.checks {
+					if ch.allow && !allowed(ch) {
+						settled = false
+					}
+				}
+				if settled || time.Now().After(deadline) {
+					break
+				}
+				time.Sleep(200 * time.Millisecond)
+			}
+			for _, ch := range tc.checks {
+				if got := allowed(ch); got != ch.allow {
+					t.Errorf("%s may %s %s %s/%s in %q: %v, want %v", ch.sa, ch.attr.Verb, ch.attr.Group, ch.attr.Resource, ch.attr.Subresource, ch.attr.Namespace, got, ch.allow)
+				}
+			}
+		})
+	}
+}
+
+// TestVendoredDriverChart: the driver chart vendored in charts/ is the
+// upstream chart of the version Chart.yaml depends on, the version the
+// end-to-end suite runs and coffer's go.mod requires, byte for byte as the
+// driver's Go module ships it.
+func TestVendoredDriverChart(t *testing.T) {
+	var chart struct {
+		Dependencies []struct{ Name, Version, Repository, Condition string }
+	}
+	if err := yaml.Unmarshal(readFile(t, ChartPath+"/Chart.yaml"), &chart); err != nil {
+		t.Fatal(err)
+	}
+	if len(chart.Dependencies) != 1 || chart.Dependencies[0].Name != "secrets-store-csi-driver" {
+		t.Fatalf("dependencies %+v", chart.Dependencies)
+	}
+	dep := chart.Dependencies[0]
+	if dep.Condition != "secrets-store-csi-driver.install" {
+		t.Errorf("condition %q", dep.Condition)
+	}
+	var vendored struct{ Version string }
+	if err := yaml.Unmarshal(readFile(t, ChartPath+"/charts/secrets-store-csi-driver/Chart.yaml"), &vendored); err != nil {
+		t.Fatal(err)
+	}
+	if vendored.Version != dep.Version {
+		t.Errorf("vendored driver chart %s, Chart.yaml depends on %s", vendored.Version, dep.Version)
+	}
+	if !strings.Contains(string(readFile(t, "tests/e2e/hack/provision.sh")), "DRIVER_VERSION:-v"+dep.Version+"}") {
+		t.Errorf("the end-to-end suite does not run driver v%s", dep.Version)
+	}
+	if !strings.Contains(string(readFile(t, "go.mod")), "sigs.k8s.io/secrets-store-csi-driver v"+dep.Version) {
+		t.Errorf("go.mod does not require the driver v%s", dep.Version)
+	}
+	cmd := exec.Command("go", "mod", "download", "-json", "sigs.k8s.io/secrets-store-csi-driver@v"+dep.Version)
+	cmd.Dir = repoRoot(t)
+	out, err := cmd.Output()
+	if err != nil {
+		t.Skipf("the driver's module is not available to compare with: %v", err)
+	}
+	var mod struct{ Dir string }
+	if err := json.Unmarshal(out, &mod); err != nil {
+		t.Fatal(err)
+	}
+	upstream := filepath.Join(mod.Dir, "charts", "secrets-store-csi-driver")
+	vendoredDir := filepath.Join(repoRoot(t), ChartPath, "charts", "secrets-store-csi-driver")
+	if diff := diffTrees(t, upstream, vendoredDir); diff != "" {
+		t.Errorf("the vendored driver chart differs from %s:\n%s", upstream, diff)
+	}
+}
+
+func diffTrees(t *testing.T, a, b string) string {
+	t.Helper()
+	list := func(root string) map[string]string {
+		m := map[string]string{}
+		err := filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+			if err != nil || d.IsDir() {
+				return err
+			}
+			rel, _ := filepath.Rel(root, p)
+			data, err := os.ReadFile(p)
+			m[rel] = string(data)
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	ma, mb := list(a), list(b)
+	var diffs []string
+	for k, v := range ma {
+		if w, ok := mb[k]; !ok {
+			diffs = append(diffs, "missing "+k)
+		} else if v != w {
+			diffs = append(diffs, "changed "+k)
+		}
+	}
+	for k := range mb {
+		if _, ok := ma[k]; !ok {
+			diffs = append(diffs, "extra "+k)
+		}
+	}
+	slices.Sort(diffs)
+	return strings.Join(diffs, "\n")
+}

@@ -1,0 +1,162 @@
+// Package deploy checks everything under deployment/ and the Dockerfile:
+// the Helm chart rendered with the Helm SDK for many value sets, the plain
+// installer generated from it, the Kustomize base and overlays, the Flux
+// examples, the IAM policies and the container build. Objects are
+// server-side dry-run applied against a real kube-apiserver (see
+// internal/kubeapi). Its own Go module keeps Helm, Kustomize and BuildKit
+// out of coffer's.
+//
+// The non-test code here is shared by the tests and by cmd/manifests, which
+// writes deployment/coffer.yaml (make manifests).
+package deploy
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"helm.sh/helm/v3/pkg/action"
+	"helm.sh/helm/v3/pkg/chart/loader"
+	"helm.sh/helm/v3/pkg/chartutil"
+	"helm.sh/helm/v3/pkg/release"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	utiljson "k8s.io/apimachinery/pkg/util/json"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"sigs.k8s.io/yaml"
+)
+
+const (
+	// ChartPath is the chart, relative to the repository root.
+	ChartPath = "deployment/charts/coffer"
+	// InstallerPath is the plain installer generated from the chart.
+	InstallerPath = "deployment/coffer.yaml"
+	// KustomizeBaseInstaller is the installer's copy in the Kustomize base
+	// (a base may only load files at or below its own directory).
+	KustomizeBaseInstaller = "deployment/kustomize/base/coffer.yaml"
+	// InstallerNamespace is where the plain installer puts coffer: next to
+	// the driver, in a namespace whose Pod Security level admits hostPath.
+	InstallerNamespace = "kube-system"
+	// KubeVersion is the Kubernetes version charts are rendered for: the
+	// end-to-end suite's kube-apiserver.
+	KubeVersion = "v1.34.3"
+)
+
+// RepoRoot finds the repository root: the nearest directory upwards whose
+// go.mod declares coffer's module.
+func RepoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		b, err := os.ReadFile(filepath.Join(dir, "go.mod"))
+		if err == nil && bytes.HasPrefix(b, []byte("module github.com/coffer-csi/coffer\n")) {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("no directory above the working directory holds coffer's go.mod")
+		}
+		dir = parent
+	}
+}
+
+// Render renders the chart as `helm template` does (client only, hooks
+// included) for a release name, namespace and values.
+func Render(chartDir, name, namespace string, values map[string]any) (*release.Release, error) {
+	chrt, err := loader.Load(chartDir)
+	if err != nil {
+		return nil, err
+	}
+	if values == nil {
+		values = map[string]any{}
+	}
+	kv, err := chartutil.ParseKubeVersion(KubeVersion)
+	if err != nil {
+		return nil, err
+	}
+	cfg := &action.Configuration{Log: func(string, ...any) {}}
+	install := action.NewInstall(cfg)
+	install.DryRun = true
+	install.DryRunOption = "client"
+	install.ClientOnly = true
+	install.Replace = true
+	install.ReleaseName = name
+	install.Namespace = namespace
+	install.KubeVersion = kv
+	install.DisableOpenAPIValidation = true
+	return install.Run(chrt, values)
+}
+
+// Manifest joins a release's objects, hooks included, in install order,
+// as `helm template` prints them.
+func Manifest(rel *release.Release) string {
+	var b strings.Builder
+	b.WriteString(strings.TrimPrefix(strings.TrimSpace(rel.Manifest), "---\n"))
+	b.WriteString("\n")
+	for _, h := range rel.Hooks {
+		fmt.Fprintf(&b, "---\n# Source: %s\n%s\n", h.Path, strings.TrimSpace(h.Manifest))
+	}
+	return b.String()
+}
+
+// Objects splits a release into objects: its manifest in install order,
+// then its hooks.
+func Objects(rel *release.Release) ([]*unstructured.Unstructured, error) {
+	return Decode([]byte(Manifest(rel)))
+}
+
+// Decode reads every object of a YAML (or JSON) stream, skipping empty
+// documents. Whole numbers decode as int64, as client-go's do.
+func Decode(data []byte) ([]*unstructured.Unstructured, error) {
+	r := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(data)))
+	var objs []*unstructured.Unstructured
+	for {
+		doc, err := r.Read()
+		if errors.Is(err, io.EOF) {
+			return objs, nil
+		}
+		if err != nil {
+			return objs, err
+		}
+		j, err := yaml.YAMLToJSON(doc)
+		if err != nil {
+			return objs, fmt.Errorf("document %d: %w", len(objs)+1, err)
+		}
+		var m map[string]any
+		if err := utiljson.Unmarshal(j, &m); err != nil {
+			return objs, fmt.Errorf("document %d: %w", len(objs)+1, err)
+		}
+		if len(m) == 0 {
+			continue
+		}
+		objs = append(objs, &unstructured.Unstructured{Object: m})
+	}
+}
+
+// Installer renders the plain installer: the chart's default values in
+// InstallerNamespace, with a header saying what it is.
+func Installer(root string) ([]byte, error) {
+	chartDir := filepath.Join(root, ChartPath)
+	rel, err := Render(chartDir, "coffer", InstallerNamespace, nil)
+	if err != nil {
+		return nil, err
+	}
+	var b bytes.Buffer
+	fmt.Fprintf(&b, `# coffer %s: the Helm chart %s %s rendered with its default values
+# into namespace %s, for `+"`kubectl apply -f`"+`.
+#
+# Generated by `+"`make manifests`"+` from %s; do not edit (a test fails
+# when this file is stale). Needs the Secrets Store CSI Driver installed with
+# tokenRequests for sts.amazonaws.com (IRSA) and pods.eks.amazonaws.com
+# (EKS Pod Identity): see the README, "Install".
+---
+`, rel.Chart.Metadata.AppVersion, rel.Chart.Metadata.Name, rel.Chart.Metadata.Version, InstallerNamespace, ChartPath)
+	b.WriteString(Manifest(rel))
+	return b.Bytes(), nil
+}
