@@ -77,6 +77,9 @@ func TestValidate(t *testing.T) {
 		"no SecretProviderClass": {"apiVersion: v1\nkind: ConfigMap\n", 1, []string{"no SecretProviderClass or parameters found"}},
 		"broken YAML":            {"objects: [\n", 1, []string{"reading YAML"}},
 		"other provider noted":   {strings.Replace(goodSPC, "provider: aws", "provider: vault", 1), 0, []string{`spec.provider is "vault"`}},
+		"syncSecrets checked": {
+			strings.Replace(goodSPC, "  secretObjects:", "    syncSecrets: |\n      - secretNam: db\n        data: [{key: pw, objectName: pasword}]\n  secretObjects:", 1),
+			1, []string{"secretNam", `did you mean "secretName"`}},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {

@@ -7,6 +7,7 @@ import (
 	"os"
 
 	"github.com/coffer-csi/coffer/provider/spc"
+	"github.com/coffer-csi/coffer/secretsync"
 )
 
 func runValidate(args []string, stdout, stderr io.Writer) error {
@@ -54,6 +55,11 @@ func validateFile(file, region string, w io.Writer) int {
 	failed := 0
 	for _, m := range manifests {
 		cfg, err := m.Check(spc.Options{DefaultRegion: region})
+		if raw := m.Parameters[spc.KeySyncSecrets]; err == nil && raw != "" {
+			// The Secrets a class declares are checked against the files
+			// its objects write, as the sync engine will.
+			_, err = secretsync.Parse(raw, cfg)
+		}
 		var verr *spc.ValidationError
 		switch {
 		case errors.As(err, &verr):
