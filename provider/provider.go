@@ -177,18 +177,7 @@ func (p *Provider) mount(ctx context.Context, req Request, attrs map[string]stri
 	if err != nil {
 		return nil, 0, &InputError{Err: err}
 	}
-	areq := auth.Request{
-		Namespace:            cfg.Pod.Namespace,
-		PodName:              cfg.Pod.Name,
-		PodUID:               cfg.Pod.UID,
-		ServiceAccount:       cfg.Pod.ServiceAccount,
-		Tokens:               cfg.Tokens,
-		UsePodIdentity:       cfg.UsePodIdentity,
-		PreferredAddressType: cfg.PreferredAddressType,
-		Region:               cfg.Region,
-		AssumeRoleARN:        cfg.AssumeRoleARN,
-		AssumeRoleExternalID: cfg.AssumeRoleExternalID,
-	}
+	areq := identityRequest(cfg)
 	id, err := p.Identities.Identity(ctx, areq)
 	if err != nil {
 		return nil, len(cfg.Objects), fmt.Errorf("resolving the pod's AWS identity: %w", err)

@@ -238,7 +238,7 @@ func (p *parser) parse(raw string) []*Secret {
 	}
 	list := doc.Content[0]
 	if list.Kind != yaml.SequenceNode {
-		p.add(where, spc.KeySyncSecrets, "must be a YAML list of Secrets (each item starting with \"- secretName: ...\"), found a %s at line %d", kindName(list), list.Line)
+		p.add(where, spc.KeySyncSecrets, "must be a YAML list of Secrets (each item starting with \"- secretName: ...\"), found a %s at line %d", spc.KindName(list), list.Line)
 		return nil
 	}
 	if len(list.Content) == 0 {
@@ -265,7 +265,7 @@ func (p *parser) parse(raw string) []*Secret {
 func (p *parser) parseEntry(i int, item *yaml.Node) *Secret {
 	where := describeEntry(i, "")
 	if item.Kind != yaml.MappingNode {
-		p.add(where, "", "must be a mapping with secretName and data or dataFrom, found a %s at line %d", kindName(item), item.Line)
+		p.add(where, "", "must be a mapping with secretName and data or dataFrom, found a %s at line %d", spc.KindName(item), item.Line)
 		return nil
 	}
 	before := len(p.problems)
@@ -469,7 +469,7 @@ func missingKeys(t corev1.SecretType, keys map[string]bool) string {
 
 func (p *parser) data(n *yaml.Node, where string) []DataEntry {
 	if n.Kind != yaml.SequenceNode {
-		p.add(where, "data", "must be a list of {key, objectName} entries, found a %s at line %d", kindName(n), n.Line)
+		p.add(where, "data", "must be a list of {key, objectName} entries, found a %s at line %d", spc.KindName(n), n.Line)
 		return nil
 	}
 	var out []DataEntry
@@ -477,7 +477,7 @@ func (p *parser) data(n *yaml.Node, where string) []DataEntry {
 	for j, item := range n.Content {
 		w := fmt.Sprintf("%s.data[%d]", where, j)
 		if item.Kind != yaml.MappingNode {
-			p.add(w, "", "must be a mapping with key and objectName, found a %s at line %d", kindName(item), item.Line)
+			p.add(w, "", "must be a mapping with key and objectName, found a %s at line %d", spc.KindName(item), item.Line)
 			continue
 		}
 		f := p.fields(item, dataKeys, w)
@@ -509,14 +509,14 @@ func (p *parser) data(n *yaml.Node, where string) []DataEntry {
 
 func (p *parser) dataFrom(n *yaml.Node, where string) []ExtractEntry {
 	if n.Kind != yaml.SequenceNode {
-		p.add(where, "dataFrom", "must be a list of {extract: <file>} entries, found a %s at line %d", kindName(n), n.Line)
+		p.add(where, "dataFrom", "must be a list of {extract: <file>} entries, found a %s at line %d", spc.KindName(n), n.Line)
 		return nil
 	}
 	var out []ExtractEntry
 	for j, item := range n.Content {
 		w := fmt.Sprintf("%s.dataFrom[%d]", where, j)
 		if item.Kind != yaml.MappingNode {
-			p.add(w, "", "must be a mapping such as {extract: db-credentials}, found a %s at line %d", kindName(item), item.Line)
+			p.add(w, "", "must be a mapping such as {extract: db-credentials}, found a %s at line %d", spc.KindName(item), item.Line)
 			continue
 		}
 		f := p.fields(item, dataFromKeys, w)
@@ -558,7 +558,7 @@ func (p *parser) decoding(f map[string]*yaml.Node, where string) Decoding {
 func (p *parser) template(n *yaml.Node, where string) *Template {
 	w := where + ".template"
 	if n.Kind != yaml.MappingNode {
-		p.add(where, "template", "must be a mapping with data (key: Go template) and optionally mergePolicy, found a %s at line %d", kindName(n), n.Line)
+		p.add(where, "template", "must be a mapping with data (key: Go template) and optionally mergePolicy, found a %s at line %d", spc.KindName(n), n.Line)
 		return nil
 	}
 	f := p.fields(n, templateKeys, w)
@@ -576,7 +576,7 @@ func (p *parser) template(n *yaml.Node, where string) *Template {
 		p.add(w, "data", "is required: a mapping of Secret keys to Go templates, for example data: {url: \"https://{{ .host }}/\"}")
 		return t
 	case d.Kind != yaml.MappingNode:
-		p.add(w, "data", "must be a mapping of Secret keys to Go templates, found a %s at line %d", kindName(d), d.Line)
+		p.add(w, "data", "must be a mapping of Secret keys to Go templates, found a %s at line %d", spc.KindName(d), d.Line)
 		return t
 	case len(d.Content) == 0:
 		p.add(w, "data", "is empty; map at least one Secret key to a template, or remove template")
@@ -594,7 +594,7 @@ func (p *parser) template(n *yaml.Node, where string) *Template {
 			continue
 		}
 		if v.Kind != yaml.ScalarNode {
-			p.add(w+".data", key, "must be a template string, found a %s at line %d", kindName(v), v.Line)
+			p.add(w+".data", key, "must be a template string, found a %s at line %d", spc.KindName(v), v.Line)
 			continue
 		}
 		tmpl, err := parseTemplate(key, v.Value)
@@ -619,7 +619,7 @@ func (p *parser) stringMap(f map[string]*yaml.Node, field, where string, labels 
 		return nil
 	}
 	if n.Kind != yaml.MappingNode {
-		p.add(where, field, "must be a mapping of names to values, found a %s at line %d", kindName(n), n.Line)
+		p.add(where, field, "must be a mapping of names to values, found a %s at line %d", spc.KindName(n), n.Line)
 		return nil
 	}
 	out := map[string]string{}
@@ -627,7 +627,7 @@ func (p *parser) stringMap(f map[string]*yaml.Node, field, where string, labels 
 		k, v := n.Content[i], n.Content[i+1]
 		w := where + "." + field
 		if v.Kind != yaml.ScalarNode {
-			p.add(w, k.Value, "must be a single value, found a %s at line %d", kindName(v), v.Line)
+			p.add(w, k.Value, "must be a single value, found a %s at line %d", spc.KindName(v), v.Line)
 			continue
 		}
 		switch {
@@ -697,7 +697,7 @@ func (p *parser) scalar(f map[string]*yaml.Node, key, where string) string {
 		return ""
 	}
 	if n.Kind != yaml.ScalarNode {
-		p.add(where, key, "must be a single value, found a %s at line %d", kindName(n), n.Line)
+		p.add(where, key, "must be a single value, found a %s at line %d", spc.KindName(n), n.Line)
 		return ""
 	}
 	return strings.TrimSpace(n.Value)
@@ -713,61 +713,14 @@ func parseBool(v string) (bool, bool) {
 	return false, false
 }
 
-func kindName(n *yaml.Node) string {
-	switch n.Kind {
-	case yaml.MappingNode:
-		return "mapping"
-	case yaml.SequenceNode:
-		return "list"
-	case yaml.ScalarNode:
-		return "plain value"
-	case yaml.AliasNode:
-		return "YAML alias"
-	}
-	return "document"
-}
-
 func unknownKeyMessage(key string, valid []string) string {
 	if hint, ok := esoHints[strings.ToLower(key)]; ok {
 		return "unknown key; " + hint
 	}
-	if s := nearest(key, valid); s != "" {
+	if s := spc.Nearest(key, valid); s != "" {
 		return fmt.Sprintf("unknown key; did you mean %q? (valid keys: %s)", s, strings.Join(valid, ", "))
 	}
 	return "unknown key; valid keys are " + strings.Join(valid, ", ")
-}
-
-// nearest returns the candidate closest to key by edit distance (ignoring
-// case), or "" when nothing is close enough to be a plausible typo.
-func nearest(key string, candidates []string) string {
-	best, bestDist := "", len(key)/2+2
-	lk := strings.ToLower(key)
-	for _, c := range candidates {
-		if d := editDistance(lk, strings.ToLower(c)); d < bestDist {
-			best, bestDist = c, d
-		}
-	}
-	return best
-}
-
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }
 
 func sortedKeys[V any](m map[string]V) []string {

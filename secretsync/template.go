@@ -6,7 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
+	"github.com/coffer-csi/coffer/provider/render"
 	"strconv"
 	"strings"
 	"text/template"
@@ -89,21 +89,9 @@ func execute(t *template.Template, values map[string]string) ([]byte, error) {
 // encoding/json messages quote the offending character, which is part of
 // a secret.
 func decodeJSON(data []byte) (any, error) {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.UseNumber()
-	var v any
-	if err := dec.Decode(&v); err != nil {
-		var syn *json.SyntaxError
-		if errors.As(err, &syn) {
-			return nil, fmt.Errorf("not valid JSON (syntax error at byte %d)", syn.Offset)
-		}
-		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-			return nil, errors.New("not valid JSON (empty or truncated)")
-		}
-		return nil, errors.New("not valid JSON")
-	}
-	if dec.More() {
-		return nil, fmt.Errorf("not valid JSON (extra data after the value at byte %d)", dec.InputOffset())
+	v, err := render.DecodeJSON(data, true)
+	if err != nil {
+		return nil, fmt.Errorf("not valid JSON (%v)", err)
 	}
 	return v, nil
 }

@@ -13,6 +13,16 @@ import (
 // kubeClient connects to the Kubernetes API: in-cluster by default, or
 // through a kubeconfig file.
 func kubeClient(kubeconfig string) (kubernetes.Interface, error) {
+	cfg, err := restConfig(kubeconfig)
+	if err != nil {
+		return nil, err
+	}
+	return kubernetes.NewForConfig(cfg)
+}
+
+// restConfig is the Kubernetes API configuration: in-cluster by default,
+// or a kubeconfig file.
+func restConfig(kubeconfig string) (*rest.Config, error) {
 	var cfg *rest.Config
 	var err error
 	if kubeconfig != "" {
@@ -27,5 +37,5 @@ func kubeClient(kubeconfig string) (kubernetes.Interface, error) {
 	// bound what a burst of new ServiceAccounts can send.
 	cfg.QPS, cfg.Burst = 20, 40
 	cfg.UserAgent = "coffer/" + version.Version
-	return kubernetes.NewForConfig(cfg)
+	return cfg, nil
 }

@@ -46,13 +46,7 @@ type serveConfig struct {
 	nodeCredentials  bool
 	kubeconfig       string
 	nodeName         string
-	stsAudience      string
-	agentIPv4URL     string
-	agentIPv6URL     string
-	agentTimeout     time.Duration
-	agentAttempts    int
-	saCacheTTL       time.Duration
-	refreshMargin    time.Duration
+	identity         identityFlags
 	cacheTTL         time.Duration
 	cacheMaxBytes    int64
 	metricsAddr      string
@@ -84,12 +78,7 @@ func (c *serveConfig) register(fs *flag.FlagSet) {
 	fs.BoolVar(&c.nodeCredentials, "insecure-node-credentials", false, "DEVELOPMENT ONLY: read AWS with the provider's own credentials for every pod instead of each pod's IRSA or Pod Identity role")
 	fs.StringVar(&c.kubeconfig, "kubeconfig", "", "kubeconfig for the Kubernetes API (default: in-cluster configuration)")
 	fs.StringVar(&c.nodeName, "node-name", os.Getenv("NODE_NAME"), "this node's name, to read its topology.kubernetes.io/region label when no region is set (default $NODE_NAME)")
-	fs.StringVar(&c.stsAudience, "sts-audience", auth.AudienceSTS, "audience of the ServiceAccount token exchanged with STS for IRSA")
-	fs.StringVar(&c.agentIPv4URL, "pod-identity-agent-ipv4-url", auth.DefaultPodIdentityIPv4URL, "EKS Pod Identity agent, IPv4")
-	fs.StringVar(&c.agentIPv6URL, "pod-identity-agent-ipv6-url", auth.DefaultPodIdentityIPv6URL, "EKS Pod Identity agent, IPv6")
-	fs.DurationVar(&c.agentTimeout, "pod-identity-timeout", 2*time.Second, "timeout of each request to the Pod Identity agent")
-	fs.IntVar(&c.agentAttempts, "pod-identity-attempts", 3, "rounds of requests over the agent's addresses before giving up")
-	fs.DurationVar(&c.saCacheTTL, "serviceaccount-cache-ttl", 2*time.Minute, "how long a ServiceAccount's IRSA role annotation is reused before it is read again")
+	c.identity.register(fs)
 	fs.StringVar(&c.metricsAddr, "metrics-addr", "", "address for Prometheus metrics at /metrics, e.g. :8080 (empty: off)")
 	fs.StringVar(&c.healthAddr, "health-addr", "", "address for /healthz (alive) and /readyz (the gRPC server answers on the socket), e.g. :8081 (empty: off)")
 	fs.StringVar(&c.pprofAddr, "pprof-addr", "", "address for Go pprof profiles at /debug/pprof/, e.g. 127.0.0.1:6060 (empty: off; do not expose it)")
@@ -97,7 +86,6 @@ func (c *serveConfig) register(fs *flag.FlagSet) {
 	fs.BoolVar(&c.syncSecrets, "sync-secrets", false, "after each successful mount, sync the Kubernetes Secrets the SecretProviderClass declares in syncSecrets (needs RBAC to write Secrets)")
 	fs.DurationVar(&c.cacheTTL, "cache-ttl", time.Minute, "how long fetched values are reused across mounts of the same identity (0 disables; a rotation shows up at most this much later)")
 	fs.Int64Var(&c.cacheMaxBytes, "cache-max-bytes", 64<<20, "memory bound of the value cache; least recently used values are evicted")
-	fs.DurationVar(&c.refreshMargin, "credential-refresh-margin", 5*time.Minute, "credentials are reused across mounts until this long before they expire")
 	c.log.register(fs)
 }
 
@@ -121,14 +109,9 @@ func (c *serveConfig) validate() error {
 	if c.maxObjects <= 0 {
 		errs = append(errs, errors.New("--max-objects must be positive"))
 	}
-	if c.agentTimeout <= 0 || c.agentAttempts <= 0 {
-		errs = append(errs, errors.New("--pod-identity-timeout and --pod-identity-attempts must be positive"))
-	}
+	errs = append(errs, c.identity.validate()...)
 	if c.cacheTTL < 0 || c.cacheMaxBytes < 0 {
 		errs = append(errs, errors.New("--cache-ttl and --cache-max-bytes must not be negative"))
-	}
-	if c.refreshMargin < 0 || c.saCacheTTL <= 0 {
-		errs = append(errs, errors.New("--credential-refresh-margin must not be negative and --serviceaccount-cache-ttl must be positive"))
 	}
 	return errors.Join(errs...)
 }
@@ -174,15 +157,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
-		p.Identities = auth.NewResolver(auth.ResolverOptions{
-			AWS:               awsCfg,
-			Kubernetes:        kube,
-			Audience:          c.stsAudience,
-			PodIdentity:       &auth.PodIdentityAgent{IPv4URL: c.agentIPv4URL, IPv6URL: c.agentIPv6URL, Timeout: c.agentTimeout, Attempts: c.agentAttempts},
-			ServiceAccountTTL: c.saCacheTTL,
-			RefreshMargin:     c.refreshMargin,
-			OnCredentialFetch: m.CredentialFetch,
-		})
+		p.Identities = c.identity.resolver(awsCfg, kube, m.CredentialFetch)
 		p.Region = &auth.NodeRegion{Configured: c.region, Client: kube, NodeName: c.nodeName}
 	}
 	if c.syncSecrets {

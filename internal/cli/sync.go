@@ -20,8 +20,6 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
-	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/client-go/tools/leaderelection"
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
 	"k8s.io/client-go/tools/record"
@@ -43,13 +41,7 @@ type syncConfig struct {
 	nodeName         string
 	fips             bool
 	dualStack        bool
-	stsAudience      string
-	agentIPv4URL     string
-	agentIPv6URL     string
-	agentTimeout     time.Duration
-	agentAttempts    int
-	saCacheTTL       time.Duration
-	refreshMargin    time.Duration
+	identity         identityFlags
 	maxObjects       int
 	fetchConcurrency int
 	workers          int
@@ -72,13 +64,7 @@ func (c *syncConfig) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.nodeName, "node-name", os.Getenv("NODE_NAME"), "the node coffer runs on, to read its topology.kubernetes.io/region label when no region is set (default $NODE_NAME)")
 	fs.BoolVar(&c.fips, "fips", false, "use FIPS endpoints for every AWS call")
 	fs.BoolVar(&c.dualStack, "dual-stack", false, "use dual-stack (IPv6) AWS endpoints")
-	fs.StringVar(&c.stsAudience, "sts-audience", auth.AudienceSTS, "audience of the ServiceAccount tokens exchanged with STS for IRSA")
-	fs.StringVar(&c.agentIPv4URL, "pod-identity-agent-ipv4-url", auth.DefaultPodIdentityIPv4URL, "EKS Pod Identity agent, IPv4")
-	fs.StringVar(&c.agentIPv6URL, "pod-identity-agent-ipv6-url", auth.DefaultPodIdentityIPv6URL, "EKS Pod Identity agent, IPv6")
-	fs.DurationVar(&c.agentTimeout, "pod-identity-timeout", 2*time.Second, "timeout of each request to the Pod Identity agent")
-	fs.IntVar(&c.agentAttempts, "pod-identity-attempts", 3, "rounds of requests over the agent's addresses before giving up")
-	fs.DurationVar(&c.saCacheTTL, "serviceaccount-cache-ttl", 2*time.Minute, "how long a ServiceAccount's IRSA role annotation is reused before it is read again")
-	fs.DurationVar(&c.refreshMargin, "credential-refresh-margin", 5*time.Minute, "credentials are reused until this long before they expire")
+	c.identity.register(fs)
 	fs.IntVar(&c.maxObjects, "max-objects", 256, "most objects one SecretProviderClass may list")
 	fs.IntVar(&c.fetchConcurrency, "fetch-concurrency", 8, "AWS calls one sync may have in flight")
 	fs.IntVar(&c.workers, "workers", 2, "SecretProviderClasses synced in parallel")
@@ -107,12 +93,7 @@ func (c *syncConfig) validate() error {
 	if c.tokenTTL < 10*time.Minute {
 		errs = append(errs, errors.New("--token-ttl must be at least 10m (the shortest token the apiserver grants)"))
 	}
-	if c.agentTimeout <= 0 || c.agentAttempts <= 0 {
-		errs = append(errs, errors.New("--pod-identity-timeout and --pod-identity-attempts must be positive"))
-	}
-	if c.refreshMargin < 0 || c.saCacheTTL <= 0 {
-		errs = append(errs, errors.New("--credential-refresh-margin must not be negative and --serviceaccount-cache-ttl must be positive"))
-	}
+	errs = append(errs, c.identity.validate()...)
 	if c.leaderElect && !(c.retryPeriod > 0 && c.retryPeriod < c.renewDeadline && c.renewDeadline < c.leaseDuration) {
 		errs = append(errs, errors.New("leader election needs 0 < --leader-election-retry-period < --leader-election-renew-deadline < --leader-election-lease-duration"))
 	}
@@ -157,15 +138,8 @@ func runSync(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	p := &provider.Provider{
-		Identities: auth.NewResolver(auth.ResolverOptions{
-			AWS:               awsCfg,
-			Kubernetes:        kube,
-			Audience:          c.stsAudience,
-			PodIdentity:       &auth.PodIdentityAgent{IPv4URL: c.agentIPv4URL, IPv6URL: c.agentIPv6URL, Timeout: c.agentTimeout, Attempts: c.agentAttempts},
-			ServiceAccountTTL: c.saCacheTTL,
-			RefreshMargin:     c.refreshMargin,
-		}),
-		Clients: awsapi.NewClientCache(awsCfg, 0).Factory(),
+		Identities: c.identity.resolver(awsCfg, kube, nil),
+		Clients:    awsapi.NewClientCache(awsCfg, 0).Factory(),
 		// No value cache: every refresh reads AWS.
 		Fetcher:    &fetch.Fetcher{Concurrency: c.fetchConcurrency},
 		MaxObjects: c.maxObjects,
@@ -179,7 +153,7 @@ func runSync(ctx context.Context, args []string, stderr io.Writer) error {
 		Engine:       &secretsync.Engine{Secrets: kube.CoreV1(), Events: events, Logger: log},
 		Files:        p.Files,
 		Tokens:       &secretsync.TokenSource{ServiceAccounts: kube.CoreV1(), TTL: c.tokenTTL},
-		STSAudience:  c.stsAudience,
+		STSAudience:  c.identity.stsAudience,
 		ProviderName: c.providerName,
 		Namespace:    c.namespace,
 		Config:       secretsync.ConfigOptions{DefaultRegion: region.Region, MaxObjects: c.maxObjects},
@@ -316,22 +290,4 @@ func eventRecorder(kube kubernetes.Interface, source corev1.EventSource) (secret
 		time.Sleep(200 * time.Millisecond)
 		b.Shutdown()
 	}
-}
-
-// restConfig is the Kubernetes API configuration: in-cluster by default,
-// or a kubeconfig file.
-func restConfig(kubeconfig string) (*rest.Config, error) {
-	var cfg *rest.Config
-	var err error
-	if kubeconfig != "" {
-		cfg, err = clientcmd.BuildConfigFromFlags("", kubeconfig)
-	} else {
-		cfg, err = rest.InClusterConfig()
-	}
-	if err != nil {
-		return nil, fmt.Errorf("connecting to the Kubernetes API (in-cluster, or --kubeconfig): %w", err)
-	}
-	cfg.QPS, cfg.Burst = 20, 40
-	cfg.UserAgent = "coffer/" + version.Version
-	return cfg, nil
 }

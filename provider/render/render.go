@@ -120,7 +120,7 @@ func objectFiles(v fetch.Value, translation string) ([]File, fetch.Errors) {
 		}
 		return files, nil
 	case o.ExpandJSON:
-		doc, err := decodeJSON(v.Data, true)
+		doc, err := DecodeJSON(v.Data, true)
 		if err != nil {
 			return nil, fail(fmt.Sprintf("expandJSON needs a JSON object, but the value is not valid JSON (%v)", err), "store the secret as a JSON object, or remove expandJSON")
 		}
@@ -245,7 +245,7 @@ func parentOf(p string) string {
 // object's content does.
 func extract(v fetch.Value) ([]File, fetch.Errors) {
 	o := v.Object
-	doc, err := decodeJSON(v.Data, false)
+	doc, err := DecodeJSON(v.Data, false)
 	if err != nil {
 		return nil, fetch.Errors{{
 			Object: o, Entry: -1, Kind: fetch.KindInvalid,
@@ -257,7 +257,7 @@ func extract(v fetch.Value) ([]File, fetch.Errors) {
 	// functions and comparisons understand; a number result is then written
 	// as the JSON text the secret holds (exact beyond 2^53), taken from a
 	// second decoding that keeps numbers as written.
-	exact, _ := decodeJSON(v.Data, true)
+	exact, _ := DecodeJSON(v.Data, true)
 	var files []File
 	var errs fetch.Errors
 	for j, e := range o.JMESPath {
@@ -290,10 +290,11 @@ func extract(v fetch.Value) ([]File, fetch.Errors) {
 	return files, errs
 }
 
-// decodeJSON parses a JSON document keeping numbers as written. Its error
+// DecodeJSON parses a JSON document, with numbers as json.Number when
+// exactNumbers (kept as written) or float64. Its error
 // gives only the byte offset: encoding/json messages quote the offending
 // character, which is part of a secret.
-func decodeJSON(data []byte, exactNumbers bool) (any, error) {
+func DecodeJSON(data []byte, exactNumbers bool) (any, error) {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	if exactNumbers {
 		dec.UseNumber()

@@ -108,7 +108,7 @@ func (p *objectParser) parse(raw string) []*Object {
 	}
 	list := doc.Content[0]
 	if list.Kind != yaml.SequenceNode {
-		p.ps.add("parameters", KeyObjects, "must be a YAML list of objects (each item starting with \"- objectName: ...\"), found a %s at line %d", kindName(list), list.Line)
+		p.ps.add("parameters", KeyObjects, "must be a YAML list of objects (each item starting with \"- objectName: ...\"), found a %s at line %d", KindName(list), list.Line)
 		return nil
 	}
 	if len(list.Content) == 0 {
@@ -125,7 +125,7 @@ func (p *objectParser) parse(raw string) []*Object {
 	return objects
 }
 
-func kindName(n *yaml.Node) string {
+func KindName(n *yaml.Node) string {
 	switch n.Kind {
 	case yaml.MappingNode:
 		return "mapping"
@@ -176,7 +176,7 @@ func scalar(f map[string]*yaml.Node, key, where string, ps *problems) string {
 		return ""
 	}
 	if n.Kind != yaml.ScalarNode {
-		ps.add(where, key, "must be a single value, found a %s at line %d", kindName(n), n.Line)
+		ps.add(where, key, "must be a single value, found a %s at line %d", KindName(n), n.Line)
 		return ""
 	}
 	return strings.TrimSpace(n.Value)
@@ -185,7 +185,7 @@ func scalar(f map[string]*yaml.Node, key, where string, ps *problems) string {
 func (p *objectParser) parseObject(i int, item *yaml.Node) *Object {
 	where := fmt.Sprintf("objects[%d]", i)
 	if item.Kind != yaml.MappingNode {
-		p.ps.add(where, "", "must be a mapping with objectName and objectType, found a %s at line %d", kindName(item), item.Line)
+		p.ps.add(where, "", "must be a mapping with objectName and objectType, found a %s at line %d", KindName(item), item.Line)
 		return nil
 	}
 	before := len(p.ps.list)
@@ -337,14 +337,14 @@ func (p *objectParser) mode(s string, def fs.FileMode, where, field string) fs.F
 
 func (p *objectParser) jmesPath(n *yaml.Node, where string, parentMode fs.FileMode) []*JMESPathEntry {
 	if n.Kind != yaml.SequenceNode {
-		p.ps.add(where, "jmesPath", "must be a list of {path, objectAlias} entries, found a %s at line %d", kindName(n), n.Line)
+		p.ps.add(where, "jmesPath", "must be a list of {path, objectAlias} entries, found a %s at line %d", KindName(n), n.Line)
 		return nil
 	}
 	entries := make([]*JMESPathEntry, 0, len(n.Content))
 	for j, item := range n.Content {
 		w := fmt.Sprintf("%s.jmesPath[%d]", where, j)
 		if item.Kind != yaml.MappingNode {
-			p.ps.add(w, "", "must be a mapping with path and objectAlias, found a %s at line %d", kindName(item), item.Line)
+			p.ps.add(w, "", "must be a mapping with path and objectAlias, found a %s at line %d", KindName(item), item.Line)
 			continue
 		}
 		f := fields(item, jmesKeys, w, p.ps)
@@ -392,7 +392,7 @@ func (p *objectParser) failover(o *Object, f map[string]*yaml.Node, where string
 	}
 	w := where + ".failoverObject"
 	if n.Kind != yaml.MappingNode {
-		p.ps.add(where, "failoverObject", "must be a mapping with objectName (and optionally objectVersion, objectVersionLabel), found a %s at line %d", kindName(n), n.Line)
+		p.ps.add(where, "failoverObject", "must be a mapping with objectName (and optionally objectVersion, objectVersionLabel), found a %s at line %d", KindName(n), n.Line)
 		return nil
 	}
 	ff := fields(n, failoverKeys, w, p.ps)

@@ -229,7 +229,7 @@ func checkParameterKeys(attrs map[string]string, ps *problems) {
 		if known[k] || k == AttrSPCName || strings.HasPrefix(k, driverAttrPrefix) {
 			continue
 		}
-		if s := nearest(k, parameterKeys); s != "" && editDistance(strings.ToLower(k), strings.ToLower(s)) <= 2 {
+		if s := Nearest(k, parameterKeys); s != "" && editDistance(strings.ToLower(k), strings.ToLower(s)) <= 2 {
 			ps.add("parameters", k, "unknown parameter; did you mean %q? (check the SecretProviderClass parameters and the pod's volumeAttributes, which the driver merges)", s)
 		}
 	}

@@ -2,9 +2,9 @@ package spc
 
 import "strings"
 
-// nearest returns the candidate closest to key by edit distance (ignoring
+// Nearest returns the candidate closest to key by edit distance (ignoring
 // case), or "" when nothing is close enough to be a plausible typo.
-func nearest(key string, candidates []string) string {
+func Nearest(key string, candidates []string) string {
 	best, bestDist := "", len(key)/2+2
 	lk := strings.ToLower(key)
 	for _, c := range candidates {
@@ -40,7 +40,7 @@ func editDistance(a, b string) int {
 // unknownKeyMessage explains an unknown key, suggesting the valid key it most
 // likely meant.
 func unknownKeyMessage(key string, valid []string) string {
-	if s := nearest(key, valid); s != "" {
+	if s := Nearest(key, valid); s != "" {
 		return "unknown key; did you mean " + quote(s) + "? (valid keys: " + strings.Join(valid, ", ") + ")"
 	}
 	return "unknown key; valid keys are " + strings.Join(valid, ", ")

@@ -1,0 +1,58 @@
+package cli
+
+import (
+	"errors"
+	"flag"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/coffer-csi/coffer/auth"
+)
+
+// identityFlags configure workload identity, the same for `serve` and
+// `sync`: both resolve identities with the same auth code.
+type identityFlags struct {
+	stsAudience   string
+	agentIPv4URL  string
+	agentIPv6URL  string
+	agentTimeout  time.Duration
+	agentAttempts int
+	saCacheTTL    time.Duration
+	refreshMargin time.Duration
+}
+
+func (f *identityFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&f.stsAudience, "sts-audience", auth.AudienceSTS, "audience of the ServiceAccount token exchanged with STS for IRSA")
+	fs.StringVar(&f.agentIPv4URL, "pod-identity-agent-ipv4-url", auth.DefaultPodIdentityIPv4URL, "EKS Pod Identity agent, IPv4")
+	fs.StringVar(&f.agentIPv6URL, "pod-identity-agent-ipv6-url", auth.DefaultPodIdentityIPv6URL, "EKS Pod Identity agent, IPv6")
+	fs.DurationVar(&f.agentTimeout, "pod-identity-timeout", 2*time.Second, "timeout of each request to the Pod Identity agent")
+	fs.IntVar(&f.agentAttempts, "pod-identity-attempts", 3, "rounds of requests over the agent's addresses before giving up")
+	fs.DurationVar(&f.saCacheTTL, "serviceaccount-cache-ttl", 2*time.Minute, "how long a ServiceAccount's IRSA role annotation is reused before it is read again")
+	fs.DurationVar(&f.refreshMargin, "credential-refresh-margin", 5*time.Minute, "credentials are reused until this long before they expire")
+}
+
+func (f *identityFlags) validate() []error {
+	var errs []error
+	if f.agentTimeout <= 0 || f.agentAttempts <= 0 {
+		errs = append(errs, errors.New("--pod-identity-timeout and --pod-identity-attempts must be positive"))
+	}
+	if f.refreshMargin < 0 || f.saCacheTTL <= 0 {
+		errs = append(errs, errors.New("--credential-refresh-margin must not be negative and --serviceaccount-cache-ttl must be positive"))
+	}
+	return errs
+}
+
+// resolver builds the identity resolver these flags describe.
+func (f *identityFlags) resolver(awsCfg aws.Config, kube kubernetes.Interface, onFetch func(mode string, err error)) *auth.Resolver {
+	return auth.NewResolver(auth.ResolverOptions{
+		AWS:               awsCfg,
+		Kubernetes:        kube,
+		Audience:          f.stsAudience,
+		PodIdentity:       &auth.PodIdentityAgent{IPv4URL: f.agentIPv4URL, IPv6URL: f.agentIPv6URL, Timeout: f.agentTimeout, Attempts: f.agentAttempts},
+		ServiceAccountTTL: f.saCacheTTL,
+		RefreshMargin:     f.refreshMargin,
+		OnCredentialFetch: onFetch,
+	})
+}
