@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/dynamic"
@@ -26,6 +27,8 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/coffer-csi/coffer/auth"
+	"github.com/coffer-csi/coffer/internal/metrics"
+	"github.com/coffer-csi/coffer/internal/ops"
 	"github.com/coffer-csi/coffer/internal/version"
 	"github.com/coffer-csi/coffer/provider"
 	"github.com/coffer-csi/coffer/provider/awsapi"
@@ -34,6 +37,7 @@ import (
 )
 
 type syncConfig struct {
+	metricsAddr      string
 	kubeconfig       string
 	providerName     string
 	namespace        string
@@ -58,6 +62,7 @@ type syncConfig struct {
 
 func (c *syncConfig) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.kubeconfig, "kubeconfig", "", "kubeconfig for the Kubernetes API (default: in-cluster configuration)")
+	fs.StringVar(&c.metricsAddr, "metrics-addr", "", "address for Prometheus metrics at /metrics and /healthz, e.g. :8080 (empty: off)")
 	fs.StringVar(&c.providerName, "provider-name", "aws", "sync SecretProviderClasses whose spec.provider is this (coffer serve's --provider-name)")
 	fs.StringVar(&c.namespace, "namespace", "", "sync only this namespace (default: all; a namespaced install then needs only namespaced RBAC)")
 	fs.StringVar(&c.region, "region", os.Getenv("AWS_REGION"), "region for SecretProviderClasses that name none (default $AWS_REGION)")
@@ -137,8 +142,19 @@ func runSync(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	registry := prometheus.NewRegistry()
+	m := metrics.New(registry, metrics.Options{Version: version.Version})
+	awsapi.Instrument(&awsCfg, m.AWSCall)
+	if c.metricsAddr != "" {
+		lis, err := ops.Listen(c.metricsAddr)
+		if err != nil {
+			return err
+		}
+		// Alive is all a controller can say: leadership is the Lease's.
+		go ops.Serve(ctx, lis, ops.Handler(func(context.Context) error { return nil }, registry), log)
+	}
 	p := &provider.Provider{
-		Identities: c.identity.resolver(awsCfg, kube, nil),
+		Identities: c.identity.resolver(awsCfg, kube, m.CredentialFetch),
 		Clients:    awsapi.NewClientCache(awsCfg, 0).Factory(),
 		// No value cache: every refresh reads AWS.
 		Fetcher:    &fetch.Fetcher{Concurrency: c.fetchConcurrency},
@@ -149,8 +165,10 @@ func runSync(ctx context.Context, args []string, stderr io.Writer) error {
 	defer stopEvents()
 	region := &auth.NodeRegion{Configured: c.region, Client: kube, NodeName: c.nodeName}
 	ctrl := &secretsync.Controller{
-		Dynamic:      dyn,
-		Engine:       &secretsync.Engine{Secrets: kube.CoreV1(), Events: events, Logger: log},
+		Dynamic: dyn,
+		Engine: &secretsync.Engine{Secrets: kube.CoreV1(), Events: events, Logger: log, OnResult: func(_ *secretsync.SPC, r secretsync.Result) {
+			m.SecretSync("controller", r.Reason)
+		}},
 		Files:        p.Files,
 		Tokens:       &secretsync.TokenSource{ServiceAccounts: kube.CoreV1(), TTL: c.tokenTTL},
 		STSAudience:  c.identity.stsAudience,
@@ -261,9 +279,11 @@ func enableMountSync(p *provider.Provider, kubeconfig, nodeName string, log *slo
 	}
 	events, stopEvents := eventRecorder(kube, corev1.EventSource{Component: "coffer", Host: nodeName})
 	trigger := &secretsync.MountTrigger{
-		SPCs:   dyn.Resource(secretsync.SPCResource),
-		Files:  p.Files,
-		Engine: &secretsync.Engine{Secrets: kube.CoreV1(), Events: events, Logger: log},
+		SPCs:  dyn.Resource(secretsync.SPCResource),
+		Files: p.Files,
+		Engine: &secretsync.Engine{Secrets: kube.CoreV1(), Events: events, Logger: log, OnResult: func(_ *secretsync.SPC, r secretsync.Result) {
+			p.Metrics.SecretSync("mount", r.Reason)
+		}},
 		Config: secretsync.ConfigOptions{MaxObjects: p.MaxObjects},
 		Logger: log,
 	}

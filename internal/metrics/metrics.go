@@ -22,6 +22,7 @@ type Metrics struct {
 	awsCalls        *prometheus.CounterVec
 	awsCallDuration *prometheus.HistogramVec
 	credFetches     *prometheus.CounterVec
+	secretSyncs     *prometheus.CounterVec
 	// withNamespace adds the pod namespace to mount metrics.
 	withNamespace bool
 }
@@ -83,6 +84,10 @@ func New(reg prometheus.Registerer, o Options) *Metrics {
 			Name: "coffer_credential_fetches_total",
 			Help: "Workload credentials obtained from STS or the EKS Pod Identity agent (cache misses), by mode (irsa, pod_identity, assume_role) and outcome.",
 		}, []string{"mode", "outcome"}),
+		secretSyncs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "coffer_secret_syncs_total",
+			Help: "Kubernetes Secret syncs (syncSecrets), by trigger (mount, controller) and reason (SecretCreated, SecretUpdated, SecretUnchanged, FetchFailed, ...).",
+		}, []string{"trigger", "reason"}),
 	}
 	buildInfo := prometheus.NewGauge(prometheus.GaugeOpts{
 		Name:        "coffer_build_info",
@@ -91,7 +96,7 @@ func New(reg prometheus.Registerer, o Options) *Metrics {
 	})
 	buildInfo.Set(1)
 	reg.MustRegister(m.mountRequests, m.mountDuration, m.mountsInFlight, m.mountBytes, m.mountFiles,
-		m.awsCalls, m.awsCallDuration, m.credFetches, buildInfo,
+		m.awsCalls, m.awsCallDuration, m.credFetches, m.secretSyncs, buildInfo,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if o.Cache != nil {
 		reg.MustRegister(&cacheCollector{cache: o.Cache})
@@ -173,4 +178,13 @@ func (c *cacheCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(cacheEvictionsDesc, prometheus.CounterValue, float64(s.Evictions))
 	ch <- prometheus.MustNewConstMetric(cacheBytesDesc, prometheus.GaugeValue, float64(s.Bytes))
 	ch <- prometheus.MustNewConstMetric(cacheEntriesDesc, prometheus.GaugeValue, float64(s.Entries))
+}
+
+// SecretSync records the outcome of syncing one declared Secret. reason is
+// one of secretsync's fixed Reason constants.
+func (m *Metrics) SecretSync(trigger, reason string) {
+	if m == nil {
+		return
+	}
+	m.secretSyncs.WithLabelValues(trigger, reason).Inc()
 }

@@ -14,6 +14,8 @@ import (
 	"sort"
 	"strings"
 
+	jmespath "github.com/jmespath-community/go-jmespath"
+
 	"github.com/coffer-csi/coffer/provider/fetch"
 	"github.com/coffer-csi/coffer/provider/spc"
 )
@@ -264,13 +266,13 @@ func extract(v fetch.Value) ([]File, fetch.Errors) {
 		fail := func(detail, hint string) {
 			errs = append(errs, &fetch.ObjectError{Object: o, Entry: j, Kind: fetch.KindInvalid, Detail: detail, Hint: hint})
 		}
-		result, err := e.Compiled.Search(doc)
+		result, err := search(e.Compiled, doc)
 		if err != nil {
 			fail(fmt.Sprintf("evaluating path %q failed: %v", e.Expression, err), "check the expression against the secret's JSON structure")
 			continue
 		}
 		if _, isNumber := result.(float64); isNumber {
-			if n, err := e.Compiled.Search(exact); err == nil {
+			if n, err := search(e.Compiled, exact); err == nil {
 				if num, ok := n.(json.Number); ok {
 					result = num
 				}
@@ -288,6 +290,17 @@ func extract(v fetch.Value) ([]File, fetch.Errors) {
 		files = append(files, File{Path: e.Path, Mode: e.Mode, Data: data, Version: v.Version, Object: o})
 	}
 	return files, errs
+}
+
+// search evaluates a compiled expression, turning a panic of the JMESPath
+// library into an error: a value must never crash the provider.
+func search(expr jmespath.JMESPath, doc any) (result any, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			result, err = nil, errors.New("the expression failed on this value")
+		}
+	}()
+	return expr.Search(doc)
 }
 
 // DecodeJSON parses a JSON document, with numbers as json.Number when

@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"unicode"
+	"unicode/utf8"
 
 	jmespath "github.com/jmespath-community/go-jmespath"
 	"gopkg.in/yaml.v3"
@@ -356,7 +357,7 @@ func (p *objectParser) jmesPath(n *yaml.Node, where string, parentMode fs.FileMo
 		e.Mode = p.mode(scalar(f, "filePermission", w, p.ps), parentMode, w, "filePermission")
 		if e.Expression == "" {
 			p.ps.add(w, "path", "is required: a JMESPath expression such as \"username\" or \"db.password\"")
-		} else if c, err := jmespath.Compile(e.Expression); err != nil {
+		} else if c, err := compileJMESPath(e.Expression); err != nil {
 			p.ps.add(w, "path", "%q is not a valid JMESPath expression: %v", e.Expression, err)
 		} else {
 			e.Compiled = c
@@ -481,4 +482,19 @@ func parentDir(p string) string {
 		return p[:i]
 	}
 	return ""
+}
+
+// compileJMESPath compiles an expression, turning a panic of the JMESPath
+// library (its lexer panics on some invalid UTF-8) into an error: a class
+// must never crash the provider that serves every pod on the node.
+func compileJMESPath(expr string) (c jmespath.JMESPath, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			c, err = nil, fmt.Errorf("the expression cannot be parsed")
+		}
+	}()
+	if !utf8.ValidString(expr) {
+		return nil, fmt.Errorf("the expression is not valid UTF-8")
+	}
+	return jmespath.Compile(expr)
 }
