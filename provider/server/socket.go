@@ -9,11 +9,14 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	grpchealth "google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
 	"sigs.k8s.io/secrets-store-csi-driver/provider/v1alpha1"
 )
 
@@ -80,7 +83,8 @@ func Serve(ctx context.Context, lis net.Listener, srv v1alpha1.CSIDriverProvider
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	g := grpc.NewServer(grpc.MaxRecvMsgSize(opts.MaxMessageBytes), grpc.MaxSendMsgSize(opts.MaxMessageBytes))
+	g := grpc.NewServer(grpc.MaxRecvMsgSize(opts.MaxMessageBytes), grpc.MaxSendMsgSize(opts.MaxMessageBytes),
+		grpc.UnaryInterceptor(recoverPanics(log)))
 	v1alpha1.RegisterCSIDriverProviderServer(g, srv)
 	// The standard gRPC health service, on the same socket: what the
 	// readiness probe (and any gRPC-aware tool) asks.
@@ -111,4 +115,20 @@ func Serve(ctx context.Context, lis net.Listener, srv v1alpha1.CSIDriverProvider
 		g.Stop()
 	}
 	return nil
+}
+
+// recoverPanics turns a panic in a handler into an error for that one
+// call: a bug hit by one pod's mount must not take down the provider every
+// pod on the node depends on. The stack is logged (it holds no values:
+// Go prints arguments as raw words, not contents).
+func recoverPanics(log *slog.Logger) grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
+		defer func() {
+			if r := recover(); r != nil {
+				log.Error("panic while serving a request; the request failed, the provider goes on", "method", info.FullMethod, "stack", string(debug.Stack()))
+				resp, err = nil, status.Errorf(codes.Internal, "internal error in coffer while serving %s; see the provider's log", info.FullMethod)
+			}
+		}()
+		return handler(ctx, req)
+	}
 }

@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"context"
 	"net"
 	"os"
 	"path/filepath"
@@ -8,6 +9,13 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+	"sigs.k8s.io/secrets-store-csi-driver/provider/v1alpha1"
+
+	"github.com/coffer-csi/coffer/provider"
 	"github.com/coffer-csi/coffer/provider/server"
 )
 
@@ -79,5 +87,41 @@ func TestServeDrainsAndRemovesSocket(t *testing.T) {
 	}
 	if _, err := os.Stat(h.socket); !os.IsNotExist(err) {
 		t.Errorf("socket still present after shutdown: %v", err)
+	}
+}
+
+// panickyMounter panics, as a bug would.
+type panickyMounter struct{}
+
+func (panickyMounter) Mount(context.Context, provider.Request) (*provider.Result, error) {
+	panic("bug")
+}
+
+func TestPanicFailsOneMountNotTheProvider(t *testing.T) {
+	socket := filepath.Join(shortTempDir(t), "aws.sock")
+	lis, err := server.Listen(socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- server.Serve(ctx, lis, &server.Server{Mounter: panickyMounter{}}, server.ServeOptions{})
+	}()
+	defer func() { cancel(); <-done }()
+	conn, err := grpc.NewClient("unix://"+socket, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	client := v1alpha1.NewCSIDriverProviderClient(conn)
+	for range 2 { // the provider is still there for the second call
+		_, err := client.Mount(context.Background(), &v1alpha1.MountRequest{})
+		if status.Code(err) != codes.Internal || !strings.Contains(err.Error(), "internal error in coffer") {
+			t.Fatalf("err = %v", err)
+		}
+	}
+	if _, err := client.Version(context.Background(), &v1alpha1.VersionRequest{}); err != nil {
+		t.Errorf("Version after a panic: %v", err)
 	}
 }
