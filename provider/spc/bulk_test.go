@@ -76,7 +76,7 @@ func TestExtensions(t *testing.T) {
 		"two objects, one directory": {"- {path: /a, objectAlias: d}\n- {path: /b, objectAlias: d}", []string{"writes into directory \"d\""}},
 		// Found by FuzzRender: the JMESPath lexer panicked on this.
 		"jmesPath with invalid UTF-8": {`- {objectName: s, objectType: secretsmanager, jmesPath: [{path: "A\x80", objectAlias: x}]}`, []string{"is not a valid JMESPath expression: the expression cannot be parsed"}},
-		"nothing selected":           {"- {objectType: secretsmanager}", []string{"objectName\": is required", "path: for a Parameter Store path"}},
+		"nothing selected":            {"- {objectType: secretsmanager}", []string{"objectName\": is required", "path: for a Parameter Store path"}},
 	}
 	for name, tc := range invalid {
 		t.Run(name, func(t *testing.T) {
