@@ -2,13 +2,12 @@ package auth
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"golang.org/x/sync/singleflight"
+
+	"github.com/coffer-csi/coffer/internal/flight"
 )
 
 // credentialCache reuses temporary credentials per identity key until
@@ -25,7 +24,7 @@ type credentialCache struct {
 
 	mu      sync.Mutex
 	entries map[string]aws.Credentials
-	group   singleflight.Group
+	flights flight.Group
 }
 
 func newCredentialCache(margin time.Duration, maxEntries int) *credentialCache {
@@ -38,36 +37,17 @@ func (c *credentialCache) get(ctx context.Context, key string, fetch func(contex
 	if creds, ok := c.lookup(key); ok {
 		return creds, nil
 	}
-	for attempt := 0; ; attempt++ {
-		ch := c.group.DoChan(key, func() (any, error) {
-			if creds, ok := c.lookup(key); ok {
-				return creds, nil
-			}
-			fetchCtx, cancel := sharedContext(ctx, c.fetchTimeout)
-			defer cancel()
-			creds, err := fetch(fetchCtx)
-			if err != nil {
-				return aws.Credentials{}, err
-			}
-			c.store(key, creds)
+	return flight.Do(ctx, &c.flights, key, "waiting for AWS credentials", c.fetchTimeout, func(ctx context.Context) (aws.Credentials, error) {
+		if creds, ok := c.lookup(key); ok {
 			return creds, nil
-		})
-		select {
-		case r := <-ch:
-			// A fetch started by a caller with a shorter deadline may have
-			// run out of time while this caller still has some: try again,
-			// once, in this caller's own time.
-			if r.Err != nil && attempt == 0 && errors.Is(r.Err, context.DeadlineExceeded) && ctx.Err() == nil {
-				continue
-			}
-			if r.Err != nil {
-				return aws.Credentials{}, r.Err
-			}
-			return r.Val.(aws.Credentials), nil
-		case <-ctx.Done():
-			return aws.Credentials{}, fmt.Errorf("waiting for AWS credentials: %w", ctx.Err())
 		}
-	}
+		creds, err := fetch(ctx)
+		if err != nil {
+			return aws.Credentials{}, err
+		}
+		c.store(key, creds)
+		return creds, nil
+	})
 }
 
 func (c *credentialCache) usable(creds aws.Credentials) bool {
@@ -128,17 +108,4 @@ func (c *credentialCache) remove(key string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	delete(c.entries, key)
-}
-
-// sharedContext is the context of work shared by concurrent callers: it
-// keeps running if the caller that started it goes away, but ends at that
-// caller's deadline (or after fallback without one), so a hanging upstream
-// holds no one longer than the first caller's own budget; the next caller
-// starts afresh.
-func sharedContext(ctx context.Context, fallback time.Duration) (context.Context, context.CancelFunc) {
-	shared := context.WithoutCancel(ctx)
-	if deadline, ok := ctx.Deadline(); ok {
-		return context.WithDeadline(shared, deadline)
-	}
-	return context.WithTimeout(shared, fallback)
 }

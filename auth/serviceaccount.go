@@ -6,10 +6,11 @@ import (
 	"sync"
 	"time"
 
-	"golang.org/x/sync/singleflight"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+
+	"github.com/coffer-csi/coffer/internal/flight"
 )
 
 // RoleAnnotation is the ServiceAccount annotation that names the IAM role
@@ -28,7 +29,7 @@ type RoleLookup struct {
 
 	mu      sync.Mutex
 	entries map[string]roleEntry
-	group   singleflight.Group
+	flights flight.Group
 }
 
 type roleEntry struct {
@@ -58,12 +59,9 @@ func (l *RoleLookup) Role(ctx context.Context, namespace, name string) (string, 
 	if ok && l.now().Before(e.expires) {
 		return e.role, e.err
 	}
-	ch := l.group.DoChan(key, func() (any, error) {
-		// Detached from any one caller: the answer serves every caller
-		// waiting for it, each bounded by its own context below.
-		fetchCtx, cancel := sharedContext(ctx, 10*time.Second)
-		defer cancel()
-		role, err := l.fetch(fetchCtx, namespace, name)
+	// The answer serves every caller waiting for it.
+	return flight.Do(ctx, &l.flights, key, "looking up ServiceAccount "+key, 10*time.Second, func(ctx context.Context) (string, error) {
+		role, err := l.fetch(ctx, namespace, name)
 		ttl := l.ttl
 		if err != nil {
 			ttl = l.negativeTTL
@@ -73,15 +71,6 @@ func (l *RoleLookup) Role(ctx context.Context, namespace, name string) (string, 
 		}
 		return role, err
 	})
-	select {
-	case r := <-ch:
-		if r.Err != nil {
-			return "", r.Err
-		}
-		return r.Val.(string), nil
-	case <-ctx.Done():
-		return "", fmt.Errorf("looking up ServiceAccount %s: %w", key, ctx.Err())
-	}
 }
 
 func (l *RoleLookup) store(key string, e roleEntry) {

@@ -8,7 +8,6 @@ package fetch
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -16,8 +15,8 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
-	"golang.org/x/sync/singleflight"
 
+	"github.com/coffer-csi/coffer/internal/flight"
 	"github.com/coffer-csi/coffer/provider/cache"
 	"github.com/coffer-csi/coffer/provider/spc"
 )
@@ -79,7 +78,7 @@ type Fetcher struct {
 	MaxCallsPerIdentity int
 
 	// calls coalesces identical in-flight AWS calls of one identity.
-	calls singleflight.Group
+	calls flight.Group
 	// limits holds the per-identity call semaphores.
 	limits identityLimits
 	// batchDenied remembers identities whose role lacks
@@ -296,38 +295,15 @@ func cacheKey(scope, region string, t spc.ObjectType, tg spc.Target) string {
 // longer than its own context; the shared call runs to the first caller's
 // deadline even if that caller goes away.
 func coalesce[T any](ctx context.Context, f *Fetcher, scope, key string, call func(context.Context) (T, error)) (T, error) {
-	var zero T
-	for attempt := 0; ; attempt++ {
-		ch := f.calls.DoChan(key, func() (any, error) {
-			shared := context.WithoutCancel(ctx)
-			if deadline, ok := ctx.Deadline(); ok {
-				var cancel context.CancelFunc
-				shared, cancel = context.WithDeadline(shared, deadline)
-				defer cancel()
-			}
-			release, err := f.limits.acquire(shared, scope, f.MaxCallsPerIdentity)
-			if err != nil {
-				return nil, fmt.Errorf("waiting for one of this identity's %d concurrent AWS calls (--max-aws-calls-per-identity): %w", f.MaxCallsPerIdentity, err)
-			}
-			defer release()
-			return call(shared)
-		})
-		select {
-		case r := <-ch:
-			// A call started by a caller with a shorter deadline may have
-			// run out of its time while this caller still has some: try
-			// again, once, in this caller's own time.
-			if r.Err != nil && attempt == 0 && errors.Is(r.Err, context.DeadlineExceeded) && ctx.Err() == nil {
-				continue
-			}
-			if r.Err != nil {
-				return zero, r.Err
-			}
-			return r.Val.(T), nil
-		case <-ctx.Done():
-			return zero, ctx.Err()
+	return flight.Do(ctx, &f.calls, key, "", time.Minute, func(ctx context.Context) (T, error) {
+		release, err := f.limits.acquire(ctx, scope, f.MaxCallsPerIdentity)
+		if err != nil {
+			var zero T
+			return zero, fmt.Errorf("waiting for one of this identity's %d concurrent AWS calls (--max-aws-calls-per-identity): %w", f.MaxCallsPerIdentity, err)
 		}
-	}
+		defer release()
+		return call(ctx)
+	})
 }
 
 // identityLimits are per-identity semaphores, created on demand and

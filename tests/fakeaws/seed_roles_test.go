@@ -2,30 +2,15 @@ package fakeaws_test
 
 import (
 	"context"
-	"os"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
-
-	"github.com/coffer-csi/coffer/tests/fakeaws"
 )
 
 func TestSeedRolesAndAssociations(t *testing.T) {
-	f, err := os.Open("testdata/demo-seed.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	seed, err := fakeaws.LoadSeed(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, ts := fakeaws.NewTestServer(t)
-	if err := srv.ApplySeed(seed); err != nil {
-		t.Fatal(err)
-	}
+	srv, ts := demoServer(t)
 	iss := newECIssuer(t, issuerURL)
 	if err := srv.SetJWKS(iss.JWKS()); err != nil {
 		t.Fatal(err)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"net/http/httptest"
 	"os"
 	"strings"
 	"testing"
@@ -17,19 +18,7 @@ import (
 )
 
 func TestDemoSeed(t *testing.T) {
-	f, err := os.Open("testdata/demo-seed.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	seed, err := fakeaws.LoadSeed(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, ts := fakeaws.NewTestServer(t)
-	if err := srv.ApplySeed(seed); err != nil {
-		t.Fatal(err)
-	}
+	srv, ts := demoServer(t)
 	e := &env{srv: srv, ts: ts}
 	demo := creds{"AKIDDEMO", "demo-secret-key", ""}
 	ctx := context.Background()
@@ -165,4 +154,24 @@ func TestLoadSeedErrors(t *testing.T) {
 	if s, err := fakeaws.LoadSeed(strings.NewReader("")); err != nil || s == nil {
 		t.Errorf("empty seed: %v", err)
 	}
+}
+
+// demoServer is a test server seeded with testdata/demo-seed.yaml, the
+// seed `make demo` uses.
+func demoServer(t *testing.T) (*fakeaws.Server, *httptest.Server) {
+	t.Helper()
+	f, err := os.Open("testdata/demo-seed.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	seed, err := fakeaws.LoadSeed(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, ts := fakeaws.NewTestServer(t)
+	if err := srv.ApplySeed(seed); err != nil {
+		t.Fatal(err)
+	}
+	return srv, ts
 }

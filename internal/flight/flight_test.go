@@ -1,0 +1,70 @@
+package flight
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+func TestDoSharesOneCall(t *testing.T) {
+	var g Group
+	var calls atomic.Int64
+	release := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 20 {
+		wg.Go(func() {
+			v, err := Do(context.Background(), &g, "k", "", time.Minute, func(context.Context) (int, error) {
+				calls.Add(1)
+				<-release
+				return 7, nil
+			})
+			if v != 7 || err != nil {
+				t.Errorf("Do = %d, %v", v, err)
+			}
+		})
+	}
+	time.Sleep(20 * time.Millisecond)
+	close(release)
+	wg.Wait()
+	if n := calls.Load(); n != 1 {
+		t.Errorf("calls = %d, want 1", n)
+	}
+}
+
+func TestDoCallerWaitsOnlyItsOwnTime(t *testing.T) {
+	var g Group
+	go Do(context.Background(), &g, "k", "", time.Minute, func(ctx context.Context) (int, error) {
+		<-ctx.Done()
+		return 0, ctx.Err()
+	})
+	time.Sleep(10 * time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	_, err := Do(ctx, &g, "k", "waiting for it", time.Minute, func(context.Context) (int, error) { return 1, nil })
+	if !errors.Is(err, context.DeadlineExceeded) || err.Error() != "waiting for it: context deadline exceeded" {
+		t.Errorf("err = %v", err)
+	}
+}
+
+func TestDoRetriesAFlightThatRanOutOfAnotherCallersTime(t *testing.T) {
+	var g Group
+	short, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	started := make(chan struct{})
+	var once sync.Once
+	go Do(short, &g, "k", "", time.Minute, func(ctx context.Context) (int, error) {
+		// The short caller may itself retry once if its flight's timer
+		// fires before its own context's.
+		once.Do(func() { close(started) })
+		<-ctx.Done() // ends at the short caller's deadline
+		return 0, ctx.Err()
+	})
+	<-started
+	v, err := Do(context.Background(), &g, "k", "", time.Minute, func(context.Context) (int, error) { return 2, nil })
+	if v != 2 || err != nil {
+		t.Errorf("Do = %d, %v; want the retried result", v, err)
+	}
+}
