@@ -12,10 +12,11 @@ import (
 	"github.com/coffer-csi/coffer/provider/spc"
 )
 
-// noSizeLimit lifts render's response limit for Files: its callers are not
-// bound by the driver's gRPC message size (a Kubernetes Secret has its own
-// 1 MiB limit, which the apiserver enforces).
-const noSizeLimit = 1 << 40
+// objectLimit bounds what one object renders to for Files. Its callers are
+// not bound by the driver's gRPC message size, but by a Kubernetes Secret's
+// 1 MiB: an object rendering to more than four times that can fill no
+// Secret, and the limit bounds jmesPath evaluation (render.Files).
+const objectLimit = render.DriverMaxResponseBytes
 
 // Files fetches and renders the objects of a validated configuration as the
 // workload it describes (cfg.Pod, cfg.Tokens and the identity parameters),
@@ -40,7 +41,7 @@ func (p *Provider) Files(ctx context.Context, cfg *spc.Config) ([]render.File, e
 	for _, v := range values {
 		// One object at a time, so one object's bad jmesPath does not
 		// withhold the files of the others.
-		fs, err := render.Files([]fetch.Value{v}, render.Options{MaxResponseBytes: noSizeLimit, MaxValueBytes: p.MaxValueBytes, Translation: cfg.PathTranslation})
+		fs, err := render.Files(ctx, []fetch.Value{v}, render.Options{MaxResponseBytes: objectLimit, MaxValueBytes: p.MaxValueBytes, Translation: cfg.PathTranslation})
 		var objErrs fetch.Errors
 		switch {
 		case errors.As(err, &objErrs):

@@ -194,7 +194,7 @@ func (p *Provider) mount(ctx context.Context, req Request, attrs map[string]stri
 		}
 		values, fetchErr = p.Fetcher.Fetch(ctx, cfg, p.Clients(ctx, id), id.Key)
 	}
-	files, renderErr := render.Files(values, render.Options{MaxResponseBytes: p.MaxResponseBytes, MaxValueBytes: p.MaxValueBytes, Translation: cfg.PathTranslation})
+	files, renderErr := render.Files(ctx, values, render.Options{MaxResponseBytes: p.MaxResponseBytes, MaxValueBytes: p.MaxValueBytes, Translation: cfg.PathTranslation})
 	if fetchErr != nil {
 		// Report rendering problems of the fetched objects too, so one
 		// round of fixes covers everything.

@@ -5,6 +5,7 @@ package render
 
 import (
 	"bytes"
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -14,8 +15,7 @@ import (
 	"sort"
 	"strings"
 
-	jmespath "github.com/jmespath-community/go-jmespath"
-
+	"github.com/coffer-csi/coffer/internal/jmes"
 	"github.com/coffer-csi/coffer/provider/fetch"
 	"github.com/coffer-csi/coffer/provider/spc"
 )
@@ -49,9 +49,19 @@ type Options struct {
 
 // Files renders values (one per object, in object order) into files. It
 // fails as a whole, listing every object that could not be rendered.
-func Files(values []fetch.Value, opts Options) ([]File, error) {
+//
+// jmesPath results are bounded while they are computed: each expression
+// may build (in all its intermediate values) no more than a fixed multiple
+// of what remains of the response limit plus its document's size, and its
+// result must fit in what remains. Evaluation stops when ctx ends.
+func Files(ctx context.Context, values []fetch.Value, opts Options) ([]File, error) {
+	limit := opts.MaxResponseBytes
+	if limit <= 0 {
+		limit = DriverMaxResponseBytes
+	}
 	var files []File
 	var failed fetch.Errors
+	used := 0
 	for _, v := range values {
 		if err := checkValueSize(v, opts.MaxValueBytes); err != nil {
 			failed = append(failed, err)
@@ -60,14 +70,13 @@ func Files(values []fetch.Value, opts Options) ([]File, error) {
 		own, errs := objectFiles(v, opts.Translation)
 		failed = append(failed, errs...)
 		files = append(files, own...)
+		used += dataSize(own)
 		if len(v.Object.JMESPath) == 0 {
 			continue
 		}
-		extracted, err := extract(v)
-		if err != nil {
-			failed = append(failed, err...)
-			continue
-		}
+		extracted, err := extract(ctx, v, limit, used)
+		used += dataSize(extracted)
+		failed = append(failed, err...)
 		files = append(files, extracted...)
 	}
 	if len(failed) > 0 {
@@ -78,7 +87,7 @@ func Files(values []fetch.Value, opts Options) ([]File, error) {
 	if err := checkCollisions(files); err != nil {
 		return nil, err
 	}
-	if err := checkSize(files, opts.MaxResponseBytes); err != nil {
+	if err := checkSize(files, limit); err != nil {
 		return nil, err
 	}
 	return files, nil
@@ -242,10 +251,31 @@ func parentOf(p string) string {
 	return ""
 }
 
+func dataSize(files []File) int {
+	n := 0
+	for _, f := range files {
+		n += len(f.Data)
+	}
+	return n
+}
+
+// Work budget of one jmesPath evaluation: workPerResponseByte per byte left
+// of the response limit, workPerDocumentByte per byte of the document (a
+// filter may rebuild most of it), plus a floor for small documents. Costs
+// are counted as jmes.Cost counts them (about the memory the values take),
+// so memory is bounded by a fixed multiple of the response limit and the
+// document, never by what an expression asks for.
+const (
+	workPerResponseByte = 4
+	workPerDocumentByte = 32
+	workFloor           = 64 << 10
+)
+
 // extract applies an object's jmesPath entries. A jmesPath file's version is
 // its object's version: the extracted content can only change when the
-// object's content does.
-func extract(v fetch.Value) ([]File, fetch.Errors) {
+// object's content does. used is the response size rendered so far, limit
+// the response limit.
+func extract(ctx context.Context, v fetch.Value, limit, used int) ([]File, fetch.Errors) {
 	o := v.Object
 	doc, err := DecodeJSON(v.Data, false)
 	if err != nil {
@@ -266,13 +296,20 @@ func extract(v fetch.Value) ([]File, fetch.Errors) {
 		fail := func(detail, hint string) {
 			errs = append(errs, &fetch.ObjectError{Object: o, Entry: j, Kind: fetch.KindInvalid, Detail: detail, Hint: hint})
 		}
-		result, err := search(e.Compiled, doc)
+		left := max(0, limit-used)
+		work := workPerResponseByte*left + workPerDocumentByte*len(v.Data) + workFloor
+		result, err := e.Compiled.Search(ctx, doc, work)
 		if err != nil {
+			if errors.Is(err, jmes.ErrBudget) {
+				fail(fmt.Sprintf("evaluating path %q builds more than %d bytes of data (what remains of the %d-byte response limit, --max-response-bytes, sets the budget)", e.Expression, work, limit),
+					"simplify the expression; it should select from the secret's JSON, not multiply it")
+				continue
+			}
 			fail(fmt.Sprintf("evaluating path %q failed: %v", e.Expression, err), "check the expression against the secret's JSON structure")
 			continue
 		}
 		if _, isNumber := result.(float64); isNumber {
-			if n, err := search(e.Compiled, exact); err == nil {
+			if n, err := e.Compiled.Search(ctx, exact, work); err == nil {
 				if num, ok := n.(json.Number); ok {
 					result = num
 				}
@@ -287,20 +324,15 @@ func extract(v fetch.Value) ([]File, fetch.Errors) {
 			fail(fmt.Sprintf("the value at %q is not valid %s (%v)", e.Expression, e.Decoding, err), "store it encoded, or remove decoding")
 			continue
 		}
+		if len(data) > left {
+			fail(fmt.Sprintf("path %q gives %d bytes, more than the %d that remain of the response limit of %d (--max-response-bytes)", e.Expression, len(data), left, limit),
+				"select less, split the objects across several SecretProviderClasses, or raise --max-response-bytes")
+			continue
+		}
+		used += len(data)
 		files = append(files, File{Path: e.Path, Mode: e.Mode, Data: data, Version: v.Version, Object: o})
 	}
 	return files, errs
-}
-
-// search evaluates a compiled expression, turning a panic of the JMESPath
-// library into an error: a value must never crash the provider.
-func search(expr jmespath.JMESPath, doc any) (result any, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			result, err = nil, errors.New("the expression failed on this value")
-		}
-	}()
-	return expr.Search(doc)
 }
 
 // DecodeJSON parses a JSON document, with numbers as json.Number when
@@ -362,9 +394,6 @@ func scalarText(v any) ([]byte, error) {
 // checkSize fails a response larger than the limit, naming the largest
 // objects so the user knows what to split or drop.
 func checkSize(files []File, limit int) error {
-	if limit <= 0 {
-		limit = DriverMaxResponseBytes
-	}
 	total := 0
 	perObject := map[*spc.Object]int{}
 	for _, f := range files {

@@ -1,6 +1,7 @@
 package render_test
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"testing"
@@ -33,7 +34,7 @@ func TestJMESPathRendering(t *testing.T) {
     - {path: "list[?n > `+"`1`"+`].v | [0]", objectAlias: filtered}
 `)
 	data := `{"user":"app","port":5432,"big":12345678901234567890,"ratio":0.25,"on":false,"nested":{"a":[1,2]},"list":[{"n":1,"v":"x"},{"n":2,"v":"y"}]}`
-	files, err := render.Files([]fetch.Value{{Object: cfg.Objects[0], Data: []byte(data), Version: "v1"}}, render.Options{})
+	files, err := render.Files(context.Background(), []fetch.Value{{Object: cfg.Objects[0], Data: []byte(data), Version: "v1"}}, render.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,11 +63,26 @@ func TestJMESPathErrorsNeverEchoTheValue(t *testing.T) {
 		"missing key":   {`{"a":"` + canary + `"}`, "b", `path "b" matched nothing`},
 		"null value":    {`{"a":null,"b":"` + canary + `"}`, "a", "matched nothing"},
 		"empty":         {``, "a", "empty or truncated"},
+		// The JMESPath library's own type errors print the value.
+		"abs":           {`{"a":"` + canary + `"}`, "abs(a)", "function abs() needs number as argument 1, not a string"},
+		"sum":           {`{"a":["` + canary + `"]}`, "sum(a)", "function sum() needs array[number] as argument 1, not an array"},
+		"keys":          {`{"a":"` + canary + `"}`, "keys(a)", "function keys() needs object as argument 1, not a string"},
+		"starts_with":   {`{"a":"` + canary + `","n":1}`, "starts_with(n, a)", "function starts_with() needs string as argument 1, not a number"},
+		"pad width":     {`{"a":"` + canary + `"}`, "pad_left(a, a)", "function pad_left() needs number as argument 2, not a string"},
+		"pad negative":  {`{"a":"` + canary + `"}`, "pad_left(a, `-1`)", "function pad_left() failed on this value"},
+		"pad char":      {`{"a":"` + canary + `"}`, "pad_left('x', `3`, a)", "function pad_left() failed on this value"},
+		"sort_by mixed": {`{"a":[{"k":"` + canary + `"},{"k":1}]}`, "sort_by(a, &k)", "failed on this value"},
+		"join":          {`{"a":["` + canary + `",1]}`, "join(',', a)", "function join() needs array[string] as argument 2, not an array"},
+		"to_number":     {`{"a":"` + canary + `"}`, "to_number(a)", "matched nothing"},
+		"unknown var":   {`{"a":"` + canary + `"}`, "$x", "failed on this value"},
+		"arithmetic":    {`{"a":"` + canary + `"}`, "a + `1`", "matched nothing"},
+		"map":           {`{"a":["` + canary + `"]}`, "map(&abs(@), a)", "function abs() needs number"},
+		"merge":         {`{"a":"` + canary + `"}`, "merge(a)", "function merge() needs object as argument 1, not a string"},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
 			cfg := parse(t, "- {objectName: s, objectType: secretsmanager, jmesPath: [{path: \""+tc.path+"\", objectAlias: x}]}")
-			_, err := render.Files([]fetch.Value{{Object: cfg.Objects[0], Data: []byte(tc.data), Version: "v"}}, render.Options{})
+			_, err := render.Files(context.Background(), []fetch.Value{{Object: cfg.Objects[0], Data: []byte(tc.data), Version: "v"}}, render.Options{})
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("err = %v, want %q", err, tc.want)
 			}
@@ -89,7 +105,7 @@ func BenchmarkRender(b *testing.B) {
 	}
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := render.Files(values, render.Options{}); err != nil {
+		if _, err := render.Files(context.Background(), values, render.Options{}); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -6,10 +6,10 @@ import (
 	"strconv"
 	"strings"
 	"unicode"
-	"unicode/utf8"
 
-	jmespath "github.com/jmespath-community/go-jmespath"
 	"gopkg.in/yaml.v3"
+
+	"github.com/coffer-csi/coffer/internal/jmes"
 )
 
 // Object is one validated entry of the objects list.
@@ -53,7 +53,7 @@ type JMESPathEntry struct {
 	Alias      string
 	Path       string
 	Mode       fs.FileMode
-	Compiled   jmespath.JMESPath
+	Compiled   *jmes.Expr
 	// Decoding is applied to the extracted value.
 	Decoding string
 }
@@ -357,7 +357,7 @@ func (p *objectParser) jmesPath(n *yaml.Node, where string, parentMode fs.FileMo
 		e.Mode = p.mode(scalar(f, "filePermission", w, p.ps), parentMode, w, "filePermission")
 		if e.Expression == "" {
 			p.ps.add(w, "path", "is required: a JMESPath expression such as \"username\" or \"db.password\"")
-		} else if c, err := compileJMESPath(e.Expression); err != nil {
+		} else if c, err := jmes.Compile(e.Expression); err != nil {
 			p.ps.add(w, "path", "%q is not a valid JMESPath expression: %v", e.Expression, err)
 		} else {
 			e.Compiled = c
@@ -482,19 +482,4 @@ func parentDir(p string) string {
 		return p[:i]
 	}
 	return ""
-}
-
-// compileJMESPath compiles an expression, turning a panic of the JMESPath
-// library (its lexer panics on some invalid UTF-8) into an error: a class
-// must never crash the provider that serves every pod on the node.
-func compileJMESPath(expr string) (c jmespath.JMESPath, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			c, err = nil, fmt.Errorf("the expression cannot be parsed")
-		}
-	}()
-	if !utf8.ValidString(expr) {
-		return nil, fmt.Errorf("the expression is not valid UTF-8")
-	}
-	return jmespath.Compile(expr)
 }

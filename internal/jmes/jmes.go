@@ -1,0 +1,414 @@
+// Package jmes evaluates JMESPath expressions within a budget, with
+// messages that never contain the value evaluated.
+//
+// The JMESPath library's interpreter has no limits: a 138-byte expression
+// (`[@,@]|` repeated) doubles its result at every step, and functions such
+// as pad_left or replace allocate what their arguments ask for. Its errors
+// print the values they reject ("invalid type for: <the password>"). This
+// package keeps the library's parser, interpreter and functions, and adds
+// what they lack:
+//
+//   - Every node that constructs a value (lists, hashes, projections,
+//     flattening, comparisons, arithmetic, function calls) is wrapped, at
+//     compile time, in a call to a guard. The guard charges the logical size
+//     of the new value (walked with a cap, so a value that shares its parts
+//     costs what it would cost written out) against the evaluation's work
+//     budget, and checks the deadline. Nodes that only select from existing
+//     values (fields, indexes, @, $, pipes) cost nothing and do constant
+//     work, so every loop of the interpreter passes a guard or is bounded by
+//     a value already charged. Once the budget is spent, every further guard
+//     and function call fails at once: the evaluation ends quickly.
+//   - Functions run through coffer's own caller: arguments are type-checked
+//     with coffer's messages, and functions whose output can exceed their
+//     input many times over in one call (pad_left, pad_right, replace, join,
+//     split) have their output size computed before they run.
+//   - Any other error of the library becomes a fixed message.
+package jmes
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/jmespath-community/go-jmespath/pkg/functions"
+	"github.com/jmespath-community/go-jmespath/pkg/interpreter"
+	"github.com/jmespath-community/go-jmespath/pkg/parsing"
+	"github.com/jmespath-community/go-jmespath/pkg/util"
+)
+
+// ErrBudget is returned when an evaluation would build more than its
+// work budget.
+var ErrBudget = errors.New("the expression builds more data than the budget allows")
+
+// Expr is a compiled expression. It is safe for concurrent use.
+type Expr struct {
+	ast parsing.ASTNode
+}
+
+// guardName is the guard's function name. The lexer only produces
+// identifiers, so no expression can call it.
+const guardName = "coffer budget"
+
+// Compile parses an expression and checks every function it calls (name
+// and number of arguments). Its errors quote only the expression.
+func Compile(expr string) (e *Expr, err error) {
+	defer func() {
+		// The library's lexer panics on some invalid input.
+		if r := recover(); r != nil {
+			e, err = nil, errors.New("the expression cannot be parsed")
+		}
+	}()
+	if !utf8.ValidString(expr) {
+		return nil, errors.New("the expression is not valid UTF-8")
+	}
+	ast, err := parsing.NewParser().Parse(expr)
+	if err != nil {
+		return nil, err // a SyntaxError: the expression and an offset
+	}
+	if err := checkFunctions(ast); err != nil {
+		return nil, err
+	}
+	return &Expr{ast: guard(ast)}, nil
+}
+
+// isConstruct reports whether a node builds a new value.
+func isConstruct(n parsing.ASTNode) bool {
+	switch n.NodeType {
+	case parsing.ASTFunctionExpression, parsing.ASTMultiSelectList, parsing.ASTMultiSelectHash,
+		parsing.ASTProjection, parsing.ASTFilterProjection, parsing.ASTFlatten, parsing.ASTValueProjection,
+		parsing.ASTComparator, parsing.ASTNotExpression, parsing.ASTArithmeticExpression, parsing.ASTArithmeticUnaryExpression:
+		return true
+	}
+	return false
+}
+
+// guard wraps every constructing node in a call to the guard. Nodes whose
+// children the interpreter inspects by type (a projection's index
+// expression, hash keys, let bindings, slices, expression references) are
+// never constructs, so their shape is kept.
+func guard(n parsing.ASTNode) parsing.ASTNode {
+	if len(n.Children) > 0 {
+		children := make([]parsing.ASTNode, len(n.Children))
+		for i, c := range n.Children {
+			children[i] = guard(c)
+		}
+		n.Children = children
+	}
+	if !isConstruct(n) {
+		return n
+	}
+	return parsing.ASTNode{NodeType: parsing.ASTFunctionExpression, Value: guardName, Children: []parsing.ASTNode{n}}
+}
+
+func checkFunctions(n parsing.ASTNode) error {
+	if n.NodeType == parsing.ASTFunctionExpression {
+		name, _ := n.Value.(string)
+		f, ok := table[name]
+		if !ok {
+			return fmt.Errorf("unknown function %s()", name)
+		}
+		if lo, hi := arity(f.Arguments); len(n.Children) < lo || (hi >= 0 && len(n.Children) > hi) {
+			return fmt.Errorf("function %s() takes %s, not %d", name, describeArity(lo, hi), len(n.Children))
+		}
+	}
+	for _, c := range n.Children {
+		if err := checkFunctions(c); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// table holds the library's functions by name; read only.
+var table = func() map[string]functions.FunctionEntry {
+	t := map[string]functions.FunctionEntry{}
+	for _, f := range functions.GetDefaultFunctions() {
+		t[f.Name] = f
+	}
+	return t
+}()
+
+// Search evaluates the expression on doc (a decoded JSON value). Building
+// more than work bytes (counted as Cost counts) fails with ErrBudget; the
+// context's end fails it with the context's error.
+func (e *Expr) Search(ctx context.Context, doc any, work int) (result any, err error) {
+	ev := &evaluation{ctx: ctx, left: work}
+	defer func() {
+		if r := recover(); r != nil {
+			result, err = nil, errors.New("the expression failed on this value")
+		}
+	}()
+	res, err := interpreter.NewInterpreter(doc, ev, nil).Execute(e.ast, doc)
+	switch {
+	case ev.err != nil:
+		// Some nodes swallow their children's errors; the first failure
+		// is the answer whatever the interpreter made of it.
+		return nil, ev.err
+	case err != nil:
+		return nil, errors.New("the expression failed on this value")
+	}
+	return res, nil
+}
+
+// evaluation is the state of one Search: it is the interpreter's function
+// caller.
+type evaluation struct {
+	ctx  context.Context
+	left int
+	err  error
+}
+
+func (ev *evaluation) fail(err error) error {
+	if ev.err == nil {
+		ev.err = err
+	}
+	return ev.err
+}
+
+// charge spends n bytes of the budget.
+func (ev *evaluation) charge(n int) error {
+	if ev.left -= n; ev.left < 0 {
+		return ev.fail(ErrBudget)
+	}
+	return nil
+}
+
+// CallFunction implements interpreter.FunctionCaller.
+func (ev *evaluation) CallFunction(name string, args []any) (any, error) {
+	if ev.err != nil {
+		return nil, ev.err
+	}
+	if err := ev.ctx.Err(); err != nil {
+		return nil, ev.fail(fmt.Errorf("evaluation stopped: %w", err))
+	}
+	if name == guardName {
+		if err := ev.charge(Cost(args[0], ev.left)); err != nil {
+			return nil, err
+		}
+		return args[0], nil
+	}
+	f, ok := table[name]
+	if !ok {
+		return nil, ev.fail(fmt.Errorf("unknown function %s()", name))
+	}
+	if err := checkArgs(name, f.Arguments, args); err != nil {
+		return nil, ev.fail(err)
+	}
+	if n, ok := outputSize(name, args); ok {
+		if err := ev.charge(n); err != nil {
+			return nil, err
+		}
+	}
+	res, err := f.Handler(args)
+	if err != nil {
+		// The library's message may quote an argument.
+		return nil, ev.fail(fmt.Errorf("function %s() failed on this value (a count or width must be a non-negative integer, a pad a single character)", name))
+	}
+	return res, nil
+}
+
+// arity gives the least and most arguments (-1: no most).
+func arity(specs []functions.ArgSpec) (lo, hi int) {
+	hi = len(specs)
+	for _, s := range specs {
+		if !s.Optional {
+			lo++
+		}
+		if s.Variadic {
+			hi = -1
+		}
+	}
+	return lo, hi
+}
+
+func describeArity(lo, hi int) string {
+	switch {
+	case hi < 0:
+		return fmt.Sprintf("at least %d arguments", lo)
+	case lo == hi && lo == 1:
+		return "1 argument"
+	case lo == hi:
+		return fmt.Sprintf("%d arguments", lo)
+	}
+	return fmt.Sprintf("%d to %d arguments", lo, hi)
+}
+
+// checkArgs checks argument types as the library does, with a message that
+// names the function, the argument and the types, never the value.
+func checkArgs(name string, specs []functions.ArgSpec, args []any) error {
+	if len(specs) == 0 {
+		return nil
+	}
+	for i, a := range args {
+		spec := specs[min(i, len(specs)-1)]
+		if !accepts(spec.Types, a) {
+			var want []string
+			for _, t := range spec.Types {
+				want = append(want, string(t))
+			}
+			return fmt.Errorf("function %s() needs %s as argument %d, not %s", name, strings.Join(want, " or "), i+1, TypeName(a))
+		}
+	}
+	return nil
+}
+
+func accepts(types []functions.JpType, a any) bool {
+	for _, t := range types {
+		switch t {
+		case functions.JpAny:
+			return true
+		case functions.JpNumber:
+			if _, ok := a.(float64); ok {
+				return true
+			}
+		case functions.JpString:
+			if _, ok := a.(string); ok {
+				return true
+			}
+		case functions.JpArray:
+			if util.IsSliceType(a) {
+				return true
+			}
+		case functions.JpObject:
+			if _, ok := a.(map[string]any); ok {
+				return true
+			}
+		case functions.JpArrayArray:
+			if _, ok := a.([]any); ok {
+				return true
+			}
+		case functions.JpArrayNumber:
+			if _, ok := util.ToArrayNum(a); ok {
+				return true
+			}
+		case functions.JpArrayString:
+			if _, ok := util.ToArrayStr(a); ok {
+				return true
+			}
+		case functions.JpExpref:
+			if _, ok := a.(functions.ExpRef); ok {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// TypeName is the JMESPath type of a value, for messages.
+func TypeName(v any) string {
+	switch v.(type) {
+	case nil:
+		return "null"
+	case string:
+		return "a string"
+	case float64, json.Number:
+		return "a number"
+	case bool:
+		return "a boolean"
+	case map[string]any:
+		return "an object"
+	case functions.ExpRef:
+		return "an expression reference"
+	}
+	if util.IsSliceType(v) {
+		return "an array"
+	}
+	return "a value of another type"
+}
+
+// outputSize computes, before they run, the size of what the functions
+// that can multiply their input in one call would build. Their arguments
+// are already type-checked.
+func outputSize(name string, args []any) (int, bool) {
+	count := func(i int) int {
+		if len(args) <= i {
+			return -1
+		}
+		n, ok := util.ToPositiveInteger(args[i])
+		if !ok {
+			return -1 // the function itself refuses it
+		}
+		return n
+	}
+	switch name {
+	case "pad_left", "pad_right":
+		if w := count(1); w > 0 {
+			return w, true
+		}
+	case "replace":
+		subject, old, repl := args[0].(string), args[1].(string), args[2].(string)
+		n := strings.Count(subject, old)
+		if c := count(3); c >= 0 {
+			n = min(n, c)
+		}
+		return len(subject) + n*max(0, len(repl)-len(old)), true
+	case "join":
+		sep := args[0].(string)
+		items := args[1].([]any)
+		n := len(sep) * max(0, len(items)-1)
+		for _, it := range items {
+			if s, ok := it.(string); ok {
+				n += len(s)
+			}
+		}
+		return n, true
+	case "split":
+		s, sep := args[0].(string), args[1].(string)
+		n := strings.Count(s, sep) + 1
+		if c := count(2); c >= 0 {
+			n = min(n, c+1)
+		}
+		return len(s) + n*stringCost, true
+	}
+	return 0, false
+}
+
+// Costs of values: roughly the memory they take, so a budget in bytes
+// bounds memory; never less than their JSON text (up to escaping).
+const (
+	scalarCost = 16
+	stringCost = 16
+	arrayCost  = 24
+	objectCost = 48
+)
+
+// Cost is the size of a value written out (shared parts counted every time
+// they appear), walked no further than limit: the result is at most
+// limit+1 when the value is larger.
+func Cost(v any, limit int) int {
+	n := 0
+	var walk func(v any)
+	walk = func(v any) {
+		if n > limit {
+			return
+		}
+		switch x := v.(type) {
+		case string:
+			n += stringCost + len(x)
+		case json.Number:
+			n += scalarCost + len(x)
+		case []any:
+			n += arrayCost
+			for _, e := range x {
+				if walk(e); n > limit {
+					return
+				}
+			}
+		case map[string]any:
+			n += objectCost
+			for k, e := range x {
+				n += stringCost + len(k)
+				if walk(e); n > limit {
+					return
+				}
+			}
+		default:
+			n += scalarCost
+		}
+	}
+	walk(v)
+	return min(n, limit+1)
+}

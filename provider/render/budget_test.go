@@ -1,0 +1,81 @@
+package render_test
+
+import (
+	"context"
+	"runtime"
+	"strings"
+	"testing"
+
+	"github.com/coffer-csi/coffer/provider/fetch"
+	"github.com/coffer-csi/coffer/provider/render"
+)
+
+// allocated returns the bytes fn allocates (all goroutines; the tests here
+// run alone).
+func allocated(fn func()) uint64 {
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	fn()
+	runtime.ReadMemStats(&after)
+	return after.TotalAlloc - before.TotalAlloc
+}
+
+// TestJMESPathBudget: expressions that multiply a small secret fail with a
+// clear error, having allocated no more than a fixed multiple of the
+// response limit, whatever they ask for.
+func TestJMESPathBudget(t *testing.T) {
+	const limit = 64 << 10
+	secret := `{"password":"` + canaryValue + `","n":1000000000000,"list":["a","b","c"]}`
+	tests := map[string]struct{ path, want string }{
+		// The review's 138 bytes: each step doubles the value.
+		"doubling":         {strings.Repeat("[@,@]|", 22) + "[@,@]", "builds more than"},
+		"doubling flatten": {strings.Repeat("[@,@][]|", 22) + "@", "builds more than"},
+		"doubling string":  {"password" + strings.Repeat("|join(@,[@,@,@])", 1) + strings.Repeat("|replace(@,'','xx')", 12), "builds more than"},
+		"pad_left":         {"pad_left(password, n)", "builds more than"},
+		"pad_right":        {"pad_right('', `1e15`)", "builds more than"},
+		"join":             {"join(join('', [password,password,password,password]), [password,password,password,password,password,password,password,password])|join(@,[@,@,@,@,@,@,@,@,@,@,@,@,@,@,@,@])|join(@,[@,@,@,@,@,@,@,@,@,@,@,@,@,@,@,@])", "builds more than"},
+		"split":            {"[password,password,password,password]|join('',@)" + strings.Repeat("|replace(@,'','y')", 9) + "|split(@,'')", "builds more than"},
+		"projection":       {strings.Repeat("[@,@]|", 20) + "[*][*][*][*][*][*][*][*][*][*][*][*][*][*][*][*][*][*][*][*].x", "builds more than"},
+		"result too large": {"to_string([@,@,@,@,@,@,@,@,@,@,@,@,@,@,@,@])|[@,@,@,@,@,@,@,@,@,@,@,@,@,@,@,@]|to_string(@)|[@,@,@,@,@,@,@,@]|to_string(@)", "more than"},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			cfg := parse(t, "- {objectName: s, objectType: secretsmanager, jmesPath: [{path: \""+strings.ReplaceAll(tc.path, `"`, `\"`)+"\", objectAlias: x}]}")
+			var err error
+			got := allocated(func() {
+				_, err = render.Files(context.Background(), []fetch.Value{{Object: cfg.Objects[0], Data: []byte(secret), Version: "v"}}, render.Options{MaxResponseBytes: limit})
+			})
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want %q", err, tc.want)
+			}
+			if strings.Contains(err.Error(), canaryValue) {
+				t.Errorf("error echoes the value: %v", err)
+			}
+			// Invariant, not timing: a fixed multiple of the limit.
+			if bound := uint64(maxAllocPerLimitByte*(limit+len(secret)) + allocSlack); got > bound {
+				t.Errorf("allocated %d bytes, over %d", got, bound)
+			}
+		})
+	}
+}
+
+// maxAllocPerLimitByte is the invariant the budget keeps: rendering
+// allocates at most this many bytes per byte of response limit and of the
+// value rendered, plus allocSlack.
+const (
+	maxAllocPerLimitByte = 64
+	allocSlack           = 1 << 20
+)
+
+const canaryValue = "CANARY-budget-5d2e0f"
+
+// TestJMESPathDeadline: evaluation stops when the mount's deadline passes.
+func TestJMESPathDeadline(t *testing.T) {
+	cfg := parse(t, "- {objectName: s, objectType: secretsmanager, jmesPath: [{path: \"[@,@]|[@,@]\", objectAlias: x}]}")
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, err := render.Files(ctx, []fetch.Value{{Object: cfg.Objects[0], Data: []byte(`{"a":1}`), Version: "v"}}, render.Options{})
+	if err == nil || !strings.Contains(err.Error(), "evaluation stopped") {
+		t.Fatalf("err = %v, want the evaluation stopped", err)
+	}
+}
