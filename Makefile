@@ -25,7 +25,7 @@ FUZZTIME ?= 10s
 FUZZ_TARGETS := \
 	FuzzCheckFilePath:./provider/spc FuzzParse:./provider/spc FuzzParseARN:./provider/spc \
 	FuzzParseAttributes:./provider/spc FuzzRender:./provider/render FuzzToken:./auth \
-	FuzzParseDeclaration:./secretsync
+	FuzzParseDeclaration:./secretsync FuzzTemplate:./secretsync
 fuzz-smoke:
 	@set -e; for t in $(FUZZ_TARGETS); do \
 	  name=$${t%%:*}; pkg=$${t#*:}; \

@@ -2,6 +2,7 @@ package secretsync
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -21,7 +22,10 @@ const MaxSecretBytes = corev1.MaxSecretSize
 // path): dataFrom first (a key in two dataFrom entries is an error), then
 // data (which wins over dataFrom, as in ExternalSecret), then the template.
 // Errors name keys and files, never values.
-func (s *Secret) Build(files map[string]render.File) (map[string][]byte, error) {
+//
+// Templates are bounded while they run (output, work and steps: see
+// execution) and stop when ctx ends.
+func (s *Secret) Build(ctx context.Context, files map[string]render.File) (map[string][]byte, error) {
 	values := map[string][]byte{}
 	from := map[string]int{}
 	for j, e := range s.DataFrom {
@@ -53,20 +57,27 @@ func (s *Secret) Build(files map[string]render.File) (map[string][]byte, error) 
 		values[d.Key] = v
 	}
 	if t := s.Template; t != nil {
-		ctx := make(map[string]string, len(values))
+		tctx := make(map[string]string, len(values))
 		for k, v := range values {
-			ctx[k] = string(v)
+			tctx[k] = string(v)
 		}
 		out := map[string][]byte{}
+		left := MaxSecretBytes
 		if t.MergePolicy == MergeData {
 			out = values
+			for _, v := range values {
+				left -= len(v)
+			}
 		}
+		x := newExecution(ctx, MaxSecretBytes)
 		for _, k := range t.Keys {
-			v, err := execute(t.tmpls[k], ctx)
+			left += len(out[k]) // a template replaces a merged key
+			v, err := x.execute(t.tmpls[k], tctx, max(0, left))
 			if err != nil {
 				return nil, fmt.Errorf("template.data[%s]: %v", k, err)
 			}
 			out[k] = v
+			left -= len(v)
 		}
 		values = out
 	}

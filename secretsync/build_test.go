@@ -1,6 +1,7 @@
 package secretsync
 
 import (
+	"context"
 	"encoding/base64"
 	"strings"
 	"testing"
@@ -124,23 +125,23 @@ func TestBuild(t *testing.T) {
 		},
 		"template calling fromJson on a non-JSON value": {
 			decl:    `[{secretName: s, data: [{key: c, objectName: cert}], template: {data: {x: "{{ (fromJson .c).a }}"}}}]`,
-			wantErr: `template.data[x]: template: x:1:4: executing "x" at <fromJson .c>: error calling fromJson: not valid JSON (syntax error at byte 2)`,
+			wantErr: `template.data[x]: line 1, column 4 ({{ fromJson .c }}): fromJson: the value is not valid JSON (syntax error at byte 2)`,
 		},
 		"template naming a missing key": {
 			decl:    `[{secretName: s, data: [{key: c, objectName: cert}], template: {data: {x: "{{ .nope }}"}}}]`,
-			wantErr: `map has no entry for key "nope"`,
+			wantErr: `({{ .nope }}): reads a key the Secret's values do not have`,
 		},
 		"template b64dec of a non-base64 value": {
 			decl:    `[{secretName: s, data: [{key: c, objectName: cert}], template: {data: {x: "{{ .c | b64dec }}"}}}]`,
-			wantErr: `error calling b64dec: not valid base64`,
+			wantErr: `: not valid base64`,
 		},
 		"template required": {
 			decl:    `[{secretName: s, data: [{key: c, objectName: cert}], template: {data: {x: "{{ \"\" | required \"set x\" }}"}}}]`,
-			wantErr: `error calling required: set x`,
+			wantErr: `: required: set x`,
 		},
 		"template with a non-string field access": {
 			decl:    `[{secretName: s, data: [{key: c, objectName: cert}], template: {data: {x: "{{ .c.d }}"}}}]`,
-			wantErr: `can't evaluate field d in type string`,
+			wantErr: `reads a field of a value that has none`,
 		},
 		"an empty JSON object": {
 			decl:    `[{secretName: s, dataFrom: [{extract: extra.json}]}]`,
@@ -166,7 +167,7 @@ func TestBuild(t *testing.T) {
 				}
 				c = full
 			}
-			got, err := secrets[0].Build(byPath(files(t, testConfig(t), c, "v1")))
+			got, err := secrets[0].Build(context.Background(), byPath(files(t, testConfig(t), c, "v1")))
 			if tc.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 					t.Fatalf("Build = %v; want an error with %q", err, tc.wantErr)

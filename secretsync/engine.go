@@ -218,7 +218,7 @@ func (e *Engine) syncOne(ctx context.Context, owner *SPC, s *Secret, files map[s
 		}
 		return failed(s.Name, ReasonFetchFailed, "Secret %q not synced, left as it is%s: %v", s.Name, note, missing)
 	}
-	data, err := s.Build(files)
+	data, err := s.Build(ctx, files)
 	if err != nil {
 		return failed(s.Name, ReasonInvalidData, "Secret %q not synced, left as it is: %s: %v", s.Name, s.Describe(), err)
 	}

@@ -2,87 +2,443 @@ package secretsync
 
 import (
 	"bytes"
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/coffer-csi/coffer/provider/render"
+	"reflect"
+	"regexp"
 	"strconv"
 	"strings"
 	"text/template"
+	"text/template/parse"
+
+	"github.com/coffer-csi/coffer/internal/jmes"
+	"github.com/coffer-csi/coffer/provider/render"
 )
 
 // Template functions, besides text/template's own (index, printf, eq, ...).
 // Values are strings; a function that takes the piped value takes it last,
 // as in Helm. Their errors never contain the value they were given.
-var templateFuncs = template.FuncMap{
-	// b64enc encodes a value in standard base64.
-	"b64enc": func(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) },
-	// b64dec decodes standard base64 (padded or not).
-	"b64dec": func(s string) (string, error) {
-		b, err := decode([]byte(s), DecodeBase64)
-		return string(b), err
-	},
-	// fromJson parses a JSON value, to reach into it: (fromJson .db).host
-	"fromJson": func(s string) (any, error) { return decodeJSON([]byte(s)) },
-	// toJson writes a value as compact JSON.
-	"toJson": func(v any) (string, error) {
-		b, err := json.Marshal(v)
-		if err != nil {
-			return "", errors.New("the value cannot be written as JSON")
-		}
-		return string(b), nil
-	},
-	"upper":      strings.ToUpper,
-	"lower":      strings.ToLower,
-	"trim":       strings.TrimSpace,
-	"trimPrefix": func(prefix, s string) string { return strings.TrimPrefix(s, prefix) },
-	"trimSuffix": func(suffix, s string) string { return strings.TrimSuffix(s, suffix) },
-	"replace":    func(old, new, s string) string { return strings.ReplaceAll(s, old, new) },
-	// indent prefixes every line with n spaces; nindent adds a newline
-	// first (for YAML blocks).
-	"indent":  indent,
-	"nindent": func(n int, s string) string { return "\n" + indent(n, s) },
-	// quote writes a value as a double-quoted string with escapes.
-	"quote": strconv.Quote,
-	// default returns def when the value is empty.
-	"default": func(def, s string) string {
-		if s == "" {
-			return def
-		}
-		return s
-	},
-	// required fails with msg when the value is empty.
-	"required": func(msg, s string) (string, error) {
-		if s == "" {
-			return "", errors.New(msg)
-		}
-		return s, nil
-	},
+//
+// Every function that builds a string charges it to the execution's budget
+// (see execution), and those whose output can exceed their input many times
+// over in one call (replace, indent, printf widths) are sized before they
+// run. text/template's own string builders (printf, print, println, html,
+// js, urlquery) are replaced by budgeted ones of the same behaviour.
+func (x *execution) funcs() template.FuncMap {
+	str := func(f func(string) string) func(string) (string, error) {
+		return func(s string) (string, error) { return x.built(f(s)) }
+	}
+	return template.FuncMap{
+		// b64enc encodes a value in standard base64.
+		"b64enc": str(func(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }),
+		// b64dec decodes standard base64 (padded or not).
+		"b64dec": func(s string) (string, error) {
+			b, err := decode([]byte(s), DecodeBase64)
+			if err != nil {
+				return "", funcError{err.Error()}
+			}
+			return x.built(string(b))
+		},
+		// fromJson parses a JSON value, to reach into it: (fromJson .db).host
+		"fromJson": func(s string) (any, error) {
+			// Charged before decoding, by the most a document of this
+			// length can decode to (a value per byte).
+			if err := x.charge(jsonCostPerByte * len(s)); err != nil {
+				return nil, err
+			}
+			v, err := decodeJSON([]byte(s))
+			if err != nil {
+				return nil, funcError{"fromJson: the value is " + err.Error()}
+			}
+			return v, nil
+		},
+		// toJson writes a value as compact JSON.
+		"toJson": func(v any) (string, error) {
+			if err := x.charge(jmes.Cost(v, x.left)); err != nil {
+				return "", err
+			}
+			b, err := json.Marshal(v)
+			if err != nil {
+				return "", funcError{"toJson: the value cannot be written as JSON"}
+			}
+			return x.built(string(b))
+		},
+		"upper":      str(strings.ToUpper),
+		"lower":      str(strings.ToLower),
+		"trim":       strings.TrimSpace,
+		"trimPrefix": func(prefix, s string) string { return strings.TrimPrefix(s, prefix) },
+		"trimSuffix": func(suffix, s string) string { return strings.TrimSuffix(s, suffix) },
+		"replace": func(old, new, s string) (string, error) {
+			if err := x.charge(len(s) + strings.Count(s, old)*max(0, len(new)-len(old))); err != nil {
+				return "", err
+			}
+			return strings.ReplaceAll(s, old, new), nil
+		},
+		// indent prefixes every line with n spaces; nindent adds a newline
+		// first (for YAML blocks).
+		"indent":  x.indent,
+		"nindent": func(n int, s string) (string, error) { s, err := x.indent(n, s); return "\n" + s, err },
+		// quote writes a value as a double-quoted string with escapes.
+		"quote": str(strconv.Quote),
+		// default returns def when the value is empty.
+		"default": func(def, s string) string {
+			if s == "" {
+				return def
+			}
+			return s
+		},
+		// required fails when the value is empty, with its message (a
+		// quoted string in the template: see checkRequired).
+		"required": func(msg, s string) (string, error) {
+			if s == "" {
+				return "", funcError{"required: " + msg}
+			}
+			return s, nil
+		},
+		"printf": func(format string, args ...any) (string, error) {
+			if err := x.checkFormat(format, args); err != nil {
+				return "", err
+			}
+			return x.built(fmt.Sprintf(format, args...))
+		},
+		"print":    func(args ...any) (string, error) { return x.built(fmt.Sprint(args...)) },
+		"println":  func(args ...any) (string, error) { return x.built(fmt.Sprintln(args...)) },
+		"html":     func(args ...any) (string, error) { return x.built(template.HTMLEscaper(args...)) },
+		"js":       func(args ...any) (string, error) { return x.built(template.JSEscaper(args...)) },
+		"urlquery": func(args ...any) (string, error) { return x.built(template.URLQueryEscaper(args...)) },
+		stepFunc:   x.step,
+	}
 }
 
 // TemplateFunctions lists the functions templates may call, for the docs.
-func TemplateFunctions() []string { return sortedKeys(templateFuncs) }
-
-func indent(n int, s string) string {
-	pad := strings.Repeat(" ", n)
-	return pad + strings.ReplaceAll(s, "\n", "\n"+pad)
+func TemplateFunctions() []string {
+	var names []string
+	for _, n := range sortedKeys((&execution{}).funcs()) {
+		if n != stepFunc && !builtins[n] {
+			names = append(names, n)
+		}
+	}
+	return names
 }
+
+// builtins are text/template's functions that coffer replaces with
+// budgeted ones of the same behaviour.
+var builtins = map[string]bool{"printf": true, "print": true, "println": true, "html": true, "js": true, "urlquery": true}
+
+func (x *execution) indent(n int, s string) (string, error) {
+	if n < 0 {
+		return "", funcError{"indent: the count must not be negative"}
+	}
+	if err := x.charge(len(s) + n*(strings.Count(s, "\n")+1)); err != nil {
+		return "", err
+	}
+	pad := strings.Repeat(" ", n)
+	return pad + strings.ReplaceAll(s, "\n", "\n"+pad), nil
+}
+
+// checkFormat sizes a printf before it runs: a width or precision (written
+// or passed with *) may not exceed the budget left.
+func (x *execution) checkFormat(format string, args []any) error {
+	arg := 0
+	total := len(format)
+	for i := 0; i < len(format); i++ {
+		if format[i] != '%' {
+			continue
+		}
+		for i++; i < len(format); i++ {
+			c := format[i]
+			switch {
+			case c == '*':
+				if arg < len(args) {
+					if n, ok := args[arg].(int); ok {
+						total += max(n, -n)
+					}
+				}
+				arg++
+			case c >= '0' && c <= '9':
+				n := 0
+				for ; i < len(format) && format[i] >= '0' && format[i] <= '9'; i++ {
+					if n = n*10 + int(format[i]-'0'); n > x.left {
+						return x.fail(errBudget)
+					}
+				}
+				total += n
+				i--
+			case c == '[':
+				// An explicit argument index: the sizes still hold.
+			case strings.IndexByte("+-# .]", c) >= 0:
+			default:
+				if c != '%' {
+					arg++
+				}
+				goto next
+			}
+		}
+	next:
+	}
+	if total > x.left {
+		return x.fail(errBudget)
+	}
+	return nil
+}
+
+// stepFunc is the name of the step guard that parseTemplate puts at the
+// start of every range body and every template's body.
+const stepFunc = "cofferStep"
+
+// A budget bounds one execution of a Secret's templates:
+//   - output: what the templates write, at most what remains of the
+//     Secret's size limit (a limited writer, so output stops when full);
+//   - work: every string or value a function builds, in total, at most
+//     templateWorkFactor times that;
+//   - steps: range iterations and template calls, at most maxSteps (each
+//     allocates a little in text/template); and the context's deadline.
+//
+// Nothing else in a template grows: text/template only writes and passes
+// values on, so these three bound its memory and time.
+const (
+	templateWorkFactor = 8
+	jsonCostPerByte    = 16
+	maxSteps           = 1 << 16
+)
+
+var errBudget = errors.New("the template builds more than its budget (8 times the Secret's size limit)")
+
+// execution is the state of one Build's template executions.
+type execution struct {
+	ctx   context.Context
+	left  int // work
+	steps int
+	err   error
+}
+
+func newExecution(ctx context.Context, outputLimit int) *execution {
+	return &execution{ctx: ctx, left: templateWorkFactor * outputLimit, steps: maxSteps}
+}
+
+func (x *execution) fail(err error) error {
+	if x.err == nil {
+		x.err = err
+	}
+	return x.err
+}
+
+func (x *execution) charge(n int) error {
+	if x.err != nil {
+		return x.err
+	}
+	if x.left -= n; x.left < 0 {
+		return x.fail(errBudget)
+	}
+	return nil
+}
+
+func (x *execution) built(s string) (string, error) {
+	if err := x.charge(len(s)); err != nil {
+		return "", err
+	}
+	return s, nil
+}
+
+func (x *execution) step() (string, error) {
+	if x.err != nil {
+		return "", x.err
+	}
+	if err := x.ctx.Err(); err != nil {
+		return "", x.fail(fmt.Errorf("the template ran out of time: %w", err))
+	}
+	if x.steps--; x.steps < 0 {
+		return "", x.fail(fmt.Errorf("the template runs more than %d range iterations and template calls", maxSteps))
+	}
+	return "", nil
+}
+
+// funcError is a template function's failure: a fixed message, or the
+// template's own text (required's message).
+type funcError struct{ msg string }
+
+func (e funcError) Error() string { return e.msg }
 
 func parseTemplate(key, text string) (*template.Template, error) {
-	return template.New(key).Funcs(templateFuncs).Option("missingkey=error").Parse(text)
-}
-
-// execute runs a template over the Secret's values. Its error names the
-// template position and what failed, never a value: coffer's functions
-// say nothing of their input, and text/template's own errors name fields
-// and types.
-func execute(t *template.Template, values map[string]string) ([]byte, error) {
-	var buf bytes.Buffer
-	if err := t.Execute(&buf, values); err != nil {
+	t, err := template.New(key).Funcs((&execution{}).funcs()).Option("missingkey=error").Parse(text)
+	if err != nil {
 		return nil, err
 	}
-	return buf.Bytes(), nil
+	for _, tt := range t.Templates() {
+		if tt.Tree == nil {
+			continue
+		}
+		if err := checkRequired(tt.Tree); err != nil {
+			return nil, err
+		}
+		addSteps(tt.Tree.Root)
+	}
+	return t, nil
+}
+
+// checkRequired refuses a required whose message is not a quoted string
+// in the template: the message goes into Events and the status, so it must
+// never be a value ({{ "" | required .password }}).
+func checkRequired(tree *parse.Tree) error {
+	var err error
+	walk(tree.Root, func(n parse.Node) {
+		cmd, ok := n.(*parse.CommandNode)
+		if !ok || len(cmd.Args) == 0 || err != nil {
+			return
+		}
+		if id, ok := cmd.Args[0].(*parse.IdentifierNode); ok && id.Ident == "required" {
+			if len(cmd.Args) < 2 {
+				return // text/template reports the missing argument
+			}
+			if _, ok := cmd.Args[1].(*parse.StringNode); !ok {
+				location, _ := tree.ErrorContext(cmd)
+				err = fmt.Errorf("template: %s: required's message must be a quoted string, such as {{ .password | required \"password is empty\" }}", location)
+			}
+		}
+	})
+	return err
+}
+
+// addSteps puts a step guard at the start of every range body and of the
+// template's own body.
+func addSteps(root *parse.ListNode) {
+	prepend := func(l *parse.ListNode) {
+		if l == nil {
+			return
+		}
+		step := &parse.ActionNode{NodeType: parse.NodeAction, Pos: l.Pos, Pipe: &parse.PipeNode{NodeType: parse.NodePipe, Pos: l.Pos,
+			Cmds: []*parse.CommandNode{{NodeType: parse.NodeCommand, Pos: l.Pos, Args: []parse.Node{parse.NewIdentifier(stepFunc).SetPos(l.Pos)}}}}}
+		l.Nodes = append([]parse.Node{step}, l.Nodes...)
+	}
+	walk(root, func(n parse.Node) {
+		if r, ok := n.(*parse.RangeNode); ok {
+			prepend(r.List)
+		}
+	})
+	prepend(root)
+}
+
+// walk calls fn for n and every node below it.
+func walk(n parse.Node, fn func(parse.Node)) {
+	if n == nil || reflect.ValueOf(n).IsNil() {
+		return
+	}
+	fn(n)
+	switch x := n.(type) {
+	case *parse.ListNode:
+		for _, c := range x.Nodes {
+			walk(c, fn)
+		}
+	case *parse.ActionNode:
+		walk(x.Pipe, fn)
+	case *parse.PipeNode:
+		for _, c := range x.Cmds {
+			walk(c, fn)
+		}
+	case *parse.CommandNode:
+		for _, c := range x.Args {
+			walk(c, fn)
+		}
+	case *parse.IfNode:
+		walkBranch(&x.BranchNode, fn)
+	case *parse.RangeNode:
+		walkBranch(&x.BranchNode, fn)
+	case *parse.WithNode:
+		walkBranch(&x.BranchNode, fn)
+	case *parse.TemplateNode:
+		walk(x.Pipe, fn)
+	}
+}
+
+func walkBranch(b *parse.BranchNode, fn func(parse.Node)) {
+	walk(b.Pipe, fn)
+	walk(b.List, fn)
+	walk(b.ElseList, fn)
+}
+
+// execute runs a template over the Secret's values, writing at most limit
+// bytes. Its error names the template position and what failed, never a
+// value: coffer's functions say nothing of their input, and text/template's
+// own messages (which can print values) are replaced by fixed ones.
+func (x *execution) execute(t *template.Template, values map[string]string, limit int) ([]byte, error) {
+	t, err := t.Clone()
+	if err != nil {
+		return nil, errors.New("the template cannot be prepared")
+	}
+	t.Funcs(x.funcs())
+	out := &limitedWriter{limit: limit}
+	if err := t.Execute(out, values); err != nil {
+		return nil, x.describe(err, out)
+	}
+	return out.buf.Bytes(), nil
+}
+
+var errOutputFull = errors.New("output over the limit")
+
+// limitedWriter keeps at most limit bytes and fails the write that would
+// go over.
+type limitedWriter struct {
+	buf   bytes.Buffer
+	limit int
+}
+
+func (w *limitedWriter) Write(p []byte) (int, error) {
+	if w.buf.Len()+len(p) > w.limit {
+		return 0, errOutputFull
+	}
+	return w.buf.Write(p)
+}
+
+// execPosition finds, in an execution error, the position and the action
+// (template text, up to its first ">: "); what follows may print a value.
+var execPosition = regexp.MustCompile(`^template: [^:]*:(\d+):(\d+): (?:executing "[^"]*" at <(.*?)>: )?`)
+
+// execMessages are fixed descriptions of text/template's execution errors,
+// found by the start of the library's message (whose rest may print a
+// value, so it is never shown).
+var execMessages = []struct{ marker, msg string }{
+	{"map has no entry for key", "reads a key the Secret's values do not have (keys are the data and dataFrom keys)"},
+	{"can't evaluate field", "reads a field of a value that has none"},
+	{"range can't iterate over", "ranges over a value that is not a list or map (use fromJson to parse JSON)"},
+	{"index out of range", "an index or slice bound is out of range"},
+	{"can't index item", "indexes a value that is not a list, map or string"},
+	{"wrong type for value", "passes a value of the wrong type to a function"},
+	{"incompatible types for comparison", "compares values of different types"},
+	{"wrong number of args", "calls a function with the wrong number of arguments"},
+	{"no such template", "calls a template that is not defined"},
+	{"exceeded maximum template depth", "calls templates too deeply"},
+	{"nil pointer evaluating", "reads a field of a missing value"},
+	{"invalid type for comparison", "compares values that cannot be compared"},
+}
+
+// describe turns an execution error into coffer's message.
+func (x *execution) describe(err error, out *limitedWriter) error {
+	where := "the template"
+	text := err.Error()
+	if m := execPosition.FindStringSubmatch(text); m != nil {
+		where = "line " + m[1] + ", column " + m[2]
+		if m[3] != "" {
+			where += " ({{ " + m[3] + " }})"
+		}
+	}
+	var fe funcError
+	switch {
+	case errors.Is(err, errOutputFull):
+		return fmt.Errorf("the output exceeds the %d bytes left of the Secret's size limit", out.limit)
+	case x.err != nil:
+		return fmt.Errorf("%s: %v", where, x.err)
+	case errors.As(err, &fe):
+		return fmt.Errorf("%s: %s", where, fe.msg)
+	}
+	for _, m := range execMessages {
+		if strings.Contains(text, m.marker) {
+			return fmt.Errorf("%s: %s", where, m.msg)
+		}
+	}
+	return fmt.Errorf("%s: the template failed (a missing key, a wrong type or a bad argument)", where)
 }
 
 // decodeJSON parses one JSON value. Its errors give only the byte offset:

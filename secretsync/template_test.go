@@ -1,0 +1,129 @@
+package secretsync
+
+import (
+	"context"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+)
+
+// templateDecl declares one Secret with the values pw (the canary) and
+// list (a JSON array of 200 numbers) and the template x.
+func templateDecl(x string) string {
+	return "[{secretName: s, data: [{key: pw, objectName: db-pass}, {key: list, objectName: cert}], template: {data: {x: '" + strings.ReplaceAll(x, "'", "''") + "'}}}]"
+}
+
+func templateContent() content {
+	c := defaultContent()
+	c["cert"] = "[" + strings.TrimSuffix(strings.Repeat("0,", 200), ",") + "]"
+	return c
+}
+
+// TestTemplateBudget: templates that multiply their input, loop or recurse
+// fail with a clear error, having allocated no more than a fixed multiple
+// of the Secret's size limit, and stop at the deadline.
+func TestTemplateBudget(t *testing.T) {
+	tests := map[string]struct{ tmpl, want string }{
+		"nested range output": {
+			`{{range fromJson .list}}{{range fromJson $.list}}{{range fromJson $.list}}{{$.pw}}{{end}}{{end}}{{end}}`,
+			"the output exceeds the 1048576 bytes left of the Secret's size limit"},
+		"nested range, no output": {
+			`{{$l := fromJson .list}}{{range $l}}{{range $l}}{{range $l}}{{range $l}}{{end}}{{end}}{{end}}{{end}}`,
+			"range iterations and template calls"},
+		"recursion": {
+			`{{define "a"}}{{if .}}{{template "a" (slice . 1)}}{{template "a" (slice . 1)}}{{end}}{{end}}{{template "a" .list}}`,
+			"range iterations and template calls"},
+		"doubling a variable": {
+			`{{$x := .pw}}{{range fromJson .list}}{{$x = printf "%s%s" $x $x}}{{end}}{{len $x}}`,
+			"the template builds more than its budget"},
+		"replace":      {`{{$a := replace "" .pw .pw}}{{$b := replace "" $a $a}}{{replace "" $b $b | len}}`, "the template builds more than its budget"},
+		"printf width": {`{{printf "%0999999999d" 1 | len}}`, "the template builds more than its budget"},
+		"printf star":  {`{{printf "%*d" 999999999 1 | len}}`, "the template builds more than its budget"},
+		"indent":       {`{{indent 999999999 .pw | len}}`, "the template builds more than its budget"},
+		"fromJson":     {`{{range fromJson .list}}{{range fromJson $.list}}{{$j := fromJson $.list}}{{end}}{{end}}`, "the template builds more than its budget"},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			s := parseDecl(t, templateDecl(tc.tmpl))[0]
+			fs := byPath(files(t, testConfig(t), templateContent(), "v1"))
+			var err error
+			var before, after runtime.MemStats
+			runtime.ReadMemStats(&before)
+			_, err = s.Build(context.Background(), fs)
+			runtime.ReadMemStats(&after)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Build = %v, want %q", err, tc.want)
+			}
+			if strings.Contains(err.Error(), canary) {
+				t.Errorf("error holds a value: %v", err)
+			}
+			if got, bound := after.TotalAlloc-before.TotalAlloc, uint64(maxTemplateAllocPerByte*MaxSecretBytes); got > bound {
+				t.Errorf("allocated %d bytes, over %d", got, bound)
+			}
+		})
+	}
+	t.Run("deadline", func(t *testing.T) {
+		s := parseDecl(t, templateDecl(`{{range fromJson .list}}{{end}}`))[0]
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		_, err := s.Build(ctx, byPath(files(t, testConfig(t), templateContent(), "v1")))
+		if err == nil || !strings.Contains(err.Error(), "ran out of time") {
+			t.Fatalf("Build = %v, want the deadline", err)
+		}
+	})
+}
+
+// maxTemplateAllocPerByte is the invariant: a Build allocates at most this
+// many bytes per byte of the Secret size limit.
+const maxTemplateAllocPerByte = 32
+
+// TestTemplateErrorsNeverEchoTheValue: text/template's messages can print
+// values; coffer's replace them, naming the line and what was wrong.
+func TestTemplateErrorsNeverEchoTheValue(t *testing.T) {
+	tests := map[string]struct{ tmpl, want string }{
+		"range over a string": {`{{range .pw}}{{end}}`, "line 1, column 8 ({{ .pw }}): ranges over a value that is not a list or map"},
+		"index a string":      {`{{index .pw 99}}`, "line 1, column 2 ({{ index .pw 99 }})"},
+		"slice out of range":  {`{{slice .pw 1 999}}`, "an index or slice bound is out of range"},
+		"compare":             {`{{if lt .pw 1}}{{end}}`, "line 1"},
+		"field of a string":   {`{{.pw.x}}`, "reads a field of a value that has none"},
+		"wrong type":          {`{{indent .pw .pw}}`, "line 1"},
+		"b64dec":              {`{{b64dec .pw}}`, "not valid base64"},
+		"fromJson":            {`{{fromJson .pw}}`, "fromJson: the value is not valid JSON"},
+		"required":            {`{{"" | required "pw is empty"}}`, "required: pw is empty"},
+		"nil":                 {`{{(fromJson "null").x}}`, "line 1"},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			s := parseDecl(t, templateDecl(tc.tmpl))[0]
+			_, err := s.Build(context.Background(), byPath(files(t, testConfig(t), templateContent(), "v1")))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Build = %v, want %q", err, tc.want)
+			}
+			if strings.Contains(err.Error(), canary) {
+				t.Errorf("error holds a value: %v", err)
+			}
+		})
+	}
+	// required's message is the template's own text, never a value.
+	for _, tmpl := range []string{`{{"" | required .pw}}`, `{{required .pw ""}}`, `{{"" | required (printf "%s" .pw)}}`} {
+		_, err := Parse(templateDecl(tmpl), testConfig(t))
+		if err == nil || !strings.Contains(err.Error(), "required's message must be a quoted string") {
+			t.Errorf("Parse(%s) = %v, want required's message refused", tmpl, err)
+		}
+	}
+}
+
+// TestTemplateFailuresInEventsAndStatus: a failing template's Event, log
+// and status annotation name the template and line, never a value.
+func TestTemplateFailuresInEventsAndStatus(t *testing.T) {
+	for _, tmpl := range []string{`{{range .pw}}{{end}}`, `{{slice .pw 1 999}}`, `{{lt .pw 1}}`, strings.Repeat(`{{range fromJson .list}}`, 3) + `{{$.pw}}` + strings.Repeat(`{{end}}`, 3)} {
+		e := newEnv(t)
+		r := e.one(templateDecl(tmpl), templateContent(), "v1", nil)
+		wantResult(t, r, false, ReasonInvalidData, "template.data[x]")
+		st := summarize(1, []SecretStatus{secretStatus(r, "", SecretStatus{}, time.Now())}).encode()
+		if strings.Contains(st, canary) || !strings.Contains(st, "template.data[x]") {
+			t.Errorf("status annotation %s: want the template named, no value", st)
+		}
+	}
+}
