@@ -13,6 +13,7 @@ import (
 
 	"github.com/coffer-csi/coffer/auth"
 	"github.com/coffer-csi/coffer/internal/metrics"
+	"github.com/coffer-csi/coffer/internal/panics"
 	"github.com/coffer-csi/coffer/provider/awsapi"
 	"github.com/coffer-csi/coffer/provider/fetch"
 	"github.com/coffer-csi/coffer/provider/render"
@@ -144,6 +145,7 @@ func (p *Provider) Mount(ctx context.Context, req Request) (*Result, error) {
 		class := ErrorClass(err)
 		done(namespace, class, 0, 0)
 		log.Warn("mount failed", "objects", objects, "duration", duration, "awsCalls", calls.Load(), "errorClass", class, "error", err)
+		logPanics(log, err)
 		return nil, err
 	}
 	bytes := 0
@@ -229,6 +231,24 @@ func mergeErrors(fetchErr, renderErr error) error {
 		sort.SliceStable(all, func(i, j int) bool { return all[i].Object.Index < all[j].Object.Index })
 	}
 	return all
+}
+
+// logPanics logs the stack of every panic recovered into err (a bug in
+// coffer), which the error itself does not carry to the user.
+func logPanics(log *slog.Logger, err error) {
+	errs := []error{err}
+	var objErrs fetch.Errors
+	if errors.As(err, &objErrs) {
+		errs = errs[:0]
+		for _, e := range objErrs {
+			errs = append(errs, e)
+		}
+	}
+	for _, e := range errs {
+		if stack := panics.Stack(e); stack != "" {
+			log.Error("a panic failed this mount", "error", e, "stack", stack)
+		}
+	}
 }
 
 func (p *Provider) logger() *slog.Logger {

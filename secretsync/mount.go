@@ -10,6 +10,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/dynamic"
 
+	"github.com/coffer-csi/coffer/internal/panics"
 	"github.com/coffer-csi/coffer/provider"
 	"github.com/coffer-csi/coffer/provider/render"
 	"github.com/coffer-csi/coffer/provider/spc"
@@ -82,7 +83,11 @@ func (m *MountTrigger) AfterMount(_ context.Context, mounted provider.Mounted) {
 		defer m.wg.Done()
 		next := &mounted
 		for next != nil {
-			m.sync(next)
+			// A panic here would end the process, and with it every
+			// mount on the node: it fails this sync only.
+			if err := panics.Run("syncing Secrets after a mount", func() { m.sync(next) }); err != nil {
+				m.logger().Error("secret sync after mount failed", "secretProviderClass", ns+"/"+name, "error", err, "stack", panics.Stack(err))
+			}
 			m.mu.Lock()
 			next = m.running[key]
 			if next == nil {

@@ -2,6 +2,7 @@ package secretsync
 
 import (
 	"context"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -229,4 +230,33 @@ func TestMountTriggerSkipsClassesWithoutSync(t *testing.T) {
 	if n := len(dyn.Actions()); n != 0 {
 		t.Errorf("%d API calls for a class without syncSecrets", n)
 	}
+}
+
+// TestMountTriggerPanicFailsTheSyncNotTheProcess: a panic in a background
+// sync is logged as that sync's error; the trigger goes on syncing.
+func TestMountTriggerPanicFailsTheSyncNotTheProcess(t *testing.T) {
+	e := newEnv(t)
+	ff := &fakeFiles{t: t, content: defaultContent(), version: "v1"}
+	class := classParams(seedDecl)
+	m := newTrigger(e, ff, spcObject(testSPC, class))
+	panicking := true
+	m.Files = func(ctx context.Context, cfg *spc.Config) ([]render.File, error) {
+		if panicking {
+			panic("bug")
+		}
+		return ff.Files(ctx, cfg)
+	}
+	// The pod's attributes differ from the class's: the class's objects
+	// are fetched again, and that panics.
+	attrs := map[string]string{spc.KeyObjects: "- {objectName: other, objectType: secretsmanager}", spc.KeyRegion: "us-east-1", spc.KeySyncSecrets: seedDecl}
+	m.AfterMount(context.Background(), mountOf(t, attrs, "app", content{"other": "x"}))
+	m.waitIdle(t)
+	if !strings.Contains(e.logs.String(), "internal error in coffer while syncing Secrets after a mount") {
+		t.Fatalf("log does not report the failed sync:\n%s", e.logs.String())
+	}
+	e.absent("slack-url")
+	panicking = false
+	m.AfterMount(context.Background(), mountOf(t, attrs, "app", content{"other": "x"}))
+	m.waitIdle(t)
+	e.secret("slack-url")
 }

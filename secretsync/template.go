@@ -109,7 +109,8 @@ func (x *execution) funcs() template.FuncMap {
 		"html":     func(args ...any) (string, error) { return x.built(template.HTMLEscaper(args...)) },
 		"js":       func(args ...any) (string, error) { return x.built(template.JSEscaper(args...)) },
 		"urlquery": func(args ...any) (string, error) { return x.built(template.URLQueryEscaper(args...)) },
-		stepFunc:   x.step,
+		stepFunc:   func() (string, error) { return x.step(1) },
+		callFunc:   func() (string, error) { return x.step(callSteps) },
 	}
 }
 
@@ -117,7 +118,7 @@ func (x *execution) funcs() template.FuncMap {
 func TemplateFunctions() []string {
 	var names []string
 	for _, n := range sortedKeys((&execution{}).funcs()) {
-		if n != stepFunc && !builtins[n] {
+		if n != stepFunc && n != callFunc && !builtins[n] {
 			names = append(names, n)
 		}
 	}
@@ -185,17 +186,24 @@ func (x *execution) checkFormat(format string, args []any) error {
 	return nil
 }
 
-// stepFunc is the name of the step guard that parseTemplate puts at the
-// start of every range body and every template's body.
-const stepFunc = "cofferStep"
+// stepFunc and callFunc are the step guards that parseTemplate puts at the
+// start of every range body and every template's body. A template call
+// costs callSteps: text/template allocates far more for one than for a
+// range iteration.
+const (
+	stepFunc  = "cofferStep"
+	callFunc  = "cofferCall"
+	callSteps = 16
+)
 
 // A budget bounds one execution of a Secret's templates:
 //   - output: what the templates write, at most what remains of the
 //     Secret's size limit (a limited writer, so output stops when full);
 //   - work: every string or value a function builds, in total, at most
 //     templateWorkFactor times that;
-//   - steps: range iterations and template calls, at most maxSteps (each
-//     allocates a little in text/template); and the context's deadline.
+//   - steps: range iterations (one each) and template calls (callSteps
+//     each), at most maxSteps: each allocates a little in text/template;
+//     and the context's deadline.
 //
 // Nothing else in a template grows: text/template only writes and passes
 // values on, so these three bound its memory and time.
@@ -243,14 +251,14 @@ func (x *execution) built(s string) (string, error) {
 	return s, nil
 }
 
-func (x *execution) step() (string, error) {
+func (x *execution) step(n int) (string, error) {
 	if x.err != nil {
 		return "", x.err
 	}
 	if err := x.ctx.Err(); err != nil {
 		return "", x.fail(fmt.Errorf("the template ran out of time: %w", err))
 	}
-	if x.steps--; x.steps < 0 {
+	if x.steps -= n; x.steps < 0 {
 		return "", x.fail(fmt.Errorf("the template runs more than %d range iterations and template calls", maxSteps))
 	}
 	return "", nil
@@ -305,20 +313,20 @@ func checkRequired(tree *parse.Tree) error {
 // addSteps puts a step guard at the start of every range body and of the
 // template's own body.
 func addSteps(root *parse.ListNode) {
-	prepend := func(l *parse.ListNode) {
+	prepend := func(l *parse.ListNode, guard string) {
 		if l == nil {
 			return
 		}
 		step := &parse.ActionNode{NodeType: parse.NodeAction, Pos: l.Pos, Pipe: &parse.PipeNode{NodeType: parse.NodePipe, Pos: l.Pos,
-			Cmds: []*parse.CommandNode{{NodeType: parse.NodeCommand, Pos: l.Pos, Args: []parse.Node{parse.NewIdentifier(stepFunc).SetPos(l.Pos)}}}}}
+			Cmds: []*parse.CommandNode{{NodeType: parse.NodeCommand, Pos: l.Pos, Args: []parse.Node{parse.NewIdentifier(guard).SetPos(l.Pos)}}}}}
 		l.Nodes = append([]parse.Node{step}, l.Nodes...)
 	}
 	walk(root, func(n parse.Node) {
 		if r, ok := n.(*parse.RangeNode); ok {
-			prepend(r.List)
+			prepend(r.List, stepFunc)
 		}
 	})
-	prepend(root)
+	prepend(root, callFunc)
 }
 
 // walk calls fn for n and every node below it.

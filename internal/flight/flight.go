@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"golang.org/x/sync/singleflight"
+
+	"github.com/coffer-csi/coffer/internal/panics"
 )
 
 // maxRetries bounds how often one caller retries flights that ran out of
@@ -34,7 +36,10 @@ type Group struct {
 func Do[T any](ctx context.Context, g *Group, key, waiting string, fallback time.Duration, fn func(context.Context) (T, error)) (T, error) {
 	var zero T
 	for attempt := 0; ; attempt++ {
-		ch := g.g.DoChan(key, func() (any, error) {
+		ch := g.g.DoChan(key, func() (v any, err error) {
+			// singleflight re-panics a panic of fn in a new goroutine,
+			// which ends the process: every waiter gets an error instead.
+			defer panics.Catch(&err, "sharing a call among concurrent mounts")
 			shared, cancel := SharedContext(ctx, fallback)
 			defer cancel()
 			return fn(shared)

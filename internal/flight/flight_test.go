@@ -7,6 +7,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/coffer-csi/coffer/internal/panics"
 )
 
 func TestDoSharesOneCall(t *testing.T) {
@@ -66,5 +68,34 @@ func TestDoRetriesAFlightThatRanOutOfAnotherCallersTime(t *testing.T) {
 	v, err := Do(context.Background(), &g, "k", "", time.Minute, func(context.Context) (int, error) { return 2, nil })
 	if v != 2 || err != nil {
 		t.Errorf("Do = %d, %v; want the retried result", v, err)
+	}
+}
+
+// TestPanicIsAnErrorForEveryWaiter: a panic in the shared function reaches
+// every caller as an error; the process goes on.
+func TestPanicIsAnErrorForEveryWaiter(t *testing.T) {
+	var g Group
+	release := make(chan struct{})
+	var wg sync.WaitGroup
+	var failed atomic.Int64
+	for range 5 {
+		wg.Go(func() {
+			_, err := Do(context.Background(), &g, "k", "", time.Minute, func(context.Context) (int, error) {
+				<-release
+				panic("boom")
+			})
+			var pe *panics.Error
+			if errors.As(err, &pe) {
+				failed.Add(1)
+			} else {
+				t.Errorf("Do = %v, want a panics.Error", err)
+			}
+		})
+	}
+	time.Sleep(20 * time.Millisecond)
+	close(release)
+	wg.Wait()
+	if failed.Load() != 5 {
+		t.Errorf("%d callers got the error, want 5", failed.Load())
 	}
 }

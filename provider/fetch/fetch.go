@@ -17,6 +17,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 
 	"github.com/coffer-csi/coffer/internal/flight"
+	"github.com/coffer-csi/coffer/internal/panics"
 	"github.com/coffer-csi/coffer/provider/cache"
 	"github.com/coffer-csi/coffer/provider/spc"
 )
@@ -94,8 +95,9 @@ type Fetcher struct {
 // together with the fetch failures.
 func (f *Fetcher) Fetch(ctx context.Context, cfg *spc.Config, clients Clients, scope string) ([]Value, error) {
 	outcomes := make([]outcome, len(cfg.Objects))
+	units := plan(cfg.Objects)
 	var jobs []func(context.Context)
-	for _, u := range plan(cfg.Objects) {
+	for _, u := range units {
 		jobs = append(jobs, func(ctx context.Context) {
 			res := f.fetchUnit(ctx, cfg, clients, scope, u)
 			for j, o := range u.objects {
@@ -103,7 +105,13 @@ func (f *Fetcher) Fetch(ctx context.Context, cfg *spc.Config, clients Clients, s
 			}
 		})
 	}
-	runBounded(ctx, f.concurrency(), jobs)
+	for i, err := range runBounded(ctx, f.concurrency(), jobs) {
+		if err != nil {
+			for _, o := range units[i].objects {
+				outcomes[o.Index] = outcome{err: internalError(o, err)}
+			}
+		}
+	}
 
 	var failed Errors
 	var fetched []Value
@@ -180,19 +188,28 @@ func wantsCurrent(t spc.Target) bool {
 	return t.Version == "" && (t.VersionLabel == "" || t.VersionLabel == "AWSCURRENT")
 }
 
-// runBounded runs jobs with at most limit in flight.
-func runBounded(ctx context.Context, limit int, jobs []func(context.Context)) {
+// runBounded runs jobs with at most limit in flight. A job that panics
+// does not end the process: its panic is returned, by job index, as an
+// error (nil for jobs that returned).
+func runBounded(ctx context.Context, limit int, jobs []func(context.Context)) []error {
 	sem := make(chan struct{}, limit)
+	errs := make([]error, len(jobs))
 	var wg sync.WaitGroup
-	for _, job := range jobs {
+	for i, job := range jobs {
 		sem <- struct{}{}
 		wg.Add(1)
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			job(ctx)
+			errs[i] = panics.Run("fetching", func() { job(ctx) })
 		}()
 	}
 	wg.Wait()
+	return errs
+}
+
+// internalError fails an object whose fetch hit a bug in coffer.
+func internalError(o *spc.Object, err error) *ObjectError {
+	return &ObjectError{Object: o, Entry: -1, Kind: KindOther, Detail: err.Error(), Err: err, Hint: "retry; report the bug with the provider's log"}
 }
 
 // fetchUnit fetches a unit in the primary region and retries, in the

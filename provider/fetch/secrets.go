@@ -23,7 +23,11 @@ func (f *Fetcher) secrets(ctx context.Context, clients Clients, scope, region st
 	for i := range objects {
 		jobs[i] = func(ctx context.Context) { res[i] = f.secret(ctx, clients, scope, region, objects[i], targets[i]) }
 	}
-	runBounded(ctx, f.concurrency(), jobs)
+	for i, err := range runBounded(ctx, f.concurrency(), jobs) {
+		if err != nil {
+			res[i] = outcome{err: internalError(objects[i], err)}
+		}
+	}
 	return res
 }
 
