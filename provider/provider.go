@@ -285,7 +285,8 @@ func ErrorClass(err error) string {
 		return "identity_" + authErr.Reason
 	}
 	var size *render.SizeError
-	if errors.As(err, &size) {
+	var budget *fetch.BudgetError
+	if errors.As(err, &size) || errors.As(err, &budget) {
 		return "too_large"
 	}
 	var objErrs fetch.Errors

@@ -57,6 +57,13 @@ type serveConfig struct {
 	log              logFlags
 }
 
+// fetchAllowance is how many times the response limit (--max-response-bytes;
+// the driver's 4 MiB for sync) a mount or sync may fetch before it stops:
+// values are larger than their files only when base64-decoded (by a third)
+// or reduced by jmesPath, so twice the limit loses no mount that could
+// succeed, and bounds what a class can make coffer hold.
+const fetchAllowance = 2
+
 // providerNamePattern is the driver's rule for spec.provider.
 var providerNamePattern = regexp.MustCompile(`^[a-zA-Z0-9_-]{1,30}$`)
 
@@ -140,7 +147,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	awsapi.Instrument(&awsCfg, m.AWSCall)
 	p := &provider.Provider{
 		Clients:            awsapi.NewClientCache(awsCfg, 0).Factory(),
-		Fetcher:            &fetch.Fetcher{Concurrency: c.fetchConcurrency, Cache: values, MaxCallsPerIdentity: c.maxCallsPerID},
+		Fetcher:            &fetch.Fetcher{Concurrency: c.fetchConcurrency, Cache: values, MaxCallsPerIdentity: c.maxCallsPerID, MaxBytes: fetchAllowance * c.maxResponseBytes},
 		MaxObjects:         c.maxObjects,
 		MaxResponseBytes:   c.maxResponseBytes,
 		MaxValueBytes:      c.maxValueBytes,

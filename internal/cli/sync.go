@@ -33,6 +33,7 @@ import (
 	"github.com/coffer-csi/coffer/provider"
 	"github.com/coffer-csi/coffer/provider/awsapi"
 	"github.com/coffer-csi/coffer/provider/fetch"
+	"github.com/coffer-csi/coffer/provider/render"
 	"github.com/coffer-csi/coffer/secretsync"
 )
 
@@ -47,6 +48,7 @@ type syncConfig struct {
 	dualStack        bool
 	identity         identityFlags
 	maxObjects       int
+	maxValueBytes    int
 	fetchConcurrency int
 	workers          int
 	syncTimeout      time.Duration
@@ -71,6 +73,7 @@ func (c *syncConfig) register(fs *flag.FlagSet) {
 	fs.BoolVar(&c.dualStack, "dual-stack", false, "use dual-stack (IPv6) AWS endpoints")
 	c.identity.register(fs)
 	fs.IntVar(&c.maxObjects, "max-objects", 256, "most objects one SecretProviderClass may list")
+	fs.IntVar(&c.maxValueBytes, "max-value-bytes", 1<<20, "largest single value (secret, parameter, selected entry) a sync may fetch")
 	fs.IntVar(&c.fetchConcurrency, "fetch-concurrency", 8, "AWS calls one sync may have in flight")
 	fs.IntVar(&c.workers, "workers", 2, "SecretProviderClasses synced in parallel")
 	fs.DurationVar(&c.syncTimeout, "sync-timeout", time.Minute, "deadline of one SecretProviderClass's sync, AWS calls included")
@@ -89,8 +92,8 @@ func (c *syncConfig) validate() error {
 	if !providerNamePattern.MatchString(c.providerName) {
 		errs = append(errs, fmt.Errorf("--provider-name %q: use 1-30 letters, digits, _ or - (the driver's rule for spec.provider)", c.providerName))
 	}
-	if c.workers <= 0 || c.fetchConcurrency <= 0 || c.maxObjects <= 0 {
-		errs = append(errs, errors.New("--workers, --fetch-concurrency and --max-objects must be positive"))
+	if c.workers <= 0 || c.fetchConcurrency <= 0 || c.maxObjects <= 0 || c.maxValueBytes <= 0 {
+		errs = append(errs, errors.New("--workers, --fetch-concurrency, --max-objects and --max-value-bytes must be positive"))
 	}
 	if c.syncTimeout <= 0 {
 		errs = append(errs, errors.New("--sync-timeout must be positive"))
@@ -157,9 +160,10 @@ func runSync(ctx context.Context, args []string, stderr io.Writer) error {
 		Identities: c.identity.resolver(awsCfg, kube, m.CredentialFetch),
 		Clients:    awsapi.NewClientCache(awsCfg, 0).Factory(),
 		// No value cache: every refresh reads AWS.
-		Fetcher:    &fetch.Fetcher{Concurrency: c.fetchConcurrency},
-		MaxObjects: c.maxObjects,
-		Logger:     log,
+		Fetcher:       &fetch.Fetcher{Concurrency: c.fetchConcurrency, MaxBytes: fetchAllowance * render.DriverMaxResponseBytes},
+		MaxObjects:    c.maxObjects,
+		MaxValueBytes: c.maxValueBytes,
+		Logger:        log,
 	}
 	events, stopEvents := eventRecorder(kube, corev1.EventSource{Component: "coffer-sync"})
 	defer stopEvents()

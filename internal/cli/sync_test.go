@@ -17,6 +17,8 @@ func TestSyncFlags(t *testing.T) {
 		"bad provider name":  {args: []string{"sync", "--provider-name=a b"}, code: 1, want: "--provider-name"},
 		"bad lease timings":  {args: []string{"sync", "--leader-election-renew-deadline=20s"}, code: 1, want: "leader election needs"},
 		"no workers":         {args: []string{"sync", "--workers=0"}, code: 1, want: "--workers"},
+		"no value limit":     {args: []string{"sync", "--max-value-bytes=0"}, code: 1, want: "--max-value-bytes must be positive"},
+		"value limit listed": {args: []string{"sync", "-h"}, code: 0, want: "-max-value-bytes"},
 		"not in the cluster": {args: []string{"sync"}, code: 1, want: "connecting to the Kubernetes API"},
 	}
 	for name, tc := range tests {

@@ -3,6 +3,7 @@ package fetch
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -91,6 +92,7 @@ func (f *Fetcher) byPath(ctx context.Context, clients Clients, scope, region str
 	key := strings.Join([]string{scope, region, "GetParametersByPath", path, strconv.FormatBool(o.Recursive), strconv.Itoa(o.MaxMembers)}, "\x00")
 	members, err := coalesce(ctx, f, scope, key, func(ctx context.Context) ([]Member, error) {
 		var out []Member
+		size := 0
 		in := &ssm.GetParametersByPathInput{Path: aws.String(path), Recursive: aws.Bool(o.Recursive), WithDecryption: aws.Bool(true), MaxResults: aws.Int32(10)}
 		for {
 			page, err := clients.ParameterStore(region).GetParametersByPath(ctx, in)
@@ -100,9 +102,13 @@ func (f *Fetcher) byPath(ctx context.Context, clients Clients, scope, region str
 			for _, p := range page.Parameters {
 				name := strings.TrimPrefix(strings.TrimPrefix(aws.ToString(p.Name), path), "/")
 				out = append(out, Member{Name: name, Data: []byte(aws.ToString(p.Value)), Version: strconv.FormatInt(p.Version, 10)})
+				size += len(aws.ToString(p.Value))
 			}
 			if len(out) > o.MaxMembers {
 				return nil, errTooMany
+			}
+			if f.overBudget(int64(size)) {
+				return nil, errTooLarge
 			}
 			if aws.ToString(page.NextToken) == "" {
 				return out, nil
@@ -113,14 +119,26 @@ func (f *Fetcher) byPath(ctx context.Context, clients Clients, scope, region str
 	switch {
 	case err == errTooMany:
 		return nil, tooMany(o, region, opGetParametersByPath)
+	case err == errTooLarge:
+		return nil, tooLarge(o, region, opGetParametersByPath, f.MaxBytes)
 	case err != nil:
 		return nil, newObjectError(o, opGetParametersByPath, region, target, err)
 	}
 	return members, nil
 }
 
-// errTooMany stops paging once a selection exceeds its bound.
-var errTooMany = fmt.Errorf("too many members")
+// errTooMany and errTooLarge stop paging once a selection exceeds its
+// bound of members or the Fetch's of bytes.
+var (
+	errTooMany  = errors.New("too many members")
+	errTooLarge = errors.New("too many bytes")
+)
+
+func tooLarge(o *spc.Object, region, op string, limit int) *ObjectError {
+	return &ObjectError{Object: o, Entry: -1, Operation: op, Region: region, Kind: KindInvalid, Err: errTooLarge,
+		Detail: fmt.Sprintf("selects more than %d bytes of values", limit),
+		Hint:   "narrow the selection"}
+}
 
 // byFilters reads the secrets the filters select, page by page (20 a page).
 func (f *Fetcher) byFilters(ctx context.Context, clients Clients, scope, region string, o *spc.Object) ([]Member, *ObjectError) {
@@ -135,6 +153,7 @@ func (f *Fetcher) byFilters(ctx context.Context, clients Clients, scope, region 
 	}
 	res, err := coalesce(ctx, f, scope, key, func(ctx context.Context) (result, error) {
 		var r result
+		size := 0
 		in := &secretsmanager.BatchGetSecretValueInput{Filters: filters, MaxResults: aws.Int32(20)}
 		for {
 			page, err := clients.SecretsManager(region).BatchGetSecretValue(ctx, in)
@@ -142,11 +161,16 @@ func (f *Fetcher) byFilters(ctx context.Context, clients Clients, scope, region 
 				return result{}, err
 			}
 			for _, v := range page.SecretValues {
-				r.members = append(r.members, Member{Name: aws.ToString(v.Name), Data: secretData(v.SecretBinary, v.SecretString), Version: aws.ToString(v.VersionId)})
+				m := Member{Name: aws.ToString(v.Name), Data: secretData(v.SecretBinary, v.SecretString), Version: aws.ToString(v.VersionId)}
+				r.members = append(r.members, m)
+				size += len(m.Data)
 			}
 			r.errs = append(r.errs, page.Errors...)
 			if len(r.members)+len(r.errs) > o.MaxMembers {
 				return result{}, errTooMany
+			}
+			if f.overBudget(int64(size)) {
+				return result{}, errTooLarge
 			}
 			if aws.ToString(page.NextToken) == "" {
 				return r, nil
@@ -157,6 +181,8 @@ func (f *Fetcher) byFilters(ctx context.Context, clients Clients, scope, region 
 	switch {
 	case err == errTooMany:
 		return nil, tooMany(o, region, opBatchGetByFilter)
+	case err == errTooLarge:
+		return nil, tooLarge(o, region, opBatchGetByFilter, f.MaxBytes)
 	case err != nil:
 		e := newObjectError(o, opBatchGetByFilter, region, spc.Target{Name: o.Name}, err)
 		if e.Kind == KindAccessDenied {

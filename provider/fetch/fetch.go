@@ -8,9 +8,12 @@ package fetch
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
@@ -73,6 +76,12 @@ type Fetcher struct {
 	// the identity's key, so values never cross identities.
 	Cache *cache.Cache
 
+	// MaxBytes bounds the bytes of values one Fetch reads (0: no bound).
+	// A path or filter object stops paging once its members pass it, and
+	// a Fetch starts no further AWS call once the values it holds do; it
+	// then fails with a *BudgetError naming the largest objects.
+	MaxBytes int
+
 	// MaxCallsPerIdentity bounds the AWS calls one identity has in flight
 	// across all its mounts (0: no bound), so a burst of one workload
 	// cannot starve the others or trip its own rate limits.
@@ -96,12 +105,21 @@ type Fetcher struct {
 func (f *Fetcher) Fetch(ctx context.Context, cfg *spc.Config, clients Clients, scope string) ([]Value, error) {
 	outcomes := make([]outcome, len(cfg.Objects))
 	units := plan(cfg.Objects)
+	var used atomic.Int64 // bytes of the values fetched so far
 	var jobs []func(context.Context)
 	for _, u := range units {
 		jobs = append(jobs, func(ctx context.Context) {
+			if f.overBudget(used.Load()) {
+				for _, o := range u.objects {
+					outcomes[o.Index] = outcome{err: &ObjectError{Object: o, Entry: -1, Kind: KindInvalid,
+						Detail: fmt.Sprintf("not fetched: the mount already holds more than %d bytes of values", f.MaxBytes)}}
+				}
+				return
+			}
 			res := f.fetchUnit(ctx, cfg, clients, scope, u)
 			for j, o := range u.objects {
 				outcomes[o.Index] = res[j]
+				used.Add(int64(res[j].value.size()))
 			}
 		})
 	}
@@ -111,6 +129,10 @@ func (f *Fetcher) Fetch(ctx context.Context, cfg *spc.Config, clients Clients, s
 				outcomes[o.Index] = outcome{err: internalError(o, err)}
 			}
 		}
+	}
+
+	if f.overBudget(used.Load()) || anyTooLarge(outcomes) {
+		return nil, budgetError(outcomes, f.MaxBytes)
 	}
 
 	var failed Errors
@@ -126,6 +148,65 @@ func (f *Fetcher) Fetch(ctx context.Context, cfg *spc.Config, clients Clients, s
 		return fetched, failed
 	}
 	return fetched, nil
+}
+
+func (f *Fetcher) overBudget(n int64) bool { return f.MaxBytes > 0 && n > int64(f.MaxBytes) }
+
+// size is the bytes of a value's data.
+func (v Value) size() int {
+	n := len(v.Data)
+	for _, m := range v.Members {
+		n += len(m.Data)
+	}
+	return n
+}
+
+// BudgetError is a Fetch that read more than its MaxBytes.
+type BudgetError struct {
+	Limit int
+	// Largest names the largest objects and their sizes (at least, for
+	// one that stopped paging).
+	Largest string
+}
+
+func (e *BudgetError) Error() string {
+	return fmt.Sprintf("the mount's objects hold more than %d bytes of values (twice --max-response-bytes), more than its response can return; largest: %s; split the objects across several SecretProviderClasses or drop large ones", e.Limit, e.Largest)
+}
+
+func anyTooLarge(outcomes []outcome) bool {
+	for _, r := range outcomes {
+		if r.err != nil && errors.Is(r.err.Err, errTooLarge) {
+			return true
+		}
+	}
+	return false
+}
+
+func budgetError(outcomes []outcome, limit int) *BudgetError {
+	type sized struct {
+		o       *spc.Object
+		n       int
+		atLeast bool
+	}
+	var list []sized
+	for _, r := range outcomes {
+		switch {
+		case r.err != nil && errors.Is(r.err.Err, errTooLarge):
+			list = append(list, sized{r.err.Object, limit + 1, true})
+		case r.err == nil && r.value.Object != nil:
+			list = append(list, sized{r.value.Object, r.value.size(), false})
+		}
+	}
+	sort.SliceStable(list, func(i, j int) bool { return list[i].n > list[j].n })
+	var largest []string
+	for _, s := range list[:min(3, len(list))] {
+		if s.atLeast {
+			largest = append(largest, fmt.Sprintf("%s more than %d bytes", s.o.Describe(), limit))
+		} else {
+			largest = append(largest, fmt.Sprintf("%s %d bytes", s.o.Describe(), s.n))
+		}
+	}
+	return &BudgetError{Limit: limit, Largest: strings.Join(largest, ", ")}
 }
 
 func (f *Fetcher) concurrency() int {
