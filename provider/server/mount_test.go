@@ -464,6 +464,11 @@ func TestCanaryNeverLeaks(t *testing.T) {
 		// a failing object next to successful ones
 		`- {objectName: canary/json, objectType: secretsmanager}
 - {objectName: nope, objectType: secretsmanager}`,
+		// JMESPath functions that reject the value's type (the library's
+		// message prints it)
+		`- {objectName: canary/json, objectType: secretsmanager, jmesPath: [{path: abs(user), objectAlias: a}, {path: "keys(user)", objectAlias: k}, {path: "join(',', [user, n])", objectAlias: j}]}`,
+		// an expression that multiplies the value
+		`- {objectName: canary/json, objectType: secretsmanager, jmesPath: [{path: "` + strings.Repeat("[@,@]|", 22) + `[@,@]", objectAlias: d}]}`,
 	}
 	var errs []string
 	for _, objects := range cases {
@@ -471,8 +476,8 @@ func TestCanaryNeverLeaks(t *testing.T) {
 			errs = append(errs, err.Error())
 		}
 	}
-	if len(errs) != 3 {
-		t.Errorf("got %d errors, want 3: %v", len(errs), errs)
+	if len(errs) != 5 {
+		t.Errorf("got %d errors, want 5: %v", len(errs), errs)
 	}
 	for _, e := range errs {
 		if strings.Contains(e, canary) || strings.Contains(e, base64.StdEncoding.EncodeToString([]byte(canary))) {
