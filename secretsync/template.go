@@ -140,10 +140,16 @@ func (x *execution) indent(n int, s string) (string, error) {
 	return pad + strings.ReplaceAll(s, "\n", "\n"+pad), nil
 }
 
-// checkFormat sizes a printf before it runs: a width or precision (written
-// or passed with *) may not exceed the budget left.
+// checkFormat sizes a printf before it runs: the widths and precisions it
+// writes or passes with * (any int argument may be one, with explicit
+// argument indexes) may not exceed the budget left.
 func (x *execution) checkFormat(format string, args []any) error {
-	arg := 0
+	widest := 0 // the largest int argument
+	for _, a := range args {
+		if n, ok := a.(int); ok {
+			widest = max(widest, n, -n)
+		}
+	}
 	total := len(format)
 	for i := 0; i < len(format); i++ {
 		if format[i] != '%' {
@@ -153,12 +159,7 @@ func (x *execution) checkFormat(format string, args []any) error {
 			c := format[i]
 			switch {
 			case c == '*':
-				if arg < len(args) {
-					if n, ok := args[arg].(int); ok {
-						total += max(n, -n)
-					}
-				}
-				arg++
+				total += widest
 			case c >= '0' && c <= '9':
 				n := 0
 				for ; i < len(format) && format[i] >= '0' && format[i] <= '9'; i++ {
@@ -168,13 +169,8 @@ func (x *execution) checkFormat(format string, args []any) error {
 				}
 				total += n
 				i--
-			case c == '[':
-				// An explicit argument index: the sizes still hold.
-			case strings.IndexByte("+-# .]", c) >= 0:
+			case strings.IndexByte("+-# .[]", c) >= 0:
 			default:
-				if c != '%' {
-					arg++
-				}
 				goto next
 			}
 		}

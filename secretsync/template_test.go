@@ -40,6 +40,7 @@ func TestTemplateBudget(t *testing.T) {
 		"replace":      {`{{$a := replace "" .pw .pw}}{{$b := replace "" $a $a}}{{replace "" $b $b | len}}`, "the template builds more than its budget"},
 		"printf width": {`{{printf "%0999999999d" 1 | len}}`, "the template builds more than its budget"},
 		"printf star":  {`{{printf "%*d" 999999999 1 | len}}`, "the template builds more than its budget"},
+		"printf index": {`{{printf "%[2]*[1]d" 1 999999999 | len}}`, "the template builds more than its budget"},
 		"indent":       {`{{indent 999999999 .pw | len}}`, "the template builds more than its budget"},
 		"fromJson":     {`{{range fromJson .list}}{{range fromJson $.list}}{{$j := fromJson $.list}}{{end}}{{end}}`, "the template builds more than its budget"},
 	}
@@ -125,5 +126,19 @@ func TestTemplateFailuresInEventsAndStatus(t *testing.T) {
 		if strings.Contains(st, canary) || !strings.Contains(st, "template.data[x]") {
 			t.Errorf("status annotation %s: want the template named, no value", st)
 		}
+	}
+}
+
+// TestBudgetedBuiltinsBehaveAsTextTemplates: the replaced printf, print,
+// println, html, js and urlquery write what text/template's would.
+func TestBudgetedBuiltinsBehaveAsTextTemplates(t *testing.T) {
+	tmpl := `{{printf "%05d-%[1]x-%.2f-%*d" 7 1.5 3 2}}|{{print "a" 1}}|{{println "b"}}|{{html "<a>"}}|{{js "'"}}|{{urlquery "a b"}}|{{indent 2 "x\ny"}}`
+	s := parseDecl(t, templateDecl(tmpl))[0]
+	got, err := s.Build(context.Background(), byPath(files(t, testConfig(t), templateContent(), "v1")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "00007-7-1.50-  2|a1|b\n|&lt;a&gt;|\\'|a+b|  x\n  y"; string(got["x"]) != want {
+		t.Errorf("x = %q, want %q", got["x"], want)
 	}
 }
