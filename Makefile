@@ -64,9 +64,11 @@ e2e:
 	  $(GO) test -count=1 -v -timeout 15m ./...
 
 ## bench: the provider benchmark (real binary over its socket, AWS fake with 20 ms per call):
-## prints a markdown table and JSON, writes tests/bench/results.{md,json}; then microbenchmarks
+## prints a markdown table and JSON, writes tests/bench/results.{md,json} with the commit measured
+## and each figure's median and spread over BENCH_RUNS runs; then microbenchmarks
+BENCH_RUNS ?= 3
 bench: build
-	COFFER_BENCH_REPORT=$(CURDIR)/tests/bench/results COFFER_BIN=$(CURDIR)/$(BIN)/coffer \
+	COFFER_BENCH_RUNS=$(BENCH_RUNS) COFFER_BENCH_REPORT=$(CURDIR)/tests/bench/results COFFER_BIN=$(CURDIR)/$(BIN)/coffer \
 	  $(GO) test -count=1 -run '^TestReport$$' -v -timeout 30m ./tests/bench/
 	$(GO) test -run '^$$' -bench . -benchmem ./provider/...
 
