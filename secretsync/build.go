@@ -48,11 +48,11 @@ func (s *Secret) Build(ctx context.Context, files map[string]render.File) (map[s
 	for j, d := range s.Data {
 		f, ok := files[d.Source.Path]
 		if !ok {
-			return nil, fmt.Errorf("data[%d] (key %q): %s wrote no file %q; check the name against the entries in AWS", j, d.Key, d.Source.Object.Describe(), d.Source.Path)
+			return nil, fmt.Errorf("data[%d] (key %q): %s was not written; check the name against the entries in AWS", j, d.Key, d.Source.describe())
 		}
 		v, err := decode(f.Data, d.Decoding)
 		if err != nil {
-			return nil, fmt.Errorf("data[%d] (key %q): file %q (%s) is %v; fix the value in AWS or the decoding", j, d.Key, d.Source.Path, d.Source.Object.Describe(), err)
+			return nil, fmt.Errorf("data[%d] (key %q): %s is %v; fix the value in AWS or the decoding", j, d.Key, d.Source.describe(), err)
 		}
 		values[d.Key] = v
 	}
@@ -120,6 +120,16 @@ var jsonKeys = map[corev1.SecretType][]string{
 	corev1.SecretTypeDockercfg:        {corev1.DockerConfigKey},
 }
 
+// describe names the file a reference resolved to, quoting the reference
+// as the declaration wrote it first when the file's path differs from it
+// (an objectName "dev/db" writes the file "dev_db").
+func (s Source) describe() string {
+	if s.Ref != "" && s.Ref != s.Path {
+		return fmt.Sprintf("%q (file %q of %s)", s.Ref, s.Path, s.Object.Describe())
+	}
+	return fmt.Sprintf("file %q (%s)", s.Path, s.Object.Describe())
+}
+
 // extractSource reads the keys of a dataFrom source: the files of a
 // directory (named by their path in it), or the top-level keys of a JSON
 // object.
@@ -137,11 +147,11 @@ func extractSource(e ExtractEntry, files map[string]render.File) (map[string][]b
 	}
 	f, ok := files[e.Source.Path]
 	if !ok {
-		return nil, fmt.Errorf("%s wrote no file %q", e.Source.Object.Describe(), e.Source.Path)
+		return nil, fmt.Errorf("%s was not written", e.Source.describe())
 	}
 	kv, err := extract(f.Data, e.Decoding)
 	if err != nil {
-		return nil, fmt.Errorf("file %q (%s) %v; extract needs a JSON object, its top-level keys become Secret keys", e.Source.Path, e.Source.Object.Describe(), err)
+		return nil, fmt.Errorf("%s %v; extract needs a JSON object, its top-level keys become Secret keys", e.Source.describe(), err)
 	}
 	return kv, nil
 }

@@ -113,7 +113,17 @@ func TestBuild(t *testing.T) {
 		},
 		"a member file the path did not produce": {
 			decl:    `[{secretName: s, data: [{key: g, objectName: flags/gamma}]}]`,
-			wantErr: `data[0] (key "g"): objects[7] (/app/flags/) wrote no file "flags/gamma"`,
+			wantErr: `data[0] (key "g"): file "flags/gamma" (objects[7] (/app/flags/)) was not written`,
+		},
+		// A reference by object name quotes the name as written, then the
+		// file it became.
+		"bad base64 of a file named by its object": {
+			decl:    `[{secretName: s, data: [{key: a, objectName: dev/slackurl, decoding: base64}]}]`,
+			wantErr: `data[0] (key "a"): "dev/slackurl" (file "dev_slackurl" of objects[0] (dev/slackurl)) is not valid base64`,
+		},
+		"extract of a file named by its object": {
+			decl:    `[{secretName: s, dataFrom: [{extract: dev/slackurl}]}]`,
+			wantErr: `dataFrom[0]: "dev/slackurl" (file "dev_slackurl" of objects[0] (dev/slackurl)) is not valid JSON`,
 		},
 		"tls without its key from dataFrom": {
 			decl:    `[{secretName: s, type: kubernetes.io/tls, dataFrom: [{extract: extra.json}]}]`,

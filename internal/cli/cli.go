@@ -1,91 +1,56 @@
-// Package cli implements coffer's subcommands. Each parses its own flags
-// into a config, wires the parts once, and returns an error: nothing below
-// Run exits the process.
+// Package cli implements coffer's subcommands (cobra commands, pflag flags:
+// commands.go). Each registers its flags into a config, wires the parts
+// once, and returns an error: nothing below Run exits the process.
 package cli
 
 import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
-	"strings"
 
-	"github.com/coffer-csi/coffer/internal/version"
+	"github.com/spf13/pflag"
 )
 
-const usage = `coffer: AWS Secrets Manager and Parameter Store for the Secrets Store CSI Driver
-
-Usage:
-  coffer [serve] [flags]          serve the provider on its Unix socket (default)
-  coffer validate FILE...         check SecretProviderClass manifests or parameter files
-  coffer mount --spc FILE --out DIR
-                                  fetch with your local AWS credentials and write the files
-  coffer sync [flags]             sync the Kubernetes Secrets SecretProviderClasses declare
-                                  (syncSecrets), without pods
-  coffer version                  print the version
-
-Run "coffer COMMAND -h" for a command's flags.
-`
-
-// errUsage marks errors already explained by the flag package.
-var errUsage = errors.New("usage")
-
-// Run runs the subcommand named by args and returns the process exit code.
+// Run runs the subcommand named by args and returns the process exit code:
+// 0, 1 when the command failed, 2 when the command line is wrong (unknown
+// command or flag, missing argument).
 func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	cmd := "serve"
-	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
-		cmd, args = args[0], args[1:]
+	root := newRootCommand(stdout, stderr)
+	if args == nil {
+		args = []string{} // nil would make cobra read os.Args
 	}
-	var err error
-	switch cmd {
-	case "serve":
-		err = runServe(ctx, args, stderr)
-	case "validate":
-		err = runValidate(args, stdout, stderr)
-	case "mount":
-		err = runMount(ctx, args, stdout, stderr)
-	case "sync":
-		err = runSync(ctx, args, stderr)
-	case "version":
-		fmt.Fprintln(stdout, version.Version)
-	case "help":
-		fmt.Fprint(stdout, usage)
-	default:
-		fmt.Fprintf(stderr, "coffer: unknown command %q\n\n%s", cmd, usage)
-		return 2
-	}
+	root.SetArgs(args)
+	cmd, err := root.ExecuteContextC(ctx)
+	var cmdErr *commandError
 	switch {
 	case err == nil:
 		return 0
-	case errors.Is(err, flag.ErrHelp):
-		return 0
-	case errors.Is(err, errUsage):
-		return 2
-	default:
-		fmt.Fprintf(stderr, "coffer %s: %v\n", cmd, err)
+	case errors.As(err, &cmdErr):
+		fmt.Fprintf(stderr, "%s: %v\n", cmd.CommandPath(), cmdErr.err)
 		return 1
+	default:
+		// Everything else comes from parsing the command line.
+		fmt.Fprintf(stderr, "%s: %v\nRun '%s --help' for usage.\n", cmd.CommandPath(), err, cmd.CommandPath())
+		return 2
 	}
 }
 
-// newFlagSet returns a flag set that reports errors to stderr and returns
-// them rather than exiting.
-func newFlagSet(name string, stderr io.Writer) *flag.FlagSet {
-	fs := flag.NewFlagSet("coffer "+name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	return fs
-}
+// commandError marks the errors of a command's own work, so that Run tells
+// them from the command-line errors cobra and pflag return.
+type commandError struct{ err error }
 
-func parseFlags(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return errUsage
+func (e *commandError) Error() string { return e.err.Error() }
+func (e *commandError) Unwrap() error { return e.err }
+
+// failed marks err, if any, as the command's own failure.
+func failed(err error) error {
+	if err == nil {
+		return nil
 	}
-	return nil
+	return &commandError{err}
 }
 
 // logFlags are the logging flags every long-running command shares.
@@ -94,7 +59,7 @@ type logFlags struct {
 	format string
 }
 
-func (l *logFlags) register(fs *flag.FlagSet) {
+func (l *logFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&l.level, "log-level", "info", "log level: debug, info, warn or error")
 	fs.StringVar(&l.format, "log-format", "text", "log format: text or json")
 }

@@ -2,10 +2,10 @@ package cli
 
 import (
 	"errors"
-	"flag"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/spf13/pflag"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/coffer-csi/coffer/auth"
@@ -23,7 +23,7 @@ type identityFlags struct {
 	refreshMargin time.Duration
 }
 
-func (f *identityFlags) register(fs *flag.FlagSet) {
+func (f *identityFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.stsAudience, "sts-audience", auth.AudienceSTS, "audience of the ServiceAccount token exchanged with STS for IRSA")
 	fs.StringVar(&f.agentIPv4URL, "pod-identity-agent-ipv4-url", auth.DefaultPodIdentityIPv4URL, "EKS Pod Identity agent, IPv4")
 	fs.StringVar(&f.agentIPv6URL, "pod-identity-agent-ipv6-url", auth.DefaultPodIdentityIPv6URL, "EKS Pod Identity agent, IPv6")

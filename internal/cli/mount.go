@@ -11,6 +11,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/spf13/pflag"
+
 	"github.com/coffer-csi/coffer/auth"
 	"github.com/coffer-csi/coffer/provider"
 	"github.com/coffer-csi/coffer/provider/awsapi"
@@ -19,33 +21,27 @@ import (
 	"github.com/coffer-csi/coffer/provider/spc"
 )
 
-// stringsFlag collects repeated key=value flags.
-type stringsFlag []string
+type mountConfig struct {
+	spc     string
+	name    string
+	out     string
+	region  string
+	timeout time.Duration
+	sets    []string
+}
 
-func (s *stringsFlag) String() string     { return strings.Join(*s, ",") }
-func (s *stringsFlag) Set(v string) error { *s = append(*s, v); return nil }
+func (c *mountConfig) register(fs *pflag.FlagSet) {
+	fs.StringVar(&c.spc, "spc", "", "SecretProviderClass manifest (or parameters file) to mount")
+	fs.StringVar(&c.name, "name", "", "which SecretProviderClass in the file, when it holds several")
+	fs.StringVar(&c.out, "out", "", "directory to write the files into")
+	fs.StringVar(&c.region, "region", os.Getenv("AWS_REGION"), "region when the class names none (default $AWS_REGION)")
+	fs.DurationVar(&c.timeout, "timeout", 30*time.Second, "deadline for the whole mount")
+	// StringArray, not StringSlice: a value may hold commas (objects YAML).
+	fs.StringArrayVar(&c.sets, "set", nil, "override a parameter, key=value (repeatable), as a pod's volumeAttributes would")
+}
 
-func runMount(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("mount", stderr)
-	spcFile := fs.String("spc", "", "SecretProviderClass manifest (or parameters file) to mount")
-	name := fs.String("name", "", "which SecretProviderClass in the file, when it holds several")
-	out := fs.String("out", "", "directory to write the files into")
-	region := fs.String("region", os.Getenv("AWS_REGION"), "region when the class names none (default $AWS_REGION)")
-	timeout := fs.Duration("timeout", 30*time.Second, "deadline for the whole mount")
-	var sets stringsFlag
-	fs.Var(&sets, "set", "override a parameter, key=value (repeatable), as a pod's volumeAttributes would")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: coffer mount --spc FILE --out DIR [flags]\n\nFetches every object with your local AWS credentials (the SDK's default chain) and\nwrites the files as the driver would, printing object, file, version and size\n(never values).")
-		fs.PrintDefaults()
-	}
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	if *spcFile == "" || *out == "" {
-		fs.Usage()
-		return errUsage
-	}
-	m, err := pickManifest(*spcFile, *name)
+func runMount(ctx context.Context, c *mountConfig, stdout io.Writer) error {
+	m, err := pickManifest(c.spc, c.name)
 	if err != nil {
 		return err
 	}
@@ -53,14 +49,14 @@ func runMount(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	for k, v := range m.Parameters {
 		attrs[k] = v
 	}
-	for _, kv := range sets {
+	for _, kv := range c.sets {
 		k, v, ok := strings.Cut(kv, "=")
 		if !ok {
 			return fmt.Errorf("--set %q: use key=value", kv)
 		}
 		attrs[k] = v
 	}
-	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
 	awsCfg, err := awsapi.LoadConfig(ctx, awsapi.Settings{})
 	if err != nil {
@@ -72,13 +68,13 @@ func runMount(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return awsapi.NewClients(awsCfg, id.Credentials)
 		},
 		Fetcher: &fetch.Fetcher{},
-		Region:  provider.StaticRegion(*region),
+		Region:  provider.StaticRegion(c.region),
 	}
 	res, err := p.Mount(ctx, provider.Request{Attributes: encodeAttributes(attrs)})
 	if err != nil {
 		return err
 	}
-	if err := writeFiles(*out, res.Files); err != nil {
+	if err := writeFiles(c.out, res.Files); err != nil {
 		return err
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
@@ -89,7 +85,7 @@ func runMount(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "%d files written to %s\n", len(res.Files), *out)
+	fmt.Fprintf(stdout, "%d files written to %s\n", len(res.Files), c.out)
 	return nil
 }
 

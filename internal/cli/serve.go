@@ -3,7 +3,6 @@ package cli
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -15,6 +14,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/spf13/pflag"
 
 	"github.com/coffer-csi/coffer/auth"
 	"github.com/coffer-csi/coffer/internal/metrics"
@@ -67,7 +67,7 @@ const fetchAllowance = 2
 // providerNamePattern is the driver's rule for spec.provider.
 var providerNamePattern = regexp.MustCompile(`^[a-zA-Z0-9_-]{1,30}$`)
 
-func (c *serveConfig) register(fs *flag.FlagSet) {
+func (c *serveConfig) register(fs *pflag.FlagSet) {
 	fs.StringVar(&c.providerDir, "provider-dir", "/var/run/secrets-store-csi-providers", "directory the driver looks for provider sockets in")
 	fs.StringVar(&c.providerName, "provider-name", "aws", "provider name: the socket is <provider-dir>/<provider-name>.sock and SecretProviderClasses select it with spec.provider")
 	fs.DurationVar(&c.mountTimeout, "mount-timeout", 30*time.Second, "deadline of each Mount, AWS calls and retries included")
@@ -123,13 +123,7 @@ func (c *serveConfig) validate() error {
 	return errors.Join(errs...)
 }
 
-func runServe(ctx context.Context, args []string, stderr io.Writer) error {
-	var c serveConfig
-	fs := newFlagSet("serve", stderr)
-	c.register(fs)
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
+func runServe(ctx context.Context, c *serveConfig, stderr io.Writer) error {
 	if err := c.validate(); err != nil {
 		return err
 	}

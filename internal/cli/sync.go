@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -15,6 +14,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/spf13/pflag"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/dynamic"
@@ -62,7 +62,7 @@ type syncConfig struct {
 	log              logFlags
 }
 
-func (c *syncConfig) register(fs *flag.FlagSet) {
+func (c *syncConfig) register(fs *pflag.FlagSet) {
 	fs.StringVar(&c.kubeconfig, "kubeconfig", "", "kubeconfig for the Kubernetes API (default: in-cluster configuration)")
 	fs.StringVar(&c.metricsAddr, "metrics-addr", "", "address for Prometheus metrics at /metrics and /healthz, e.g. :8080 (empty: off)")
 	fs.StringVar(&c.providerName, "provider-name", "aws", "sync SecretProviderClasses whose spec.provider is this (coffer serve's --provider-name)")
@@ -110,17 +110,7 @@ func (c *syncConfig) validate() error {
 
 // runSync runs the Secret sync controller: SecretProviderClasses with
 // syncSecrets become Kubernetes Secrets without any pod.
-func runSync(ctx context.Context, args []string, stderr io.Writer) error {
-	var c syncConfig
-	fs := newFlagSet("sync", stderr)
-	c.register(fs)
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: coffer sync [flags]\n\nSyncs the Kubernetes Secrets that SecretProviderClasses declare in syncSecrets, without\npods: each entry is read from AWS as its serviceAccountName, every refreshInterval and\nwhenever the class changes. Run it as a Deployment; replicas elect a leader.")
-		fs.PrintDefaults()
-	}
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
+func runSync(ctx context.Context, c *syncConfig, stderr io.Writer) error {
 	if err := c.validate(); err != nil {
 		return err
 	}

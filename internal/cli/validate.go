@@ -10,26 +10,13 @@ import (
 	"github.com/coffer-csi/coffer/secretsync"
 )
 
-func runValidate(args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("validate", stderr)
-	region := fs.String("region", "", "region to check ARNs against when a class names none")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: coffer validate [--region R] FILE...\n\nChecks SecretProviderClass manifests (other kinds in the files are skipped) or bare\nparameter maps, and lists every problem. Exits 1 when any is found.")
-		fs.PrintDefaults()
+func runValidate(files []string, region string, stdout io.Writer) error {
+	bad := 0
+	for _, file := range files {
+		bad += validateFile(file, region, stdout)
 	}
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	if fs.NArg() == 0 {
-		fs.Usage()
-		return errUsage
-	}
-	failed := 0
-	for _, file := range fs.Args() {
-		failed += validateFile(file, *region, stdout)
-	}
-	if failed > 0 {
-		return fmt.Errorf("%d SecretProviderClass(es) or file(s) with problems", failed)
+	if bad > 0 {
+		return fmt.Errorf("%d SecretProviderClass(es) or file(s) with problems", bad)
 	}
 	return nil
 }

@@ -127,7 +127,11 @@ func objectFiles(v fetch.Value, translation string) ([]File, fetch.Errors) {
 			if err != nil {
 				return nil, fail(fmt.Sprintf("member %q is not valid %s (%v)", m.Name, o.Decoding, err), "store it encoded, or remove decoding")
 			}
-			files = append(files, File{Path: o.Path + "/" + spc.TranslatePath(m.Name, translation), Mode: o.Mode, Data: data, Version: m.Version, Object: o})
+			name, err := spc.FilePath(m.Name, translation)
+			if err != nil {
+				return nil, fail(fmt.Sprintf("member %v", err), "rename it in AWS, or choose the members with filters")
+			}
+			files = append(files, File{Path: o.Path + "/" + name, Mode: o.Mode, Data: data, Version: m.Version, Object: o})
 		}
 		return files, nil
 	case o.ExpandJSON:
@@ -154,7 +158,11 @@ func objectFiles(v fetch.Value, translation string) ([]File, fetch.Errors) {
 			if err != nil {
 				return nil, fail(fmt.Sprintf("key %q is not valid %s (%v)", k, o.Decoding, err), "store it encoded, or remove decoding")
 			}
-			files = append(files, File{Path: o.Path + "/" + spc.TranslatePath(k, translation), Mode: o.Mode, Data: data, Version: v.Version, Object: o})
+			name, err := spc.FilePath(k, translation)
+			if err != nil {
+				return nil, fail(fmt.Sprintf("key %v", err), "rename the key in the secret, or remove expandJSON and select keys with jmesPath")
+			}
+			files = append(files, File{Path: o.Path + "/" + name, Mode: o.Mode, Data: data, Version: v.Version, Object: o})
 		}
 		return files, nil
 	default:
@@ -218,7 +226,7 @@ func checkCollisions(files []File) error {
 		f := &files[i]
 		if err := spc.CheckFilePath(f.Path); err != nil {
 			failed = append(failed, &fetch.ObjectError{Object: f.Object, Entry: -1, Kind: fetch.KindInvalid,
-				Detail: fmt.Sprintf("a name from AWS makes an invalid file: %v", err), Hint: "rename the key or entry in AWS"})
+				Detail: fmt.Sprintf("a name from AWS makes an invalid file: %v", err), Hint: "rename the key or entry in AWS, or give the object a shorter objectAlias"})
 			continue
 		}
 		if prev, dup := owner[f.Path]; dup {

@@ -110,3 +110,47 @@ func BenchmarkRender(b *testing.B) {
 		}
 	}
 }
+
+// TestNamesFromAWSQuotedAsWritten: a member or key name from AWS that makes
+// an invalid file is reported as AWS has it, then as the file path it
+// became, so that the user can find it in AWS.
+func TestNamesFromAWSQuotedAsWritten(t *testing.T) {
+	tests := map[string]struct {
+		objects, translation string
+		value                fetch.Value
+		want                 string
+	}{
+		"member of a path, translated": {
+			objects: "- {path: /app/prod, objectType: ssmparameter, objectAlias: prod}",
+			value:   fetch.Value{Members: []fetch.Member{{Name: "ok", Data: []byte("v")}, {Name: "../x", Data: []byte("v")}}},
+			want:    `member "../x" becomes the file path ".._x", which has an element starting with ".."`,
+		},
+		"member of a path, nested": {
+			objects: "- {path: /app/prod, objectType: ssmparameter, objectAlias: prod}", translation: "False",
+			value: fetch.Value{Members: []fetch.Member{{Name: "a/../../x", Data: []byte("v")}}},
+			want:  `member "a/../../x" has a ".." element`,
+		},
+		"expandJSON key": {
+			objects: "- {objectName: db, objectType: secretsmanager, objectAlias: db, expandJSON: true}",
+			value:   fetch.Value{Data: []byte(`{"user":"u","..data/x":"v"}`)},
+			want:    `key "..data/x" becomes the file path "..data_x", which has an element starting with ".."`,
+		},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			params := map[string]string{"objects": tc.objects, "region": "us-east-1"}
+			if tc.translation != "" {
+				params["pathTranslation"] = tc.translation
+			}
+			cfg, err := spc.Parse(params, spc.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			tc.value.Object = cfg.Objects[0]
+			_, err = render.Files([]fetch.Value{tc.value}, render.Options{Translation: cfg.PathTranslation})
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error %v, want one with %q", err, tc.want)
+			}
+		})
+	}
+}

@@ -165,6 +165,42 @@ func TestParseARN(t *testing.T) {
 	}
 }
 
+// TestFilePathQuotesWhatWasWritten: a file name problem is reported with
+// the name as the class (or AWS) wrote it first, and the translated path
+// second when translation changed it, never the translated form alone.
+func TestFilePathQuotesWhatWasWritten(t *testing.T) {
+	long := strings.Repeat("n", 300)
+	tests := map[string]struct {
+		name, translation string
+		wantPath          string
+		wantErr           string // the whole message; "" for a valid name
+	}{
+		"alias climbing out, translated":   {"../escape", "_", ".._escape", `"../escape" becomes the file path ".._escape", which has an element starting with ".." (the driver reserves those for its own files)`},
+		"alias climbing out, kept":         {"../escape", "", "../escape", `"../escape" has a ".." element (a file must stay inside the mount)`},
+		"absolute, leading / dropped":      {"/../etc", "", "../etc", `"/../etc" becomes the file path "../etc", which has a ".." element (a file must stay inside the mount)`},
+		"another translation character":    {"../x", ".", "...x", `"../x" becomes the file path "...x", which has an element starting with ".." (the driver reserves those for its own files)`},
+		"non-canonical, leading / dropped": {"/a//b", "", "a//b", `"/a//b" becomes the file path "a//b", which is not canonical (empty, "." or trailing path elements); write it as "a/b"`},
+		"control character":                {"db\tx", "_", "db\tx", `"db\tx" contains a control character`},
+		"long element, quote cut short":    {long, "_", long, `"` + long[:100] + `"... has an element of 300 bytes; the driver allows at most 255`},
+		"valid, translated":                {"/app/prod/db", "_", "_app_prod_db", ""},
+		"valid, nested":                    {"/app/prod/db", "", "app/prod/db", ""},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			got, err := spc.FilePath(tc.name, tc.translation)
+			if got != tc.wantPath {
+				t.Errorf("FilePath(%q, %q) path = %q, want %q", tc.name, tc.translation, got, tc.wantPath)
+			}
+			switch {
+			case tc.wantErr == "" && err != nil:
+				t.Errorf("FilePath(%q, %q) = %v, want nil", tc.name, tc.translation, err)
+			case tc.wantErr != "" && (err == nil || err.Error() != tc.wantErr):
+				t.Errorf("FilePath(%q, %q) =\n  %v\nwant\n  %s", tc.name, tc.translation, err, tc.wantErr)
+			}
+		})
+	}
+}
+
 func TestCheckFilePath(t *testing.T) {
 	tests := map[string]struct {
 		path    string
@@ -183,9 +219,9 @@ func TestCheckFilePath(t *testing.T) {
 		"double slash":            {path: "a//b", wantErr: "not canonical"},
 		"leading dot element":     {path: "./a", wantErr: "not canonical"},
 		"inner dot element":       {path: "a/./b", wantErr: "not canonical"},
-		"dot dot":                 {path: "..", wantErr: "climbs out"},
-		"leading dot dot":         {path: "../a", wantErr: "climbs out"},
-		"inner dot dot":           {path: "a/../b", wantErr: "not canonical"},
+		"dot dot":                 {path: "..", wantErr: `has a ".." element`},
+		"leading dot dot":         {path: "../a", wantErr: `has a ".." element`},
+		"inner dot dot":           {path: "a/../b", wantErr: `has a ".." element`},
 		"driver's ..data":         {path: "..data", wantErr: "starting with \"..\""},
 		"nested ..name":           {path: "a/..b", wantErr: "starting with \"..\""},
 		"256-byte name":           {path: strings.Repeat("n", 256), wantErr: "256 bytes"},

@@ -228,8 +228,8 @@ func (p *objectParser) parseObject(i int, item *yaml.Node) *Object {
 	if name == "" && !o.Bulk() {
 		name = o.Name
 	}
-	o.Path = TranslatePath(name, p.translation)
-	if err := CheckFilePath(o.Path); err != nil && name != "" {
+	var err error
+	if o.Path, err = FilePath(name, p.translation); err != nil && name != "" {
 		field := "objectName"
 		if o.Alias != "" {
 			field = "objectAlias"
@@ -365,8 +365,8 @@ func (p *objectParser) jmesPath(n *yaml.Node, where string, parentMode fs.FileMo
 		if e.Alias == "" {
 			p.ps.add(w, "objectAlias", "is required: the file name for the extracted value")
 		} else {
-			e.Path = TranslatePath(e.Alias, p.translation)
-			if err := CheckFilePath(e.Path); err != nil {
+			var err error
+			if e.Path, err = FilePath(e.Alias, p.translation); err != nil {
 				p.ps.add(w, "objectAlias", "%v; use a plain relative file name", err)
 			}
 		}
@@ -431,9 +431,15 @@ func (p *objectParser) failover(o *Object, f map[string]*yaml.Node, where string
 func checkPaths(objects []*Object, ps *problems) {
 	owner := map[string]string{}
 	var order []string
-	add := func(path, who string) {
+	// written is the name as the class wrote it, quoted first when
+	// translation changed it.
+	add := func(path, written, who string) {
 		if prev, dup := owner[path]; dup {
-			ps.add(who, "objectAlias", "writes file %q, which %s also writes; give one of them a different objectAlias", path, prev)
+			if written != path {
+				ps.add(who, "objectAlias", "%q becomes the file %q, which %s also writes; give one of them a different objectAlias", written, path, prev)
+			} else {
+				ps.add(who, "objectAlias", "writes file %q, which %s also writes; give one of them a different objectAlias", path, prev)
+			}
 			return
 		}
 		owner[path] = who
@@ -450,10 +456,14 @@ func checkPaths(objects []*Object, ps *problems) {
 				dirOrder = append(dirOrder, o.Path)
 			}
 		} else {
-			add(o.Path, o.Describe())
+			written := o.Alias
+			if written == "" {
+				written = o.Name
+			}
+			add(o.Path, written, o.Describe())
 		}
 		for j, e := range o.JMESPath {
-			add(e.Path, fmt.Sprintf("%s.jmesPath[%d]", o.Describe(), j))
+			add(e.Path, e.Alias, fmt.Sprintf("%s.jmesPath[%d]", o.Describe(), j))
 		}
 	}
 	for _, dir := range dirOrder {

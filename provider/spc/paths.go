@@ -3,6 +3,7 @@ package spc
 import (
 	"fmt"
 	"path"
+	"strconv"
 	"strings"
 	"unicode"
 )
@@ -17,9 +18,6 @@ const (
 // writes, as the AWS provider does: with a translation character every "/"
 // becomes that character (one flat file); without one, the leading "/" is
 // dropped and the rest stays a nested path.
-// TranslatePath applies a class's path translation to a name: with a
-// translation character every "/" becomes it, without one the leading "/"
-// is dropped.
 func TranslatePath(name, translation string) string {
 	if translation != "" {
 		return strings.ReplaceAll(name, "/", translation)
@@ -27,39 +25,79 @@ func TranslatePath(name, translation string) string {
 	return strings.TrimLeft(name, "/")
 }
 
+// FilePath translates name, as the class or AWS wrote it, into the file
+// path the driver writes (TranslatePath) and checks that path. Its error
+// quotes name first, as the user knows it, and the translated path second
+// when translation changed it.
+func FilePath(name, translation string) (string, error) {
+	p := TranslatePath(name, translation)
+	problem := pathProblem(p)
+	switch {
+	case problem == "":
+		return p, nil
+	case p == name:
+		return p, fmt.Errorf("%s %s", quoteName(name), problem)
+	default:
+		return p, fmt.Errorf("%s becomes the file path %s, which %s", quoteName(name), quoteName(p), problem)
+	}
+}
+
 // CheckFilePath reports why p cannot be a file path in a driver response, or
-// nil when the driver will accept it: relative, canonical, no ".." element,
-// no element starting with ".." (the driver's atomic writer owns "..data"),
-// and within the driver's length limits.
+// nil when the driver will accept it. Use FilePath for a name the user or
+// AWS wrote, so that the message quotes that name.
 func CheckFilePath(p string) error {
+	if problem := pathProblem(p); problem != "" {
+		return fmt.Errorf("file path %s %s", quoteName(p), problem)
+	}
+	return nil
+}
+
+// pathProblem says what is wrong with p as a file path in a driver response
+// ("" when nothing): it must be relative, canonical, with no ".." element
+// and no element starting with ".." (the driver's atomic writer owns
+// "..data"), and within the driver's length limits. The message follows
+// the quoted path: "has ...", "is ...".
+func pathProblem(p string) string {
 	switch {
 	case p == "":
-		return fmt.Errorf("the file name is empty")
+		return "is empty"
 	case p == ".":
-		return fmt.Errorf("file path \".\" names the mount itself, not a file in it")
+		return "names the mount itself, not a file in it"
 	case strings.HasPrefix(p, "/"):
-		return fmt.Errorf("file path %q is absolute; it must be relative to the mount", p)
+		return "is absolute; it must be relative to the mount"
 	case len(p) > maxPathLength:
-		return fmt.Errorf("file path is %d bytes long; the driver allows at most %d", len(p), maxPathLength)
-	case path.Clean(p) != p:
-		return fmt.Errorf("file path %q is not canonical (empty, \".\" or trailing path elements); write it as %q", p, path.Clean(p))
+		return fmt.Sprintf("is %d bytes long; the driver allows at most %d", len(p), maxPathLength)
 	}
+	// ".." before canonical form: Clean would suggest a path that climbs out.
 	for _, elem := range strings.Split(p, "/") {
 		switch {
 		case elem == "..":
-			return fmt.Errorf("file path %q climbs out of the mount with \"..\"", p)
+			return `has a ".." element (a file must stay inside the mount)`
 		case strings.HasPrefix(elem, ".."):
-			return fmt.Errorf("file path %q has an element starting with \"..\", which the driver reserves for its own files", p)
+			return `has an element starting with ".." (the driver reserves those for its own files)`
 		case len(elem) > maxFileNameLength:
-			return fmt.Errorf("file path %q has an element of %d bytes; the driver allows at most %d", p, len(elem), maxFileNameLength)
+			return fmt.Sprintf("has an element of %d bytes; the driver allows at most %d", len(elem), maxFileNameLength)
 		}
 		for _, r := range elem {
 			if r == 0 || unicode.IsControl(r) {
-				return fmt.Errorf("file path %q contains a control character", p)
+				return "contains a control character"
 			}
 		}
 	}
-	return nil
+	if c := path.Clean(p); c != p {
+		return fmt.Sprintf("is not canonical (empty, \".\" or trailing path elements); write it as %q", c)
+	}
+	return ""
+}
+
+// quoteName quotes a name for a message, cut short when it is long (the
+// length problem says how long).
+func quoteName(s string) string {
+	const most = 100
+	if len(s) > most {
+		return strconv.Quote(s[:most]) + "..."
+	}
+	return strconv.Quote(s)
 }
 
 // parsePathTranslation reads the pathTranslation parameter: empty means the

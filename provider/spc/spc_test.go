@@ -881,35 +881,35 @@ func invalidCases() map[string]invalidCase {
 		// File names.
 		"alias climbing out with ../ (pathTranslation False)": {
 			mutate: all(with("pathTranslation", "False"), smObj("  objectAlias: ../etc/passwd")),
-			want:   []problem{p(o0, "objectAlias", `file path "../etc/passwd" climbs out of the mount`)},
+			want:   []problem{p(o0, "objectAlias", `"../etc/passwd" has a ".." element`)},
 		},
 		"absolute alias climbing out (pathTranslation False)": {
 			mutate: all(with("pathTranslation", "False"), smObj("  objectAlias: /../etc/passwd")),
-			want:   []problem{p(o0, "objectAlias", `file path "../etc/passwd" climbs out of the mount`)},
+			want:   []problem{p(o0, "objectAlias", `"/../etc/passwd" becomes the file path "../etc/passwd", which has a ".." element`)},
 		},
 		"alias climbing out in the middle (pathTranslation False)": {
 			mutate: all(with("pathTranslation", "False"), smObj("  objectAlias: a/../../etc")),
-			want:   []problem{p(o0, "objectAlias", `file path "a/../../etc" is not canonical`)},
+			want:   []problem{p(o0, "objectAlias", `"a/../../etc" has a ".." element`)},
 		},
 		"alias with ../ under the default translation": {
 			mutate: smObj("  objectAlias: ../x"),
-			want:   []problem{p(o0, "objectAlias", `file path ".._x" has an element starting with ".."`)},
+			want:   []problem{p(o0, "objectAlias", `"../x" becomes the file path ".._x", which has an element starting with ".."`)},
 		},
 		"alias starting with ..": {
 			mutate: smObj("  objectAlias: ..data"),
-			want:   []problem{p(o0, "objectAlias", `file path "..data" has an element starting with ".."`, "driver reserves")},
+			want:   []problem{p(o0, "objectAlias", `"..data" has an element starting with ".."`, "driver reserves")},
 		},
 		"alias is a dot": {
 			mutate: smObj(`  objectAlias: "."`),
-			want:   []problem{p(o0, "objectAlias", `file path "." names the mount itself`)},
+			want:   []problem{p(o0, "objectAlias", `"." names the mount itself`)},
 		},
 		"alias with an empty element (pathTranslation False)": {
 			mutate: all(with("pathTranslation", "False"), smObj("  objectAlias: a//b")),
-			want:   []problem{p(o0, "objectAlias", `file path "a//b" is not canonical`, `write it as "a/b"`)},
+			want:   []problem{p(o0, "objectAlias", `"a//b" is not canonical`, `write it as "a/b"`)},
 		},
 		"alias with a trailing slash (pathTranslation False)": {
 			mutate: all(with("pathTranslation", "False"), smObj("  objectAlias: db/")),
-			want:   []problem{p(o0, "objectAlias", `file path "db/" is not canonical`)},
+			want:   []problem{p(o0, "objectAlias", `"db/" is not canonical`)},
 		},
 		"alias with a control character": {
 			mutate: smObj(`  objectAlias: "db\tx"`),
@@ -921,21 +921,21 @@ func invalidCases() map[string]invalidCase {
 		},
 		"parameter name climbing out (pathTranslation False)": {
 			mutate: all(with("pathTranslation", "False"), objs("- objectName: /app/../../x", "  objectType: ssmparameter")),
-			want:   []problem{p("objects[0] (/app/../../x)", "objectName", `file path "app/../../x" is not canonical`, "choose an objectAlias")},
+			want:   []problem{p("objects[0] (/app/../../x)", "objectName", `"/app/../../x" becomes the file path "app/../../x", which has a ".." element`, "choose an objectAlias")},
 		},
 		"parameter name with an empty level (pathTranslation False)": {
 			mutate: all(with("pathTranslation", "False"), objs("- objectName: /app//x", "  objectType: ssmparameter")),
-			want:   []problem{p("objects[0] (/app//x)", "objectName", `file path "app//x" is not canonical`)},
+			want:   []problem{p("objects[0] (/app//x)", "objectName", `"/app//x" becomes the file path "app//x", which is not canonical`)},
 		},
 		"jmesPath alias climbing out (pathTranslation False)": {
 			mutate: all(with("pathTranslation", "False"), smObj("  jmesPath:", "    - path: username", "      objectAlias: ../user")),
-			want:   []problem{p(j0, "objectAlias", `file path "../user" climbs out of the mount`)},
+			want:   []problem{p(j0, "objectAlias", `"../user" has a ".." element`)},
 		},
 
 		// Two files at one path.
 		"same object twice without aliases": {
 			mutate: smObj("- objectName: prod/db", "  objectType: secretsmanager"),
-			want:   []problem{p("objects[1] (prod/db)", "objectAlias", `writes file "prod_db", which objects[0] (prod/db) also writes`, "different objectAlias")},
+			want:   []problem{p("objects[1] (prod/db)", "objectAlias", `"prod/db" becomes the file "prod_db", which objects[0] (prod/db) also writes`, "different objectAlias")},
 		},
 		"two names translating to the same file": {
 			mutate: smObj("- objectName: prod_db", "  objectType: secretsmanager"),
@@ -944,6 +944,10 @@ func invalidCases() map[string]invalidCase {
 		"alias equal to another object's file": {
 			mutate: smObj("- objectName: prod/api", "  objectType: secretsmanager", "  objectAlias: prod_db"),
 			want:   []problem{p("objects[1] (prod/api)", "objectAlias", `writes file "prod_db", which objects[0] (prod/db) also writes`)},
+		},
+		"alias translating to another object's file": {
+			mutate: smObj("- objectName: prod/api", "  objectType: secretsmanager", "  objectAlias: prod/db"),
+			want:   []problem{p("objects[1] (prod/api)", "objectAlias", `"prod/db" becomes the file "prod_db", which objects[0] (prod/db) also writes`)},
 		},
 		"jmesPath alias equal to another object's alias": {
 			mutate: smObj("  objectAlias: creds",

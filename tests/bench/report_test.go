@@ -1,11 +1,15 @@
 package bench
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
+	"regexp"
 	"runtime"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -19,7 +23,7 @@ import (
 // awsLatency is the injected latency of every AWS call, STS included.
 const awsLatency = 20 * time.Millisecond
 
-// Result is one measured row of the report.
+// Result is one measured figure of one run.
 type Result struct {
 	Scenario string  `json:"scenario"`
 	Metric   string  `json:"metric"`
@@ -31,19 +35,140 @@ type Result struct {
 	Target   string `json:"target,omitempty"`
 }
 
+// Row is one row of the report: a Result over several runs, its Value the
+// median, Min and Max the spread.
+type Row struct {
+	Result
+	Min  float64 `json:"min"`
+	Max  float64 `json:"max"`
+	Runs int     `json:"runs"`
+}
+
 type report struct {
-	Date    string   `json:"date"`
-	GoOS    string   `json:"goos"`
-	CPUs    int      `json:"cpus"`
-	Latency string   `json:"awsLatencyPerCall"`
-	Results []Result `json:"results"`
+	Date string `json:"date"`
+	// Commit is the git commit measured ("-dirty" when the tree had other
+	// changes than the results files).
+	Commit  string `json:"commit"`
+	Runs    int    `json:"runs"`
+	GoOS    string `json:"goos"`
+	CPUs    int    `json:"cpus"`
+	Latency string `json:"awsLatencyPerCall"`
+	Results []Row  `json:"results"`
 	mu      sync.Mutex
+	// measured are the figures of one run, as the scenarios add them.
+	measured []Result
 }
 
 func (r *report) add(res Result) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.Results = append(r.Results, res)
+	r.measured = append(r.measured, res)
+}
+
+// numberPattern finds the numbers some metric names carry ("failed mounts
+// of 3414"), which differ between runs.
+var numberPattern = regexp.MustCompile(`[0-9]+`)
+
+// merge combines the rows of several runs of the same scenarios: one row
+// per scenario and metric (numbers in the metric's name aside), with the
+// median value and the spread; numbers in the name that differ between
+// runs are shown as their range.
+func merge(runs []*report) []Row {
+	type row struct {
+		res    Row
+		values []float64
+		names  []string
+	}
+	var order []string
+	rows := map[string]*row{}
+	for _, run := range runs {
+		// The n-th row of a scenario whose name reads the same once its
+		// numbers are masked: "p50" and "p99" rows stay apart, "failed
+		// mounts of 3390" and "of 3414" meet.
+		seen := map[string]int{}
+		for _, res := range run.measured {
+			key := res.Scenario + "\x00" + numberPattern.ReplaceAllString(res.Metric, "#")
+			seen[key]++
+			key += "\x00" + strconv.Itoa(seen[key])
+			rw, ok := rows[key]
+			if !ok {
+				rw = &row{res: Row{Result: res}}
+				rows[key] = rw
+				order = append(order, key)
+			}
+			rw.values = append(rw.values, res.Value)
+			rw.names = append(rw.names, res.Metric)
+		}
+	}
+	out := make([]Row, 0, len(order))
+	for _, key := range order {
+		rw := rows[key]
+		res := rw.res
+		sort.Float64s(rw.values)
+		n := len(rw.values)
+		res.Value = (rw.values[(n-1)/2] + rw.values[n/2]) / 2
+		res.Min, res.Max, res.Runs = rw.values[0], rw.values[n-1], n
+		res.Metric = nameRange(rw.names)
+		out = append(out, res)
+	}
+	return out
+}
+
+// nameRange is the metric name with each number that differs between the
+// runs' names replaced by its range: "failed mounts of 3390–3414".
+func nameRange(names []string) string {
+	nums := make([][]string, len(names))
+	for i, n := range names {
+		nums[i] = numberPattern.FindAllString(n, -1)
+	}
+	pos := 0
+	return numberPattern.ReplaceAllStringFunc(names[0], func(first string) string {
+		lo, _ := strconv.Atoi(first)
+		hi := lo
+		for _, ns := range nums {
+			if pos < len(ns) {
+				v, _ := strconv.Atoi(ns[pos])
+				lo, hi = min(lo, v), max(hi, v)
+			}
+		}
+		pos++
+		if lo == hi {
+			return first
+		}
+		return fmt.Sprintf("%d–%d", lo, hi)
+	})
+}
+
+// gitCommit is the commit the benchmark measures: COFFER_BENCH_COMMIT, else
+// git's HEAD, "-dirty" when files other than the results differ from it.
+func gitCommit() string {
+	if c := os.Getenv("COFFER_BENCH_COMMIT"); c != "" {
+		return c
+	}
+	head, err := exec.Command("git", "rev-parse", "--short=12", "HEAD").Output()
+	if err != nil {
+		return "unknown (no git)"
+	}
+	commit := strings.TrimSpace(string(head))
+	status, err := exec.Command("git", "status", "--porcelain", "--untracked-files=no", "--", "../..", ":!results.md", ":!results.json").Output()
+	if err != nil || len(bytes.TrimSpace(status)) > 0 {
+		commit += "-dirty"
+	}
+	return commit
+}
+
+// benchRuns is how many times TestReport runs the scenarios
+// (COFFER_BENCH_RUNS, default 3).
+func benchRuns(t *testing.T) int {
+	v := os.Getenv("COFFER_BENCH_RUNS")
+	if v == "" {
+		return 3
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > 50 {
+		t.Fatalf("COFFER_BENCH_RUNS=%q: use a number of runs from 1 to 50", v)
+	}
+	return n
 }
 
 func percentile(d []time.Duration, p float64) time.Duration {
@@ -66,14 +191,26 @@ func TestReport(t *testing.T) {
 	if out == "" {
 		t.Skip("set COFFER_BENCH_REPORT=<output prefix> (make bench does)")
 	}
-	r := &report{Date: time.Now().UTC().Format("2006-01-02"), GoOS: runtime.GOOS + "/" + runtime.GOARCH, CPUs: runtime.NumCPU(), Latency: awsLatency.String()}
-	t.Run("S1 cold pod start", func(t *testing.T) { coldStart(t, r) })
-	t.Run("S2 rotation sweep", func(t *testing.T) { rotationSweep(t, r) })
-	t.Run("S3 burst", func(t *testing.T) { burst(t, r) })
-	t.Run("S4 many mounts", func(t *testing.T) { manyMounts(t, r) })
-	t.Run("S5 extensions", func(t *testing.T) { extensions(t, r) })
-	t.Run("S6 leaks and load", func(t *testing.T) { leaks(t, r) })
-	t.Run("S7 restart under load", func(t *testing.T) { restartUnderLoad(t, r) })
+	r := &report{Date: time.Now().UTC().Format("2006-01-02"), Commit: gitCommit(), Runs: benchRuns(t),
+		GoOS: runtime.GOOS + "/" + runtime.GOARCH, CPUs: runtime.NumCPU(), Latency: awsLatency.String()}
+	// Latencies and some call counts vary between runs (how concurrent
+	// calls happen to overlap): each figure is the median of r.Runs runs,
+	// with its spread.
+	runs := make([]*report, r.Runs)
+	for i := range runs {
+		run := &report{}
+		runs[i] = run
+		t.Run(fmt.Sprintf("run %d", i+1), func(t *testing.T) {
+			t.Run("S1 cold pod start", func(t *testing.T) { coldStart(t, run) })
+			t.Run("S2 rotation sweep", func(t *testing.T) { rotationSweep(t, run) })
+			t.Run("S3 burst", func(t *testing.T) { burst(t, run) })
+			t.Run("S4 many mounts", func(t *testing.T) { manyMounts(t, run) })
+			t.Run("S5 extensions", func(t *testing.T) { extensions(t, run) })
+			t.Run("S6 leaks and load", func(t *testing.T) { leaks(t, run) })
+			t.Run("S7 restart under load", func(t *testing.T) { restartUnderLoad(t, run) })
+		})
+	}
+	r.Results = merge(runs)
 
 	md := renderMarkdown(r)
 	fmt.Println(md)
@@ -89,12 +226,17 @@ func TestReport(t *testing.T) {
 
 func renderMarkdown(r *report) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "Benchmark of %s, %d CPUs, %s per AWS call (STS included), coffer as a separate process over its Unix socket.\n\n", r.Date, r.CPUs, r.Latency)
+	fmt.Fprintf(&b, "Benchmark of %s at commit %s, %d CPUs, %s per AWS call (STS included), coffer as a separate process over its Unix socket. "+
+		"Each figure is the median of %d runs, with the lowest and highest in parentheses where the runs differ.\n\n", r.Date, r.Commit, r.CPUs, r.Latency, r.Runs)
 	b.WriteString("| scenario | metric | coffer | AWS provider (model) | target |\n|---|---|---|---|---|\n")
 	for _, res := range r.Results {
-		v := fmt.Sprintf("%.2f %s", res.Value, res.Unit)
+		format := "%.2f"
 		if res.Unit == "calls" || res.Unit == "errors" {
-			v = fmt.Sprintf("%.0f %s", res.Value, res.Unit)
+			format = "%.0f"
+		}
+		v := fmt.Sprintf(format+" %s", res.Value, res.Unit)
+		if lo, hi := fmt.Sprintf(format, res.Min), fmt.Sprintf(format, res.Max); lo != hi {
+			v += fmt.Sprintf(" (%s–%s)", lo, hi)
 		}
 		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s |\n", res.Scenario, res.Metric, v, res.Baseline, res.Target)
 	}
@@ -323,5 +465,39 @@ func extensions(t *testing.T, r *report) {
 		warm := e.calls("", "")
 		r.add(Result{"S5 " + tc.name, "AWS calls, cold (warm: " + fmt.Sprint(warm) + ")", float64(cold), "calls", tc.model, ""})
 		r.add(Result{"S5 " + tc.name, "Mount latency, cold", ms(d), "ms", "", ""})
+	}
+}
+
+// TestMerge: figures of several runs become one row each, the median and
+// the spread, with numbers in metric names that differ shown as a range.
+func TestMerge(t *testing.T) {
+	run := func(results ...Result) *report { return &report{measured: results} }
+	calls := func(n float64) Result { return Result{"S3 burst", "AWS calls in all", n, "calls", "1400", ""} }
+	failed := func(of, n float64) Result {
+		return Result{"S7 restart", fmt.Sprintf("failed mounts of %.0f", of), n, "errors", "", "0"}
+	}
+	p := func(q string, v float64) Result { return Result{"S3 burst", q + " Mount latency", v, "ms", "", ""} }
+	got := merge([]*report{
+		run(p("p50", 40), p("p99", 90), calls(17), failed(3390, 0)),
+		run(p("p50", 42), p("p99", 70), calls(15), failed(3414, 0)),
+		run(p("p50", 41), p("p99", 80), calls(15), failed(3401, 0)),
+	})
+	want := []Row{
+		{Result: p("p50", 41), Min: 40, Max: 42, Runs: 3},
+		{Result: p("p99", 80), Min: 70, Max: 90, Runs: 3},
+		{Result: calls(15), Min: 15, Max: 17, Runs: 3},
+		{Result: Result{"S7 restart", "failed mounts of 3390–3414", 0, "errors", "", "0"}, Min: 0, Max: 0, Runs: 3},
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("merge =\n%v\nwant\n%v", got, want)
+	}
+	if got := merge([]*report{run(calls(10)), run(calls(20))}); got[0].Value != 15 {
+		t.Errorf("median of two runs = %v, want their mean 15", got[0].Value)
+	}
+	md := renderMarkdown(&report{Commit: "abc123", Runs: 3, Results: want})
+	for _, w := range []string{"at commit abc123", "median of 3 runs", "| S3 burst | AWS calls in all | 15 calls (15–17) | 1400 |", "| p99 Mount latency | 80.00 ms (70.00–90.00) |", "| failed mounts of 3390–3414 | 0 errors |  | 0 |"} {
+		if !strings.Contains(md, w) {
+			t.Errorf("markdown lacks %q:\n%s", w, md)
+		}
 	}
 }

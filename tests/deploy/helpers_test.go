@@ -192,7 +192,8 @@ func cofferBinary(t testing.TB) string {
 	return imageBinPath
 }
 
-var flagPattern = regexp.MustCompile(`(?m)^\s+-([a-z0-9-]+)`)
+// flagPattern matches a flag in pflag's help: "      --cache-ttl duration   ...".
+var flagPattern = regexp.MustCompile(`(?m)^\s+(?:-[a-z], )?--([a-z0-9-]+)`)
 
 // serveFlags lists the flags `coffer serve -h` documents.
 func serveFlags(t testing.TB) map[string]bool {

@@ -2,7 +2,8 @@
 # Provides the real Kubernetes parts the end-to-end suite runs: etcd (Debian),
 # kube-apiserver and kube-controller-manager built from k8s.io/kubernetes, and
 # the Secrets Store CSI Driver built from its module. Builds are cached by
-# version, so only the first run pays (about 30-40 minutes on 2 cores).
+# version, so only the first run pays (measured cold: 47 minutes on a 2-core VM
+# that other builds shared, 18 minutes of CPU time).
 # Prints KEY=path lines for the binaries on stdout; progress goes to stderr.
 set -euo pipefail
 

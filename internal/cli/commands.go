@@ -1,0 +1,181 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/coffer-csi/coffer/internal/version"
+)
+
+// The command tree and its help texts, in one place: each subcommand's
+// flags are registered by its config (serve.go, sync.go, ...) and its work
+// is a run function returning an error.
+
+func newRootCommand(stdout, stderr io.Writer) *cobra.Command {
+	root := &cobra.Command{
+		Use:   "coffer",
+		Short: "AWS Secrets Manager and Parameter Store for the Secrets Store CSI Driver",
+		Long: `coffer: AWS Secrets Manager and Parameter Store for the Secrets Store CSI Driver.
+
+It runs on every node as a provider plugin of the driver (coffer serve), syncs the
+Kubernetes Secrets that SecretProviderClasses declare (coffer sync), and checks and
+tries SecretProviderClasses on your machine (coffer validate, coffer mount).`,
+		Example: `  # Check a SecretProviderClass before applying it
+  coffer validate secretproviderclass.yaml
+
+  # Fetch its objects with your own AWS credentials and look at the files
+  coffer mount --spc secretproviderclass.yaml --out ./mnt
+
+  # The DaemonSet's command
+  coffer serve --provider-dir /var/run/secrets-store-csi-providers`,
+		Version: version.Version,
+		// Without a subcommand coffer prints this help: the server starts
+		// only when asked for, as the DaemonSet does with "coffer serve".
+		Args:          rootArgs,
+		RunE:          func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
+		SilenceErrors: true,
+		SilenceUsage:  true,
+	}
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	// --version without the -v shorthand, which Kubernetes tools use for
+	// verbosity; it prints the bare version, as "coffer version" does.
+	root.Flags().Bool("version", false, "print the version")
+	root.SetVersionTemplate("{{.Version}}\n")
+	serve := newServeCommand(stderr)
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
+		// "coffer --provider-dir ..." served before coffer had commands.
+		var unknown *pflag.NotExistError
+		if errors.As(err, &unknown) && serve.Flags().Lookup(unknown.GetSpecifiedName()) != nil {
+			return fmt.Errorf("%w: it is a flag of serve; start the server with coffer serve [flags]", err)
+		}
+		return err
+	})
+	root.AddCommand(
+		serve,
+		newSyncCommand(stderr),
+		newValidateCommand(stdout),
+		newMountCommand(stdout),
+		&cobra.Command{
+			Use:   "version",
+			Short: "Print the version",
+			Args:  cobra.NoArgs,
+			Run:   func(cmd *cobra.Command, _ []string) { fmt.Fprintln(cmd.OutOrStdout(), version.Version) },
+		},
+	)
+	return root
+}
+
+// rootArgs: any word that is not a subcommand is an unknown command (the
+// root is runnable, to print help, so cobra's own check does not apply).
+func rootArgs(cmd *cobra.Command, args []string) error {
+	if len(args) > 0 {
+		suggest := ""
+		if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
+			suggest = fmt.Sprintf(" (did you mean %q?)", s[0])
+		}
+		return fmt.Errorf("unknown command %q%s", args[0], suggest)
+	}
+	return nil
+}
+
+func newServeCommand(stderr io.Writer) *cobra.Command {
+	var c serveConfig
+	cmd := &cobra.Command{
+		Use:   "serve [flags]",
+		Short: "Serve the provider on its Unix socket (the DaemonSet's command)",
+		Long: `Serves the Secrets Store CSI Driver's provider API on <provider-dir>/<provider-name>.sock.
+Each Mount reads the pod's objects from AWS as the pod's own workload identity (IRSA or
+EKS Pod Identity) and returns the files; nothing is written to disk. Runs until SIGTERM,
+then lets in-flight Mounts finish (--shutdown-timeout) and removes the socket.`,
+		Example: `  # As the DaemonSet runs it (NODE_NAME from the downward API)
+  coffer serve --provider-dir /var/run/secrets-store-csi-providers --provider-name aws
+
+  # With metrics and probes, values cached for 30s
+  coffer serve --metrics-addr :8080 --health-addr :8081 --cache-ttl 30s
+
+  # Also sync the Kubernetes Secrets classes declare in syncSecrets, after each mount
+  coffer serve --sync-secrets`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return failed(runServe(cmd.Context(), &c, stderr))
+		},
+	}
+	c.register(cmd.Flags())
+	return cmd
+}
+
+func newSyncCommand(stderr io.Writer) *cobra.Command {
+	var c syncConfig
+	cmd := &cobra.Command{
+		Use:   "sync [flags]",
+		Short: "Sync the Kubernetes Secrets SecretProviderClasses declare (syncSecrets), without pods",
+		Long: `Syncs the Kubernetes Secrets that SecretProviderClasses declare in syncSecrets, without
+pods: each entry is read from AWS as its serviceAccountName, every refreshInterval and
+whenever the class changes. Run it as a Deployment; replicas elect a leader.`,
+		Example: `  # In the cluster, as the chart's Deployment runs it
+  coffer sync --provider-name aws
+
+  # From your machine against a test cluster, one namespace, no leader election
+  coffer sync --kubeconfig ~/.kube/config --namespace team-a --leader-elect=false`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return failed(runSync(cmd.Context(), &c, stderr))
+		},
+	}
+	c.register(cmd.Flags())
+	return cmd
+}
+
+func newValidateCommand(stdout io.Writer) *cobra.Command {
+	var region string
+	cmd := &cobra.Command{
+		Use:   "validate FILE...",
+		Short: "Check SecretProviderClass manifests or parameter files, listing every problem",
+		Long: `Checks SecretProviderClass manifests (other kinds in the files are skipped) or bare
+parameter maps exactly as a mount would, and lists every problem. Exits 1 when any is found.`,
+		Example: `  coffer validate secretproviderclass.yaml
+  coffer validate deploy/*.yaml --region eu-west-1`,
+		Args: func(_ *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return fmt.Errorf("name at least one FILE to check")
+			}
+			return nil
+		},
+		RunE: func(_ *cobra.Command, args []string) error {
+			return failed(runValidate(args, region, stdout))
+		},
+	}
+	cmd.Flags().StringVar(&region, "region", "", "region to check ARNs against when a class names none")
+	return cmd
+}
+
+func newMountCommand(stdout io.Writer) *cobra.Command {
+	var c mountConfig
+	cmd := &cobra.Command{
+		Use:   "mount --spc FILE --out DIR [flags]",
+		Short: "Fetch a SecretProviderClass's objects with your local AWS credentials and write the files",
+		Long: `Fetches every object with your local AWS credentials (the SDK's default chain) and
+writes the files as the driver would, each atomically with its mode, printing object,
+file, version and size (never values). A failed mount writes nothing.`,
+		Example: `  coffer mount --spc secretproviderclass.yaml --out ./mnt
+
+  # One class of several in the file, in another region
+  coffer mount --spc classes.yaml --name app --out ./mnt --set region=eu-west-1`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return failed(runMount(cmd.Context(), &c, stdout))
+		},
+	}
+	c.register(cmd.Flags())
+	for _, name := range []string{"spc", "out"} {
+		if err := cmd.MarkFlagRequired(name); err != nil {
+			panic(err) // registered just above
+		}
+	}
+	return cmd
+}
