@@ -147,7 +147,7 @@ func TestNamesFromAWSQuotedAsWritten(t *testing.T) {
 				t.Fatal(err)
 			}
 			tc.value.Object = cfg.Objects[0]
-			_, err = render.Files([]fetch.Value{tc.value}, render.Options{Translation: cfg.PathTranslation})
+			_, err = render.Files(context.Background(), []fetch.Value{tc.value}, render.Options{Translation: cfg.PathTranslation})
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("error %v, want one with %q", err, tc.want)
 			}
