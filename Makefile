@@ -64,9 +64,12 @@ e2e:
 	  $(GO) test -count=1 -v -timeout 15m ./...
 
 ## bench: the provider benchmark (real binary over its socket, AWS fake with 20 ms per call):
-## prints a markdown table and JSON, writes tests/bench/results.{md,json}; then microbenchmarks
+## prints a markdown table and JSON, writes tests/bench/results.{md,json}; then microbenchmarks.
+## ASCP_BIN=/path/to/ascp measures AWS's provider beside coffer (build it with
+## ../shared/peers/build-ascp.sh; it runs in a mount namespace of its own, so as root)
+ASCP_BIN ?=
 bench: build
-	COFFER_BENCH_REPORT=$(CURDIR)/tests/bench/results COFFER_BIN=$(CURDIR)/$(BIN)/coffer \
+	COFFER_BENCH_REPORT=$(CURDIR)/tests/bench/results COFFER_BIN=$(CURDIR)/$(BIN)/coffer ASCP_BIN=$(if $(ASCP_BIN),$(abspath $(ASCP_BIN))) \
 	  $(GO) test -count=1 -run '^TestReport$$' -v -timeout 30m ./tests/bench/
 	$(GO) test -run '^$$' -bench . -benchmem ./provider/...
 

@@ -167,6 +167,12 @@ func startCoffer(t testing.TB, e *env, flags ...string) *coffer {
 		"AWS_ENDPOINT_URL="+e.url, "AWS_REGION="+region, "AWS_EC2_METADATA_DISABLED=true",
 		"AWS_CONFIG_FILE=/dev/null", "AWS_SHARED_CREDENTIALS_FILE=/dev/null", "AWS_CA_BUNDLE=",
 		"AWS_ACCESS_KEY_ID=", "AWS_SECRET_ACCESS_KEY=", "AWS_SESSION_TOKEN=", "AWS_PROFILE=")
+	return startProcess(t, cmd, dir, logFile, args)
+}
+
+// startProcess starts a provider process serving dir/aws.sock, logging to
+// logFile, and connects to it as the driver does.
+func startProcess(t testing.TB, cmd *exec.Cmd, dir string, logFile *os.File, args []string) *coffer {
 	cmd.Stderr = logFile
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -181,12 +187,13 @@ func startCoffer(t testing.TB, e *env, flags ...string) *coffer {
 		}
 		if time.Now().After(deadline) {
 			log, _ := os.ReadFile(logFile.Name())
-			t.Fatalf("coffer did not create its socket:\n%s", log)
+			t.Fatalf("the provider did not create its socket:\n%s", log)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
 	// As the driver dials providers: wait for the socket to be ready and
 	// retry UNAVAILABLE (pkg/secrets-store/provider_client.go).
+	var err error
 	c.conn, err = grpc.NewClient("unix://"+socket, grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(4<<20)), grpc.WithDefaultServiceConfig(driverServiceConfig))
 	if err != nil {
