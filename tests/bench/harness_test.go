@@ -135,6 +135,10 @@ type coffer struct {
 	client v1alpha1.CSIDriverProviderClient
 	conn   *grpc.ClientConn
 	stderr *os.File
+	// targets, when set, is where mounts are written as the driver writes
+	// them (a directory per pod): for ASCP, which reads its files back on
+	// remounts whose versions did not change.
+	targets string
 }
 
 func cofferBinary(t testing.TB) string {
@@ -224,13 +228,31 @@ func (c *coffer) stop(t testing.TB) {
 func (c *coffer) mount(attrs string, current []*v1alpha1.ObjectVersion) (*v1alpha1.MountResponse, time.Duration, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
+	target := "/var/lib/kubelet/pods/x/volumes/kubernetes.io~csi/secrets/mount"
+	if c.targets != "" {
+		var a map[string]string
+		json.Unmarshal([]byte(attrs), &a)
+		target = filepath.Join(c.targets, a["csi.storage.k8s.io/pod.uid"], "mount")
+	}
 	start := time.Now()
 	resp, err := c.client.Mount(ctx, &v1alpha1.MountRequest{
 		Attributes: attrs, Secrets: "null", Permission: "420",
-		TargetPath:           "/var/lib/kubelet/pods/x/volumes/kubernetes.io~csi/secrets/mount",
+		TargetPath:           target,
 		CurrentObjectVersion: current,
 	})
-	return resp, time.Since(start), err
+	d := time.Since(start)
+	if err == nil && c.targets != "" {
+		for _, f := range resp.Files {
+			path := filepath.Join(target, f.Path)
+			if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+				return resp, d, err
+			}
+			if err := os.WriteFile(path, f.Contents, 0o600); err != nil {
+				return resp, d, err
+			}
+		}
+	}
+	return resp, d, err
 }
 
 // anonMiB reads the process's current anonymous resident memory.

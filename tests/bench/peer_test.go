@@ -112,7 +112,9 @@ exec "$ASCP" --provider-volume "$SOCKET_DIR" --driver-writes-secrets --qps 20 --
 		"HTTPS_PROXY="+proxy.URL, "NO_PROXY=127.0.0.1,localhost", "SSL_CERT_FILE="+caFile,
 		"AWS_EC2_METADATA_DISABLED=true", "AWS_CONFIG_FILE=/dev/null", "AWS_SHARED_CREDENTIALS_FILE=/dev/null",
 		"AWS_ACCESS_KEY_ID=", "AWS_SECRET_ACCESS_KEY=", "AWS_SESSION_TOKEN=", "AWS_PROFILE=", "AWS_REGION=")
-	return startProcess(t, cmd, dir, logFile, cmd.Args)
+	p := startProcess(t, cmd, dir, logFile, cmd.Args)
+	p.targets = filepath.Join(dir, "pods")
+	return p
 }
 
 // connectProxy answers CONNECT by piping the connection to target, whatever
