@@ -66,10 +66,13 @@ e2e:
 
 ## bench: the provider benchmark (real binary over its socket, AWS fake with 20 ms per call):
 ## prints a markdown table and JSON, writes tests/bench/results.{md,json} with the commit measured
-## and each figure's median and spread over BENCH_RUNS runs; then microbenchmarks
+## and each figure's median and spread over BENCH_RUNS runs; then microbenchmarks.
+## ASCP_BIN=/path/to/ascp measures AWS's provider beside coffer (build it with
+## ../shared/peers/build-ascp.sh; it runs in a mount namespace of its own, so as root)
 BENCH_RUNS ?= 3
+ASCP_BIN ?=
 bench: build
-	COFFER_BENCH_RUNS=$(BENCH_RUNS) COFFER_BENCH_REPORT=$(CURDIR)/tests/bench/results COFFER_BIN=$(CURDIR)/$(BIN)/coffer \
+	COFFER_BENCH_RUNS=$(BENCH_RUNS) COFFER_BENCH_REPORT=$(CURDIR)/tests/bench/results COFFER_BIN=$(CURDIR)/$(BIN)/coffer ASCP_BIN=$(if $(ASCP_BIN),$(abspath $(ASCP_BIN))) \
 	  $(GO) test -count=1 -run '^TestReport$$' -v -timeout 30m ./tests/bench/
 	$(GO) test -run '^$$' -bench . -benchmem ./provider/...
 

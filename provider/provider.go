@@ -15,6 +15,7 @@ import (
 	"github.com/coffer-csi/coffer/internal/metrics"
 	"github.com/coffer-csi/coffer/internal/panics"
 	"github.com/coffer-csi/coffer/provider/awsapi"
+	"github.com/coffer-csi/coffer/provider/cache"
 	"github.com/coffer-csi/coffer/provider/fetch"
 	"github.com/coffer-csi/coffer/provider/render"
 	"github.com/coffer-csi/coffer/provider/spc"
@@ -35,6 +36,10 @@ type Provider struct {
 	// Fetcher is shared by all mounts (it holds the value cache and
 	// coalesces calls); required.
 	Fetcher *fetch.Fetcher
+	// Marks remember when each pod last mounted, so that its remounts
+	// never take a value read before that (nil: none; then nothing may be
+	// reused across mounts).
+	Marks *cache.Marks
 	// Region gives the region for SecretProviderClasses that name none.
 	Region RegionSource
 	// MaxObjects bounds objects per SecretProviderClass (0: no bound).
@@ -179,6 +184,9 @@ func (p *Provider) mount(ctx context.Context, req Request, attrs map[string]stri
 	if err != nil {
 		return nil, 0, &InputError{Err: err}
 	}
+	// A remount takes nothing read before this pod's previous mount; only
+	// a pod's own mounts (not Secret sync) may be answered stale.
+	ctx = fetch.WithFreshness(ctx, fetch.Freshness{NotBefore: p.Marks.NotBefore(cfg.Pod.UID), AllowStale: true})
 	areq := identityRequest(cfg)
 	id, err := p.Identities.Identity(ctx, areq)
 	if err != nil {
@@ -205,6 +213,8 @@ func (p *Provider) mount(ctx context.Context, req Request, attrs map[string]stri
 	if renderErr != nil {
 		return nil, len(cfg.Objects), renderErr
 	}
+	p.Marks.Mounted(cfg.Pod.UID, time.Now())
+	p.reportStale(cfg, values)
 	res := &Result{Files: files}
 	for _, f := range files {
 		if req.CurrentVersions[f.Path] != f.Version {
@@ -215,6 +225,21 @@ func (p *Provider) mount(ctx context.Context, req Request, attrs map[string]stri
 		p.AfterMount(ctx, Mounted{Config: cfg, Attributes: attrs, Identity: id, Files: files})
 	}
 	return res, len(cfg.Objects), nil
+}
+
+// reportStale logs and counts every value answered from the last good read
+// during an outage: each is a weaker answer than the user asked for.
+func (p *Provider) reportStale(cfg *spc.Config, values []fetch.Value) {
+	for _, v := range values {
+		if v.Stale == nil {
+			continue
+		}
+		p.Metrics.StaleAnswer(string(v.Stale.Reason), v.Stale.Age)
+		p.logger().Warn("AWS unavailable: served the last good value (--serve-stale-on-outage)",
+			"pod", cfg.Pod.Namespace+"/"+cfg.Pod.Name, "secretProviderClass", cfg.Name,
+			"object", v.Object.Describe(), "region", v.Region, "version", v.Version,
+			"age", v.Stale.Age.Round(time.Second), "reason", string(v.Stale.Reason))
+	}
 }
 
 // mergeErrors combines fetch and render failures into one list in object

@@ -172,6 +172,22 @@ func TestServeNeedsKubernetesForWorkloadIdentity(t *testing.T) {
 	}
 }
 
+func TestServeFreshnessFlags(t *testing.T) {
+	// The documented defaults: a 5 s freshness bound, the longer reuse
+	// window and serving through outages opt-in.
+	_, _, help := run(t, "serve", "-h")
+	for _, want := range []string{"-max-staleness duration", "(default 5s)", "-cache-ttl duration", "-serve-stale-on-outage duration"} {
+		if !strings.Contains(help, want) {
+			t.Errorf("serve -h lacks %q", want)
+		}
+	}
+	for _, flag := range []string{"--max-staleness=-1s", "--cache-ttl=-1s", "--serve-stale-on-outage=-1h"} {
+		if code, _, stderr := run(t, "serve", flag); code == 0 || !strings.Contains(stderr, "must not be negative") {
+			t.Errorf("%s: exit %d, stderr %q", flag, code, stderr)
+		}
+	}
+}
+
 func freeAddr(t *testing.T) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")

@@ -47,8 +47,10 @@ type serveConfig struct {
 	kubeconfig       string
 	nodeName         string
 	identity         identityFlags
+	maxStaleness     time.Duration
 	cacheTTL         time.Duration
 	cacheMaxBytes    int64
+	serveStale       time.Duration
 	metricsAddr      string
 	healthAddr       string
 	pprofAddr        string
@@ -63,6 +65,11 @@ type serveConfig struct {
 // or reduced by jmesPath, so twice the limit loses no mount that could
 // succeed, and bounds what a class can make coffer hold.
 const fetchAllowance = 2
+
+// maxMarkedPods bounds the pods whose last mount time is remembered at once
+// (those that mounted within the longest window values are kept): far more
+// than a node runs. Beyond it, coffer reads AWS more often, never staler.
+const maxMarkedPods = 8192
 
 // providerNamePattern is the driver's rule for spec.provider.
 var providerNamePattern = regexp.MustCompile(`^[a-zA-Z0-9_-]{1,30}$`)
@@ -91,8 +98,10 @@ func (c *serveConfig) register(fs *pflag.FlagSet) {
 	fs.StringVar(&c.pprofAddr, "pprof-addr", "", "address for Go pprof profiles at /debug/pprof/, e.g. 127.0.0.1:6060 (empty: off; do not expose it)")
 	fs.BoolVar(&c.metricsNamespace, "metrics-namespace-label", false, "add the pod namespace as a label to mount metrics (more series)")
 	fs.BoolVar(&c.syncSecrets, "sync-secrets", false, "after each successful mount, sync the Kubernetes Secrets the SecretProviderClass declares in syncSecrets (needs RBAC to write Secrets)")
-	fs.DurationVar(&c.cacheTTL, "cache-ttl", time.Minute, "how long fetched values are reused across mounts of the same identity (0 disables; a rotation shows up at most this much later)")
-	fs.Int64Var(&c.cacheMaxBytes, "cache-max-bytes", 64<<20, "memory bound of the value cache; least recently used values are evicted")
+	fs.DurationVar(&c.maxStaleness, "max-staleness", 5*time.Second, "freshness bound: a mount never gets a value, or an access decision, read from AWS longer ago than this (0: every mount reads AWS); a pod's remount never gets one read before its previous mount")
+	fs.DurationVar(&c.cacheTTL, "cache-ttl", 0, "opt-in longer reuse: values are reused across mounts of the same identity for this long instead of --max-staleness (for Parameter Store throughput; changes and revoked access then show up to this late for new pods; remounts still read after their previous mount)")
+	fs.Int64Var(&c.cacheMaxBytes, "cache-max-bytes", 64<<20, "memory bound of the value cache (and of the last good values kept for --serve-stale-on-outage); least recently used values are evicted")
+	fs.DurationVar(&c.serveStale, "serve-stale-on-outage", 0, "opt-in: when AWS is unavailable (throttled after retries, 5xx, timeouts, connection errors, in every region tried), answer a mount with the last good value the same identity read at most this long ago (0: off; never on access denied, not found, KMS or input errors)")
 	c.log.register(fs)
 }
 
@@ -117,8 +126,8 @@ func (c *serveConfig) validate() error {
 		errs = append(errs, errors.New("--max-objects must be positive"))
 	}
 	errs = append(errs, c.identity.validate()...)
-	if c.cacheTTL < 0 || c.cacheMaxBytes < 0 {
-		errs = append(errs, errors.New("--cache-ttl and --cache-max-bytes must not be negative"))
+	if c.maxStaleness < 0 || c.cacheTTL < 0 || c.cacheMaxBytes < 0 || c.serveStale < 0 {
+		errs = append(errs, errors.New("--max-staleness, --cache-ttl, --cache-max-bytes and --serve-stale-on-outage must not be negative"))
 	}
 	return errors.Join(errs...)
 }
@@ -135,13 +144,16 @@ func runServe(ctx context.Context, c *serveConfig, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	values := cache.New(c.cacheTTL, c.cacheMaxBytes)
+	reuse := max(c.maxStaleness, c.cacheTTL)
+	keep := max(reuse, c.serveStale)
+	values := cache.New(keep, c.cacheMaxBytes)
 	registry := prometheus.NewRegistry()
 	m := metrics.New(registry, metrics.Options{NamespaceLabel: c.metricsNamespace, Version: version.Version, Cache: values})
 	awsapi.Instrument(&awsCfg, m.AWSCall)
 	p := &provider.Provider{
 		Clients:            awsapi.NewClientCache(awsCfg, 0).Factory(),
-		Fetcher:            &fetch.Fetcher{Concurrency: c.fetchConcurrency, Cache: values, MaxCallsPerIdentity: c.maxCallsPerID, MaxBytes: fetchAllowance * c.maxResponseBytes},
+		Fetcher:            &fetch.Fetcher{Concurrency: c.fetchConcurrency, Cache: values, Reuse: reuse, ServeStale: c.serveStale, MaxCallsPerIdentity: c.maxCallsPerID, MaxBytes: fetchAllowance * c.maxResponseBytes},
+		Marks:              cache.NewMarks(keep, maxMarkedPods),
 		MaxObjects:         c.maxObjects,
 		MaxResponseBytes:   c.maxResponseBytes,
 		MaxValueBytes:      c.maxValueBytes,

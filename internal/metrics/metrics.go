@@ -23,6 +23,7 @@ type Metrics struct {
 	awsCallDuration *prometheus.HistogramVec
 	credFetches     *prometheus.CounterVec
 	secretSyncs     *prometheus.CounterVec
+	staleAnswers    *prometheus.HistogramVec
 	// withNamespace adds the pod namespace to mount metrics.
 	withNamespace bool
 }
@@ -88,6 +89,11 @@ func New(reg prometheus.Registerer, o Options) *Metrics {
 			Name: "coffer_secret_syncs_total",
 			Help: "Kubernetes Secret syncs (syncSecrets), by trigger (mount, controller) and reason (SecretCreated, SecretUpdated, SecretUnchanged, FetchFailed, ...).",
 		}, []string{"trigger", "reason"}),
+		staleAnswers: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "coffer_stale_answers_age_seconds",
+			Help:    "Values served from the last good read because AWS was unavailable (--serve-stale-on-outage), by reason (throttled, unavailable, timeout): how old each was.",
+			Buckets: []float64{1, 10, 60, 300, 900, 1800, 3600, 7200, 21600, 86400},
+		}, []string{"reason"}),
 	}
 	buildInfo := prometheus.NewGauge(prometheus.GaugeOpts{
 		Name:        "coffer_build_info",
@@ -96,7 +102,7 @@ func New(reg prometheus.Registerer, o Options) *Metrics {
 	})
 	buildInfo.Set(1)
 	reg.MustRegister(m.mountRequests, m.mountDuration, m.mountsInFlight, m.mountBytes, m.mountFiles,
-		m.awsCalls, m.awsCallDuration, m.credFetches, m.secretSyncs, buildInfo,
+		m.awsCalls, m.awsCallDuration, m.credFetches, m.secretSyncs, m.staleAnswers, buildInfo,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if o.Cache != nil {
 		reg.MustRegister(&cacheCollector{cache: o.Cache})
@@ -178,6 +184,15 @@ func (c *cacheCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(cacheEvictionsDesc, prometheus.CounterValue, float64(s.Evictions))
 	ch <- prometheus.MustNewConstMetric(cacheBytesDesc, prometheus.GaugeValue, float64(s.Bytes))
 	ch <- prometheus.MustNewConstMetric(cacheEntriesDesc, prometheus.GaugeValue, float64(s.Entries))
+}
+
+// StaleAnswer records one value served from the last good read, age old,
+// because AWS was unavailable for reason (a fetch error kind).
+func (m *Metrics) StaleAnswer(reason string, age time.Duration) {
+	if m == nil {
+		return
+	}
+	m.staleAnswers.WithLabelValues(reason).Observe(age.Seconds())
 }
 
 // SecretSync records the outcome of syncing one declared Secret. reason is

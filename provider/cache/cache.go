@@ -2,6 +2,11 @@
 // values. It never writes to disk. Keys must name everything that decides
 // access to a value (the identity first), so that a value fetched for one
 // identity can never be served to another.
+//
+// Every entry carries the time it was read from AWS, and every lookup says
+// how old a value it accepts: the same store answers "a value read within
+// the freshness bound and after this pod's previous mount" and, during an
+// outage, "the last good value, at most this old".
 package cache
 
 import (
@@ -14,6 +19,10 @@ import (
 type Entry struct {
 	Data    []byte
 	Version string
+	// At is when the value was read: the start of the AWS call that
+	// returned it (zero: the time it is stored). AWS's answer reflects its
+	// state at some moment after At, never before.
+	At time.Time
 }
 
 // entryOverhead approximates the bookkeeping bytes of one entry, so that
@@ -22,7 +31,7 @@ const entryOverhead = 128
 
 // Cache is safe for concurrent use. A nil *Cache caches nothing.
 type Cache struct {
-	ttl      time.Duration
+	maxAge   time.Duration
 	maxBytes int64
 	now      func() time.Time
 
@@ -31,13 +40,15 @@ type Cache struct {
 	lru   *list.List // front: most recently used
 	items map[string]*list.Element
 	stats Stats
+	// evictedAt is the newest At among entries evicted to make room: what
+	// was forgotten early, for users that must not lose a time (Marks).
+	evictedAt time.Time
 }
 
 type item struct {
-	key     string
-	entry   Entry
-	expires time.Time
-	size    int64
+	key   string
+	entry Entry
+	size  int64
 }
 
 // Stats count cache activity.
@@ -47,21 +58,32 @@ type Stats struct {
 	Bytes                                int64
 }
 
-// New returns a cache whose entries live for ttl, holding at most maxBytes
-// of keys and values. It returns nil (no caching) when ttl or maxBytes is
-// not positive.
-func New(ttl time.Duration, maxBytes int64) *Cache {
-	if ttl <= 0 || maxBytes <= 0 {
+// New returns a cache that keeps entries until maxAge after they were read,
+// holding at most maxBytes of keys and values. It returns nil (no caching)
+// when maxAge or maxBytes is not positive.
+func New(maxAge time.Duration, maxBytes int64) *Cache {
+	if maxAge <= 0 || maxBytes <= 0 {
 		return nil
 	}
-	return &Cache{ttl: ttl, maxBytes: maxBytes, now: time.Now, lru: list.New(), items: map[string]*list.Element{}}
+	return &Cache{maxAge: maxAge, maxBytes: maxBytes, now: time.Now, lru: list.New(), items: map[string]*list.Element{}}
 }
 
 // SetClock replaces the clock (tests).
 func (c *Cache) SetClock(now func() time.Time) { c.now = now }
 
-// Get returns the live entry for key.
-func (c *Cache) Get(key string) (Entry, bool) {
+// Get returns the entry for key if it was read at or after notBefore (and
+// within the cache's maximum age), counting a hit or a miss.
+func (c *Cache) Get(key string, notBefore time.Time) (Entry, bool) {
+	return c.lookup(key, notBefore, true)
+}
+
+// Last is Get for fallbacks (a stale answer during an outage): it does not
+// count in the hit and miss statistics, which describe the normal path.
+func (c *Cache) Last(key string, notBefore time.Time) (Entry, bool) {
+	return c.lookup(key, notBefore, false)
+}
+
+func (c *Cache) lookup(key string, notBefore time.Time, count bool) (Entry, bool) {
 	if c == nil {
 		return Entry{}, false
 	}
@@ -69,24 +91,38 @@ func (c *Cache) Get(key string) (Entry, bool) {
 	defer c.mu.Unlock()
 	el, ok := c.items[key]
 	if !ok {
-		c.stats.Misses++
+		if count {
+			c.stats.Misses++
+		}
 		return Entry{}, false
 	}
 	it := el.Value.(*item)
-	if !c.now().Before(it.expires) {
+	if c.now().Sub(it.entry.At) >= c.maxAge {
 		c.removeLocked(el)
 		c.stats.Expirations++
-		c.stats.Misses++
+		if count {
+			c.stats.Misses++
+		}
+		return Entry{}, false
+	}
+	if it.entry.At.Before(notBefore) {
+		if count {
+			c.stats.Misses++
+		}
 		return Entry{}, false
 	}
 	c.lru.MoveToFront(el)
-	c.stats.Hits++
+	if count {
+		c.stats.Hits++
+	}
 	return it.entry, true
 }
 
-// Put stores an entry for the cache's TTL, evicting the least recently
-// used entries to stay within the byte bound. An entry larger than the
-// whole bound is not stored.
+// Put stores an entry until the cache's maximum age after its At, evicting
+// the least recently used entries to stay within the byte bound. An entry
+// larger than the whole bound is not stored, nor one older than the entry
+// already held for key (a slow call finishing late does not replace a
+// newer read).
 func (c *Cache) Put(key string, e Entry) {
 	if c == nil {
 		return
@@ -97,15 +133,38 @@ func (c *Cache) Put(key string, e Entry) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if e.At.IsZero() {
+		e.At = c.now()
+	}
 	if el, ok := c.items[key]; ok {
+		if el.Value.(*item).entry.At.After(e.At) {
+			c.lru.MoveToFront(el)
+			return
+		}
 		c.removeLocked(el)
 	}
 	for c.bytes+size > c.maxBytes {
-		c.removeLocked(c.lru.Back())
+		back := c.lru.Back()
+		if at := back.Value.(*item).entry.At; at.After(c.evictedAt) {
+			c.evictedAt = at
+		}
+		c.removeLocked(back)
 		c.stats.Evictions++
 	}
-	c.items[key] = c.lru.PushFront(&item{key: key, entry: e, expires: c.now().Add(c.ttl), size: size})
+	c.items[key] = c.lru.PushFront(&item{key: key, entry: e, size: size})
 	c.bytes += size
+}
+
+// EvictedAt returns the newest At among the entries evicted so far to make
+// room (zero when none was): anything read before it may have been
+// forgotten early.
+func (c *Cache) EvictedAt() time.Time {
+	if c == nil {
+		return time.Time{}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.evictedAt
 }
 
 func (c *Cache) removeLocked(el *list.Element) {

@@ -14,14 +14,14 @@ func TestCache(t *testing.T) {
 	c.SetClock(func() time.Time { return now })
 
 	c.Put("id-a|us-east-1|x", Entry{Data: []byte("a"), Version: "1"})
-	if e, ok := c.Get("id-a|us-east-1|x"); !ok || string(e.Data) != "a" || e.Version != "1" {
+	if e, ok := c.Get("id-a|us-east-1|x", time.Time{}); !ok || string(e.Data) != "a" || e.Version != "1" {
 		t.Fatalf("Get = %v, %v", e, ok)
 	}
-	if _, ok := c.Get("id-b|us-east-1|x"); ok {
+	if _, ok := c.Get("id-b|us-east-1|x", time.Time{}); ok {
 		t.Fatal("another identity's key hit")
 	}
 	now = now.Add(time.Minute)
-	if _, ok := c.Get("id-a|us-east-1|x"); ok {
+	if _, ok := c.Get("id-a|us-east-1|x", time.Time{}); ok {
 		t.Fatal("expired entry served")
 	}
 	s := c.Stats()
@@ -44,15 +44,15 @@ func TestCacheBoundedByBytes(t *testing.T) {
 		t.Errorf("nothing evicted: %+v", s)
 	}
 	// The most recently used survive.
-	if _, ok := c.Get("k9"); !ok {
+	if _, ok := c.Get("k9", time.Time{}); !ok {
 		t.Error("newest entry evicted")
 	}
-	if _, ok := c.Get("k0"); ok {
+	if _, ok := c.Get("k0", time.Time{}); ok {
 		t.Error("oldest entry kept")
 	}
 	// An entry larger than the bound is not stored at all.
 	c.Put("huge", Entry{Data: make([]byte, 2000)})
-	if _, ok := c.Get("huge"); ok {
+	if _, ok := c.Get("huge", time.Time{}); ok {
 		t.Error("oversized entry stored")
 	}
 }
@@ -62,13 +62,13 @@ func TestCacheLRUOrder(t *testing.T) {
 	c.Put("a", Entry{Data: []byte("1")})
 	c.Put("b", Entry{Data: []byte("1")})
 	c.Put("c", Entry{Data: []byte("1")})
-	c.Get("a") // a is now most recent; b is the oldest
+	c.Get("a", time.Time{}) // a is now most recent; b is the oldest
 	c.Put("d", Entry{Data: []byte("1")})
-	if _, ok := c.Get("b"); ok {
+	if _, ok := c.Get("b", time.Time{}); ok {
 		t.Error("least recently used entry kept")
 	}
 	for _, k := range []string{"a", "c", "d"} {
-		if _, ok := c.Get(k); !ok {
+		if _, ok := c.Get(k, time.Time{}); !ok {
 			t.Errorf("%s evicted", k)
 		}
 	}
@@ -77,7 +77,7 @@ func TestCacheLRUOrder(t *testing.T) {
 func TestCacheDisabled(t *testing.T) {
 	for _, c := range []*Cache{New(0, 100), New(time.Minute, 0)} {
 		c.Put("k", Entry{Data: []byte("v")})
-		if _, ok := c.Get("k"); ok {
+		if _, ok := c.Get("k", time.Time{}); ok {
 			t.Error("disabled cache served a value")
 		}
 		if c.Stats() != (Stats{}) {
@@ -94,7 +94,7 @@ func TestCacheConcurrent(t *testing.T) {
 			for j := range 500 {
 				k := fmt.Sprintf("k%d", (i*j)%50)
 				c.Put(k, Entry{Data: []byte(k)})
-				if e, ok := c.Get(k); ok && string(e.Data) != k {
+				if e, ok := c.Get(k, time.Time{}); ok && string(e.Data) != k {
 					t.Errorf("key %s holds %q", k, e.Data)
 				}
 			}
@@ -103,5 +103,89 @@ func TestCacheConcurrent(t *testing.T) {
 	wg.Wait()
 	if s := c.Stats(); s.Bytes > 10000 {
 		t.Errorf("bound exceeded: %+v", s)
+	}
+}
+
+func TestCacheReadTimes(t *testing.T) {
+	now := time.Now()
+	c := New(time.Minute, 10000)
+	c.SetClock(func() time.Time { return now })
+	read := now.Add(-10 * time.Second)
+	c.Put("k", Entry{Data: []byte("v1"), At: read})
+	tests := []struct {
+		name      string
+		notBefore time.Time
+		want      bool
+	}{
+		{"read after the bound", read.Add(-time.Nanosecond), true},
+		{"read exactly at the bound", read, true},
+		{"read before the bound", read.Add(time.Nanosecond), false},
+	}
+	for _, tc := range tests {
+		if _, ok := c.Get("k", tc.notBefore); ok != tc.want {
+			t.Errorf("%s: hit = %v, want %v", tc.name, ok, tc.want)
+		}
+	}
+	// An older read finishing late does not replace a newer one.
+	c.Put("k", Entry{Data: []byte("v0"), At: read.Add(-time.Second)})
+	if e, _ := c.Get("k", time.Time{}); string(e.Data) != "v1" {
+		t.Errorf("older read replaced the newer: %q", e.Data)
+	}
+	// Expiry counts from the read, not from the Put.
+	now = read.Add(time.Minute)
+	if _, ok := c.Last("k", time.Time{}); ok {
+		t.Error("entry served a minute after it was read")
+	}
+	// Last does not count as a lookup.
+	if s := c.Stats(); s.Hits != 3 || s.Misses != 1 {
+		t.Errorf("stats = %+v", s)
+	}
+}
+
+func TestMarks(t *testing.T) {
+	now := time.Now()
+	m := NewMarks(time.Minute, 4)
+	m.c.SetClock(func() time.Time { return now })
+	if nb := m.NotBefore("pod-a"); !nb.IsZero() {
+		t.Fatalf("unknown pod has a mark: %v", nb)
+	}
+	m.Mounted("pod-a", now)
+	if nb := m.NotBefore("pod-a"); !nb.Equal(now) {
+		t.Fatalf("NotBefore = %v, want %v", nb, now)
+	}
+	if nb := m.NotBefore(""); !nb.IsZero() {
+		t.Error("empty uid marked")
+	}
+	// More pods than the bound: the forgotten marks raise a floor for
+	// every pod without one, so nothing older is served to a forgotten pod.
+	marked := map[string]time.Time{"pod-a": now}
+	for i := range 10 {
+		pod := fmt.Sprintf("pod-%d", i)
+		marked[pod] = now.Add(time.Duration(i) * time.Second)
+		m.Mounted(pod, marked[pod])
+	}
+	if s := m.c.Stats(); s.Bytes > 4*markBytes || s.Evictions == 0 {
+		t.Errorf("marks hold %d bytes after %d evictions, bound is %d", s.Bytes, s.Evictions, 4*markBytes)
+	}
+	for pod, at := range marked {
+		if nb := m.NotBefore(pod); nb.Before(at) {
+			t.Errorf("%s mounted at %v may be served values read at %v", pod, at, nb)
+		}
+	}
+	// A uid of any length costs one mark.
+	m.Mounted(strings.Repeat("u", 1<<20), now.Add(time.Hour))
+	if nb := m.NotBefore(strings.Repeat("u", 1<<20)); !nb.Equal(now.Add(time.Hour)) {
+		t.Errorf("long uid not marked: %v", nb)
+	}
+	// Marks expire with the window: a pod gone is forgotten.
+	now = now.Add(2 * time.Hour)
+	if nb := m.NotBefore("pod-9"); nb.After(now.Add(-time.Minute)) {
+		t.Errorf("a mark older than the window still constrains: %v", nb)
+	}
+	if _, ok := m.c.Last("pod-9", time.Time{}); ok {
+		t.Error("mark kept past the window")
+	}
+	if NewMarks(0, 10) != nil || NewMarks(time.Minute, 0) != nil {
+		t.Error("disabled marks allocated")
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
@@ -36,18 +37,18 @@ const (
 // bulk fetches a path or filter object in one region, through the cache.
 func (f *Fetcher) bulk(ctx context.Context, clients Clients, scope, region string, o *spc.Object) outcome {
 	key := bulkKey(scope, region, o)
-	if e, ok := f.Cache.Get(key); ok {
-		var members []Member
-		if json.Unmarshal(e.Data, &members) == nil {
-			return outcome{value: Value{Object: o, Members: members, Region: region}}
+	if e, ok := f.Cache.Get(key, f.freshAfter(ctx)); ok {
+		if v, ok := entryValue(o, region, e); ok {
+			return outcome{value: v, at: e.At}
 		}
 	}
 	var members []Member
+	var at time.Time
 	var err *ObjectError
 	if o.ParameterPath != "" {
-		members, err = f.byPath(ctx, clients, scope, region, o)
+		members, at, err = f.byPath(ctx, clients, scope, region, o)
 	} else {
-		members, err = f.byFilters(ctx, clients, scope, region, o)
+		members, at, err = f.byFilters(ctx, clients, scope, region, o)
 	}
 	if err != nil {
 		return outcome{err: err}
@@ -63,9 +64,9 @@ func (f *Fetcher) bulk(ctx context.Context, clients Clients, scope, region strin
 		return outcome{err: &ObjectError{Object: o, Entry: -1, Region: region, Kind: KindNotFound, Detail: what, Hint: "check the selection and the region"}}
 	}
 	if data, jerr := json.Marshal(members); jerr == nil {
-		f.Cache.Put(key, cache.Entry{Data: data})
+		f.Cache.Put(key, cache.Entry{Data: data, At: at})
 	}
-	return outcome{value: Value{Object: o, Members: members, Region: region}}
+	return outcome{value: Value{Object: o, Members: members, Region: region}, at: at}
 }
 
 func bulkKey(scope, region string, o *spc.Object) string {
@@ -83,14 +84,14 @@ func tooMany(o *spc.Object, region, op string) *ObjectError {
 }
 
 // byPath reads every parameter under a path, page by page (10 a page).
-func (f *Fetcher) byPath(ctx context.Context, clients Clients, scope, region string, o *spc.Object) ([]Member, *ObjectError) {
+func (f *Fetcher) byPath(ctx context.Context, clients Clients, scope, region string, o *spc.Object) ([]Member, time.Time, *ObjectError) {
 	path := o.ParameterPath
 	if path != "/" {
 		path = strings.TrimSuffix(path, "/")
 	}
 	target := spc.Target{Name: o.ParameterPath}
 	key := strings.Join([]string{scope, region, "GetParametersByPath", path, strconv.FormatBool(o.Recursive), strconv.Itoa(o.MaxMembers)}, "\x00")
-	members, err := coalesce(ctx, f, scope, key, func(ctx context.Context) ([]Member, error) {
+	members, at, err := coalesce(ctx, f, scope, key, func(ctx context.Context) ([]Member, error) {
 		var out []Member
 		size := 0
 		in := &ssm.GetParametersByPathInput{Path: aws.String(path), Recursive: aws.Bool(o.Recursive), WithDecryption: aws.Bool(true), MaxResults: aws.Int32(10)}
@@ -118,13 +119,13 @@ func (f *Fetcher) byPath(ctx context.Context, clients Clients, scope, region str
 	})
 	switch {
 	case err == errTooMany:
-		return nil, tooMany(o, region, opGetParametersByPath)
+		return nil, at, tooMany(o, region, opGetParametersByPath)
 	case err == errTooLarge:
-		return nil, tooLarge(o, region, opGetParametersByPath, f.MaxBytes)
+		return nil, at, tooLarge(o, region, opGetParametersByPath, f.MaxBytes)
 	case err != nil:
-		return nil, newObjectError(o, opGetParametersByPath, region, target, err)
+		return nil, at, newObjectError(o, opGetParametersByPath, region, target, err)
 	}
-	return members, nil
+	return members, at, nil
 }
 
 // errTooMany and errTooLarge stop paging once a selection exceeds its
@@ -141,7 +142,7 @@ func tooLarge(o *spc.Object, region, op string, limit int) *ObjectError {
 }
 
 // byFilters reads the secrets the filters select, page by page (20 a page).
-func (f *Fetcher) byFilters(ctx context.Context, clients Clients, scope, region string, o *spc.Object) ([]Member, *ObjectError) {
+func (f *Fetcher) byFilters(ctx context.Context, clients Clients, scope, region string, o *spc.Object) ([]Member, time.Time, *ObjectError) {
 	filters := make([]smtypes.Filter, len(o.Filters))
 	for i, flt := range o.Filters {
 		filters[i] = smtypes.Filter{Key: smtypes.FilterNameStringType(flt.Key), Values: flt.Values}
@@ -151,7 +152,7 @@ func (f *Fetcher) byFilters(ctx context.Context, clients Clients, scope, region 
 		members []Member
 		errs    []smtypes.APIErrorType
 	}
-	res, err := coalesce(ctx, f, scope, key, func(ctx context.Context) (result, error) {
+	res, at, err := coalesce(ctx, f, scope, key, func(ctx context.Context) (result, error) {
 		var r result
 		size := 0
 		in := &secretsmanager.BatchGetSecretValueInput{Filters: filters, MaxResults: aws.Int32(20)}
@@ -180,15 +181,15 @@ func (f *Fetcher) byFilters(ctx context.Context, clients Clients, scope, region 
 	})
 	switch {
 	case err == errTooMany:
-		return nil, tooMany(o, region, opBatchGetByFilter)
+		return nil, at, tooMany(o, region, opBatchGetByFilter)
 	case err == errTooLarge:
-		return nil, tooLarge(o, region, opBatchGetByFilter, f.MaxBytes)
+		return nil, at, tooLarge(o, region, opBatchGetByFilter, f.MaxBytes)
 	case err != nil:
 		e := newObjectError(o, opBatchGetByFilter, region, spc.Target{Name: o.Name}, err)
 		if e.Kind == KindAccessDenied {
 			e.Hint = "selecting by filters needs secretsmanager:BatchGetSecretValue and secretsmanager:ListSecrets (resource *), and secretsmanager:GetSecretValue on each secret"
 		}
-		return nil, e
+		return nil, at, e
 	}
 	if len(res.errs) > 0 {
 		// A selected secret that cannot be read fails the object, as a
@@ -199,7 +200,7 @@ func (f *Fetcher) byFilters(ctx context.Context, clients Clients, scope, region 
 		if len(res.errs) > 1 {
 			e.Detail += fmt.Sprintf(" (and %d more selected secrets failed)", len(res.errs)-1)
 		}
-		return nil, e
+		return nil, at, e
 	}
-	return res.members, nil
+	return res.members, at, nil
 }

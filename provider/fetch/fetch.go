@@ -8,9 +8,11 @@ package fetch
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -55,6 +57,18 @@ type Value struct {
 	// Members are the entries a path or filter object selected (coffer
 	// extension); Data and Version are empty for such objects.
 	Members []Member
+	// Stale is set when AWS was unavailable and this is the last good
+	// value the identity read (Fetcher.ServeStale); nil for a fresh value.
+	Stale *Stale
+}
+
+// Stale describes a value served during an outage.
+type Stale struct {
+	// Age is how long ago the value was read from AWS.
+	Age time.Duration
+	// Reason is why AWS could not answer now (throttled, unavailable,
+	// timeout).
+	Reason Kind
 }
 
 // Limits of the AWS batch APIs.
@@ -72,9 +86,19 @@ type Fetcher struct {
 	// may use when a failover region is configured, so a hanging primary
 	// leaves time for the failover (default 0.5).
 	PrimaryShare float64
-	// Cache reuses fetched values across mounts (nil: off). Keys start with
-	// the identity's key, so values never cross identities.
+	// Cache holds fetched values (nil: off). Keys start with the
+	// identity's key, so values never cross identities. It must keep
+	// values at least max(Reuse, ServeStale).
 	Cache *cache.Cache
+	// Reuse is how long after it was read a value may serve other mounts
+	// of the identity: the freshness bound (0: every mount reads AWS).
+	Reuse time.Duration
+	// ServeStale, when positive, lets a mount that asks for it
+	// (WithFreshness) be answered with the identity's last good value, read
+	// at most this long ago, when AWS is unavailable: throttled after
+	// retries, 5xx, timeouts, connection errors, in every region tried.
+	// Never on any other failure.
+	ServeStale time.Duration
 
 	// MaxBytes bounds the bytes of values one Fetch reads (0: no bound).
 	// A path or filter object stops paging once its members pass it, and
@@ -87,8 +111,10 @@ type Fetcher struct {
 	// cannot starve the others or trip its own rate limits.
 	MaxCallsPerIdentity int
 
-	// calls coalesces identical in-flight AWS calls of one identity.
-	calls flight.Group
+	// calls coalesces identical in-flight AWS calls of one identity;
+	// inFlight says when each started.
+	calls    flight.Group
+	inFlight callStarts
 	// limits holds the per-identity call semaphores.
 	limits identityLimits
 	// batchDenied remembers identities whose role lacks
@@ -220,6 +246,8 @@ func (f *Fetcher) concurrency() int {
 type outcome struct {
 	value Value
 	err   *ObjectError
+	// at is when the value was read (the start of its AWS call).
+	at time.Time
 }
 
 // unitKind is how a group of objects is fetched.
@@ -293,10 +321,65 @@ func internalError(o *spc.Object, err error) *ObjectError {
 	return &ObjectError{Object: o, Entry: -1, Kind: KindOther, Detail: err.Error(), Err: err, Hint: "retry; report the bug with the provider's log"}
 }
 
+// Freshness is what one Fetch may accept besides values read within the
+// Fetcher's Reuse window.
+type Freshness struct {
+	// NotBefore refuses values read before it, cached or from a shared
+	// call: the end of the pod's previous successful mount.
+	NotBefore time.Time
+	// AllowStale lets an outage be answered with the last good value
+	// (Fetcher.ServeStale; not before NotBefore either).
+	AllowStale bool
+}
+
+type freshnessKey struct{}
+
+// WithFreshness returns a context whose Fetch calls observe fr.
+func WithFreshness(ctx context.Context, fr Freshness) context.Context {
+	return context.WithValue(ctx, freshnessKey{}, fr)
+}
+
+func freshnessOf(ctx context.Context) Freshness {
+	fr, _ := ctx.Value(freshnessKey{}).(Freshness)
+	return fr
+}
+
+// freshAfter is the earliest read time a value served from the cache may
+// have.
+func (f *Fetcher) freshAfter(ctx context.Context) time.Time {
+	after := time.Now().Add(-f.Reuse)
+	if nb := freshnessOf(ctx).NotBefore; nb.After(after) {
+		return nb
+	}
+	return after
+}
+
+// staleReserve is the share of a mount's remaining time kept from AWS
+// calls when stale answers are allowed, so that an AWS that never answers
+// still leaves time to answer with the last good value.
+const staleReserve = 0.1
+
 // fetchUnit fetches a unit in the primary region and retries, in the
 // failover region, the objects that failed for a regional reason. The
-// primary gets only part of the deadline when failover exists.
+// primary gets only part of the deadline when failover exists. Objects
+// that failed for a regional reason everywhere are answered with their
+// last good value when the mount allows it.
 func (f *Fetcher) fetchUnit(ctx context.Context, cfg *spc.Config, clients Clients, scope string, u unit) []outcome {
+	stale := f.ServeStale > 0 && f.Cache != nil && freshnessOf(ctx).AllowStale
+	if deadline, ok := ctx.Deadline(); ok && stale {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, time.Duration(float64(time.Until(deadline))*(1-staleReserve)))
+		defer cancel()
+	}
+	res := f.fetchRegions(ctx, cfg, clients, scope, u)
+	if stale {
+		f.serveStale(ctx, cfg, scope, u, res)
+	}
+	return res
+}
+
+// fetchRegions is fetchUnit without stale answers.
+func (f *Fetcher) fetchRegions(ctx context.Context, cfg *spc.Config, clients Clients, scope string, u unit) []outcome {
 	primaryCtx := ctx
 	if cfg.FailoverRegion != "" {
 		if deadline, ok := ctx.Deadline(); ok {
@@ -337,6 +420,43 @@ func (f *Fetcher) fetchUnit(ctx context.Context, cfg *spc.Config, clients Client
 	return res
 }
 
+// serveStale replaces each failure that says AWS is unavailable in every
+// region tried by the newest good value of the identity still allowed (read
+// within ServeStale, and not before the pod's previous mount). Answers
+// such as not found, access denied or a KMS failure are never replaced.
+func (f *Fetcher) serveStale(ctx context.Context, cfg *spc.Config, scope string, u unit, res []outcome) {
+	notBefore := time.Now().Add(-f.ServeStale)
+	if nb := freshnessOf(ctx).NotBefore; nb.After(notBefore) {
+		notBefore = nb
+	}
+	for i, r := range res {
+		if r.err == nil || !r.err.Kind.Regional() || (r.err.Failover != nil && !r.err.Failover.Kind.Regional()) {
+			continue
+		}
+		o := u.objects[i]
+		region := cfg.Region
+		best, found := f.Cache.Last(objectKey(scope, region, o, o.Primary()), notBefore)
+		if r.err.Failover != nil {
+			target := o.Primary()
+			if o.Failover != nil {
+				target = *o.Failover
+			}
+			if e, ok := f.Cache.Last(objectKey(scope, cfg.FailoverRegion, o, target), notBefore); ok && (!found || e.At.After(best.At)) {
+				best, region, found = e, cfg.FailoverRegion, true
+			}
+		}
+		if !found {
+			continue
+		}
+		v, ok := entryValue(o, region, best)
+		if !ok {
+			continue
+		}
+		v.Stale = &Stale{Age: time.Since(best.At), Reason: r.err.Kind}
+		res[i] = outcome{value: v, at: best.At}
+	}
+}
+
 // attempt fetches objects in one region, serving what it can from the cache.
 func (f *Fetcher) attempt(ctx context.Context, clients Clients, scope string, kind unitKind, objects []*spc.Object, region string, failover bool) []outcome {
 	if kind == bulkUnit {
@@ -345,13 +465,14 @@ func (f *Fetcher) attempt(ctx context.Context, clients Clients, scope string, ki
 	res := make([]outcome, len(objects))
 	targets := make([]spc.Target, len(objects))
 	var missing []int
+	after := f.freshAfter(ctx)
 	for i, o := range objects {
 		targets[i] = o.Primary()
 		if failover {
 			targets[i] = *o.Failover
 		}
-		if e, ok := f.Cache.Get(cacheKey(scope, region, o.Type, targets[i])); ok {
-			res[i] = outcome{value: Value{Object: o, Data: e.Data, Version: e.Version, Region: region}}
+		if e, ok := f.Cache.Get(cacheKey(scope, region, o.Type, targets[i]), after); ok {
+			res[i] = outcome{value: Value{Object: o, Data: e.Data, Version: e.Version, Region: region}, at: e.At}
 			continue
 		}
 		missing = append(missing, i)
@@ -376,10 +497,30 @@ func (f *Fetcher) attempt(ctx context.Context, clients Clients, scope string, ki
 	for j, i := range missing {
 		res[i] = fetched[j]
 		if r := fetched[j]; r.err == nil {
-			f.Cache.Put(cacheKey(scope, region, objects[i].Type, targets[i]), cache.Entry{Data: r.value.Data, Version: r.value.Version})
+			f.Cache.Put(cacheKey(scope, region, objects[i].Type, targets[i]), cache.Entry{Data: r.value.Data, Version: r.value.Version, At: r.at})
 		}
 	}
 	return res
+}
+
+// objectKey is the cache key of an object's value in a region.
+func objectKey(scope, region string, o *spc.Object, t spc.Target) string {
+	if o.Bulk() {
+		return bulkKey(scope, region, o)
+	}
+	return cacheKey(scope, region, o.Type, t)
+}
+
+// entryValue is the value of o held in a cache entry.
+func entryValue(o *spc.Object, region string, e cache.Entry) (Value, bool) {
+	if !o.Bulk() {
+		return Value{Object: o, Data: e.Data, Version: e.Version, Region: region}, true
+	}
+	var members []Member
+	if json.Unmarshal(e.Data, &members) != nil {
+		return Value{}, false
+	}
+	return Value{Object: o, Members: members, Region: region}, true
 }
 
 // cacheKey names a value by everything that decides access to it: the
@@ -391,17 +532,68 @@ func cacheKey(scope, region string, t spc.ObjectType, tg spc.Target) string {
 // coalesce makes concurrent identical calls of one identity share one AWS
 // call, within the identity's concurrency bound. Each caller waits no
 // longer than its own context; the shared call runs to the first caller's
-// deadline even if that caller goes away.
-func coalesce[T any](ctx context.Context, f *Fetcher, scope, key string, call func(context.Context) (T, error)) (T, error) {
-	return flight.Do(ctx, &f.calls, key, "", time.Minute, func(ctx context.Context) (T, error) {
-		release, err := f.limits.acquire(ctx, scope, f.MaxCallsPerIdentity)
-		if err != nil {
-			var zero T
-			return zero, fmt.Errorf("waiting for one of this identity's %d concurrent AWS calls (--max-aws-calls-per-identity): %w", f.MaxCallsPerIdentity, err)
-		}
-		defer release()
-		return call(ctx)
-	})
+// deadline even if that caller goes away. It returns when the call that
+// answered started. A caller whose pod mounted after the shared call
+// started (Freshness.NotBefore) does not join it: AWS may have answered
+// from before that mount. It makes a call of its own instead.
+func coalesce[T any](ctx context.Context, f *Fetcher, scope, key string, call func(context.Context) (T, error)) (T, time.Time, error) {
+	type timed struct {
+		v  T
+		at time.Time
+	}
+	run := func(key string) (timed, error) {
+		return flight.Do(ctx, &f.calls, key, "", time.Minute, func(ctx context.Context) (timed, error) {
+			at := time.Now()
+			f.inFlight.start(key, at)
+			defer f.inFlight.end(key)
+			release, err := f.limits.acquire(ctx, scope, f.MaxCallsPerIdentity)
+			if err != nil {
+				return timed{}, fmt.Errorf("waiting for one of this identity's %d concurrent AWS calls (--max-aws-calls-per-identity): %w", f.MaxCallsPerIdentity, err)
+			}
+			defer release()
+			v, err := call(ctx)
+			return timed{v, at}, err
+		})
+	}
+	nb := freshnessOf(ctx).NotBefore
+	own := key + "\x00after\x00" + strconv.FormatInt(nb.UnixNano(), 10)
+	if started, ok := f.inFlight.started(key); ok && started.Before(nb) {
+		key = own
+	}
+	r, err := run(key)
+	if err == nil && r.at.Before(nb) {
+		// Joined a call that was not yet recorded as started when checked.
+		r, err = run(own)
+	}
+	return r.v, r.at, err
+}
+
+// callStarts records when each shared call in flight started.
+type callStarts struct {
+	mu     sync.Mutex
+	starts map[string]time.Time
+}
+
+func (c *callStarts) start(key string, at time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.starts == nil {
+		c.starts = map[string]time.Time{}
+	}
+	c.starts[key] = at
+}
+
+func (c *callStarts) end(key string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.starts, key)
+}
+
+func (c *callStarts) started(key string) (time.Time, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	at, ok := c.starts[key]
+	return at, ok
 }
 
 // identityLimits are per-identity semaphores, created on demand and

@@ -153,7 +153,7 @@ func TestCacheServesRepeatMountsButNeverAnotherIdentity(t *testing.T) {
 - {objectName: team-a/db, objectType: secretsmanager}
 - {objectName: /team-a/host, objectType: ssmparameter}
 `)
-	f := &fetch.Fetcher{Cache: cache.New(time.Minute, 1<<20)}
+	f := &fetch.Fetcher{Cache: cache.New(time.Minute, 1<<20), Reuse: time.Minute}
 	ctx := context.Background()
 	for range 5 {
 		if _, err := f.Fetch(ctx, cfg, teamA, "identity-a"); err != nil {
@@ -266,5 +266,71 @@ func TestCallsPerIdentityAreBounded(t *testing.T) {
 	}
 	if g.peak < 2 {
 		t.Errorf("peak = %d: calls did not run concurrently at all", g.peak)
+	}
+}
+
+// heldSecrets answers GetSecretValue with the number of the call, holding
+// the first call until released.
+type heldSecrets struct {
+	fetch.SecretsManagerAPI
+	mu      sync.Mutex
+	calls   int
+	started chan struct{}
+	release chan struct{}
+}
+
+func (h *heldSecrets) GetSecretValue(ctx context.Context, in *secretsmanager.GetSecretValueInput, _ ...func(*secretsmanager.Options)) (*secretsmanager.GetSecretValueOutput, error) {
+	h.mu.Lock()
+	h.calls++
+	n := h.calls
+	h.mu.Unlock()
+	if n == 1 {
+		close(h.started)
+		select {
+		case <-h.release:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	return &secretsmanager.GetSecretValueOutput{SecretString: aws.String(fmt.Sprintf("read-%d", n)), VersionId: aws.String(fmt.Sprintf("v%d", n))}, nil
+}
+
+func (h *heldSecrets) SecretsManager(string) fetch.SecretsManagerAPI { return h }
+func (h *heldSecrets) ParameterStore(string) fetch.ParameterStoreAPI { return nil }
+
+// A pod whose previous mount ended while a shared call was in flight must
+// not take that call's answer: AWS may have answered from before the mount.
+// Pods without such a bound still share the call.
+func TestSharedCallStartedBeforePreviousMountIsNotTaken(t *testing.T) {
+	sm := &heldSecrets{started: make(chan struct{}), release: make(chan struct{})}
+	f := &fetch.Fetcher{}
+	cfg := config(t, "- {objectName: app/db, objectType: secretsmanager}")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	first := make(chan string, 2)
+	fetchInto := func(ctx context.Context, out chan<- string) {
+		values, err := f.Fetch(ctx, cfg, sm, "identity")
+		if err != nil {
+			out <- err.Error()
+			return
+		}
+		out <- string(values[0].Data)
+	}
+	go fetchInto(ctx, first)
+	<-sm.started
+	go fetchInto(ctx, first) // joins the held call
+	remount := make(chan string, 1)
+	go fetchInto(fetch.WithFreshness(ctx, fetch.Freshness{NotBefore: time.Now()}), remount)
+	if got := <-remount; got != "read-2" {
+		t.Fatalf("remount got %q, want its own read (read-2)", got)
+	}
+	close(sm.release)
+	for range 2 {
+		if got := <-first; got != "read-1" {
+			t.Errorf("sharing caller got %q, want read-1", got)
+		}
+	}
+	if sm.calls != 2 {
+		t.Errorf("%d calls, want 2", sm.calls)
 	}
 }

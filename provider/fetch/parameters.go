@@ -25,7 +25,7 @@ func (f *Fetcher) parameters(ctx context.Context, clients Clients, scope, region
 		}
 	}
 	key := scope + "\x00" + region + "\x00GetParameters\x00" + strings.Join(names, "\x00")
-	out, err := coalesce(ctx, f, scope, key, func(ctx context.Context) (*ssm.GetParametersOutput, error) {
+	out, at, err := coalesce(ctx, f, scope, key, func(ctx context.Context) (*ssm.GetParametersOutput, error) {
 		return clients.ParameterStore(region).GetParameters(ctx, &ssm.GetParametersInput{Names: names, WithDecryption: aws.Bool(true)})
 	})
 	res := make([]outcome, len(objects))
@@ -43,7 +43,7 @@ func (f *Fetcher) parameters(ctx context.Context, clients Clients, scope, region
 			}}
 			continue
 		}
-		res[i] = outcome{value: Value{Object: o, Data: []byte(aws.ToString(p.Value)), Version: strconv.FormatInt(p.Version, 10), Region: region}}
+		res[i] = outcome{value: Value{Object: o, Data: []byte(aws.ToString(p.Value)), Version: strconv.FormatInt(p.Version, 10), Region: region}, at: at}
 	}
 	return res
 }

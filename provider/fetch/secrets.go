@@ -40,13 +40,13 @@ func (f *Fetcher) secret(ctx context.Context, clients Clients, scope, region str
 		in.VersionStage = aws.String(t.VersionLabel)
 	}
 	key := strings.Join([]string{scope, region, "GetSecretValue", t.Name, t.Version, t.VersionLabel}, "\x00")
-	out, err := coalesce(ctx, f, scope, key, func(ctx context.Context) (*secretsmanager.GetSecretValueOutput, error) {
+	out, at, err := coalesce(ctx, f, scope, key, func(ctx context.Context) (*secretsmanager.GetSecretValueOutput, error) {
 		return clients.SecretsManager(region).GetSecretValue(ctx, in)
 	})
 	if err != nil {
 		return outcome{err: newObjectError(o, opGetSecretValue, region, t, err)}
 	}
-	return outcome{value: Value{Object: o, Data: secretData(out.SecretBinary, out.SecretString), Version: aws.ToString(out.VersionId), Region: region}}
+	return outcome{value: Value{Object: o, Data: secretData(out.SecretBinary, out.SecretString), Version: aws.ToString(out.VersionId), Region: region}, at: at}
 }
 
 func secretData(binary []byte, str *string) []byte {
@@ -66,7 +66,7 @@ func (f *Fetcher) secretBatch(ctx context.Context, clients Clients, scope, regio
 	}
 	ids := uniqueNames(targets)
 	key := scope + "\x00" + region + "\x00BatchGetSecretValue\x00" + strings.Join(ids, "\x00")
-	out, err := coalesce(ctx, f, scope, key, func(ctx context.Context) (*secretsmanager.BatchGetSecretValueOutput, error) {
+	out, at, err := coalesce(ctx, f, scope, key, func(ctx context.Context) (*secretsmanager.BatchGetSecretValueOutput, error) {
 		return batchGetAll(ctx, clients.SecretsManager(region), ids)
 	})
 	if err != nil {
@@ -83,6 +83,7 @@ func (f *Fetcher) secretBatch(ctx context.Context, clients Clients, scope, regio
 	res := make([]outcome, len(objects))
 	for i, o := range objects {
 		res[i] = matchSecret(out, o, region, targets[i])
+		res[i].at = at
 	}
 	return res
 }

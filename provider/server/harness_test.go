@@ -74,8 +74,12 @@ type harnessOptions struct {
 	// (default: the node's credentials, the fake's test key).
 	identities func(fake *fakeaws.Server, cfg aws.Config, m *metrics.Metrics) provider.IdentitySource
 	region     provider.RegionSource
-	// cache reuses values across mounts (default: off).
+	// cache holds values across mounts (default: off); with it, pods'
+	// mounts are marked as in production.
 	cache *cache.Cache
+	// reuse is the freshness bound (default with a cache: a minute);
+	// serveStale the outage allowance (default: off).
+	reuse, serveStale time.Duration
 	// fakeNow is the AWS fake's clock (default: real time).
 	fakeNow func() time.Time
 	// Workload identity: credential refresh margin and the fake's session
@@ -118,13 +122,21 @@ func newHarness(t *testing.T, opts ...harnessOptions) *harness {
 	if o.identities != nil {
 		identities = o.identities(fake, awsCfg, m)
 	}
+	var marks *cache.Marks
+	if o.cache != nil {
+		marks = cache.NewMarks(time.Hour, 1024)
+		if o.reuse == 0 {
+			o.reuse = time.Minute
+		}
+	}
 	p := &provider.Provider{
+		Marks:      marks,
 		Identities: identities,
 		Region:     o.region,
 		Clients: func(_ context.Context, id auth.Identity) fetch.Clients {
 			return awsapi.NewClients(awsCfg, id.Credentials)
 		},
-		Fetcher:            &fetch.Fetcher{Concurrency: 4, Cache: o.cache, MaxCallsPerIdentity: o.maxCallsPerIdentity},
+		Fetcher:            &fetch.Fetcher{Concurrency: 4, Cache: o.cache, Reuse: o.reuse, ServeStale: o.serveStale, MaxCallsPerIdentity: o.maxCallsPerIdentity},
 		MaxValueBytes:      o.maxValueBytes,
 		MaxAttributesBytes: o.maxAttributesBytes,
 		MaxObjects:         50,

@@ -68,8 +68,9 @@ func TestMetricsAfterScriptedMounts(t *testing.T) {
 - {objectName: m/b, objectType: secretsmanager}
 - {objectName: /m/p, objectType: ssmparameter}
 `}
-	// Two good mounts: the second is served from the cache.
-	for range 2 {
+	// Two good mounts of two pods: the second is served from the cache.
+	for _, uid := range []string{"0b7f4f4c-0000-4000-8000-00000000000a", "0b7f4f4c-0000-4000-8000-00000000000b"} {
+		good["csi.storage.k8s.io/pod.uid"] = uid
 		if _, err := h.mount(t, good); err != nil {
 			t.Fatal(err)
 		}

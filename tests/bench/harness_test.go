@@ -135,6 +135,10 @@ type coffer struct {
 	client v1alpha1.CSIDriverProviderClient
 	conn   *grpc.ClientConn
 	stderr *os.File
+	// targets, when set, is where mounts are written as the driver writes
+	// them (a directory per pod): for ASCP, which reads its files back on
+	// remounts whose versions did not change.
+	targets string
 }
 
 func cofferBinary(t testing.TB) string {
@@ -167,6 +171,12 @@ func startCoffer(t testing.TB, e *env, flags ...string) *coffer {
 		"AWS_ENDPOINT_URL="+e.url, "AWS_REGION="+region, "AWS_EC2_METADATA_DISABLED=true",
 		"AWS_CONFIG_FILE=/dev/null", "AWS_SHARED_CREDENTIALS_FILE=/dev/null", "AWS_CA_BUNDLE=",
 		"AWS_ACCESS_KEY_ID=", "AWS_SECRET_ACCESS_KEY=", "AWS_SESSION_TOKEN=", "AWS_PROFILE=")
+	return startProcess(t, cmd, dir, logFile, args)
+}
+
+// startProcess starts a provider process serving dir/aws.sock, logging to
+// logFile, and connects to it as the driver does.
+func startProcess(t testing.TB, cmd *exec.Cmd, dir string, logFile *os.File, args []string) *coffer {
 	cmd.Stderr = logFile
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -181,12 +191,13 @@ func startCoffer(t testing.TB, e *env, flags ...string) *coffer {
 		}
 		if time.Now().After(deadline) {
 			log, _ := os.ReadFile(logFile.Name())
-			t.Fatalf("coffer did not create its socket:\n%s", log)
+			t.Fatalf("the provider did not create its socket:\n%s", log)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
 	// As the driver dials providers: wait for the socket to be ready and
 	// retry UNAVAILABLE (pkg/secrets-store/provider_client.go).
+	var err error
 	c.conn, err = grpc.NewClient("unix://"+socket, grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(4<<20)), grpc.WithDefaultServiceConfig(driverServiceConfig))
 	if err != nil {
@@ -217,13 +228,31 @@ func (c *coffer) stop(t testing.TB) {
 func (c *coffer) mount(attrs string, current []*v1alpha1.ObjectVersion) (*v1alpha1.MountResponse, time.Duration, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
+	target := "/var/lib/kubelet/pods/x/volumes/kubernetes.io~csi/secrets/mount"
+	if c.targets != "" {
+		var a map[string]string
+		json.Unmarshal([]byte(attrs), &a)
+		target = filepath.Join(c.targets, a["csi.storage.k8s.io/pod.uid"], "mount")
+	}
 	start := time.Now()
 	resp, err := c.client.Mount(ctx, &v1alpha1.MountRequest{
 		Attributes: attrs, Secrets: "null", Permission: "420",
-		TargetPath:           "/var/lib/kubelet/pods/x/volumes/kubernetes.io~csi/secrets/mount",
+		TargetPath:           target,
 		CurrentObjectVersion: current,
 	})
-	return resp, time.Since(start), err
+	d := time.Since(start)
+	if err == nil && c.targets != "" {
+		for _, f := range resp.Files {
+			path := filepath.Join(target, f.Path)
+			if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+				return resp, d, err
+			}
+			if err := os.WriteFile(path, f.Contents, 0o600); err != nil {
+				return resp, d, err
+			}
+		}
+	}
+	return resp, d, err
 }
 
 // anonMiB reads the process's current anonymous resident memory.

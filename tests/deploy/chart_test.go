@@ -465,6 +465,8 @@ func TestChartRejectsBadValues(t *testing.T) {
 		"duration without unit":        {`mountTimeout: "30"`, "mountTimeout"},
 		"zero mount timeout":           {`mountTimeout: 0s`, "mountTimeout"},
 		"negative cache ttl":           {`cache: {ttl: "-1s"}`, "ttl"},
+		"max staleness without unit":   {`cache: {maxStaleness: "5"}`, "maxStaleness"},
+		"negative stale on outage":     {`cache: {serveStaleOnOutage: "-1h"}`, "serveStaleOnOutage"},
 		"cache bytes as string":        {`cache: {maxBytes: 64Mi}`, "maxBytes"},
 		"pod identity attempts":        {`podIdentity: {attempts: 0}`, "attempts"},
 		"pull policy":                  {`image: {pullPolicy: Sometimes}`, "pullPolicy"},

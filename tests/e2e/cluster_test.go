@@ -30,10 +30,11 @@ const (
 	// rotationPoll is the driver's --rotation-poll-interval: a republish
 	// sooner than this after the last write is skipped by the driver.
 	rotationPoll = 2 * time.Second
-	// cofferCacheTTL is coffer's --cache-ttl: shorter than the rotation
-	// poll interval, as in a cluster with the defaults (1m against 2m), so
-	// every due rotation reads AWS while coffer's value cache still serves
-	// bursts of mounts.
+	// cofferCacheTTL is coffer's freshness bound (--max-staleness):
+	// shorter than the rotation poll interval, as in a cluster with the
+	// defaults (5s against 2m), so a pod started this long after a change
+	// sees it while coffer's value cache still serves bursts of mounts
+	// (remounts read AWS after their previous mount whatever the bound).
 	cofferCacheTTL = time.Second
 	audSTS         = "sts.amazonaws.com"
 	audPodIdentity = "pods.eks.amazonaws.com"

@@ -24,7 +24,7 @@ func (c *cluster) startCoffer(ctx context.Context) error {
 		"--region=",
 		"--log-level=debug",
 		"--mount-timeout=20s",
-		"--cache-ttl=" + cofferCacheTTL.String(),
+		"--max-staleness=" + cofferCacheTTL.String(),
 		// The machine has no EKS Pod Identity agent: both of its addresses
 		// point at the fake's agent on loopback, so nothing leaves the host.
 		"--pod-identity-agent-ipv4-url=" + c.agentURL,

@@ -95,6 +95,38 @@ func (s *Server) AddRole(r Role) error {
 	return nil
 }
 
+// SetRolePermissions replaces a role's permissions, for the role and every
+// session already issued for it: as in AWS, where a role's permission
+// policies are evaluated when each request is made, so revoking access
+// takes effect for live sessions too (unlike AddRole, which models a new
+// role definition).
+func (s *Server) SetRolePermissions(arn string, actions, resources []string, statements []Statement) error {
+	s.iamMu.Lock()
+	r, ok := s.roles[arn]
+	if !ok {
+		s.iamMu.Unlock()
+		return fmt.Errorf("fakeaws: no role %q", arn)
+	}
+	updated := *r
+	updated.Actions, updated.Resources, updated.Statements = slices.Clone(actions), slices.Clone(resources), slices.Clone(statements)
+	s.roles[arn] = &updated
+	var keys []string
+	for k, sess := range s.sessions {
+		if sess.roleARN == arn {
+			keys = append(keys, k)
+		}
+	}
+	s.iamMu.Unlock()
+	for _, k := range keys {
+		if id, ok := s.lookupIdentity(k); ok {
+			next := *id
+			next.Actions, next.Resources, next.Statements = actions, resources, statements
+			s.AddIdentity(next)
+		}
+	}
+	return nil
+}
+
 // RemoveRole forgets a role: it can no longer be assumed. Sessions already
 // issued keep working until they expire, as in AWS.
 func (s *Server) RemoveRole(arn string) {
