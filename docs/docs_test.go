@@ -15,6 +15,7 @@ var packages = map[string]string{
 	"auth": "../auth", "spc": "../provider/spc", "fetch": "../provider/fetch", "render": "../provider/render",
 	"server": "../provider/server", "cache": "../provider/cache", "awsapi": "../provider/awsapi",
 	"cli": "../internal/cli", "secretsync": "../secretsync", "e2e": "../tests/e2e", "fuzz": "..",
+	"deploy": "../tests/deploy",
 }
 
 func TestSecurityClaimsNameRealTests(t *testing.T) {
