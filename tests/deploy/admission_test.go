@@ -163,7 +163,9 @@ func TestChartAdmissionPolicy(t *testing.T) {
 		{"patch it", func() error { return patch("ours", `{"data":{"k":"dzI="}}`) }, true},
 		{"strip its label", func() error { return patch("ours", `{"metadata":{"labels":{"app.kubernetes.io/managed-by":null}}}`) }, false},
 		{"patch a Secret it does not manage", func() error { return patch("theirs", `{"data":{"k":"eA=="}}`) }, false},
-		{"claim a Secret by labelling it", func() error { return patch("theirs", `{"metadata":{"labels":{"app.kubernetes.io/managed-by":"coffer"}}}`) }, false},
+		{"claim a Secret by labelling it", func() error {
+			return patch("theirs", `{"metadata":{"labels":{"app.kubernetes.io/managed-by":"coffer"}}}`)
+		}, false},
 		{"merge into a Secret that opted in", func() error { return patch("opted-in", `{"data":{"c":"dg=="}}`) }, true},
 		{"delete a Secret it does not manage", func() error { return provider.CoreV1().Secrets(team).Delete(ctx, "theirs", metav1.DeleteOptions{}) }, false},
 		{"delete its own", func() error { return provider.CoreV1().Secrets(team).Delete(ctx, "ours", metav1.DeleteOptions{}) }, true},

@@ -564,7 +564,8 @@ func TestChartRBAC(t *testing.T) {
 	core := func(verb, resource, ns string) authorizationv1.ResourceAttributes {
 		return authorizationv1.ResourceAttributes{Verb: verb, Resource: resource, Namespace: ns}
 	}
-	provider := func(nodes, atMount bool) []access {
+	// atMount: sync at mount in team-a; everywhere: in every namespace.
+	provider := func(nodes, atMount, everywhere bool) []access {
 		return []access{
 			{"coffer", core("get", "serviceaccounts", "team-a"), true},
 			{"coffer", core("get", "nodes", ""), nodes},
@@ -578,8 +579,8 @@ func TestChartRBAC(t *testing.T) {
 			{"coffer", core("list", "secrets", "team-a"), false},
 			{"coffer", core("update", "secrets", "team-a"), false},
 			// By default no node component may write a Secret anywhere.
-			{"coffer", core("patch", "secrets", "kube-system"), atMount},
-			{"coffer", core("delete", "secrets", "kube-system"), atMount},
+			{"coffer", core("patch", "secrets", "kube-system"), everywhere},
+			{"coffer", core("delete", "secrets", "kube-system"), everywhere},
 			{"coffer", spc("get", "team-a"), atMount},
 			{"coffer", spc("list", "team-a"), false},
 		}
@@ -612,17 +613,15 @@ func TestChartRBAC(t *testing.T) {
 		release, values string
 		checks          []access
 	}{
-		{"rbac-default", ``, provider(true, false)},
-		{"rbac-region", `region: us-east-1`, provider(false, false)},
-		{"rbac-sync", `sync: {atMount: true, controller: {enabled: true}}`, append(provider(true, true), syncController("", true)...)},
-		{"rbac-sync-ns", `{region: us-east-1, sync: {controller: {enabled: true, namespace: team-a}}}`, append(provider(false, false), syncController("team-a", false)...)},
+		{"rbac-default", ``, provider(true, false, false)},
+		{"rbac-region", `region: us-east-1`, provider(false, false, false)},
+		{"rbac-sync", `sync: {atMount: true, controller: {enabled: true}}`, append(provider(true, true, true), syncController("", true)...)},
+		{"rbac-sync-ns", `{region: us-east-1, sync: {controller: {enabled: true, namespace: team-a}}}`, append(provider(false, false, false), syncController("team-a", false)...)},
 		// Sync at mount in listed namespaces only: no node holds Secret
 		// access anywhere else.
-		{"rbac-at-mount-ns", `{region: us-east-1, sync: {atMount: true, atMountNamespaces: [team-a]}}`, append(provider(false, true),
+		{"rbac-at-mount-ns", `{region: us-east-1, sync: {atMount: true, atMountNamespaces: [team-a]}}`, append(provider(false, true, false),
 			access{"coffer", core("get", "secrets", "team-b"), false},
 			access{"coffer", core("create", "secrets", "team-b"), false},
-			access{"coffer", core("patch", "secrets", "kube-system"), false},
-			access{"coffer", core("delete", "secrets", "kube-system"), false},
 			access{"coffer", spc("get", "team-b"), false},
 		)},
 	} {
