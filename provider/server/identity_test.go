@@ -309,25 +309,27 @@ func TestSessionNamesThePod(t *testing.T) {
 	seedTeams(h.fake)
 	podIdentity := secretOf("team-p")
 	podIdentity["usePodIdentity"] = "true"
+	chained := secretOf("shared")
+	chained["assumeRoleArn"] = roleShared
+	chained["assumeRoleExternalId"] = sharedExtID
 	for _, tc := range []struct {
-		ns, role, session string
-		params            map[string]string
+		ns, session string
+		params      map[string]string
 	}{
-		{"team-a", "team-a", "coffer-team-a-", secretOf("team-a")},
-		{"team-p", "team-p", "eks-", podIdentity},
+		{"team-a", "arn:aws:sts::" + account + ":assumed-role/team-a/coffer-team-a-", secretOf("team-a")},
+		{"team-a", "arn:aws:sts::222233334444:assumed-role/shared-reader/coffer-team-a-", chained},
+		{"team-p", "arn:aws:sts::" + account + ":assumed-role/team-p/eks-", podIdentity},
 	} {
 		for _, pod := range []string{"web-1", "web-2", "web-1"} {
 			h.fake.ResetCalls()
 			if _, err := h.mountAttrs(t, c.podAttrs(tc.ns, "app", pod, tc.params)); err != nil {
 				t.Fatal(err)
 			}
-			reads := h.fake.Calls()
-			for _, call := range reads {
+			for _, call := range h.fake.Calls() {
 				if call.Service != fakeaws.ServiceSecretsManager && call.Service != fakeaws.ServiceSSM {
 					continue
 				}
-				prefix := "arn:aws:sts::" + account + ":assumed-role/" + tc.role + "/" + tc.session
-				if !strings.HasPrefix(call.Identity, prefix) || !strings.Contains(call.Identity, pod) {
+				if !strings.HasPrefix(call.Identity, tc.session) || !strings.Contains(call.Identity, pod) {
 					t.Errorf("%s/%s: %s was made as %s, want a session naming the pod", tc.ns, pod, call.Operation, call.Identity)
 				}
 			}
