@@ -29,6 +29,10 @@ type Identity struct {
 	// Key identifies the credentials: two identities with equal keys hold
 	// interchangeable credentials. It holds no secret.
 	Key string
+	// CredentialKey identifies the credentials themselves: Key and the STS
+	// session (the pod) they were issued to. Clients and invalidation
+	// follow it; fetched values may follow Key.
+	CredentialKey string
 	// Description names the identity in logs (a role ARN, "node").
 	Description string
 	Credentials aws.CredentialsProvider
@@ -44,7 +48,7 @@ type NodeCredentials struct {
 
 // Identity returns the node's credentials, whoever asks.
 func (n NodeCredentials) Identity(context.Context, Request) (Identity, error) {
-	return Identity{Key: "node", Description: "the provider's own AWS credentials", Credentials: n.Credentials}, nil
+	return Identity{Key: "node", CredentialKey: "node", Description: "the provider's own AWS credentials", Credentials: n.Credentials}, nil
 }
 
 // Reasons an identity cannot be resolved (bounded: usable as metric labels).
@@ -54,8 +58,12 @@ const (
 	ReasonConfig       = "config"
 	ReasonDenied       = "denied"
 	ReasonInvalidToken = "invalid_token"
-	ReasonUnreachable  = "unreachable"
-	ReasonOther        = "other"
+	// ReasonUnauthenticated: coffer refused the token itself (not signed
+	// by the cluster, expired, another audience, or issued to another
+	// ServiceAccount or pod than the mount's attributes name).
+	ReasonUnauthenticated = "unauthenticated"
+	ReasonUnreachable     = "unreachable"
+	ReasonOther           = "other"
 )
 
 // Error is a failure to obtain a workload's AWS credentials. Its message

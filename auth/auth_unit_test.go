@@ -2,8 +2,6 @@ package auth
 
 import (
 	"context"
-	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"strings"
 	"sync"
@@ -18,70 +16,6 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
 )
-
-// unsignedJWT builds a token with the given claims; coffer does not verify
-// signatures (AWS does), so tests of local checks need none.
-func unsignedJWT(claims map[string]any) string {
-	b, _ := json.Marshal(claims)
-	return "eyJhbGciOiJSUzI1NiJ9." + base64.RawURLEncoding.EncodeToString(b) + ".c2ln"
-}
-
-func tokensAttr(t *testing.T, entries map[string]string, exp time.Time) string {
-	t.Helper()
-	m := map[string]serviceAccountToken{}
-	for aud, tok := range entries {
-		m[aud] = serviceAccountToken{Token: tok, ExpirationTimestamp: exp}
-	}
-	b, err := json.Marshal(m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
-}
-
-func TestToken(t *testing.T) {
-	now := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
-	later := now.Add(time.Hour)
-	good := unsignedJWT(map[string]any{"sub": "system:serviceaccount:team:app", "exp": later.Unix()})
-	req := Request{Namespace: "team", ServiceAccount: "app"}
-	tests := map[string]struct {
-		raw        string
-		wantReason string
-		wantMsg    []string
-	}{
-		"valid":                {raw: tokensAttr(t, map[string]string{AudienceSTS: good}, later)},
-		"attribute missing":    {raw: "", wantReason: ReasonNoToken, wantMsg: []string{"sent no ServiceAccount token", "tokenRequests", "audience=sts.amazonaws.com"}},
-		"audience missing":     {raw: tokensAttr(t, map[string]string{AudiencePodIdentity: good}, later), wantReason: ReasonNoToken, wantMsg: []string{`no token for audience "sts.amazonaws.com"`, "pods.eks.amazonaws.com"}},
-		"not JSON":             {raw: "{", wantReason: ReasonInvalidToken, wantMsg: []string{"not the JSON"}},
-		"expired by driver":    {raw: tokensAttr(t, map[string]string{AudienceSTS: good}, now.Add(-time.Minute)), wantReason: ReasonInvalidToken, wantMsg: []string{"expired"}},
-		"expired by claim":     {raw: tokensAttr(t, map[string]string{AudienceSTS: unsignedJWT(map[string]any{"sub": "system:serviceaccount:team:app", "exp": now.Add(-time.Second).Unix()})}, later), wantReason: ReasonInvalidToken, wantMsg: []string{"expired"}},
-		"not a JWT":            {raw: tokensAttr(t, map[string]string{AudienceSTS: "opaque"}, later), wantReason: ReasonInvalidToken, wantMsg: []string{"not a JWT"}},
-		"other ServiceAccount": {raw: tokensAttr(t, map[string]string{AudienceSTS: unsignedJWT(map[string]any{"sub": "system:serviceaccount:team:other", "exp": later.Unix()})}, later), wantReason: ReasonInvalidToken, wantMsg: []string{`"system:serviceaccount:team:other"`, `"system:serviceaccount:team:app"`}},
-	}
-	for name, tc := range tests {
-		t.Run(name, func(t *testing.T) {
-			tok, err := token(tc.raw, AudienceSTS, req, now)
-			if tc.wantReason == "" {
-				if err != nil || tok != good {
-					t.Fatalf("token = %q, %v", tok, err)
-				}
-				return
-			}
-			var ae *Error
-			if !errors.As(err, &ae) || ae.Reason != tc.wantReason {
-				t.Fatalf("err = %v, want reason %s", err, tc.wantReason)
-			}
-			for _, w := range tc.wantMsg {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("error %q lacks %q", err, w)
-				}
-			}
-			if strings.Contains(err.Error(), "eyJ") {
-				t.Errorf("error contains a token: %q", err)
-			}
-		})
-	}
-}
 
 func serviceAccount(ns, name, role string) *corev1.ServiceAccount {
 	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}

@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"context"
 	"encoding/json"
 	"strings"
 	"testing"
@@ -13,16 +14,19 @@ func FuzzToken(f *testing.F) {
 	f.Add("eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJzeXN0ZW06c2VydmljZWFjY291bnQ6bnM6YXBwIn0.c2ln", "sts.amazonaws.com", "2030-01-01T00:00:00Z")
 	f.Add("a.b.c", "other", "")
 	f.Add("", "sts.amazonaws.com", "bad")
+	iss := testIssuer(f, "https://fuzz")
+	v := NewVerifier(VerifierOptions{Keys: staticKeys(iss.JWKS())})
+	f.Add(iss.Token("system:serviceaccount:ns:app", []string{AudienceSTS}, time.Hour), AudienceSTS, "")
 	f.Fuzz(func(t *testing.T, tok, audience, expiry string) {
 		const canary = "CANARYTOKEN"
 		secret := canary + tok
 		raw, _ := json.Marshal(map[string]map[string]string{audience: {"token": secret, "expirationTimestamp": expiry}})
-		_, err := token(string(raw), AudienceSTS, Request{Namespace: "ns", ServiceAccount: "app"}, time.Now())
+		_, err := v.token(context.Background(), string(raw), AudienceSTS, Request{Namespace: "ns", ServiceAccount: "app"})
 		if err != nil && strings.Contains(err.Error(), canary) {
 			t.Fatalf("error contains the token: %v", err)
 		}
 		// And the raw attribute itself, as the fuzzer mutates it.
-		if _, err := token(secret, AudienceSTS, Request{}, time.Now()); err != nil && strings.Contains(err.Error(), canary) {
+		if _, err := v.token(context.Background(), secret, AudienceSTS, Request{}); err != nil && strings.Contains(err.Error(), canary) {
 			t.Fatalf("error contains the attribute: %v", err)
 		}
 	})

@@ -20,6 +20,9 @@ var sessionUnsafe = regexp.MustCompile(`[^\w+=,.@-]`)
 
 // sessionName names an STS session after the pod, so CloudTrail shows which
 // workload read what: coffer-<namespace>-<pod>, within STS's 64 characters.
+// The pod name is one the token proves (verify), and credentials are reused
+// only under the same session name (credentialKey), so the name stays true
+// for every call made with them.
 func sessionName(namespace, pod string) string {
 	name := sessionUnsafe.ReplaceAllString("coffer-"+namespace+"-"+pod, "-")
 	if len(name) > 64 {

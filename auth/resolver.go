@@ -21,6 +21,9 @@ type ResolverOptions struct {
 	Kubernetes kubernetes.Interface
 	// Audience of the IRSA token (default sts.amazonaws.com).
 	Audience string
+	// Verifier checks every ServiceAccount token before anything else
+	// uses it; required (without one, every identity is refused).
+	Verifier *Verifier
 	// PodIdentity is the EKS Pod Identity agent client.
 	PodIdentity *PodIdentityAgent
 	// ServiceAccountTTL is how long a ServiceAccount's role is reused.
@@ -36,10 +39,11 @@ type ResolverOptions struct {
 }
 
 // Resolver resolves a pod's AWS identity: IRSA or EKS Pod Identity, then an
-// optional role chain, reusing credentials per identity until shortly
-// before they expire.
+// optional role chain, reusing credentials per identity and pod until
+// shortly before they expire.
 type Resolver struct {
 	audience    string
+	verifier    *Verifier
 	sts         stsClients
 	roles       *RoleLookup
 	podIdentity *PodIdentityAgent
@@ -73,6 +77,7 @@ func NewResolver(o ResolverOptions) *Resolver {
 	endpoint := fmt.Sprintf("endpoint=%s", aws.ToString(o.AWS.BaseEndpoint))
 	return &Resolver{
 		audience:    o.Audience,
+		verifier:    o.Verifier,
 		sts:         stsClients{base: o.AWS},
 		roles:       roles,
 		podIdentity: o.PodIdentity,
@@ -87,6 +92,9 @@ func NewResolver(o ResolverOptions) *Resolver {
 func (r *Resolver) Identity(ctx context.Context, req Request) (Identity, error) {
 	if req.Namespace == "" || req.ServiceAccount == "" {
 		return Identity{}, &Error{Reason: ReasonConfig, Msg: "the driver did not say which pod and ServiceAccount the mount is for (csi.storage.k8s.io/pod.namespace and serviceAccount.name are missing); is the CSIDriver's podInfoOnMount true?"}
+	}
+	if r.verifier == nil {
+		return Identity{}, &Error{Reason: ReasonConfig, Msg: "coffer was built without a ServiceAccount token verifier, so it trusts no token"}
 	}
 	subject := "system:serviceaccount:" + req.Namespace + ":" + req.ServiceAccount
 	var base Identity
@@ -103,7 +111,7 @@ func (r *Resolver) Identity(ctx context.Context, req Request) (Identity, error) 
 }
 
 func (r *Resolver) irsaIdentity(ctx context.Context, req Request, subject string) (Identity, error) {
-	tok, err := token(req.Tokens, r.audience, req, r.now())
+	tok, err := r.verifier.token(ctx, req.Tokens, r.audience, req)
 	if err != nil {
 		return Identity{}, err
 	}
@@ -115,26 +123,31 @@ func (r *Resolver) irsaIdentity(ctx context.Context, req Request, subject string
 		return Identity{}, err
 	}
 	key := strings.Join([]string{"irsa", req.Namespace, req.ServiceAccount, role, req.Region, r.endpoint}, "|")
-	creds, err := r.cache.get(ctx, key, func(ctx context.Context) (aws.Credentials, error) {
-		creds, err := r.sts.assumeRoleWithWebIdentity(ctx, req.Region, role, sessionName(req.Namespace, req.PodName), tok, subject)
+	session := sessionName(req.Namespace, req.PodName)
+	credKey := credentialKey(key, session)
+	creds, err := r.cache.get(ctx, credKey, func(ctx context.Context) (aws.Credentials, error) {
+		creds, err := r.sts.assumeRoleWithWebIdentity(ctx, req.Region, role, session, tok, subject)
 		r.observe("irsa", err)
 		return creds, err
 	})
 	if err != nil {
 		return Identity{}, err
 	}
-	return identity(key, role, creds), nil
+	return identity(key, credKey, role, creds), nil
 }
 
 func (r *Resolver) podIdentityIdentity(ctx context.Context, req Request, subject string) (Identity, error) {
-	tok, err := token(req.Tokens, AudiencePodIdentity, req, r.now())
+	tok, err := r.verifier.token(ctx, req.Tokens, AudiencePodIdentity, req)
 	if err != nil {
 		return Identity{}, err
 	}
 	// The role is whatever the EKS association of this ServiceAccount
-	// says; the key names the ServiceAccount, which determines it.
+	// says; the key names the ServiceAccount, which determines it. EKS
+	// names the role session after the pod of the token, so credentials
+	// are reused per pod.
 	key := strings.Join([]string{"podidentity", req.Namespace, req.ServiceAccount, req.Region, req.PreferredAddressType}, "|")
-	creds, err := r.cache.get(ctx, key, func(ctx context.Context) (aws.Credentials, error) {
+	credKey := credentialKey(key, sessionName(req.Namespace, req.PodName))
+	creds, err := r.cache.get(ctx, credKey, func(ctx context.Context) (aws.Credentials, error) {
 		creds, err := r.podIdentity.credentials(ctx, tok, req.PreferredAddressType, subject)
 		r.observe("pod_identity", err)
 		return creds, err
@@ -142,7 +155,7 @@ func (r *Resolver) podIdentityIdentity(ctx context.Context, req Request, subject
 	if err != nil {
 		return Identity{}, err
 	}
-	return identity(key, "EKS Pod Identity of "+subject, creds), nil
+	return identity(key, credKey, "EKS Pod Identity of "+subject, creds), nil
 }
 
 // chain assumes req.AssumeRoleARN with the pod's own credentials. coffer
@@ -155,24 +168,37 @@ func (r *Resolver) chain(ctx context.Context, req Request, base Identity) (Ident
 		sum := sha256.Sum256([]byte(req.AssumeRoleExternalID))
 		key += "|extid:" + hex.EncodeToString(sum[:8])
 	}
-	creds, err := r.cache.get(ctx, key, func(ctx context.Context) (aws.Credentials, error) {
-		creds, err := r.sts.assumeRole(ctx, req.Region, base.Credentials, base.Description, req.AssumeRoleARN, req.AssumeRoleExternalID, sessionName(req.Namespace, req.PodName))
+	session := sessionName(req.Namespace, req.PodName)
+	credKey := credentialKey(key, session)
+	creds, err := r.cache.get(ctx, credKey, func(ctx context.Context) (aws.Credentials, error) {
+		creds, err := r.sts.assumeRole(ctx, req.Region, base.Credentials, base.Description, req.AssumeRoleARN, req.AssumeRoleExternalID, session)
 		r.observe("assume_role", err)
 		return creds, err
 	})
 	if err != nil {
 		return Identity{}, err
 	}
-	return identity(key, req.AssumeRoleARN+" via "+base.Description, creds), nil
+	return identity(key, credKey, req.AssumeRoleARN+" via "+base.Description, creds), nil
 }
 
-// Invalidate drops the cached credentials of an identity key (and, for a
+// credentialKey keys credentials by identity and STS session name:
+// credentials are reused only where the session name they carry, which
+// CloudTrail shows for every call made with them, names the pod asking.
+func credentialKey(key, session string) string {
+	return key + sessionSep + session
+}
+
+const sessionSep = "|session="
+
+// Invalidate drops the cached credentials of a credential key (and, for a
 // chained role, of the pod's own identity it was obtained with), so the
 // next request fetches new ones.
-func (r *Resolver) Invalidate(key string) {
-	r.cache.remove(key)
-	if base, _, chained := strings.Cut(key, "|chain|"); chained {
-		r.cache.remove(base)
+func (r *Resolver) Invalidate(credKey string) {
+	r.cache.remove(credKey)
+	if base, rest, chained := strings.Cut(credKey, "|chain|"); chained {
+		if _, session, ok := strings.Cut(rest, sessionSep); ok {
+			r.cache.remove(credentialKey(base, session))
+		}
 	}
 }
 
@@ -182,10 +208,11 @@ func (r *Resolver) observe(mode string, err error) {
 	}
 }
 
-func identity(key, description string, creds aws.Credentials) Identity {
+func identity(key, credKey, description string, creds aws.Credentials) Identity {
 	return Identity{
-		Key:         key,
-		Description: description,
-		Credentials: credentials.StaticCredentialsProvider{Value: creds},
+		Key:           key,
+		CredentialKey: credKey,
+		Description:   description,
+		Credentials:   credentials.StaticCredentialsProvider{Value: creds},
 	}
 }

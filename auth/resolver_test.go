@@ -40,11 +40,11 @@ func TestCredentialsRefreshBeforeExpiry(t *testing.T) {
 		t.Fatal(err)
 	}
 	kube := fake.NewClientset(&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "app", Annotations: map[string]string{RoleAnnotation: role}}})
-	r := NewResolver(ResolverOptions{AWS: fakeaws.AWSConfig(ts.URL, "us-east-1", "", "", ""), Kubernetes: kube, RefreshMargin: 5 * time.Minute})
+	r := NewResolver(ResolverOptions{AWS: fakeaws.AWSConfig(ts.URL, "us-east-1", "", "", ""), Kubernetes: kube, RefreshMargin: 5 * time.Minute, Verifier: NewVerifier(VerifierOptions{Keys: staticKeys(issuer.JWKS())})})
 	r.cache.now = clock
 
-	tokens, _ := json.Marshal(map[string]map[string]string{AudienceSTS: {"token": issuer.Token("system:serviceaccount:ns:app", []string{AudienceSTS}, time.Hour)}})
-	req := Request{Namespace: "ns", ServiceAccount: "app", PodName: "p", Tokens: string(tokens), Region: "us-east-1"}
+	tokens, _ := json.Marshal(map[string]map[string]string{AudienceSTS: {"token": issuer.TokenWithClaims(fakeaws.TokenClaims{Subject: "system:serviceaccount:ns:app", Audiences: []string{AudienceSTS}, PodName: "p", PodUID: "uid-p", IssuedAt: clock().Add(-time.Minute), Expiry: clock().Add(2 * time.Hour)})}})
+	req := Request{Namespace: "ns", ServiceAccount: "app", PodName: "p", PodUID: "uid-p", Tokens: string(tokens), Region: "us-east-1"}
 	sts := func() int {
 		return f.CountCalls(func(c fakeaws.Call) bool {
 			return c.Operation == "AssumeRoleWithWebIdentity" && c.Outcome == fakeaws.OutcomeOK
@@ -78,4 +78,9 @@ func TestCredentialsRefreshBeforeExpiry(t *testing.T) {
 	if first.Key != second.Key {
 		t.Errorf("identity key changed on refresh: %q -> %q", first.Key, second.Key)
 	}
+}
+
+// staticKeys serves a fixed key set.
+func staticKeys(jwks []byte) KeySource {
+	return func(context.Context) ([]byte, error) { return jwks, nil }
 }

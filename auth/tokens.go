@@ -1,9 +1,10 @@
 package auth
 
 import (
-	"encoding/base64"
+	"context"
 	"encoding/json"
 	"fmt"
+	"sort"
 	"strings"
 	"time"
 )
@@ -26,11 +27,11 @@ type serviceAccountToken struct {
 }
 
 // token picks the token for audience out of the driver's
-// csi.storage.k8s.io/serviceAccount.tokens attribute and checks that it is
-// current and belongs to the ServiceAccount the driver named. Signature and
-// audience are AWS's to verify; the local checks catch misrouted tokens
-// early with a clear message. Errors never contain the token.
-func token(raw, audience string, req Request, now time.Time) (string, error) {
+// csi.storage.k8s.io/serviceAccount.tokens attribute and verifies it (the
+// cluster's signature, audience, expiry, and the workload it was issued
+// to) before anything else uses it: no cached credential is handed out
+// for a token coffer has not verified. Errors never contain the token.
+func (v *Verifier) token(ctx context.Context, raw, audience string, req Request) (string, error) {
 	if raw == "" {
 		return "", &Error{Reason: ReasonNoToken, Msg: "the driver sent no ServiceAccount token (attribute csi.storage.k8s.io/serviceAccount.tokens is missing); " + tokenRequestsFix}
 	}
@@ -44,45 +45,11 @@ func token(raw, audience string, req Request, now time.Time) (string, error) {
 		for aud := range tokens {
 			have = append(have, aud)
 		}
+		sort.Strings(have)
 		return "", &Error{Reason: ReasonNoToken, Msg: fmt.Sprintf("the driver sent no token for audience %q (it sent: %s); %s", audience, strings.Join(have, ", "), tokenRequestsFix)}
 	}
-	if !t.ExpirationTimestamp.IsZero() && !now.Before(t.ExpirationTimestamp) {
-		return "", &Error{Reason: ReasonInvalidToken, Msg: fmt.Sprintf("the ServiceAccount token for audience %q expired at %s; kubelet should have refreshed it (is the node's clock right?)", audience, t.ExpirationTimestamp.Format(time.RFC3339))}
-	}
-	claims, err := unverifiedClaims(t.Token)
-	if err != nil {
-		return "", &Error{Reason: ReasonInvalidToken, Msg: fmt.Sprintf("the ServiceAccount token for audience %q is not a JWT: %v", audience, err)}
-	}
-	if want := "system:serviceaccount:" + req.Namespace + ":" + req.ServiceAccount; req.ServiceAccount != "" && claims.Subject != want {
-		return "", &Error{Reason: ReasonInvalidToken, Msg: fmt.Sprintf("the ServiceAccount token is for %q but the driver says the pod runs as %q", claims.Subject, want)}
-	}
-	if claims.Expiry != 0 && !now.Before(time.Unix(claims.Expiry, 0)) {
-		return "", &Error{Reason: ReasonInvalidToken, Msg: fmt.Sprintf("the ServiceAccount token for audience %q has expired", audience)}
+	if err := v.verify(ctx, t.Token, audience, req); err != nil {
+		return "", err
 	}
 	return t.Token, nil
-}
-
-// jwtClaims are the claims coffer reads from a token it does not verify.
-type jwtClaims struct {
-	Subject string `json:"sub"`
-	Expiry  int64  `json:"exp"`
-}
-
-// unverifiedClaims decodes a JWT's payload without checking its signature.
-// Only AWS verifies the token; coffer reads the subject to name the
-// identity in messages and to catch a token that belongs to someone else.
-func unverifiedClaims(jwt string) (jwtClaims, error) {
-	parts := strings.Split(jwt, ".")
-	if len(parts) != 3 {
-		return jwtClaims{}, fmt.Errorf("want three dot-separated parts, got %d", len(parts))
-	}
-	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
-	if err != nil {
-		return jwtClaims{}, fmt.Errorf("payload is not base64url")
-	}
-	var c jwtClaims
-	if err := json.Unmarshal(payload, &c); err != nil {
-		return jwtClaims{}, fmt.Errorf("payload is not a JSON object of claims")
-	}
-	return c, nil
 }

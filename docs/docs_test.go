@@ -17,6 +17,7 @@ var packages = map[string]string{
 	"server": "../provider/server", "cache": "../provider/cache", "awsapi": "../provider/awsapi",
 	"cli": "../internal/cli", "secretsync": "../secretsync", "e2e": "../tests/e2e", "fuzz": "..",
 	"jmes": "../internal/jmes", "flight": "../internal/flight", "panics": "../internal/panics",
+	"deploy": "../tests/deploy",
 }
 
 func TestSecurityClaimsNameRealTests(t *testing.T) {

@@ -198,7 +198,7 @@ func (p *Provider) mount(ctx context.Context, req Request, attrs map[string]stri
 		// session): drop them, obtain new ones, and try once more. Once:
 		// a second refusal is reported, never looped on.
 		p.logger().Info("AWS refused cached credentials; refreshing them once", "identity", id.Description)
-		inv.Invalidate(id.Key)
+		inv.Invalidate(id.CredentialKey)
 		if id, err = p.Identities.Identity(ctx, areq); err != nil {
 			return nil, len(cfg.Objects), fmt.Errorf("resolving the pod's AWS identity: %w", err)
 		}

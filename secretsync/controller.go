@@ -34,7 +34,7 @@ type TokenMinter interface {
 // serviceAccountName (a token from the TokenRequest API, then the same
 // identity resolution as a mount: IRSA, Pod Identity, role chaining), and
 // reconciles every refreshInterval and whenever the class changes. Entries
-// without serviceAccountName are left to the mount trigger.
+// without serviceAccountName are synced by no one (status NoServiceAccount).
 type Controller struct {
 	Dynamic dynamic.Interface
 	Engine  *Engine
@@ -222,7 +222,7 @@ func (c *Controller) reconcile(ctx context.Context, key string) (wake time.Time,
 	for i, s := range decl {
 		order[s.Name] = i
 		if s.ServiceAccountName == "" {
-			st.status[s.Name] = mountOnlyStatus(s.Name)
+			st.status[s.Name] = noServiceAccountStatus(s.Name)
 			continue
 		}
 		if t, seen := st.due[s.Name]; seen && (t.IsZero() || t.After(now)) {

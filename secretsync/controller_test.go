@@ -113,7 +113,7 @@ func TestControllerSyncsWithoutPods(t *testing.T) {
   refreshInterval: 1h
   serviceAccountName: reader
   data: [{key: address, objectName: dev/slackurl}]
-- secretName: mount-only
+- secretName: nobodys
   data: [{key: a, objectName: cert}]
 `
 	e := startController(t, spcObject(testSPC, classParams(decl)))
@@ -121,7 +121,7 @@ func TestControllerSyncsWithoutPods(t *testing.T) {
 	if got := data(e.secret("slack-url"))["address"]; got != defaultContent()["dev_slackurl"] {
 		t.Errorf("address %q", got)
 	}
-	e.absent("mount-only")
+	e.absent("nobodys")
 	if e.tokens.calls[0] != "team/reader:"+auth.AudienceSTS {
 		t.Errorf("token requests %v", e.tokens.calls)
 	}
@@ -135,14 +135,14 @@ func TestControllerSyncsWithoutPods(t *testing.T) {
 	}
 	eventuallyT(t, "status", func() error {
 		st := e.status(t)
-		if st.Ready != "True" || st.Reason != ReasonSynced || len(st.Secrets) != 2 || st.ObservedGeneration != 1 {
+		if st.Ready != "False" || st.Reason != ReasonSyncFailed || len(st.Secrets) != 2 || st.ObservedGeneration != 1 || !strings.Contains(st.Message, "nobodys (NoServiceAccount)") {
 			return fmt.Errorf("status %+v", st)
 		}
 		if s := st.Secrets[0]; s.Name != "slack-url" || s.Ready != "True" || s.Reason != ReasonCreated || s.ServiceAccount != "reader" || s.LastSyncTime == "" {
 			return fmt.Errorf("slack-url status %+v", s)
 		}
-		if s := st.Secrets[1]; s.Name != "mount-only" || s.Ready != "Unknown" || s.Reason != ReasonMountOnly {
-			return fmt.Errorf("mount-only status %+v", s)
+		if s := st.Secrets[1]; s.Name != "nobodys" || s.Ready != "False" || s.Reason != ReasonNoServiceAccount || !strings.Contains(s.Message, "names no serviceAccountName; set it to the ServiceAccount") {
+			return fmt.Errorf("nobodys status %+v", s)
 		}
 		return nil
 	})

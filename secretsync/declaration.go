@@ -97,8 +97,9 @@ type Secret struct {
 	// RefreshInterval is the controller's period; 0 means only when the
 	// declaration changes.
 	RefreshInterval time.Duration
-	// ServiceAccountName is the identity the controller reads AWS as; ""
-	// makes the entry mount-only.
+	// ServiceAccountName is the identity that fills the Secret: the
+	// controller reads AWS as it, and only its pods sync the entry at
+	// mount. An entry without one is synced by no one.
 	ServiceAccountName string
 }
 

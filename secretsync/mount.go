@@ -22,8 +22,9 @@ import (
 type FilesFunc func(context.Context, *spc.Config) ([]render.File, error)
 
 // MountTrigger syncs the Secrets a SecretProviderClass declares after each
-// successful mount of it, as the mounting pod. Its AfterMount is the
-// provider's AfterMount hook.
+// successful mount of it, as the mounting pod: the entries whose
+// serviceAccountName is the pod's. Its AfterMount is the provider's
+// AfterMount hook.
 //
 // The declaration comes from the SecretProviderClass object itself, never
 // from the mount's attributes, which a pod's volumeAttributes can override:
@@ -161,11 +162,15 @@ func (m *MountTrigger) sync(mounted *provider.Mounted) {
 	}
 	var mine []*Secret
 	for _, s := range decl {
-		// An entry that names its ServiceAccount is read only as that
-		// identity: a pod of another ServiceAccount (perhaps a role in
-		// another account) must not fill it.
-		if s.ServiceAccountName == "" || s.ServiceAccountName == pod.ServiceAccount {
+		// An entry is written only with the identity it names: a pod of
+		// another ServiceAccount (perhaps a role in another account) must
+		// not fill, overwrite or delete it. An entry that names none
+		// belongs to no one, so no mount syncs it.
+		switch s.ServiceAccountName {
+		case pod.ServiceAccount:
 			mine = append(mine, s)
+		case "":
+			m.Engine.Report(owner, failed(s.Name, ReasonNoServiceAccount, "%s", noServiceAccountMessage(s.Name)))
 		}
 	}
 	if len(mine) == 0 {

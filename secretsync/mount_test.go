@@ -104,10 +104,13 @@ func (m *MountTrigger) waitIdle(t *testing.T) {
 	}
 }
 
+// mountDecl is seedDecl for the pods of ServiceAccount app.
+const mountDecl = seedDecl + "  serviceAccountName: app\n"
+
 func TestMountTriggerSyncsTheClassDeclaration(t *testing.T) {
 	e := newEnv(t)
 	ff := &fakeFiles{t: t, content: defaultContent(), version: "v1"}
-	params := classParams(seedDecl)
+	params := classParams(mountDecl)
 	m := newTrigger(e, ff, spcObject(testSPC, params))
 	m.AfterMount(context.Background(), mountOf(t, params, "app", defaultContent()))
 	m.waitIdle(t)
@@ -133,7 +136,7 @@ func TestMountTriggerIgnoresThePodsAttributes(t *testing.T) {
 	t.Run("a pod cannot replace the declaration or redirect its objects", func(t *testing.T) {
 		e := newEnv(t)
 		ff := &fakeFiles{t: t, content: defaultContent(), version: "v1"}
-		class := classParams(seedDecl)
+		class := classParams(mountDecl)
 		m := newTrigger(e, ff, spcObject(testSPC, class))
 		// The pod points the declaration's file at another secret and
 		// declares a Secret of its own.
@@ -159,21 +162,37 @@ func TestMountTriggerIgnoresThePodsAttributes(t *testing.T) {
 	})
 }
 
+// TestMountTriggerServiceAccountEntries: a mount writes only the entries
+// of its own ServiceAccount. An entry that names none is written by no
+// one: otherwise any ServiceAccount of the namespace that may mount the
+// class (with a role of its own) could overwrite the Secret, or with
+// deletionPolicy Delete have it deleted (issue 14, finding 7).
 func TestMountTriggerServiceAccountEntries(t *testing.T) {
 	e := newEnv(t)
 	ff := &fakeFiles{t: t, content: defaultContent(), version: "v1"}
 	decl := `
-- {secretName: any, data: [{key: a, objectName: cert}]}
+- {secretName: nobodys, deletionPolicy: Delete, data: [{key: a, objectName: cert}]}
 - {secretName: mine, serviceAccountName: app, data: [{key: a, objectName: cert}]}
 - {secretName: theirs, serviceAccountName: reader, data: [{key: a, objectName: cert}]}
 `
 	params := classParams(decl)
 	m := newTrigger(e, ff, spcObject(testSPC, params))
-	m.AfterMount(context.Background(), mountOf(t, params, "app", defaultContent()))
-	m.waitIdle(t)
-	e.secret("any")
+	for _, sa := range []string{"app", "intruder"} {
+		m.AfterMount(context.Background(), mountOf(t, params, sa, defaultContent()))
+		m.waitIdle(t)
+	}
+	e.absent("nobodys")
 	e.secret("mine")
 	e.absent("theirs")
+	var warned int
+	for _, ev := range e.events.take() {
+		if containsAll(ev, "Warning NoServiceAccount", `Secret "nobodys" not synced: the entry names no serviceAccountName`) {
+			warned++
+		}
+	}
+	if warned != 2 {
+		t.Errorf("%d NoServiceAccount events for two mounts, want 2", warned)
+	}
 }
 
 func TestMountTriggerReportsAnInvalidDeclaration(t *testing.T) {
@@ -192,7 +211,7 @@ func TestMountTriggerReportsAnInvalidDeclaration(t *testing.T) {
 func TestMountTriggerCoalesces(t *testing.T) {
 	e := newEnv(t)
 	ff := &fakeFiles{t: t, content: defaultContent(), version: "v1"}
-	params := classParams(seedDecl)
+	params := classParams(mountDecl)
 	dyn := dynamicClient(spcObject(testSPC, params))
 	release := make(chan struct{})
 	var gets int

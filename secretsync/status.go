@@ -38,7 +38,9 @@ type SecretStatus struct {
 const (
 	ReasonSynced     = "SecretsSynced"
 	ReasonSyncFailed = "SecretSyncFailed"
-	ReasonMountOnly  = "MountOnly"
+	// ReasonNoServiceAccount: an entry names no serviceAccountName, so no
+	// identity may fill it and coffer syncs it for nobody.
+	ReasonNoServiceAccount = "NoServiceAccount"
 )
 
 // maxStatusMessage bounds each message kept in the annotation.
@@ -60,9 +62,16 @@ func secretStatus(r Result, sa string, prev SecretStatus, now time.Time) SecretS
 	return st
 }
 
-func mountOnlyStatus(name string) SecretStatus {
-	return SecretStatus{Name: name, Ready: "Unknown", Reason: ReasonMountOnly,
-		Message: "no serviceAccountName: the controller does not sync this Secret; pods that mount the class do (coffer serve --sync-secrets)"}
+// noServiceAccountMessage explains why an entry without serviceAccountName
+// is never synced: whichever pod mounted the class would otherwise fill
+// (and, with deletionPolicy Delete, delete) it with its own credentials.
+func noServiceAccountMessage(name string) string {
+	return fmt.Sprintf("Secret %q not synced: the entry names no serviceAccountName; set it to the ServiceAccount whose AWS identity fills this Secret "+
+		"(pods of that ServiceAccount sync it at mount, coffer sync reads AWS as it), so that no other workload's credentials can write it", name)
+}
+
+func noServiceAccountStatus(name string) SecretStatus {
+	return SecretStatus{Name: name, Ready: "False", Reason: ReasonNoServiceAccount, Message: noServiceAccountMessage(name)}
 }
 
 // summarize builds a class's status from its Secrets' (in declaration
@@ -87,8 +96,8 @@ func summarize(generation int64, secrets []SecretStatus) Status {
 		st.Ready, st.Reason = "True", ReasonSynced
 		st.Message = fmt.Sprintf("%d of %d Secrets synced", synced, synced)
 	default:
-		st.Ready, st.Reason = "Unknown", ReasonMountOnly
-		st.Message = "no Secret names a serviceAccountName, so the controller syncs none; pods that mount the class do"
+		st.Ready, st.Reason = "Unknown", ReasonSynced
+		st.Message = "no Secret synced yet"
 	}
 	return st
 }

@@ -2,6 +2,9 @@ package cli
 
 import (
 	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -21,6 +24,7 @@ type identityFlags struct {
 	agentAttempts int
 	saCacheTTL    time.Duration
 	refreshMargin time.Duration
+	jwksURL       string
 }
 
 func (f *identityFlags) register(fs *pflag.FlagSet) {
@@ -31,6 +35,7 @@ func (f *identityFlags) register(fs *pflag.FlagSet) {
 	fs.IntVar(&f.agentAttempts, "pod-identity-attempts", 3, "rounds of requests over the agent's addresses before giving up")
 	fs.DurationVar(&f.saCacheTTL, "serviceaccount-cache-ttl", 2*time.Minute, "how long a ServiceAccount's IRSA role annotation is reused before it is read again")
 	fs.DurationVar(&f.refreshMargin, "credential-refresh-margin", 5*time.Minute, "credentials are reused until this long before they expire")
+	fs.StringVar(&f.jwksURL, "service-account-jwks-url", "", "where ServiceAccount tokens' signing keys are read (a JSON Web Key Set); default: the Kubernetes API's /openid/v1/jwks")
 }
 
 func (f *identityFlags) validate() []error {
@@ -41,15 +46,28 @@ func (f *identityFlags) validate() []error {
 	if f.refreshMargin < 0 || f.saCacheTTL <= 0 {
 		errs = append(errs, errors.New("--credential-refresh-margin must not be negative and --serviceaccount-cache-ttl must be positive"))
 	}
+	if f.jwksURL != "" {
+		if u, err := url.Parse(f.jwksURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			errs = append(errs, fmt.Errorf("--service-account-jwks-url %q is not an http(s) URL", f.jwksURL))
+		}
+	}
 	return errs
 }
 
 // resolver builds the identity resolver these flags describe.
 func (f *identityFlags) resolver(awsCfg aws.Config, kube kubernetes.Interface, onFetch func(mode string, err error)) *auth.Resolver {
+	var keys auth.KeySource
+	switch {
+	case f.jwksURL != "":
+		keys = auth.URLKeys(&http.Client{Timeout: 10 * time.Second}, f.jwksURL)
+	case kube != nil:
+		keys = auth.APIServerKeys(kube.Discovery().RESTClient())
+	}
 	return auth.NewResolver(auth.ResolverOptions{
 		AWS:               awsCfg,
 		Kubernetes:        kube,
 		Audience:          f.stsAudience,
+		Verifier:          auth.NewVerifier(auth.VerifierOptions{Keys: keys}),
 		PodIdentity:       &auth.PodIdentityAgent{IPv4URL: f.agentIPv4URL, IPv6URL: f.agentIPv6URL, Timeout: f.agentTimeout, Attempts: f.agentAttempts},
 		ServiceAccountTTL: f.saCacheTTL,
 		RefreshMargin:     f.refreshMargin,

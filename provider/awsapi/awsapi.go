@@ -203,5 +203,7 @@ func (c *ClientCache) For(ctx context.Context, key string, creds aws.Credentials
 
 // Factory adapts the cache to the provider's client factory.
 func (c *ClientCache) Factory() func(ctx context.Context, id auth.Identity) fetch.Clients {
-	return func(ctx context.Context, id auth.Identity) fetch.Clients { return c.For(ctx, id.Key, id.Credentials) }
+	return func(ctx context.Context, id auth.Identity) fetch.Clients {
+		return c.For(ctx, id.CredentialKey, id.Credentials)
+	}
 }

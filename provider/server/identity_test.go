@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -41,10 +42,12 @@ const (
 // fake STS trusts, ServiceAccounts with role annotations, a node, and two
 // EKS Pod Identity agent addresses.
 type cluster struct {
-	issuer   *fakeaws.Issuer
-	kube     *fake.Clientset
-	v4, v6   string
-	saReads  *counter
+	issuer  *fakeaws.Issuer
+	kube    *fake.Clientset
+	v4, v6  string
+	saReads *counter
+	// keyReads counts reads of the issuer's keys (/openid/v1/jwks).
+	keyReads *counter
 	tokens   []string // every token handed out, for leak checks
 	tokensMu sync.Mutex
 }
@@ -81,7 +84,7 @@ func newWorkloadHarness(t *testing.T, opts ...harnessOptions) (*harness, *cluste
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &cluster{issuer: issuer, saReads: &counter{}}
+	c := &cluster{issuer: issuer, saReads: &counter{}, keyReads: &counter{}}
 	sa := func(ns, name, role string) *corev1.ServiceAccount {
 		s := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}
 		if role != "" {
@@ -132,7 +135,12 @@ func newWorkloadHarness(t *testing.T, opts ...harnessOptions) (*harness, *cluste
 		t.Cleanup(v4.Close)
 		t.Cleanup(v6.Close)
 		c.v4, c.v6 = v4.URL+"/v1/credentials", v6.URL+"/v1/credentials"
+		keys := func(context.Context) ([]byte, error) {
+			c.keyReads.add()
+			return issuer.JWKS(), nil
+		}
 		return auth.NewResolver(auth.ResolverOptions{
+			Verifier:          auth.NewVerifier(auth.VerifierOptions{Keys: keys}),
 			RefreshMargin:     o.refreshMargin,
 			AWS:               cfg,
 			Kubernetes:        c.kube,
@@ -148,9 +156,20 @@ func newWorkloadHarness(t *testing.T, opts ...harnessOptions) (*harness, *cluste
 	return h, c
 }
 
-// token mints a ServiceAccount token as kubelet would for the CSIDriver.
-func (c *cluster) token(ns, sa, audience string, ttl time.Duration) string {
-	tok := c.issuer.Token("system:serviceaccount:"+ns+":"+sa, []string{audience}, ttl)
+// token mints a ServiceAccount token as kubelet would for the CSIDriver:
+// bound to the pod (podUID gives its uid).
+func (c *cluster) token(ns, sa, pod, audience string, ttl time.Duration) string {
+	now := time.Now()
+	return c.keep(c.issuer.TokenWithClaims(fakeaws.TokenClaims{
+		Subject: "system:serviceaccount:" + ns + ":" + sa, Audiences: []string{audience},
+		PodName: pod, PodUID: podUID(pod), IssuedAt: now.Add(-2 * time.Minute), Expiry: now.Add(ttl),
+	}))
+}
+
+func podUID(pod string) string { return "uid-" + pod }
+
+// keep remembers a token handed to the provider, for leak checks.
+func (c *cluster) keep(tok string) string {
 	c.tokensMu.Lock()
 	c.tokens = append(c.tokens, tok)
 	c.tokensMu.Unlock()
@@ -162,7 +181,7 @@ func (c *cluster) token(ns, sa, audience string, ttl time.Duration) string {
 func (c *cluster) podAttrs(ns, sa, pod string, params map[string]string) string {
 	tokens := map[string]map[string]string{}
 	for _, aud := range []string{auth.AudienceSTS, auth.AudiencePodIdentity} {
-		tokens[aud] = map[string]string{"token": c.token(ns, sa, aud, time.Hour), "expirationTimestamp": time.Now().Add(time.Hour).UTC().Format(time.RFC3339)}
+		tokens[aud] = map[string]string{"token": c.token(ns, sa, pod, aud, time.Hour), "expirationTimestamp": time.Now().Add(time.Hour).UTC().Format(time.RFC3339)}
 	}
 	tj, _ := json.Marshal(tokens)
 	return podAttrsWithTokens(ns, sa, pod, params, string(tj))
@@ -173,7 +192,7 @@ func podAttrsWithTokens(ns, sa, pod string, params map[string]string, tokens str
 		"secretProviderClass":                    "app-secrets",
 		"csi.storage.k8s.io/pod.name":            pod,
 		"csi.storage.k8s.io/pod.namespace":       ns,
-		"csi.storage.k8s.io/pod.uid":             "uid-" + pod,
+		"csi.storage.k8s.io/pod.uid":             podUID(pod),
 		"csi.storage.k8s.io/serviceAccount.name": sa,
 	}
 	if tokens != "" {
@@ -239,36 +258,183 @@ func TestIsolationBetweenServiceAccounts(t *testing.T) {
 	}
 }
 
+// TestCredentialsReusedUntilExpiry measures the STS cost of per-pod
+// sessions: credentials are reused by the pod that obtained them (every
+// remount and rotation poll of that pod), not by other pods of its
+// ServiceAccount, whose reads CloudTrail must attribute to them.
 func TestCredentialsReusedUntilExpiry(t *testing.T) {
 	h, c := newWorkloadHarness(t)
 	seedTeams(h.fake)
-	for i := range 10 {
-		if _, err := h.mountAttrs(t, c.podAttrs("team-a", "app", "pod-"+string(rune('a'+i)), secretOf("team-a"))); err != nil {
-			t.Fatal(err)
+	for range 3 {
+		for i := range 10 {
+			if _, err := h.mountAttrs(t, c.podAttrs("team-a", "app", "pod-"+string(rune('a'+i)), secretOf("team-a"))); err != nil {
+				t.Fatal(err)
+			}
 		}
 	}
-	if n := stsCalls(h.fake, "AssumeRoleWithWebIdentity"); n != 1 {
-		t.Errorf("10 mounts of one ServiceAccount made %d STS calls, want 1", n)
+	if n := stsCalls(h.fake, "AssumeRoleWithWebIdentity"); n != 10 {
+		t.Errorf("10 pods of one ServiceAccount mounting 3 times each made %d STS calls, want 10 (one per pod)", n)
 	}
 	if n := c.saReads.get(); n != 1 {
-		t.Errorf("10 mounts read the ServiceAccount %d times, want 1", n)
+		t.Errorf("30 mounts read the ServiceAccount %d times, want 1", n)
 	}
 
-	// A burst of 100 pods of another ServiceAccount: one STS call.
+	// A burst of 100 mounts by 20 pods of another ServiceAccount: one STS
+	// call per pod, shared by its concurrent mounts.
 	var wg sync.WaitGroup
 	for i := range 100 {
 		wg.Go(func() {
-			if _, err := h.mountAttrs(t, c.podAttrs("team-b", "app", "burst-"+string(rune('A'+i%26)), secretOf("team-b"))); err != nil {
+			if _, err := h.mountAttrs(t, c.podAttrs("team-b", "app", "burst-"+string(rune('A'+i%20)), secretOf("team-b"))); err != nil {
 				t.Error(err)
 			}
 		})
 	}
 	wg.Wait()
-	if n := stsCalls(h.fake, "AssumeRoleWithWebIdentity"); n != 2 {
-		t.Errorf("a burst of 100 mounts made %d more STS calls, want 1", n-1)
+	if n := stsCalls(h.fake, "AssumeRoleWithWebIdentity") - 10; n != 20 {
+		t.Errorf("a burst of 100 mounts by 20 pods made %d STS calls, want 20", n)
 	}
 	if n := c.saReads.get(); n != 2 {
 		t.Errorf("the burst read the ServiceAccount %d times, want 1", n-1)
+	}
+	if n := c.keyReads.get(); n != 1 {
+		t.Errorf("130 mounts read the issuer's keys %d times, want once", n)
+	}
+}
+
+// TestSessionNamesThePod: every AWS call is made with credentials whose
+// STS session names the pod that mounted, so CloudTrail attributes each
+// read to the right pod, for IRSA and for EKS Pod Identity.
+func TestSessionNamesThePod(t *testing.T) {
+	h, c := newWorkloadHarness(t)
+	seedTeams(h.fake)
+	podIdentity := secretOf("team-p")
+	podIdentity["usePodIdentity"] = "true"
+	chained := secretOf("shared")
+	chained["assumeRoleArn"] = roleShared
+	chained["assumeRoleExternalId"] = sharedExtID
+	for _, tc := range []struct {
+		ns, session string
+		params      map[string]string
+	}{
+		{"team-a", "arn:aws:sts::" + account + ":assumed-role/team-a/coffer-team-a-", secretOf("team-a")},
+		{"team-a", "arn:aws:sts::222233334444:assumed-role/shared-reader/coffer-team-a-", chained},
+		{"team-p", "arn:aws:sts::" + account + ":assumed-role/team-p/eks-", podIdentity},
+	} {
+		for _, pod := range []string{"web-1", "web-2", "web-1"} {
+			h.fake.ResetCalls()
+			if _, err := h.mountAttrs(t, c.podAttrs(tc.ns, "app", pod, tc.params)); err != nil {
+				t.Fatal(err)
+			}
+			for _, call := range h.fake.Calls() {
+				if call.Service != fakeaws.ServiceSecretsManager && call.Service != fakeaws.ServiceSSM {
+					continue
+				}
+				if !strings.HasPrefix(call.Identity, tc.session) || !strings.Contains(call.Identity, pod) {
+					t.Errorf("%s/%s: %s was made as %s, want a session naming the pod", tc.ns, pod, call.Operation, call.Identity)
+				}
+			}
+		}
+	}
+}
+
+// TestForgedTokenWithWarmCredentials is the attack of issue 14: after a
+// pod of a ServiceAccount mounted (its credentials are cached), a token
+// signed by any other key, claiming that ServiceAccount, must read
+// nothing, for IRSA and for Pod Identity, and make no AWS call at all.
+func TestForgedTokenWithWarmCredentials(t *testing.T) {
+	h, c := newWorkloadHarness(t, harnessOptions{cache: cache.New(time.Minute, 1<<20)})
+	seedTeams(h.fake)
+	attacker := fakeaws.NewTestIssuer(t, c.issuer.URL())
+	podIdentity := secretOf("team-p")
+	podIdentity["usePodIdentity"] = "true"
+	forge := func(ns, pod string, mod func(*fakeaws.TokenClaims)) string {
+		tokens := map[string]map[string]string{}
+		for _, aud := range []string{auth.AudienceSTS, auth.AudiencePodIdentity} {
+			cl := fakeaws.TokenClaims{Subject: "system:serviceaccount:" + ns + ":app", Audiences: []string{aud}, PodName: pod, PodUID: podUID(pod)}
+			mod(&cl)
+			tokens[aud] = map[string]string{"token": c.keep(attacker.TokenWithClaims(cl))}
+		}
+		b, _ := json.Marshal(tokens)
+		return string(b)
+	}
+	for _, tc := range []struct {
+		ns     string
+		params map[string]string
+	}{{"team-a", secretOf("team-a")}, {"team-p", podIdentity}} {
+		// The victim mounts: credentials and values are cached.
+		if _, err := h.mountAttrs(t, c.podAttrs(tc.ns, "app", "victim", tc.params)); err != nil {
+			t.Fatal(err)
+		}
+		for name, mod := range map[string]func(*fakeaws.TokenClaims){
+			"the cluster's key id": func(cl *fakeaws.TokenClaims) { cl.KeyID = c.issuer.KeyID() },
+			"its own key id":       func(*fakeaws.TokenClaims) {},
+			"bound to no pod":      func(cl *fakeaws.TokenClaims) { cl.KeyID = c.issuer.KeyID(); cl.Unbound = true },
+			"the victim pod's identity": func(cl *fakeaws.TokenClaims) {
+				cl.KeyID = c.issuer.KeyID()
+				cl.PodName = "victim"
+				cl.PodUID = podUID("victim")
+			},
+		} {
+			for _, pod := range []string{"victim", "attacker"} {
+				h.fake.ResetCalls()
+				resp, err := h.mountAttrs(t, podAttrsWithTokens(tc.ns, "app", pod, tc.params, forge(tc.ns, pod, mod)))
+				if status.Code(err) != codes.Unauthenticated || len(resp.GetFiles()) != 0 {
+					t.Fatalf("%s, forged token (%s) as pod %s: %v, %d files; want Unauthenticated", tc.ns, name, pod, err, len(resp.GetFiles()))
+				}
+				if !strings.Contains(err.Error(), "not signed by this cluster's ServiceAccount issuer") && !strings.Contains(err.Error(), "a key this cluster's ServiceAccount issuer does not have") {
+					t.Errorf("forged token: the error does not say why: %v", err)
+				}
+				if n := len(h.fake.Calls()); n != 0 {
+					t.Errorf("a forged token caused %d AWS calls", n)
+				}
+			}
+		}
+	}
+	if got := sample(t, h.metrics, "coffer_mount_requests_total", map[string]string{"outcome": "error", "error_class": "identity_unauthenticated"}); got != 16 {
+		t.Errorf("identity_unauthenticated mounts = %v, want 16", got)
+	}
+	assertNoTokensOrCredentials(t, h, c)
+}
+
+// TestTokenMustMatchThePod: a genuine token of one pod does not serve a
+// mount whose attributes name another pod, ServiceAccount or namespace
+// (attributes a pod author sets when the CSIDriver has podInfoOnMount:
+// false), even with that identity's credentials cached.
+func TestTokenMustMatchThePod(t *testing.T) {
+	h, c := newWorkloadHarness(t)
+	seedTeams(h.fake)
+	if _, err := h.mountAttrs(t, c.podAttrs("team-a", "app", "victim", secretOf("team-a"))); err != nil {
+		t.Fatal(err)
+	}
+	tokensOf := func(ns, sa, pod string) string {
+		b, _ := json.Marshal(map[string]map[string]string{auth.AudienceSTS: {"token": c.token(ns, sa, pod, auth.AudienceSTS, time.Hour)}})
+		return string(b)
+	}
+	tests := map[string]struct {
+		attrs string
+		want  string
+	}{
+		"another pod's token":            {podAttrsWithTokens("team-a", "app", "victim", secretOf("team-a"), tokensOf("team-a", "app", "other")), "issued to pod team-a/other"},
+		"another ServiceAccount's token": {podAttrsWithTokens("team-a", "app", "victim", secretOf("team-a"), tokensOf("team-b", "app", "victim")), `token is for "system:serviceaccount:team-b:app"`},
+		"a previous pod of the same name": {func() string {
+			var m map[string]string
+			json.Unmarshal([]byte(podAttrsWithTokens("team-a", "app", "victim", secretOf("team-a"), tokensOf("team-a", "app", "victim"))), &m)
+			m["csi.storage.k8s.io/pod.uid"] = "uid-of-the-new-pod"
+			b, _ := json.Marshal(m)
+			return string(b)
+		}(), `(uid "uid-of-the-new-pod")`},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			h.fake.ResetCalls()
+			_, err := h.mountAttrs(t, tc.attrs)
+			if status.Code(err) != codes.Unauthenticated || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want Unauthenticated naming %q", err, tc.want)
+			}
+			if n := len(h.fake.Calls()); n != 0 {
+				t.Errorf("%d AWS calls", n)
+			}
+		})
 	}
 }
 
@@ -276,10 +442,10 @@ func TestIdentityErrorsTellTheFix(t *testing.T) {
 	h, c := newWorkloadHarness(t)
 	seedTeams(h.fake)
 	validTokens := func(ns, sa, aud string, ttl time.Duration) string {
-		b, _ := json.Marshal(map[string]map[string]string{aud: {"token": c.token(ns, sa, aud, ttl), "expirationTimestamp": time.Now().Add(time.Hour).UTC().Format(time.RFC3339)}})
+		b, _ := json.Marshal(map[string]map[string]string{aud: {"token": c.token(ns, sa, "p", aud, ttl), "expirationTimestamp": time.Now().Add(time.Hour).UTC().Format(time.RFC3339)}})
 		return string(b)
 	}
-	wrongAudience, _ := json.Marshal(map[string]map[string]string{auth.AudienceSTS: {"token": c.token("team-a", "app", "other-audience", time.Hour)}})
+	wrongAudience, _ := json.Marshal(map[string]map[string]string{auth.AudienceSTS: {"token": c.token("team-a", "app", "p", "other-audience", time.Hour)}})
 	tests := map[string]struct {
 		attrs string
 		code  codes.Code
@@ -299,7 +465,7 @@ func TestIdentityErrorsTellTheFix(t *testing.T) {
 			codes.Unauthenticated, []string{"has expired"}},
 		"token for the wrong audience": {
 			podAttrsWithTokens("team-a", "app", "p", secretOf("team-a"), string(wrongAudience)),
-			codes.Unauthenticated, []string{"STS would not let system:serviceaccount:team-a:app assume role " + roleA}},
+			codes.Unauthenticated, []string{`the ServiceAccount token sent for audience "sts.amazonaws.com" was issued for another audience`}},
 		"token of another ServiceAccount": {
 			podAttrsWithTokens("team-a", "app", "p", secretOf("team-a"), validTokens("team-b", "app", auth.AudienceSTS, time.Hour)),
 			codes.Unauthenticated, []string{`token is for "system:serviceaccount:team-b:app"`}},
@@ -337,8 +503,8 @@ func TestChainedRole(t *testing.T) {
 	if string(got["db"].Contents) != "shared-db-value" {
 		t.Errorf("db = %q", got["db"].Contents)
 	}
-	// Reused: a second mount makes no STS call.
-	if _, err := h.mountAttrs(t, c.podAttrs("team-a", "app", "p2", params)); err != nil {
+	// Reused: the pod's next mount (a rotation poll) makes no STS call.
+	if _, err := h.mountAttrs(t, c.podAttrs("team-a", "app", "p", params)); err != nil {
 		t.Fatal(err)
 	}
 	if n := stsCalls(h.fake, "AssumeRole"); n != 1 {

@@ -149,7 +149,7 @@ func authCode(reason string) codes.Code {
 	switch reason {
 	case auth.ReasonDenied:
 		return codes.PermissionDenied
-	case auth.ReasonInvalidToken:
+	case auth.ReasonInvalidToken, auth.ReasonUnauthenticated:
 		return codes.Unauthenticated
 	case auth.ReasonUnreachable:
 		return codes.Unavailable

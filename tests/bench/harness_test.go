@@ -59,7 +59,7 @@ func newEnv(t testing.TB, latency time.Duration) *env {
 	}
 	fake.SetLatency(latency)
 	e := &env{fake: fake, url: ts.URL, issuer: issuer, roles: map[string]bool{}}
-	e.kube = newKubeAPI(t, roleFor)
+	e.kube = newKubeAPI(t, roleFor, issuer.JWKS())
 	return e
 }
 
@@ -83,7 +83,9 @@ func (e *env) serviceAccount(t testing.TB, ns, sa string) {
 
 // attrs are the driver's attributes for a pod of ns/sa.
 func (e *env) attrs(ns, sa, pod, objects string) string {
-	tok := e.issuer.Token("system:serviceaccount:"+ns+":"+sa, []string{"sts.amazonaws.com"}, time.Hour)
+	uid := "uid-" + ns + "-" + pod
+	// As kubelet mints it: bound to the pod.
+	tok := e.issuer.TokenWithClaims(fakeaws.TokenClaims{Subject: "system:serviceaccount:" + ns + ":" + sa, Audiences: []string{"sts.amazonaws.com"}, PodName: pod, PodUID: uid})
 	tokens, _ := json.Marshal(map[string]map[string]string{"sts.amazonaws.com": {"token": tok, "expirationTimestamp": time.Now().Add(time.Hour).UTC().Format(time.RFC3339)}})
 	a, _ := json.Marshal(map[string]string{
 		"secretProviderClass":                      "bench",
@@ -91,7 +93,7 @@ func (e *env) attrs(ns, sa, pod, objects string) string {
 		"region":                                   region,
 		"csi.storage.k8s.io/pod.name":              pod,
 		"csi.storage.k8s.io/pod.namespace":         ns,
-		"csi.storage.k8s.io/pod.uid":               "uid-" + ns + "-" + pod,
+		"csi.storage.k8s.io/pod.uid":               uid,
 		"csi.storage.k8s.io/serviceAccount.name":   sa,
 		"csi.storage.k8s.io/serviceAccount.tokens": string(tokens),
 		"csi.storage.k8s.io/ephemeral":             "true",

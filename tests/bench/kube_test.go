@@ -13,20 +13,23 @@ import (
 )
 
 // kubeAPI is the sliver of the Kubernetes API coffer reads: ServiceAccounts
-// (role annotations) and its Node (region label). Every ServiceAccount
+// (role annotations), its Node (region label) and the token issuer's keys
+// (/openid/v1/jwks). Every ServiceAccount
 // "ns/sa" exists and is annotated with the role roleFor(ns, sa).
 type kubeAPI struct {
 	server *httptest.Server
 	reads  atomic.Int64
 }
 
-func newKubeAPI(t testing.TB, roleFor func(ns, sa string) string) *kubeAPI {
+func newKubeAPI(t testing.TB, roleFor func(ns, sa string) string, jwks []byte) *kubeAPI {
 	k := &kubeAPI{}
 	k.server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		k.reads.Add(1)
 		parts := strings.Split(strings.Trim(r.URL.Path, "/"), "/")
 		w.Header().Set("Content-Type", "application/json")
 		switch {
+		case r.URL.Path == "/openid/v1/jwks":
+			w.Write(jwks)
 		case len(parts) == 6 && parts[2] == "namespaces" && parts[4] == "serviceaccounts":
 			json.NewEncoder(w).Encode(map[string]any{
 				"apiVersion": "v1", "kind": "ServiceAccount",

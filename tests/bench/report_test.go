@@ -488,7 +488,7 @@ func burst(t *testing.T, r *report, s subject) {
 	}
 	r.add(Result{"S3 burst (200 pods, 5 ServiceAccounts, 5 SM + 5 SSM)", "p99 Mount latency", ms(percentile(lat, 0.99)), "ms", ""})
 	r.add(Result{"S3 burst (200 pods, 5 ServiceAccounts, 5 SM + 5 SSM)", "errors", float64(failed), "errors", "0"})
-	r.add(Result{"S3 burst (200 pods, 5 ServiceAccounts, 5 SM + 5 SSM)", "STS calls", float64(e.calls(fakeaws.ServiceSTS, "")), "calls", "5 (one per ServiceAccount)"})
+	r.add(Result{"S3 burst (200 pods, 5 ServiceAccounts, 5 SM + 5 SSM)", "STS calls", float64(e.calls(fakeaws.ServiceSTS, "")), "calls", "200 (one per pod: each session names its pod in CloudTrail)"})
 	r.add(Result{"S3 burst (200 pods, 5 ServiceAccounts, 5 SM + 5 SSM)", "AWS calls in all", float64(e.calls("", "")), "calls", ""})
 	if failed > 0 {
 		t.Errorf("%d mounts failed", failed)

@@ -194,6 +194,40 @@ sync: {atMount: true, controller: {enabled: true, extraArgs: ["--token-ttl=20m"]
 		find(t, objs, "ClusterRole", "coffer-sync")
 		find(t, objs, "ClusterRole", "coffer-sync-nodes")
 		find(t, objs, "Role", "coffer-sync-leader-election")
+		find(t, objs, "ValidatingAdmissionPolicy", "coffer-sync-token-audiences")
+		find(t, objs, "ValidatingAdmissionPolicyBinding", "coffer-sync-token-audiences")
+		find(t, objs, "ValidatingAdmissionPolicy", "coffer-secret-writes")
+		find(t, objs, "ValidatingAdmissionPolicyBinding", "coffer-secret-writes")
+	}},
+	{name: "Secret sync at mount in listed namespaces", values: `
+sync: {atMount: true, atMountNamespaces: [team-a, team-b]}
+`, check: func(t *testing.T, objs []*unstructured.Unstructured) {
+		if got := ruleSummary(find(t, objs, "ClusterRole", "coffer")); !slices.Equal(got, []string{"/serviceaccounts:get", "/nodes:get"}) {
+			t.Errorf("coffer's ClusterRole with namespaced sync at mount: %v", got)
+		}
+		var nss []string
+		for _, r := range kinds(objs, "Role") {
+			if got := ruleSummary(r); r.GetName() != "coffer-sync-at-mount" || !slices.Equal(got, []string{
+				"secrets-store.csi.x-k8s.io/secretproviderclasses:get", "/secrets:get,create,patch,delete", "/events:create,patch"}) {
+				t.Errorf("Role %s/%s: %v", r.GetNamespace(), r.GetName(), got)
+			}
+			nss = append(nss, r.GetNamespace())
+		}
+		if !slices.Equal(nss, []string{"team-a", "team-b"}) || len(kinds(objs, "RoleBinding")) != 2 {
+			t.Errorf("Roles in %v, want team-a and team-b, each bound", nss)
+		}
+		find(t, objs, "ValidatingAdmissionPolicy", "coffer-secret-writes")
+		if len(kinds(objs, "ValidatingAdmissionPolicy")) != 1 {
+			t.Error("a token audience policy without the sync controller")
+		}
+	}},
+	{name: "no admission policies (Kubernetes before 1.30)", values: `
+sync: {atMount: true, controller: {enabled: true}}
+admissionPolicy: {enabled: false}
+`, check: func(t *testing.T, objs []*unstructured.Unstructured) {
+		if n := len(kinds(objs, "ValidatingAdmissionPolicy")) + len(kinds(objs, "ValidatingAdmissionPolicyBinding")); n != 0 {
+			t.Errorf("%d admission policy objects, want none", n)
+		}
 	}},
 	{name: "Secret sync in one namespace, region set", values: `
 region: eu-central-1
@@ -532,7 +566,8 @@ func TestChartRBAC(t *testing.T) {
 	core := func(verb, resource, ns string) authorizationv1.ResourceAttributes {
 		return authorizationv1.ResourceAttributes{Verb: verb, Resource: resource, Namespace: ns}
 	}
-	provider := func(nodes, atMount bool) []access {
+	// atMount: sync at mount in team-a; everywhere: in every namespace.
+	provider := func(nodes, atMount, everywhere bool) []access {
 		return []access{
 			{"coffer", core("get", "serviceaccounts", "team-a"), true},
 			{"coffer", core("get", "nodes", ""), nodes},
@@ -545,6 +580,9 @@ func TestChartRBAC(t *testing.T) {
 			{"coffer", core("create", "secrets", "team-a"), atMount},
 			{"coffer", core("list", "secrets", "team-a"), false},
 			{"coffer", core("update", "secrets", "team-a"), false},
+			// By default no node component may write a Secret anywhere.
+			{"coffer", core("patch", "secrets", "kube-system"), everywhere},
+			{"coffer", core("delete", "secrets", "kube-system"), everywhere},
 			{"coffer", spc("get", "team-a"), atMount},
 			{"coffer", spc("list", "team-a"), false},
 		}
@@ -577,10 +615,17 @@ func TestChartRBAC(t *testing.T) {
 		release, values string
 		checks          []access
 	}{
-		{"rbac-default", ``, provider(true, false)},
-		{"rbac-region", `region: us-east-1`, provider(false, false)},
-		{"rbac-sync", `sync: {atMount: true, controller: {enabled: true}}`, append(provider(true, true), syncController("", true)...)},
-		{"rbac-sync-ns", `{region: us-east-1, sync: {controller: {enabled: true, namespace: team-a}}}`, append(provider(false, false), syncController("team-a", false)...)},
+		{"rbac-default", ``, provider(true, false, false)},
+		{"rbac-region", `region: us-east-1`, provider(false, false, false)},
+		{"rbac-sync", `sync: {atMount: true, controller: {enabled: true}}`, append(provider(true, true, true), syncController("", true)...)},
+		{"rbac-sync-ns", `{region: us-east-1, sync: {controller: {enabled: true, namespace: team-a}}}`, append(provider(false, false, false), syncController("team-a", false)...)},
+		// Sync at mount in listed namespaces only: no node holds Secret
+		// access anywhere else.
+		{"rbac-at-mount-ns", `{region: us-east-1, sync: {atMount: true, atMountNamespaces: [team-a]}}`, append(provider(false, true, false),
+			access{"coffer", core("get", "secrets", "team-b"), false},
+			access{"coffer", core("create", "secrets", "team-b"), false},
+			access{"coffer", spc("get", "team-b"), false},
+		)},
 	} {
 		t.Run(tc.release, func(t *testing.T) {
 			ns := tc.release

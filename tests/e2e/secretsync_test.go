@@ -200,9 +200,11 @@ func TestSecretSyncController(t *testing.T) {
 	})
 }
 
-// 10. coffer serve --sync-secrets syncs after each mount, as the pod, from
-// the SecretProviderClass object: a pod's volumeAttributes can neither add
-// a declaration nor redirect which AWS entries fill a Secret.
+// 10. coffer serve --sync-secrets syncs after each mount, as the pod, the
+// entries of the pod's ServiceAccount, from the SecretProviderClass object:
+// a pod's volumeAttributes can neither add a declaration nor redirect which
+// AWS entries fill a Secret, and an entry naming no ServiceAccount is
+// written by no one.
 func TestSecretSyncAtMount(t *testing.T) {
 	const ns, region = "e2e-mountsync", "us-east-1"
 	ctx := setup(t, ns)
@@ -214,14 +216,12 @@ func TestSecretSyncAtMount(t *testing.T) {
 	t.Cleanup(func() { checkSyncLog(t, env.coffer, mark) })
 	objects := "- {objectName: ms/db, objectType: secretsmanager, objectAlias: db}"
 	createSPC(ctx, t, ns, spcSpec{name: "app", params: map[string]string{"region": region, "objects": objects,
-		"syncSecrets": "- {secretName: app-db, data: [{key: password, objectName: db}]}"}})
+		"syncSecrets": "- {secretName: app-db, serviceAccountName: app, refreshInterval: \"0\", data: [{key: password, objectName: db}]}\n" +
+			"- {secretName: nobodys, deletionPolicy: Delete, data: [{key: password, objectName: db}]}"}})
 	createSPC(ctx, t, ns, spcSpec{name: "plain", params: map[string]string{"region": region, "objects": objects}})
 
-	// No serviceAccountName: the controller leaves the entry to mounts.
-	waitStatus(ctx, t, ns, "app", `"reason":"MountOnly"`)
-	if _, err := env.kube.CoreV1().Secrets(ns).Get(ctx, "app-db", metav1.GetOptions{}); !isNotFound(err) {
-		t.Fatalf("Secret app-db exists before any mount (%v)", err)
-	}
+	// No serviceAccountName: synced by no one, and the status says why.
+	waitStatus(ctx, t, ns, "app", `"reason":"NoServiceAccount"`)
 
 	pod := createPod(ctx, t, ns, "app-0", "app", "app")
 	pod.mount(ctx)
@@ -230,7 +230,13 @@ func TestSecretSyncAtMount(t *testing.T) {
 		t.Errorf("owner references %+v", s.OwnerReferences)
 	}
 	waitEvent(ctx, t, ns, "app", corev1.EventTypeNormal, "SecretCreated", `Secret "app-db" created`)
+	waitEvent(ctx, t, ns, "app", corev1.EventTypeWarning, "NoServiceAccount", `Secret "nobodys" not synced`)
+	if _, err := env.kube.CoreV1().Secrets(ns).Get(ctx, "nobodys", metav1.GetOptions{}); !isNotFound(err) {
+		t.Errorf("the mount wrote Secret nobodys, which names no ServiceAccount (%v)", err)
+	}
 
+	// refreshInterval 0: coffer sync leaves app-db alone until the class
+	// changes; the new value comes from the pod's rotation.
 	putSecretString(ctx, t, region, "ms/db", "canary-ms-pw-2")
 	pod.republish(ctx)
 	pod.checkFiles(map[string]wantFile{"db": {"canary-ms-pw-2", 0o644}})

@@ -105,6 +105,11 @@ type TokenClaims struct {
 	Namespace      string
 	ServiceAccount string
 	PodName        string
+	// PodUID defaults to a random uid.
+	PodUID string
+	// Unbound leaves out the pod claim, as in a token from the
+	// TokenRequest API bound to no pod.
+	Unbound bool
 
 	// KeyID overrides the header's "kid", e.g. to name another issuer's
 	// key (a forged signature) or a key the server never saw.
@@ -142,20 +147,27 @@ func (i *Issuer) TokenWithClaims(c TokenClaims) string {
 	if c.KeyID == "" {
 		c.KeyID = i.kid
 	}
+	if c.PodUID == "" {
+		c.PodUID = newUUID()
+	}
+	k8s := map[string]any{
+		"namespace":      c.Namespace,
+		"pod":            map[string]string{"name": c.PodName, "uid": c.PodUID},
+		"serviceaccount": map[string]string{"name": c.ServiceAccount, "uid": newUUID()},
+	}
+	if c.Unbound {
+		delete(k8s, "pod")
+	}
 
 	payload := map[string]any{
-		"iss": c.Issuer,
-		"sub": c.Subject,
-		"aud": c.Audiences,
-		"iat": c.IssuedAt.Unix(),
-		"nbf": c.NotBefore.Unix(),
-		"exp": c.Expiry.Unix(),
-		"jti": newUUID(),
-		"kubernetes.io": map[string]any{
-			"namespace":      c.Namespace,
-			"pod":            map[string]string{"name": c.PodName, "uid": newUUID()},
-			"serviceaccount": map[string]string{"name": c.ServiceAccount, "uid": newUUID()},
-		},
+		"iss":           c.Issuer,
+		"sub":           c.Subject,
+		"aud":           c.Audiences,
+		"iat":           c.IssuedAt.Unix(),
+		"nbf":           c.NotBefore.Unix(),
+		"exp":           c.Expiry.Unix(),
+		"jti":           newUUID(),
+		"kubernetes.io": k8s,
 	}
 	maps.Copy(payload, c.Extra)
 	maps.DeleteFunc(payload, func(_ string, v any) bool { return v == nil })

@@ -1,6 +1,9 @@
 package fakeaws
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"net/http/httptest"
 	"testing"
 
@@ -38,4 +41,19 @@ func AWSConfig(endpoint, region, accessKeyID, secretAccessKey, sessionToken stri
 		Credentials:      credentials.NewStaticCredentialsProvider(accessKeyID, secretAccessKey, sessionToken),
 		RetryMaxAttempts: 1,
 	}
+}
+
+// NewTestIssuer returns an issuer with a fresh P-256 key (cheap to make),
+// for tests that need a cluster's token issuer, or an attacker's.
+func NewTestIssuer(t testing.TB, issuerURL string) *Issuer {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	iss, err := NewIssuerWithKey(issuerURL, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return iss
 }

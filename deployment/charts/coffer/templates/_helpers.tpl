@@ -116,3 +116,20 @@ seconds, rounded up.
 {{- end }}
 {{- ceil (divf $ms 1000.0) | int }}
 {{- end }}
+
+{{/*
+What coffer serve --sync-secrets needs: the class of each mount, and the
+Secrets it declares (read, server-side applied, deleted), with Events about
+them.
+*/}}
+{{- define "coffer.atMountRules" -}}
+- apiGroups: ["secrets-store.csi.x-k8s.io"]
+  resources: ["secretproviderclasses"]
+  verbs: ["get"]
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["get", "create", "patch", "delete"]
+- apiGroups: [""]
+  resources: ["events"]
+  verbs: ["create", "patch"]
+{{- end }}
