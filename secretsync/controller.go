@@ -2,10 +2,13 @@ package secretsync
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -299,6 +302,9 @@ func (c *Controller) syncAs(ctx context.Context, owner *SPC, base *spc.Config, s
 	}
 	cfg := *base
 	cfg.Pod.ServiceAccount = sa
+	// Credentials are reused per ServiceAccount (whichever class reads
+	// first obtains them), so the session is named after the ServiceAccount.
+	cfg.Pod.Name = syncPodName(owner.Namespace, sa)
 	cfg.Tokens = tokens
 	files, fetchErr := c.fetch(ctx, &cfg, entries)
 	return c.Engine.Sync(ctx, owner, entries, files, fetchErr)
@@ -348,6 +354,29 @@ func (c *Controller) fetch(ctx context.Context, cfg *spc.Config, entries []*Secr
 		}
 	}
 	return files, err
+}
+
+// maxSessionName is STS's limit on RoleSessionName.
+const maxSessionName = 64
+
+// syncPodName is the pod name the controller reads AWS as, which the auth
+// package turns into the STS session name coffer-<namespace>-<pod>:
+// sync-<serviceAccount>, so CloudTrail shows coffer-<ns>-sync-<sa>. A name
+// that would not fit STS's 64 characters keeps as much of the
+// ServiceAccount as fits and ends in 8 hex digits of a SHA-256 of
+// namespace/serviceAccount, so it is the same on every read and differs
+// between ServiceAccounts. (Namespaces and ServiceAccount names use only
+// characters STS allows.)
+func syncPodName(namespace, sa string) string {
+	name := "sync-" + sa
+	budget := maxSessionName - len("coffer-"+namespace+"-")
+	if len(name) <= budget {
+		return name
+	}
+	sum := sha256.Sum256([]byte(namespace + "/" + sa))
+	suffix := "-" + hex.EncodeToString(sum[:4])
+	keep := max(budget-len(suffix), len("sync"))
+	return strings.TrimRight(name[:keep], "-.") + suffix
 }
 
 func (c *Controller) declarationFailed(ctx context.Context, owner *SPC, st *classState, reason, msg string) (time.Time, bool) {

@@ -296,3 +296,54 @@ func TestControllerFetchMapsObjectsBack(t *testing.T) {
 		t.Errorf("error names the fetch's copy, not the class's object: %v", err)
 	}
 }
+
+// Credentials are reused per ServiceAccount, so the STS session (the pod
+// name the auth package names it after) must name the ServiceAccount, not
+// whichever class happened to read first.
+func TestControllerSessionNamesTheServiceAccount(t *testing.T) {
+	decl := func(secret string) map[string]string {
+		return classParams(`[{secretName: ` + secret + `, serviceAccountName: reader, data: [{key: a, objectName: cert}]}]`)
+	}
+	e := startController(t, spcObject("first", decl("one")), spcObject("second", decl("two")))
+	eventuallyT(t, "both Secrets", func() error {
+		if err := e.hasSecret("one")(); err != nil {
+			return err
+		}
+		return e.hasSecret("two")()
+	})
+	e.ff.mu.Lock()
+	defer e.ff.mu.Unlock()
+	for _, cfg := range e.ff.calls {
+		if cfg.Pod.Name != "sync-reader" || cfg.Pod.ServiceAccount != "reader" {
+			t.Errorf("a sync read as pod %q (ServiceAccount %q), want sync-reader", cfg.Pod.Name, cfg.Pod.ServiceAccount)
+		}
+	}
+}
+
+func TestSyncPodName(t *testing.T) {
+	long := strings.Repeat("a", 60)
+	tests := map[string]struct {
+		ns, sa, want string
+	}{
+		"short":              {"team", "reader", "sync-reader"},
+		"exactly at the cut": {"team", strings.Repeat("r", 64-len("coffer-team-sync-")), "sync-" + strings.Repeat("r", 64-len("coffer-team-sync-"))},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			if got := syncPodName(tc.ns, tc.sa); got != tc.want {
+				t.Errorf("syncPodName(%q, %q) = %q, want %q", tc.ns, tc.sa, got, tc.want)
+			}
+		})
+	}
+	// Too long: shortened to fit 64 characters with coffer-<ns>-, the same
+	// way every time, and still telling two ServiceAccounts apart.
+	a, b := syncPodName("team", long+"-one"), syncPodName("team", long+"-two")
+	if a == b || a != syncPodName("team", long+"-one") {
+		t.Errorf("long names: %q and %q", a, b)
+	}
+	for _, n := range []string{a, b} {
+		if l := len("coffer-team-") + len(n); l != 64 || !strings.HasPrefix(n, "sync-aaaa") {
+			t.Errorf("%q: session name of %d characters", n, l)
+		}
+	}
+}

@@ -260,8 +260,12 @@ func desiredSecret(owner *SPC, s *Secret, data map[string][]byte, hash string) *
 		d.annotations[AnnotationCreatedBy] = owner.Name
 	}
 	if s.CreationPolicy == Owner {
-		isController := true
-		d.owner = &metav1.OwnerReference{APIVersion: SPCGroupVersion, Kind: SPCKind, Name: owner.Name, UID: owner.UID, Controller: &isController}
+		// As ExternalSecret's (controller-runtime's SetControllerReference):
+		// a foreground deletion of the class waits for its Secrets. Setting
+		// blockOwnerDeletion needs update on secretproviderclasses/finalizers
+		// where the OwnerReferencesPermissionEnforcement plugin is on.
+		yes := true
+		d.owner = &metav1.OwnerReference{APIVersion: SPCGroupVersion, Kind: SPCKind, Name: owner.Name, UID: owner.UID, Controller: &yes, BlockOwnerDeletion: &yes}
 	}
 	return d
 }
@@ -431,7 +435,8 @@ func (d *desired) upToDate(live *corev1.Secret) bool {
 	if d.owner == nil {
 		return ours == nil
 	}
-	return ours != nil && ours.UID == d.owner.UID && ours.Controller != nil && *ours.Controller
+	return ours != nil && ours.UID == d.owner.UID && ours.Controller != nil && *ours.Controller &&
+		ours.BlockOwnerDeletion != nil && *ours.BlockOwnerDeletion
 }
 
 // checkUpdatable reports changes the apiserver would refuse, with the fix.
@@ -501,7 +506,7 @@ func (d *desired) applyConfiguration(resourceVersion string) *corev1ac.SecretApp
 	if d.owner != nil {
 		ac.WithOwnerReferences(metav1ac.OwnerReference().
 			WithAPIVersion(d.owner.APIVersion).WithKind(d.owner.Kind).
-			WithName(d.owner.Name).WithUID(d.owner.UID).WithController(true))
+			WithName(d.owner.Name).WithUID(d.owner.UID).WithController(true).WithBlockOwnerDeletion(true))
 	}
 	if d.immutable {
 		ac.WithImmutable(true)

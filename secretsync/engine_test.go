@@ -360,3 +360,29 @@ func TestSyncManyReportsEach(t *testing.T) {
 		t.Errorf("events %v", ev)
 	}
 }
+
+// Owner references block the class's foreground deletion until the Secret
+// is gone, as ExternalSecret's do; Secrets written before get them too.
+func TestOwnerReferenceBlocksOwnerDeletion(t *testing.T) {
+	e := newEnv(t)
+	c := defaultContent()
+	wantResult(t, e.one(seedDecl, c, "v1", nil), true, ReasonCreated)
+	blocks := func() bool {
+		refs := e.secret("slack-url").OwnerReferences
+		return len(refs) == 1 && refs[0].BlockOwnerDeletion != nil && *refs[0].BlockOwnerDeletion
+	}
+	if !blocks() {
+		t.Fatalf("owner reference does not block owner deletion: %+v", e.secret("slack-url").OwnerReferences)
+	}
+	// A Secret written by an older coffer, without blockOwnerDeletion.
+	s := e.secret("slack-url")
+	s.OwnerReferences[0].BlockOwnerDeletion = nil
+	if _, err := e.kube.CoreV1().Secrets(testNS).Update(context.Background(), s, metav1.UpdateOptions{FieldManager: FieldManager}); err != nil {
+		t.Fatal(err)
+	}
+	wantResult(t, e.one(seedDecl, c, "v1", nil), true, ReasonUpdated, "no value changed")
+	if !blocks() {
+		t.Errorf("owner reference not updated: %+v", e.secret("slack-url").OwnerReferences)
+	}
+	wantResult(t, e.one(seedDecl, c, "v1", nil), true, ReasonUnchanged)
+}
