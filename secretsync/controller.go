@@ -213,11 +213,11 @@ func (c *Controller) reconcile(ctx context.Context, key string) (wake time.Time,
 	// ServiceAccount and its tokens are filled in per entry below.
 	cfg, err := owner.Config(ctx, map[string]string{spc.AttrPodNamespace: owner.Namespace, spc.AttrPodName: "sync-" + owner.Name}, c.Config)
 	if err != nil {
-		return c.declarationFailed(ctx, owner, st, declarationReason(err), fmt.Sprintf("syncSecrets not synced: the SecretProviderClass's parameters: %v", err))
+		return c.declarationFailed(ctx, owner, st, failedWith("", declarationReason(err), "syncSecrets not synced: the SecretProviderClass's parameters", err))
 	}
 	decl, err := Parse(owner.Parameters[spc.KeySyncSecrets], cfg)
 	if err != nil {
-		return c.declarationFailed(ctx, owner, st, ReasonInvalidDeclaration, fmt.Sprintf("syncSecrets not synced: %v", err))
+		return c.declarationFailed(ctx, owner, st, failedWith("", ReasonInvalidDeclaration, "syncSecrets not synced", err))
 	}
 
 	order := map[string]int{}
@@ -295,7 +295,7 @@ func (c *Controller) syncAs(ctx context.Context, owner *SPC, base *spc.Config, s
 	if err != nil {
 		out := make([]Result, len(entries))
 		for i, s := range entries {
-			out[i] = failed(s.Name, ReasonIdentityFailed, "Secret %q not synced, left as it is: %v", s.Name, err)
+			out[i] = failedWith(s.Name, ReasonIdentityFailed, fmt.Sprintf("Secret %q not synced, left as it is", s.Name), err)
 			c.Engine.Report(owner, out[i])
 		}
 		return out
@@ -379,9 +379,10 @@ func syncPodName(namespace, sa string) string {
 	return strings.TrimRight(name[:keep], "-.") + suffix
 }
 
-func (c *Controller) declarationFailed(ctx context.Context, owner *SPC, st *classState, reason, msg string) (time.Time, bool) {
-	c.Engine.Report(owner, failed("", reason, "%s", msg))
-	status := invalidStatus(owner.Generation, reason, msg)
+func (c *Controller) declarationFailed(ctx context.Context, owner *SPC, st *classState, r Result) (time.Time, bool) {
+	c.Engine.Report(owner, r)
+	reason := r.Reason
+	status := invalidStatus(owner.Generation, r)
 	c.writeStatus(ctx, owner, &status)
 	// A class that does not parse is retried only when it changes; a
 	// failed default-region lookup is retried with backoff.

@@ -107,6 +107,8 @@ type Result struct {
 	// and, for failures, how to fix it. Neither holds a value.
 	Reason  string
 	Message string
+	// problems is Message as a list, when it lists several problems.
+	problems *problems
 }
 
 func ready(name, reason, format string, args ...any) Result {
@@ -115,6 +117,16 @@ func ready(name, reason, format string, args ...any) Result {
 
 func failed(name, reason, format string, args ...any) Result {
 	return Result{Secret: name, Reason: reason, Message: fmt.Sprintf(format, args...)}
+}
+
+// failedWith is a failure that says lead, then err; when err lists several
+// problems, the result keeps them as a list (see problems).
+func failedWith(name, reason, lead string, err error) Result {
+	r := failed(name, reason, "%s: %v", lead, err)
+	if list, ok := problemsOf(lead, err); ok {
+		r.problems = &list
+	}
+	return r
 }
 
 // Engine reconciles declared Secrets with the Kubernetes API.
@@ -195,7 +207,7 @@ func (e *Engine) logger() *slog.Logger {
 
 func (e *Engine) syncOne(ctx context.Context, owner *SPC, s *Secret, files map[string]render.File, failures map[int]*fetch.ObjectError, global error) Result {
 	if global != nil {
-		return failed(s.Name, ReasonFetchFailed, "Secret %q not synced, left as it is: %v", s.Name, global)
+		return failedWith(s.Name, ReasonFetchFailed, fmt.Sprintf("Secret %q not synced, left as it is", s.Name), global)
 	}
 	objects := s.Objects()
 	var missing fetch.Errors
@@ -216,7 +228,7 @@ func (e *Engine) syncOne(ctx context.Context, owner *SPC, s *Secret, files map[s
 		if s.DeletionPolicy == Delete && gone > 0 {
 			note = fmt.Sprintf(" (deletionPolicy Delete deletes the Secret only when all %d of its sources are gone)", len(objects))
 		}
-		return failed(s.Name, ReasonFetchFailed, "Secret %q not synced, left as it is%s: %v", s.Name, note, missing)
+		return failedWith(s.Name, ReasonFetchFailed, fmt.Sprintf("Secret %q not synced, left as it is%s", s.Name, note), missing)
 	}
 	data, err := s.Build(files)
 	if err != nil {
