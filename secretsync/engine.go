@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
+	"sort"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -18,6 +20,7 @@ import (
 	metav1ac "k8s.io/client-go/applyconfigurations/meta/v1"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/util/csaupgrade"
+	"sigs.k8s.io/structured-merge-diff/v6/fieldpath"
 
 	"github.com/coffer-csi/coffer/provider/fetch"
 	"github.com/coffer-csi/coffer/provider/render"
@@ -40,6 +43,10 @@ const (
 	// SecretProviderClasses (comma-separated names, same namespace) merge
 	// keys into it with creationPolicy Merge.
 	AnnotationAllowMerge = Domain + "/allow-merge-from"
+	// AnnotationAllowOverwrite is set by a merged Secret's owner to let
+	// coffer take over keys (comma-separated) the Secret already has; any
+	// other key the declaration shares with the Secret is refused.
+	AnnotationAllowOverwrite = Domain + "/allow-merge-overwrite"
 	// AnnotationStatus holds the controller's sync status on a
 	// SecretProviderClass.
 	AnnotationStatus = Domain + "/sync-status"
@@ -66,6 +73,7 @@ const (
 	ReasonConflict           = "SecretConflict"
 	ReasonMergeNotAllowed    = "MergeNotAllowed"
 	ReasonMergeTargetMissing = "MergeTargetMissing"
+	ReasonMergeKeyTaken      = "MergeKeyTaken"
 	ReasonImmutable          = "SecretImmutable"
 	ReasonTypeChanged        = "SecretTypeChanged"
 	ReasonWriteFailed        = "WriteFailed"
@@ -314,6 +322,9 @@ func (e *Engine) write(ctx context.Context, owner *SPC, s *Secret, d *desired) R
 		if r := checkOwnership(live, s, owner); r != nil {
 			return *r
 		}
+		if r := d.checkTakeover(live, s); r != nil {
+			return *r
+		}
 		if d.upToDate(live) {
 			return ready(s.Name, ReasonUnchanged, "Secret %q is up to date", d.name)
 		}
@@ -409,13 +420,72 @@ func checkOwnership(live *corev1.Secret, s *Secret, owner *SPC) *Result {
 }
 
 func allowsMerge(live *corev1.Secret, spcName string) bool {
-	for _, n := range strings.Split(live.Annotations[AnnotationAllowMerge], ",") {
-		if strings.TrimSpace(n) == spcName {
+	return listed(live.Annotations[AnnotationAllowMerge], spcName)
+}
+
+// listed reports whether a comma-separated annotation value names name.
+func listed(annotation, name string) bool {
+	for _, n := range strings.Split(annotation, ",") {
+		if strings.TrimSpace(n) == name {
 			return true
 		}
 	}
 	return false
 }
+
+// checkTakeover refuses a merge that would write a key the Secret already
+// has and coffer did not put there: server-side apply would take the key
+// from its owner, overwrite the owner's value, and delete the key when the
+// declaration drops it. (ExternalSecret's Merge overwrites such keys; coffer
+// asks first.) The Secret's owner allows it per key with
+// AnnotationAllowOverwrite.
+func (d *desired) checkTakeover(live *corev1.Secret, s *Secret) *Result {
+	if !d.merge {
+		return nil
+	}
+	ours := appliedDataKeys(live)
+	var taken []string
+	for _, k := range sortedKeys(d.data) {
+		if _, has := live.Data[k]; has && !ours[k] && !listed(live.Annotations[AnnotationAllowOverwrite], k) {
+			taken = append(taken, k)
+		}
+	}
+	if len(taken) == 0 {
+		return nil
+	}
+	allow := slices.Clone(taken)
+	for _, k := range strings.Split(live.Annotations[AnnotationAllowOverwrite], ",") {
+		if k = strings.TrimSpace(k); k != "" && !slices.Contains(allow, k) {
+			allow = append(allow, k)
+		}
+	}
+	sort.Strings(allow)
+	r := failed(s.Name, ReasonMergeKeyTaken, "Secret %q already has %s, which this class also declares; coffer does not overwrite its owner's keys: rename the key in the declaration, or let coffer take it over (its value is replaced, and removed when the declaration drops it): kubectl annotate --overwrite secret -n %s %s %s=%s",
+		d.name, describeKeys(taken), d.namespace, d.name, AnnotationAllowOverwrite, strings.Join(allow, ","))
+	return &r
+}
+
+// appliedDataKeys are the data keys coffer's field manager owns in live.
+func appliedDataKeys(live *corev1.Secret) map[string]bool {
+	out := map[string]bool{}
+	for _, mf := range live.ManagedFields {
+		if mf.Manager != FieldManager || mf.FieldsV1 == nil {
+			continue
+		}
+		var set fieldpath.Set
+		if err := set.FromJSON(bytes.NewReader(mf.FieldsV1.Raw)); err != nil {
+			continue // unreadable: coffer owns none of its keys
+		}
+		set.WithPrefix(fieldpath.PathElement{FieldName: ptr("data")}).Iterate(func(p fieldpath.Path) {
+			if len(p) == 1 && p[0].FieldName != nil {
+				out[*p[0].FieldName] = true
+			}
+		})
+	}
+	return out
+}
+
+func ptr[T any](v T) *T { return &v }
 
 // upToDate reports whether live already holds everything coffer wants. The
 // content hash annotation is part of it: a changed declaration or source
