@@ -17,6 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/dynamic/dynamicinformer"
+	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/util/workqueue"
 
@@ -60,12 +61,23 @@ type Controller struct {
 	RetryBase, RetryMax time.Duration
 	Logger              *slog.Logger
 	Now                 func() time.Time
+	// Metadata, when set, watches the metadata of Secrets (never their
+	// values) in the controller's namespaces, so that an entry waiting for
+	// its Secret to change (an opt-in annotation, a Secret created or
+	// deleted) is retried at once rather than after its backoff. Without
+	// it, or until the watch works, a failed entry is retried with backoff,
+	// at most its refreshInterval.
+	Metadata metadata.Interface
 
 	queue    workqueue.TypedRateLimitingInterface[string]
+	limiter  workqueue.TypedRateLimiter[string]
 	informer cache.SharedIndexInformer
 
 	mu    sync.Mutex
 	state map[string]*classState
+	// waiting maps a Secret (namespace/name) to the classes with a failed
+	// entry for it.
+	waiting map[string]map[string]bool
 }
 
 // classState is what the controller remembers of a class between
@@ -77,11 +89,15 @@ type classState struct {
 	// when the class changes (refreshInterval 0).
 	due    map[string]time.Time
 	status map[string]SecretStatus
+	// retryWithin caps the backoff of a failed reconcile: the shortest
+	// refreshInterval of the entries that failed (0: no cap).
+	retryWithin time.Duration
 }
 
 // Run watches and reconciles until ctx ends.
 func (c *Controller) Run(ctx context.Context) error {
 	c.state = map[string]*classState{}
+	c.waiting = map[string]map[string]bool{}
 	base, maxDelay := c.RetryBase, c.RetryMax
 	if base <= 0 {
 		base = 5 * time.Second
@@ -89,10 +105,17 @@ func (c *Controller) Run(ctx context.Context) error {
 	if maxDelay <= 0 {
 		maxDelay = 5 * time.Minute
 	}
-	c.queue = workqueue.NewTypedRateLimitingQueueWithConfig(
-		workqueue.NewTypedItemExponentialFailureRateLimiter[string](base, maxDelay),
+	c.limiter = workqueue.NewTypedItemExponentialFailureRateLimiter[string](base, maxDelay)
+	c.queue = workqueue.NewTypedRateLimitingQueueWithConfig(c.limiter,
 		workqueue.TypedRateLimitingQueueConfig[string]{Name: "coffer-sync"})
 	defer c.queue.ShutDown()
+	if c.Metadata != nil {
+		secrets, err := c.watchSecrets(ctx)
+		if err != nil {
+			return err
+		}
+		defer secrets.wait()
+	}
 
 	factory := dynamicinformer.NewFilteredDynamicSharedInformerFactory(c.Dynamic, 0, c.namespace(), nil)
 	c.informer = factory.ForResource(SPCResource).Informer()
@@ -171,7 +194,11 @@ func (c *Controller) next(ctx context.Context) bool {
 	wake, retry := c.reconcile(rctx, key)
 	cancel()
 	if retry {
-		c.queue.AddRateLimited(key)
+		delay := c.limiter.When(key)
+		if within := c.retryWithin(key); within > 0 && delay > within {
+			delay = within
+		}
+		c.queue.AddAfter(key, delay)
 	} else {
 		c.queue.Forget(key)
 	}
@@ -192,6 +219,12 @@ func (c *Controller) reconcile(ctx context.Context, key string) (wake time.Time,
 	}
 	u, ok := obj.(*unstructured.Unstructured)
 	if !ok {
+		return time.Time{}, false
+	}
+	if u.GetDeletionTimestamp() != nil {
+		// Being deleted (in the foreground: the garbage collector is
+		// deleting its Secrets): never write what is being collected.
+		c.forget(key)
 		return time.Time{}, false
 	}
 	owner, err := SPCFromUnstructured(u)
@@ -250,6 +283,7 @@ func (c *Controller) reconcile(ctx context.Context, key string) (wake time.Time,
 		}
 		groups[s.ServiceAccountName] = append(groups[s.ServiceAccountName], s)
 	}
+	st.retryWithin = 0
 	for _, sa := range accounts {
 		entries := groups[sa]
 		for i, r := range c.syncAs(ctx, owner, cfg, sa, entries) {
@@ -259,6 +293,9 @@ func (c *Controller) reconcile(ctx context.Context, key string) (wake time.Time,
 			case !r.Ready:
 				retry = true
 				delete(st.due, s.Name)
+				if s.RefreshInterval > 0 && (st.retryWithin == 0 || s.RefreshInterval < st.retryWithin) {
+					st.retryWithin = s.RefreshInterval
+				}
 			case s.RefreshInterval == 0:
 				st.due[s.Name] = time.Time{}
 			default:
@@ -271,6 +308,7 @@ func (c *Controller) reconcile(ctx context.Context, key string) (wake time.Time,
 			wake = t
 		}
 	}
+	c.setWaiting(key, owner.Namespace, st.status)
 	list := make([]SecretStatus, 0, len(st.status))
 	for _, s := range st.status {
 		list = append(list, s)
@@ -431,6 +469,62 @@ func (c *Controller) forget(key string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	delete(c.state, key)
+	c.unwaitLocked(key)
+}
+
+func (c *Controller) retryWithin(key string) time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if st := c.state[key]; st != nil {
+		return st.retryWithin
+	}
+	return 0
+}
+
+// setWaiting records which Secrets of class key have a failed entry.
+func (c *Controller) setWaiting(key, namespace string, status map[string]SecretStatus) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.unwaitLocked(key)
+	for name, st := range status {
+		if st.Ready != "False" {
+			continue
+		}
+		secret := namespace + "/" + name
+		if c.waiting[secret] == nil {
+			c.waiting[secret] = map[string]bool{}
+		}
+		c.waiting[secret][key] = true
+	}
+}
+
+func (c *Controller) unwaitLocked(key string) {
+	for secret, classes := range c.waiting {
+		delete(classes, key)
+		if len(classes) == 0 {
+			delete(c.waiting, secret)
+		}
+	}
+}
+
+// secretChanged retries at once, without backoff, every class with a
+// failed entry for the Secret: what it waited for may have happened.
+func (c *Controller) secretChanged(obj any) {
+	secret, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj)
+	if err != nil {
+		return
+	}
+	c.mu.Lock()
+	var classes []string
+	for key := range c.waiting[secret] {
+		classes = append(classes, key)
+	}
+	c.mu.Unlock()
+	for _, key := range classes {
+		c.logger().Debug("secret sync: a Secret a failed entry waits for changed; retrying now", "secret", secret, "secretProviderClass", key)
+		c.queue.Forget(key)
+		c.queue.Add(key)
+	}
 }
 
 func (c *Controller) now() time.Time {
