@@ -468,6 +468,7 @@ func (d *desired) checkTakeover(live *corev1.Secret, s *Secret) *Result {
 // appliedDataKeys are the data keys coffer's field manager owns in live.
 func appliedDataKeys(live *corev1.Secret) map[string]bool {
 	out := map[string]bool{}
+	data := "data"
 	for _, mf := range live.ManagedFields {
 		if mf.Manager != FieldManager || mf.FieldsV1 == nil {
 			continue
@@ -476,7 +477,7 @@ func appliedDataKeys(live *corev1.Secret) map[string]bool {
 		if err := set.FromJSON(bytes.NewReader(mf.FieldsV1.Raw)); err != nil {
 			continue // unreadable: coffer owns none of its keys
 		}
-		set.WithPrefix(fieldpath.PathElement{FieldName: ptr("data")}).Iterate(func(p fieldpath.Path) {
+		set.WithPrefix(fieldpath.PathElement{FieldName: &data}).Iterate(func(p fieldpath.Path) {
 			if len(p) == 1 && p[0].FieldName != nil {
 				out[*p[0].FieldName] = true
 			}
@@ -484,8 +485,6 @@ func appliedDataKeys(live *corev1.Secret) map[string]bool {
 	}
 	return out
 }
-
-func ptr[T any](v T) *T { return &v }
 
 // upToDate reports whether live already holds everything coffer wants. The
 // content hash annotation is part of it: a changed declaration or source
