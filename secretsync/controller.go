@@ -76,8 +76,9 @@ type Controller struct {
 	mu    sync.Mutex
 	state map[string]*classState
 	// waiting maps a Secret (namespace/name) to the classes with a failed
-	// entry for it.
-	waiting map[string]map[string]bool
+	// entry for it; waitingFor is the reverse.
+	waiting    map[string]map[string]bool
+	waitingFor map[string][]string
 }
 
 // classState is what the controller remembers of a class between
@@ -97,7 +98,7 @@ type classState struct {
 // Run watches and reconciles until ctx ends.
 func (c *Controller) Run(ctx context.Context) error {
 	c.state = map[string]*classState{}
-	c.waiting = map[string]map[string]bool{}
+	c.waiting, c.waitingFor = map[string]map[string]bool{}, map[string][]string{}
 	base, maxDelay := c.RetryBase, c.RetryMax
 	if base <= 0 {
 		base = 5 * time.Second
@@ -495,16 +496,18 @@ func (c *Controller) setWaiting(key, namespace string, status map[string]SecretS
 			c.waiting[secret] = map[string]bool{}
 		}
 		c.waiting[secret][key] = true
+		c.waitingFor[key] = append(c.waitingFor[key], secret)
 	}
 }
 
 func (c *Controller) unwaitLocked(key string) {
-	for secret, classes := range c.waiting {
-		delete(classes, key)
-		if len(classes) == 0 {
+	for _, secret := range c.waitingFor[key] {
+		delete(c.waiting[secret], key)
+		if len(c.waiting[secret]) == 0 {
 			delete(c.waiting, secret)
 		}
 	}
+	delete(c.waitingFor, key)
 }
 
 // secretChanged retries at once, without backoff, every class with a
