@@ -2,10 +2,13 @@ package secretsync
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -14,6 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/dynamic/dynamicinformer"
+	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/util/workqueue"
 
@@ -57,12 +61,24 @@ type Controller struct {
 	RetryBase, RetryMax time.Duration
 	Logger              *slog.Logger
 	Now                 func() time.Time
+	// Metadata, when set, watches the metadata of Secrets (never their
+	// values) in the controller's namespaces, so that an entry waiting for
+	// its Secret to change (an opt-in annotation, a Secret created or
+	// deleted) is retried at once rather than after its backoff. Without
+	// it, or until the watch works, a failed entry is retried with backoff,
+	// at most its refreshInterval.
+	Metadata metadata.Interface
 
 	queue    workqueue.TypedRateLimitingInterface[string]
+	limiter  workqueue.TypedRateLimiter[string]
 	informer cache.SharedIndexInformer
 
 	mu    sync.Mutex
 	state map[string]*classState
+	// waiting maps a Secret (namespace/name) to the classes with a failed
+	// entry for it; waitingFor is the reverse.
+	waiting    map[string]map[string]bool
+	waitingFor map[string][]string
 }
 
 // classState is what the controller remembers of a class between
@@ -74,11 +90,15 @@ type classState struct {
 	// when the class changes (refreshInterval 0).
 	due    map[string]time.Time
 	status map[string]SecretStatus
+	// retryWithin caps the backoff of a failed reconcile: the shortest
+	// refreshInterval of the entries that failed (0: no cap).
+	retryWithin time.Duration
 }
 
 // Run watches and reconciles until ctx ends.
 func (c *Controller) Run(ctx context.Context) error {
 	c.state = map[string]*classState{}
+	c.waiting, c.waitingFor = map[string]map[string]bool{}, map[string][]string{}
 	base, maxDelay := c.RetryBase, c.RetryMax
 	if base <= 0 {
 		base = 5 * time.Second
@@ -86,10 +106,17 @@ func (c *Controller) Run(ctx context.Context) error {
 	if maxDelay <= 0 {
 		maxDelay = 5 * time.Minute
 	}
-	c.queue = workqueue.NewTypedRateLimitingQueueWithConfig(
-		workqueue.NewTypedItemExponentialFailureRateLimiter[string](base, maxDelay),
+	c.limiter = workqueue.NewTypedItemExponentialFailureRateLimiter[string](base, maxDelay)
+	c.queue = workqueue.NewTypedRateLimitingQueueWithConfig(c.limiter,
 		workqueue.TypedRateLimitingQueueConfig[string]{Name: "coffer-sync"})
 	defer c.queue.ShutDown()
+	if c.Metadata != nil {
+		secrets, err := c.watchSecrets(ctx)
+		if err != nil {
+			return err
+		}
+		defer secrets.wait()
+	}
 
 	factory := dynamicinformer.NewFilteredDynamicSharedInformerFactory(c.Dynamic, 0, c.namespace(), nil)
 	c.informer = factory.ForResource(SPCResource).Informer()
@@ -168,7 +195,11 @@ func (c *Controller) next(ctx context.Context) bool {
 	wake, retry := c.reconcile(rctx, key)
 	cancel()
 	if retry {
-		c.queue.AddRateLimited(key)
+		delay := c.limiter.When(key)
+		if within := c.retryWithin(key); within > 0 && delay > within {
+			delay = within
+		}
+		c.queue.AddAfter(key, delay)
 	} else {
 		c.queue.Forget(key)
 	}
@@ -191,6 +222,12 @@ func (c *Controller) reconcile(ctx context.Context, key string) (wake time.Time,
 	if !ok {
 		return time.Time{}, false
 	}
+	if u.GetDeletionTimestamp() != nil {
+		// Being deleted (in the foreground: the garbage collector is
+		// deleting its Secrets): never write what is being collected.
+		c.forget(key)
+		return time.Time{}, false
+	}
 	owner, err := SPCFromUnstructured(u)
 	if err != nil {
 		c.logger().Warn("secret sync: unreadable SecretProviderClass", "secretProviderClass", key, "error", err)
@@ -210,11 +247,11 @@ func (c *Controller) reconcile(ctx context.Context, key string) (wake time.Time,
 	// ServiceAccount and its tokens are filled in per entry below.
 	cfg, err := owner.Config(ctx, map[string]string{spc.AttrPodNamespace: owner.Namespace, spc.AttrPodName: "sync-" + owner.Name}, c.Config)
 	if err != nil {
-		return c.declarationFailed(ctx, owner, st, declarationReason(err), fmt.Sprintf("syncSecrets not synced: the SecretProviderClass's parameters: %v", err))
+		return c.declarationFailed(ctx, owner, st, failedWith("", declarationReason(err), "syncSecrets not synced: the SecretProviderClass's parameters", err))
 	}
 	decl, err := Parse(owner.Parameters[spc.KeySyncSecrets], cfg)
 	if err != nil {
-		return c.declarationFailed(ctx, owner, st, ReasonInvalidDeclaration, fmt.Sprintf("syncSecrets not synced: %v", err))
+		return c.declarationFailed(ctx, owner, st, failedWith("", ReasonInvalidDeclaration, "syncSecrets not synced", err))
 	}
 
 	order := map[string]int{}
@@ -247,6 +284,7 @@ func (c *Controller) reconcile(ctx context.Context, key string) (wake time.Time,
 		}
 		groups[s.ServiceAccountName] = append(groups[s.ServiceAccountName], s)
 	}
+	st.retryWithin = 0
 	for _, sa := range accounts {
 		entries := groups[sa]
 		for i, r := range c.syncAs(ctx, owner, cfg, sa, entries) {
@@ -256,6 +294,9 @@ func (c *Controller) reconcile(ctx context.Context, key string) (wake time.Time,
 			case !r.Ready:
 				retry = true
 				delete(st.due, s.Name)
+				if s.RefreshInterval > 0 && (st.retryWithin == 0 || s.RefreshInterval < st.retryWithin) {
+					st.retryWithin = s.RefreshInterval
+				}
 			case s.RefreshInterval == 0:
 				st.due[s.Name] = time.Time{}
 			default:
@@ -268,6 +309,7 @@ func (c *Controller) reconcile(ctx context.Context, key string) (wake time.Time,
 			wake = t
 		}
 	}
+	c.setWaiting(key, owner.Namespace, st.status)
 	list := make([]SecretStatus, 0, len(st.status))
 	for _, s := range st.status {
 		list = append(list, s)
@@ -292,13 +334,16 @@ func (c *Controller) syncAs(ctx context.Context, owner *SPC, base *spc.Config, s
 	if err != nil {
 		out := make([]Result, len(entries))
 		for i, s := range entries {
-			out[i] = failed(s.Name, ReasonIdentityFailed, "Secret %q not synced, left as it is: %v", s.Name, err)
+			out[i] = failedWith(s.Name, ReasonIdentityFailed, fmt.Sprintf("Secret %q not synced, left as it is", s.Name), err)
 			c.Engine.Report(owner, out[i])
 		}
 		return out
 	}
 	cfg := *base
 	cfg.Pod.ServiceAccount = sa
+	// Credentials are reused per ServiceAccount (whichever class reads
+	// first obtains them), so the session is named after the ServiceAccount.
+	cfg.Pod.Name = syncPodName(owner.Namespace, sa)
 	cfg.Tokens = tokens
 	files, fetchErr := c.fetch(ctx, &cfg, entries)
 	return c.Engine.Sync(ctx, owner, entries, files, fetchErr)
@@ -350,9 +395,33 @@ func (c *Controller) fetch(ctx context.Context, cfg *spc.Config, entries []*Secr
 	return files, err
 }
 
-func (c *Controller) declarationFailed(ctx context.Context, owner *SPC, st *classState, reason, msg string) (time.Time, bool) {
-	c.Engine.Report(owner, failed("", reason, "%s", msg))
-	status := invalidStatus(owner.Generation, reason, msg)
+// maxSessionName is STS's limit on RoleSessionName.
+const maxSessionName = 64
+
+// syncPodName is the pod name the controller reads AWS as, which the auth
+// package turns into the STS session name coffer-<namespace>-<pod>:
+// sync-<serviceAccount>, so CloudTrail shows coffer-<ns>-sync-<sa>. A name
+// that would not fit STS's 64 characters keeps as much of the
+// ServiceAccount as fits and ends in 8 hex digits of a SHA-256 of
+// namespace/serviceAccount, so it is the same on every read and differs
+// between ServiceAccounts. (Namespaces and ServiceAccount names use only
+// characters STS allows.)
+func syncPodName(namespace, sa string) string {
+	name := "sync-" + sa
+	budget := maxSessionName - len("coffer-"+namespace+"-")
+	if len(name) <= budget {
+		return name
+	}
+	sum := sha256.Sum256([]byte(namespace + "/" + sa))
+	suffix := "-" + hex.EncodeToString(sum[:4])
+	keep := max(budget-len(suffix), len("sync"))
+	return strings.TrimRight(name[:keep], "-.") + suffix
+}
+
+func (c *Controller) declarationFailed(ctx context.Context, owner *SPC, st *classState, r Result) (time.Time, bool) {
+	c.Engine.Report(owner, r)
+	reason := r.Reason
+	status := invalidStatus(owner.Generation, r)
 	c.writeStatus(ctx, owner, &status)
 	// A class that does not parse is retried only when it changes; a
 	// failed default-region lookup is retried with backoff.
@@ -401,6 +470,64 @@ func (c *Controller) forget(key string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	delete(c.state, key)
+	c.unwaitLocked(key)
+}
+
+func (c *Controller) retryWithin(key string) time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if st := c.state[key]; st != nil {
+		return st.retryWithin
+	}
+	return 0
+}
+
+// setWaiting records which Secrets of class key have a failed entry.
+func (c *Controller) setWaiting(key, namespace string, status map[string]SecretStatus) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.unwaitLocked(key)
+	for name, st := range status {
+		if st.Ready != "False" {
+			continue
+		}
+		secret := namespace + "/" + name
+		if c.waiting[secret] == nil {
+			c.waiting[secret] = map[string]bool{}
+		}
+		c.waiting[secret][key] = true
+		c.waitingFor[key] = append(c.waitingFor[key], secret)
+	}
+}
+
+func (c *Controller) unwaitLocked(key string) {
+	for _, secret := range c.waitingFor[key] {
+		delete(c.waiting[secret], key)
+		if len(c.waiting[secret]) == 0 {
+			delete(c.waiting, secret)
+		}
+	}
+	delete(c.waitingFor, key)
+}
+
+// secretChanged retries at once, without backoff, every class with a
+// failed entry for the Secret: what it waited for may have happened.
+func (c *Controller) secretChanged(obj any) {
+	secret, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj)
+	if err != nil {
+		return
+	}
+	c.mu.Lock()
+	var classes []string
+	for key := range c.waiting[secret] {
+		classes = append(classes, key)
+	}
+	c.mu.Unlock()
+	for _, key := range classes {
+		c.logger().Debug("secret sync: a Secret a failed entry waits for changed; retrying now", "secret", secret, "secretProviderClass", key)
+		c.queue.Forget(key)
+		c.queue.Add(key)
+	}
 }
 
 func (c *Controller) now() time.Time {

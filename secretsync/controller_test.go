@@ -9,10 +9,12 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	dynamicfake "k8s.io/client-go/dynamic/fake"
+	metadatafake "k8s.io/client-go/metadata/fake"
 
 	"github.com/coffer-csi/coffer/auth"
 	"github.com/coffer-csi/coffer/provider/render"
@@ -49,11 +51,21 @@ type ctrlEnv struct {
 
 func startController(t *testing.T, objs ...runtime.Object) *ctrlEnv {
 	t.Helper()
-	e := &ctrlEnv{env: newEnv(t), dyn: dynamicClient(objs...), tokens: &fakeTokens{}}
+	return startControllerWith(t, newEnv(t), nil, objs...)
+}
+
+// startControllerWith starts a controller over e's Secrets, changed by
+// setup before it runs.
+func startControllerWith(t *testing.T, kube *env, setup func(*Controller), objs ...runtime.Object) *ctrlEnv {
+	t.Helper()
+	e := &ctrlEnv{env: kube, dyn: dynamicClient(objs...), tokens: &fakeTokens{}}
 	e.ff = &fakeFiles{t: t, content: defaultContent(), version: "v1"}
 	e.ctrl = &Controller{
 		Dynamic: e.dyn, Engine: e.engine, Files: e.ff.Files, Tokens: e.tokens, ProviderName: "aws",
 		RetryBase: 50 * time.Millisecond, RetryMax: 200 * time.Millisecond, Logger: e.engine.Logger,
+	}
+	if setup != nil {
+		setup(e.ctrl)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	e.cancel, e.done = cancel, make(chan error, 1)
@@ -294,5 +306,129 @@ func TestControllerFetchMapsObjectsBack(t *testing.T) {
 	}
 	if err == nil || !strings.Contains(err.Error(), "objects[3] (/app/key)") {
 		t.Errorf("error names the fetch's copy, not the class's object: %v", err)
+	}
+}
+
+// Credentials are reused per ServiceAccount, so the STS session (the pod
+// name the auth package names it after) must name the ServiceAccount, not
+// whichever class happened to read first.
+func TestControllerSessionNamesTheServiceAccount(t *testing.T) {
+	decl := func(secret string) map[string]string {
+		return classParams(`[{secretName: ` + secret + `, serviceAccountName: reader, data: [{key: a, objectName: cert}]}]`)
+	}
+	e := startController(t, spcObject("first", decl("one")), spcObject("second", decl("two")))
+	eventuallyT(t, "both Secrets", func() error {
+		if err := e.hasSecret("one")(); err != nil {
+			return err
+		}
+		return e.hasSecret("two")()
+	})
+	e.ff.mu.Lock()
+	defer e.ff.mu.Unlock()
+	for _, cfg := range e.ff.calls {
+		if cfg.Pod.Name != "sync-reader" || cfg.Pod.ServiceAccount != "reader" {
+			t.Errorf("a sync read as pod %q (ServiceAccount %q), want sync-reader", cfg.Pod.Name, cfg.Pod.ServiceAccount)
+		}
+	}
+}
+
+func TestSyncPodName(t *testing.T) {
+	long := strings.Repeat("a", 60)
+	tests := map[string]struct {
+		ns, sa, want string
+	}{
+		"short":              {"team", "reader", "sync-reader"},
+		"exactly at the cut": {"team", strings.Repeat("r", 64-len("coffer-team-sync-")), "sync-" + strings.Repeat("r", 64-len("coffer-team-sync-"))},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			if got := syncPodName(tc.ns, tc.sa); got != tc.want {
+				t.Errorf("syncPodName(%q, %q) = %q, want %q", tc.ns, tc.sa, got, tc.want)
+			}
+		})
+	}
+	// Too long: shortened to fit 64 characters with coffer-<ns>-, the same
+	// way every time, and still telling two ServiceAccounts apart.
+	a, b := syncPodName("team", long+"-one"), syncPodName("team", long+"-two")
+	if a == b || a != syncPodName("team", long+"-one") {
+		t.Errorf("long names: %q and %q", a, b)
+	}
+	for _, n := range []string{a, b} {
+		if l := len("coffer-team-") + len(n); l != 64 || !strings.HasPrefix(n, "sync-aaaa") {
+			t.Errorf("%q: session name of %d characters", n, l)
+		}
+	}
+}
+
+// An entry refused because its Secret has not opted in to Merge is retried
+// as soon as the Secret changes, not when its backoff ends (an hour here).
+func TestControllerRetriesWhenTheSecretChanges(t *testing.T) {
+	theirs := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "shared", Namespace: testNS, UID: "theirs-1"}, Data: map[string][]byte{"own": []byte("mine")}}
+	scheme := metadatafake.NewTestScheme()
+	metav1.AddMetaToScheme(scheme)
+	meta := metadatafake.NewSimpleMetadataClient(scheme, secretMetadata(theirs))
+	decl := `[{secretName: shared, creationPolicy: Merge, refreshInterval: 1h, serviceAccountName: reader, data: [{key: merged, objectName: cert}]}]`
+	e := startControllerWith(t, newEnv(t, theirs), func(c *Controller) {
+		c.Metadata = meta
+		c.RetryBase, c.RetryMax = time.Hour, time.Hour
+	}, spcObject(testSPC, classParams(decl)))
+	waitSecretReason(t, e, ReasonMergeNotAllowed)
+	// The owner opts in; the apiserver's watch tells coffer.
+	optIn(t, e.env, meta)
+	eventuallyT(t, "merged after the opt-in", func() error {
+		if _, ok := e.secret("shared").Data["merged"]; !ok {
+			return fmt.Errorf("not merged yet")
+		}
+		return nil
+	})
+}
+
+// Without the Secret watch, a failed entry is retried at least every
+// refreshInterval, however long its backoff has grown.
+func TestControllerBackoffIsCappedByRefreshInterval(t *testing.T) {
+	theirs := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "shared", Namespace: testNS}, Data: map[string][]byte{"own": []byte("mine")}}
+	decl := `[{secretName: shared, creationPolicy: Merge, refreshInterval: 1s, serviceAccountName: reader, data: [{key: merged, objectName: cert}]}]`
+	e := startControllerWith(t, newEnv(t, theirs), func(c *Controller) {
+		c.RetryBase, c.RetryMax = time.Hour, time.Hour
+	}, spcObject(testSPC, classParams(decl)))
+	waitSecretReason(t, e, ReasonMergeNotAllowed)
+	optIn(t, e.env, nil)
+	eventuallyT(t, "merged within the refreshInterval", func() error {
+		if _, ok := e.secret("shared").Data["merged"]; !ok {
+			return fmt.Errorf("not merged yet")
+		}
+		return nil
+	})
+}
+
+func secretMetadata(s *corev1.Secret) *metav1.PartialObjectMetadata {
+	return &metav1.PartialObjectMetadata{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Secret"}, ObjectMeta: s.ObjectMeta}
+}
+
+func waitSecretReason(t *testing.T, e *ctrlEnv, reason string) {
+	t.Helper()
+	eventuallyT(t, "status "+reason, func() error {
+		if st := e.status(t); len(st.Secrets) != 1 || st.Secrets[0].Reason != reason {
+			return fmt.Errorf("status %+v", st)
+		}
+		return nil
+	})
+}
+
+// optIn annotates Secret shared to allow the merge, and tells the metadata
+// watch (meta, when set) as the apiserver would.
+func optIn(t *testing.T, e *env, meta *metadatafake.FakeMetadataClient) {
+	t.Helper()
+	s := e.secret("shared")
+	s.Annotations = map[string]string{AnnotationAllowMerge: testSPC}
+	s, err := e.kube.CoreV1().Secrets(testNS).Update(context.Background(), s, metav1.UpdateOptions{FieldManager: "kubectl-annotate"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if meta != nil {
+		s.ResourceVersion = "2"
+		if err := meta.Tracker().Update(secretsResource, secretMetadata(s), testNS); err != nil {
+			t.Fatal(err)
+		}
 	}
 }

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
+	"sort"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -18,6 +20,7 @@ import (
 	metav1ac "k8s.io/client-go/applyconfigurations/meta/v1"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/util/csaupgrade"
+	"sigs.k8s.io/structured-merge-diff/v6/fieldpath"
 
 	"github.com/coffer-csi/coffer/provider/fetch"
 	"github.com/coffer-csi/coffer/provider/render"
@@ -40,6 +43,10 @@ const (
 	// SecretProviderClasses (comma-separated names, same namespace) merge
 	// keys into it with creationPolicy Merge.
 	AnnotationAllowMerge = Domain + "/allow-merge-from"
+	// AnnotationAllowOverwrite is set by a merged Secret's owner to let
+	// coffer take over keys (comma-separated) the Secret already has; any
+	// other key the declaration shares with the Secret is refused.
+	AnnotationAllowOverwrite = Domain + "/allow-merge-overwrite"
 	// AnnotationStatus holds the controller's sync status on a
 	// SecretProviderClass.
 	AnnotationStatus = Domain + "/sync-status"
@@ -66,6 +73,7 @@ const (
 	ReasonConflict           = "SecretConflict"
 	ReasonMergeNotAllowed    = "MergeNotAllowed"
 	ReasonMergeTargetMissing = "MergeTargetMissing"
+	ReasonMergeKeyTaken      = "MergeKeyTaken"
 	ReasonImmutable          = "SecretImmutable"
 	ReasonTypeChanged        = "SecretTypeChanged"
 	ReasonWriteFailed        = "WriteFailed"
@@ -107,6 +115,8 @@ type Result struct {
 	// and, for failures, how to fix it. Neither holds a value.
 	Reason  string
 	Message string
+	// problems is Message as a list, when it lists several problems.
+	problems *problems
 }
 
 func ready(name, reason, format string, args ...any) Result {
@@ -115,6 +125,16 @@ func ready(name, reason, format string, args ...any) Result {
 
 func failed(name, reason, format string, args ...any) Result {
 	return Result{Secret: name, Reason: reason, Message: fmt.Sprintf(format, args...)}
+}
+
+// failedWith is a failure that says lead, then err; when err lists several
+// problems, the result keeps them as a list (see problems).
+func failedWith(name, reason, lead string, err error) Result {
+	r := failed(name, reason, "%s: %v", lead, err)
+	if list, ok := problemsOf(lead, err); ok {
+		r.problems = &list
+	}
+	return r
 }
 
 // Engine reconciles declared Secrets with the Kubernetes API.
@@ -195,7 +215,7 @@ func (e *Engine) logger() *slog.Logger {
 
 func (e *Engine) syncOne(ctx context.Context, owner *SPC, s *Secret, files map[string]render.File, failures map[int]*fetch.ObjectError, global error) Result {
 	if global != nil {
-		return failed(s.Name, ReasonFetchFailed, "Secret %q not synced, left as it is: %v", s.Name, global)
+		return failedWith(s.Name, ReasonFetchFailed, fmt.Sprintf("Secret %q not synced, left as it is", s.Name), global)
 	}
 	objects := s.Objects()
 	var missing fetch.Errors
@@ -216,7 +236,7 @@ func (e *Engine) syncOne(ctx context.Context, owner *SPC, s *Secret, files map[s
 		if s.DeletionPolicy == Delete && gone > 0 {
 			note = fmt.Sprintf(" (deletionPolicy Delete deletes the Secret only when all %d of its sources are gone)", len(objects))
 		}
-		return failed(s.Name, ReasonFetchFailed, "Secret %q not synced, left as it is%s: %v", s.Name, note, missing)
+		return failedWith(s.Name, ReasonFetchFailed, fmt.Sprintf("Secret %q not synced, left as it is%s", s.Name, note), missing)
 	}
 	data, err := s.Build(ctx, files)
 	if err != nil {
@@ -260,8 +280,12 @@ func desiredSecret(owner *SPC, s *Secret, data map[string][]byte, hash string) *
 		d.annotations[AnnotationCreatedBy] = owner.Name
 	}
 	if s.CreationPolicy == Owner {
-		isController := true
-		d.owner = &metav1.OwnerReference{APIVersion: SPCGroupVersion, Kind: SPCKind, Name: owner.Name, UID: owner.UID, Controller: &isController}
+		// As ExternalSecret's (controller-runtime's SetControllerReference):
+		// a foreground deletion of the class waits for its Secrets. Setting
+		// blockOwnerDeletion needs update on secretproviderclasses/finalizers
+		// where the OwnerReferencesPermissionEnforcement plugin is on.
+		yes := true
+		d.owner = &metav1.OwnerReference{APIVersion: SPCGroupVersion, Kind: SPCKind, Name: owner.Name, UID: owner.UID, Controller: &yes, BlockOwnerDeletion: &yes}
 	}
 	return d
 }
@@ -296,6 +320,9 @@ func (e *Engine) write(ctx context.Context, owner *SPC, s *Secret, d *desired) R
 			return failed(s.Name, ReasonWriteFailed, "reading Secret %q: %v", d.name, apiError(err))
 		}
 		if r := checkOwnership(live, s, owner); r != nil {
+			return *r
+		}
+		if r := d.checkTakeover(live, s); r != nil {
 			return *r
 		}
 		if d.upToDate(live) {
@@ -393,12 +420,70 @@ func checkOwnership(live *corev1.Secret, s *Secret, owner *SPC) *Result {
 }
 
 func allowsMerge(live *corev1.Secret, spcName string) bool {
-	for _, n := range strings.Split(live.Annotations[AnnotationAllowMerge], ",") {
-		if strings.TrimSpace(n) == spcName {
+	return listed(live.Annotations[AnnotationAllowMerge], spcName)
+}
+
+// listed reports whether a comma-separated annotation value names name.
+func listed(annotation, name string) bool {
+	for _, n := range strings.Split(annotation, ",") {
+		if strings.TrimSpace(n) == name {
 			return true
 		}
 	}
 	return false
+}
+
+// checkTakeover refuses a merge that would write a key the Secret already
+// has and coffer did not put there: server-side apply would take the key
+// from its owner, overwrite the owner's value, and delete the key when the
+// declaration drops it. (ExternalSecret's Merge overwrites such keys; coffer
+// asks first.) The Secret's owner allows it per key with
+// AnnotationAllowOverwrite.
+func (d *desired) checkTakeover(live *corev1.Secret, s *Secret) *Result {
+	if !d.merge {
+		return nil
+	}
+	ours := appliedDataKeys(live)
+	var taken []string
+	for _, k := range sortedKeys(d.data) {
+		if _, has := live.Data[k]; has && !ours[k] && !listed(live.Annotations[AnnotationAllowOverwrite], k) {
+			taken = append(taken, k)
+		}
+	}
+	if len(taken) == 0 {
+		return nil
+	}
+	allow := slices.Clone(taken)
+	for _, k := range strings.Split(live.Annotations[AnnotationAllowOverwrite], ",") {
+		if k = strings.TrimSpace(k); k != "" && !slices.Contains(allow, k) {
+			allow = append(allow, k)
+		}
+	}
+	sort.Strings(allow)
+	r := failed(s.Name, ReasonMergeKeyTaken, "Secret %q already has %s, which this class also declares; coffer does not overwrite its owner's keys: rename the key in the declaration, or let coffer take it over (its value is replaced, and removed when the declaration drops it): kubectl annotate --overwrite secret -n %s %s %s=%s",
+		d.name, describeKeys(taken), d.namespace, d.name, AnnotationAllowOverwrite, strings.Join(allow, ","))
+	return &r
+}
+
+// appliedDataKeys are the data keys coffer's field manager owns in live.
+func appliedDataKeys(live *corev1.Secret) map[string]bool {
+	out := map[string]bool{}
+	data := "data"
+	for _, mf := range live.ManagedFields {
+		if mf.Manager != FieldManager || mf.FieldsV1 == nil {
+			continue
+		}
+		var set fieldpath.Set
+		if err := set.FromJSON(bytes.NewReader(mf.FieldsV1.Raw)); err != nil {
+			continue // unreadable: coffer owns none of its keys
+		}
+		set.WithPrefix(fieldpath.PathElement{FieldName: &data}).Iterate(func(p fieldpath.Path) {
+			if len(p) == 1 && p[0].FieldName != nil {
+				out[*p[0].FieldName] = true
+			}
+		})
+	}
+	return out
 }
 
 // upToDate reports whether live already holds everything coffer wants. The
@@ -431,7 +516,8 @@ func (d *desired) upToDate(live *corev1.Secret) bool {
 	if d.owner == nil {
 		return ours == nil
 	}
-	return ours != nil && ours.UID == d.owner.UID && ours.Controller != nil && *ours.Controller
+	return ours != nil && ours.UID == d.owner.UID && ours.Controller != nil && *ours.Controller &&
+		ours.BlockOwnerDeletion != nil && *ours.BlockOwnerDeletion
 }
 
 // checkUpdatable reports changes the apiserver would refuse, with the fix.
@@ -501,7 +587,7 @@ func (d *desired) applyConfiguration(resourceVersion string) *corev1ac.SecretApp
 	if d.owner != nil {
 		ac.WithOwnerReferences(metav1ac.OwnerReference().
 			WithAPIVersion(d.owner.APIVersion).WithKind(d.owner.Kind).
-			WithName(d.owner.Name).WithUID(d.owner.UID).WithController(true))
+			WithName(d.owner.Name).WithUID(d.owner.UID).WithController(true).WithBlockOwnerDeletion(true))
 	}
 	if d.immutable {
 		ac.WithImmutable(true)

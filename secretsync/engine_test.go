@@ -189,7 +189,7 @@ func TestSecretsCofferDidNotCreate(t *testing.T) {
 
 func TestMerge(t *testing.T) {
 	existing := &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Name: "shared", Namespace: testNS, Annotations: map[string]string{AnnotationAllowMerge: "x, app"}, Labels: map[string]string{"team": "a"}},
+		ObjectMeta: metav1.ObjectMeta{Name: "shared", Namespace: testNS, Annotations: map[string]string{AnnotationAllowMerge: "x, app", AnnotationAllowOverwrite: "ca.crt"}, Labels: map[string]string{"team": "a"}},
 		Type:       corev1.SecretTypeTLS,
 		Data:       map[string][]byte{"tls.crt": []byte("c"), "tls.key": []byte("k"), "ca.crt": []byte("old-ca")},
 	}
@@ -359,4 +359,69 @@ func TestSyncManyReportsEach(t *testing.T) {
 	if ev := e.events.take(); len(ev) != 3 {
 		t.Errorf("events %v", ev)
 	}
+}
+
+// Owner references block the class's foreground deletion until the Secret
+// is gone, as ExternalSecret's do; Secrets written before get them too.
+func TestOwnerReferenceBlocksOwnerDeletion(t *testing.T) {
+	e := newEnv(t)
+	c := defaultContent()
+	wantResult(t, e.one(seedDecl, c, "v1", nil), true, ReasonCreated)
+	blocks := func() bool {
+		refs := e.secret("slack-url").OwnerReferences
+		return len(refs) == 1 && refs[0].BlockOwnerDeletion != nil && *refs[0].BlockOwnerDeletion
+	}
+	if !blocks() {
+		t.Fatalf("owner reference does not block owner deletion: %+v", e.secret("slack-url").OwnerReferences)
+	}
+	// A Secret written by an older coffer, without blockOwnerDeletion.
+	s := e.secret("slack-url")
+	s.OwnerReferences[0].BlockOwnerDeletion = nil
+	if _, err := e.kube.CoreV1().Secrets(testNS).Update(context.Background(), s, metav1.UpdateOptions{FieldManager: FieldManager}); err != nil {
+		t.Fatal(err)
+	}
+	wantResult(t, e.one(seedDecl, c, "v1", nil), true, ReasonUpdated, "no value changed")
+	if !blocks() {
+		t.Errorf("owner reference not updated: %+v", e.secret("slack-url").OwnerReferences)
+	}
+	wantResult(t, e.one(seedDecl, c, "v1", nil), true, ReasonUnchanged)
+}
+
+// Merge never takes over a key the Secret already has (its owner's value
+// would be overwritten, and removed with coffer's key later) unless the
+// Secret names that key in AnnotationAllowOverwrite.
+func TestMergeDoesNotTakeOverTheOwnersKeys(t *testing.T) {
+	existing := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: "shared", Namespace: testNS, Annotations: map[string]string{AnnotationAllowMerge: "app"}},
+		Data:       map[string][]byte{"password": []byte("owners-own"), "user": []byte("owners-user")},
+	}
+	e := newEnv(t, existing)
+	c := defaultContent()
+	decl := `[{secretName: shared, creationPolicy: Merge, data: [{key: password, objectName: db-pass}, {key: user, objectName: db-user}, {key: extra, objectName: cert}]}]`
+	wantResult(t, e.one(decl, c, "v1", nil), false, ReasonMergeKeyTaken,
+		`Secret "shared" already has 2 keys (password, user)`, "kubectl annotate --overwrite secret -n team shared coffer-csi.github.io/allow-merge-overwrite=password,user")
+	if n := e.writes(); n != 0 {
+		t.Errorf("%d writes to a Secret whose keys coffer may not take over", n)
+	}
+	if got := data(e.secret("shared")); len(got) != 2 || got["password"] != "owners-own" {
+		t.Errorf("the owner's keys changed: %v", sortedKeys(got))
+	}
+
+	// Opting in for one key: the other is still refused.
+	s := e.secret("shared")
+	s.Annotations[AnnotationAllowOverwrite] = "password"
+	if _, err := e.kube.CoreV1().Secrets(testNS).Update(context.Background(), s, metav1.UpdateOptions{FieldManager: "kubectl-annotate"}); err != nil {
+		t.Fatal(err)
+	}
+	wantResult(t, e.one(decl, c, "v1", nil), false, ReasonMergeKeyTaken, `already has key "user"`)
+	// Without the refused key: merged, the opted-in key taken over.
+	decl = `[{secretName: shared, creationPolicy: Merge, data: [{key: password, objectName: db-pass}, {key: extra, objectName: cert}]}]`
+	wantResult(t, e.one(decl, c, "v1", nil), true, ReasonUpdated)
+	if got := data(e.secret("shared")); got["password"] != c["db-pass"] || got["user"] != "owners-user" || got["extra"] != c["cert"] {
+		t.Errorf("merged data %v", sortedKeys(got))
+	}
+	// Keys coffer added are its own: a new value is no takeover.
+	c["cert"] = "new " + canary
+	wantResult(t, e.one(decl, c, "v2", nil), true, ReasonUpdated, `key "extra" changed`)
+	wantResult(t, e.one(decl, c, "v2", nil), true, ReasonUnchanged)
 }

@@ -1,11 +1,16 @@
 package secretsync
 
 import (
+	"cmp"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/coffer-csi/coffer/provider/fetch"
+	"github.com/coffer-csi/coffer/provider/spc"
 )
 
 // Status is the controller's sync status of a SecretProviderClass, kept as
@@ -46,15 +51,82 @@ const (
 // maxStatusMessage bounds each message kept in the annotation.
 const maxStatusMessage = 1024
 
-func truncate(s string) string {
-	if len(s) <= maxStatusMessage {
-		return s
-	}
-	return s[:maxStatusMessage] + "..."
+// problems is a message that lists problems: lead, then each item
+// ("(1) ...", "(2) ..."), as "lead: item; item". The status annotation
+// keeps as many whole problems as fit and says how many more there are;
+// Events keep the whole list.
+type problems struct {
+	lead  string
+	items []string
 }
 
+func (p problems) String() string { return p.lead + ": " + strings.Join(p.items, "; ") }
+
+// problemsOf splits what err lists (a class's validation problems, the
+// objects a fetch failed on) into items under lead; ok is false when err is
+// one problem.
+func problemsOf(lead string, err error) (p problems, ok bool) {
+	var invalid *spc.ValidationError
+	var objErrs fetch.Errors
+	switch {
+	case errors.As(err, &invalid) && len(invalid.Problems) > 1 && err.Error() == invalid.Error():
+		src := cmp.Or(invalid.Source, "SecretProviderClass")
+		p.lead = fmt.Sprintf("%s: invalid %s: %d problems", lead, src, len(invalid.Problems))
+		for i, pr := range invalid.Problems {
+			p.items = append(p.items, fmt.Sprintf("(%d) %s", i+1, pr))
+		}
+	case errors.As(err, &objErrs) && len(objErrs) > 1 && err.Error() == objErrs.Error():
+		p.lead = fmt.Sprintf("%s: %d objects failed", lead, len(objErrs))
+		for i, oe := range objErrs {
+			p.items = append(p.items, fmt.Sprintf("(%d) %s", i+1, oe))
+		}
+	default:
+		return problems{}, false
+	}
+	return p, true
+}
+
+// fit shortens a message to limit bytes for the annotation. A list keeps
+// whole problems, as many as fit, and says how many are left out; a single
+// message is cut at a word.
+func fit(msg string, list *problems, limit int) string {
+	if len(msg) <= limit {
+		return msg
+	}
+	if list == nil {
+		cut := msg[:limit-len(cutNote)]
+		if i := strings.LastIndexAny(cut, " ;,"); i > limit/2 {
+			cut = cut[:i]
+		}
+		return strings.ToValidUTF8(cut, "") + cutNote
+	}
+	out := list.lead + ":"
+	for i, item := range list.items {
+		next := out + " " + item
+		// After this item there must still be room to say what is left.
+		room := 0
+		if rest := len(list.items) - i - 1; rest > 0 {
+			room = len(";") + len(fmt.Sprintf(moreNote, rest))
+		}
+		if len(next)+room > limit {
+			if i == 0 {
+				return fit(list.lead+": "+noneNote, nil, limit)
+			}
+			return out + fmt.Sprintf(moreNote, len(list.items)-i)
+		}
+		out = next + ";"
+	}
+	return strings.TrimSuffix(out, ";")
+}
+
+const (
+	moreNote = " and %d more (the class's Events list every one)"
+	noneNote = "too long to list here; the class's Events list every one"
+	cutNote  = " ... (cut; the class's Events have the whole message)"
+)
+
 func secretStatus(r Result, sa string, prev SecretStatus, now time.Time) SecretStatus {
-	st := SecretStatus{Name: r.Secret, Ready: "False", Reason: r.Reason, Message: truncate(r.Message), ServiceAccount: sa, LastSyncTime: prev.LastSyncTime}
+	st := SecretStatus{Name: r.Secret, Ready: "False", Reason: r.Reason, Message: fit(r.Message, r.problems, maxStatusMessage), ServiceAccount: sa, LastSyncTime: prev.LastSyncTime}
 	if r.Ready {
 		st.Ready = "True"
 		st.LastSyncTime = now.UTC().Format(time.RFC3339)
@@ -91,7 +163,8 @@ func summarize(generation int64, secrets []SecretStatus) Status {
 	switch {
 	case len(failed) > 0:
 		st.Ready, st.Reason = "False", ReasonSyncFailed
-		st.Message = fmt.Sprintf("%d of %d Secrets not synced: %s", len(failed), synced+len(failed), strings.Join(failed, ", "))
+		list := problems{lead: fmt.Sprintf("%d of %d Secrets not synced", len(failed), synced+len(failed)), items: failed}
+		st.Message = fit(list.String(), &list, maxStatusMessage)
 	case synced > 0:
 		st.Ready, st.Reason = "True", ReasonSynced
 		st.Message = fmt.Sprintf("%d of %d Secrets synced", synced, synced)
@@ -102,8 +175,8 @@ func summarize(generation int64, secrets []SecretStatus) Status {
 	return st
 }
 
-func invalidStatus(generation int64, reason, msg string) Status {
-	return Status{ObservedGeneration: generation, Ready: "False", Reason: reason, Message: truncate(msg)}
+func invalidStatus(generation int64, r Result) Status {
+	return Status{ObservedGeneration: generation, Ready: "False", Reason: r.Reason, Message: fit(r.Message, r.problems, maxStatusMessage)}
 }
 
 func (s Status) encode() string {

@@ -21,6 +21,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
+	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/tools/leaderelection"
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
 	"k8s.io/client-go/tools/record"
@@ -131,6 +132,10 @@ func runSync(ctx context.Context, c *syncConfig, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	meta, err := metadata.NewForConfig(rc)
+	if err != nil {
+		return err
+	}
 	awsCfg, err := awsapi.LoadConfig(ctx, awsapi.Settings{FIPS: c.fips, DualStack: c.dualStack})
 	if err != nil {
 		return err
@@ -159,7 +164,8 @@ func runSync(ctx context.Context, c *syncConfig, stderr io.Writer) error {
 	defer stopEvents()
 	region := &auth.NodeRegion{Configured: c.region, Client: kube, NodeName: c.nodeName}
 	ctrl := &secretsync.Controller{
-		Dynamic: dyn,
+		Dynamic:  dyn,
+		Metadata: meta,
 		Engine: &secretsync.Engine{Secrets: kube.CoreV1(), Events: events, Logger: log, OnResult: func(_ *secretsync.SPC, r secretsync.Result) {
 			m.SecretSync("controller", r.Reason)
 		}},

@@ -46,6 +46,9 @@ func Classify(err error) Kind {
 	}
 	var ae smithy.APIError
 	if errors.As(err, &ae) {
+		if scheduledForDeletion(ae) {
+			return KindNotFound
+		}
 		switch ae.ErrorCode() {
 		case "ResourceNotFoundException", "ParameterNotFound", "ParameterVersionNotFound", "ParameterVersionLabelLimitExceeded":
 			return KindNotFound
@@ -92,6 +95,15 @@ func Classify(err error) Kind {
 		return KindCredentials
 	}
 	return KindOther
+}
+
+// scheduledForDeletion reports Secrets Manager's answer for a secret in its
+// recovery window (deleted, restorable until the window ends): an
+// InvalidRequestException that says it "was marked for deletion". Like
+// External Secrets Operator, coffer counts such a secret as not existing:
+// deletionPolicy Delete applies, and a mount fails as for a missing secret.
+func scheduledForDeletion(ae smithy.APIError) bool {
+	return ae.ErrorCode() == "InvalidRequestException" && strings.Contains(ae.ErrorMessage(), "marked for deletion")
 }
 
 func isCredentialsError(err error) bool {
@@ -212,6 +224,11 @@ func newObjectError(o *spc.Object, op, region string, t spc.Target, err error) *
 	case KindNotFound:
 		e.Detail = fmt.Sprintf("%s not found (%s)", what, awsMessage(err))
 		e.Hint = "check objectName, objectType, objectVersion/objectVersionLabel and the region"
+		var ae smithy.APIError
+		if errors.As(err, &ae) && scheduledForDeletion(ae) {
+			e.Detail = fmt.Sprintf("%s is scheduled for deletion (%s)", what, awsMessage(err))
+			e.Hint = "it is gone unless restored within its recovery window: aws secretsmanager restore-secret (RestoreSecret), or stop reading it"
+		}
 	case KindAccessDenied:
 		e.Detail = fmt.Sprintf("access denied to %s (%s)", what, awsMessage(err))
 		e.Hint = fmt.Sprintf("grant the pod's IAM role %s on this resource, and kms:Decrypt if it uses a customer managed key", op)

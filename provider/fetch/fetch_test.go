@@ -2,6 +2,7 @@ package fetch_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -11,6 +12,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+	"github.com/aws/smithy-go"
 
 	"github.com/coffer-csi/coffer/provider/awsapi"
 	"github.com/coffer-csi/coffer/provider/cache"
@@ -332,5 +334,46 @@ func TestSharedCallStartedBeforePreviousMountIsNotTaken(t *testing.T) {
 	}
 	if sm.calls != 2 {
 		t.Errorf("%d calls, want 2", sm.calls)
+	}
+}
+
+// A secret scheduled for deletion (its recovery window) is gone for every
+// purpose: not found, single reads and batches alike, with a hint to restore
+// it. Other InvalidRequestExceptions stay invalid requests.
+func TestSecretScheduledForDeletionIsNotFound(t *testing.T) {
+	e := newEnv(t)
+	for _, name := range []string{"app/a", "app/b", "app/kept"} {
+		e.fake.PutSecretString(region, name, "v")
+	}
+	clients := e.clients(fakeaws.AllowAll("AKIDADMIN", "k"))
+	sm := secretsmanager.NewFromConfig(fakeaws.AWSConfig(e.url, region, "AKIDADMIN", "k", ""))
+	for _, name := range []string{"app/a", "app/b"} {
+		if _, err := sm.DeleteSecret(context.Background(), &secretsmanager.DeleteSecretInput{SecretId: aws.String(name)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for name, objects := range map[string]string{
+		"GetSecretValue":      "- {objectName: app/a, objectType: secretsmanager}",
+		"BatchGetSecretValue": "- {objectName: app/a, objectType: secretsmanager}\n- {objectName: app/b, objectType: secretsmanager}\n- {objectName: app/kept, objectType: secretsmanager}",
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := (&fetch.Fetcher{}).Fetch(context.Background(), config(t, objects), clients, "admin")
+			var errs fetch.Errors
+			if !errors.As(err, &errs) || len(errs) == 0 {
+				t.Fatalf("err = %v", err)
+			}
+			for _, oe := range errs {
+				if oe.Kind != fetch.KindNotFound || !strings.Contains(oe.Error(), "scheduled for deletion") || !strings.Contains(oe.Error(), "RestoreSecret") {
+					t.Errorf("%s: kind %s: %v", oe.Object.Name, oe.Kind, oe)
+				}
+			}
+			if n := e.fake.Count(fakeaws.ServiceSecretsManager, name); n == 0 {
+				t.Errorf("no %s call", name)
+			}
+		})
+	}
+	invalid := &smithy.GenericAPIError{Code: "InvalidRequestException", Message: "You can't perform this operation on the secret because it was disabled."}
+	if k := fetch.Classify(invalid); k != fetch.KindInvalid {
+		t.Errorf("other InvalidRequestException: %s", k)
 	}
 }

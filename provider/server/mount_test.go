@@ -7,6 +7,8 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"sigs.k8s.io/secrets-store-csi-driver/provider/v1alpha1"
@@ -282,6 +284,24 @@ func TestMountFailover(t *testing.T) {
 		_, err := h.mount(t, params)
 		if status.Code(err) != codes.NotFound {
 			t.Fatalf("err = %v, want NotFound", err)
+		}
+		if n := countRegion(h, failover); n != 0 {
+			t.Errorf("%d calls to the failover region; want 0", n)
+		}
+	})
+	t.Run("scheduled for deletion in primary: the mount fails as for a missing secret, no failover", func(t *testing.T) {
+		// As ASCP, which fails the mount on any error: counting such a
+		// secret as not found (for sync's deletionPolicy) never lets a
+		// mount succeed without it.
+		h := newHarness(t)
+		seed(h)
+		sm := secretsmanager.NewFromConfig(fakeaws.AWSConfig(h.url, primary, testKey, testPass, ""))
+		if _, err := sm.DeleteSecret(context.Background(), &secretsmanager.DeleteSecretInput{SecretId: aws.String("prod/db")}); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := h.mount(t, params)
+		if status.Code(err) != codes.NotFound || resp != nil || !strings.Contains(err.Error(), `secret "prod/db" is scheduled for deletion`) {
+			t.Fatalf("err = %v, want NotFound naming the deletion", err)
 		}
 		if n := countRegion(h, failover); n != 0 {
 			t.Errorf("%d calls to the failover region; want 0", n)

@@ -175,6 +175,7 @@ sync: {atMount: true, controller: {enabled: true, extraArgs: ["--token-ttl=20m"]
 		role := find(t, objs, "ClusterRole", "coffer")
 		if got := ruleSummary(role); !slices.Equal(got, []string{
 			"/serviceaccounts:get", "/nodes:get", "secrets-store.csi.x-k8s.io/secretproviderclasses:get",
+			"secrets-store.csi.x-k8s.io/secretproviderclasses/finalizers:update",
 			"/secrets:get,create,patch,delete", "/events:create,patch"}) {
 			t.Errorf("coffer's ClusterRole with sync at mount: %v", got)
 		}
@@ -563,6 +564,9 @@ func TestChartRBAC(t *testing.T) {
 	spc := func(verb, ns string) authorizationv1.ResourceAttributes {
 		return authorizationv1.ResourceAttributes{Verb: verb, Group: "secrets-store.csi.x-k8s.io", Resource: "secretproviderclasses", Namespace: ns}
 	}
+	spcFinalizers := func(ns string) authorizationv1.ResourceAttributes {
+		return authorizationv1.ResourceAttributes{Verb: "update", Group: "secrets-store.csi.x-k8s.io", Resource: "secretproviderclasses", Subresource: "finalizers", Namespace: ns}
+	}
 	core := func(verb, resource, ns string) authorizationv1.ResourceAttributes {
 		return authorizationv1.ResourceAttributes{Verb: verb, Resource: resource, Namespace: ns}
 	}
@@ -585,6 +589,8 @@ func TestChartRBAC(t *testing.T) {
 			{"coffer", core("delete", "secrets", "kube-system"), everywhere},
 			{"coffer", spc("get", "team-a"), atMount},
 			{"coffer", spc("list", "team-a"), false},
+			{"coffer", spcFinalizers("team-a"), atMount},
+			{"coffer", spc("update", "team-a"), false},
 		}
 	}
 	syncController := func(ns string, nodes bool) []access {
@@ -603,7 +609,12 @@ func TestChartRBAC(t *testing.T) {
 			{"coffer-sync", core("patch", "secrets", ns), true},
 			{"coffer-sync", core("delete", "secrets", ns), true},
 			{"coffer-sync", core("create", "secrets", other), inOther},
-			{"coffer-sync", core("list", "secrets", ns), false},
+			{"coffer-sync", core("list", "secrets", ns), true},
+			{"coffer-sync", core("watch", "secrets", ns), true},
+			{"coffer-sync", core("watch", "secrets", other), inOther},
+			{"coffer-sync", core("update", "secrets", ns), false},
+			{"coffer-sync", spcFinalizers(ns), true},
+			{"coffer-sync", spc("update", ns), false},
 			{"coffer-sync", authorizationv1.ResourceAttributes{Verb: "create", Resource: "serviceaccounts", Subresource: "token", Namespace: ns}, true},
 			{"coffer-sync", core("get", "serviceaccounts", ns), true},
 			{"coffer-sync", core("create", "events", ns), true},

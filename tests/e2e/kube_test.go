@@ -85,6 +85,9 @@ func (c *cluster) startAPIServer(ctx context.Context) error {
 		"--service-account-issuer="+c.apiURL,
 		"--service-cluster-ip-range=10.0.0.0/24",
 		"--disable-admission-plugins=ServiceAccount",
+		// As on clusters that enforce it: blockOwnerDeletion needs update
+		// on the owner's finalizers.
+		"--enable-admission-plugins=OwnerReferencesPermissionEnforcement",
 		"--enable-priority-and-fairness=false",
 		"--profiling=false",
 	)

@@ -25,6 +25,12 @@ var (
 	// side apply) and deletes (deletionPolicy Delete) them.
 	secretWrites = rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: []string{"get", "create", "patch", "delete"}}
 	eventWrites  = rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"events"}, Verbs: []string{"create", "patch"}}
+	// spcFinalizers: blockOwnerDeletion on Owner Secrets' owner references
+	// (the apiserver runs OwnerReferencesPermissionEnforcement).
+	spcFinalizers = rbacv1.PolicyRule{APIGroups: []string{"secrets-store.csi.x-k8s.io"}, Resources: []string{"secretproviderclasses/finalizers"}, Verbs: []string{"update"}}
+	// secretWatch: coffer sync watches Secrets' metadata, to retry an entry
+	// waiting for its Secret to change as soon as it does.
+	secretWatch = rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: []string{"list", "watch"}}
 )
 
 // bootstrapSecretSync grants what sync needs: to coffer serve (the mount
@@ -45,7 +51,7 @@ func (c *cluster) bootstrapSecretSync(ctx context.Context) error {
 	if _, err := rbac.ClusterRoles().Create(ctx, &rbacv1.ClusterRole{
 		ObjectMeta: metav1.ObjectMeta{Name: "coffer-sync-at-mount"},
 		Rules: []rbacv1.PolicyRule{
-			secretWrites, eventWrites,
+			secretWrites, eventWrites, spcFinalizers,
 			{APIGroups: []string{"secrets-store.csi.x-k8s.io"}, Resources: []string{"secretproviderclasses"}, Verbs: []string{"get"}},
 		},
 	}, metav1.CreateOptions{}); err != nil {
@@ -61,7 +67,7 @@ func (c *cluster) bootstrapSecretSync(ctx context.Context) error {
 	if _, err := rbac.ClusterRoles().Create(ctx, &rbacv1.ClusterRole{
 		ObjectMeta: metav1.ObjectMeta{Name: "coffer-sync"},
 		Rules: []rbacv1.PolicyRule{
-			secretWrites, eventWrites,
+			secretWrites, eventWrites, spcFinalizers, secretWatch,
 			{APIGroups: []string{"secrets-store.csi.x-k8s.io"}, Resources: []string{"secretproviderclasses"}, Verbs: []string{"get", "list", "watch", "patch"}},
 			{APIGroups: []string{""}, Resources: []string{"serviceaccounts"}, Verbs: []string{"get"}},
 			{APIGroups: []string{""}, Resources: []string{"serviceaccounts/token"}, Verbs: []string{"create"}},

@@ -60,6 +60,7 @@ var seedRoles = []role{
 	// Secret sync: the controller reads as reader, a mount as app.
 	{name: "secretsync-reader", subjects: []string{sa("e2e-secretsync", "reader")}, resources: []string{secretARN("dev/*"), secretARN("ss/*")}},
 	{name: "mountsync-app", subjects: []string{sa("e2e-mountsync", "app")}, resources: []string{secretARN("ms/*")}},
+	{name: "synclife-reader", subjects: []string{sa("e2e-synclife", "reader")}, resources: []string{secretARN("sl/*")}},
 	// coffer's extensions: selecting by path and filters needs more actions,
 	// and BatchGetSecretValue and ListSecrets have no resource-level grants.
 	{name: "ext-app", subjects: []string{sa("e2e-extensions", "app")}, resources: []string{"*"},

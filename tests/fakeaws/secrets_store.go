@@ -25,6 +25,7 @@ type secret struct {
 	created     time.Time
 	changed     time.Time
 	deleted     time.Time // non-zero once scheduled for deletion
+	purgeAt     time.Time // the end of the recovery window (DeletionDate)
 	versions    map[string]*secretVersion
 	order       []string // version ids, oldest first
 }
@@ -271,6 +272,21 @@ func (s *Server) DeleteSecret(region, name string) bool {
 		return false
 	}
 	delete(rd.secrets, name)
+	return true
+}
+
+// EndRecoveryWindow makes a secret scheduled for deletion reach the end of
+// its recovery window now (the fake's clock cannot skip days: SigV4 checks
+// it): the next Secrets Manager call finds it deleted. It reports whether
+// the secret was scheduled for deletion.
+func (s *Server) EndRecoveryWindow(region, name string) bool {
+	s.dataMu.Lock()
+	defer s.dataMu.Unlock()
+	sec, ok := s.regionRead(region).secrets[name]
+	if !ok || sec.deleted.IsZero() {
+		return false
+	}
+	sec.purgeAt = s.now()
 	return true
 }
 

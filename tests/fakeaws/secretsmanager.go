@@ -15,6 +15,7 @@ import (
 const smActionPrefix = "secretsmanager:"
 
 func (s *Server) smDispatch(rc *reqCtx) (any, *apiError) {
+	s.purgeDeletedSecrets(rc.call.Region)
 	switch rc.call.Operation {
 	case "GetSecretValue":
 		return s.smGetSecretValue(rc)
@@ -34,6 +35,8 @@ func (s *Server) smDispatch(rc *reqCtx) (any, *apiError) {
 		return s.smUpdateSecretVersionStage(rc)
 	case "DeleteSecret":
 		return s.smDeleteSecret(rc)
+	case "RestoreSecret":
+		return s.smRestoreSecret(rc)
 	}
 	return nil, unknownOperation(rc.call.Operation)
 }
@@ -673,13 +676,54 @@ func (s *Server) smDeleteSecret(rc *reqCtx) (any, *apiError) {
 		delete(s.region(rc.call.Region).secrets, sec.name)
 	} else {
 		if sec.deleted.IsZero() {
+			// A second DeleteSecret keeps the first schedule.
 			sec.deleted = now
+			sec.purgeAt = now.Add(time.Duration(window) * 24 * time.Hour)
 		}
-		deletion = sec.deleted.Add(time.Duration(window) * 24 * time.Hour)
+		deletion = sec.purgeAt
 	}
 	return struct {
 		ARN          string     `json:"ARN"`
 		Name         string     `json:"Name"`
 		DeletionDate *epochTime `json:"DeletionDate"`
 	}{sec.arn, sec.name, epochPtr(deletion)}, nil
+}
+
+// --- RestoreSecret ----------------------------------------------------------
+
+// smRestoreSecret cancels a scheduled deletion; the secret's versions and
+// values are back as they were. A secret not scheduled for deletion is
+// left as it is.
+func (s *Server) smRestoreSecret(rc *reqCtx) (any, *apiError) {
+	var in struct{ SecretId string }
+	if e := decodeInput(rc.body, &in); e != nil {
+		return nil, e
+	}
+	rc.call.Resources = []string{in.SecretId}
+	s.dataMu.Lock()
+	defer s.dataMu.Unlock()
+	sec, e := s.smLookup(rc, "RestoreSecret", in.SecretId)
+	if e != nil {
+		return nil, e
+	}
+	sec.deleted, sec.purgeAt = time.Time{}, time.Time{}
+	return struct {
+		ARN  string `json:"ARN"`
+		Name string `json:"Name"`
+	}{sec.arn, sec.name}, nil
+}
+
+// purgeDeletedSecrets removes the secrets of region whose recovery window
+// has passed, as Secrets Manager's background deletion does: from then on
+// they do not exist (ResourceNotFoundException), and the name is free.
+func (s *Server) purgeDeletedSecrets(region string) {
+	s.dataMu.Lock()
+	defer s.dataMu.Unlock()
+	rd := s.regionRead(region)
+	now := s.now()
+	for name, sec := range rd.secrets {
+		if !sec.deleted.IsZero() && !now.Before(sec.purgeAt) {
+			delete(rd.secrets, name)
+		}
+	}
 }

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
@@ -302,6 +303,76 @@ func TestDeleteSecret(t *testing.T) {
 
 	if !e.srv.DeleteSecret(east, "soft") || e.srv.DeleteSecret(east, "soft") {
 		t.Error("DeleteSecret should report existence")
+	}
+}
+
+// A deletion with a recovery window: reads fail with AWS's own error (also
+// per secret in a batch) until RestoreSecret, or until the window ends.
+func TestDeleteSecretRecoveryWindow(t *testing.T) {
+	e := newEnv(t)
+	e.srv.PutSecretString(east, "app/db", "v1")
+	e.srv.PutSecretString(east, "app/other", "o")
+	client := e.sm(east, admin)
+	ctx := context.Background()
+	const markedCode, markedMsg = "InvalidRequestException", "You can't perform this operation on the secret because it was marked for deletion."
+	read := func(id string) error {
+		_, err := client.GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{SecretId: aws.String(id)})
+		return err
+	}
+
+	for _, days := range []int64{6, 31} {
+		_, err := client.DeleteSecret(ctx, &secretsmanager.DeleteSecretInput{SecretId: aws.String("app/db"), RecoveryWindowInDays: aws.Int64(days)})
+		wantCode(t, err, "InvalidParameterException")
+	}
+	before := time.Now()
+	del, err := client.DeleteSecret(ctx, &secretsmanager.DeleteSecretInput{SecretId: aws.String("app/db")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := del.DeletionDate.Sub(before); d < 30*24*time.Hour-time.Minute || d > 30*24*time.Hour+time.Minute {
+		t.Errorf("default recovery window: DeletionDate %v after the call, want 30 days", d)
+	}
+	err = read("app/db")
+	wantCode(t, err, markedCode)
+	if errMessage(err) != markedMsg {
+		t.Errorf("message %q", errMessage(err))
+	}
+	batch, err := client.BatchGetSecretValue(ctx, &secretsmanager.BatchGetSecretValueInput{SecretIdList: []string{"app/db", "app/other"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(batch.SecretValues) != 1 || aws.ToString(batch.SecretValues[0].Name) != "app/other" ||
+		len(batch.Errors) != 1 || aws.ToString(batch.Errors[0].SecretId) != "app/db" ||
+		aws.ToString(batch.Errors[0].ErrorCode) != markedCode || aws.ToString(batch.Errors[0].Message) != markedMsg {
+		t.Errorf("batch: values %d, errors %+v", len(batch.SecretValues), batch.Errors)
+	}
+	_, err = client.CreateSecret(ctx, &secretsmanager.CreateSecretInput{Name: aws.String("app/db"), SecretString: aws.String("x")})
+	wantCode(t, err, "InvalidRequestException")
+
+	// Restored: the same secret, value and version.
+	if _, err := client.RestoreSecret(ctx, &secretsmanager.RestoreSecretInput{SecretId: aws.String("app/db")}); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := client.GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{SecretId: aws.String("app/db")}); err != nil || aws.ToString(out.SecretString) != "v1" {
+		t.Fatalf("after RestoreSecret: %v", err)
+	}
+	desc, err := client.DescribeSecret(ctx, &secretsmanager.DescribeSecretInput{SecretId: aws.String("app/db")})
+	if err != nil || desc.DeletedDate != nil {
+		t.Errorf("restored secret: %v, DeletedDate %v", err, desc.DeletedDate)
+	}
+
+	// The end of the window deletes it for good; the name is free again.
+	if _, err := client.DeleteSecret(ctx, &secretsmanager.DeleteSecretInput{SecretId: aws.String("app/db"), RecoveryWindowInDays: aws.Int64(7)}); err != nil {
+		t.Fatal(err)
+	}
+	if !e.srv.EndRecoveryWindow(east, "app/db") || e.srv.EndRecoveryWindow(east, "app/other") {
+		t.Fatal("EndRecoveryWindow reports only secrets scheduled for deletion")
+	}
+	wantCode(t, read("app/db"), "ResourceNotFoundException")
+	_, err = client.RestoreSecret(ctx, &secretsmanager.RestoreSecretInput{SecretId: aws.String("app/db")})
+	wantCode(t, err, "ResourceNotFoundException")
+	if _, err := client.CreateSecret(ctx, &secretsmanager.CreateSecretInput{Name: aws.String("app/db"), SecretString: aws.String("new")}); err != nil {
+		t.Errorf("CreateSecret after the window: %v", err)
 	}
 }
 

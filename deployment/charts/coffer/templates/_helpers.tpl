@@ -126,6 +126,11 @@ them.
 - apiGroups: ["secrets-store.csi.x-k8s.io"]
   resources: ["secretproviderclasses"]
   verbs: ["get"]
+# blockOwnerDeletion on the owner references of Owner Secrets (the
+# OwnerReferencesPermissionEnforcement admission plugin checks it).
+- apiGroups: ["secrets-store.csi.x-k8s.io"]
+  resources: ["secretproviderclasses/finalizers"]
+  verbs: ["update"]
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["get", "create", "patch", "delete"]
