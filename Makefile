@@ -5,7 +5,7 @@ LDFLAGS  := -s -w -X github.com/coffer-csi/coffer/internal/version.Version=$(VER
 BIN      := bin
 export GOFLAGS ?= -mod=readonly
 
-.PHONY: all build test unit lint fuzz-smoke e2e bench demo clean manifests deploy-test image image-docker node-test
+.PHONY: all build test unit lint fuzz-smoke e2e bench demo clean manifests deploy-test image image-docker node-test tools-test
 
 all: build
 
@@ -98,6 +98,12 @@ image:
 	@mkdir -p $(BIN)
 	cd hack/image && $(GO) run ./cmd/image -repo $(CURDIR) -version $(VERSION) \
 	  -revision "$$(git rev-parse HEAD 2>/dev/null)" -ref $(IMAGE):$(VERSION) -out $(CURDIR)/$(IMAGE_ARCHIVE)
+
+## tools-test: the image builder's tests (they build the image and check the archive's content)
+## and the shared cluster harness's
+tools-test:
+	cd hack/image && $(GO) test -count=1 ./...
+	cd tests/harness && $(GO) test -race -count=1 ./...
 
 ## image-docker: the same image with Docker, from the Dockerfile
 image-docker:

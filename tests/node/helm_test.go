@@ -5,7 +5,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/coffer-csi/coffer/tests/harness"
 
 	"helm.sh/helm/v3/pkg/action"
 	"helm.sh/helm/v3/pkg/chart/loader"
@@ -97,7 +102,7 @@ func (c *cluster) helmInstall(ctx context.Context, release, chartDir string, val
 	in.ReleaseName, in.Namespace = release, releaseNS
 	in.Wait, in.WaitForJobs, in.Timeout = true, true, helmTimeout
 	if _, err := in.RunWithContext(ctx, ch, values); err != nil {
-		return fmt.Errorf("helm install %s %s --wait: %w", release, chartDir, err)
+		return fmt.Errorf("helm install %s %s --wait: %w\npods in %s:\n%s", release, chartDir, err, releaseNS, c.podReport(releaseNS))
 	}
 	return nil
 }
@@ -122,7 +127,7 @@ func (c *cluster) upgradeCoffer(ctx context.Context, version string) error {
 	up := action.NewUpgrade(cfg)
 	up.Namespace, up.Wait, up.Timeout = releaseNS, true, helmTimeout
 	if _, err := up.RunWithContext(ctx, cofferRelease, ch, c.cofferValues(version)); err != nil {
-		return fmt.Errorf("helm upgrade %s --wait: %w", cofferRelease, err)
+		return fmt.Errorf("helm upgrade %s --wait: %w\npods in %s:\n%s", cofferRelease, err, releaseNS, c.podReport(releaseNS))
 	}
 	return nil
 }
@@ -138,4 +143,36 @@ func (c *cluster) uninstallCoffer() error {
 		return fmt.Errorf("helm uninstall %s --wait: %w", cofferRelease, err)
 	}
 	return nil
+}
+
+// podReport tells why a namespace's pods do not run: each pod's phase, its
+// containers' states, its events and the last lines each container logged.
+func (c *cluster) podReport(ns string) string {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	pods, err := c.kube.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return err.Error()
+	}
+	var b strings.Builder
+	for _, p := range pods.Items {
+		fmt.Fprintf(&b, "pod %s: %s\n", p.Name, p.Status.Phase)
+		for _, st := range p.Status.ContainerStatuses {
+			switch {
+			case st.State.Waiting != nil:
+				fmt.Fprintf(&b, "  %s waiting: %s %s\n", st.Name, st.State.Waiting.Reason, st.State.Waiting.Message)
+			case st.State.Terminated != nil:
+				fmt.Fprintf(&b, "  %s terminated: %s (exit %d) %s\n", st.Name, st.State.Terminated.Reason, st.State.Terminated.ExitCode, st.State.Terminated.Message)
+			default:
+				fmt.Fprintf(&b, "  %s running, ready %t, restarts %d\n", st.Name, st.Ready, st.RestartCount)
+			}
+		}
+		b.WriteString(events(ns, p.Name))
+		logs, _ := filepath.Glob(filepath.Join(c.podLogs, fmt.Sprintf("%s_%s_%s", ns, p.Name, p.UID), "*", "*.log"))
+		for _, l := range logs {
+			data, _ := os.ReadFile(l)
+			fmt.Fprintf(&b, "  --- %s\n%s\n", l, harness.Tail(string(data), 10))
+		}
+	}
+	return b.String()
 }

@@ -75,21 +75,19 @@ func (c *cluster) buildImages(ctx context.Context) error {
 			if err != nil {
 				return image.Spec{}, err
 			}
-			for i := range files {
-				if files[i].Path == c.bins.driver {
-					files[i].Path = "/secrets-store-csi-driver"
-				}
-			}
+			relocate(files, c.bins.driver, "/secrets-store-csi-driver")
 			files = append(files, image.File{Path: "/tmp", Dir: true, Mode: 0o1777})
 			return image.Spec{Files: files, Entrypoint: []string{"/secrets-store-csi-driver"}}, nil
 		}},
 		// The chart's CRD hook Job runs `kubectl apply -f crds/` in it.
 		{crdsRef, func() (image.Spec, error) {
-			kubectl, err := image.FromHost(c.bins.kubectl, "/kubectl")
+			// kubectl as built here, with its libraries if it has any.
+			files, err := image.WithLibraries(c.bins.kubectl)
 			if err != nil {
 				return image.Spec{}, err
 			}
-			files := []image.File{kubectl, {Path: "/tmp", Dir: true, Mode: 0o1777}}
+			relocate(files, c.bins.kubectl, "/kubectl")
+			files = append(files, image.File{Path: "/tmp", Dir: true, Mode: 0o1777})
 			crds, err := filepath.Glob(filepath.Join(c.bins.repo, "deployment/charts/coffer/charts/secrets-store-csi-driver/crds/*.yaml"))
 			if err != nil || len(crds) == 0 {
 				return image.Spec{}, fmt.Errorf("the driver chart's CRDs: %v", err)
@@ -120,6 +118,15 @@ func (c *cluster) buildImages(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// relocate puts the host file from at path to in the image.
+func relocate(files []image.File, from, to string) {
+	for i := range files {
+		if files[i].Path == from {
+			files[i].Path = to
+		}
+	}
 }
 
 func archiveName(ref string) string {

@@ -17,6 +17,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -77,13 +78,18 @@ func run(args []string) error {
 	return fmt.Errorf("unknown command %q", args[0])
 }
 
+// whoami prints the user and whether the root filesystem is mounted
+// read-only (from the mount table: a non-root user cannot write to / either
+// way, so trying proves nothing).
 func whoami() {
 	rofs := false
-	if f, err := os.CreateTemp("/", "probe-"); err != nil {
-		rofs = true
-	} else {
-		f.Close()
-		os.Remove(f.Name())
+	if data, err := os.ReadFile("/proc/self/mountinfo"); err == nil {
+		for _, line := range strings.Split(string(data), "\n") {
+			f := strings.Fields(line)
+			if len(f) > 5 && f[4] == "/" {
+				rofs = slices.Contains(strings.Split(f[5], ","), "ro")
+			}
+		}
 	}
 	fmt.Printf("UID %d GID %d ROFS %t\n", os.Getuid(), os.Getgid(), rofs)
 }
@@ -94,9 +100,16 @@ func readAll(dir string, round int) (string, error) {
 		if err != nil {
 			return err
 		}
-		// The driver's tmpfs holds the files and kubelet's atomic-writer
-		// style links (..data); read regular files only.
-		if d.Type().IsRegular() && !strings.Contains(p, "/..") {
+		// The driver writes each file through an atomic writer: the names
+		// are links into a hidden ..data directory. Read what the names
+		// point to, never the hidden entries themselves.
+		if strings.HasPrefix(d.Name(), "..") {
+			if d.IsDir() {
+				return fs.SkipDir
+			}
+			return nil
+		}
+		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() {
 			paths = append(paths, p)
 		}
 		return nil
