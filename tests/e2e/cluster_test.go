@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -174,16 +173,6 @@ func (c *cluster) path(elem ...string) string {
 
 func (c *cluster) spawn(name, bin string, env []string, args ...string) (*process, error) {
 	return c.procs.Spawn(name, bin, env, args...)
-}
-
-// freePort returns a loopback TCP port nobody listens on right now.
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 // logMarks remembers where each log ended, for logTails after a failure.
