@@ -123,7 +123,7 @@ node-test:
 	@rc=0; tests/node/hack/provision.sh > $(NODE_ENV) || rc=$$?; \
 	  if [ $$rc = 3 ]; then echo "make node-test: BLOCKED, not run (see above)"; exit 0; fi; \
 	  [ $$rc = 0 ] || exit $$rc; \
-	  set -e; $(MAKE) build image; \
+	  set -e; $(MAKE) build image VERSION=$(VERSION); \
 	  cd tests/node && $(GO) vet ./... && env $$(cat $(CURDIR)/$(NODE_ENV)) \
 	  NODE_COFFER_IMAGE=$(CURDIR)/$(IMAGE_ARCHIVE) NODE_COFFER_VERSION=$(VERSION) \
 	  NODE_FAKEAWS=$(CURDIR)/$(BIN)/fakeaws NODE_REPO=$(CURDIR) \
