@@ -82,7 +82,7 @@ func runMain(m *testing.M) int {
 		code = 1
 	}
 	if code != 0 {
-		fmt.Fprintf(os.Stderr, "node: rerun one scenario with: %s\n", rerunHint("TestName"))
+		fmt.Fprintf(os.Stderr, "node: rerun one scenario with: %s (a failed test's name from above)\n", rerunHint("TestReadFiles"))
 	}
 	env.teardown()
 	fmt.Fprintf(os.Stderr, "node: total %s\n", time.Since(start).Round(time.Millisecond))
