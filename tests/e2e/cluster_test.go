@@ -4,13 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -19,6 +15,8 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
+
+	"github.com/coffer-csi/coffer/tests/harness"
 )
 
 const (
@@ -103,8 +101,8 @@ type cluster struct {
 	etcd, apiserver, controllerManager, fake, coffer, driver *process
 	cofferSync                                               *process // coffer sync, the Secret sync controller
 	cofferSyncKubeconfig                                     string
-	procs                                                    []*process // in start order
-	closers                                                  []func()   // in-process helpers to stop
+	procs                                                    *harness.Group
+	closers                                                  []func() // in-process helpers to stop
 
 	kube    kubernetes.Interface
 	dyn     dynamic.Interface
@@ -129,8 +127,9 @@ func newCluster(bins binaries) (*cluster, error) {
 		kubeletDir:   filepath.Join(root, "kubelet"),
 		providerDir:  filepath.Join(root, "providers"),
 		driverSocket: filepath.Join(root, "driver", "csi.sock"),
-		adminToken:   randomToken(),
+		adminToken:   harness.RandomToken(),
 	}
+	c.procs = &harness.Group{LogDir: c.logDir}
 	// Marks the run as alive for sweepStaleRuns of later runs.
 	if err := os.WriteFile(filepath.Join(root, "pid"), []byte(strconv.Itoa(os.Getpid())), 0o600); err != nil {
 		return c, err
@@ -174,88 +173,16 @@ func (c *cluster) path(elem ...string) string {
 }
 
 func (c *cluster) spawn(name, bin string, env []string, args ...string) (*process, error) {
-	p := newProcess(name, filepath.Join(c.logDir, name+".log"), bin, env, args...)
-	if err := p.start(); err != nil {
-		return nil, err
-	}
-	c.procs = append(c.procs, p)
-	return p, nil
-}
-
-// waitReady polls check until it succeeds, p exits, or timeout passes.
-func waitReady(ctx context.Context, p *process, timeout time.Duration, check func(context.Context) error) error {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	var last error
-	for {
-		if exited, err := p.exited(); exited {
-			return fmt.Errorf("%s exited (%v) before it was ready; its log:\n%s", p.name, err, tail(p.logSince(0), 40))
-		}
-		cctx, ccancel := context.WithTimeout(ctx, 5*time.Second)
-		last = check(cctx)
-		ccancel()
-		if last == nil {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%s not ready after %s: %w", p.name, timeout, last)
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
-}
-
-// freePort returns a loopback TCP port nobody listens on right now.
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
-func httpOK(ctx context.Context, hc *http.Client, url, token string) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return err
-	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	resp, err := hc.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("%s: HTTP %d: %s", url, resp.StatusCode, strings.TrimSpace(string(body)))
-	}
-	return nil
+	return c.procs.Spawn(name, bin, env, args...)
 }
 
 // logMarks remembers where each log ended, for logTails after a failure.
-func (c *cluster) logMarks() map[string]int64 {
-	m := map[string]int64{}
-	for _, p := range c.procs {
-		m[p.name] = p.logSize()
-	}
-	return m
-}
+func (c *cluster) logMarks() map[string]int64 { return c.procs.Marks() }
 
 // logTailsSince returns the last lines every component logged since marks
 // (nil: since it started).
 func (c *cluster) logTailsSince(marks map[string]int64, lines int) string {
-	var b strings.Builder
-	for _, p := range c.procs {
-		s := p.logSince(marks[p.name])
-		if strings.TrimSpace(s) == "" {
-			continue
-		}
-		fmt.Fprintf(&b, "----- %s (%s) -----\n%s\n", p.name, p.logPath, tail(s, lines))
-	}
-	return b.String()
+	return c.procs.LogTailsSince(marks, lines)
 }
 
 // teardown stops every process (newest first), unmounts whatever the
@@ -267,13 +194,11 @@ func (c *cluster) teardown(keepLogs bool) {
 		if c.csiConn != nil {
 			_ = c.csiConn.Close()
 		}
-		for i := len(c.procs) - 1; i >= 0; i-- {
-			c.procs[i].stop(10 * time.Second)
-		}
+		c.procs.StopAll(10 * time.Second)
 		for _, f := range c.closers {
 			f()
 		}
-		if err := unmountUnder(c.root); err != nil {
+		if err := harness.UnmountUnder(c.root); err != nil {
 			fmt.Fprintf(os.Stderr, "e2e: cleanup: %v\n", err)
 		}
 		if !keepLogs {
@@ -311,3 +236,6 @@ func poll(ctx context.Context, timeout time.Duration, fn func(context.Context) e
 		}
 	}
 }
+
+// process is one component, run by the shared harness.
+type process = harness.Process

@@ -12,6 +12,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/coffer-csi/coffer/tests/harness"
 )
 
 // awsEnv is the environment of processes that talk to the fake: nothing of
@@ -66,12 +68,12 @@ func (c *cluster) runFake(ctx context.Context, seedPath, jwksURL, jwksCA string)
 			return err
 		}
 	} else {
-		c.fake.args = args
-		if err := c.fake.start(); err != nil {
+		c.fake.Args = args
+		if err := c.fake.Start(); err != nil {
 			return err
 		}
 	}
-	return waitReady(ctx, c.fake, time.Minute, func(ctx context.Context) error {
+	return harness.WaitReady(ctx, c.fake, time.Minute, func(ctx context.Context) error {
 		u, err := readURLFile(urlFile)
 		if err != nil {
 			return err
@@ -80,7 +82,7 @@ func (c *cluster) runFake(ctx context.Context, seedPath, jwksURL, jwksCA string)
 		if err != nil {
 			return err
 		}
-		if err := httpOK(ctx, http.DefaultClient, u+"/healthz", ""); err != nil {
+		if err := harness.HTTPOK(ctx, http.DefaultClient, u+"/healthz", ""); err != nil {
 			return err
 		}
 		c.fakeURL = u

@@ -2,12 +2,9 @@ package e2e
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -26,82 +23,32 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+
+	"github.com/coffer-csi/coffer/tests/harness"
 )
 
 func (c *cluster) startEtcd(ctx context.Context) error {
-	clientPort, err := freePort()
-	if err != nil {
-		return err
-	}
-	peerPort, err := freePort()
-	if err != nil {
-		return err
-	}
-	client := fmt.Sprintf("http://127.0.0.1:%d", clientPort)
-	peer := fmt.Sprintf("http://127.0.0.1:%d", peerPort)
-	c.etcd, err = c.spawn("etcd", c.bins.etcd, nil,
-		"--name=e2e", "--data-dir="+c.path("etcd"),
-		"--listen-client-urls="+client, "--advertise-client-urls="+client,
-		"--listen-peer-urls="+peer, "--initial-advertise-peer-urls="+peer,
-		"--initial-cluster=e2e="+peer, "--log-level=warn", "--logger=zap")
-	if err != nil {
-		return err
-	}
-	c.etcdURL = client
-	return waitReady(ctx, c.etcd, time.Minute, func(ctx context.Context) error {
-		return httpOK(ctx, http.DefaultClient, client+"/health", "")
-	})
+	var err error
+	c.etcdURL, c.etcd, err = harness.StartEtcd(ctx, c.procs, c.bins.etcd, c.path("etcd"))
+	return err
 }
 
 func (c *cluster) startAPIServer(ctx context.Context) error {
-	port, err := freePort()
-	if err != nil {
-		return err
-	}
-	c.apiURL = fmt.Sprintf("https://127.0.0.1:%d", port)
-	if c.caPEM, err = writeServingCert(c.path("pki", "apiserver.crt"), c.path("pki", "apiserver.key")); err != nil {
-		return err
-	}
-	if err := writeServiceAccountKey(c.path("pki", "sa.key"), c.path("pki", "sa.pub")); err != nil {
-		return err
-	}
 	// Static tokens: the test's admin (system:masters). coffer and the
-	// driver get their own identities below.
-	tokens := fmt.Sprintf("%s,admin,admin-uid,system:masters\n", c.adminToken)
-	if err := os.WriteFile(c.path("pki", "tokens.csv"), []byte(tokens), 0o600); err != nil {
-		return err
-	}
-	c.apiserver, err = c.spawn("kube-apiserver", c.bins.apiserver, nil,
-		"--etcd-servers="+c.etcdURL,
-		"--bind-address=127.0.0.1", fmt.Sprintf("--secure-port=%d", port),
-		"--tls-cert-file="+c.path("pki", "apiserver.crt"), "--tls-private-key-file="+c.path("pki", "apiserver.key"),
-		"--cert-dir="+c.path("pki"),
-		"--token-auth-file="+c.path("pki", "tokens.csv"),
-		"--authorization-mode=RBAC",
-		"--service-account-key-file="+c.path("pki", "sa.pub"),
-		"--service-account-signing-key-file="+c.path("pki", "sa.key"),
-		// The issuer is the apiserver itself, which serves the discovery
-		// document and /openid/v1/jwks, as a cluster's OIDC issuer does.
-		"--service-account-issuer="+c.apiURL,
-		"--service-cluster-ip-range=10.0.0.0/24",
-		"--disable-admission-plugins=ServiceAccount",
-		// As on clusters that enforce it: blockOwnerDeletion needs update
-		// on the owner's finalizers.
-		"--enable-admission-plugins=OwnerReferencesPermissionEnforcement",
-		"--enable-priority-and-fairness=false",
-		"--profiling=false",
-	)
+	// driver get their own identities in bootstrap.
+	api, err := harness.StartAPIServer(ctx, c.procs, harness.APIServerOptions{
+		Bin:     c.bins.apiserver,
+		PKIDir:  c.path("pki"),
+		EtcdURL: c.etcdURL,
+		Args: []string{"--disable-admission-plugins=ServiceAccount",
+			// As on clusters that enforce it: blockOwnerDeletion needs update
+			// on the owner's finalizers.
+			"--enable-admission-plugins=OwnerReferencesPermissionEnforcement"},
+	})
 	if err != nil {
 		return err
 	}
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(c.caPEM)
-	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
-	if err := waitReady(ctx, c.apiserver, 2*time.Minute, func(ctx context.Context) error {
-		return httpOK(ctx, hc, c.apiURL+"/readyz", c.adminToken)
-	}); err != nil {
-		return err
-	}
+	c.apiserver, c.apiURL, c.caPEM, c.adminToken = api.Process, api.URL, api.CAPEM, api.AdminToken
 	cfg := c.restConfig(c.adminToken)
 	if c.kube, err = kubernetes.NewForConfig(cfg); err != nil {
 		return err
@@ -282,8 +229,8 @@ func (c *cluster) startControllerManager(ctx context.Context) error {
 	}
 	// No health endpoint without a serving port: ready is when the garbage
 	// collector has synced its informers and starts collecting.
-	return waitReady(ctx, c.controllerManager, time.Minute, func(context.Context) error {
-		if !strings.Contains(c.controllerManager.logSince(0), "Proceeding to collect garbage") {
+	return harness.WaitReady(ctx, c.controllerManager, time.Minute, func(context.Context) error {
+		if !strings.Contains(c.controllerManager.LogSince(0), "Proceeding to collect garbage") {
 			return errors.New(`the garbage collector has not logged "Proceeding to collect garbage" yet`)
 		}
 		return nil

@@ -19,6 +19,8 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
+	"github.com/coffer-csi/coffer/tests/harness"
 )
 
 // The test plays kubelet: it creates pods bound to the node, mints their
@@ -246,7 +248,7 @@ func (p *testPod) publish(ctx context.Context) error {
 	})
 	if err == nil {
 		p.published = true
-	} else if mounted, _ := isTmpfsMount(p.target); mounted {
+	} else if mounted, _ := harness.IsTmpfsMount(p.target); mounted {
 		p.published = true // a failed republish keeps the mount
 	}
 	return err
@@ -267,7 +269,7 @@ func (p *testPod) mount(ctx context.Context) {
 	if err != nil {
 		p.t.Fatalf("NodePublishVolume for pod %s/%s: %v", p.pod.Namespace, p.pod.Name, unwrapPermanent(err))
 	}
-	if ok, err := isTmpfsMount(p.target); !ok {
+	if ok, err := harness.IsTmpfsMount(p.target); !ok {
 		p.t.Fatalf("%s is not a tmpfs mount after NodePublishVolume (%v)", p.target, err)
 	}
 }
@@ -291,7 +293,7 @@ func (p *testPod) mountFails(ctx context.Context) string {
 	if err != nil {
 		p.t.Fatal(unwrapPermanent(err))
 	}
-	if ok, _ := isTmpfsMount(p.target); ok {
+	if ok, _ := harness.IsTmpfsMount(p.target); ok {
 		p.t.Errorf("%s is still mounted after a failed first NodePublishVolume", p.target)
 	}
 	p.t.Logf("NodePublishVolume for pod %s/%s failed as it should: %s", p.pod.Namespace, p.pod.Name, msg)
@@ -330,7 +332,7 @@ func (p *testPod) unpublish() {
 		return
 	}
 	p.published = false
-	if ok, _ := isTmpfsMount(p.target); ok {
+	if ok, _ := harness.IsTmpfsMount(p.target); ok {
 		p.t.Errorf("%s still mounted after NodeUnpublishVolume", p.target)
 	}
 }

@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/coffer-csi/coffer/tests/harness"
 )
 
 // env is the cluster every test shares. Tests run one at a time (none calls
@@ -58,7 +60,7 @@ func runMain(m *testing.M) int {
 		env.teardown(false)
 		os.Exit(2)
 	}()
-	if d := testTimeout(); d > 0 {
+	if d := harness.TestTimeout(); d > 0 {
 		// go test's own timeout panics without running any cleanup: stop
 		// the cluster a little before it fires.
 		margin := min(30*time.Second, d/10)
@@ -84,17 +86,4 @@ func runMain(m *testing.M) int {
 	env.teardown(code != 0)
 	fmt.Fprintf(os.Stderr, "e2e: total %s\n", time.Since(start).Round(time.Millisecond))
 	return code
-}
-
-func testTimeout() time.Duration {
-	f := flag.Lookup("test.timeout")
-	if f == nil {
-		return 0
-	}
-	if g, ok := f.Value.(flag.Getter); ok {
-		if d, ok := g.Get().(time.Duration); ok {
-			return d
-		}
-	}
-	return 0
 }

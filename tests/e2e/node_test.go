@@ -12,6 +12,8 @@ import (
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/coffer-csi/coffer/tests/harness"
 )
 
 func (c *cluster) startCoffer(ctx context.Context) error {
@@ -44,14 +46,14 @@ func (c *cluster) startCoffer(ctx context.Context) error {
 // restartCoffer stops coffer (SIGTERM, as a DaemonSet rollout does) and
 // starts it again with the same flags; the driver keeps running.
 func (c *cluster) restartCoffer(ctx context.Context) error {
-	c.coffer.stop(25 * time.Second)
-	if exited, err := c.coffer.exited(); !exited || err != nil {
+	c.coffer.Stop(25 * time.Second)
+	if exited, err := c.coffer.Exited(); !exited || err != nil {
 		return fmt.Errorf("coffer did not exit cleanly on SIGTERM: exited=%v err=%v", exited, err)
 	}
 	if _, err := os.Stat(filepath.Join(c.providerDir, "aws.sock")); !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("coffer left its socket behind after SIGTERM (stat: %v)", err)
 	}
-	if err := c.coffer.start(); err != nil {
+	if err := c.coffer.Start(); err != nil {
 		return err
 	}
 	return c.waitCofferSocket(ctx)
@@ -59,7 +61,7 @@ func (c *cluster) restartCoffer(ctx context.Context) error {
 
 func (c *cluster) waitCofferSocket(ctx context.Context) error {
 	sock := filepath.Join(c.providerDir, "aws.sock")
-	return waitReady(ctx, c.coffer, time.Minute, func(ctx context.Context) error {
+	return harness.WaitReady(ctx, c.coffer, time.Minute, func(ctx context.Context) error {
 		var d net.Dialer
 		conn, err := d.DialContext(ctx, "unix", sock)
 		if err != nil {
@@ -90,7 +92,7 @@ func (c *cluster) startDriver(ctx context.Context) error {
 	}
 	c.node = csi.NewNodeClient(c.csiConn)
 	ids := csi.NewIdentityClient(c.csiConn)
-	return waitReady(ctx, c.driver, time.Minute, func(ctx context.Context) error {
+	return harness.WaitReady(ctx, c.driver, time.Minute, func(ctx context.Context) error {
 		if _, err := os.Stat(c.driverSocket); err != nil {
 			return err
 		}

@@ -13,6 +13,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/coffer-csi/coffer/tests/harness"
 )
 
 // 1. One class mixing Secrets Manager (string, binary, pinned version,
@@ -171,17 +173,17 @@ func TestRotation(t *testing.T) {
 	// driver keeps every previous file, the new parameter value included.
 	putParameter(ctx, t, region, "/rotation/param", "canary-rot-param-3", ssmtypes.ParameterTypeString)
 	deleteSecret(ctx, t, region, "rotation/db")
-	mark := env.driver.logSize()
+	mark := env.driver.LogSize()
 	pod.republish(ctx) // the driver masks rotation failures from kubelet
 	pod.checkFiles(after)
 	eventually(ctx, t, 10*time.Second, "the driver's log of the failed rotation", func(context.Context) error {
-		for _, line := range strings.Split(env.driver.logSince(mark), "\n") {
+		for _, line := range strings.Split(env.driver.LogSince(mark), "\n") {
 			if strings.Contains(line, "failed to mount secrets store object content") && strings.Contains(line, "rotation/db") && strings.Contains(line, "not found") {
 				t.Logf("the driver logged: %s", line)
 				return nil
 			}
 		}
-		return fmt.Errorf("no line saying rotation/db was not found:\n%s", tail(env.driver.logSince(mark), 20))
+		return fmt.Errorf("no line saying rotation/db was not found:\n%s", harness.Tail(env.driver.LogSince(mark), 20))
 	})
 	v3, err := pod.podStatus(ctx)
 	if err != nil {
@@ -473,7 +475,7 @@ func TestCofferRestart(t *testing.T) {
 	first.mount(ctx)
 	first.checkFiles(map[string]wantFile{"db": {"canary-restart-1", 0o644}})
 
-	driverPid := env.driver.cmd.Process.Pid
+	driverPid := env.driver.Pid()
 	if err := env.restartCoffer(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -486,7 +488,7 @@ func TestCofferRestart(t *testing.T) {
 	second.mount(ctx)
 	second.checkFiles(map[string]wantFile{"db": {"canary-restart-2", 0o644}})
 
-	if exited, _ := env.driver.exited(); exited || env.driver.cmd.Process.Pid != driverPid {
+	if exited, _ := env.driver.Exited(); exited || env.driver.Pid() != driverPid {
 		t.Errorf("the driver restarted; it must not need to")
 	}
 }

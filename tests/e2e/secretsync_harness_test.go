@@ -10,6 +10,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/coffer-csi/coffer/tests/harness"
 )
 
 // The Secret sync's RBAC, exactly as the README documents it: the suite
@@ -118,7 +120,7 @@ func (c *cluster) startCofferSync(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	return waitReady(ctx, c.cofferSync, time.Minute, func(ctx context.Context) error {
+	return harness.WaitReady(ctx, c.cofferSync, time.Minute, func(ctx context.Context) error {
 		lease, err := c.kube.CoordinationV1().Leases(cofferNamespace).Get(ctx, syncLease, metav1.GetOptions{})
 		if err != nil {
 			return err
@@ -126,7 +128,7 @@ func (c *cluster) startCofferSync(ctx context.Context) error {
 		if lease.Spec.HolderIdentity == nil || *lease.Spec.HolderIdentity == "" {
 			return errors.New("the Lease has no holder")
 		}
-		if !strings.Contains(c.cofferSync.logSince(0), "secret sync controller started") {
+		if !strings.Contains(c.cofferSync.LogSince(0), "secret sync controller started") {
 			return errors.New(`coffer sync has not logged "secret sync controller started"`)
 		}
 		return nil

@@ -28,7 +28,7 @@ func TestSecretSyncControllerLifecycle(t *testing.T) {
 	createSecret(ctx, t, region, "sl/optin", "canary-sl-optin-1")
 	createServiceAccount(ctx, t, ns, "reader", roleARN("synclife-reader"))
 	t.Cleanup(func() { checkNoValuesInMetadata(t, ns) })
-	mark := env.cofferSync.logSize()
+	mark := env.cofferSync.LogSize()
 	t.Cleanup(func() { checkSyncLog(t, env.cofferSync, mark) })
 	sm := secretsmanager.NewFromConfig(adminConfig(region))
 

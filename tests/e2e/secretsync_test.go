@@ -36,7 +36,7 @@ func TestSecretSyncController(t *testing.T) {
 	createSecret(ctx, t, region, "ss/merge", "canary-ss-merge")
 	createServiceAccount(ctx, t, ns, "reader", roleARN("secretsync-reader"))
 	t.Cleanup(func() { checkNoValuesInMetadata(t, ns) })
-	mark := env.cofferSync.logSize()
+	mark := env.cofferSync.LogSize()
 	t.Cleanup(func() { checkSyncLog(t, env.cofferSync, mark) })
 
 	t.Run("seed scenario: dev/slackurl becomes Secret slack-url without any pod", func(t *testing.T) {
@@ -212,7 +212,7 @@ func TestSecretSyncAtMount(t *testing.T) {
 	createSecret(ctx, t, region, "ms/other", "canary-ms-other")
 	createServiceAccount(ctx, t, ns, "app", roleARN("mountsync-app"))
 	t.Cleanup(func() { checkNoValuesInMetadata(t, ns) })
-	mark := env.coffer.logSize()
+	mark := env.coffer.LogSize()
 	t.Cleanup(func() { checkSyncLog(t, env.coffer, mark) })
 	objects := "- {objectName: ms/db, objectType: secretsmanager, objectAlias: db}"
 	createSPC(ctx, t, ns, spcSpec{name: "app", params: map[string]string{"region": region, "objects": objects,
@@ -243,7 +243,7 @@ func TestSecretSyncAtMount(t *testing.T) {
 	waitSecretData(ctx, t, ns, "app-db", map[string]string{"password": "canary-ms-pw-2"})
 
 	t.Run("volumeAttributes cannot add a declaration", func(t *testing.T) {
-		mark := env.coffer.logSize()
+		mark := env.coffer.LogSize()
 		p := createPod(ctx, t, ns, "injector", "app", "plain", withVolumeAttributes(map[string]string{
 			"syncSecrets": "- {secretName: injected, data: [{key: password, objectName: db}]}",
 		}))
@@ -255,7 +255,7 @@ func TestSecretSyncAtMount(t *testing.T) {
 	})
 
 	t.Run("volumeAttributes cannot redirect the class's objects or replace its declaration", func(t *testing.T) {
-		mark := env.coffer.logSize()
+		mark := env.coffer.LogSize()
 		p := createPod(ctx, t, ns, "redirect", "app", "app", withVolumeAttributes(map[string]string{
 			"objects":     "- {objectName: ms/other, objectType: secretsmanager, objectAlias: db}",
 			"syncSecrets": "- {secretName: injected, data: [{key: password, objectName: db}]}",
@@ -382,8 +382,8 @@ func syncTimes(ctx context.Context, t *testing.T, ns, spc string) string {
 
 func waitLog(ctx context.Context, t *testing.T, p *process, mark int64, text string) {
 	t.Helper()
-	eventually(ctx, t, 20*time.Second, p.name+" logging "+text, func(context.Context) error {
-		if strings.Contains(p.logSince(mark), text) {
+	eventually(ctx, t, 20*time.Second, p.Name+" logging "+text, func(context.Context) error {
+		if strings.Contains(p.LogSince(mark), text) {
 			return nil
 		}
 		return fmt.Errorf("not logged yet")
@@ -393,14 +393,14 @@ func waitLog(ctx context.Context, t *testing.T, p *process, mark int64, text str
 // checkSyncLog fails on a warning that says coffer lacks a permission or
 // could not finish a write, and shows the other warnings of the sync.
 func checkSyncLog(t *testing.T, p *process, mark int64) {
-	for _, line := range strings.Split(p.logSince(mark), "\n") {
+	for _, line := range strings.Split(p.LogSince(mark), "\n") {
 		if !strings.Contains(line, "level=WARN") {
 			continue
 		}
 		if strings.Contains(line, "RBAC") || strings.Contains(line, "ownership") || strings.Contains(line, "forbidden") {
-			t.Errorf("%s: %s", p.name, line)
+			t.Errorf("%s: %s", p.Name, line)
 		} else if strings.Contains(line, "secret sync") {
-			t.Logf("%s: %s", p.name, line)
+			t.Logf("%s: %s", p.Name, line)
 		}
 	}
 }

@@ -150,13 +150,13 @@ func yamlList(items []string) string {
 // a secret or parameter value.
 func (c *cluster) secretValuesInLogs() string {
 	var b strings.Builder
-	for _, p := range c.procs {
-		for i, line := range strings.Split(p.logSince(0), "\n") {
+	for _, p := range c.procs.Procs() {
+		for i, line := range strings.Split(p.LogSince(0), "\n") {
 			if strings.Contains(line, canaryPrefix) {
 				if len(line) > 300 {
 					line = line[:300] + "..."
 				}
-				fmt.Fprintf(&b, "%s:%d: %s\n", p.logPath, i+1, line)
+				fmt.Fprintf(&b, "%s:%d: %s\n", p.LogPath, i+1, line)
 			}
 		}
 	}

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Provides the real Kubernetes parts the end-to-end suite runs: etcd (Debian),
-# kube-apiserver and kube-controller-manager built from k8s.io/kubernetes, and
+# kube-apiserver, kube-controller-manager, kube-scheduler and kubelet built
+# from k8s.io/kubernetes, and
 # the Secrets Store CSI Driver built from its module. Builds are cached by
 # version, so only the first run pays (measured cold: 47 minutes on a 2-core VM
-# that other builds shared, 18 minutes of CPU time).
+# that other builds shared, 18 minutes of CPU time). kube-scheduler and kubelet
+# are for the node tier (tests/node); every Kubernetes binary reports its version.
 # Prints KEY=path lines for the binaries on stdout; progress goes to stderr.
 set -euo pipefail
 
@@ -27,12 +29,37 @@ ensure_etcd() {
 	echo "E2E_ETCD=$(command -v etcd)"
 }
 
+# Kubernetes' own build stamps its version into every binary with these
+# ldflags (hack/lib/version.sh); without them the binaries report
+# v0.0.0-master+$Format:%H$.
+k8s_ldflags() {
+	local info commit date major minor
+	info=$(go mod download -json "k8s.io/kubernetes@$K8S_VERSION")
+	commit=$(echo "$info" | sed -n 's/^[[:space:]]*"Hash": "\([0-9a-f]*\)",*$/\1/p' | head -1)
+	date=$(sed -n 's/.*"Time":"\([^"]*\)".*/\1/p' "$(go env GOMODCACHE)/cache/download/k8s.io/kubernetes/@v/$K8S_VERSION.info")
+	major=${K8S_VERSION#v}; major=${major%%.*}
+	minor=${K8S_VERSION#v*.}; minor=${minor%%.*}
+	local flags="" pkg
+	for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+		flags="$flags -X $pkg.gitVersion=$K8S_VERSION -X $pkg.gitMajor=$major -X $pkg.gitMinor=$minor"
+		flags="$flags -X $pkg.gitCommit=$commit -X $pkg.gitTreeState=clean -X $pkg.buildDate=$date"
+	done
+	echo "$flags"
+}
+
+# The Kubernetes binaries, from one wrapper module, all stamped with their
+# version; each is built once (a component added later is built alone). The
+# cache key names the stamping ("-stamped"): a cache from before it holds
+# unstamped binaries, which are rebuilt rather than reused. kubectl is for
+# the node tier's image of the driver chart's CRD hook.
+K8S_COMPONENTS="kubelet kube-scheduler kube-apiserver kube-controller-manager kubectl"
 build_kubernetes() {
-	local dir=$CACHE/kubernetes-$K8S_VERSION
-	if [ -x "$dir/kube-apiserver" ] && [ -x "$dir/kube-controller-manager" ]; then
+	local dir=$CACHE/kubernetes-$K8S_VERSION-stamped c missing=
+	for c in $K8S_COMPONENTS; do [ -x "$dir/$c" ] || missing="$missing $c"; done
+	if [ -z "$missing" ]; then
 		log "kubernetes $K8S_VERSION cached in $dir"
 	else
-		log "building kube-apiserver and kube-controller-manager $K8S_VERSION (slow the first time)"
+		log "building$missing $K8S_VERSION (slow the first time)"
 		local w staging
 		w=$(mktemp -d)
 		staging=v0.${K8S_VERSION#v1.}
@@ -48,26 +75,27 @@ build_kubernetes() {
 				go mod edit -replace "$m=$m@$staging"
 			done
 			go mod edit -require "k8s.io/kubernetes@$K8S_VERSION"
-			cat >tools.go <<'GO'
-//go:build tools
-
-package tools
-
-import (
-	_ "k8s.io/kubernetes/cmd/kube-apiserver"
-	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
-)
-GO
+			{
+				printf '//go:build tools\n\npackage tools\n\nimport (\n'
+				for c in $K8S_COMPONENTS; do printf '\t_ "k8s.io/kubernetes/cmd/%s"\n' "$c"; done
+				printf ')\n'
+			} >tools.go
 			go mod tidy >&2
-			mkdir -p "$dir.tmp"
-			nice go build -o "$dir.tmp/kube-apiserver" k8s.io/kubernetes/cmd/kube-apiserver
-			nice go build -o "$dir.tmp/kube-controller-manager" k8s.io/kubernetes/cmd/kube-controller-manager
+			ldflags=$(k8s_ldflags)
+			mkdir -p "$dir"
+			for c in $missing; do
+				log "building $c"
+				nice go build -ldflags "$ldflags" -o "$dir/$c.tmp" "k8s.io/kubernetes/cmd/$c"
+				mv "$dir/$c.tmp" "$dir/$c"
+			done
 		)
-		rm -rf "$dir" "$w"
-		mv "$dir.tmp" "$dir"
+		rm -rf "$w"
 	fi
 	echo "E2E_KUBE_APISERVER=$dir/kube-apiserver"
 	echo "E2E_KUBE_CONTROLLER_MANAGER=$dir/kube-controller-manager"
+	echo "E2E_KUBE_SCHEDULER=$dir/kube-scheduler"
+	echo "E2E_KUBELET=$dir/kubelet"
+	echo "E2E_KUBECTL=$dir/kubectl"
 }
 
 build_driver() {

@@ -1,4 +1,4 @@
-package e2e
+package harness
 
 import (
 	"crypto/ecdsa"
@@ -15,9 +15,10 @@ import (
 	"time"
 )
 
-// writeServingCert writes a self-signed certificate for 127.0.0.1 (its own
-// CA, so clients trust exactly this file) and its key.
-func writeServingCert(certPath, keyPath string) ([]byte, error) {
+// WriteServingCert writes a self-signed certificate named cn for 127.0.0.1,
+// localhost and the extra addresses and names (its own CA, so clients trust
+// exactly this file) and its key.
+func WriteServingCert(certPath, keyPath, cn string, ips []net.IP, names []string) ([]byte, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, err
@@ -28,11 +29,11 @@ func writeServingCert(certPath, keyPath string) ([]byte, error) {
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber:          serial,
-		Subject:               pkix.Name{CommonName: "coffer-e2e-apiserver"},
+		Subject:               pkix.Name{CommonName: cn},
 		NotBefore:             time.Now().Add(-time.Hour),
 		NotAfter:              time.Now().Add(24 * time.Hour),
-		IPAddresses:           []net.IP{net.ParseIP("127.0.0.1")},
-		DNSNames:              []string{"localhost"},
+		IPAddresses:           append([]net.IP{net.ParseIP("127.0.0.1")}, ips...),
+		DNSNames:              append([]string{"localhost"}, names...),
 		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
 		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 		BasicConstraintsValid: true,
@@ -53,10 +54,10 @@ func writeServingCert(certPath, keyPath string) ([]byte, error) {
 	return certPEM, os.WriteFile(keyPath, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600)
 }
 
-// writeServiceAccountKey writes the RSA key the apiserver signs
+// WriteServiceAccountKey writes the RSA key the apiserver signs
 // ServiceAccount tokens with (RS256, as in most clusters) and its public
 // half.
-func writeServiceAccountKey(keyPath, pubPath string) error {
+func WriteServiceAccountKey(keyPath, pubPath string) error {
 	key, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
 		return err
@@ -71,8 +72,8 @@ func writeServiceAccountKey(keyPath, pubPath string) error {
 	return os.WriteFile(pubPath, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pub}), 0o644)
 }
 
-// randomToken returns a random bearer token.
-func randomToken() string {
+// RandomToken returns a random bearer token.
+func RandomToken() string {
 	b := make([]byte, 24)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)

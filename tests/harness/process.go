@@ -1,4 +1,4 @@
-package e2e
+package harness
 
 import (
 	"bytes"
@@ -13,15 +13,15 @@ import (
 	"time"
 )
 
-// process is one component of the cluster, run as its own process group so
-// that stopping it also stops anything it started. Its stdout and stderr go
-// to a log file that survives restarts (appended to).
-type process struct {
-	name    string
-	logPath string
-	bin     string
-	args    []string
-	env     []string
+// Process is one component of a test cluster, run as its own process group
+// so that stopping it also stops anything it started. Its stdout and stderr
+// go to a log file that survives restarts (appended to).
+type Process struct {
+	Name    string
+	LogPath string
+	Bin     string
+	Args    []string // may change between runs (Start again after Stop)
+	Env     []string // added to this process's environment
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
@@ -29,30 +29,31 @@ type process struct {
 	err  error         // exit status of the last run
 }
 
-func newProcess(name, logPath, bin string, env []string, args ...string) *process {
-	return &process{name: name, logPath: logPath, bin: bin, args: args, env: env}
+// NewProcess returns a process that is not started yet.
+func NewProcess(name, logPath, bin string, env []string, args ...string) *Process {
+	return &Process{Name: name, LogPath: logPath, Bin: bin, Args: args, Env: env}
 }
 
-// start runs the process. The child gets SIGKILL if the test binary dies
+// Start runs the process. The child gets SIGKILL if the test binary dies
 // without cleaning up (Pdeathsig), so an aborted run leaves nothing behind.
-func (p *process) start() error {
+func (p *Process) Start() error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.cmd != nil && !p.exitedLocked() {
-		return fmt.Errorf("%s is already running", p.name)
+		return fmt.Errorf("%s is already running", p.Name)
 	}
-	logFile, err := os.OpenFile(p.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	logFile, err := os.OpenFile(p.LogPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(logFile, "=== e2e: %s %s %s\n", time.Now().Format(time.RFC3339Nano), p.bin, strings.Join(p.args, " "))
-	cmd := exec.Command(p.bin, p.args...)
-	cmd.Env = append(os.Environ(), p.env...)
+	fmt.Fprintf(logFile, "=== harness: %s %s %s\n", time.Now().Format(time.RFC3339Nano), p.Bin, strings.Join(p.Args, " "))
+	cmd := exec.Command(p.Bin, p.Args...)
+	cmd.Env = append(os.Environ(), p.Env...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		logFile.Close()
-		return fmt.Errorf("starting %s: %w", p.name, err)
+		return fmt.Errorf("starting %s: %w", p.Name, err)
 	}
 	done := make(chan struct{})
 	p.cmd, p.done, p.err = cmd, done, nil
@@ -67,7 +68,7 @@ func (p *process) start() error {
 	return nil
 }
 
-func (p *process) exitedLocked() bool {
+func (p *Process) exitedLocked() bool {
 	select {
 	case <-p.done:
 		return true
@@ -76,8 +77,8 @@ func (p *process) exitedLocked() bool {
 	}
 }
 
-// exited reports whether the process has stopped, and how.
-func (p *process) exited() (bool, error) {
+// Exited reports whether the process has stopped, and how.
+func (p *Process) Exited() (bool, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.cmd == nil {
@@ -89,9 +90,9 @@ func (p *process) exited() (bool, error) {
 	return false, nil
 }
 
-// stop sends SIGTERM to the process group, waits up to grace, then kills
+// Stop sends SIGTERM to the process group, waits up to grace, then kills
 // the group. It is safe to call on a process that is not running.
-func (p *process) stop(grace time.Duration) {
+func (p *Process) Stop(grace time.Duration) {
 	p.mu.Lock()
 	cmd, done := p.cmd, p.done
 	p.mu.Unlock()
@@ -112,18 +113,18 @@ func (p *process) stop(grace time.Duration) {
 	}
 }
 
-// logSize is the current length of the log, a mark for logSince.
-func (p *process) logSize() int64 {
-	fi, err := os.Stat(p.logPath)
+// LogSize is the current length of the log, a mark for LogSince.
+func (p *Process) LogSize() int64 {
+	fi, err := os.Stat(p.LogPath)
 	if err != nil {
 		return 0
 	}
 	return fi.Size()
 }
 
-// logSince returns what the process logged after mark.
-func (p *process) logSince(mark int64) string {
-	f, err := os.Open(p.logPath)
+// LogSince returns what the process logged after mark.
+func (p *Process) LogSince(mark int64) string {
+	f, err := os.Open(p.LogPath)
 	if err != nil {
 		return ""
 	}
@@ -135,12 +136,22 @@ func (p *process) logSince(mark int64) string {
 	return string(b)
 }
 
-// tail returns the last n lines of s.
-func tail(s string, n int) string {
+// Tail returns the last n lines of s.
+func Tail(s string, n int) string {
 	s = strings.TrimRight(s, "\n")
 	lines := bytes.Split([]byte(s), []byte("\n"))
 	if len(lines) > n {
 		lines = append([][]byte{[]byte(fmt.Sprintf("[... %d earlier lines]", len(lines)-n))}, lines[len(lines)-n:]...)
 	}
 	return string(bytes.Join(lines, []byte("\n")))
+}
+
+// Pid is the current run's process id (0 if never started).
+func (p *Process) Pid() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd == nil || p.cmd.Process == nil {
+		return 0
+	}
+	return p.cmd.Process.Pid
 }

@@ -1,0 +1,70 @@
+package image
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+)
+
+// CofferBinary is where coffer's image has its binary, as in the Dockerfile.
+const CofferBinary = "/usr/local/bin/coffer"
+
+// CofferOptions say what coffer's image is built from.
+type CofferOptions struct {
+	Repo     string // the repository's root (the main module)
+	Version  string // stamped into the binary and the labels
+	Revision string // the git commit, for the labels; may be empty
+	CABundle string // "" for the build machine's (Debian's ca-certificates)
+	GOARCH   string // "" for the build machine's
+}
+
+// BuildCoffer builds coffer from its source as the Dockerfile's build stage
+// does (static, -trimpath, version stamped) and returns the image's spec:
+// what distroless/static:nonroot plus the Dockerfile's last stage give.
+func BuildCoffer(o CofferOptions) (Spec, string, error) {
+	arch := o.GOARCH
+	if arch == "" {
+		arch = runtime.GOARCH
+	}
+	tmp, err := os.MkdirTemp("", "coffer-image-")
+	if err != nil {
+		return Spec{}, "", err
+	}
+	defer os.RemoveAll(tmp)
+	bin := filepath.Join(tmp, "coffer")
+	cmd := exec.Command("go", "build", "-trimpath",
+		"-ldflags", "-s -w -X github.com/coffer-csi/coffer/internal/version.Version="+o.Version,
+		"-o", bin, "./cmd/coffer")
+	cmd.Dir = o.Repo
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+arch)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return Spec{}, "", fmt.Errorf("go build ./cmd/coffer: %w\n%s", err, out)
+	}
+	data, err := os.ReadFile(bin)
+	if err != nil {
+		return Spec{}, "", err
+	}
+	files, err := Base(o.CABundle)
+	if err != nil {
+		return Spec{}, "", err
+	}
+	files = append(files, File{Path: CofferBinary, Mode: 0o755, Data: data})
+	labels := map[string]string{
+		"org.opencontainers.image.title":       "coffer",
+		"org.opencontainers.image.description": "AWS Secrets Manager and SSM Parameter Store provider for the Secrets Store CSI Driver",
+		"org.opencontainers.image.source":      "https://github.com/coffer-csi/coffer",
+		"org.opencontainers.image.version":     o.Version,
+	}
+	if o.Revision != "" {
+		labels["org.opencontainers.image.revision"] = o.Revision
+	}
+	return Spec{
+		Files:      files,
+		User:       NonrootUser,
+		Entrypoint: []string{CofferBinary},
+		Cmd:        []string{"serve"},
+		Labels:     labels,
+	}, arch, nil
+}

@@ -1,0 +1,53 @@
+package node
+
+import (
+	"fmt"
+	"strings"
+)
+
+// Every secret value starts with canaryPrefix and no name does: no
+// component's log may contain it.
+const canaryPrefix = "canary-"
+
+const (
+	adminKeyID  = "AKIANODEADMIN0000000"
+	adminSecret = "node-admin-secret-access-key"
+	appRole     = "node-app"
+)
+
+func roleARN(name string) string { return "arn:aws:iam::123456789012:role/" + name }
+
+func sa(ns, name string) string { return "system:serviceaccount:" + ns + ":" + name }
+
+// trusted are the ServiceAccounts appRole trusts: "app" of each scenario's
+// namespace. Nobody else may assume it.
+var trusted = []string{
+	sa("t-read", "app"), sa("t-identity", "app"), sa("t-fail", "app"),
+	sa("t-rotate", "app"), sa("t-sync", "app"), sa("t-upgrade", "app"),
+}
+
+func fakeSeed() string {
+	q := make([]string, len(trusted))
+	for i, s := range trusted {
+		q[i] = fmt.Sprintf("%q", s)
+	}
+	return fmt.Sprintf(`identities:
+  - accessKeyId: %s
+    secretAccessKey: %s
+    name: arn:aws:iam::123456789012:user/node-admin
+    actions: ["*"]
+    resources: ["*"]
+roles:
+  - arn: %s
+    trustedSubjects: [%s]
+    actions: ["secretsmanager:GetSecretValue", "ssm:GetParameters"]
+    resources: ["arn:aws:secretsmanager:*:123456789012:secret:node/*", "arn:aws:ssm:*:123456789012:parameter/node/*"]
+secrets:
+  - {region: us-east-1, name: node/db, string: '{"username":"canary-node-user","password":"canary-node-db-pw"}'}
+  - {region: us-east-1, name: node/api-key, string: canary-node-api-key}
+  - {region: us-east-1, name: node/rotating, string: canary-node-rot-1}
+parameters:
+  - {region: us-east-1, name: /node/host, value: canary-node-host}
+  - {region: us-east-1, name: /node/token, type: SecureString, value: canary-node-token}
+`, adminKeyID, adminSecret, roleARN(appRole), strings.Join(q, ", "))
+}
