@@ -5,12 +5,8 @@
 # prints KEY=value lines for them on stdout (progress goes to stderr):
 # - containerd, runc and the CNI plugins, from Debian;
 # - node-driver-registrar and livenessprobe at the versions the driver's
-#   chart pins, built from their source (static, as their images ship them).
-#   The module proxy does not serve these two modules, so their source comes
-#   from NODE_CSI_SOURCES: a directory holding node-driver-registrar-<v> and
-#   livenessprobe-<v> (each the project's tree at its tag, vendor/ included),
-#   by default ../shared/peers beside the repository. Builds are cached by
-#   version.
+#   chart pins (static binaries, as their images ship them): see csi_sidecar
+#   below for where they come from. Cached by version.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -45,31 +41,37 @@ ensure_runtime() {
 	echo "NODE_CNI_BIN=/usr/lib/cni"
 }
 
-# build_csi NAME VERSION CMD: a kubernetes-csi sidecar from its source tree,
-# as its release tooling builds it (CGO off, vendor/, main.version stamped).
-build_csi() {
-	local name=$1 version=$2 cmd=$3 dir=$CACHE/$1-$2 src
-	if [ ! -x "$dir/$cmd" ]; then
-		src=$NODE_CSI_SOURCES/$name-$version
-		if [ ! -f "$src/go.mod" ]; then
-			log "BLOCKED: $name $version is not served by the Go module proxy, and its source is not in $src"
-			log "put the project's tree at tag $version (vendor/ included) there, or set NODE_CSI_SOURCES"
-			exit 3
-		fi
-		log "building $name $version from $src"
+# csi_sidecar NAME VERSION CMD: the path of a kubernetes-csi sidecar binary.
+# The Go module proxy does not serve these two modules, so this repository
+# neither holds nor builds their source. They come, in this order, from
+# the cache ($CACHE/NAME-VERSION/CMD), from NODE_CSI_BINARIES (a directory
+# holding CMD-VERSION), or from a build script kept beside AWS's provider
+# outside this repository (NODE_CSI_SOURCES/build-NAME.sh OUT VERSION, as
+# ../shared/peers/build-ascp.sh is for the benchmark). Without any of them
+# the tier reports BLOCKED (exit 3) and does not run.
+csi_sidecar() {
+	local name=$1 version=$2 cmd=$3 dir=$CACHE/$1-$2
+	if [ -x "$dir/$cmd" ]; then
+		log "$name $version cached in $dir"
+	elif [ -n "${NODE_CSI_BINARIES:-}" ] && [ -x "$NODE_CSI_BINARIES/$cmd-$version" ]; then
+		mkdir -p "$dir" && cp "$NODE_CSI_BINARIES/$cmd-$version" "$dir/$cmd"
+	elif [ -x "$NODE_CSI_SOURCES/build-$name.sh" ]; then
+		log "building $name $version with $NODE_CSI_SOURCES/build-$name.sh"
 		rm -rf "$dir.tmp" && mkdir -p "$dir.tmp"
-		(cd "$src" && CGO_ENABLED=0 nice go build -mod=vendor -trimpath -ldflags "-X main.version=$version" -o "$dir.tmp/$cmd" "./cmd/$cmd")
+		"$NODE_CSI_SOURCES/build-$name.sh" "$dir.tmp/$cmd" "$version" >&2
 		rm -rf "$dir" && mv "$dir.tmp" "$dir"
 	else
-		log "$name $version cached in $dir"
+		log "BLOCKED: $name $version is not served by the Go module proxy, and no binary or build script was found"
+		log "provide $NODE_CSI_BINARIES/$cmd-$version (static, linux/amd64), or $NODE_CSI_SOURCES/build-$name.sh"
+		exit 3
 	fi
 	echo "$dir/$cmd"
 }
 
 mkdir -p "$CACHE"
 ensure_runtime
-registrar=$(build_csi node-driver-registrar "$REGISTRAR_VERSION" csi-node-driver-registrar)
-liveness=$(build_csi livenessprobe "$LIVENESS_VERSION" livenessprobe)
+registrar=$(csi_sidecar node-driver-registrar "$REGISTRAR_VERSION" csi-node-driver-registrar)
+liveness=$(csi_sidecar livenessprobe "$LIVENESS_VERSION" livenessprobe)
 echo "NODE_REGISTRAR=$registrar"
 echo "NODE_REGISTRAR_VERSION=$REGISTRAR_VERSION"
 echo "NODE_LIVENESSPROBE=$liveness"
