@@ -175,7 +175,7 @@ func TestServeNeedsKubernetesForWorkloadIdentity(t *testing.T) {
 func TestServeFreshnessFlags(t *testing.T) {
 	// The documented defaults: a 5 s freshness bound, the longer reuse
 	// window and serving through outages opt-in.
-	_, _, help := run(t, "serve", "-h")
+	_, help, _ := run(t, "serve", "--help")
 	for _, want := range []string{"-max-staleness duration", "(default 5s)", "-cache-ttl duration", "-serve-stale-on-outage duration"} {
 		if !strings.Contains(help, want) {
 			t.Errorf("serve -h lacks %q", want)
