@@ -209,7 +209,8 @@ sync: {atMount: true, atMountNamespaces: [team-a, team-b]}
 		var nss []string
 		for _, r := range kinds(objs, "Role") {
 			if got := ruleSummary(r); r.GetName() != "coffer-sync-at-mount" || !slices.Equal(got, []string{
-				"secrets-store.csi.x-k8s.io/secretproviderclasses:get", "/secrets:get,create,patch,delete", "/events:create,patch"}) {
+				"secrets-store.csi.x-k8s.io/secretproviderclasses:get", "secrets-store.csi.x-k8s.io/secretproviderclasses/finalizers:update",
+				"/secrets:get,create,patch,delete", "/events:create,patch"}) {
 				t.Errorf("Role %s/%s: %v", r.GetNamespace(), r.GetName(), got)
 			}
 			nss = append(nss, r.GetNamespace())
