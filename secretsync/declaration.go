@@ -20,6 +20,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
 
+	"github.com/coffer-csi/coffer/internal/yamlcheck"
 	"github.com/coffer-csi/coffer/provider/spc"
 )
 
@@ -202,48 +203,37 @@ var esoHints = map[string]string{
 // files cfg's objects produce. It returns the entries or a
 // *spc.ValidationError listing every problem.
 func Parse(raw string, cfg *spc.Config) ([]*Secret, error) {
-	p := parser{files: indexFiles(cfg)}
+	p := parser{files: indexFiles(cfg), Checker: yamlcheck.Checker{Hints: esoHints}}
 	secrets := p.parse(raw)
-	if len(p.problems) > 0 {
-		return nil, &spc.ValidationError{Source: sourceName(cfg.Name), Problems: p.problems}
+	if err := spc.Invalid(cfg.Name, p.Problems); err != nil {
+		return nil, err
 	}
 	return secrets, nil
 }
 
-func sourceName(name string) string {
-	if name == "" {
-		return "SecretProviderClass"
-	}
-	return fmt.Sprintf("SecretProviderClass %q", name)
-}
-
 type parser struct {
-	files    *fileIndex
-	problems []spc.Problem
-}
-
-func (p *parser) add(where, field, format string, args ...any) {
-	p.problems = append(p.problems, spc.Problem{Where: where, Field: field, Message: fmt.Sprintf(format, args...)})
+	files *fileIndex
+	yamlcheck.Checker
 }
 
 func (p *parser) parse(raw string) []*Secret {
 	const where = "parameters"
 	var doc yaml.Node
 	if err := yaml.Unmarshal([]byte(raw), &doc); err != nil {
-		p.add(where, spc.KeySyncSecrets, "is not valid YAML: %v", err)
+		p.Add(where, spc.KeySyncSecrets, "is not valid YAML: %v", err)
 		return nil
 	}
 	if len(doc.Content) == 0 {
-		p.add(where, spc.KeySyncSecrets, "is empty; list the Secrets to sync, or remove syncSecrets")
+		p.Add(where, spc.KeySyncSecrets, "is empty; list the Secrets to sync, or remove syncSecrets")
 		return nil
 	}
 	list := doc.Content[0]
 	if list.Kind != yaml.SequenceNode {
-		p.add(where, spc.KeySyncSecrets, "must be a YAML list of Secrets (each item starting with \"- secretName: ...\"), found a %s at line %d", spc.KindName(list), list.Line)
+		p.Add(where, spc.KeySyncSecrets, "must be a YAML list of Secrets (each item starting with \"- secretName: ...\"), found a %s at line %d", yamlcheck.KindName(list), list.Line)
 		return nil
 	}
 	if len(list.Content) == 0 {
-		p.add(where, spc.KeySyncSecrets, "is an empty list; list the Secrets to sync, or remove syncSecrets")
+		p.Add(where, spc.KeySyncSecrets, "is an empty list; list the Secrets to sync, or remove syncSecrets")
 		return nil
 	}
 	var out []*Secret
@@ -254,7 +244,7 @@ func (p *parser) parse(raw string) []*Secret {
 			continue
 		}
 		if prev, dup := names[s.Name]; dup {
-			p.add(s.Describe(), "secretName", "%q is also the secretName of syncSecrets[%d]; one Secret has one declaration: merge the two entries", s.Name, prev)
+			p.Add(s.Describe(), "secretName", "%q is also the secretName of syncSecrets[%d]; one Secret has one declaration: merge the two entries", s.Name, prev)
 			continue
 		}
 		names[s.Name] = i
@@ -266,87 +256,87 @@ func (p *parser) parse(raw string) []*Secret {
 func (p *parser) parseEntry(i int, item *yaml.Node) *Secret {
 	where := describeEntry(i, "")
 	if item.Kind != yaml.MappingNode {
-		p.add(where, "", "must be a mapping with secretName and data or dataFrom, found a %s at line %d", spc.KindName(item), item.Line)
+		p.Add(where, "", "must be a mapping with secretName and data or dataFrom, found a %s at line %d", yamlcheck.KindName(item), item.Line)
 		return nil
 	}
-	before := len(p.problems)
+	before := len(p.Problems)
 	// Read secretName first, so that every problem of the entry names it.
-	quiet := &parser{}
-	if name := quiet.scalar(quiet.fields(item, entryKeys, where), "secretName", where); name != "" {
+	quiet := &yamlcheck.Checker{}
+	if name := quiet.Scalar(quiet.Fields(item, entryKeys, where), "secretName", where); name != "" {
 		where = describeEntry(i, name)
 	}
-	f := p.fields(item, entryKeys, where)
-	s := &Secret{Index: i, Name: p.scalar(f, "secretName", where)}
+	f := p.Fields(item, entryKeys, where)
+	s := &Secret{Index: i, Name: p.Scalar(f, "secretName", where)}
 	switch {
 	case s.Name == "":
-		p.add(where, "secretName", "is required: the name of the Kubernetes Secret to create or merge into")
+		p.Add(where, "secretName", "is required: the name of the Kubernetes Secret to create or merge into")
 	default:
 		for _, msg := range validation.IsDNS1123Subdomain(s.Name) {
-			p.add(where, "secretName", "%q is not a valid Secret name: %s", s.Name, msg)
+			p.Add(where, "secretName", "%q is not a valid Secret name: %s", s.Name, msg)
 		}
 	}
 
 	s.CreationPolicy = Owner
-	switch v := p.scalar(f, "creationPolicy", where); strings.ToLower(v) {
+	switch v := p.Scalar(f, "creationPolicy", where); strings.ToLower(v) {
 	case "", "owner":
 	case "orphan":
 		s.CreationPolicy = Orphan
 	case "merge":
 		s.CreationPolicy = Merge
 	case "none":
-		p.add(where, "creationPolicy", "None is not supported: coffer syncs the Secrets it declares; use Owner, Orphan or Merge")
+		p.Add(where, "creationPolicy", "None is not supported: coffer syncs the Secrets it declares; use Owner, Orphan or Merge")
 	default:
-		p.add(where, "creationPolicy", "%q is not one of Owner (the default: the SecretProviderClass owns the Secret), Orphan (no owner), Merge (add keys to an existing Secret that opts in)", v)
+		p.Add(where, "creationPolicy", "%q is not one of Owner (the default: the SecretProviderClass owns the Secret), Orphan (no owner), Merge (add keys to an existing Secret that opts in)", v)
 	}
 	s.DeletionPolicy = Retain
-	switch v := p.scalar(f, "deletionPolicy", where); strings.ToLower(v) {
+	switch v := p.Scalar(f, "deletionPolicy", where); strings.ToLower(v) {
 	case "", "retain":
 	case "delete":
 		s.DeletionPolicy = Delete
 	case "merge":
-		p.add(where, "deletionPolicy", "Merge (drop only coffer's keys when the source is gone) is not supported; use Retain or Delete")
+		p.Add(where, "deletionPolicy", "Merge (drop only coffer's keys when the source is gone) is not supported; use Retain or Delete")
 	default:
-		p.add(where, "deletionPolicy", "%q is not one of Retain (the default: keep the Secret when its AWS entries are gone) or Delete (delete it then)", v)
+		p.Add(where, "deletionPolicy", "%q is not one of Retain (the default: keep the Secret when its AWS entries are gone) or Delete (delete it then)", v)
 	}
 	if s.CreationPolicy == Merge && s.DeletionPolicy == Delete {
-		p.add(where, "deletionPolicy", "Delete cannot be used with creationPolicy Merge: coffer never deletes a Secret it did not create; use Retain, or creationPolicy Owner")
+		p.Add(where, "deletionPolicy", "Delete cannot be used with creationPolicy Merge: coffer never deletes a Secret it did not create; use Retain, or creationPolicy Owner")
 	}
 
 	s.Type = corev1.SecretTypeOpaque
-	if t := p.scalar(f, "type", where); t != "" {
+	if t := p.Scalar(f, "type", where); t != "" {
 		s.Type, s.TypeSet = corev1.SecretType(t), true
 		p.checkType(s.Type, where)
 	}
-	if v := p.scalar(f, "immutable", where); v != "" {
+	if v := p.Scalar(f, "immutable", where); v != "" {
 		b, ok := parseBool(v)
 		if !ok {
-			p.add(where, "immutable", "%q is not a boolean; use true or false", v)
+			p.Add(where, "immutable", "%q is not a boolean; use true or false", v)
 		}
 		s.Immutable = b
 		if b && s.CreationPolicy == Merge {
-			p.add(where, "immutable", "applies to Secrets coffer creates, not with creationPolicy Merge; remove it")
+			p.Add(where, "immutable", "applies to Secrets coffer creates, not with creationPolicy Merge; remove it")
 		}
 	}
 	s.Labels = p.stringMap(f, "labels", where, true)
 	s.Annotations = p.stringMap(f, "annotations", where, false)
 
 	s.RefreshInterval = DefaultRefreshInterval
-	if v := p.scalar(f, "refreshInterval", where); v != "" {
+	if v := p.Scalar(f, "refreshInterval", where); v != "" {
 		d, err := time.ParseDuration(v)
 		switch {
 		case v == "0" || err == nil && d == 0:
 			s.RefreshInterval = 0
 		case err != nil:
-			p.add(where, "refreshInterval", "%q is not a duration; use one like 1h, 15m or 30s (0: only when the declaration changes)", v)
+			p.Add(where, "refreshInterval", "%q is not a duration; use one like 1h, 15m or 30s (0: only when the declaration changes)", v)
 		case d < MinRefreshInterval:
-			p.add(where, "refreshInterval", "%q is shorter than %s; every refresh reads AWS, use 1m or more (0: only when the declaration changes)", v, MinRefreshInterval)
+			p.Add(where, "refreshInterval", "%q is shorter than %s; every refresh reads AWS, use 1m or more (0: only when the declaration changes)", v, MinRefreshInterval)
 		default:
 			s.RefreshInterval = d
 		}
 	}
-	if sa := p.scalar(f, "serviceAccountName", where); sa != "" {
+	if sa := p.Scalar(f, "serviceAccountName", where); sa != "" {
 		for _, msg := range validation.IsDNS1123Subdomain(sa) {
-			p.add(where, "serviceAccountName", "%q is not a valid ServiceAccount name: %s", sa, msg)
+			p.Add(where, "serviceAccountName", "%q is not a valid ServiceAccount name: %s", sa, msg)
 		}
 		s.ServiceAccountName = sa
 	}
@@ -363,10 +353,10 @@ func (p *parser) parseEntry(i int, item *yaml.Node) *Secret {
 	_, hasData := f["data"]
 	_, hasFrom := f["dataFrom"]
 	if !hasData && !hasFrom {
-		p.add(where, "data", "is required (or dataFrom): say which files of objects fill the Secret, for example data: [{key: password, objectName: db-password}]")
+		p.Add(where, "data", "is required (or dataFrom): say which files of objects fill the Secret, for example data: [{key: password, objectName: db-password}]")
 	}
 	p.checkStaticKeys(s, where)
-	if len(p.problems) > before {
+	if len(p.Problems) > before {
 		return nil
 	}
 	return s
@@ -381,18 +371,18 @@ var reservedTypes = map[corev1.SecretType]string{
 
 func (p *parser) checkType(t corev1.SecretType, where string) {
 	if why, ok := reservedTypes[t]; ok {
-		p.add(where, "type", "%q cannot be synced: %s", t, why)
+		p.Add(where, "type", "%q cannot be synced: %s", t, why)
 		return
 	}
 	if _, known := requiredKeys[t]; known || t == corev1.SecretTypeOpaque {
 		return
 	}
 	if strings.HasPrefix(string(t), "kubernetes.io/") {
-		p.add(where, "type", "%q is not a Kubernetes Secret type; use Opaque, kubernetes.io/tls, kubernetes.io/dockerconfigjson, kubernetes.io/basic-auth, kubernetes.io/ssh-auth, or a type of your own domain", t)
+		p.Add(where, "type", "%q is not a Kubernetes Secret type; use Opaque, kubernetes.io/tls, kubernetes.io/dockerconfigjson, kubernetes.io/basic-auth, kubernetes.io/ssh-auth, or a type of your own domain", t)
 		return
 	}
 	if msgs := validation.IsQualifiedName(string(t)); len(msgs) > 0 {
-		p.add(where, "type", "%q is not a valid Secret type: %s", t, strings.Join(msgs, "; "))
+		p.Add(where, "type", "%q is not a valid Secret type: %s", t, strings.Join(msgs, "; "))
 	}
 }
 
@@ -414,7 +404,7 @@ func (p *parser) checkStaticKeys(s *Secret, where string) {
 		return
 	}
 	if missing := missingKeys(s.Type, keys); missing != "" {
-		p.add(where, "type", "%q needs %s, which the declaration does not produce (it produces %s); add them to data or template.data", s.Type, missing, strings.Join(sortedKeys(keys), ", "))
+		p.Add(where, "type", "%q needs %s, which the declaration does not produce (it produces %s); add them to data or template.data", s.Type, missing, strings.Join(sortedKeys(keys), ", "))
 	}
 }
 
@@ -470,7 +460,7 @@ func missingKeys(t corev1.SecretType, keys map[string]bool) string {
 
 func (p *parser) data(n *yaml.Node, where string) []DataEntry {
 	if n.Kind != yaml.SequenceNode {
-		p.add(where, "data", "must be a list of {key, objectName} entries, found a %s at line %d", spc.KindName(n), n.Line)
+		p.Add(where, "data", "must be a list of {key, objectName} entries, found a %s at line %d", yamlcheck.KindName(n), n.Line)
 		return nil
 	}
 	var out []DataEntry
@@ -478,27 +468,27 @@ func (p *parser) data(n *yaml.Node, where string) []DataEntry {
 	for j, item := range n.Content {
 		w := fmt.Sprintf("%s.data[%d]", where, j)
 		if item.Kind != yaml.MappingNode {
-			p.add(w, "", "must be a mapping with key and objectName, found a %s at line %d", spc.KindName(item), item.Line)
+			p.Add(w, "", "must be a mapping with key and objectName, found a %s at line %d", yamlcheck.KindName(item), item.Line)
 			continue
 		}
-		f := p.fields(item, dataKeys, w)
-		d := DataEntry{Key: p.scalar(f, "key", w)}
+		f := p.Fields(item, dataKeys, w)
+		d := DataEntry{Key: p.Scalar(f, "key", w)}
 		if d.Key == "" {
-			p.add(w, "key", "is required: the key of the value in the Secret")
+			p.Add(w, "key", "is required: the key of the value in the Secret")
 		} else if msg := checkSecretKey(d.Key); msg != "" {
-			p.add(w, "key", "%q %s", d.Key, msg)
+			p.Add(w, "key", "%q %s", d.Key, msg)
 		} else if prev, dup := seen[d.Key]; dup {
-			p.add(w, "key", "%q is also the key of data[%d]; each key appears once", d.Key, prev)
+			p.Add(w, "key", "%q is also the key of data[%d]; each key appears once", d.Key, prev)
 		} else {
 			seen[d.Key] = j
 		}
-		ref := p.scalar(f, "objectName", w)
+		ref := p.Scalar(f, "objectName", w)
 		if ref == "" {
-			p.add(w, "objectName", "is required: the file of objects whose content becomes the value (an objectAlias, a jmesPath objectAlias, or an objectName)")
+			p.Add(w, "objectName", "is required: the file of objects whose content becomes the value (an objectAlias, a jmesPath objectAlias, or an objectName)")
 		} else if src, msg := p.files.resolve(ref); msg != "" {
-			p.add(w, "objectName", "%s", msg)
+			p.Add(w, "objectName", "%s", msg)
 		} else if src.Dir {
-			p.add(w, "objectName", "%q is the directory %s writes its files into (their names come from AWS); name one file in it, such as %s/<name>, or take them all with dataFrom: [{extract: %s}]", ref, src.Object.Describe(), src.Path, ref)
+			p.Add(w, "objectName", "%q is the directory %s writes its files into (their names come from AWS); name one file in it, such as %s/<name>, or take them all with dataFrom: [{extract: %s}]", ref, src.Object.Describe(), src.Path, ref)
 		} else {
 			d.Source = src
 		}
@@ -510,27 +500,27 @@ func (p *parser) data(n *yaml.Node, where string) []DataEntry {
 
 func (p *parser) dataFrom(n *yaml.Node, where string) []ExtractEntry {
 	if n.Kind != yaml.SequenceNode {
-		p.add(where, "dataFrom", "must be a list of {extract: <file>} entries, found a %s at line %d", spc.KindName(n), n.Line)
+		p.Add(where, "dataFrom", "must be a list of {extract: <file>} entries, found a %s at line %d", yamlcheck.KindName(n), n.Line)
 		return nil
 	}
 	var out []ExtractEntry
 	for j, item := range n.Content {
 		w := fmt.Sprintf("%s.dataFrom[%d]", where, j)
 		if item.Kind != yaml.MappingNode {
-			p.add(w, "", "must be a mapping such as {extract: db-credentials}, found a %s at line %d", spc.KindName(item), item.Line)
+			p.Add(w, "", "must be a mapping such as {extract: db-credentials}, found a %s at line %d", yamlcheck.KindName(item), item.Line)
 			continue
 		}
-		f := p.fields(item, dataFromKeys, w)
+		f := p.Fields(item, dataFromKeys, w)
 		var e ExtractEntry
-		ref := p.scalar(f, "extract", w)
+		ref := p.Scalar(f, "extract", w)
 		if ref == "" {
 			if _, ok := f["extract"]; !ok {
-				p.add(w, "extract", "is required: a file of objects holding a JSON object, whose top-level keys become Secret keys (or the directory of a path, filters or expandJSON object, whose files do)")
+				p.Add(w, "extract", "is required: a file of objects holding a JSON object, whose top-level keys become Secret keys (or the directory of a path, filters or expandJSON object, whose files do)")
 			} else if f["extract"].Kind == yaml.ScalarNode {
-				p.add(w, "extract", "is empty; name a file of objects")
+				p.Add(w, "extract", "is empty; name a file of objects")
 			}
 		} else if src, msg := p.files.resolve(ref); msg != "" {
-			p.add(w, "extract", "%s", msg)
+			p.Add(w, "extract", "%s", msg)
 		} else {
 			e.Source = src
 		}
@@ -541,7 +531,7 @@ func (p *parser) dataFrom(n *yaml.Node, where string) []ExtractEntry {
 }
 
 func (p *parser) decoding(f map[string]*yaml.Node, where string) Decoding {
-	switch v := p.scalar(f, "decoding", where); strings.ToLower(v) {
+	switch v := p.Scalar(f, "decoding", where); strings.ToLower(v) {
 	case "", "none":
 		return DecodeNone
 	case "base64":
@@ -549,9 +539,9 @@ func (p *parser) decoding(f map[string]*yaml.Node, where string) Decoding {
 	case "base64url":
 		return DecodeBase64URL
 	case "auto":
-		p.add(where, "decoding", "Auto is not supported: say what the value is, none, base64 or base64url")
+		p.Add(where, "decoding", "Auto is not supported: say what the value is, none, base64 or base64url")
 	default:
-		p.add(where, "decoding", "%q is not one of none (the default), base64, base64url", v)
+		p.Add(where, "decoding", "%q is not one of none (the default), base64, base64url", v)
 	}
 	return DecodeNone
 }
@@ -559,48 +549,48 @@ func (p *parser) decoding(f map[string]*yaml.Node, where string) Decoding {
 func (p *parser) template(n *yaml.Node, where string) *Template {
 	w := where + ".template"
 	if n.Kind != yaml.MappingNode {
-		p.add(where, "template", "must be a mapping with data (key: Go template) and optionally mergePolicy, found a %s at line %d", spc.KindName(n), n.Line)
+		p.Add(where, "template", "must be a mapping with data (key: Go template) and optionally mergePolicy, found a %s at line %d", yamlcheck.KindName(n), n.Line)
 		return nil
 	}
-	f := p.fields(n, templateKeys, w)
+	f := p.Fields(n, templateKeys, w)
 	t := &Template{MergePolicy: Replace, texts: map[string]string{}, tmpls: map[string]*template.Template{}}
-	switch v := p.scalar(f, "mergePolicy", w); strings.ToLower(v) {
+	switch v := p.Scalar(f, "mergePolicy", w); strings.ToLower(v) {
 	case "", "replace":
 	case "merge":
 		t.MergePolicy = MergeData
 	default:
-		p.add(w, "mergePolicy", "%q is not one of Replace (the default: the Secret holds only the template's keys) or Merge (data and dataFrom keys too)", v)
+		p.Add(w, "mergePolicy", "%q is not one of Replace (the default: the Secret holds only the template's keys) or Merge (data and dataFrom keys too)", v)
 	}
 	d, ok := f["data"]
 	switch {
 	case !ok:
-		p.add(w, "data", "is required: a mapping of Secret keys to Go templates, for example data: {url: \"https://{{ .host }}/\"}")
+		p.Add(w, "data", "is required: a mapping of Secret keys to Go templates, for example data: {url: \"https://{{ .host }}/\"}")
 		return t
 	case d.Kind != yaml.MappingNode:
-		p.add(w, "data", "must be a mapping of Secret keys to Go templates, found a %s at line %d", spc.KindName(d), d.Line)
+		p.Add(w, "data", "must be a mapping of Secret keys to Go templates, found a %s at line %d", yamlcheck.KindName(d), d.Line)
 		return t
 	case len(d.Content) == 0:
-		p.add(w, "data", "is empty; map at least one Secret key to a template, or remove template")
+		p.Add(w, "data", "is empty; map at least one Secret key to a template, or remove template")
 		return t
 	}
 	for i := 0; i+1 < len(d.Content); i += 2 {
 		k, v := d.Content[i], d.Content[i+1]
 		key := k.Value
 		if msg := checkSecretKey(key); msg != "" {
-			p.add(w+".data", key, "%s", msg)
+			p.Add(w+".data", key, "%s", msg)
 			continue
 		}
 		if _, dup := t.texts[key]; dup {
-			p.add(w+".data", key, "is set twice (line %d); keep one", k.Line)
+			p.Add(w+".data", key, "is set twice (line %d); keep one", k.Line)
 			continue
 		}
 		if v.Kind != yaml.ScalarNode {
-			p.add(w+".data", key, "must be a template string, found a %s at line %d", spc.KindName(v), v.Line)
+			p.Add(w+".data", key, "must be a template string, found a %s at line %d", yamlcheck.KindName(v), v.Line)
 			continue
 		}
 		tmpl, err := parseTemplate(key, v.Value)
 		if err != nil {
-			p.add(w+".data", key, "is not a valid template: %v", err)
+			p.Add(w+".data", key, "is not a valid template: %v", err)
 			continue
 		}
 		t.texts[key] = v.Value
@@ -620,7 +610,7 @@ func (p *parser) stringMap(f map[string]*yaml.Node, field, where string, labels 
 		return nil
 	}
 	if n.Kind != yaml.MappingNode {
-		p.add(where, field, "must be a mapping of names to values, found a %s at line %d", spc.KindName(n), n.Line)
+		p.Add(where, field, "must be a mapping of names to values, found a %s at line %d", yamlcheck.KindName(n), n.Line)
 		return nil
 	}
 	out := map[string]string{}
@@ -628,29 +618,29 @@ func (p *parser) stringMap(f map[string]*yaml.Node, field, where string, labels 
 		k, v := n.Content[i], n.Content[i+1]
 		w := where + "." + field
 		if v.Kind != yaml.ScalarNode {
-			p.add(w, k.Value, "must be a single value, found a %s at line %d", spc.KindName(v), v.Line)
+			p.Add(w, k.Value, "must be a single value, found a %s at line %d", yamlcheck.KindName(v), v.Line)
 			continue
 		}
 		switch {
 		case strings.HasPrefix(k.Value, reservedPrefix):
-			p.add(w, k.Value, "is in coffer's own domain %s, which coffer manages; use another name", Domain)
+			p.Add(w, k.Value, "is in coffer's own domain %s, which coffer manages; use another name", Domain)
 			continue
 		case labels && k.Value == LabelManagedBy:
-			p.add(w, k.Value, "is set by coffer (%s=%s); remove it", LabelManagedBy, ManagedByValue)
+			p.Add(w, k.Value, "is set by coffer (%s=%s); remove it", LabelManagedBy, ManagedByValue)
 			continue
 		}
 		if msgs := validation.IsQualifiedName(k.Value); len(msgs) > 0 {
-			p.add(w, k.Value, "is not a valid name: %s", strings.Join(msgs, "; "))
+			p.Add(w, k.Value, "is not a valid name: %s", strings.Join(msgs, "; "))
 			continue
 		}
 		if labels {
 			if msgs := validation.IsValidLabelValue(v.Value); len(msgs) > 0 {
-				p.add(w, k.Value, "value %q is not a valid label value: %s", v.Value, strings.Join(msgs, "; "))
+				p.Add(w, k.Value, "value %q is not a valid label value: %s", v.Value, strings.Join(msgs, "; "))
 				continue
 			}
 		}
 		if _, dup := out[k.Value]; dup {
-			p.add(w, k.Value, "is set twice (line %d); keep one", k.Line)
+			p.Add(w, k.Value, "is set twice (line %d); keep one", k.Line)
 			continue
 		}
 		out[k.Value] = v.Value
@@ -666,44 +656,6 @@ func checkSecretKey(k string) string {
 	return ""
 }
 
-// fields maps the keys of a YAML mapping to their value nodes, reporting
-// unknown and duplicate keys. Keys match case-insensitively, as they do in
-// objects.
-func (p *parser) fields(n *yaml.Node, valid []string, where string) map[string]*yaml.Node {
-	out := make(map[string]*yaml.Node, len(n.Content)/2)
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		k, v := n.Content[i], n.Content[i+1]
-		key := ""
-		for _, c := range valid {
-			if strings.EqualFold(k.Value, c) {
-				key = c
-			}
-		}
-		if key == "" {
-			p.add(where, k.Value, "%s", unknownKeyMessage(k.Value, valid))
-			continue
-		}
-		if _, dup := out[key]; dup {
-			p.add(where, key, "is set twice (line %d); keep one", k.Line)
-			continue
-		}
-		out[key] = v
-	}
-	return out
-}
-
-func (p *parser) scalar(f map[string]*yaml.Node, key, where string) string {
-	n, ok := f[key]
-	if !ok {
-		return ""
-	}
-	if n.Kind != yaml.ScalarNode {
-		p.add(where, key, "must be a single value, found a %s at line %d", spc.KindName(n), n.Line)
-		return ""
-	}
-	return strings.TrimSpace(n.Value)
-}
-
 func parseBool(v string) (bool, bool) {
 	switch strings.ToLower(v) {
 	case "true":
@@ -712,16 +664,6 @@ func parseBool(v string) (bool, bool) {
 		return false, true
 	}
 	return false, false
-}
-
-func unknownKeyMessage(key string, valid []string) string {
-	if hint, ok := esoHints[strings.ToLower(key)]; ok {
-		return "unknown key; " + hint
-	}
-	if s := spc.Nearest(key, valid); s != "" {
-		return fmt.Sprintf("unknown key; did you mean %q? (valid keys: %s)", s, strings.Join(valid, ", "))
-	}
-	return "unknown key; valid keys are " + strings.Join(valid, ", ")
 }
 
 func sortedKeys[V any](m map[string]V) []string {
