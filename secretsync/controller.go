@@ -245,70 +245,33 @@ func (c *Controller) reconcile(ctx context.Context, key string) (wake time.Time,
 
 	// The class's own parameters, for a workload in its namespace; the
 	// ServiceAccount and its tokens are filled in per entry below.
-	cfg, err := owner.Config(ctx, map[string]string{spc.AttrPodNamespace: owner.Namespace, spc.AttrPodName: "sync-" + owner.Name}, c.Config)
-	if err != nil {
-		return c.declarationFailed(ctx, owner, st, failedWith("", declarationReason(err), "syncSecrets not synced: the SecretProviderClass's parameters", err))
+	cfg, decl, failure := loadDeclaration(ctx, owner, map[string]string{spc.AttrPodNamespace: owner.Namespace, spc.AttrPodName: "sync-" + owner.Name}, c.Config)
+	if failure != nil {
+		return c.declarationFailed(ctx, owner, st, *failure)
 	}
-	decl, err := Parse(owner.Parameters[spc.KeySyncSecrets], cfg)
-	if err != nil {
-		return c.declarationFailed(ctx, owner, st, failedWith("", ReasonInvalidDeclaration, "syncSecrets not synced", err))
-	}
-
-	order := map[string]int{}
-	var due []*Secret
+	order := make(map[string]int, len(decl))
 	for i, s := range decl {
 		order[s.Name] = i
-		if s.ServiceAccountName == "" {
-			st.status[s.Name] = noServiceAccountStatus(s.Name)
-			continue
-		}
-		if t, seen := st.due[s.Name]; seen && (t.IsZero() || t.After(now)) {
-			continue
-		}
-		due = append(due, s)
 	}
 	for name := range st.status {
 		if _, declared := order[name]; !declared {
 			delete(st.status, name)
-			delete(st.due, name)
 		}
 	}
-
-	// One identity, one fetch: entries that read as the same
-	// ServiceAccount share their AWS calls.
-	var accounts []string
-	groups := map[string][]*Secret{}
-	for _, s := range due {
-		if _, seen := groups[s.ServiceAccountName]; !seen {
-			accounts = append(accounts, s.ServiceAccountName)
-		}
-		groups[s.ServiceAccountName] = append(groups[s.ServiceAccountName], s)
+	plan := planSync(decl, st.due, now)
+	for _, s := range plan.unowned {
+		st.status[s.Name] = noServiceAccountStatus(s.Name)
 	}
-	st.retryWithin = 0
-	for _, sa := range accounts {
-		entries := groups[sa]
-		for i, r := range c.syncAs(ctx, owner, cfg, sa, entries) {
-			s := entries[i]
-			st.status[s.Name] = secretStatus(r, sa, st.status[s.Name], now)
-			switch {
-			case !r.Ready:
-				retry = true
-				delete(st.due, s.Name)
-				if s.RefreshInterval > 0 && (st.retryWithin == 0 || s.RefreshInterval < st.retryWithin) {
-					st.retryWithin = s.RefreshInterval
-				}
-			case s.RefreshInterval == 0:
-				st.due[s.Name] = time.Time{}
-			default:
-				st.due[s.Name] = now.Add(s.RefreshInterval)
-			}
+	var synced []outcome
+	for _, g := range plan.groups {
+		for i, r := range c.syncAs(ctx, owner, cfg, g.serviceAccount, g.secrets) {
+			s := g.secrets[i]
+			st.status[s.Name] = secretStatus(r, g.serviceAccount, st.status[s.Name], now)
+			synced = append(synced, outcome{secret: s, ready: r.Ready})
 		}
 	}
-	for _, t := range st.due {
-		if !t.IsZero() && (wake.IsZero() || t.Before(wake)) {
-			wake = t
-		}
-	}
+	next := reschedule(decl, st.due, synced, now)
+	st.due, st.retryWithin = next.due, next.retryWithin
 	c.setWaiting(key, owner.Namespace, st.status)
 	list := make([]SecretStatus, 0, len(st.status))
 	for _, s := range st.status {
@@ -317,8 +280,8 @@ func (c *Controller) reconcile(ctx context.Context, key string) (wake time.Time,
 	sortStatuses(list, order)
 	status := summarize(owner.Generation, list)
 	c.writeStatus(ctx, owner, &status)
-	c.logger().Debug("secret sync: reconciled", "secretProviderClass", key, "synced", len(due), "ready", status.Ready, "next", wake)
-	return wake, retry
+	c.logger().Debug("secret sync: reconciled", "secretProviderClass", key, "synced", len(synced), "ready", status.Ready, "next", next.wake)
+	return next.wake, next.retry
 }
 
 // syncAs fetches what entries need as ServiceAccount sa and syncs them.

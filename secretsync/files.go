@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/coffer-csi/coffer/internal/yamlcheck"
 	"github.com/coffer-csi/coffer/provider/render"
 	"github.com/coffer-csi/coffer/provider/spc"
 )
@@ -91,7 +92,7 @@ func (x *fileIndex) resolve(ref string) (Source, string) {
 			list, more = list[:20], fmt.Sprintf(" (and %d more)", len(x.paths)-20)
 		}
 		guess := ""
-		if s := spc.Nearest(ref, append(sortedKeys(x.byName), x.paths...)); s != "" {
+		if s := yamlcheck.Nearest(ref, append(sortedKeys(x.byName), x.paths...)); s != "" {
 			guess = fmt.Sprintf("did you mean %q? ", s)
 		}
 		return Source{}, fmt.Sprintf("%q is not a file this SecretProviderClass writes; %suse one of: %s%s", ref, guess, strings.Join(list, ", "), more)

@@ -2,7 +2,6 @@ package secretsync
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"sync"
 	"time"
@@ -150,29 +149,20 @@ func (m *MountTrigger) sync(mounted *provider.Mounted) {
 		log.Debug("secret sync: the SecretProviderClass declares no syncSecrets; the mount's attributes are not a declaration")
 		return
 	}
-	cfg, err := owner.Config(ctx, mounted.Attributes, m.Config)
-	if err != nil {
-		m.Engine.Report(owner, failed("", declarationReason(err), "syncSecrets not synced: the SecretProviderClass's own parameters: %v", err))
+	cfg, decl, failure := loadDeclaration(ctx, owner, mounted.Attributes, m.Config)
+	if failure != nil {
+		m.Engine.Report(owner, *failure)
 		return
 	}
-	decl, err := Parse(owner.Parameters[spc.KeySyncSecrets], cfg)
-	if err != nil {
-		m.Engine.Report(owner, failed("", ReasonInvalidDeclaration, "syncSecrets not synced: %v", err))
-		return
+	// An entry is written only with the identity it names: a pod of
+	// another ServiceAccount (perhaps a role in another account) must not
+	// fill, overwrite or delete it. An entry that names none belongs to no
+	// one, so no mount syncs it.
+	plan := planSync(decl, nil, time.Time{})
+	for _, s := range plan.unowned {
+		m.Engine.Report(owner, failed(s.Name, ReasonNoServiceAccount, "%s", noServiceAccountMessage(s.Name)))
 	}
-	var mine []*Secret
-	for _, s := range decl {
-		// An entry is written only with the identity it names: a pod of
-		// another ServiceAccount (perhaps a role in another account) must
-		// not fill, overwrite or delete it. An entry that names none
-		// belongs to no one, so no mount syncs it.
-		switch s.ServiceAccountName {
-		case pod.ServiceAccount:
-			mine = append(mine, s)
-		case "":
-			m.Engine.Report(owner, failed(s.Name, ReasonNoServiceAccount, "%s", noServiceAccountMessage(s.Name)))
-		}
-	}
+	mine := plan.secretsOf(pod.ServiceAccount)
 	if len(mine) == 0 {
 		log.Debug("secret sync: no syncSecrets entry for this pod's ServiceAccount", "serviceAccount", pod.ServiceAccount)
 		return
@@ -203,16 +193,6 @@ func sameFetch(params, attrs map[string]string) bool {
 		}
 	}
 	return true
-}
-
-// declarationReason tells a class that cannot be parsed from a failure to
-// look up a default (the node's region).
-func declarationReason(err error) string {
-	var verr *spc.ValidationError
-	if errors.As(err, &verr) {
-		return ReasonInvalidDeclaration
-	}
-	return ReasonFetchFailed
 }
 
 func (m *MountTrigger) logger() *slog.Logger {

@@ -8,6 +8,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/coffer-csi/coffer/internal/yamlcheck"
 	"github.com/coffer-csi/coffer/provider/fetch"
 	"github.com/coffer-csi/coffer/provider/spc"
 )
@@ -17,12 +18,12 @@ import (
 func TestStatusKeepsWholeProblems(t *testing.T) {
 	cfg := testConfig(t)
 	var objErrs fetch.Errors
-	var problemsList []spc.Problem
+	var problemsList []yamlcheck.Problem
 	for i := range 40 {
 		o := cfg.Objects[i%len(cfg.Objects)]
 		objErrs = append(objErrs, &fetch.ObjectError{Object: o, Entry: -1, Kind: fetch.KindAccessDenied, Operation: "secretsmanager:GetSecretValue",
 			Detail: fmt.Sprintf("access denied to secret number %d", i), Hint: "grant the pod's IAM role secretsmanager:GetSecretValue on this resource"})
-		problemsList = append(problemsList, spc.Problem{Where: fmt.Sprintf("syncSecrets[%d]", i), Field: "serviceAccountName", Message: "must name the ServiceAccount to read AWS as"})
+		problemsList = append(problemsList, yamlcheck.Problem{Where: fmt.Sprintf("syncSecrets[%d]", i), Field: "serviceAccountName", Message: "must name the ServiceAccount to read AWS as"})
 	}
 	tests := map[string]struct {
 		result Result

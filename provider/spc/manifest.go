@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/coffer-csi/coffer/internal/yamlcheck"
 )
 
 // Manifest is a SecretProviderClass read from a file, or a bare parameters
@@ -126,19 +128,19 @@ func (m Manifest) Check(opts Options) (*Config, error) {
 		attrs[AttrSPCName] = m.Name
 	}
 	cfg, err := Parse(attrs, opts)
-	var ps problems
+	var ps yamlcheck.Checker
 	var verr *ValidationError
 	if errors.As(err, &verr) {
-		ps.list = append(ps.list, verr.Problems...)
+		ps.Problems = append(ps.Problems, verr.Problems...)
 	} else if err != nil {
 		return nil, err
 	}
 	if m.Kind != "" {
 		if !strings.HasPrefix(m.APIVersion, "secrets-store.csi.x-k8s.io/") {
-			ps.add("apiVersion", "", "%q is not the driver's API group; use secrets-store.csi.x-k8s.io/v1", m.APIVersion)
+			ps.Add("apiVersion", "", "%q is not the driver's API group; use secrets-store.csi.x-k8s.io/v1", m.APIVersion)
 		}
 		if m.Name == "" {
-			ps.add("metadata", "name", "is required")
+			ps.Add("metadata", "name", "is required")
 		}
 	}
 	if cfg != nil {
@@ -152,13 +154,13 @@ func (m Manifest) Check(opts Options) (*Config, error) {
 		for i, so := range m.SecretObjects {
 			for j, d := range so.Data {
 				if !files[d.ObjectName] {
-					ps.add(fmt.Sprintf("secretObjects[%d] (%s).data[%d]", i, so.SecretName, j), "objectName",
+					ps.Add(fmt.Sprintf("secretObjects[%d] (%s).data[%d]", i, so.SecretName, j), "objectName",
 						"%q is not a file this SecretProviderClass writes; use one of: %s", d.ObjectName, strings.Join(sortedKeys(files), ", "))
 				}
 			}
 		}
 	}
-	if err := ps.err(sourceName(m.Name)); err != nil {
+	if err := Invalid(m.Name, ps.Problems); err != nil {
 		return nil, err
 	}
 	return cfg, nil

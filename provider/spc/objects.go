@@ -10,6 +10,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/coffer-csi/coffer/internal/jmes"
+	"github.com/coffer-csi/coffer/internal/yamlcheck"
 )
 
 // Object is one validated entry of the objects list.
@@ -92,7 +93,7 @@ type objectParser struct {
 	cfg         *Config
 	translation string
 	defaultMode fs.FileMode
-	ps          *problems
+	ps          *yamlcheck.Checker
 	// items counts the entries of the objects list, valid or not.
 	items int
 }
@@ -100,20 +101,20 @@ type objectParser struct {
 func (p *objectParser) parse(raw string) []*Object {
 	var doc yaml.Node
 	if err := yaml.Unmarshal([]byte(raw), &doc); err != nil {
-		p.ps.add("parameters", KeyObjects, "is not valid YAML: %v", err)
+		p.ps.Add("parameters", KeyObjects, "is not valid YAML: %v", err)
 		return nil
 	}
 	if len(doc.Content) == 0 {
-		p.ps.add("parameters", KeyObjects, "is empty; list at least one object")
+		p.ps.Add("parameters", KeyObjects, "is empty; list at least one object")
 		return nil
 	}
 	list := doc.Content[0]
 	if list.Kind != yaml.SequenceNode {
-		p.ps.add("parameters", KeyObjects, "must be a YAML list of objects (each item starting with \"- objectName: ...\"), found a %s at line %d", KindName(list), list.Line)
+		p.ps.Add("parameters", KeyObjects, "must be a YAML list of objects (each item starting with \"- objectName: ...\"), found a %s at line %d", yamlcheck.KindName(list), list.Line)
 		return nil
 	}
 	if len(list.Content) == 0 {
-		p.ps.add("parameters", KeyObjects, "is an empty list; list at least one object")
+		p.ps.Add("parameters", KeyObjects, "is an empty list; list at least one object")
 		return nil
 	}
 	p.items = len(list.Content)
@@ -126,103 +127,47 @@ func (p *objectParser) parse(raw string) []*Object {
 	return objects
 }
 
-func KindName(n *yaml.Node) string {
-	switch n.Kind {
-	case yaml.MappingNode:
-		return "mapping"
-	case yaml.SequenceNode:
-		return "list"
-	case yaml.ScalarNode:
-		return "plain value"
-	case yaml.AliasNode:
-		return "YAML alias"
-	}
-	return "document"
-}
-
-// fields maps the keys of a YAML mapping to their value nodes, reporting
-// unknown and duplicate keys. Keys match case-insensitively, as they do for
-// the AWS provider (which decodes through encoding/json).
-func fields(n *yaml.Node, valid []string, where string, ps *problems) map[string]*yaml.Node {
-	out := make(map[string]*yaml.Node, len(n.Content)/2)
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		k, v := n.Content[i], n.Content[i+1]
-		key := canonicalKey(k.Value, valid)
-		if key == "" {
-			ps.add(where, k.Value, "%s", unknownKeyMessage(k.Value, valid))
-			continue
-		}
-		if _, dup := out[key]; dup {
-			ps.add(where, key, "is set twice (line %d); keep one", k.Line)
-			continue
-		}
-		out[key] = v
-	}
-	return out
-}
-
-func canonicalKey(k string, valid []string) string {
-	for _, v := range valid {
-		if strings.EqualFold(k, v) {
-			return v
-		}
-	}
-	return ""
-}
-
-// scalar returns the text of a scalar field, reporting non-scalars.
-func scalar(f map[string]*yaml.Node, key, where string, ps *problems) string {
-	n, ok := f[key]
-	if !ok {
-		return ""
-	}
-	if n.Kind != yaml.ScalarNode {
-		ps.add(where, key, "must be a single value, found a %s at line %d", KindName(n), n.Line)
-		return ""
-	}
-	return strings.TrimSpace(n.Value)
-}
-
 func (p *objectParser) parseObject(i int, item *yaml.Node) *Object {
 	where := fmt.Sprintf("objects[%d]", i)
 	if item.Kind != yaml.MappingNode {
-		p.ps.add(where, "", "must be a mapping with objectName and objectType, found a %s at line %d", KindName(item), item.Line)
+		p.ps.Add(where, "", "must be a mapping with objectName and objectType, found a %s at line %d", yamlcheck.KindName(item), item.Line)
 		return nil
 	}
-	before := len(p.ps.list)
+	before := len(p.ps.Problems)
 	// Read objectName first, so that every problem of the entry, its keys'
 	// included, names the object.
-	if name := scalar(fields(item, objectKeys, where, &problems{}), "objectName", where, &problems{}); name != "" {
+	quiet := &yamlcheck.Checker{}
+	if name := quiet.Scalar(quiet.Fields(item, objectKeys, where), "objectName", where); name != "" {
 		where = describe(i, name)
 	}
-	f := fields(item, objectKeys, where, p.ps)
-	o := &Object{Index: i, Name: scalar(f, "objectName", where, p.ps)}
-	o.Alias = scalar(f, "objectAlias", where, p.ps)
+	f := p.ps.Fields(item, objectKeys, where)
+	o := &Object{Index: i, Name: p.ps.Scalar(f, "objectName", where)}
+	o.Alias = p.ps.Scalar(f, "objectAlias", where)
 	o.Decoding = p.decoding(f, where)
 	if o.Name == "" {
-		p.parseBulk(o, f, scalar(f, "objectType", where, p.ps), where)
+		p.parseBulk(o, f, p.ps.Scalar(f, "objectType", where), where)
 		if o.Bulk() {
 			where = describe(i, o.Name)
 		}
 	} else {
 		for _, k := range []string{keyPath, keyFilters, keyRecursive, keyMaxMembers} {
 			if _, ok := f[k]; ok {
-				p.ps.add(where, k, "cannot be used with objectName; %s select many entries and take no objectName", map[bool]string{true: "path and recursive", false: "filters"}[k != keyFilters])
+				p.ps.Add(where, k, "cannot be used with objectName; %s select many entries and take no objectName", map[bool]string{true: "path and recursive", false: "filters"}[k != keyFilters])
 			}
 		}
-		o.Type = p.objectType(o.Name, scalar(f, "objectType", where, p.ps), p.cfg.Region, where)
-		if v := scalar(f, keyExpandJSON, where, p.ps); v != "" {
+		o.Type = p.objectType(o.Name, p.ps.Scalar(f, "objectType", where), p.cfg.Region, where)
+		if v := p.ps.Scalar(f, keyExpandJSON, where); v != "" {
 			b, err := strconv.ParseBool(v)
 			if err != nil {
-				p.ps.add(where, keyExpandJSON, "%q is not a boolean; use true to write one file per top-level key of the JSON value", v)
+				p.ps.Add(where, keyExpandJSON, "%q is not a boolean; use true to write one file per top-level key of the JSON value", v)
 			}
 			o.ExpandJSON = b
 		}
 	}
-	o.Version = scalar(f, "objectVersion", where, p.ps)
-	o.VersionLabel = scalar(f, "objectVersionLabel", where, p.ps)
+	o.Version = p.ps.Scalar(f, "objectVersion", where)
+	o.VersionLabel = p.ps.Scalar(f, "objectVersionLabel", where)
 	p.checkSelectors(o.Type, o.Version, o.VersionLabel, where)
-	o.Mode = p.mode(scalar(f, "filePermission", where, p.ps), p.defaultMode, where, "filePermission")
+	o.Mode = p.mode(p.ps.Scalar(f, "filePermission", where), p.defaultMode, where, "filePermission")
 
 	name := o.Alias
 	if name == "" && !o.Bulk() {
@@ -234,14 +179,14 @@ func (p *objectParser) parseObject(i int, item *yaml.Node) *Object {
 		if o.Alias != "" {
 			field = "objectAlias"
 		}
-		p.ps.add(where, field, "%v; choose an objectAlias that is a plain relative file name", err)
+		p.ps.Add(where, field, "%v; choose an objectAlias that is a plain relative file name", err)
 	}
 
 	if n, ok := f["jmesPath"]; ok {
 		o.JMESPath = p.jmesPath(n, where, o.Mode)
 	}
 	o.Failover = p.failover(o, f, where)
-	if len(p.ps.list) > before {
+	if len(p.ps.Problems) > before {
 		return nil
 	}
 	return o
@@ -258,10 +203,10 @@ func (p *objectParser) objectType(name, declared, region, where string) ObjectTy
 	case string(ParameterStore):
 		t = ParameterStore
 	case "ssm", "parameterstore", "ssm-parameter", "parameter":
-		p.ps.add(where, "objectType", "%q is not a valid objectType; for Parameter Store use \"ssmparameter\"", declared)
+		p.ps.Add(where, "objectType", "%q is not a valid objectType; for Parameter Store use \"ssmparameter\"", declared)
 		return ""
 	default:
-		p.ps.add(where, "objectType", "%q is not a valid objectType; use \"secretsmanager\" or \"ssmparameter\"", declared)
+		p.ps.Add(where, "objectType", "%q is not a valid objectType; use \"secretsmanager\" or \"ssmparameter\"", declared)
 		return ""
 	}
 	if name == "" {
@@ -269,11 +214,11 @@ func (p *objectParser) objectType(name, declared, region, where string) ObjectTy
 	}
 	if !strings.HasPrefix(name, "arn:") {
 		if t == "" {
-			p.ps.add(where, "objectType", "is required when objectName is not an ARN; set objectType: secretsmanager or objectType: ssmparameter")
+			p.ps.Add(where, "objectType", "is required when objectName is not an ARN; set objectType: secretsmanager or objectType: ssmparameter")
 			return ""
 		}
 		if err := checkName(t, name); err != nil {
-			p.ps.add(where, "objectName", "%v", err)
+			p.ps.Add(where, "objectName", "%v", err)
 		}
 		return t
 	}
@@ -282,7 +227,7 @@ func (p *objectParser) objectType(name, declared, region, where string) ObjectTy
 		return ""
 	}
 	if t != "" && t != arnType {
-		p.ps.add(where, "objectType", "is %q but objectName is a %s ARN; make them agree (or drop objectType: the ARN decides)", declared, arnType.Title())
+		p.ps.Add(where, "objectType", "is %q but objectName is a %s ARN; make them agree (or drop objectType: the ARN decides)", declared, arnType.Title())
 		return ""
 	}
 	return arnType
@@ -293,16 +238,16 @@ func (p *objectParser) objectType(name, declared, region, where string) ObjectTy
 func (p *objectParser) checkARN(name, region, where, field, regionKey string) ObjectType {
 	a, err := ParseARN(name)
 	if err != nil {
-		p.ps.add(where, field, "%q is not a valid ARN: %v", name, err)
+		p.ps.Add(where, field, "%q is not a valid ARN: %v", name, err)
 		return ""
 	}
 	t, err := typeOfARN(a)
 	if err != nil {
-		p.ps.add(where, field, "%v", err)
+		p.ps.Add(where, field, "%v", err)
 		return ""
 	}
 	if region != "" && a.Region != region {
-		p.ps.add(where, field, "the ARN is in region %s but it is read in %s (%s); use the ARN of the copy in %s, or set %s to %s", a.Region, region, regionKey, region, regionKey, a.Region)
+		p.ps.Add(where, field, "the ARN is in region %s but it is read in %s (%s); use the ARN of the copy in %s, or set %s to %s", a.Region, region, regionKey, region, regionKey, a.Region)
 	}
 	return t
 }
@@ -310,16 +255,16 @@ func (p *objectParser) checkARN(name, region, where, field, regionKey string) Ob
 func (p *objectParser) checkSelectors(t ObjectType, version, label, where string) {
 	if version != "" && t != "" {
 		if err := checkVersion(t, version); err != nil {
-			p.ps.add(where, "objectVersion", "%v", err)
+			p.ps.Add(where, "objectVersion", "%v", err)
 		}
 	}
 	if label != "" {
 		if err := checkLabel(label); err != nil {
-			p.ps.add(where, "objectVersionLabel", "%v", err)
+			p.ps.Add(where, "objectVersionLabel", "%v", err)
 		}
 	}
 	if t == ParameterStore && version != "" && label != "" {
-		p.ps.add(where, "objectVersionLabel", "Parameter Store selects by version or by label, not both; remove objectVersion or objectVersionLabel")
+		p.ps.Add(where, "objectVersionLabel", "Parameter Store selects by version or by label, not both; remove objectVersion or objectVersionLabel")
 	}
 }
 
@@ -330,7 +275,7 @@ func (p *objectParser) mode(s string, def fs.FileMode, where, field string) fs.F
 	}
 	n, err := strconv.ParseUint(s, 8, 32)
 	if err != nil || len(s) < 3 || len(s) > 4 || n > 0o777 {
-		p.ps.add(where, field, "%q is not a file permission; use four octal digits such as \"0640\" (at most \"0777\")", s)
+		p.ps.Add(where, field, "%q is not a file permission; use four octal digits such as \"0640\" (at most \"0777\")", s)
 		return def
 	}
 	return fs.FileMode(n)
@@ -338,36 +283,36 @@ func (p *objectParser) mode(s string, def fs.FileMode, where, field string) fs.F
 
 func (p *objectParser) jmesPath(n *yaml.Node, where string, parentMode fs.FileMode) []*JMESPathEntry {
 	if n.Kind != yaml.SequenceNode {
-		p.ps.add(where, "jmesPath", "must be a list of {path, objectAlias} entries, found a %s at line %d", KindName(n), n.Line)
+		p.ps.Add(where, "jmesPath", "must be a list of {path, objectAlias} entries, found a %s at line %d", yamlcheck.KindName(n), n.Line)
 		return nil
 	}
 	entries := make([]*JMESPathEntry, 0, len(n.Content))
 	for j, item := range n.Content {
 		w := fmt.Sprintf("%s.jmesPath[%d]", where, j)
 		if item.Kind != yaml.MappingNode {
-			p.ps.add(w, "", "must be a mapping with path and objectAlias, found a %s at line %d", KindName(item), item.Line)
+			p.ps.Add(w, "", "must be a mapping with path and objectAlias, found a %s at line %d", yamlcheck.KindName(item), item.Line)
 			continue
 		}
-		f := fields(item, jmesKeys, w, p.ps)
+		f := p.ps.Fields(item, jmesKeys, w)
 		e := &JMESPathEntry{
-			Expression: scalar(f, "path", w, p.ps),
-			Alias:      scalar(f, "objectAlias", w, p.ps),
+			Expression: p.ps.Scalar(f, "path", w),
+			Alias:      p.ps.Scalar(f, "objectAlias", w),
 			Decoding:   p.decoding(f, w),
 		}
-		e.Mode = p.mode(scalar(f, "filePermission", w, p.ps), parentMode, w, "filePermission")
+		e.Mode = p.mode(p.ps.Scalar(f, "filePermission", w), parentMode, w, "filePermission")
 		if e.Expression == "" {
-			p.ps.add(w, "path", "is required: a JMESPath expression such as \"username\" or \"db.password\"")
+			p.ps.Add(w, "path", "is required: a JMESPath expression such as \"username\" or \"db.password\"")
 		} else if c, err := jmes.Compile(e.Expression); err != nil {
-			p.ps.add(w, "path", "%q is not a valid JMESPath expression: %v", e.Expression, err)
+			p.ps.Add(w, "path", "%q is not a valid JMESPath expression: %v", e.Expression, err)
 		} else {
 			e.Compiled = c
 		}
 		if e.Alias == "" {
-			p.ps.add(w, "objectAlias", "is required: the file name for the extracted value")
+			p.ps.Add(w, "objectAlias", "is required: the file name for the extracted value")
 		} else {
 			var err error
 			if e.Path, err = FilePath(e.Alias, p.translation); err != nil {
-				p.ps.add(w, "objectAlias", "%v; use a plain relative file name", err)
+				p.ps.Add(w, "objectAlias", "%v; use a plain relative file name", err)
 			}
 		}
 		entries = append(entries, e)
@@ -393,42 +338,42 @@ func (p *objectParser) failover(o *Object, f map[string]*yaml.Node, where string
 	}
 	w := where + ".failoverObject"
 	if n.Kind != yaml.MappingNode {
-		p.ps.add(where, "failoverObject", "must be a mapping with objectName (and optionally objectVersion, objectVersionLabel), found a %s at line %d", KindName(n), n.Line)
+		p.ps.Add(where, "failoverObject", "must be a mapping with objectName (and optionally objectVersion, objectVersionLabel), found a %s at line %d", yamlcheck.KindName(n), n.Line)
 		return nil
 	}
-	ff := fields(n, failoverKeys, w, p.ps)
+	ff := p.ps.Fields(n, failoverKeys, w)
 	t := &Target{
-		Name:         scalar(ff, "objectName", w, p.ps),
-		Version:      scalar(ff, "objectVersion", w, p.ps),
-		VersionLabel: scalar(ff, "objectVersionLabel", w, p.ps),
+		Name:         p.ps.Scalar(ff, "objectName", w),
+		Version:      p.ps.Scalar(ff, "objectVersion", w),
+		VersionLabel: p.ps.Scalar(ff, "objectVersionLabel", w),
 	}
 	if region == "" {
-		p.ps.add(where, "failoverObject", "needs a failoverRegion parameter to read it from; set failoverRegion or remove failoverObject")
+		p.ps.Add(where, "failoverObject", "needs a failoverRegion parameter to read it from; set failoverRegion or remove failoverObject")
 	}
 	if o.Alias == "" {
-		p.ps.add(where, "objectAlias", "is required with failoverObject, so the file keeps one name whichever region answers")
+		p.ps.Add(where, "objectAlias", "is required with failoverObject, so the file keeps one name whichever region answers")
 	}
 	if t.Name == "" {
-		p.ps.add(w, "objectName", "is required: the object to read in the failover region")
+		p.ps.Add(w, "objectName", "is required: the object to read in the failover region")
 	} else if strings.HasPrefix(t.Name, "arn:") {
 		if ft := p.checkARN(t.Name, region, w, "objectName", KeyFailoverRegion); ft != "" && o.Type != "" && ft != o.Type {
-			p.ps.add(w, "objectName", "is a %s ARN but the object is %s; both regions must read the same kind of object", ft.Title(), o.Type.Title())
+			p.ps.Add(w, "objectName", "is a %s ARN but the object is %s; both regions must read the same kind of object", ft.Title(), o.Type.Title())
 		}
 	} else if o.Type != "" {
 		if err := checkName(o.Type, t.Name); err != nil {
-			p.ps.add(w, "objectName", "%v", err)
+			p.ps.Add(w, "objectName", "%v", err)
 		}
 	}
 	p.checkSelectors(o.Type, t.Version, t.VersionLabel, w)
 	if t.Version != o.Version {
-		p.ps.add(w, "objectVersion", "is %q but the primary objectVersion is %q; they must match so both regions serve the same version", t.Version, o.Version)
+		p.ps.Add(w, "objectVersion", "is %q but the primary objectVersion is %q; they must match so both regions serve the same version", t.Version, o.Version)
 	}
 	return t
 }
 
 // checkPaths reports two files with the same path, and a file that is also
 // a directory of another (the driver cannot write "a" beside "a/b").
-func checkPaths(objects []*Object, ps *problems) {
+func checkPaths(objects []*Object, ps *yamlcheck.Checker) {
 	owner := map[string]string{}
 	var order []string
 	// written is the name as the class wrote it, quoted first when
@@ -436,9 +381,9 @@ func checkPaths(objects []*Object, ps *problems) {
 	add := func(path, written, who string) {
 		if prev, dup := owner[path]; dup {
 			if written != path {
-				ps.add(who, "objectAlias", "%q becomes the file %q, which %s also writes; give one of them a different objectAlias", written, path, prev)
+				ps.Add(who, "objectAlias", "%q becomes the file %q, which %s also writes; give one of them a different objectAlias", written, path, prev)
 			} else {
-				ps.add(who, "objectAlias", "writes file %q, which %s also writes; give one of them a different objectAlias", path, prev)
+				ps.Add(who, "objectAlias", "writes file %q, which %s also writes; give one of them a different objectAlias", path, prev)
 			}
 			return
 		}
@@ -450,7 +395,7 @@ func checkPaths(objects []*Object, ps *problems) {
 	for _, o := range objects {
 		if o.WritesDirectory() {
 			if prev, dup := dirs[o.Path]; dup {
-				ps.add(o.Describe(), "objectAlias", "writes into directory %q, as %s does; their files could collide, give each its own objectAlias", o.Path, prev)
+				ps.Add(o.Describe(), "objectAlias", "writes into directory %q, as %s does; their files could collide, give each its own objectAlias", o.Path, prev)
 			} else {
 				dirs[o.Path] = o.Describe()
 				dirOrder = append(dirOrder, o.Path)
@@ -469,11 +414,11 @@ func checkPaths(objects []*Object, ps *problems) {
 	for _, dir := range dirOrder {
 		who := dirs[dir]
 		if other, clash := owner[dir]; clash {
-			ps.add(who, "objectAlias", "writes its files into %q, which %s writes as a file; a path cannot be both a file and a directory", dir, other)
+			ps.Add(who, "objectAlias", "writes its files into %q, which %s writes as a file; a path cannot be both a file and a directory", dir, other)
 		}
 		for parent := parentDir(dir); parent != ""; parent = parentDir(parent) {
 			if other, clash := owner[parent]; clash {
-				ps.add(who, "objectAlias", "writes into %q inside %q, which %s writes as a file", dir, parent, other)
+				ps.Add(who, "objectAlias", "writes into %q inside %q, which %s writes as a file", dir, parent, other)
 			}
 		}
 	}
@@ -481,7 +426,7 @@ func checkPaths(objects []*Object, ps *problems) {
 		who := owner[path]
 		for dir := parentDir(path); dir != ""; dir = parentDir(dir) {
 			if other, clash := owner[dir]; clash {
-				ps.add(who, "objectAlias", "writes %q inside %q, which %s writes as a file; a path cannot be both a file and a directory", path, dir, other)
+				ps.Add(who, "objectAlias", "writes %q inside %q, which %s writes as a file; a path cannot be both a file and a directory", path, dir, other)
 			}
 		}
 	}

@@ -12,6 +12,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/coffer-csi/coffer/internal/yamlcheck"
 )
 
 // Parameter keys of spec.parameters.
@@ -117,7 +119,7 @@ func ParsePermission(s string) (fs.FileMode, error) {
 // driver's attributes) and returns the configuration or a *ValidationError
 // listing every problem.
 func Parse(attrs map[string]string, opts Options) (*Config, error) {
-	var ps problems
+	var ps yamlcheck.Checker
 	cfg := &Config{
 		Name: attrs[AttrSPCName],
 		Pod: Pod{
@@ -136,31 +138,31 @@ func Parse(attrs map[string]string, opts Options) (*Config, error) {
 	cfg.Region = strings.TrimSpace(attrs[KeyRegion])
 	switch {
 	case cfg.Region != "" && !ValidRegion(cfg.Region):
-		ps.add("parameters", KeyRegion, "%q is not an AWS region code; use one like us-east-1", cfg.Region)
+		ps.Add("parameters", KeyRegion, "%q is not an AWS region code; use one like us-east-1", cfg.Region)
 	case cfg.Region == "" && opts.DefaultRegion != "":
 		cfg.Region = opts.DefaultRegion
 	case cfg.Region == "" && opts.RequireRegion:
-		ps.add("parameters", KeyRegion, "no region: set parameters.region in the SecretProviderClass, or start coffer with --region (or AWS_REGION), or label the node with topology.kubernetes.io/region")
+		ps.Add("parameters", KeyRegion, "no region: set parameters.region in the SecretProviderClass, or start coffer with --region (or AWS_REGION), or label the node with topology.kubernetes.io/region")
 	}
 	cfg.FailoverRegion = strings.TrimSpace(attrs[KeyFailoverRegion])
 	switch {
 	case cfg.FailoverRegion == "":
 	case !ValidRegion(cfg.FailoverRegion):
-		ps.add("parameters", KeyFailoverRegion, "%q is not an AWS region code; use one like us-west-2", cfg.FailoverRegion)
+		ps.Add("parameters", KeyFailoverRegion, "%q is not an AWS region code; use one like us-west-2", cfg.FailoverRegion)
 	case cfg.FailoverRegion == cfg.Region:
-		ps.add("parameters", KeyFailoverRegion, "%q is also the primary region; name a different region, or remove failoverRegion", cfg.FailoverRegion)
+		ps.Add("parameters", KeyFailoverRegion, "%q is also the primary region; name a different region, or remove failoverRegion", cfg.FailoverRegion)
 	}
 
 	translation, err := parsePathTranslation(attrs[KeyPathTranslation])
 	if err != nil {
-		ps.add("parameters", KeyPathTranslation, "%v", err)
+		ps.Add("parameters", KeyPathTranslation, "%v", err)
 	}
 	cfg.PathTranslation = translation
 
 	if v := attrs[KeyUsePodIdentity]; v != "" {
 		b, err := strconv.ParseBool(strings.TrimSpace(v))
 		if err != nil {
-			ps.add("parameters", KeyUsePodIdentity, "%q is not a boolean; use \"true\" (EKS Pod Identity) or \"false\" (IRSA, the default)", v)
+			ps.Add("parameters", KeyUsePodIdentity, "%q is not a boolean; use \"true\" (EKS Pod Identity) or \"false\" (IRSA, the default)", v)
 		}
 		cfg.UsePodIdentity = b
 	}
@@ -170,36 +172,36 @@ func Parse(attrs map[string]string, opts Options) (*Config, error) {
 	case "ipv4", "ipv6":
 		cfg.PreferredAddressType = v
 	default:
-		ps.add("parameters", KeyPreferredAddressType, "%q is not one of ipv4, ipv6, auto", attrs[KeyPreferredAddressType])
+		ps.Add("parameters", KeyPreferredAddressType, "%q is not one of ipv4, ipv6, auto", attrs[KeyPreferredAddressType])
 	}
 
 	cfg.AssumeRoleARN = strings.TrimSpace(attrs[KeyAssumeRoleARN])
 	cfg.AssumeRoleExternalID = attrs[KeyAssumeRoleExternalID]
 	if cfg.AssumeRoleARN != "" {
 		if err := checkRoleARN(cfg.AssumeRoleARN); err != nil {
-			ps.add("parameters", KeyAssumeRoleARN, "%v", err)
+			ps.Add("parameters", KeyAssumeRoleARN, "%v", err)
 		}
 	}
 	if cfg.AssumeRoleExternalID != "" {
 		if cfg.AssumeRoleARN == "" {
-			ps.add("parameters", KeyAssumeRoleExternalID, "is set but assumeRoleArn is not; set assumeRoleArn to the role that expects this external id")
+			ps.Add("parameters", KeyAssumeRoleExternalID, "is set but assumeRoleArn is not; set assumeRoleArn to the role that expects this external id")
 		} else if !validExternalID(cfg.AssumeRoleExternalID) {
-			ps.add("parameters", KeyAssumeRoleExternalID, "must be 2-1224 characters of letters, digits and _+=,.@:/-")
+			ps.Add("parameters", KeyAssumeRoleExternalID, "must be 2-1224 characters of letters, digits and _+=,.@:/-")
 		}
 	}
 
 	raw, ok := attrs[KeyObjects]
 	if !ok || strings.TrimSpace(raw) == "" {
-		ps.add("parameters", KeyObjects, "is missing or empty; list the secrets to mount as a YAML list, for example objects: '[{objectName: prod/db, objectType: secretsmanager}]'")
+		ps.Add("parameters", KeyObjects, "is missing or empty; list the secrets to mount as a YAML list, for example objects: '[{objectName: prod/db, objectType: secretsmanager}]'")
 	} else {
 		p := objectParser{cfg: cfg, translation: translation, defaultMode: opts.DefaultMode, ps: &ps}
 		cfg.Objects = p.parse(raw)
 		if opts.MaxObjects > 0 && p.items > opts.MaxObjects {
-			ps.add("parameters", KeyObjects, "lists %d objects; this provider allows at most %d per SecretProviderClass (--max-objects)", p.items, opts.MaxObjects)
+			ps.Add("parameters", KeyObjects, "lists %d objects; this provider allows at most %d per SecretProviderClass (--max-objects)", p.items, opts.MaxObjects)
 		}
 		checkPaths(cfg.Objects, &ps)
 	}
-	if err := ps.err(sourceName(cfg.Name)); err != nil {
+	if err := Invalid(cfg.Name, ps.Problems); err != nil {
 		return nil, err
 	}
 	return cfg, nil
@@ -215,7 +217,7 @@ func sourceName(name string) string {
 // checkParameterKeys reports top-level keys that look like a mistyped
 // parameter. Other unknown keys are left alone: the driver merges the pod's
 // volumeAttributes into the same map, and those may carry anything.
-func checkParameterKeys(attrs map[string]string, ps *problems) {
+func checkParameterKeys(attrs map[string]string, ps *yamlcheck.Checker) {
 	keys := make([]string, 0, len(attrs))
 	for k := range attrs {
 		keys = append(keys, k)
@@ -229,8 +231,8 @@ func checkParameterKeys(attrs map[string]string, ps *problems) {
 		if known[k] || k == AttrSPCName || strings.HasPrefix(k, driverAttrPrefix) {
 			continue
 		}
-		if s := Nearest(k, parameterKeys); s != "" && editDistance(strings.ToLower(k), strings.ToLower(s)) <= 2 {
-			ps.add("parameters", k, "unknown parameter; did you mean %q? (check the SecretProviderClass parameters and the pod's volumeAttributes, which the driver merges)", s)
+		if s := yamlcheck.Nearest(k, parameterKeys); s != "" && yamlcheck.Distance(k, s) <= 2 {
+			ps.Add("parameters", k, "unknown parameter; did you mean %q? (check the SecretProviderClass parameters and the pod's volumeAttributes, which the driver merges)", s)
 		}
 	}
 }

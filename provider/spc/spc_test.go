@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/coffer-csi/coffer/internal/yamlcheck"
 	"github.com/coffer-csi/coffer/provider/spc"
 )
 
@@ -1239,7 +1240,7 @@ func TestParseInvalid(t *testing.T) {
 	}
 }
 
-func checkProblems(t *testing.T, got []spc.Problem, want []problem) {
+func checkProblems(t *testing.T, got []yamlcheck.Problem, want []problem) {
 	t.Helper()
 	if len(got) != len(want) {
 		t.Errorf("got %d problems, want %d:%s", len(got), len(want), listProblems(got))
@@ -1260,7 +1261,7 @@ func checkProblems(t *testing.T, got []spc.Problem, want []problem) {
 	}
 }
 
-func listProblems(ps []spc.Problem) string {
+func listProblems(ps []yamlcheck.Problem) string {
 	var b strings.Builder
 	for _, p := range ps {
 		fmt.Fprintf(&b, "\n    %q %q: %s", p.Where, p.Field, p.Message)
@@ -1310,15 +1311,15 @@ func TestErrorFormat(t *testing.T) {
 		want string
 	}{
 		"empty source defaults to SecretProviderClass": {
-			err:  spc.ValidationError{Problems: []spc.Problem{{Where: "parameters", Field: "region", Message: "bad"}}},
+			err:  spc.ValidationError{Problems: []yamlcheck.Problem{{Where: "parameters", Field: "region", Message: "bad"}}},
 			want: `invalid SecretProviderClass: parameters: field "region": bad`,
 		},
 		"source from the CLI": {
-			err:  spc.ValidationError{Source: "spc.yaml", Problems: []spc.Problem{{Where: "objects[1]", Message: "must be a mapping"}}},
+			err:  spc.ValidationError{Source: "spc.yaml", Problems: []yamlcheck.Problem{{Where: "objects[1]", Message: "must be a mapping"}}},
 			want: `invalid spc.yaml: objects[1]: must be a mapping`,
 		},
 		"problem with neither where nor field": {
-			err:  spc.ValidationError{Source: "x", Problems: []spc.Problem{{Message: "m1"}, {Where: "w", Field: "f", Message: "m2"}}},
+			err:  spc.ValidationError{Source: "x", Problems: []yamlcheck.Problem{{Message: "m1"}, {Where: "w", Field: "f", Message: "m2"}}},
 			want: `invalid x: 2 problems: (1) m1; (2) w: field "f": m2`,
 		},
 	}

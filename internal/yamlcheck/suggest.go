@@ -1,4 +1,4 @@
-package spc
+package yamlcheck
 
 import "strings"
 
@@ -6,18 +6,18 @@ import "strings"
 // case), or "" when nothing is close enough to be a plausible typo.
 func Nearest(key string, candidates []string) string {
 	best, bestDist := "", len(key)/2+2
-	lk := strings.ToLower(key)
 	for _, c := range candidates {
-		d := editDistance(lk, strings.ToLower(c))
-		if d < bestDist {
+		if d := Distance(key, c); d < bestDist {
 			best, bestDist = c, d
 		}
 	}
 	return best
 }
 
-// editDistance is the Levenshtein distance between a and b, in bytes.
-func editDistance(a, b string) int {
+// Distance is the Levenshtein distance between a and b, ignoring case, in
+// bytes.
+func Distance(a, b string) int {
+	a, b = strings.ToLower(a), strings.ToLower(b)
 	prev := make([]int, len(b)+1)
 	cur := make([]int, len(b)+1)
 	for j := range prev {
@@ -36,14 +36,3 @@ func editDistance(a, b string) int {
 	}
 	return prev[len(b)]
 }
-
-// unknownKeyMessage explains an unknown key, suggesting the valid key it most
-// likely meant.
-func unknownKeyMessage(key string, valid []string) string {
-	if s := Nearest(key, valid); s != "" {
-		return "unknown key; did you mean " + quote(s) + "? (valid keys: " + strings.Join(valid, ", ") + ")"
-	}
-	return "unknown key; valid keys are " + strings.Join(valid, ", ")
-}
-
-func quote(s string) string { return `"` + s + `"` }
