@@ -3,7 +3,6 @@ package provider
 import (
 	"context"
 	"errors"
-	"fmt"
 	"sort"
 
 	"github.com/coffer-csi/coffer/auth"
@@ -20,19 +19,16 @@ const objectLimit = render.DriverMaxResponseBytes
 
 // FetchFiles fetches and renders the objects of a validated configuration as the
 // workload it describes (cfg.Pod, cfg.Tokens and the identity parameters),
-// through the same identity resolution, clients, value cache and rendering
-// as Mount. It serves callers other than the driver, such as Secret sync.
+// through the same fetch as Mount (identity resolution, clients, value cache,
+// the one refresh of credentials AWS refused) and the same rendering. It
+// serves callers other than the driver, such as Secret sync.
 //
 // Unlike Mount it returns what it could: the files of every object that was
 // fetched and rendered, in object order, with fetch.Errors naming each object
 // that was not (so a caller can act on the objects it needs). Failing to
 // resolve the identity fails everything, with a nil file list.
 func (m *Mounter) FetchFiles(ctx context.Context, cfg *spc.Config) ([]render.File, error) {
-	id, err := m.Identities.Identity(ctx, identityRequest(cfg))
-	if err != nil {
-		return nil, fmt.Errorf("resolving the AWS identity: %w", err)
-	}
-	values, fetchErr := m.Fetcher.Fetch(ctx, cfg, m.Clients(ctx, id), id.Key)
+	_, values, fetchErr := m.fetch(ctx, cfg)
 	var failed fetch.Errors
 	if fetchErr != nil && !errors.As(fetchErr, &failed) {
 		return nil, fetchErr

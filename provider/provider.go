@@ -84,9 +84,37 @@ type StaticRegion string
 func (s StaticRegion) Region(context.Context) (string, error) { return string(s), nil }
 
 // CredentialInvalidator is implemented by identity sources that cache
-// credentials, so a mount can drop credentials AWS refused.
+// credentials, so that credentials AWS refused can be dropped.
 type CredentialInvalidator interface {
 	Invalidate(key string)
+}
+
+// fetch resolves the identity of cfg's workload and fetches every object as
+// it: the one way Mount and FetchFiles read AWS. Credentials AWS no longer
+// accepts (expired early, a revoked session) are dropped, new ones obtained,
+// and the objects fetched once more. Once: a second refusal is reported,
+// never looped on.
+//
+// A failure to resolve the identity fails everything, with no values;
+// otherwise the values and the fetch error are Fetcher.Fetch's.
+func (m *Mounter) fetch(ctx context.Context, cfg *spc.Config) (auth.Identity, []fetch.Value, error) {
+	req := identityRequest(cfg)
+	id, err := m.Identities.Identity(ctx, req)
+	if err != nil {
+		return id, nil, fmt.Errorf("resolving the AWS identity: %w", err)
+	}
+	values, err := m.Fetcher.Fetch(ctx, cfg, m.Clients(ctx, id), id.Key)
+	inv, ok := m.Identities.(CredentialInvalidator)
+	if !ok || !credentialsRejected(err) {
+		return id, values, err
+	}
+	m.logger().Info("AWS refused cached credentials; refreshing them once", "identity", id.Description)
+	inv.Invalidate(id.CredentialKey)
+	if id, err = m.Identities.Identity(ctx, req); err != nil {
+		return id, nil, fmt.Errorf("resolving the AWS identity: %w", err)
+	}
+	values, err = m.Fetcher.Fetch(ctx, cfg, m.Clients(ctx, id), id.Key)
+	return id, values, err
 }
 
 func credentialsRejected(err error) bool {
@@ -188,23 +216,7 @@ func (m *Mounter) mount(ctx context.Context, req Request, attrs map[string]strin
 	// A remount takes nothing read before this pod's previous mount; only
 	// a pod's own mounts (not Secret sync) may be answered stale.
 	ctx = fetch.WithFreshness(ctx, fetch.Freshness{NotBefore: m.Marks.NotBefore(cfg.Pod.UID), AllowStale: true})
-	areq := identityRequest(cfg)
-	id, err := m.Identities.Identity(ctx, areq)
-	if err != nil {
-		return nil, len(cfg.Objects), fmt.Errorf("resolving the pod's AWS identity: %w", err)
-	}
-	values, fetchErr := m.Fetcher.Fetch(ctx, cfg, m.Clients(ctx, id), id.Key)
-	if inv, ok := m.Identities.(CredentialInvalidator); ok && credentialsRejected(fetchErr) {
-		// Credentials AWS no longer accepts (expired early, revoked
-		// session): drop them, obtain new ones, and try once more. Once:
-		// a second refusal is reported, never looped on.
-		m.logger().Info("AWS refused cached credentials; refreshing them once", "identity", id.Description)
-		inv.Invalidate(id.CredentialKey)
-		if id, err = m.Identities.Identity(ctx, areq); err != nil {
-			return nil, len(cfg.Objects), fmt.Errorf("resolving the pod's AWS identity: %w", err)
-		}
-		values, fetchErr = m.Fetcher.Fetch(ctx, cfg, m.Clients(ctx, id), id.Key)
-	}
+	id, values, fetchErr := m.fetch(ctx, cfg)
 	files, renderErr := render.Files(ctx, values, render.Options{MaxResponseBytes: m.MaxResponseBytes, MaxValueBytes: m.MaxValueBytes, Translation: cfg.PathTranslation})
 	if fetchErr != nil {
 		// Report rendering problems of the fetched objects too, so one
