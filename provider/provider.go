@@ -45,8 +45,15 @@ type Mounter struct {
 	Region RegionSource
 	// MaxObjects bounds objects per SecretProviderClass (0: no bound).
 	MaxObjects int
-	// MaxResponseBytes bounds the total size of the files returned.
+	// MaxResponseBytes bounds the total size of the files a Mount returns
+	// (0: render.DriverMaxResponseBytes).
 	MaxResponseBytes int
+	// MaxObjectBytes bounds what one object renders to in FetchFiles, and
+	// with it jmesPath evaluation (0: render.DriverMaxResponseBytes). Its
+	// callers are bound not by the driver's message size but by a
+	// Kubernetes Secret's 1 MiB: the default already admits objects that
+	// could fill no Secret.
+	MaxObjectBytes int
 	// MaxValueBytes bounds one fetched value (0: no bound besides the
 	// response's).
 	MaxValueBytes int
