@@ -5,11 +5,9 @@ import (
 	"errors"
 	"testing"
 
-	"github.com/coffer-csi/coffer/auth"
 	"github.com/coffer-csi/coffer/provider"
 	"github.com/coffer-csi/coffer/provider/render"
 	"github.com/coffer-csi/coffer/provider/spc"
-	"github.com/coffer-csi/coffer/tests/fakeaws"
 )
 
 // MaxObjectBytes bounds each object FetchFiles renders, not their total.
@@ -26,10 +24,7 @@ func TestFetchFilesObjectBound(t *testing.T) {
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			fake, ts := fakeaws.NewTestServer(t)
-			fake.AddIdentity(fakeaws.AllowAll("AKIDNODE", "node-secret"))
-			ids := auth.NodeCredentials{Credentials: fakeaws.AWSConfig(ts.URL, region, "AKIDNODE", "node-secret", "").Credentials}
-			m := newMounter(t, fake, ts.URL, ids)
+			m, _ := nodeMounter(t)
 			m.MaxObjectBytes = tc.maxObjectBytes
 			cfg, err := spc.Parse(workload, spc.Options{RequireRegion: true})
 			if err != nil {

@@ -2,7 +2,6 @@ package provider_test
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"maps"
 	"slices"
@@ -117,11 +116,7 @@ type readPath func(t *testing.T, m *provider.Mounter) ([]render.File, error)
 
 var readPaths = map[string]readPath{
 	"mount": func(t *testing.T, m *provider.Mounter) ([]render.File, error) {
-		b, err := json.Marshal(workload)
-		if err != nil {
-			t.Fatal(err)
-		}
-		res, err := m.Mount(context.Background(), provider.Request{Attributes: string(b), Permission: "420"})
+		res, err := m.Mount(context.Background(), provider.Request{Attributes: attributes(t, nil), Permission: "420"})
 		if err != nil {
 			return nil, err
 		}
