@@ -3,7 +3,6 @@ package provider
 import (
 	"context"
 	"errors"
-	"fmt"
 	"sort"
 
 	"github.com/coffer-csi/coffer/auth"
@@ -12,27 +11,20 @@ import (
 	"github.com/coffer-csi/coffer/provider/spc"
 )
 
-// objectLimit bounds what one object renders to for Files. Its callers are
-// not bound by the driver's gRPC message size, but by a Kubernetes Secret's
-// 1 MiB: an object rendering to more than four times that can fill no
-// Secret, and the limit bounds jmesPath evaluation (render.Files).
-const objectLimit = render.DriverMaxResponseBytes
-
-// Files fetches and renders the objects of a validated configuration as the
-// workload it describes (cfg.Pod, cfg.Tokens and the identity parameters),
-// through the same identity resolution, clients, value cache and rendering
-// as Mount. It serves callers other than the driver, such as Secret sync.
+// FetchFiles fetches and renders the objects of a validated configuration
+// as the workload it describes (cfg.Pod, cfg.Tokens and the identity
+// parameters), through the same fetch as Mount (identity resolution,
+// clients, value cache, the one refresh of credentials AWS refused) and the
+// same rendering. It serves callers other than the driver, such as Secret
+// sync.
 //
 // Unlike Mount it returns what it could: the files of every object that was
 // fetched and rendered, in object order, with fetch.Errors naming each object
-// that was not (so a caller can act on the objects it needs). Failing to
-// resolve the identity fails everything, with a nil file list.
-func (p *Provider) Files(ctx context.Context, cfg *spc.Config) ([]render.File, error) {
-	id, err := p.Identities.Identity(ctx, identityRequest(cfg))
-	if err != nil {
-		return nil, fmt.Errorf("resolving the AWS identity: %w", err)
-	}
-	values, fetchErr := p.Fetcher.Fetch(ctx, cfg, p.Clients(ctx, id), id.Key)
+// that was not (so a caller can act on the objects it needs). Each object is
+// rendered on its own, within MaxObjectBytes. Failing to resolve the
+// identity fails everything, with a nil file list.
+func (m *Mounter) FetchFiles(ctx context.Context, cfg *spc.Config) ([]render.File, error) {
+	_, values, fetchErr := m.fetch(ctx, cfg)
 	var failed fetch.Errors
 	if fetchErr != nil && !errors.As(fetchErr, &failed) {
 		return nil, fetchErr
@@ -41,7 +33,7 @@ func (p *Provider) Files(ctx context.Context, cfg *spc.Config) ([]render.File, e
 	for _, v := range values {
 		// One object at a time, so one object's bad jmesPath does not
 		// withhold the files of the others.
-		fs, err := render.Files(ctx, []fetch.Value{v}, render.Options{MaxResponseBytes: objectLimit, MaxValueBytes: p.MaxValueBytes, Translation: cfg.PathTranslation})
+		fs, err := render.Files(ctx, []fetch.Value{v}, render.Options{MaxResponseBytes: m.MaxObjectBytes, MaxValueBytes: m.MaxValueBytes, Translation: cfg.PathTranslation})
 		var objErrs fetch.Errors
 		switch {
 		case errors.As(err, &objErrs):

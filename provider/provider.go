@@ -29,8 +29,9 @@ type IdentitySource interface {
 // ClientFactory returns the AWS clients of one identity.
 type ClientFactory func(ctx context.Context, id auth.Identity) fetch.Clients
 
-// Provider mounts SecretProviderClasses.
-type Provider struct {
+// Mounter serves the driver's Mounts of SecretProviderClasses, and the same
+// fetch and rendering to Secret sync (FetchFiles).
+type Mounter struct {
 	Identities IdentitySource
 	Clients    ClientFactory
 	// Fetcher is shared by all mounts (it holds the value cache and
@@ -44,8 +45,15 @@ type Provider struct {
 	Region RegionSource
 	// MaxObjects bounds objects per SecretProviderClass (0: no bound).
 	MaxObjects int
-	// MaxResponseBytes bounds the total size of the files returned.
+	// MaxResponseBytes bounds the total size of the files a Mount returns
+	// (0: render.DriverMaxResponseBytes).
 	MaxResponseBytes int
+	// MaxObjectBytes bounds what one object renders to in FetchFiles, and
+	// with it jmesPath evaluation (0: render.DriverMaxResponseBytes). Its
+	// callers are bound not by the driver's message size but by a
+	// Kubernetes Secret's 1 MiB: the default already admits objects that
+	// could fill no Secret.
+	MaxObjectBytes int
 	// MaxValueBytes bounds one fetched value (0: no bound besides the
 	// response's).
 	MaxValueBytes int
@@ -83,9 +91,37 @@ type StaticRegion string
 func (s StaticRegion) Region(context.Context) (string, error) { return string(s), nil }
 
 // CredentialInvalidator is implemented by identity sources that cache
-// credentials, so a mount can drop credentials AWS refused.
+// credentials, so that credentials AWS refused can be dropped.
 type CredentialInvalidator interface {
 	Invalidate(key string)
+}
+
+// fetch resolves the identity of cfg's workload and fetches every object as
+// it: the one way Mount and FetchFiles read AWS. Credentials AWS no longer
+// accepts (expired early, a revoked session) are dropped, new ones obtained,
+// and the objects fetched once more. Once: a second refusal is reported,
+// never looped on.
+//
+// A failure to resolve the identity fails everything, with no values;
+// otherwise the values and the fetch error are Fetcher.Fetch's.
+func (m *Mounter) fetch(ctx context.Context, cfg *spc.Config) (auth.Identity, []fetch.Value, error) {
+	req := identityRequest(cfg)
+	id, err := m.Identities.Identity(ctx, req)
+	if err != nil {
+		return id, nil, fmt.Errorf("resolving the AWS identity: %w", err)
+	}
+	values, err := m.Fetcher.Fetch(ctx, cfg, m.Clients(ctx, id), id.Key)
+	inv, ok := m.Identities.(CredentialInvalidator)
+	if !ok || !credentialsRejected(err) {
+		return id, values, err
+	}
+	m.logger().Info("AWS refused cached credentials; refreshing them once", "identity", id.Description)
+	inv.Invalidate(id.CredentialKey)
+	if id, err = m.Identities.Identity(ctx, req); err != nil {
+		return id, nil, fmt.Errorf("resolving the AWS identity: %w", err)
+	}
+	values, err = m.Fetcher.Fetch(ctx, cfg, m.Clients(ctx, id), id.Key)
+	return id, values, err
 }
 
 func credentialsRejected(err error) bool {
@@ -123,13 +159,13 @@ type Result struct {
 
 // Mount fetches and renders every object of the request's
 // SecretProviderClass.
-func (p *Provider) Mount(ctx context.Context, req Request) (*Result, error) {
+func (m *Mounter) Mount(ctx context.Context, req Request) (*Result, error) {
 	start := time.Now()
-	done := p.Metrics.MountStarted()
+	done := m.Metrics.MountStarted()
 	ctx, calls := awsapi.WithCallCounter(ctx)
-	log := p.logger()
-	if p.MaxAttributesBytes > 0 && len(req.Attributes) > p.MaxAttributesBytes {
-		err := &InputError{Err: fmt.Errorf("the request's attributes are %d bytes, over the limit of %d (--max-attributes-bytes); the SecretProviderClass parameters or the pod's volumeAttributes are too large", len(req.Attributes), p.MaxAttributesBytes)}
+	log := m.logger()
+	if m.MaxAttributesBytes > 0 && len(req.Attributes) > m.MaxAttributesBytes {
+		err := &InputError{Err: fmt.Errorf("the request's attributes are %d bytes, over the limit of %d (--max-attributes-bytes); the SecretProviderClass parameters or the pod's volumeAttributes are too large", len(req.Attributes), m.MaxAttributesBytes)}
 		done("", ErrorClass(err), 0, 0)
 		log.Warn("mount failed", "error", err)
 		return nil, err
@@ -144,7 +180,7 @@ func (p *Provider) Mount(ctx context.Context, req Request) (*Result, error) {
 	namespace := attrs[spc.AttrPodNamespace]
 	log = log.With("pod", namespace+"/"+attrs[spc.AttrPodName], "secretProviderClass", attrs[spc.AttrSPCName])
 
-	res, objects, err := p.mount(ctx, req, attrs)
+	res, objects, err := m.mount(ctx, req, attrs)
 	duration := time.Since(start).Round(time.Millisecond)
 	if err != nil {
 		class := ErrorClass(err)
@@ -162,16 +198,16 @@ func (p *Provider) Mount(ctx context.Context, req Request) (*Result, error) {
 	return res, nil
 }
 
-func (p *Provider) mount(ctx context.Context, req Request, attrs map[string]string) (*Result, int, error) {
+func (m *Mounter) mount(ctx context.Context, req Request, attrs map[string]string) (*Result, int, error) {
 	mode, err := spc.ParsePermission(req.Permission)
 	if err != nil {
 		return nil, 0, &InputError{Err: err}
 	}
 	var defaultRegion string
-	if attrs[spc.KeyRegion] == "" && p.Region != nil {
+	if attrs[spc.KeyRegion] == "" && m.Region != nil {
 		// Only classes without a region need the default: a node lookup
 		// must not fail mounts that name their region.
-		if defaultRegion, err = p.Region.Region(ctx); err != nil {
+		if defaultRegion, err = m.Region.Region(ctx); err != nil {
 			return nil, 0, err
 		}
 	}
@@ -179,32 +215,16 @@ func (p *Provider) mount(ctx context.Context, req Request, attrs map[string]stri
 		DefaultRegion: defaultRegion,
 		RequireRegion: true,
 		DefaultMode:   mode,
-		MaxObjects:    p.MaxObjects,
+		MaxObjects:    m.MaxObjects,
 	})
 	if err != nil {
 		return nil, 0, &InputError{Err: err}
 	}
 	// A remount takes nothing read before this pod's previous mount; only
 	// a pod's own mounts (not Secret sync) may be answered stale.
-	ctx = fetch.WithFreshness(ctx, fetch.Freshness{NotBefore: p.Marks.NotBefore(cfg.Pod.UID), AllowStale: true})
-	areq := identityRequest(cfg)
-	id, err := p.Identities.Identity(ctx, areq)
-	if err != nil {
-		return nil, len(cfg.Objects), fmt.Errorf("resolving the pod's AWS identity: %w", err)
-	}
-	values, fetchErr := p.Fetcher.Fetch(ctx, cfg, p.Clients(ctx, id), id.Key)
-	if inv, ok := p.Identities.(CredentialInvalidator); ok && credentialsRejected(fetchErr) {
-		// Credentials AWS no longer accepts (expired early, revoked
-		// session): drop them, obtain new ones, and try once more. Once:
-		// a second refusal is reported, never looped on.
-		p.logger().Info("AWS refused cached credentials; refreshing them once", "identity", id.Description)
-		inv.Invalidate(id.CredentialKey)
-		if id, err = p.Identities.Identity(ctx, areq); err != nil {
-			return nil, len(cfg.Objects), fmt.Errorf("resolving the pod's AWS identity: %w", err)
-		}
-		values, fetchErr = p.Fetcher.Fetch(ctx, cfg, p.Clients(ctx, id), id.Key)
-	}
-	files, renderErr := render.Files(ctx, values, render.Options{MaxResponseBytes: p.MaxResponseBytes, MaxValueBytes: p.MaxValueBytes, Translation: cfg.PathTranslation})
+	ctx = fetch.WithFreshness(ctx, fetch.Freshness{NotBefore: m.Marks.NotBefore(cfg.Pod.UID), AllowStale: true})
+	id, values, fetchErr := m.fetch(ctx, cfg)
+	files, renderErr := render.Files(ctx, values, render.Options{MaxResponseBytes: m.MaxResponseBytes, MaxValueBytes: m.MaxValueBytes, Translation: cfg.PathTranslation})
 	if fetchErr != nil {
 		// Report rendering problems of the fetched objects too, so one
 		// round of fixes covers everything.
@@ -213,29 +233,29 @@ func (p *Provider) mount(ctx context.Context, req Request, attrs map[string]stri
 	if renderErr != nil {
 		return nil, len(cfg.Objects), renderErr
 	}
-	p.Marks.Mounted(cfg.Pod.UID, time.Now())
-	p.reportStale(cfg, values)
+	m.Marks.Mounted(cfg.Pod.UID, time.Now())
+	m.reportStale(cfg, values)
 	res := &Result{Files: files}
 	for _, f := range files {
 		if req.CurrentVersions[f.Path] != f.Version {
 			res.Changed++
 		}
 	}
-	if p.AfterMount != nil {
-		p.AfterMount(ctx, Mounted{Config: cfg, Attributes: attrs, Identity: id, Files: files})
+	if m.AfterMount != nil {
+		m.AfterMount(ctx, Mounted{Config: cfg, Attributes: attrs, Identity: id, Files: files})
 	}
 	return res, len(cfg.Objects), nil
 }
 
 // reportStale logs and counts every value answered from the last good read
 // during an outage: each is a weaker answer than the user asked for.
-func (p *Provider) reportStale(cfg *spc.Config, values []fetch.Value) {
+func (m *Mounter) reportStale(cfg *spc.Config, values []fetch.Value) {
 	for _, v := range values {
 		if v.Stale == nil {
 			continue
 		}
-		p.Metrics.StaleAnswer(string(v.Stale.Reason), v.Stale.Age)
-		p.logger().Warn("AWS unavailable: served the last good value (--serve-stale-on-outage)",
+		m.Metrics.StaleAnswer(string(v.Stale.Reason), v.Stale.Age)
+		m.logger().Warn("AWS unavailable: served the last good value (--serve-stale-on-outage)",
 			"pod", cfg.Pod.Namespace+"/"+cfg.Pod.Name, "secretProviderClass", cfg.Name,
 			"object", v.Object.Describe(), "region", v.Region, "version", v.Version,
 			"age", v.Stale.Age.Round(time.Second), "reason", string(v.Stale.Reason))
@@ -276,11 +296,11 @@ func logPanics(log *slog.Logger, err error) {
 	}
 }
 
-func (p *Provider) logger() *slog.Logger {
-	if p.Logger == nil {
+func (m *Mounter) logger() *slog.Logger {
+	if m.Logger == nil {
 		return slog.New(slog.DiscardHandler)
 	}
-	return p.Logger
+	return m.Logger
 }
 
 // InputError is a request that cannot be served as sent: invalid

@@ -42,7 +42,7 @@ type TokenMinter interface {
 type Controller struct {
 	Dynamic dynamic.Interface
 	Engine  *Engine
-	Files   FilesFunc
+	Files   FetchFunc
 	Tokens  TokenMinter
 	// STSAudience is the audience of IRSA tokens (default sts.amazonaws.com).
 	STSAudience string

@@ -15,10 +15,10 @@ import (
 	"github.com/coffer-csi/coffer/provider/spc"
 )
 
-// FilesFunc fetches and renders a configuration's files as the workload it
+// FetchFunc fetches and renders a configuration's files as the workload it
 // describes, returning partial results with per-object errors
-// (provider.Provider.Files).
-type FilesFunc func(context.Context, *spc.Config) ([]render.File, error)
+// (provider.Mounter.FetchFiles).
+type FetchFunc func(context.Context, *spc.Config) ([]render.File, error)
 
 // MountTrigger syncs the Secrets a SecretProviderClass declares after each
 // successful mount of it, as the mounting pod: the entries whose
@@ -37,7 +37,7 @@ type FilesFunc func(context.Context, *spc.Config) ([]render.File, error)
 type MountTrigger struct {
 	// SPCs reads SecretProviderClasses (the dynamic client on SPCResource).
 	SPCs   dynamic.NamespaceableResourceInterface
-	Files  FilesFunc
+	Files  FetchFunc
 	Engine *Engine
 	Config ConfigOptions
 	// Timeout bounds one sync (default 30s).

@@ -14,7 +14,7 @@ import (
 	"github.com/coffer-csi/coffer/tests/fakeaws"
 )
 
-// The engine over provider.Files and the wire-level AWS fake: partial
+// The engine over provider.Mounter.FetchFiles and the wire-level AWS fake: partial
 // results, not-found versus other failures, versions in the hash.
 func TestSyncOverProviderFiles(t *testing.T) {
 	fake, ts := fakeaws.NewTestServer(t)
@@ -22,7 +22,7 @@ func TestSyncOverProviderFiles(t *testing.T) {
 	fake.PutSecretString("us-east-1", "team/db", `{"username":"app","password":"`+canary+`"}`)
 	fake.PutParameter("us-east-1", "/team/host", canary+"-host", "String")
 	awsCfg := fakeaws.AWSConfig(ts.URL, "us-east-1", "AKIDSYNC", "sync-secret", "")
-	p := &provider.Provider{
+	p := &provider.Mounter{
 		Identities: auth.NodeCredentials{Credentials: awsCfg.Credentials},
 		Clients:    awsapi.NewClientCache(awsCfg, 0).Factory(),
 		Fetcher:    &fetch.Fetcher{},
@@ -46,7 +46,7 @@ func TestSyncOverProviderFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	e := newEnv(t)
-	files, fetchErr := p.Files(context.Background(), cfg)
+	files, fetchErr := p.FetchFiles(context.Background(), cfg)
 	var objErrs fetch.Errors
 	if !errors.As(fetchErr, &objErrs) || len(objErrs) != 1 || objErrs[0].Kind != fetch.KindNotFound || objErrs[0].Object.Index != 2 {
 		t.Fatalf("Files error = %v", fetchErr)
@@ -69,12 +69,12 @@ func TestSyncOverProviderFiles(t *testing.T) {
 
 	// A new version in AWS changes the hash; the same version does not.
 	hash := e.secret("db").Annotations[AnnotationContentHash]
-	files, _ = p.Files(context.Background(), cfg)
+	files, _ = p.FetchFiles(context.Background(), cfg)
 	if decl[0].Hash(byPath(files)) != hash {
 		t.Errorf("hash changed without a new version")
 	}
 	fake.PutParameter("us-east-1", "/team/host", canary+"-host2", "String")
-	files, fetchErr = p.Files(context.Background(), cfg)
+	files, fetchErr = p.FetchFiles(context.Background(), cfg)
 	res = e.engine.Sync(context.Background(), e.owner, decl[:1], files, fetchErr)
 	wantResult(t, res[0], true, ReasonUpdated, `key "host" changed`)
 	if e.secret("db").Annotations[AnnotationContentHash] == hash {

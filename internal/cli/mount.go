@@ -62,7 +62,7 @@ func runMount(ctx context.Context, c *mountConfig, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	p := &provider.Provider{
+	p := &provider.Mounter{
 		Identities: auth.NodeCredentials{Credentials: awsCfg.Credentials},
 		Clients: func(_ context.Context, id auth.Identity) fetch.Clients {
 			return awsapi.NewClients(awsCfg, id.Credentials)

@@ -150,7 +150,7 @@ func runServe(ctx context.Context, c *serveConfig, stderr io.Writer) error {
 	registry := prometheus.NewRegistry()
 	m := metrics.New(registry, metrics.Options{NamespaceLabel: c.metricsNamespace, Version: version.Version, Cache: values})
 	awsapi.Instrument(&awsCfg, m.AWSCall)
-	p := &provider.Provider{
+	p := &provider.Mounter{
 		Clients:            awsapi.NewClientCache(awsCfg, 0).Factory(),
 		Fetcher:            &fetch.Fetcher{Concurrency: c.fetchConcurrency, Cache: values, Reuse: reuse, ServeStale: c.serveStale, MaxCallsPerIdentity: c.maxCallsPerID, MaxBytes: fetchAllowance * c.maxResponseBytes},
 		Marks:              cache.NewMarks(keep, maxMarkedPods),

@@ -151,7 +151,7 @@ func runSync(ctx context.Context, c *syncConfig, stderr io.Writer) error {
 		// Alive is all a controller can say: leadership is the Lease's.
 		go ops.Serve(ctx, lis, ops.Handler(func(context.Context) error { return nil }, registry), log)
 	}
-	p := &provider.Provider{
+	p := &provider.Mounter{
 		Identities: c.identity.resolver(awsCfg, kube, m.CredentialFetch),
 		Clients:    awsapi.NewClientCache(awsCfg, 0).Factory(),
 		// No value cache: every refresh reads AWS.
@@ -169,7 +169,7 @@ func runSync(ctx context.Context, c *syncConfig, stderr io.Writer) error {
 		Engine: &secretsync.Engine{Secrets: kube.CoreV1(), Events: events, Logger: log, OnResult: func(_ *secretsync.SPC, r secretsync.Result) {
 			m.SecretSync("controller", r.Reason)
 		}},
-		Files:        p.Files,
+		Files:        p.FetchFiles,
 		Tokens:       &secretsync.TokenSource{ServiceAccounts: kube.CoreV1(), TTL: c.tokenTTL},
 		STSAudience:  c.identity.stsAudience,
 		ProviderName: c.providerName,
@@ -264,7 +264,7 @@ func (c *syncConfig) runElected(ctx context.Context, kube kubernetes.Interface, 
 // enableMountSync makes p sync the Secrets a class declares after each
 // successful mount (coffer serve --sync-secrets). The returned stop lets
 // syncs in flight finish briefly.
-func enableMountSync(p *provider.Provider, kubeconfig, nodeName string, log *slog.Logger) (stop func(), err error) {
+func enableMountSync(p *provider.Mounter, kubeconfig, nodeName string, log *slog.Logger) (stop func(), err error) {
 	rc, err := restConfig(kubeconfig)
 	if err != nil {
 		return nil, err
@@ -280,7 +280,7 @@ func enableMountSync(p *provider.Provider, kubeconfig, nodeName string, log *slo
 	events, stopEvents := eventRecorder(kube, corev1.EventSource{Component: "coffer", Host: nodeName})
 	trigger := &secretsync.MountTrigger{
 		SPCs:  dyn.Resource(secretsync.SPCResource),
-		Files: p.Files,
+		Files: p.FetchFiles,
 		Engine: &secretsync.Engine{Secrets: kube.CoreV1(), Events: events, Logger: log, OnResult: func(_ *secretsync.SPC, r secretsync.Result) {
 			p.Metrics.SecretSync("mount", r.Reason)
 		}},

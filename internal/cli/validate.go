@@ -63,7 +63,7 @@ func validateFile(file, region string, w io.Writer) int {
 			if m.Kind != "" && m.Provider != "aws" {
 				note = fmt.Sprintf(" (spec.provider is %q: coffer serves it only when started with --provider-name %s)", m.Provider, m.Provider)
 			}
-			fmt.Fprintf(w, "%s: %s: ok, %d objects, %d files%s\n", file, m.Describe(), len(cfg.Objects), cfg.Files(), note)
+			fmt.Fprintf(w, "%s: %s: ok, %d objects, %d files%s\n", file, m.Describe(), len(cfg.Objects), cfg.FileCount(), note)
 		}
 	}
 	return failed

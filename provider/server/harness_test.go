@@ -129,7 +129,7 @@ func newHarness(t *testing.T, opts ...harnessOptions) *harness {
 			o.reuse = time.Minute
 		}
 	}
-	p := &provider.Provider{
+	p := &provider.Mounter{
 		Marks:      marks,
 		Identities: identities,
 		Region:     o.region,

@@ -257,10 +257,10 @@ func TestObjectHelpers(t *testing.T) {
 		t.Errorf("Primary() = %+v", got)
 	}
 	c := &spc.Config{Objects: []*spc.Object{{}, {JMESPath: make([]*spc.JMESPathEntry, 2)}}}
-	if got := c.Files(); got != 4 {
-		t.Errorf("Files() = %d, want 4", got)
+	if got := c.FileCount(); got != 4 {
+		t.Errorf("FileCount() = %d, want 4", got)
 	}
-	if got := (&spc.Config{}).Files(); got != 0 {
-		t.Errorf("Files() of an empty Config = %d", got)
+	if got := (&spc.Config{}).FileCount(); got != 0 {
+		t.Errorf("FileCount() of an empty Config = %d", got)
 	}
 }

@@ -71,8 +71,10 @@ type Config struct {
 	Tokens string
 }
 
-// Files counts the files a mount of this configuration produces.
-func (c *Config) Files() int {
+// FileCount counts the files the configuration names: each object's own
+// and one per jmesPath entry. (expandJSON and path or filter objects render
+// a file per key or member instead, known only once fetched.)
+func (c *Config) FileCount() int {
 	n := 0
 	for _, o := range c.Objects {
 		n += 1 + len(o.JMESPath)

@@ -166,8 +166,8 @@ func TestParseValid(t *testing.T) {
 					c.PreferredAddressType != "auto" || c.AssumeRoleARN != "" || c.AssumeRoleExternalID != "" {
 					t.Errorf("top-level defaults wrong: %+v", c)
 				}
-				if c.Files() != 1 {
-					t.Errorf("Files() = %d, want 1", c.Files())
+				if c.FileCount() != 1 {
+					t.Errorf("FileCount() = %d, want 1", c.FileCount())
 				}
 				if p := c.Objects[0].Primary(); p != (spc.Target{Name: "prod/db"}) {
 					t.Errorf("Primary() = %+v", p)
@@ -336,8 +336,8 @@ func TestParseValid(t *testing.T) {
 				}
 			})},
 			check: func(t *testing.T, c *spc.Config) {
-				if c.Files() != 3 {
-					t.Errorf("Files() = %d, want 3", c.Files())
+				if c.FileCount() != 3 {
+					t.Errorf("FileCount() = %d, want 3", c.FileCount())
 				}
 			},
 		},
@@ -566,8 +566,8 @@ func TestParseValid(t *testing.T) {
 				edit(ssm("/prod/app/config", "_prod_app_config"), func(o *obj) { o.Label = "prod" }),
 			},
 			check: func(t *testing.T, c *spc.Config) {
-				if c.Files() != 6 {
-					t.Errorf("Files() = %d, want 6", c.Files())
+				if c.FileCount() != 6 {
+					t.Errorf("FileCount() = %d, want 6", c.FileCount())
 				}
 			},
 		},
