@@ -17,6 +17,7 @@ build:
 ## test: lint, every unit and integration test with the race detector, and the fuzz smoke
 test: lint unit fuzz-smoke
 
+## unit: every package's own tests, the whole-stack suite (tests/socket), fakeaws and docs
 unit:
 	$(GO) test -race -count=1 ./...
 
