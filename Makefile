@@ -17,6 +17,7 @@ build:
 ## test: lint, every unit and integration test with the race detector, and the fuzz smoke
 test: lint unit fuzz-smoke
 
+## unit: every package's own tests, the whole-stack suite (tests/socket), fakeaws and docs
 unit:
 	$(GO) test -race -count=1 ./...
 
@@ -50,8 +51,9 @@ lint: $(STATICCHECK)
 ## e2e: end-to-end suite with the real Secrets Store CSI Driver, kube-apiserver and
 ## kube-controller-manager (as root: the driver mounts tmpfs). The first run builds
 ## them into ~/.cache/coffer/e2e (measured cold: 47 minutes on a busy 2-core VM, 18 minutes of
-## CPU time); later runs take minutes.
+## CPU time); later runs take minutes. One scenario: make e2e E2E_RUN=TestRotation
 E2E_ENV := $(BIN)/e2e.env
+E2E_RUN ?= .
 e2e:
 	@if [ "$$(id -u)" != 0 ]; then \
 	  echo "make e2e: must run as root: the CSI driver mounts a tmpfs for every volume, as on a node (CI runs as root). Try: sudo make e2e" >&2; \
@@ -62,7 +64,7 @@ e2e:
 	cd tests/e2e && $(GO) vet ./...
 	cd tests/e2e && env $$(cat $(CURDIR)/$(E2E_ENV)) \
 	  E2E_COFFER=$(CURDIR)/$(BIN)/coffer E2E_FAKEAWS=$(CURDIR)/$(BIN)/fakeaws \
-	  $(GO) test -count=1 -v -timeout 15m ./...
+	  $(GO) test -count=1 -v -timeout 15m -run '$(E2E_RUN)' ./...
 
 ## bench: the provider benchmark (real binary over its socket, AWS fake with 20 ms per call):
 ## prints a markdown table and JSON, writes tests/bench/results.{md,json} with the commit measured

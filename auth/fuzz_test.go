@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/coffer-csi/coffer/tests/fakeaws"
 )
 
 // FuzzToken: whatever the driver's tokens attribute holds, reading it never
@@ -14,7 +16,7 @@ func FuzzToken(f *testing.F) {
 	f.Add("eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJzeXN0ZW06c2VydmljZWFjY291bnQ6bnM6YXBwIn0.c2ln", "sts.amazonaws.com", "2030-01-01T00:00:00Z")
 	f.Add("a.b.c", "other", "")
 	f.Add("", "sts.amazonaws.com", "bad")
-	iss := testIssuer(f, "https://fuzz")
+	iss := fakeaws.NewTestIssuer(f, "https://fuzz")
 	v := NewVerifier(VerifierOptions{Keys: staticKeys(iss.JWKS())})
 	f.Add(iss.Token("system:serviceaccount:ns:app", []string{AudienceSTS}, time.Hour), AudienceSTS, "")
 	f.Fuzz(func(t *testing.T, tok, audience, expiry string) {

@@ -2,9 +2,6 @@ package auth
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"encoding/json"
 	"sync"
 	"testing"
@@ -27,11 +24,7 @@ func TestCredentialsRefreshBeforeExpiry(t *testing.T) {
 	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
 	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
 	f, ts := fakeaws.NewTestServer(t, fakeaws.Options{Now: clock})
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	issuer, err := fakeaws.NewIssuerWithKey("https://oidc.example", key)
-	if err != nil {
-		t.Fatal(err)
-	}
+	issuer := fakeaws.NewTestIssuer(t, "https://oidc.example")
 	if err := f.SetJWKS(issuer.JWKS()); err != nil {
 		t.Fatal(err)
 	}

@@ -13,8 +13,6 @@ import (
 	"github.com/coffer-csi/coffer/tests/fakeaws"
 )
 
-func testIssuer(t testing.TB, url string) *fakeaws.Issuer { return fakeaws.NewTestIssuer(t, url) }
-
 // keySource serves a key set that tests can swap, counting reads.
 type keySource struct {
 	mu    sync.Mutex
@@ -55,8 +53,8 @@ const (
 )
 
 func TestVerifyToken(t *testing.T) {
-	cluster := testIssuer(t, "https://cluster.example")
-	attacker := testIssuer(t, "https://cluster.example")
+	cluster := fakeaws.NewTestIssuer(t, "https://cluster.example")
+	attacker := fakeaws.NewTestIssuer(t, "https://cluster.example")
 	keys := &keySource{}
 	keys.set(cluster.JWKS(), nil)
 	v := NewVerifier(VerifierOptions{Keys: keys.source})
@@ -146,7 +144,7 @@ func TestVerifierKeys(t *testing.T) {
 	var clockMu sync.Mutex
 	clock := func() time.Time { clockMu.Lock(); defer clockMu.Unlock(); return now }
 	advance := func(d time.Duration) { clockMu.Lock(); now = now.Add(d); clockMu.Unlock() }
-	first, second := testIssuer(t, "https://c"), testIssuer(t, "https://c")
+	first, second := fakeaws.NewTestIssuer(t, "https://c"), fakeaws.NewTestIssuer(t, "https://c")
 	keys := &keySource{}
 	keys.set(first.JWKS(), nil)
 	v := NewVerifier(VerifierOptions{Keys: keys.source, MinRefresh: time.Minute, MaxAge: time.Hour})

@@ -17,7 +17,7 @@ var packages = map[string]string{
 	"server": "../provider/server", "cache": "../provider/cache", "awsapi": "../provider/awsapi",
 	"cli": "../internal/cli", "secretsync": "../secretsync", "e2e": "../tests/e2e", "fuzz": "..",
 	"jmes": "../internal/jmes", "flight": "../internal/flight", "panics": "../internal/panics",
-	"deploy": "../tests/deploy",
+	"deploy": "../tests/deploy", "socket": "../tests/socket",
 }
 
 func TestSecurityClaimsNameRealTests(t *testing.T) {
@@ -25,7 +25,8 @@ func TestSecurityClaimsNameRealTests(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	refs := regexp.MustCompile("`(\\w+): ((?:Test|Fuzz)\\w+)").FindAllStringSubmatch(string(doc), -1)
+	// \s+: a reference may wrap onto the next line.
+	refs := regexp.MustCompile("`(\\w+):\\s+((?:Test|Fuzz)\\w+)").FindAllStringSubmatch(string(doc), -1)
 	if len(refs) < 30 {
 		t.Fatalf("only %d test references found", len(refs))
 	}

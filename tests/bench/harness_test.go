@@ -2,9 +2,6 @@ package bench
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -46,14 +43,7 @@ func roleFor(ns, sa string) string { return "arn:aws:iam::" + account + ":role/"
 
 func newEnv(t testing.TB, latency time.Duration) *env {
 	fake, ts := fakeaws.NewTestServer(t)
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	issuer, err := fakeaws.NewIssuerWithKey("https://oidc.bench", key)
-	if err != nil {
-		t.Fatal(err)
-	}
+	issuer := fakeaws.NewTestIssuer(t, "https://oidc.bench")
 	if err := fake.SetJWKS(issuer.JWKS()); err != nil {
 		t.Fatal(err)
 	}

@@ -2,9 +2,6 @@ package fakeaws_test
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"errors"
 	"testing"
 	"time"
@@ -39,7 +36,7 @@ func newFedEnv(t *testing.T, opts ...fakeaws.Options) *fedEnv {
 	t.Helper()
 	srv, ts := fakeaws.NewTestServer(t, opts...)
 	srv.AddIdentity(fakeaws.AllowAll(adminKey, adminPass))
-	e := &fedEnv{env: &env{srv: srv, ts: ts}, iss: newECIssuer(t, issuerURL)}
+	e := &fedEnv{env: &env{srv: srv, ts: ts}, iss: fakeaws.NewTestIssuer(t, issuerURL)}
 	if err := srv.SetJWKS(e.iss.JWKS()); err != nil {
 		t.Fatal(err)
 	}
@@ -61,21 +58,6 @@ func mustAddRole(t *testing.T, srv *fakeaws.Server, r fakeaws.Role) {
 	if err := srv.AddRole(r); err != nil {
 		t.Fatal(err)
 	}
-}
-
-// newECIssuer is an ES256 issuer: P-256 keys are generated in microseconds,
-// RSA keys in (race-instrumented) tens of milliseconds.
-func newECIssuer(t *testing.T, url string) *fakeaws.Issuer {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	iss, err := fakeaws.NewIssuerWithKey(url, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return iss
 }
 
 // anonSTS is an STS client as stscreds uses it for web identity: no

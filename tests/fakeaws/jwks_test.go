@@ -61,7 +61,7 @@ func (a *fakeAPIServer) publish(t *testing.T, issuers ...*fakeaws.Issuer) {
 }
 
 func TestJWKSFromURL(t *testing.T) {
-	iss1, iss2, stranger := newECIssuer(t, issuerURL), newECIssuer(t, issuerURL), newECIssuer(t, issuerURL)
+	iss1, iss2, stranger := fakeaws.NewTestIssuer(t, issuerURL), fakeaws.NewTestIssuer(t, issuerURL), fakeaws.NewTestIssuer(t, issuerURL)
 	api := newFakeAPIServer(t, "apiserver-token", iss1)
 	srv, ts := fakeaws.NewTestServer(t)
 	srv.SetJWKSURL(api.URL+"/openid/v1/jwks", "apiserver-token", api.Client())

@@ -109,7 +109,7 @@ func TestPodIdentityAgentRejections(t *testing.T) {
 		{"STS audience", e.iss.Token(subA, []string{stsAud}, time.Hour), "InvalidTokenException", 400},
 		{"expired", e.iss.TokenWithClaims(fakeaws.TokenClaims{Subject: subA, Audiences: []string{podAud}, IssuedAt: now.Add(-2 * time.Hour), Expiry: now.Add(-time.Hour)}),
 			"ExpiredTokenException", 400},
-		{"foreign key", newECIssuer(t, issuerURL).Token(subA, []string{podAud}, time.Hour), "InvalidTokenException", 400},
+		{"foreign key", fakeaws.NewTestIssuer(t, issuerURL).Token(subA, []string{podAud}, time.Hour), "InvalidTokenException", 400},
 		{"not a service account", e.podToken("user:alice"), "InvalidTokenException", 400},
 		{"no association", e.podToken("system:serviceaccount:team-x:app"), "ResourceNotFoundException", 404},
 		{"associated role missing", e.podToken("system:serviceaccount:team-c:app"), "AccessDeniedException", 400},

@@ -7,11 +7,13 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
+
+	"github.com/coffer-csi/coffer/tests/fakeaws"
 )
 
 func TestSeedRolesAndAssociations(t *testing.T) {
 	srv, ts := demoServer(t)
-	iss := newECIssuer(t, issuerURL)
+	iss := fakeaws.NewTestIssuer(t, issuerURL)
 	if err := srv.SetJWKS(iss.JWKS()); err != nil {
 		t.Fatal(err)
 	}

@@ -111,7 +111,7 @@ func TestWebIdentityIsolatesRoles(t *testing.T) {
 func TestWebIdentityRejections(t *testing.T) {
 	e := newFedEnv(t)
 	mustAddRole(t, e.srv, fakeaws.Role{ARN: "arn:aws:iam::" + account + ":role/custom-aud", TrustedSubjects: []string{"*"}, TrustedAudiences: []string{"vault"}})
-	other := newECIssuer(t, issuerURL) // same issuer name, different key
+	other := fakeaws.NewTestIssuer(t, issuerURL) // same issuer name, different key
 	now := time.Now()
 	tok := func(c fakeaws.TokenClaims) string {
 		if c.Subject == "" {

@@ -2,9 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"encoding/pem"
 	"net/http"
 	"net/http/httptest"
@@ -27,19 +24,6 @@ const (
 	demoRole = "arn:aws:iam::123456789012:role/demo-app"
 	demoSub  = "system:serviceaccount:demo:app"
 )
-
-func newIssuer(t *testing.T, url string) *fakeaws.Issuer {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	iss, err := fakeaws.NewIssuerWithKey(url, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return iss
-}
 
 // start runs the command until the test ends and returns the contents of
 // the given ready files once they appear.
@@ -89,7 +73,7 @@ func anonSTS(url string) *sts.Client {
 
 func TestRunWithJWKSFileAndPodIdentityAgent(t *testing.T) {
 	dir := t.TempDir()
-	iss := newIssuer(t, "https://issuer.example")
+	iss := fakeaws.NewTestIssuer(t, "https://issuer.example")
 	jwksFile := filepath.Join(dir, "jwks.json")
 	if err := os.WriteFile(jwksFile, iss.JWKS(), 0o600); err != nil {
 		t.Fatal(err)
@@ -117,7 +101,7 @@ func TestRunWithJWKSFileAndPodIdentityAgent(t *testing.T) {
 		t.Errorf("IRSA credentials: %v", err)
 	}
 
-	wrongIssuer := newIssuer(t, "https://other.example")
+	wrongIssuer := fakeaws.NewTestIssuer(t, "https://other.example")
 	_, err = anonSTS(url).AssumeRoleWithWebIdentity(ctx, &sts.AssumeRoleWithWebIdentityInput{
 		RoleArn: aws.String(demoRole), RoleSessionName: aws.String("cmd"),
 		WebIdentityToken: aws.String(wrongIssuer.Token(demoSub, []string{"sts.amazonaws.com"}, time.Hour)),
@@ -136,7 +120,7 @@ func TestRunWithJWKSFileAndPodIdentityAgent(t *testing.T) {
 
 func TestRunWithJWKSURL(t *testing.T) {
 	dir := t.TempDir()
-	iss := newIssuer(t, "https://kubernetes.default.svc")
+	iss := fakeaws.NewTestIssuer(t, "https://kubernetes.default.svc")
 	tokenFile := filepath.Join(dir, "token")
 	var fetches atomic.Int32
 	var wantToken atomic.Value
@@ -177,7 +161,7 @@ func TestRunWithJWKSURL(t *testing.T) {
 	if err := os.WriteFile(tokenFile, []byte("token-2"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := federate(newIssuer(t, "https://kubernetes.default.svc")); err == nil || !strings.Contains(err.Error(), "InvalidIdentityToken") {
+	if err := federate(fakeaws.NewTestIssuer(t, "https://kubernetes.default.svc")); err == nil || !strings.Contains(err.Error(), "InvalidIdentityToken") {
 		t.Errorf("unknown key: %v", err)
 	}
 	if n := fetches.Load(); n != 2 {

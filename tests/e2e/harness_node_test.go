@@ -32,7 +32,7 @@ func (c *cluster) startCoffer(ctx context.Context) error {
 		"--pod-identity-agent-ipv4-url=" + c.agentURL,
 		"--pod-identity-agent-ipv6-url=" + c.agentURL,
 		"--pod-identity-timeout=2s",
-		// Secret sync after each mount (secretsync_test.go).
+		// Secret sync after each mount (scenario_sync_test.go).
 		"--sync-secrets",
 	}
 	var err error

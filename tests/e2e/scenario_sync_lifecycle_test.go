@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"testing"
@@ -15,7 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 )
 
-// 9b. The controller's lifecycle as an ExternalSecret user expects it: a
+// 11. The controller's lifecycle as an ExternalSecret user expects it: a
 // secret scheduled for deletion in AWS is gone (deletionPolicy Delete), and
 // back when restored; foreground deletion of a class waits for its Secrets
 // (the real garbage collector); a Secret's owner opting in to Merge takes
@@ -133,15 +132,4 @@ func TestSecretSyncControllerLifecycle(t *testing.T) {
 			t.Errorf("the owner's key was taken over")
 		}
 	})
-}
-
-func patchFinalizers(ctx context.Context, t *testing.T, ns, name string, finalizers []string) {
-	t.Helper()
-	patch, err := json.Marshal(map[string]any{"metadata": map[string]any{"finalizers": finalizers}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := env.kube.CoreV1().Secrets(ns).Patch(ctx, name, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
-		t.Fatal(err)
-	}
 }

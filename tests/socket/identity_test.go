@@ -1,10 +1,7 @@
-package server_test
+package socket_test
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"encoding/json"
 	"net/http/httptest"
 	"strings"
@@ -76,14 +73,7 @@ func grants(prefix string) fakeaws.Role {
 // through IRSA or Pod Identity against the fake.
 func newWorkloadHarness(t *testing.T, opts ...harnessOptions) (*harness, *cluster) {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	issuer, err := fakeaws.NewIssuerWithKey("https://oidc.example/cluster", key)
-	if err != nil {
-		t.Fatal(err)
-	}
+	issuer := fakeaws.NewTestIssuer(t, "https://oidc.example/cluster")
 	c := &cluster{issuer: issuer, saReads: &counter{}, keyReads: &counter{}}
 	sa := func(ns, name, role string) *corev1.ServiceAccount {
 		s := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}

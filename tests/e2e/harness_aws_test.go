@@ -56,3 +56,19 @@ func putParameter(ctx context.Context, t *testing.T, region, name, value string,
 	}
 	return out.Version
 }
+
+func createSecret(ctx context.Context, t *testing.T, region, name, value string) {
+	t.Helper()
+	if _, err := secretsmanager.NewFromConfig(adminConfig(region)).CreateSecret(ctx, &secretsmanager.CreateSecretInput{
+		Name: aws.String(name), SecretString: aws.String(value),
+	}); err != nil {
+		t.Fatalf("CreateSecret %s: %v", name, err)
+	}
+}
+
+func deleteParameter(ctx context.Context, t *testing.T, region, name string) {
+	t.Helper()
+	if _, err := ssm.NewFromConfig(adminConfig(region)).DeleteParameter(ctx, &ssm.DeleteParameterInput{Name: aws.String(name)}); err != nil {
+		t.Fatalf("DeleteParameter %s: %v", name, err)
+	}
+}

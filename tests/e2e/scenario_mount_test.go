@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
@@ -198,7 +197,7 @@ func TestRotation(t *testing.T) {
 // coffer's files (jmesPath files too), updates it on rotation, and the
 // garbage collector removes it with its owner: the pod's owner, or the
 // SecretProviderClassPodStatus (owned by the pod) for a pod without one.
-func TestSecretSync(t *testing.T) {
+func TestDriverSecretObjects(t *testing.T) {
 	const ns, region = "e2e-sync", "us-east-1"
 	ctx := setup(t, ns)
 	createServiceAccount(ctx, t, ns, "app", roleARN("sync-app"))
@@ -446,19 +445,6 @@ func TestMisconfiguration(t *testing.T) {
 	pod := createPod(ctx, t, ns, "fixed", "app", "good")
 	pod.mount(ctx)
 	pod.checkFiles(map[string]wantFile{"misconfig_db": {"canary-misconfig", 0o644}})
-}
-
-// setTokenRequests patches the CSIDriver's tokenRequests (mutable since
-// Kubernetes 1.21).
-func setTokenRequests(ctx context.Context, t *testing.T, trs any) {
-	t.Helper()
-	patch, err := json.Marshal(map[string]any{"spec": map[string]any{"tokenRequests": trs}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := env.kube.StorageV1().CSIDrivers().Patch(ctx, driverName, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
-		t.Fatalf("patching CSIDriver tokenRequests: %v", err)
-	}
 }
 
 // 6. coffer restarts (a DaemonSet rollout) while the driver keeps running:

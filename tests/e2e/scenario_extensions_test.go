@@ -1,33 +1,13 @@
 package e2e
 
 import (
-	"context"
 	"encoding/base64"
 	"testing"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
-	"github.com/aws/aws-sdk-go-v2/service/ssm"
 	ssmtypes "github.com/aws/aws-sdk-go-v2/service/ssm/types"
 )
 
-func createSecret(ctx context.Context, t *testing.T, region, name, value string) {
-	t.Helper()
-	if _, err := secretsmanager.NewFromConfig(adminConfig(region)).CreateSecret(ctx, &secretsmanager.CreateSecretInput{
-		Name: aws.String(name), SecretString: aws.String(value),
-	}); err != nil {
-		t.Fatalf("CreateSecret %s: %v", name, err)
-	}
-}
-
-func deleteParameter(ctx context.Context, t *testing.T, region, name string) {
-	t.Helper()
-	if _, err := ssm.NewFromConfig(adminConfig(region)).DeleteParameter(ctx, &ssm.DeleteParameterInput{Name: aws.String(name)}); err != nil {
-		t.Fatalf("DeleteParameter %s: %v", name, err)
-	}
-}
-
-// coffer's extensions through the real driver: a Parameter Store path, a
+// 8. coffer's extensions through the real driver: a Parameter Store path, a
 // Secrets Manager filter, an expanded JSON secret and a base64 value; on
 // rotation, members of the path appear and disappear.
 func TestExtensions(t *testing.T) {

@@ -2,12 +2,14 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"strings"
+	"testing"
 	"time"
 
 	authenticationv1 "k8s.io/api/authentication/v1"
@@ -17,6 +19,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
@@ -235,4 +238,17 @@ func (c *cluster) startControllerManager(ctx context.Context) error {
 		}
 		return nil
 	})
+}
+
+// setTokenRequests patches the CSIDriver's tokenRequests (mutable since
+// Kubernetes 1.21).
+func setTokenRequests(ctx context.Context, t *testing.T, trs any) {
+	t.Helper()
+	patch, err := json.Marshal(map[string]any{"spec": map[string]any{"tokenRequests": trs}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := env.kube.StorageV1().CSIDrivers().Patch(ctx, driverName, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+		t.Fatalf("patching CSIDriver tokenRequests: %v", err)
+	}
 }

@@ -1,0 +1,27 @@
+package socket_test
+
+import (
+	"os"
+	"testing"
+	"time"
+)
+
+func TestServeDrainsAndRemovesSocket(t *testing.T) {
+	h := newHarness(t)
+	h.fake.PutSecretString(primary, "slow", "v")
+	h.fake.SetLatency(500 * time.Millisecond)
+	// Start a mount, then shut down while it is in flight: it must finish.
+	done := make(chan error, 1)
+	go func() {
+		_, err := h.mount(t, map[string]string{"objects": "- {objectName: slow, objectType: secretsmanager}"})
+		done <- err
+	}()
+	time.Sleep(100 * time.Millisecond)
+	h.stop(t)
+	if err := <-done; err != nil {
+		t.Errorf("in-flight mount failed during shutdown: %v", err)
+	}
+	if _, err := os.Stat(h.socket); !os.IsNotExist(err) {
+		t.Errorf("socket still present after shutdown: %v", err)
+	}
+}
