@@ -62,7 +62,10 @@ func TestIdentitiesShareOneConnectionPool(t *testing.T) {
 				}
 			}
 			// Without a shared pool it is one connection per identity (50).
-			if n := opened.Load(); n > 10 {
+			// A shared pool reuses one or two; on a loaded machine (-race,
+			// other builds) an idle connection is sometimes dropped and
+			// redialled, so the bound leaves room for that, far below 50.
+			if n := opened.Load(); n > 25 {
 				t.Errorf("50 sequential calls of 50 identities opened %d connections; they should reuse a few", n)
 			}
 		})
