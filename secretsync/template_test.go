@@ -142,3 +142,44 @@ func TestBudgetedBuiltinsBehaveAsTextTemplates(t *testing.T) {
 		t.Errorf("x = %q, want %q", got["x"], want)
 	}
 }
+
+// TestPrintfArgumentsAreSized: a printf whose verbs repeat a large
+// argument (explicit argument indexes let a short format print one value
+// thousands of times) is sized before it runs, not charged after fmt has
+// built it.
+func TestPrintfArgumentsAreSized(t *testing.T) {
+	grow := `{{$a := printf "` + strings.Repeat("%[1]s", 160) + `" .list}}`
+	tests := map[string]string{
+		"%s":  grow + `{{printf "` + strings.Repeat("%[1]s", 2000) + `" $a | len}}`,
+		"%x":  grow + `{{printf "` + strings.Repeat("%[1]x", 1000) + `" $a | len}}`,
+		"% x": grow + `{{printf "` + strings.Repeat("%[1]% x", 1) + strings.Repeat("%[1] x", 400) + `" $a | len}}`,
+		"%q":  grow + `{{printf "` + strings.Repeat("%[1]q", 1000) + `" $a | len}}`,
+		"%v":  grow + `{{$j := fromJson .list}}{{printf "` + strings.Repeat("%[1]v", 40000) + `" $j | len}}`,
+	}
+	for name, tmpl := range tests {
+		t.Run(name, func(t *testing.T) {
+			s := parseDecl(t, templateDecl(tmpl))[0]
+			fs := byPath(files(t, testConfig(t), templateContent(), "v1"))
+			var before, after runtime.MemStats
+			runtime.ReadMemStats(&before)
+			_, err := s.Build(context.Background(), fs)
+			runtime.ReadMemStats(&after)
+			if err == nil || !strings.Contains(err.Error(), "the template builds more than its budget") {
+				t.Fatalf("Build = %v, want the budget", err)
+			}
+			if got, bound := after.TotalAlloc-before.TotalAlloc, uint64(maxTemplateAllocPerByte*MaxSecretBytes); got > bound {
+				t.Errorf("allocated %d bytes, over %d", got, bound)
+			}
+		})
+	}
+}
+
+// TestPrintfHugeStarsDoNotOverflow: widths are summed without overflow,
+// so two maximal * widths cannot wrap the total below the budget.
+func TestPrintfHugeStarsDoNotOverflow(t *testing.T) {
+	s := parseDecl(t, templateDecl(`{{printf "%**d" 9223372036854775807 9223372036854775807 1 | len}}`))[0]
+	_, err := s.Build(context.Background(), byPath(files(t, testConfig(t), templateContent(), "v1")))
+	if err == nil || !strings.Contains(err.Error(), "the template builds more than its budget") {
+		t.Fatalf("Build = %v, want the budget", err)
+	}
+}
