@@ -104,11 +104,11 @@ func (x *execution) funcs() template.FuncMap {
 			}
 			return x.built(fmt.Sprintf(format, args...))
 		},
-		"print":    func(args ...any) (string, error) { return x.built(fmt.Sprint(args...)) },
-		"println":  func(args ...any) (string, error) { return x.built(fmt.Sprintln(args...)) },
-		"html":     func(args ...any) (string, error) { return x.built(template.HTMLEscaper(args...)) },
-		"js":       func(args ...any) (string, error) { return x.built(template.JSEscaper(args...)) },
-		"urlquery": func(args ...any) (string, error) { return x.built(template.URLQueryEscaper(args...)) },
+		"print":    x.variadic(1, fmt.Sprint),
+		"println":  x.variadic(1, fmt.Sprintln),
+		"html":     x.variadic(5, template.HTMLEscaper), // &#34;
+		"js":       x.variadic(6, template.JSEscaper),   // \u003C
+		"urlquery": x.variadic(3, template.URLQueryEscaper),
 		stepFunc:   func() (string, error) { return x.step(1) },
 		callFunc:   func() (string, error) { return x.step(callSteps) },
 	}
@@ -128,6 +128,25 @@ func TemplateFunctions() []string {
 // builtins are text/template's functions that coffer replaces with
 // budgeted ones of the same behaviour.
 var builtins = map[string]bool{"printf": true, "print": true, "println": true, "html": true, "js": true, "urlquery": true}
+
+// variadic budgets a builtin that prints any number of arguments (one
+// value may be passed thousands of times): before it runs, what it can
+// write, at most expansion bytes per byte of each argument and a
+// separator, must fit in the budget left.
+func (x *execution) variadic(expansion int, f func(...any) string) func(...any) (string, error) {
+	return func(args ...any) (string, error) {
+		if x.err != nil {
+			return "", x.err
+		}
+		n := 0
+		for _, a := range args {
+			if n += expansion*x.argSize(a) + 1; n > x.left {
+				return "", x.fail(errBudget)
+			}
+		}
+		return x.built(f(args...))
+	}
+}
 
 func (x *execution) indent(n int, s string) (string, error) {
 	if n < 0 {

@@ -183,3 +183,26 @@ func TestPrintfHugeStarsDoNotOverflow(t *testing.T) {
 		t.Fatalf("Build = %v, want the budget", err)
 	}
 }
+
+// TestVariadicBuiltinsAreSized: print, println, html, js and urlquery
+// take any number of arguments; one value passed thousands of times is
+// sized before they run.
+func TestVariadicBuiltinsAreSized(t *testing.T) {
+	grow := `{{$a := printf "` + strings.Repeat("%[1]s", 160) + `" .list}}`
+	for _, fn := range []string{"print", "println", "html", "js", "urlquery"} {
+		t.Run(fn, func(t *testing.T) {
+			s := parseDecl(t, templateDecl(grow+`{{`+fn+strings.Repeat(" $a", 2000)+` | len}}`))[0]
+			fs := byPath(files(t, testConfig(t), templateContent(), "v1"))
+			var before, after runtime.MemStats
+			runtime.ReadMemStats(&before)
+			_, err := s.Build(context.Background(), fs)
+			runtime.ReadMemStats(&after)
+			if err == nil || !strings.Contains(err.Error(), "the template builds more than its budget") {
+				t.Fatalf("Build = %v, want the budget", err)
+			}
+			if got, bound := after.TotalAlloc-before.TotalAlloc, uint64(maxTemplateAllocPerByte*MaxSecretBytes); got > bound {
+				t.Errorf("allocated %d bytes, over %d", got, bound)
+			}
+		})
+	}
+}
