@@ -48,9 +48,18 @@ type Expr struct {
 	ast parsing.ASTNode
 }
 
-// guardName is the guard's function name. The lexer only produces
-// identifiers, so no expression can call it.
-const guardName = "coffer budget"
+// guardName is the guard's function name; sliceGuardName's guard charges
+// what a slice is about to slice. The lexer only produces identifiers, so
+// no expression can call them.
+const (
+	guardName      = "coffer budget"
+	sliceGuardName = "coffer budget slice"
+)
+
+// runeBytes is what slicing a string allocates per byte of the string,
+// besides the result: the interpreter converts the string to runes (four
+// bytes a character) and slices those into a new []rune.
+const runeBytes = 8
 
 // Compile parses an expression and checks every function it calls (name
 // and number of arguments). Its errors quote only the expression.
@@ -100,7 +109,25 @@ func guard(n parsing.ASTNode) parsing.ASTNode {
 	if !isConstruct(n) {
 		return n
 	}
+	if isSlice(n) {
+		// Charge what is sliced before the slice runs: the interpreter
+		// slices a string's runes, however short the result.
+		ix := n.Children[0]
+		ix.Children = append([]parsing.ASTNode{{NodeType: parsing.ASTFunctionExpression, Value: sliceGuardName, Children: ix.Children[:1]}}, ix.Children[1:]...)
+		n.Children = append([]parsing.ASTNode{ix}, n.Children[1:]...)
+	}
 	return parsing.ASTNode{NodeType: parsing.ASTFunctionExpression, Value: guardName, Children: []parsing.ASTNode{n}}
+}
+
+// isSlice reports whether a node is a slice (a projection of an index
+// expression whose index is a slice), which on a string the interpreter
+// computes on the string's runes.
+func isSlice(n parsing.ASTNode) bool {
+	if n.NodeType != parsing.ASTProjection || len(n.Children) == 0 {
+		return false
+	}
+	ix := n.Children[0]
+	return ix.NodeType == parsing.ASTIndexExpression && len(ix.Children) > 1 && ix.Children[1].NodeType == parsing.ASTSlice
 }
 
 func checkFunctions(n parsing.ASTNode) error {
@@ -184,9 +211,17 @@ func (ev *evaluation) CallFunction(name string, args []any) (any, error) {
 	if err := ev.ctx.Err(); err != nil {
 		return nil, ev.fail(fmt.Errorf("evaluation stopped: %w", err))
 	}
-	if name == guardName {
+	switch name {
+	case guardName:
 		if err := ev.charge(Cost(args[0], ev.left)); err != nil {
 			return nil, err
+		}
+		return args[0], nil
+	case sliceGuardName:
+		if s, ok := args[0].(string); ok {
+			if err := ev.charge(runeBytes * len(s)); err != nil {
+				return nil, err
+			}
 		}
 		return args[0], nil
 	}

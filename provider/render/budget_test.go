@@ -79,3 +79,32 @@ func TestJMESPathDeadline(t *testing.T) {
 		t.Fatalf("err = %v, want the evaluation stopped", err)
 	}
 }
+
+// TestJMESPathStringSliceBudget: slicing a string converts it to runes
+// (four bytes per character) before slicing; a chain of string slices on a
+// large secret is charged what it allocates, not only the string it
+// returns.
+func TestJMESPathStringSliceBudget(t *testing.T) {
+	const limit = 64 << 10
+	secret := `{"s":"` + strings.Repeat("x", 60000) + `"}`
+	tests := map[string]string{
+		"reversed": "s" + strings.Repeat("|[::-1]", 2000),
+		// A one-character result of a whole string's runes.
+		"short": "length([" + strings.TrimSuffix(strings.Repeat("s[:1],", 2000), ",") + "])",
+	}
+	for name, path := range tests {
+		t.Run(name, func(t *testing.T) {
+			cfg := parse(t, "- {objectName: s, objectType: secretsmanager, jmesPath: [{path: \""+path+"\", objectAlias: x}]}")
+			var err error
+			got := allocated(func() {
+				_, err = render.Files(context.Background(), []fetch.Value{{Object: cfg.Objects[0], Data: []byte(secret), Version: "v"}}, render.Options{MaxResponseBytes: limit})
+			})
+			if err == nil || !strings.Contains(err.Error(), "builds more than") {
+				t.Fatalf("err = %v, want the budget", err)
+			}
+			if bound := uint64(maxAllocPerLimitByte*(limit+len(secret)) + allocSlack); got > bound {
+				t.Errorf("allocated %d bytes, over %d", got, bound)
+			}
+		})
+	}
+}
