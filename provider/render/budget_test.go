@@ -5,6 +5,7 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/coffer-csi/coffer/provider/fetch"
 	"github.com/coffer-csi/coffer/provider/render"
@@ -104,6 +105,31 @@ func TestJMESPathStringSliceBudget(t *testing.T) {
 			}
 			if bound := uint64(maxAllocPerLimitByte*(limit+len(secret)) + allocSlack); got > bound {
 				t.Errorf("allocated %d bytes, over %d", got, bound)
+			}
+		})
+	}
+}
+
+// TestJMESPathComparisonBudget: a filter that compares or scans the whole
+// document once per element does quadratic work while building nothing
+// but booleans; it fails on the budget at once rather than running until
+// the deadline (each case took 5 to 20 s of CPU on a 64 KiB secret).
+func TestJMESPathComparisonBudget(t *testing.T) {
+	const limit = 64 << 10
+	zeros := "[" + strings.TrimSuffix(strings.Repeat("0,", 16000), ",") + "]"
+	secret := `{"a":` + zeros + `,"b":` + zeros + `}`
+	for name, path := range map[string]string{
+		"equal":     "length(a[?$.a == $.b])",
+		"not equal": "length(a[?$.a != $.b])",
+		"contains":  "length(a[?contains($.b, `1`)])",
+	} {
+		t.Run(name, func(t *testing.T) {
+			cfg := parse(t, "- {objectName: s, objectType: secretsmanager, jmesPath: [{path: \""+path+"\", objectAlias: x}]}")
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			_, err := render.Files(ctx, []fetch.Value{{Object: cfg.Objects[0], Data: []byte(secret), Version: "v"}}, render.Options{MaxResponseBytes: limit})
+			if err == nil || !strings.Contains(err.Error(), "builds more than") {
+				t.Fatalf("err = %v, want the budget", err)
 			}
 		})
 	}
