@@ -256,7 +256,7 @@ func TestMountTriggerSkipsClassesWithoutSync(t *testing.T) {
 func TestMountTriggerPanicFailsTheSyncNotTheProcess(t *testing.T) {
 	e := newEnv(t)
 	ff := &fakeFiles{t: t, content: defaultContent(), version: "v1"}
-	class := classParams(seedDecl)
+	class := classParams(mountDecl)
 	m := newTrigger(e, ff, spcObject(testSPC, class))
 	panicking := true
 	m.Files = func(ctx context.Context, cfg *spc.Config) ([]render.File, error) {
@@ -267,7 +267,7 @@ func TestMountTriggerPanicFailsTheSyncNotTheProcess(t *testing.T) {
 	}
 	// The pod's attributes differ from the class's: the class's objects
 	// are fetched again, and that panics.
-	attrs := map[string]string{spc.KeyObjects: "- {objectName: other, objectType: secretsmanager}", spc.KeyRegion: "us-east-1", spc.KeySyncSecrets: seedDecl}
+	attrs := map[string]string{spc.KeyObjects: "- {objectName: other, objectType: secretsmanager}", spc.KeyRegion: "us-east-1", spc.KeySyncSecrets: mountDecl}
 	m.AfterMount(context.Background(), mountOf(t, attrs, "app", content{"other": "x"}))
 	m.waitIdle(t)
 	if !strings.Contains(e.logs.String(), "internal error in coffer while syncing Secrets after a mount") {
