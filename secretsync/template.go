@@ -176,7 +176,9 @@ func (x *execution) checkFormat(format string, args []any) error {
 	// Arguments no verb uses are printed once, after %!(EXTRA.
 	total := len(format)
 	for _, a := range args {
-		total += x.argSize(a)
+		if total += x.argSize(a); total > x.left {
+			return x.fail(errBudget)
+		}
 	}
 	next := 0 // the argument the next verb or * takes, as fmt counts
 	for i := 0; i < len(format) && total <= x.left; i++ {
