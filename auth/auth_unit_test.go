@@ -212,10 +212,29 @@ func TestCredentialCache(t *testing.T) {
 	}
 }
 
+// TestLongSessionNamesStillNameThePod: the pods of one ReplicaSet in a
+// long namespace differ only past STS's 64 characters; each still gets its
+// own session name (CloudTrail names the pod) and so its own credentials.
+func TestLongSessionNamesStillNameThePod(t *testing.T) {
+	ns := "payments-production-eu-west-1"
+	a, b := sessionName(ns, "checkout-service-worker-5f7b9c8d6-x2x9k"), sessionName(ns, "checkout-service-worker-5f7b9c8d6-q8m4z")
+	if a == b {
+		t.Errorf("two pods share the session name %q", a)
+	}
+	for _, s := range []string{a, b} {
+		if len(s) > 64 || sessionUnsafe.MatchString(s) {
+			t.Errorf("session name %q is not a valid STS session name", s)
+		}
+	}
+	if ka, kb := credentialKey("irsa|"+ns, a), credentialKey("irsa|"+ns, b); ka == kb {
+		t.Errorf("two pods share the credential key %q", ka)
+	}
+}
+
 func TestSessionName(t *testing.T) {
 	tests := map[string]struct{ ns, pod, want string }{
 		"plain":    {"team", "app-0", "coffer-team-app-0"},
-		"too long": {"n", strings.Repeat("p", 100), ("coffer-n-" + strings.Repeat("p", 100))[:64]},
+		"too long": {"n", strings.Repeat("p", 100), ("coffer-n-" + strings.Repeat("p", 100))[:55] + "-ce5fceed"},
 		"unsafe":   {"team", "a/b c", "coffer-team-a-b-c"},
 	}
 	for name, tc := range tests {

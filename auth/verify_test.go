@@ -2,6 +2,9 @@ package auth
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"strings"
@@ -12,6 +15,20 @@ import (
 
 	"github.com/coffer-csi/coffer/tests/fakeaws"
 )
+
+// hs256 signs payload (base64url claims) with HMAC-SHA256 keyed by key,
+// under the key id kid.
+func hs256(t *testing.T, key []byte, kid, payload string) string {
+	t.Helper()
+	header, err := json.Marshal(map[string]string{"alg": "HS256", "typ": "JWT", "kid": kid})
+	if err != nil {
+		t.Fatal(err)
+	}
+	signed := base64.RawURLEncoding.EncodeToString(header) + "." + payload
+	mac := hmac.New(sha256.New, key)
+	mac.Write([]byte(signed))
+	return signed + "." + base64.RawURLEncoding.EncodeToString(mac.Sum(nil))
+}
 
 // keySource serves a key set that tests can swap, counting reads.
 type keySource struct {
@@ -87,6 +104,8 @@ func TestVerifyToken(t *testing.T) {
 			wantReason: ReasonUnauthenticated, wantMsg: []string{"not signed by this cluster's ServiceAccount issuer"}},
 		"forged: a key the cluster does not have": {raw: sts(attacker.TokenWithClaims(claims(nil))), wantReason: ReasonUnauthenticated, wantMsg: []string{"a key this cluster's ServiceAccount issuer does not have"}},
 		"forged: unsigned (alg none)":             {raw: sts("eyJhbGciOiJub25lIn0." + strings.Split(good, ".")[1] + "."), wantReason: ReasonUnauthenticated, wantMsg: []string{"not a JWT signed"}},
+		// The classic confusion: HMAC keyed with the cluster's public key set.
+		"forged: HS256 keyed with the public keys": {raw: sts(hs256(t, cluster.JWKS(), cluster.KeyID(), strings.Split(good, ".")[1])), wantReason: ReasonUnauthenticated, wantMsg: []string{"not a JWT signed with RS256 or ES256"}},
 		"expired": {raw: sts(cluster.TokenWithClaims(claims(func(c *fakeaws.TokenClaims) {
 			c.IssuedAt = time.Now().Add(-2 * time.Hour)
 			c.Expiry = time.Now().Add(-time.Minute)

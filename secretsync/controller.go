@@ -22,6 +22,7 @@ import (
 	"k8s.io/client-go/util/workqueue"
 
 	"github.com/coffer-csi/coffer/auth"
+	"github.com/coffer-csi/coffer/internal/panics"
 	"github.com/coffer-csi/coffer/provider/fetch"
 	"github.com/coffer-csi/coffer/provider/render"
 	"github.com/coffer-csi/coffer/provider/spc"
@@ -192,7 +193,14 @@ func (c *Controller) next(ctx context.Context) bool {
 		timeout = time.Minute
 	}
 	rctx, cancel := context.WithTimeout(ctx, timeout)
-	wake, retry := c.reconcile(rctx, key)
+	var wake time.Time
+	var retry bool
+	// A panic here would end coffer sync, and every class's sync with it:
+	// it fails this reconcile only, which is retried with backoff.
+	if err := panics.Run("reconciling a SecretProviderClass", func() { wake, retry = c.reconcile(rctx, key) }); err != nil {
+		c.logger().Error("secret sync failed", "secretProviderClass", key, "error", err, "stack", panics.Stack(err))
+		wake, retry = time.Time{}, true
+	}
 	cancel()
 	if retry {
 		delay := c.limiter.When(key)

@@ -432,3 +432,30 @@ func optIn(t *testing.T, e *env, meta *metadatafake.FakeMetadataClient) {
 		}
 	}
 }
+
+// panicOnce panics on its first call, then mints as next does.
+type panicOnce struct {
+	mu   sync.Mutex
+	done bool
+	next TokenMinter
+}
+
+func (p *panicOnce) Tokens(ctx context.Context, ns, sa string, audiences []string) (string, error) {
+	p.mu.Lock()
+	first := !p.done
+	p.done = true
+	p.mu.Unlock()
+	if first {
+		panic("CANARY-panic-in-reconcile")
+	}
+	return p.next.Tokens(ctx, ns, sa, audiences)
+}
+
+// TestControllerSurvivesAPanic: a panic while reconciling one class (a
+// bug reached by one class's declaration) fails that reconcile, which is
+// retried; it never ends coffer sync, which every class depends on.
+func TestControllerSurvivesAPanic(t *testing.T) {
+	e := startControllerWith(t, newEnv(t), func(c *Controller) { c.Tokens = &panicOnce{next: c.Tokens} },
+		spcObject(testSPC, classParams(`[{secretName: s, serviceAccountName: reader, data: [{key: a, objectName: cert}]}]`)))
+	eventuallyT(t, "Secret after the retry", e.hasSecret("s"))
+}

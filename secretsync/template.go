@@ -104,11 +104,11 @@ func (x *execution) funcs() template.FuncMap {
 			}
 			return x.built(fmt.Sprintf(format, args...))
 		},
-		"print":    func(args ...any) (string, error) { return x.built(fmt.Sprint(args...)) },
-		"println":  func(args ...any) (string, error) { return x.built(fmt.Sprintln(args...)) },
-		"html":     func(args ...any) (string, error) { return x.built(template.HTMLEscaper(args...)) },
-		"js":       func(args ...any) (string, error) { return x.built(template.JSEscaper(args...)) },
-		"urlquery": func(args ...any) (string, error) { return x.built(template.URLQueryEscaper(args...)) },
+		"print":    x.variadic(1, fmt.Sprint),
+		"println":  x.variadic(1, fmt.Sprintln),
+		"html":     x.variadic(5, template.HTMLEscaper), // &#34;
+		"js":       x.variadic(6, template.JSEscaper),   // \u003C
+		"urlquery": x.variadic(3, template.URLQueryEscaper),
 		stepFunc:   func() (string, error) { return x.step(1) },
 		callFunc:   func() (string, error) { return x.step(callSteps) },
 	}
@@ -129,6 +129,25 @@ func TemplateFunctions() []string {
 // budgeted ones of the same behaviour.
 var builtins = map[string]bool{"printf": true, "print": true, "println": true, "html": true, "js": true, "urlquery": true}
 
+// variadic budgets a builtin that prints any number of arguments (one
+// value may be passed thousands of times): before it runs, what it can
+// write, at most expansion bytes per byte of each argument and a
+// separator, must fit in the budget left.
+func (x *execution) variadic(expansion int, f func(...any) string) func(...any) (string, error) {
+	return func(args ...any) (string, error) {
+		if x.err != nil {
+			return "", x.err
+		}
+		n := 0
+		for _, a := range args {
+			if n += expansion*x.argSize(a) + 1; n > x.left {
+				return "", x.fail(errBudget)
+			}
+		}
+		return x.built(f(args...))
+	}
+}
+
 func (x *execution) indent(n int, s string) (string, error) {
 	if n < 0 {
 		return "", funcError{"indent: the count must not be negative"}
@@ -142,7 +161,10 @@ func (x *execution) indent(n int, s string) (string, error) {
 
 // checkFormat sizes a printf before it runs: the widths and precisions it
 // writes or passes with * (any int argument may be one, with explicit
-// argument indexes) may not exceed the budget left.
+// argument indexes), and every argument each verb prints, as many times as
+// verbs print it (explicit indexes let a short format print one large
+// value thousands of times), times what the verb can make of a byte. The
+// total may not exceed the budget left.
 func (x *execution) checkFormat(format string, args []any) error {
 	widest := 0 // the largest int argument
 	for _, a := range args {
@@ -150,16 +172,36 @@ func (x *execution) checkFormat(format string, args []any) error {
 			widest = max(widest, n, -n)
 		}
 	}
+	widest = min(widest, x.left+1) // so that sums cannot overflow
+	// Arguments no verb uses are printed once, after %!(EXTRA.
 	total := len(format)
-	for i := 0; i < len(format); i++ {
+	for _, a := range args {
+		if total += x.argSize(a); total > x.left {
+			return x.fail(errBudget)
+		}
+	}
+	next := 0 // the argument the next verb or * takes, as fmt counts
+	for i := 0; i < len(format) && total <= x.left; i++ {
 		if format[i] != '%' {
 			continue
 		}
+		space, sharp := false, false
+	verb:
 		for i++; i < len(format); i++ {
 			c := format[i]
 			switch {
 			case c == '*':
 				total += widest
+				next++
+			case c == '[':
+				end := strings.IndexByte(format[i:], ']')
+				if end < 0 {
+					break verb // fmt prints %!(BADINDEX)
+				}
+				if n, err := strconv.Atoi(format[i+1 : i+end]); err == nil && n >= 1 {
+					next = n - 1
+				}
+				i += end
 			case c >= '0' && c <= '9':
 				n := 0
 				for ; i < len(format) && format[i] >= '0' && format[i] <= '9'; i++ {
@@ -169,17 +211,61 @@ func (x *execution) checkFormat(format string, args []any) error {
 				}
 				total += n
 				i--
-			case strings.IndexByte("+-# .[]", c) >= 0:
+			case c == ' ':
+				space = true
+			case c == '#':
+				sharp = true
+			case strings.IndexByte("+-.", c) >= 0:
+			case c == '%':
+				break verb
 			default:
-				goto next
+				// The verb: what it prints of its argument, at most
+				// verbExpansion times the argument's size, plus the
+				// %!verb(type=...) of a wrong type.
+				if next < len(args) {
+					total += verbExpansion(c, space, sharp)*x.argSize(args[next]) + verbOverhead
+				}
+				next++
+				break verb
 			}
 		}
-	next:
 	}
 	if total > x.left {
 		return x.fail(errBudget)
 	}
 	return nil
+}
+
+// verbOverhead is what fmt writes around one argument besides its value:
+// a number's digits, a wrong type's %!d(map[string]interface {}=...).
+const verbOverhead = 64
+
+// argSize is an argument's size as printed by %v: a string's length, a
+// parsed JSON value's cost (never less than its text), walked no further
+// than the budget left.
+func (x *execution) argSize(a any) int {
+	if s, ok := a.(string); ok {
+		return len(s)
+	}
+	return jmes.Cost(a, x.left)
+}
+
+// verbExpansion is the most bytes a verb writes per byte of its argument:
+// hex writes two ("% #x" five: "0xab "), %q four (\x00).
+func verbExpansion(verb byte, space, sharp bool) int {
+	switch verb {
+	case 'x', 'X':
+		switch {
+		case space && sharp:
+			return 5
+		case space:
+			return 3
+		}
+		return 2
+	case 'q':
+		return 4
+	}
+	return 1
 }
 
 // stepFunc and callFunc are the step guards that parseTemplate puts at the

@@ -142,3 +142,58 @@ func TestBudgetedBuiltinsBehaveAsTextTemplates(t *testing.T) {
 		t.Errorf("x = %q, want %q", got["x"], want)
 	}
 }
+
+// TestPrintfArgumentsAreSized: a printf whose verbs repeat a large
+// argument (explicit argument indexes let a short format print one value
+// thousands of times) is sized before it runs, not charged after fmt has
+// built it.
+func TestPrintfArgumentsAreSized(t *testing.T) {
+	tests := map[string]string{
+		"%s":  `{{printf "` + strings.Repeat("%[1]s", 2000) + `" $a | len}}`,
+		"%x":  `{{printf "` + strings.Repeat("%[1]x", 1000) + `" $a | len}}`,
+		"% x": `{{printf "` + strings.Repeat("%[1] x", 400) + `" $a | len}}`,
+		"%q":  `{{printf "` + strings.Repeat("%[1]q", 1000) + `" $a | len}}`,
+		"%v":  `{{$j := fromJson .list}}{{printf "` + strings.Repeat("%[1]v", 40000) + `" $j | len}}`,
+	}
+	for name, tmpl := range tests {
+		t.Run(name, func(t *testing.T) { overBudget(t, tmpl) })
+	}
+}
+
+// TestVariadicBuiltinsAreSized: print, println, html, js and urlquery
+// take any number of arguments; one value passed thousands of times is
+// sized before they run.
+func TestVariadicBuiltinsAreSized(t *testing.T) {
+	for _, fn := range []string{"print", "println", "html", "js", "urlquery"} {
+		t.Run(fn, func(t *testing.T) { overBudget(t, `{{`+fn+strings.Repeat(" $a", 2000)+` | len}}`) })
+	}
+}
+
+// overBudget builds tmpl, with $a a 64 KiB string built within the budget,
+// and wants the budget's error having allocated no more than the invariant.
+func overBudget(t *testing.T, tmpl string) {
+	t.Helper()
+	grow := `{{$a := printf "` + strings.Repeat("%[1]s", 160) + `" .list}}`
+	s := parseDecl(t, templateDecl(grow+tmpl))[0]
+	fs := byPath(files(t, testConfig(t), templateContent(), "v1"))
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	_, err := s.Build(context.Background(), fs)
+	runtime.ReadMemStats(&after)
+	if err == nil || !strings.Contains(err.Error(), "the template builds more than its budget") {
+		t.Fatalf("Build = %v, want the budget", err)
+	}
+	if got, bound := after.TotalAlloc-before.TotalAlloc, uint64(maxTemplateAllocPerByte*MaxSecretBytes); got > bound {
+		t.Errorf("allocated %d bytes, over %d", got, bound)
+	}
+}
+
+// TestPrintfHugeStarsDoNotOverflow: widths are summed without overflow,
+// so two maximal * widths cannot wrap the total below the budget.
+func TestPrintfHugeStarsDoNotOverflow(t *testing.T) {
+	s := parseDecl(t, templateDecl(`{{printf "%**d" 9223372036854775807 9223372036854775807 1 | len}}`))[0]
+	_, err := s.Build(context.Background(), byPath(files(t, testConfig(t), templateContent(), "v1")))
+	if err == nil || !strings.Contains(err.Error(), "the template builds more than its budget") {
+		t.Fatalf("Build = %v, want the budget", err)
+	}
+}

@@ -18,6 +18,12 @@
 //     work, so every loop of the interpreter passes a guard or is bounded by
 //     a value already charged. Once the budget is spent, every further guard
 //     and function call fails at once: the evaluation ends quickly.
+//   - Work that builds little but reads much is charged what it reads:
+//     a function call the size of its arguments, an equality the size of
+//     its operands, a string slice the runes it converts. Selecting is
+//     free, so without this a filter reading the whole document once per
+//     element ($.a == $.b, contains($.b, x)) would run quadratic in the
+//     document until the deadline.
 //   - Functions run through coffer's own caller: arguments are type-checked
 //     with coffer's messages, and functions whose output can exceed their
 //     input many times over in one call (pad_left, pad_right, replace, join,
@@ -48,9 +54,20 @@ type Expr struct {
 	ast parsing.ASTNode
 }
 
-// guardName is the guard's function name. The lexer only produces
-// identifiers, so no expression can call it.
-const guardName = "coffer budget"
+// guardName is the guard's function name; sliceGuardName's guard charges
+// what a slice is about to slice, operandGuardName's what an equality is
+// about to compare. The lexer only produces identifiers, so no expression
+// can call them.
+const (
+	guardName        = "coffer budget"
+	sliceGuardName   = "coffer budget slice"
+	operandGuardName = "coffer budget operand"
+)
+
+// runeBytes is what slicing a string allocates per byte of the string,
+// besides the result: the interpreter converts the string to runes (four
+// bytes a character) and slices those into a new []rune.
+const runeBytes = 8
 
 // Compile parses an expression and checks every function it calls (name
 // and number of arguments). Its errors quote only the expression.
@@ -100,7 +117,35 @@ func guard(n parsing.ASTNode) parsing.ASTNode {
 	if !isConstruct(n) {
 		return n
 	}
+	if n.NodeType == parsing.ASTComparator && (n.Value == parsing.TOKEQ || n.Value == parsing.TOKNE) {
+		// Equality compares its operands deeply, and a filter compares
+		// once per element: operands selected from the document cost
+		// nothing to select, so they are charged what comparing them
+		// costs, or a 20-byte filter ($.a == $.b over a) runs for as
+		// long as the deadline allows.
+		for i, c := range n.Children {
+			n.Children[i] = parsing.ASTNode{NodeType: parsing.ASTFunctionExpression, Value: operandGuardName, Children: []parsing.ASTNode{c}}
+		}
+	}
+	if isSlice(n) {
+		// Charge what is sliced before the slice runs: the interpreter
+		// slices a string's runes, however short the result.
+		ix := n.Children[0]
+		ix.Children = append([]parsing.ASTNode{{NodeType: parsing.ASTFunctionExpression, Value: sliceGuardName, Children: ix.Children[:1]}}, ix.Children[1:]...)
+		n.Children = append([]parsing.ASTNode{ix}, n.Children[1:]...)
+	}
 	return parsing.ASTNode{NodeType: parsing.ASTFunctionExpression, Value: guardName, Children: []parsing.ASTNode{n}}
+}
+
+// isSlice reports whether a node is a slice (a projection of an index
+// expression whose index is a slice), which on a string the interpreter
+// computes on the string's runes.
+func isSlice(n parsing.ASTNode) bool {
+	if n.NodeType != parsing.ASTProjection || len(n.Children) == 0 {
+		return false
+	}
+	ix := n.Children[0]
+	return ix.NodeType == parsing.ASTIndexExpression && len(ix.Children) > 1 && ix.Children[1].NodeType == parsing.ASTSlice
 }
 
 func checkFunctions(n parsing.ASTNode) error {
@@ -184,9 +229,17 @@ func (ev *evaluation) CallFunction(name string, args []any) (any, error) {
 	if err := ev.ctx.Err(); err != nil {
 		return nil, ev.fail(fmt.Errorf("evaluation stopped: %w", err))
 	}
-	if name == guardName {
+	switch name {
+	case guardName, operandGuardName:
 		if err := ev.charge(Cost(args[0], ev.left)); err != nil {
 			return nil, err
+		}
+		return args[0], nil
+	case sliceGuardName:
+		if s, ok := args[0].(string); ok {
+			if err := ev.charge(runeBytes * len(s)); err != nil {
+				return nil, err
+			}
 		}
 		return args[0], nil
 	}
@@ -196,6 +249,16 @@ func (ev *evaluation) CallFunction(name string, args []any) (any, error) {
 	}
 	if err := checkArgs(name, f.Arguments, args); err != nil {
 		return nil, ev.fail(err)
+	}
+	// A function walks its arguments (contains compares each element,
+	// sort compares them n log n times), and arguments selected from the
+	// document cost nothing to select: each call is charged their size, so
+	// a function called once per element of a filter cannot scan the whole
+	// document each time for free.
+	for _, a := range args {
+		if err := ev.charge(Cost(a, ev.left)); err != nil {
+			return nil, err
+		}
 	}
 	if n, ok := outputSize(name, args); ok {
 		if err := ev.charge(n); err != nil {

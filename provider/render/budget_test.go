@@ -5,6 +5,7 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/coffer-csi/coffer/provider/fetch"
 	"github.com/coffer-csi/coffer/provider/render"
@@ -77,5 +78,59 @@ func TestJMESPathDeadline(t *testing.T) {
 	_, err := render.Files(ctx, []fetch.Value{{Object: cfg.Objects[0], Data: []byte(`{"a":1}`), Version: "v"}}, render.Options{})
 	if err == nil || !strings.Contains(err.Error(), "evaluation stopped") {
 		t.Fatalf("err = %v, want the evaluation stopped", err)
+	}
+}
+
+// TestJMESPathStringSliceBudget: slicing a string converts it to runes
+// (four bytes per character) before slicing; a chain of string slices on a
+// large secret is charged what it allocates, not only the string it
+// returns.
+func TestJMESPathStringSliceBudget(t *testing.T) {
+	const limit = 64 << 10
+	secret := `{"s":"` + strings.Repeat("x", 60000) + `"}`
+	tests := map[string]string{
+		"reversed": "s" + strings.Repeat("|[::-1]", 2000),
+		// A one-character result of a whole string's runes.
+		"short": "length([" + strings.TrimSuffix(strings.Repeat("s[:1],", 2000), ",") + "])",
+	}
+	for name, path := range tests {
+		t.Run(name, func(t *testing.T) {
+			cfg := parse(t, "- {objectName: s, objectType: secretsmanager, jmesPath: [{path: \""+path+"\", objectAlias: x}]}")
+			var err error
+			got := allocated(func() {
+				_, err = render.Files(context.Background(), []fetch.Value{{Object: cfg.Objects[0], Data: []byte(secret), Version: "v"}}, render.Options{MaxResponseBytes: limit})
+			})
+			if err == nil || !strings.Contains(err.Error(), "builds more than") {
+				t.Fatalf("err = %v, want the budget", err)
+			}
+			if bound := uint64(maxAllocPerLimitByte*(limit+len(secret)) + allocSlack); got > bound {
+				t.Errorf("allocated %d bytes, over %d", got, bound)
+			}
+		})
+	}
+}
+
+// TestJMESPathComparisonBudget: a filter that compares or scans the whole
+// document once per element does quadratic work while building nothing
+// but booleans; it fails on the budget at once rather than running until
+// the deadline (each case took 5 to 20 s of CPU on a 64 KiB secret).
+func TestJMESPathComparisonBudget(t *testing.T) {
+	const limit = 64 << 10
+	zeros := "[" + strings.TrimSuffix(strings.Repeat("0,", 16000), ",") + "]"
+	secret := `{"a":` + zeros + `,"b":` + zeros + `}`
+	for name, path := range map[string]string{
+		"equal":     "length(a[?$.a == $.b])",
+		"not equal": "length(a[?$.a != $.b])",
+		"contains":  "length(a[?contains($.b, `1`)])",
+	} {
+		t.Run(name, func(t *testing.T) {
+			cfg := parse(t, "- {objectName: s, objectType: secretsmanager, jmesPath: [{path: \""+path+"\", objectAlias: x}]}")
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			_, err := render.Files(ctx, []fetch.Value{{Object: cfg.Objects[0], Data: []byte(secret), Version: "v"}}, render.Options{MaxResponseBytes: limit})
+			if err == nil || !strings.Contains(err.Error(), "builds more than") {
+				t.Fatalf("err = %v, want the budget", err)
+			}
+		})
 	}
 }
