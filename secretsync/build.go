@@ -12,6 +12,8 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 
+	"github.com/coffer-csi/coffer/internal/jmes"
+	"github.com/coffer-csi/coffer/internal/tmpl"
 	"github.com/coffer-csi/coffer/provider/render"
 )
 
@@ -24,7 +26,7 @@ const MaxSecretBytes = corev1.MaxSecretSize
 // Errors name keys and files, never values.
 //
 // Templates are bounded while they run (output, work and steps: see
-// execution) and stop when ctx ends.
+// tmpl.Execution) and stop when ctx ends.
 func (s *Secret) Build(ctx context.Context, files map[string]render.File) (map[string][]byte, error) {
 	values := map[string][]byte{}
 	from := map[string]int{}
@@ -69,10 +71,10 @@ func (s *Secret) Build(ctx context.Context, files map[string]render.File) (map[s
 				left -= len(v)
 			}
 		}
-		x := newExecution(ctx, MaxSecretBytes)
+		x := tmpl.NewExecution(ctx, MaxSecretBytes, templateWording)
 		for _, k := range t.Keys {
 			left += len(out[k]) // a template replaces a merged key
-			v, err := x.execute(t.tmpls[k], tctx, max(0, left))
+			v, err := x.Execute(t.tmpls[k], tctx, max(0, left))
 			if err != nil {
 				return nil, fmt.Errorf("template.data[%s]: %v", k, err)
 			}
@@ -246,4 +248,33 @@ func changedKeys(old, new map[string][]byte) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// templateWording is how template messages name a Secret's limit and keys.
+var templateWording = tmpl.Wording{
+	Limit:      "the Secret's size limit",
+	MissingKey: "reads a key the Secret's values do not have (keys are the data and dataFrom keys)",
+}
+
+// decodeJSON parses one JSON value. Its errors give only the byte offset:
+// encoding/json messages quote the offending character, which is part of
+// a secret.
+func decodeJSON(data []byte) (any, error) {
+	v, err := jmes.DecodeJSON(data, true)
+	if err != nil {
+		return nil, fmt.Errorf("not valid JSON (%v)", err)
+	}
+	return v, nil
+}
+
+// decode applies a decoding to a value (tmpl.DecodeBase64: padding
+// optional, surrounding whitespace ignored, errors give only the offset).
+func decode(b []byte, d Decoding) ([]byte, error) {
+	switch d {
+	case DecodeBase64:
+		return tmpl.DecodeBase64(b, false)
+	case DecodeBase64URL:
+		return tmpl.DecodeBase64(b, true)
+	}
+	return b, nil
 }

@@ -12,11 +12,11 @@ package secretsync
 import (
 	"fmt"
 	"sort"
-	"text/template"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 
+	"github.com/coffer-csi/coffer/internal/tmpl"
 	"github.com/coffer-csi/coffer/provider/spc"
 )
 
@@ -146,7 +146,7 @@ type Template struct {
 	// Keys are the template's Secret keys, sorted.
 	Keys  []string
 	texts map[string]string
-	tmpls map[string]*template.Template
+	tmpls map[string]*tmpl.Template
 }
 
 // Objects returns the objects the entry reads, in object order.

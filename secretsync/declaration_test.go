@@ -8,6 +8,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 
+	"github.com/coffer-csi/coffer/internal/tmpl"
 	"github.com/coffer-csi/coffer/provider/spc"
 )
 
@@ -352,7 +353,7 @@ func TestParseAmbiguousReference(t *testing.T) {
 
 func TestTemplateFunctionsDocumented(t *testing.T) {
 	want := "b64dec b64enc default fromJson indent lower nindent quote replace required toJson trim trimPrefix trimSuffix upper"
-	if got := strings.Join(TemplateFunctions(), " "); got != want {
-		t.Errorf("TemplateFunctions() = %s\nthe README documents %s", got, want)
+	if got := strings.Join(tmpl.Functions(), " "); got != want {
+		t.Errorf("tmpl.Functions() = %s\nthe README documents %s", got, want)
 	}
 }

@@ -4,13 +4,13 @@ import (
 	"fmt"
 	"sort"
 	"strings"
-	"text/template"
 	"time"
 
 	"gopkg.in/yaml.v3"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
 
+	"github.com/coffer-csi/coffer/internal/tmpl"
 	"github.com/coffer-csi/coffer/internal/yamlcheck"
 	"github.com/coffer-csi/coffer/provider/spc"
 )
@@ -429,7 +429,7 @@ func (p *parser) template(n *yaml.Node, where string) *Template {
 		return nil
 	}
 	f := p.Fields(n, templateKeys, w)
-	t := &Template{MergePolicy: Replace, texts: map[string]string{}, tmpls: map[string]*template.Template{}}
+	t := &Template{MergePolicy: Replace, texts: map[string]string{}, tmpls: map[string]*tmpl.Template{}}
 	switch v := p.Scalar(f, "mergePolicy", w); strings.ToLower(v) {
 	case "", "replace":
 	case "merge":
@@ -464,13 +464,13 @@ func (p *parser) template(n *yaml.Node, where string) *Template {
 			p.Add(w+".data", key, "must be a template string, found a %s at line %d", yamlcheck.KindName(v), v.Line)
 			continue
 		}
-		tmpl, err := parseTemplate(key, v.Value)
+		parsed, err := tmpl.Parse(key, v.Value)
 		if err != nil {
 			p.Add(w+".data", key, "is not a valid template: %v", err)
 			continue
 		}
 		t.texts[key] = v.Value
-		t.tmpls[key] = tmpl
+		t.tmpls[key] = parsed
 		t.Keys = append(t.Keys, key)
 	}
 	sort.Strings(t.Keys)

@@ -32,10 +32,12 @@
 package jmes
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"unicode/utf8"
 
@@ -474,4 +476,34 @@ func Cost(v any, limit int) int {
 	}
 	walk(v)
 	return min(n, limit+1)
+}
+
+// DecodeJSON parses a JSON document, with numbers as json.Number when
+// exactNumbers (kept as written) or float64. Its error
+// gives only the byte offset: encoding/json messages quote the offending
+// character, which is part of a secret.
+func DecodeJSON(data []byte, exactNumbers bool) (any, error) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if exactNumbers {
+		dec.UseNumber()
+	}
+	var doc any
+	if err := dec.Decode(&doc); err != nil {
+		var syn *json.SyntaxError
+		if errors.As(err, &syn) {
+			return nil, fmt.Errorf("syntax error at byte %d", syn.Offset)
+		}
+		var typ *json.UnmarshalTypeError
+		if errors.As(err, &typ) {
+			return nil, fmt.Errorf("unexpected JSON type at byte %d", typ.Offset)
+		}
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			return nil, errors.New("the value is empty or truncated")
+		}
+		return nil, errors.New("the value cannot be decoded")
+	}
+	if dec.More() {
+		return nil, fmt.Errorf("extra data after the JSON value at byte %d", dec.InputOffset())
+	}
+	return doc, nil
 }

@@ -10,7 +10,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"sort"
 	"strings"
@@ -135,7 +134,7 @@ func objectFiles(v fetch.Value, translation string) ([]File, fetch.Errors) {
 		}
 		return files, nil
 	case o.ExpandJSON:
-		doc, err := DecodeJSON(v.Data, true)
+		doc, err := jmes.DecodeJSON(v.Data, true)
 		if err != nil {
 			return nil, fail(fmt.Sprintf("expandJSON needs a JSON object, but the value is not valid JSON (%v)", err), "store the secret as a JSON object, or remove expandJSON")
 		}
@@ -285,7 +284,7 @@ const (
 // the response limit.
 func extract(ctx context.Context, v fetch.Value, limit, used int) ([]File, fetch.Errors) {
 	o := v.Object
-	doc, err := DecodeJSON(v.Data, false)
+	doc, err := jmes.DecodeJSON(v.Data, false)
 	if err != nil {
 		return nil, fetch.Errors{{
 			Object: o, Entry: -1, Kind: fetch.KindInvalid,
@@ -297,7 +296,7 @@ func extract(ctx context.Context, v fetch.Value, limit, used int) ([]File, fetch
 	// functions and comparisons understand; a number result is then written
 	// as the JSON text the secret holds (exact beyond 2^53), taken from a
 	// second decoding that keeps numbers as written.
-	exact, _ := DecodeJSON(v.Data, true)
+	exact, _ := jmes.DecodeJSON(v.Data, true)
 	var files []File
 	var errs fetch.Errors
 	for j, e := range o.JMESPath {
@@ -341,36 +340,6 @@ func extract(ctx context.Context, v fetch.Value, limit, used int) ([]File, fetch
 		files = append(files, File{Path: e.Path, Mode: e.Mode, Data: data, Version: v.Version, Object: o})
 	}
 	return files, errs
-}
-
-// DecodeJSON parses a JSON document, with numbers as json.Number when
-// exactNumbers (kept as written) or float64. Its error
-// gives only the byte offset: encoding/json messages quote the offending
-// character, which is part of a secret.
-func DecodeJSON(data []byte, exactNumbers bool) (any, error) {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	if exactNumbers {
-		dec.UseNumber()
-	}
-	var doc any
-	if err := dec.Decode(&doc); err != nil {
-		var syn *json.SyntaxError
-		if errors.As(err, &syn) {
-			return nil, fmt.Errorf("syntax error at byte %d", syn.Offset)
-		}
-		var typ *json.UnmarshalTypeError
-		if errors.As(err, &typ) {
-			return nil, fmt.Errorf("unexpected JSON type at byte %d", typ.Offset)
-		}
-		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-			return nil, errors.New("the value is empty or truncated")
-		}
-		return nil, errors.New("the value cannot be decoded")
-	}
-	if dec.More() {
-		return nil, fmt.Errorf("extra data after the JSON value at byte %d", dec.InputOffset())
-	}
-	return doc, nil
 }
 
 // scalarText renders a JMESPath result as file content: strings as they

@@ -1,4 +1,9 @@
-package secretsync
+// Package tmpl is coffer's one template language: Go text/template with
+// coffer's functions, bounded while it runs (output, work, steps and the
+// deadline), with errors that name the template's line and action and never
+// a value. Secret sync (template.data) and templated mount files both use
+// it.
+package tmpl
 
 import (
 	"bytes"
@@ -9,13 +14,13 @@ import (
 	"fmt"
 	"reflect"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 	"text/template"
 	"text/template/parse"
 
 	"github.com/coffer-csi/coffer/internal/jmes"
-	"github.com/coffer-csi/coffer/provider/render"
 )
 
 // Template functions, besides text/template's own (index, printf, eq, ...).
@@ -36,7 +41,7 @@ func (x *execution) funcs() template.FuncMap {
 		"b64enc": str(func(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }),
 		// b64dec decodes standard base64 (padded or not).
 		"b64dec": func(s string) (string, error) {
-			b, err := decode([]byte(s), DecodeBase64)
+			b, err := DecodeBase64([]byte(s), false)
 			if err != nil {
 				return "", funcError{err.Error()}
 			}
@@ -49,9 +54,9 @@ func (x *execution) funcs() template.FuncMap {
 			if err := x.charge(jsonCostPerByte * len(s)); err != nil {
 				return nil, err
 			}
-			v, err := decodeJSON([]byte(s))
+			v, err := jmes.DecodeJSON([]byte(s), true)
 			if err != nil {
-				return nil, funcError{"fromJson: the value is " + err.Error()}
+				return nil, funcError{"fromJson: the value is not valid JSON (" + err.Error() + ")"}
 			}
 			return v, nil
 		},
@@ -114,14 +119,16 @@ func (x *execution) funcs() template.FuncMap {
 	}
 }
 
-// TemplateFunctions lists the functions templates may call, for the docs.
-func TemplateFunctions() []string {
+// Functions lists the functions templates may call besides
+// text/template's own, for the docs.
+func Functions() []string {
 	var names []string
-	for _, n := range sortedKeys((&execution{}).funcs()) {
+	for n := range (&execution{}).funcs() {
 		if n != stepFunc && n != callFunc && !builtins[n] {
 			names = append(names, n)
 		}
 	}
+	sort.Strings(names)
 	return names
 }
 
@@ -141,7 +148,7 @@ func (x *execution) variadic(expansion int, f func(...any) string) func(...any) 
 		n := 0
 		for _, a := range args {
 			if n += expansion*x.argSize(a) + 1; n > x.left {
-				return "", x.fail(errBudget)
+				return "", x.fail(x.budget)
 			}
 		}
 		return x.built(f(args...))
@@ -177,7 +184,7 @@ func (x *execution) checkFormat(format string, args []any) error {
 	total := len(format)
 	for _, a := range args {
 		if total += x.argSize(a); total > x.left {
-			return x.fail(errBudget)
+			return x.fail(x.budget)
 		}
 	}
 	next := 0 // the argument the next verb or * takes, as fmt counts
@@ -206,7 +213,7 @@ func (x *execution) checkFormat(format string, args []any) error {
 				n := 0
 				for ; i < len(format) && format[i] >= '0' && format[i] <= '9'; i++ {
 					if n = n*10 + int(format[i]-'0'); n > x.left {
-						return x.fail(errBudget)
+						return x.fail(x.budget)
 					}
 				}
 				total += n
@@ -231,7 +238,7 @@ func (x *execution) checkFormat(format string, args []any) error {
 		}
 	}
 	if total > x.left {
-		return x.fail(errBudget)
+		return x.fail(x.budget)
 	}
 	return nil
 }
@@ -278,11 +285,12 @@ const (
 	callSteps = 16
 )
 
-// A budget bounds one execution of a Secret's templates:
-//   - output: what the templates write, at most what remains of the
-//     Secret's size limit (a limited writer, so output stops when full);
+// A budget bounds one execution of a set of templates (a Secret's, or a
+// mount's files):
+//   - output: what each template writes, at most what remains of the size
+//     limit (a limited writer, so output stops when full);
 //   - work: every string or value a function builds, in total, at most
-//     templateWorkFactor times that;
+//     WorkFactor times the limit;
 //   - steps: range iterations (one each) and template calls (callSteps
 //     each), at most maxSteps: each allocates a little in text/template;
 //     and the context's deadline.
@@ -290,23 +298,40 @@ const (
 // Nothing else in a template grows: text/template only writes and passes
 // values on, so these three bound its memory and time.
 const (
-	templateWorkFactor = 8
-	jsonCostPerByte    = 16
-	maxSteps           = 1 << 16
+	WorkFactor      = 8
+	jsonCostPerByte = 16
+	maxSteps        = 1 << 16
 )
 
-var errBudget = errors.New("the template builds more than its budget (8 times the Secret's size limit)")
-
-// execution is the state of one Build's template executions.
-type execution struct {
-	ctx   context.Context
-	left  int // work
-	steps int
-	err   error
+// Wording names, in messages, what the templates are rendered into and
+// which keys they read; the messages are otherwise the same everywhere.
+type Wording struct {
+	// Limit is the size limit of the output: "the Secret's size limit".
+	Limit string
+	// MissingKey describes reading a key the data lacks: "reads a key the
+	// Secret's values do not have (keys are the data and dataFrom keys)".
+	MissingKey string
 }
 
-func newExecution(ctx context.Context, outputLimit int) *execution {
-	return &execution{ctx: ctx, left: templateWorkFactor * outputLimit, steps: maxSteps}
+// Execution is the state of one set of template executions that share a
+// budget. It is not safe for concurrent use.
+type Execution = execution
+
+type execution struct {
+	ctx    context.Context
+	words  Wording
+	budget error
+	left   int // work
+	steps  int
+	err    error
+}
+
+// NewExecution starts executions whose output may total outputLimit
+// bytes (each Execute takes its own limit, at most that) and whose
+// functions may build WorkFactor times that, until ctx ends.
+func NewExecution(ctx context.Context, outputLimit int, w Wording) *Execution {
+	return &execution{ctx: ctx, words: w, left: WorkFactor * outputLimit, steps: maxSteps,
+		budget: fmt.Errorf("the template builds more than its budget (%d times %s)", WorkFactor, w.Limit)}
 }
 
 func (x *execution) fail(err error) error {
@@ -321,7 +346,7 @@ func (x *execution) charge(n int) error {
 		return x.err
 	}
 	if x.left -= n; x.left < 0 {
-		return x.fail(errBudget)
+		return x.fail(x.budget)
 	}
 	return nil
 }
@@ -352,8 +377,17 @@ type funcError struct{ msg string }
 
 func (e funcError) Error() string { return e.msg }
 
-func parseTemplate(key, text string) (*template.Template, error) {
-	t, err := template.New(key).Funcs((&execution{}).funcs()).Option("missingkey=error").Parse(text)
+// Template is a parsed template, ready to execute; safe for concurrent
+// use.
+type Template struct {
+	t    *template.Template
+	refs []string
+}
+
+// Parse parses a template named name (the key or file it renders, which
+// its errors quote).
+func Parse(name, text string) (*Template, error) {
+	t, err := template.New(name).Funcs((&execution{}).funcs()).Option("missingkey=error").Parse(text)
 	if err != nil {
 		return nil, err
 	}
@@ -364,10 +398,22 @@ func parseTemplate(key, text string) (*template.Template, error) {
 		if err := checkRequired(tt.Tree); err != nil {
 			return nil, err
 		}
-		addSteps(tt.Tree.Root)
 	}
-	return t, nil
+	refs := references(t.Tree)
+	for _, tt := range t.Templates() {
+		if tt.Tree != nil {
+			addSteps(tt.Tree.Root)
+		}
+	}
+	return &Template{t: t, refs: refs}, nil
 }
+
+// References are the keys the template names at its top level, sorted:
+// {{ .key }}, {{ $.key }}, {{ index . "key" }} and {{ index $ "key" }}
+// where the dot is the template's data (outside with and range bodies and
+// defined templates). A key read any other way ({{ index . $k }}) is
+// known only when the template runs.
+func (t *Template) References() []string { return t.refs }
 
 // checkRequired refuses a required whose message is not a quoted string
 // in the template: the message goes into Events and the status, so it must
@@ -413,48 +459,55 @@ func addSteps(root *parse.ListNode) {
 
 // walk calls fn for n and every node below it.
 func walk(n parse.Node, fn func(parse.Node)) {
+	walkScoped(n, true, func(n parse.Node, _ bool) { fn(n) })
+}
+
+// walkScoped calls fn for n and every node below it, with whether the dot
+// is the data it started with (not in with and range bodies, whose dot is
+// their pipeline's value).
+func walkScoped(n parse.Node, data bool, fn func(n parse.Node, data bool)) {
 	if n == nil || reflect.ValueOf(n).IsNil() {
 		return
 	}
-	fn(n)
+	fn(n, data)
+	branch := func(b *parse.BranchNode, body bool) {
+		walkScoped(b.Pipe, data, fn)
+		walkScoped(b.List, body, fn)
+		walkScoped(b.ElseList, data, fn)
+	}
 	switch x := n.(type) {
 	case *parse.ListNode:
 		for _, c := range x.Nodes {
-			walk(c, fn)
+			walkScoped(c, data, fn)
 		}
 	case *parse.ActionNode:
-		walk(x.Pipe, fn)
+		walkScoped(x.Pipe, data, fn)
 	case *parse.PipeNode:
 		for _, c := range x.Cmds {
-			walk(c, fn)
+			walkScoped(c, data, fn)
 		}
 	case *parse.CommandNode:
 		for _, c := range x.Args {
-			walk(c, fn)
+			walkScoped(c, data, fn)
 		}
+	case *parse.ChainNode:
+		walkScoped(x.Node, data, fn)
 	case *parse.IfNode:
-		walkBranch(&x.BranchNode, fn)
+		branch(&x.BranchNode, data)
 	case *parse.RangeNode:
-		walkBranch(&x.BranchNode, fn)
+		branch(&x.BranchNode, false)
 	case *parse.WithNode:
-		walkBranch(&x.BranchNode, fn)
+		branch(&x.BranchNode, false)
 	case *parse.TemplateNode:
-		walk(x.Pipe, fn)
+		walkScoped(x.Pipe, data, fn)
 	}
 }
 
-func walkBranch(b *parse.BranchNode, fn func(parse.Node)) {
-	walk(b.Pipe, fn)
-	walk(b.List, fn)
-	walk(b.ElseList, fn)
-}
-
-// execute runs a template over the Secret's values, writing at most limit
-// bytes. Its error names the template position and what failed, never a
-// value: coffer's functions say nothing of their input, and text/template's
+// Execute runs a template over values, writing at most limit bytes. Its
+// error names the template position and what failed, never a value: coffer's functions say nothing of their input, and text/template's
 // own messages (which can print values) are replaced by fixed ones.
-func (x *execution) execute(t *template.Template, values map[string]string, limit int) ([]byte, error) {
-	t, err := t.Clone()
+func (x *execution) Execute(tm *Template, values map[string]string, limit int) ([]byte, error) {
+	t, err := tm.t.Clone()
 	if err != nil {
 		return nil, errors.New("the template cannot be prepared")
 	}
@@ -490,7 +543,7 @@ var execPosition = regexp.MustCompile(`^template: [^:]*:(\d+):(\d+): (?:executin
 // found by the start of the library's message (whose rest may print a
 // value, so it is never shown).
 var execMessages = []struct{ marker, msg string }{
-	{"map has no entry for key", "reads a key the Secret's values do not have (keys are the data and dataFrom keys)"},
+	{"map has no entry for key", ""}, // Wording.MissingKey
 	{"can't evaluate field", "reads a field of a value that has none"},
 	{"range can't iterate over", "ranges over a value that is not a list or map (use fromJson to parse JSON)"},
 	{"index out of range", "an index or slice bound is out of range"},
@@ -517,7 +570,7 @@ func (x *execution) describe(err error, out *limitedWriter) error {
 	var fe funcError
 	switch {
 	case errors.Is(err, errOutputFull):
-		return fmt.Errorf("the output exceeds the %d bytes left of the Secret's size limit", out.limit)
+		return fmt.Errorf("the output exceeds the %d bytes left of %s", out.limit, x.words.Limit)
 	case x.err != nil:
 		return fmt.Errorf("%s: %v", where, x.err)
 	case errors.As(err, &fe):
@@ -525,34 +578,22 @@ func (x *execution) describe(err error, out *limitedWriter) error {
 	}
 	for _, m := range execMessages {
 		if strings.Contains(text, m.marker) {
+			if m.msg == "" {
+				return fmt.Errorf("%s: %s", where, x.words.MissingKey)
+			}
 			return fmt.Errorf("%s: %s", where, m.msg)
 		}
 	}
 	return fmt.Errorf("%s: the template failed (a missing key, a wrong type or a bad argument)", where)
 }
 
-// decodeJSON parses one JSON value. Its errors give only the byte offset:
-// encoding/json messages quote the offending character, which is part of
-// a secret.
-func decodeJSON(data []byte) (any, error) {
-	v, err := render.DecodeJSON(data, true)
-	if err != nil {
-		return nil, fmt.Errorf("not valid JSON (%v)", err)
-	}
-	return v, nil
-}
-
-// decode applies a decoding to a value. Surrounding whitespace (a trailing
-// newline) is ignored; padding is optional. Errors give only the offset.
-func decode(b []byte, d Decoding) ([]byte, error) {
-	var encs []*base64.Encoding
-	switch d {
-	case DecodeBase64:
-		encs = []*base64.Encoding{base64.StdEncoding, base64.RawStdEncoding}
-	case DecodeBase64URL:
-		encs = []*base64.Encoding{base64.URLEncoding, base64.RawURLEncoding}
-	default:
-		return b, nil
+// DecodeBase64 decodes standard (or, urlSafe, URL-safe) base64, padded or
+// not; surrounding whitespace (a trailing newline) is ignored. Its errors
+// give only the offset, never the input.
+func DecodeBase64(b []byte, urlSafe bool) ([]byte, error) {
+	encs, name := []*base64.Encoding{base64.StdEncoding, base64.RawStdEncoding}, "base64"
+	if urlSafe {
+		encs, name = []*base64.Encoding{base64.URLEncoding, base64.RawURLEncoding}, "base64url"
 	}
 	s := bytes.TrimSpace(b)
 	var first error
@@ -568,7 +609,51 @@ func decode(b []byte, d Decoding) ([]byte, error) {
 	}
 	var corrupt base64.CorruptInputError
 	if errors.As(first, &corrupt) {
-		return nil, fmt.Errorf("not valid %s (illegal data at byte %d)", d, int64(corrupt))
+		return nil, fmt.Errorf("not valid %s (illegal data at byte %d)", name, int64(corrupt))
 	}
-	return nil, fmt.Errorf("not valid %s", d)
+	return nil, fmt.Errorf("not valid %s", name)
+}
+
+// references collects the keys a template's main tree names with the data
+// as the dot (see Template.References).
+func references(tree *parse.Tree) []string {
+	seen := map[string]bool{}
+	walkScoped(tree.Root, true, func(n parse.Node, data bool) {
+		switch x := n.(type) {
+		case *parse.CommandNode:
+			if len(x.Args) >= 3 {
+				if id, ok := x.Args[0].(*parse.IdentifierNode); ok && id.Ident == "index" && isData(x.Args[1], data) {
+					if key, ok := x.Args[2].(*parse.StringNode); ok {
+						seen[key.Text] = true
+					}
+				}
+			}
+		case *parse.FieldNode:
+			if data {
+				seen[x.Ident[0]] = true
+			}
+		case *parse.VariableNode:
+			if x.Ident[0] == "$" && len(x.Ident) > 1 {
+				seen[x.Ident[1]] = true
+			}
+		}
+	})
+	refs := make([]string, 0, len(seen))
+	for k := range seen {
+		refs = append(refs, k)
+	}
+	sort.Strings(refs)
+	return refs
+}
+
+// isData reports whether n is the template's data: $, or the dot where it
+// is the data.
+func isData(n parse.Node, root bool) bool {
+	switch x := n.(type) {
+	case *parse.DotNode:
+		return root
+	case *parse.VariableNode:
+		return len(x.Ident) == 1 && x.Ident[0] == "$"
+	}
+	return false
 }
