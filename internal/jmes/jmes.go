@@ -72,8 +72,15 @@ const (
 const runeBytes = 8
 
 // Compile parses an expression and checks every function it calls (name
-// and number of arguments). Its errors quote only the expression.
-func Compile(expr string) (e *Expr, err error) {
+// and number of arguments). Only the standard JMESPath grammar is
+// accepted (a *DialectError otherwise); functions are the library's, the
+// standard ones and the community's additions. Its errors quote only the
+// expression.
+func Compile(expr string) (*Expr, error) { return compile(expr, true) }
+
+// compile is Compile; without standardOnly it accepts the community
+// grammar too (for tests of the guards of community-only nodes).
+func compile(expr string, standardOnly bool) (e *Expr, err error) {
 	defer func() {
 		// The library's lexer panics on some invalid input.
 		if r := recover(); r != nil {
@@ -85,7 +92,17 @@ func Compile(expr string) (e *Expr, err error) {
 	}
 	ast, err := parsing.NewParser().Parse(expr)
 	if err != nil {
+		if de := suggestQuoted(expr); de != nil && standardOnly {
+			return nil, de // db.api-key-2: invalid in both grammars, and quoting fixes it
+		}
 		return nil, err // a SyntaxError: the expression and an offset
+	}
+	// What the community grammar accepts and the standard one rejects
+	// would mean something here that it never meant for the AWS provider.
+	if standardOnly {
+		if err := checkStandard(expr); err != nil {
+			return nil, err
+		}
 	}
 	if err := checkFunctions(ast); err != nil {
 		return nil, err

@@ -30,7 +30,7 @@ func TestSameResultsAsTheLibrary(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: library: %v", src, err)
 		}
-		e, err := Compile(src)
+		e, err := compile(src, false)
 		if err != nil {
 			t.Fatalf("%s: %v", src, err)
 		}
