@@ -256,9 +256,13 @@ func TestObjectHelpers(t *testing.T) {
 	if got := o.Primary(); got != (spc.Target{Name: "prod/db", Version: uuid1, VersionLabel: "AWSCURRENT"}) {
 		t.Errorf("Primary() = %+v", got)
 	}
-	c := &spc.Config{Objects: []*spc.Object{{}, {JMESPath: make([]*spc.JMESPathEntry, 2)}}}
+	c := &spc.Config{Objects: []*spc.Object{{}, {JMESPath: []*spc.JMESPathEntry{{}, {}}}}}
 	if got := c.FileCount(); got != 4 {
 		t.Errorf("FileCount() = %d, want 4", got)
+	}
+	c = &spc.Config{Objects: []*spc.Object{{NoFile: true}, {JMESPath: []*spc.JMESPathEntry{{NoFile: true}, {}}}}, Files: []*spc.FileTemplate{{}}}
+	if got := c.FileCount(); got != 3 {
+		t.Errorf("FileCount() with writeFile: false and a template = %d, want 3", got)
 	}
 	if got := (&spc.Config{}).FileCount(); got != 0 {
 		t.Errorf("FileCount() of an empty Config = %d", got)

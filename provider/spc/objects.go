@@ -46,6 +46,14 @@ type Object struct {
 	// Failover says what to read in the failover region; nil without a
 	// failoverRegion.
 	Failover *Target
+	// Optional leaves the object's files out of a mount when AWS says it
+	// does not exist (the object, its version, or anything its selection
+	// would select) instead of failing the mount (coffer extension).
+	Optional bool
+	// NoFile (writeFile: false) keeps the object's own file out of a mount;
+	// its value still serves templates, jmesPath entries and Secret sync
+	// (coffer extension).
+	NoFile bool
 }
 
 // JMESPathEntry extracts one value of a JSON object into its own file.
@@ -57,6 +65,9 @@ type JMESPathEntry struct {
 	Compiled   *jmes.Expr
 	// Decoding is applied to the extracted value.
 	Decoding string
+	// NoFile (writeFile: false) keeps the entry's file out of a mount; its
+	// value still serves templates and Secret sync.
+	NoFile bool
 }
 
 // Target is what to fetch from one region.
@@ -84,8 +95,8 @@ func describe(i int, name string) string {
 // Keys of an object entry, of a jmesPath entry and of a failoverObject.
 var (
 	objectKeys = []string{"objectName", "objectType", "objectAlias", "objectVersion", "objectVersionLabel", "filePermission", "jmesPath", "failoverObject",
-		keyPath, keyRecursive, keyFilters, keyMaxMembers, keyExpandJSON, keyDecoding}
-	jmesKeys     = []string{"path", "objectAlias", "filePermission", keyDecoding}
+		keyPath, keyRecursive, keyFilters, keyMaxMembers, keyExpandJSON, keyDecoding, keyOptional, keyWriteFile}
+	jmesKeys     = []string{"path", "objectAlias", "filePermission", keyDecoding, keyWriteFile}
 	failoverKeys = []string{"objectName", "objectVersion", "objectVersionLabel"}
 )
 
@@ -168,6 +179,8 @@ func (p *objectParser) parseObject(i int, item *yaml.Node) *Object {
 	o.VersionLabel = p.ps.Scalar(f, "objectVersionLabel", where)
 	p.checkSelectors(o.Type, o.Version, o.VersionLabel, where)
 	o.Mode = p.mode(p.ps.Scalar(f, "filePermission", where), p.defaultMode, where, "filePermission")
+	o.Optional = p.boolean(f, keyOptional, where, false, "true leaves the object's files out of the mount while AWS says it does not exist")
+	o.NoFile = !p.boolean(f, keyWriteFile, where, true, "false keeps the object's own file out of the mount; templates and jmesPath entries still read it")
 
 	name := o.Alias
 	if name == "" && !o.Bulk() {
@@ -268,6 +281,21 @@ func (p *objectParser) checkSelectors(t ObjectType, version, label, where string
 	}
 }
 
+// boolean reads an optional boolean field (def when absent); use says what
+// true or false does, for the message.
+func (p *objectParser) boolean(f map[string]*yaml.Node, key, where string, def bool, use string) bool {
+	v := p.ps.Scalar(f, key, where)
+	if v == "" {
+		return def
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		p.ps.Add(where, key, "%q is not a boolean; %s", v, use)
+		return def
+	}
+	return b
+}
+
 // mode parses a filePermission: three or four octal digits, at most 0777.
 func (p *objectParser) mode(s string, def fs.FileMode, where, field string) fs.FileMode {
 	if s == "" {
@@ -300,6 +328,7 @@ func (p *objectParser) jmesPath(n *yaml.Node, where string, parentMode fs.FileMo
 			Decoding:   p.decoding(f, w),
 		}
 		e.Mode = p.mode(p.ps.Scalar(f, "filePermission", w), parentMode, w, "filePermission")
+		e.NoFile = !p.boolean(f, keyWriteFile, w, true, "false keeps the entry's file out of the mount; templates still read it")
 		if e.Expression == "" {
 			p.ps.Add(w, "path", "is required: a JMESPath expression such as \"username\" or \"db.password\"")
 		} else if c, err := jmes.Compile(e.Expression); err != nil {
@@ -373,7 +402,7 @@ func (p *objectParser) failover(o *Object, f map[string]*yaml.Node, where string
 
 // checkPaths reports two files with the same path, and a file that is also
 // a directory of another (the driver cannot write "a" beside "a/b").
-func checkPaths(objects []*Object, ps *yamlcheck.Checker) {
+func checkPaths(objects []*Object, files []*FileTemplate, ps *yamlcheck.Checker) {
 	owner := map[string]string{}
 	var order []string
 	// written is the name as the class wrote it, quoted first when
@@ -410,6 +439,14 @@ func checkPaths(objects []*Object, ps *yamlcheck.Checker) {
 		for j, e := range o.JMESPath {
 			add(e.Path, e.Alias, fmt.Sprintf("%s.jmesPath[%d]", o.Describe(), j))
 		}
+	}
+	for _, f := range files {
+		if prev, dup := owner[f.Path]; dup {
+			ps.Add(f.Describe(), "path", "is also written by %s; give the file another path, or that entry another objectAlias", prev)
+			continue
+		}
+		owner[f.Path] = f.Describe()
+		order = append(order, f.Path)
 	}
 	for _, dir := range dirOrder {
 		who := dirs[dir]

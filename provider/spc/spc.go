@@ -44,7 +44,7 @@ const (
 
 var parameterKeys = []string{
 	KeyObjects, KeyRegion, KeyFailoverRegion, KeyPathTranslation, KeyUsePodIdentity,
-	KeyPreferredAddressType, KeyAssumeRoleARN, KeyAssumeRoleExternalID, KeySyncSecrets,
+	KeyPreferredAddressType, KeyAssumeRoleARN, KeyAssumeRoleExternalID, KeySyncSecrets, KeyFiles,
 }
 
 // Pod identifies the workload a Mount is for, as the driver reports it.
@@ -65,19 +65,29 @@ type Config struct {
 	// PathTranslation replaces "/" in file names ("" keeps it).
 	PathTranslation string
 	Objects         []*Object
+	// Files are the templated files (coffer extension), in order.
+	Files []*FileTemplate
 	Pod             Pod
 	// Tokens is the raw csi.storage.k8s.io/serviceAccount.tokens attribute,
 	// parsed by the auth package. It is a credential: never log it.
 	Tokens string
 }
 
-// FileCount counts the files the configuration names: each object's own
-// and one per jmesPath entry. (expandJSON and path or filter objects render
-// a file per key or member instead, known only once fetched.)
+// FileCount counts the files a mount of the configuration writes: each
+// object's own and one per jmesPath entry (unless writeFile: false), and
+// one per templated file. (expandJSON and path or filter objects render a
+// file per key or member instead, known only once fetched.)
 func (c *Config) FileCount() int {
-	n := 0
+	n := len(c.Files)
 	for _, o := range c.Objects {
-		n += 1 + len(o.JMESPath)
+		if !o.NoFile {
+			n++
+		}
+		for _, e := range o.JMESPath {
+			if !e.NoFile {
+				n++
+			}
+		}
 	}
 	return n
 }
@@ -201,7 +211,10 @@ func Parse(attrs map[string]string, opts Options) (*Config, error) {
 		if opts.MaxObjects > 0 && p.items > opts.MaxObjects {
 			ps.Add("parameters", KeyObjects, "lists %d objects; this provider allows at most %d per SecretProviderClass (--max-objects)", p.items, opts.MaxObjects)
 		}
-		checkPaths(cfg.Objects, &ps)
+		if raw := attrs[KeyFiles]; strings.TrimSpace(raw) != "" {
+			cfg.Files = parseFiles(raw, cfg.Objects, opts.DefaultMode, &ps)
+		}
+		checkPaths(cfg.Objects, cfg.Files, &ps)
 	}
 	if err := Invalid(cfg.Name, ps.Problems); err != nil {
 		return nil, err
