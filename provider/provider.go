@@ -180,7 +180,7 @@ func (m *Mounter) Mount(ctx context.Context, req Request) (*Result, error) {
 	namespace := attrs[spc.AttrPodNamespace]
 	log = log.With("pod", namespace+"/"+attrs[spc.AttrPodName], "secretProviderClass", attrs[spc.AttrSPCName])
 
-	res, objects, err := m.mount(ctx, req, attrs)
+	res, objects, err := m.mount(ctx, req, attrs, log)
 	duration := time.Since(start).Round(time.Millisecond)
 	if err != nil {
 		class := ErrorClass(err)
@@ -198,7 +198,7 @@ func (m *Mounter) Mount(ctx context.Context, req Request) (*Result, error) {
 	return res, nil
 }
 
-func (m *Mounter) mount(ctx context.Context, req Request, attrs map[string]string) (*Result, int, error) {
+func (m *Mounter) mount(ctx context.Context, req Request, attrs map[string]string, log *slog.Logger) (*Result, int, error) {
 	mode, err := spc.ParsePermission(req.Permission)
 	if err != nil {
 		return nil, 0, &InputError{Err: err}
@@ -224,7 +224,8 @@ func (m *Mounter) mount(ctx context.Context, req Request, attrs map[string]strin
 	// a pod's own mounts (not Secret sync) may be answered stale.
 	ctx = fetch.WithFreshness(ctx, fetch.Freshness{NotBefore: m.Marks.NotBefore(cfg.Pod.UID), AllowStale: true})
 	id, values, fetchErr := m.fetch(ctx, cfg)
-	files, renderErr := render.Files(ctx, values, render.Options{MaxResponseBytes: m.MaxResponseBytes, MaxValueBytes: m.MaxValueBytes, Translation: cfg.PathTranslation})
+	templates, fetchErr := m.skipOptional(log, cfg, fetchErr)
+	files, renderErr := render.Files(ctx, values, render.Options{MaxResponseBytes: m.MaxResponseBytes, MaxValueBytes: m.MaxValueBytes, Translation: cfg.PathTranslation, Templates: templates})
 	if fetchErr != nil {
 		// Report rendering problems of the fetched objects too, so one
 		// round of fixes covers everything.
@@ -235,8 +236,10 @@ func (m *Mounter) mount(ctx context.Context, req Request, attrs map[string]strin
 	}
 	m.Marks.Mounted(cfg.Pod.UID, time.Now())
 	m.reportStale(cfg, values)
-	res := &Result{Files: files}
-	for _, f := range files {
+	// Files with writeFile: false serve templates and Secret sync
+	// (AfterMount), not the mount.
+	res := &Result{Files: render.Written(files)}
+	for _, f := range res.Files {
 		if req.CurrentVersions[f.Path] != f.Version {
 			res.Changed++
 		}
@@ -333,6 +336,10 @@ func ErrorClass(err error) string {
 	var budget *fetch.BudgetError
 	if errors.As(err, &size) || errors.As(err, &budget) {
 		return "too_large"
+	}
+	var tmplErr *render.TemplateError
+	if errors.As(err, &tmplErr) {
+		return string(fetch.KindInvalid)
 	}
 	var objErrs fetch.Errors
 	if errors.As(err, &objErrs) {

@@ -24,6 +24,7 @@ type Metrics struct {
 	credFetches     *prometheus.CounterVec
 	secretSyncs     *prometheus.CounterVec
 	staleAnswers    *prometheus.HistogramVec
+	optionalSkips   *prometheus.CounterVec
 	// withNamespace adds the pod namespace to mount metrics.
 	withNamespace bool
 }
@@ -94,6 +95,10 @@ func New(reg prometheus.Registerer, o Options) *Metrics {
 			Help:    "Values served from the last good read because AWS was unavailable (--serve-stale-on-outage), by reason (throttled, unavailable, timeout): how old each was.",
 			Buckets: []float64{1, 10, 60, 300, 900, 1800, 3600, 7200, 21600, 86400},
 		}, []string{"reason"}),
+		optionalSkips: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "coffer_optional_skips_total",
+			Help: "Files left out of a mount because an optional object does not exist, by reason (object_not_found: the secret, parameter or version; empty_selection: a path or filters object that selects nothing; input_skipped: a templated file that reads such an object).",
+		}, []string{"reason"}),
 	}
 	buildInfo := prometheus.NewGauge(prometheus.GaugeOpts{
 		Name:        "coffer_build_info",
@@ -104,6 +109,7 @@ func New(reg prometheus.Registerer, o Options) *Metrics {
 	reg.MustRegister(m.mountRequests, m.mountDuration, m.mountsInFlight, m.mountBytes, m.mountFiles,
 		m.awsCalls, m.awsCallDuration, m.credFetches, m.secretSyncs, m.staleAnswers, buildInfo,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(m.optionalSkips)
 	if o.Cache != nil {
 		reg.MustRegister(&cacheCollector{cache: o.Cache})
 	}
@@ -202,4 +208,20 @@ func (m *Metrics) SecretSync(trigger, reason string) {
 		return
 	}
 	m.secretSyncs.WithLabelValues(trigger, reason).Inc()
+}
+
+// Reasons an optional object's files are left out of a mount.
+const (
+	SkipObjectNotFound = "object_not_found"
+	SkipEmptySelection = "empty_selection"
+	SkipInputSkipped   = "input_skipped"
+)
+
+// OptionalSkip records files left out of a mount for reason, one of the
+// Skip constants.
+func (m *Metrics) OptionalSkip(reason string) {
+	if m == nil {
+		return
+	}
+	m.optionalSkips.WithLabelValues(reason).Inc()
 }

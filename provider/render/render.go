@@ -31,7 +31,33 @@ type File struct {
 	// Version is the object version reported for this file: stable while
 	// the content is unchanged, different when it changes, never secret.
 	Version string
-	Object  *spc.Object
+	// Object is the object the file comes from; nil for a templated file,
+	// whose Template is set instead.
+	Object   *spc.Object
+	Template *spc.FileTemplate
+	// Unwritten marks the file of an object or jmesPath entry with
+	// writeFile: false: it serves templates and Secret sync, and a mount
+	// leaves it out of its response (Written).
+	Unwritten bool
+}
+
+// source names what wrote the file, for messages.
+func (f *File) source() string {
+	if f.Template != nil {
+		return f.Template.Describe()
+	}
+	return f.Object.Describe()
+}
+
+// Written returns the files a mount writes: all but the Unwritten.
+func Written(files []File) []File {
+	out := make([]File, 0, len(files))
+	for _, f := range files {
+		if !f.Unwritten {
+			out = append(out, f)
+		}
+	}
+	return out
 }
 
 // Options bound the response.
@@ -44,10 +70,17 @@ type Options struct {
 	MaxResponseBytes int
 	// MaxValueBytes bounds each value fetched (0: no bound of its own).
 	MaxValueBytes int
+	// Templates are rendered after the objects, over their values (a
+	// mount's templated files; none for Secret sync).
+	Templates []*spc.FileTemplate
 }
 
-// Files renders values (one per object, in object order) into files. It
-// fails as a whole, listing every object that could not be rendered.
+// Files renders values (one per object, in object order) into files, then
+// the templates over them. It fails as a whole, listing every object that
+// could not be rendered, or every template.
+//
+// Files of objects and entries with writeFile: false are returned marked
+// Unwritten, and do not count against the response limit.
 //
 // jmesPath results are bounded while they are computed: each expression
 // may build (in all its intermediate values) no more than a fixed multiple
@@ -68,18 +101,31 @@ func Files(ctx context.Context, values []fetch.Value, opts Options) ([]File, err
 		}
 		own, errs := objectFiles(v, opts.Translation)
 		failed = append(failed, errs...)
+		if v.Object.NoFile && !v.Object.WritesDirectory() {
+			markUnwritten(own)
+		}
 		files = append(files, own...)
-		used += dataSize(own)
+		used += dataSize(Written(own))
 		if len(v.Object.JMESPath) == 0 {
 			continue
 		}
 		extracted, err := extract(ctx, v, limit, used)
-		used += dataSize(extracted)
+		for i := range extracted {
+			extracted[i].Unwritten = v.Object.JMESPath[entryOf(v.Object, extracted[i].Path)].NoFile
+		}
+		used += dataSize(Written(extracted))
 		failed = append(failed, err...)
 		files = append(files, extracted...)
 	}
 	if len(failed) > 0 {
 		return nil, failed
+	}
+	if len(opts.Templates) > 0 {
+		rendered, err := templates(ctx, opts.Templates, files, max(0, limit-used))
+		if err != nil {
+			return nil, err
+		}
+		files = append(files, rendered...)
 	}
 	// Paths from the AWS side (expanded keys, path and filter members) are
 	// only known now; names given in the class were checked when parsed.
@@ -229,8 +275,9 @@ func checkCollisions(files []File) error {
 			continue
 		}
 		if prev, dup := owner[f.Path]; dup {
-			failed = append(failed, &fetch.ObjectError{Object: f.Object, Entry: -1, Kind: fetch.KindInvalid,
-				Detail: fmt.Sprintf("writes file %q, which %s also writes", f.Path, prev.Object.Describe()), Hint: "give one of them a different objectAlias"})
+			o, other := blame(f, prev)
+			failed = append(failed, &fetch.ObjectError{Object: o.Object, Entry: -1, Kind: fetch.KindInvalid,
+				Detail: fmt.Sprintf("writes file %q, which %s also writes", f.Path, other.source()), Hint: "give one of them a different objectAlias or path"})
 			continue
 		}
 		owner[f.Path] = f
@@ -238,9 +285,10 @@ func checkCollisions(files []File) error {
 	for i := range files {
 		f := &files[i]
 		for dir := parentOf(f.Path); dir != ""; dir = parentOf(dir) {
-			if other, clash := owner[dir]; clash {
-				failed = append(failed, &fetch.ObjectError{Object: f.Object, Entry: -1, Kind: fetch.KindInvalid,
-					Detail: fmt.Sprintf("writes %q inside %q, which %s writes as a file", f.Path, dir, other.Object.Describe()), Hint: "give one of them a different objectAlias"})
+			if o, clash := owner[dir]; clash {
+				o, other := blame(f, o)
+				failed = append(failed, &fetch.ObjectError{Object: o.Object, Entry: -1, Kind: fetch.KindInvalid,
+					Detail: fmt.Sprintf("writes %q inside %q, which %s writes as a file", f.Path, dir, other.source()), Hint: "give one of them a different objectAlias or path"})
 				break
 			}
 		}
@@ -249,6 +297,33 @@ func checkCollisions(files []File) error {
 		return failed
 	}
 	return nil
+}
+
+// blame orders two clashing files: the first comes from an object (the
+// error's subject), the other is named in the message. Templated paths
+// were checked against the class's own names when it was parsed, so a
+// clash found now involves a name from AWS, of an object.
+func blame(f, other *File) (*File, *File) {
+	if f.Object == nil {
+		return other, f
+	}
+	return f, other
+}
+
+func markUnwritten(files []File) {
+	for i := range files {
+		files[i].Unwritten = true
+	}
+}
+
+// entryOf finds the jmesPath entry of o that writes path.
+func entryOf(o *spc.Object, path string) int {
+	for j, e := range o.JMESPath {
+		if e.Path == path {
+			return j
+		}
+	}
+	return 0 // extract writes only its entries' paths
 }
 
 func parentOf(p string) string {
@@ -372,31 +447,47 @@ func scalarText(v any) ([]byte, error) {
 // objects so the user knows what to split or drop.
 func checkSize(files []File, limit int) error {
 	total := 0
-	perObject := map[*spc.Object]int{}
-	for _, f := range files {
+	type sized struct {
+		name  string
+		order int // objects first, in object order, then templated files
+		n     int
+	}
+	bySource := map[string]*sized{}
+	for i := range files {
+		f := &files[i]
+		if f.Unwritten {
+			continue
+		}
 		total += len(f.Data)
-		perObject[f.Object] += len(f.Data)
+		name := f.source()
+		s, ok := bySource[name]
+		if !ok {
+			s = &sized{name: name}
+			if f.Object != nil {
+				s.order = f.Object.Index
+			} else {
+				s.order = 1<<30 + f.Template.Index
+			}
+			bySource[name] = s
+		}
+		s.n += len(f.Data)
 	}
 	if total <= limit {
 		return nil
 	}
-	type sized struct {
-		o *spc.Object
-		n int
-	}
-	var list []sized
-	for o, n := range perObject {
-		list = append(list, sized{o, n})
+	var list []*sized
+	for _, s := range bySource {
+		list = append(list, s)
 	}
 	sort.Slice(list, func(i, j int) bool {
 		if list[i].n != list[j].n {
 			return list[i].n > list[j].n
 		}
-		return list[i].o.Index < list[j].o.Index
+		return list[i].order < list[j].order
 	})
 	var largest []string
 	for _, s := range list[:min(3, len(list))] {
-		largest = append(largest, fmt.Sprintf("%s %d bytes", s.o.Describe(), s.n))
+		largest = append(largest, fmt.Sprintf("%s %d bytes", s.name, s.n))
 	}
 	return &SizeError{Total: total, Limit: limit, Largest: strings.Join(largest, ", ")}
 }

@@ -117,6 +117,10 @@ func Code(err error) codes.Code {
 	if errors.As(err, &size) {
 		return codes.ResourceExhausted
 	}
+	var tmplErr *render.TemplateError
+	if errors.As(err, &tmplErr) {
+		return codes.FailedPrecondition
+	}
 	var objErrs fetch.Errors
 	if errors.As(err, &objErrs) {
 		return fetchCode(objErrs)
