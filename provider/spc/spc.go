@@ -67,7 +67,7 @@ type Config struct {
 	Objects         []*Object
 	// Files are the templated files (coffer extension), in order.
 	Files []*FileTemplate
-	Pod             Pod
+	Pod   Pod
 	// Tokens is the raw csi.storage.k8s.io/serviceAccount.tokens attribute,
 	// parsed by the auth package. It is a credential: never log it.
 	Tokens string
