@@ -15,7 +15,7 @@ import (
 // templateWording is how template messages name a mount's limit and keys.
 var templateWording = tmpl.Wording{
 	Limit:      "what remains of the response limit (--max-response-bytes)",
-	MissingKey: "reads a value the template does not name as such ({{ .alias }}, {{ $.alias }} or {{ index . \"alias\" }}; only those are its inputs)",
+	MissingKey: "reads a key that is missing: a key of a JSON value, or an input the template does not name as {{ .alias }}, {{ $.alias }} or {{ index . \"alias\" }} (only those are its inputs)",
 }
 
 // TemplateError is a templated file that could not be rendered. It names

@@ -115,7 +115,7 @@ func parseFiles(raw string, objects []*Object, defaultMode fs.FileMode, ps *yaml
 		}
 		before := len(ps.Problems)
 		f := ps.Fields(item, fileKeys, where)
-		ft := &FileTemplate{Index: i, Path: ps.Scalar(f, "path", where), Text: ps.Scalar(f, "template", where)}
+		ft := &FileTemplate{Index: i, Path: ps.Scalar(f, "path", where)}
 		if ft.Path == "" {
 			ps.Add(where, "path", "is required: the file's path in the mount, such as .pgpass or conf/app.properties")
 		} else {
@@ -125,10 +125,17 @@ func parseFiles(raw string, objects []*Object, defaultMode fs.FileMode, ps *yaml
 			}
 		}
 		ft.Mode = op.mode(ps.Scalar(f, "filePermission", where), defaultMode, where, "filePermission")
-		if _, ok := f["template"]; !ok {
+		tn, ok := f["template"]
+		switch {
+		case !ok:
 			ps.Add(where, "template", "is required: a Go template over the objects' values, such as \"{{ .db_user }}:{{ .db_password }}\"")
 			continue
+		case tn.Kind != yaml.ScalarNode:
+			ps.Add(where, "template", "must be a template string, found a %s at line %d", yamlcheck.KindName(tn), tn.Line)
+			continue
 		}
+		// As written: a template's whitespace (a final newline) is content.
+		ft.Text = tn.Value
 		t, err := tmpl.Parse(ft.Path, ft.Text)
 		if err != nil {
 			ps.Add(where, "template", "is not a valid template: %v", err)
