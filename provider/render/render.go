@@ -275,8 +275,11 @@ func checkCollisions(files []File) error {
 			continue
 		}
 		if prev, dup := owner[f.Path]; dup {
-			o, other := blame(f, prev)
-			failed = append(failed, &fetch.ObjectError{Object: o.Object, Entry: -1, Kind: fetch.KindInvalid,
+			subject, other := f.Object, prev
+			if subject == nil { // a templated path, checked against the class's names when parsed: the clash is with a name from AWS
+				subject, other = prev.Object, f
+			}
+			failed = append(failed, &fetch.ObjectError{Object: subject, Entry: -1, Kind: fetch.KindInvalid,
 				Detail: fmt.Sprintf("writes file %q, which %s also writes", f.Path, other.source()), Hint: "give one of them a different objectAlias or path"})
 			continue
 		}
@@ -285,10 +288,14 @@ func checkCollisions(files []File) error {
 	for i := range files {
 		f := &files[i]
 		for dir := parentOf(f.Path); dir != ""; dir = parentOf(dir) {
-			if o, clash := owner[dir]; clash {
-				o, other := blame(f, o)
-				failed = append(failed, &fetch.ObjectError{Object: o.Object, Entry: -1, Kind: fetch.KindInvalid,
-					Detail: fmt.Sprintf("writes %q inside %q, which %s writes as a file", f.Path, dir, other.source()), Hint: "give one of them a different objectAlias or path"})
+			if other, clash := owner[dir]; clash {
+				detail := fmt.Sprintf("writes %q inside %q, which %s writes as a file", f.Path, dir, other.source())
+				subject := f.Object
+				if subject == nil {
+					subject = other.Object
+					detail = fmt.Sprintf("writes %q as a file, and %s writes %q inside it", dir, f.source(), f.Path)
+				}
+				failed = append(failed, &fetch.ObjectError{Object: subject, Entry: -1, Kind: fetch.KindInvalid, Detail: detail, Hint: "give one of them a different objectAlias or path"})
 				break
 			}
 		}
@@ -297,17 +304,6 @@ func checkCollisions(files []File) error {
 		return failed
 	}
 	return nil
-}
-
-// blame orders two clashing files: the first comes from an object (the
-// error's subject), the other is named in the message. Templated paths
-// were checked against the class's own names when it was parsed, so a
-// clash found now involves a name from AWS, of an object.
-func blame(f, other *File) (*File, *File) {
-	if f.Object == nil {
-		return other, f
-	}
-	return f, other
 }
 
 func markUnwritten(files []File) {

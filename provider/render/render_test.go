@@ -152,3 +152,22 @@ func TestNamesFromAWSQuotedAsWritten(t *testing.T) {
 		})
 	}
 }
+
+// TestTemplateClashWithNamesFromAWS: a templated path is checked against
+// the class's names when it is parsed; one that a name from AWS (an
+// expanded key) makes clash fails the mount, naming both.
+func TestTemplateClashWithNamesFromAWS(t *testing.T) {
+	cfg, err := spc.Parse(map[string]string{"region": "us-east-1",
+		"objects": "- {objectName: db, objectType: secretsmanager, expandJSON: true}\n- {objectName: s, objectType: secretsmanager}",
+		"files":   "[{path: db/host, template: '{{ .s }}'}, {path: db/port/x, template: '{{ .s }}'}]"}, spc.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	values := []fetch.Value{{Object: cfg.Objects[0], Data: []byte(`{"host":"h","port":"1"}`), Version: "v"}, {Object: cfg.Objects[1], Data: []byte("x"), Version: "w"}}
+	_, err = render.Files(context.Background(), values, render.Options{Templates: cfg.Files})
+	for _, want := range []string{`objects[0] (db): writes file "db/host", which files[0] ("db/host") also writes`, `objects[0] (db): writes "db/port" as a file, and files[1] ("db/port/x") writes "db/port/x" inside it`} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("err = %v, want %q", err, want)
+		}
+	}
+}
