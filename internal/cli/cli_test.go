@@ -77,6 +77,22 @@ func TestValidate(t *testing.T) {
 		"no SecretProviderClass": {"apiVersion: v1\nkind: ConfigMap\n", 1, []string{"no SecretProviderClass or parameters found"}},
 		"broken YAML":            {"objects: [\n", 1, []string{"reading YAML"}},
 		"other provider noted":   {strings.Replace(goodSPC, "provider: aws", "provider: vault", 1), 0, []string{`spec.provider is "vault"`}},
+		"templated files checked offline": {
+			strings.Replace(goodSPC, "  secretObjects:", `    files: |
+      - {path: .pgpass, template: '{{ .passwrd }}'}
+      - {path: b, template: '{{ .password '}
+      - {path: _app_host, template: x}
+  secretObjects:`, 1),
+			1, []string{"3 problem(s)", `files[0] (".pgpass"): field "template": names "passwrd", which is not a value of this SecretProviderClass; did you mean "password"?`,
+				`files[1] ("b"): field "template": is not a valid template: template: b:1: unclosed action`,
+				`files[2] ("_app_host"): field "path": is also written by objects[1] (/app/host)`}},
+		"templated file and writeFile: false": {
+			strings.Replace(strings.Replace(goodSPC, "  secretObjects:", "    files: |\n      - {path: .pgpass, template: '{{ .password }}'}\n  secretObjects:", 1),
+				`{path: password, objectAlias: password, filePermission: "0600"}`, `{path: password, objectAlias: password, writeFile: false}`, 1),
+			1, []string{`secretObjects[0] (db).data[0]: field "objectName": "password" is not a file this SecretProviderClass writes; use one of: .pgpass, _app_host, prod_db`}},
+		"jmesPath with a hyphen": {
+			strings.Replace(goodSPC, "{path: password, objectAlias: password", "{path: api-key, objectAlias: password", 1),
+			1, []string{`field "path": "api-key" is not a valid JMESPath expression: it is not standard JMESPath`, `path: '"api-key"'`}},
 		"syncSecrets checked": {
 			strings.Replace(goodSPC, "  secretObjects:", "    syncSecrets: |\n      - secretNam: db\n        data: [{key: pw, objectName: pasword}]\n  secretObjects:", 1),
 			1, []string{"secretNam", `did you mean "secretName"`}},

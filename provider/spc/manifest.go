@@ -144,12 +144,21 @@ func (m Manifest) Check(opts Options) (*Config, error) {
 		}
 	}
 	if cfg != nil {
+		// The driver reads secretObjects from the mount's files: those
+		// with writeFile: false are not there, templated files are.
 		files := map[string]bool{}
 		for _, o := range cfg.Objects {
-			files[o.Path] = true
-			for _, e := range o.JMESPath {
-				files[e.Path] = true
+			if !o.NoFile {
+				files[o.Path] = true
 			}
+			for _, e := range o.JMESPath {
+				if !e.NoFile {
+					files[e.Path] = true
+				}
+			}
+		}
+		for _, f := range cfg.Files {
+			files[f.Path] = true
 		}
 		for i, so := range m.SecretObjects {
 			for j, d := range so.Data {
