@@ -58,8 +58,8 @@ rm -rf "$out"
 "$bin/coffer" mount --spc "$spc" --out "$out"
 
 step "The files, as the driver would write them into the pod"
-(cd "$out" && ls -l)
-for f in db-username db-port db-host token token-stable flags.json; do
+(cd "$out" && ls -lA)
+for f in db-username db-port db-host token token-stable flags.json .pgpass; do
 	path="$out/$f"
 	[ -f "$path" ] || path="$out/_app_prod_${f}"
 	printf '%-34s %s\n' "$path" "$(cat "$path")"

@@ -59,15 +59,16 @@ func demoInAPipe(t *testing.T, bin string) {
 		t.Errorf("the demo printed an ANSI escape into a pipe:\n%q", out)
 	}
 	for _, want := range []string{
-		"ok, 8 objects, 11 files",
+		"ok, 8 objects, 12 files",
 		"== coffer validate lists every mistake at once: a misspelt key (leaving objectType unset), a bad file mode, an alias escaping the mount",
 		"4 problem(s)",
+		"/.pgpass db.prod.internal.example:5432:*:app:s3cr3t-demo",
 		`did you mean "objectType"?`,
 		`field "objectType": is required`,
 		`"999" is not a file permission`,
 		`"../escape" becomes the file path ".._escape"`,
-		"11 files written",
-		"=> 3 AWS calls for 8 objects (11 files); one call per object would be 8, and the AWS provider makes 5 (4 GetSecretValue, 1 GetParameters) plus an STS call",
+		"12 files written",
+		"=> 3 AWS calls for 8 objects (12 files); one call per object would be 8, and the AWS provider makes 5 (4 GetSecretValue, 1 GetParameters) plus an STS call",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("the demo's output lacks %q:\n%s", want, out)

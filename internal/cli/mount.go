@@ -80,7 +80,13 @@ func runMount(ctx context.Context, c *mountConfig, stdout io.Writer) error {
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "OBJECT\tFILE\tVERSION\tBYTES\tMODE")
 	for _, f := range res.Files {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%04o\n", f.Object.Name, f.Path, f.Version, len(f.Data), f.Mode.Perm())
+		source := ""
+		if f.Object != nil {
+			source = f.Object.Name
+		} else {
+			source = fmt.Sprintf("files[%d] (template)", f.Template.Index)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%04o\n", source, f.Path, f.Version, len(f.Data), f.Mode.Perm())
 	}
 	if err := tw.Flush(); err != nil {
 		return err
