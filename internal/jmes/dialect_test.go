@@ -4,9 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"os"
+	"sort"
 	"strings"
 	"testing"
 
+	"github.com/jmespath-community/go-jmespath/pkg/functions"
 	standard "github.com/jmespath/go-jmespath"
 )
 
@@ -118,5 +121,35 @@ func TestComparisonBudget(t *testing.T) {
 		if _, err := e.Search(context.Background(), doc, 4<<20); !errors.Is(err, ErrBudget) {
 			t.Errorf("%s: err = %v, want the budget", expr, err)
 		}
+	}
+}
+
+// TestCommunityOnlyFunctions: the functions the standard library lacks
+// are the ones the README lists as evaluating differently.
+func TestCommunityOnlyFunctions(t *testing.T) {
+	var only []string
+	for _, f := range functions.GetDefaultFunctions() {
+		if _, err := standard.Search(f.Name+"(@)", map[string]any{}); err != nil && strings.Contains(err.Error(), "nknown function") {
+			only = append(only, f.Name)
+		}
+	}
+	sort.Strings(only)
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := strings.Index(string(readme), "functions only the community library has")
+	if start < 0 {
+		t.Fatal("the README's jmesPath dialect section lists no community-only functions")
+	}
+	section := string(readme)[start:]
+	section = section[:strings.Index(section, "unknown function")]
+	for _, name := range only {
+		if !strings.Contains(section, "`"+name+"`") {
+			t.Errorf("the README does not list the community-only function %s", name)
+		}
+	}
+	if got := strings.Count(section, "`"); got != 2*len(only) {
+		t.Errorf("the README lists %d functions, the library has %d community-only ones: %v", got/2, len(only), only)
 	}
 }
