@@ -65,6 +65,8 @@ var seedRoles = []role{
 	// and BatchGetSecretValue and ListSecrets have no resource-level grants.
 	{name: "ext-app", subjects: []string{sa("e2e-extensions", "app")}, resources: []string{"*"},
 		actions: []string{"secretsmanager:GetSecretValue", "secretsmanager:BatchGetSecretValue", "secretsmanager:ListSecrets", "ssm:GetParameters", "ssm:GetParametersByPath"}},
+	// 12. templated files and optional objects: nothing outside files/.
+	{name: "files-app", subjects: []string{sa("e2e-files", "app")}, resources: []string{secretARN("files/*"), parameterARN("/files/*")}},
 }
 
 // fakeSeed is the AWS fake's seed: an administrator for the tests' own
