@@ -16,7 +16,7 @@ import (
 func TestTemplatedFiles(t *testing.T) {
 	const ns, region = "e2e-files", "us-east-1"
 	ctx := setup(t, ns)
-	putSecretString(ctx, t, region, "files/db", `{"host":"canary-files-db.internal","port":5432,"username":"app","password":"canary-files-pw-1","api-key":"canary-files-key"}`)
+	createSecret(ctx, t, region, "files/db", `{"host":"canary-files-db.internal","port":5432,"username":"app","password":"canary-files-pw-1","api-key":"canary-files-key"}`)
 	putParameter(ctx, t, region, "/files/host", "canary-files-host", ssmtypes.ParameterTypeString)
 
 	objects := `
