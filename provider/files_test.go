@@ -46,3 +46,20 @@ func TestFetchFilesObjectBound(t *testing.T) {
 		})
 	}
 }
+
+// TestFetchFilesKeepsUnwrittenFiles: Secret sync reads the files of
+// objects with writeFile: false, and renders no templated file.
+func TestFetchFilesKeepsUnwrittenFiles(t *testing.T) {
+	m, fake := nodeMounter(t)
+	fake.PutSecretString(region, "app/db", `{"password":"`+canary+`"}`)
+	cfg, err := spc.Parse(map[string]string{"region": region,
+		"objects": "- {objectName: app/db, objectType: secretsmanager, objectAlias: db, writeFile: false}",
+		"files":   "[{path: out, template: '{{ .db }}'}]"}, spc.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	files, err := m.FetchFiles(context.Background(), cfg)
+	if err != nil || len(files) != 1 || files[0].Path != "db" || !files[0].Unwritten {
+		t.Fatalf("FetchFiles = %+v, %v; want the db file, marked unwritten", files, err)
+	}
+}

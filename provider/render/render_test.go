@@ -171,3 +171,20 @@ func TestTemplateClashWithNamesFromAWS(t *testing.T) {
 		}
 	}
 }
+
+// TestTemplateDeadline: rendering a templated file stops when the mount's
+// deadline passes, naming the file.
+func TestTemplateDeadline(t *testing.T) {
+	cfg, err := spc.Parse(map[string]string{"region": "us-east-1",
+		"objects": "- {objectName: s, objectType: secretsmanager}",
+		"files":   `[{path: out, template: '{{ range fromJson "[1,2,3]" }}{{ $.s }}{{ end }}'}]`}, spc.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, err = render.Files(ctx, []fetch.Value{{Object: cfg.Objects[0], Data: []byte("x"), Version: "v"}}, render.Options{Templates: cfg.Files})
+	if err == nil || !strings.Contains(err.Error(), `files[0] ("out"): `) || !strings.Contains(err.Error(), "ran out of time") {
+		t.Fatalf("err = %v, want the deadline", err)
+	}
+}
