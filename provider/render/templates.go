@@ -26,7 +26,7 @@ type TemplateError struct {
 }
 
 func (e *TemplateError) Error() string {
-	return fmt.Sprintf("%s: %v (fix the template in the SecretProviderClass parameter files, or the values it reads)", e.File.Describe(), e.Err)
+	return fmt.Sprintf("%s: %v (fix the template in the SecretProviderClass's files parameter, or the values it reads)", e.File.Describe(), e.Err)
 }
 
 func (e *TemplateError) Unwrap() error { return e.Err }

@@ -102,6 +102,13 @@ func TestTemplatedFilesAndOptionalObjects(t *testing.T) {
 			t.Errorf("err = %v", err)
 		}
 	})
+	t.Run("a template that fails on the values", func(t *testing.T) {
+		bad := map[string]string{"objects": params["objects"], "files": "[{path: .pgpass, template: '{{ (fromJson .db).password | b64dec }}'}]"}
+		resp, err := h.mount(t, bad)
+		if status.Code(err) != codes.FailedPrecondition || resp != nil || !strings.Contains(err.Error(), `files[0] (".pgpass"): line 1, column 29 ({{ b64dec }}): not valid base64`) || strings.Contains(err.Error(), canary) {
+			t.Errorf("mount = %v, %v; want FailedPrecondition naming the file and line, no value", resp, err)
+		}
+	})
 	t.Run("a path with a hyphen", func(t *testing.T) {
 		bad := map[string]string{"objects": "- {objectName: prod/db, objectType: secretsmanager, jmesPath: [{path: api-key, objectAlias: k}]}"}
 		_, err := h.mount(t, bad)
