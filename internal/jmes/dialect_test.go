@@ -45,7 +45,7 @@ func TestDialect(t *testing.T) {
 		"db.\"api-key\" - `1`":      "not standard JMESPath",
 		"it's-key":                  "SyntaxError",
 		"a['b']-c":                  "",
-		`'a\\'`:                   "not standard JMESPath",
+		`'a\\'`:                     "not standard JMESPath",
 		"contains(db.api-key, 'x')": `path: 'contains(db."api-key", ''x'')'`,
 	}
 	for expr, want := range refused {
