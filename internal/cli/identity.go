@@ -25,6 +25,7 @@ type identityFlags struct {
 	saCacheTTL    time.Duration
 	refreshMargin time.Duration
 	jwksURL       string
+	sessionScope  string
 }
 
 func (f *identityFlags) register(fs *pflag.FlagSet) {
@@ -35,6 +36,7 @@ func (f *identityFlags) register(fs *pflag.FlagSet) {
 	fs.IntVar(&f.agentAttempts, "pod-identity-attempts", 3, "rounds of requests over the agent's addresses before giving up")
 	fs.DurationVar(&f.saCacheTTL, "serviceaccount-cache-ttl", 2*time.Minute, "how long a ServiceAccount's IRSA role annotation is reused before it is read again")
 	fs.DurationVar(&f.refreshMargin, "credential-refresh-margin", 5*time.Minute, "credentials are reused until this long before they expire")
+	fs.StringVar(&f.sessionScope, "sts-session-scope", string(auth.SessionPerPod), "what the STS sessions coffer opens name: pod (coffer-<namespace>-<pod>; one STS call per pod) or serviceaccount (coffer-<namespace>-sa-<name>; the pods of a ServiceAccount share credentials, one STS call for replicas starting together; CloudTrail then names the ServiceAccount, not the pod). EKS Pod Identity sessions always name the pod")
 	fs.StringVar(&f.jwksURL, "service-account-jwks-url", "", "where ServiceAccount tokens' signing keys are read (a JSON Web Key Set); default: the Kubernetes API's /openid/v1/jwks")
 }
 
@@ -45,6 +47,9 @@ func (f *identityFlags) validate() []error {
 	}
 	if f.refreshMargin < 0 || f.saCacheTTL <= 0 {
 		errs = append(errs, errors.New("--credential-refresh-margin must not be negative and --serviceaccount-cache-ttl must be positive"))
+	}
+	if _, err := auth.ParseSessionScope(f.sessionScope); err != nil {
+		errs = append(errs, fmt.Errorf("--sts-session-scope: %w", err))
 	}
 	if f.jwksURL != "" {
 		if u, err := url.Parse(f.jwksURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
@@ -72,5 +77,6 @@ func (f *identityFlags) resolver(awsCfg aws.Config, kube kubernetes.Interface, o
 		ServiceAccountTTL: f.saCacheTTL,
 		RefreshMargin:     f.refreshMargin,
 		OnCredentialFetch: onFetch,
+		SessionScope:      auth.SessionScope(f.sessionScope),
 	})
 }
