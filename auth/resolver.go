@@ -10,7 +10,8 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
-	"k8s.io/client-go/kubernetes"
+
+	"github.com/coffer-csi/coffer/internal/kube"
 )
 
 // ResolverOptions configure a Resolver.
@@ -18,7 +19,7 @@ type ResolverOptions struct {
 	// AWS is the provider's base SDK configuration (endpoints, FIPS...).
 	AWS aws.Config
 	// Kubernetes reads ServiceAccounts (IRSA role annotations).
-	Kubernetes kubernetes.Interface
+	Kubernetes kube.ServiceAccountsGetter
 	// Audience of the IRSA token (default sts.amazonaws.com).
 	Audience string
 	// Verifier checks every ServiceAccount token before anything else

@@ -9,9 +9,9 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/spf13/pflag"
-	"k8s.io/client-go/kubernetes"
 
 	"github.com/coffer-csi/coffer/auth"
+	"github.com/coffer-csi/coffer/internal/kube"
 )
 
 // identityFlags configure workload identity, the same for `serve` and
@@ -60,17 +60,14 @@ func (f *identityFlags) validate() []error {
 }
 
 // resolver builds the identity resolver these flags describe.
-func (f *identityFlags) resolver(awsCfg aws.Config, kube kubernetes.Interface, onFetch func(mode string, err error)) *auth.Resolver {
-	var keys auth.KeySource
-	switch {
-	case f.jwksURL != "":
+func (f *identityFlags) resolver(awsCfg aws.Config, client *kube.Client, onFetch func(mode string, err error)) *auth.Resolver {
+	keys := auth.APIServerKeys(client.RESTClient())
+	if f.jwksURL != "" {
 		keys = auth.URLKeys(&http.Client{Timeout: 10 * time.Second}, f.jwksURL)
-	case kube != nil:
-		keys = auth.APIServerKeys(kube.Discovery().RESTClient())
 	}
 	return auth.NewResolver(auth.ResolverOptions{
 		AWS:               awsCfg,
-		Kubernetes:        kube,
+		Kubernetes:        client,
 		Audience:          f.stsAudience,
 		Verifier:          auth.NewVerifier(auth.VerifierOptions{Keys: keys}),
 		PodIdentity:       &auth.PodIdentityAgent{IPv4URL: f.agentIPv4URL, IPv6URL: f.agentIPv6URL, Timeout: f.agentTimeout, Attempts: f.agentAttempts},
