@@ -17,7 +17,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/metadata"
-	"k8s.io/client-go/tools/record"
 	"k8s.io/klog/v2"
 
 	"github.com/coffer-csi/coffer/auth"
@@ -154,7 +153,7 @@ func runSync(ctx context.Context, c *syncConfig, stderr io.Writer) error {
 		MaxValueBytes: c.maxValueBytes,
 		Logger:        log,
 	}
-	events, stopEvents := eventRecorder(kc, corev1.EventSource{Component: "coffer-sync"})
+	events, stopEvents := eventRecorder(kc, corev1.EventSource{Component: "coffer-sync"}, log)
 	defer stopEvents()
 	region := &auth.NodeRegion{Configured: c.region, Client: kc, NodeName: c.nodeName}
 	ctrl := &secretsync.Controller{
@@ -227,7 +226,7 @@ func enableMountSync(p *provider.Mounter, kubeconfig, nodeName string, log *slog
 	if err != nil {
 		return nil, err
 	}
-	events, stopEvents := eventRecorder(kc, corev1.EventSource{Component: "coffer", Host: nodeName})
+	events, stopEvents := eventRecorder(kc, corev1.EventSource{Component: "coffer", Host: nodeName}, log)
 	trigger := &secretsync.MountTrigger{
 		SPCs:  dyn.Resource(secretsync.SPCResource),
 		Files: p.FetchFiles,
@@ -250,14 +249,13 @@ func enableMountSync(p *provider.Mounter, kubeconfig, nodeName string, log *slog
 	}, nil
 }
 
-// eventRecorder records Events through the API; stop flushes what it can.
-func eventRecorder(kc *kube.Client, source corev1.EventSource) (secretsync.EventRecorder, func()) {
-	b := record.NewBroadcaster()
-	b.StartRecordingToSink(kube.EventSink{Events: kc})
-	rec := b.NewRecorder(kc.Scheme(), source)
+// eventRecorder records Events through the API; stop writes what is
+// queued, for a few seconds at most.
+func eventRecorder(kc *kube.Client, source corev1.EventSource, log *slog.Logger) (secretsync.EventRecorder, func()) {
+	rec := kube.NewRecorder(kc, source, log)
 	return rec, func() {
-		// Give the broadcaster a moment to send the last events.
-		time.Sleep(200 * time.Millisecond)
-		b.Shutdown()
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel()
+		rec.Shutdown(ctx)
 	}
 }

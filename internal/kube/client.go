@@ -1,14 +1,16 @@
 // Package kube is coffer's Kubernetes API client: the typed clients of the
-// few resources coffer reads and writes, built with client-go's generic
-// typed client (gentype) on a scheme that registers only their API groups.
+// few resources coffer reads and writes, on client-go's REST client and a
+// scheme that registers only their API groups.
 //
 // Why not client-go's clientset: it, every typed client generated in it,
 // and client-go's leader election (through its informers) import
 // k8s.io/client-go/kubernetes/scheme, which registers every API group of
-// Kubernetes at start. Linked together with text/template (which cobra's
+// Kubernetes at start; its generic typed client (gentype) and event
+// recorder (tools/record) link its fake API server and the OpenAPI
+// libraries. Linked together with text/template (which cobra's
 // help and coffer's templates use, and which makes the linker keep every
 // exported method of every type it reaches), that made coffer's binary
-// 62 MB instead of about 33 MB, and most of the difference was paged into
+// 62 MB instead of about 34 MB, and most of the difference was paged into
 // every DaemonSet pod's memory. See docs/architecture.md.
 package kube
 
@@ -25,7 +27,6 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/runtime/serializer"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/gentype"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 )
@@ -172,59 +173,53 @@ func (k *Client) RESTClient() rest.Interface { return k.core }
 
 // Secrets of namespace.
 func (k *Client) Secrets(namespace string) SecretInterface {
-	return gentype.NewClient("secrets", k.core, k.params, namespace, func() *corev1.Secret { return &corev1.Secret{} })
+	return typed[*corev1.Secret]{resource: "secrets", client: k.core, params: k.params, namespace: namespace, newObject: func() *corev1.Secret { return &corev1.Secret{} }}
 }
 
 // Nodes of the cluster.
 func (k *Client) Nodes() NodeInterface {
-	return gentype.NewClient("nodes", k.core, k.params, "", func() *corev1.Node { return &corev1.Node{} })
+	return typed[*corev1.Node]{resource: "nodes", client: k.core, params: k.params, namespace: "", newObject: func() *corev1.Node { return &corev1.Node{} }}
 }
 
 // Events of namespace.
 func (k *Client) Events(namespace string) EventInterface {
-	return gentype.NewClient("events", k.core, k.params, namespace, func() *corev1.Event { return &corev1.Event{} })
+	return typed[*corev1.Event]{resource: "events", client: k.core, params: k.params, namespace: namespace, newObject: func() *corev1.Event { return &corev1.Event{} }}
 }
 
 // Leases of namespace.
 func (k *Client) Leases(namespace string) LeaseInterface {
-	return gentype.NewClient("leases", k.coordination, k.params, namespace, func() *coordinationv1.Lease { return &coordinationv1.Lease{} })
+	return typed[*coordinationv1.Lease]{resource: "leases", client: k.coordination, params: k.params, namespace: namespace, newObject: func() *coordinationv1.Lease { return &coordinationv1.Lease{} }}
 }
 
 // Deployments of namespace.
 func (k *Client) Deployments(namespace string) PatchInterface[*appsv1.Deployment] {
-	return gentype.NewClient("deployments", k.apps, k.params, namespace, func() *appsv1.Deployment { return &appsv1.Deployment{} })
+	return typed[*appsv1.Deployment]{resource: "deployments", client: k.apps, params: k.params, namespace: namespace, newObject: func() *appsv1.Deployment { return &appsv1.Deployment{} }}
 }
 
 // StatefulSets of namespace.
 func (k *Client) StatefulSets(namespace string) PatchInterface[*appsv1.StatefulSet] {
-	return gentype.NewClient("statefulsets", k.apps, k.params, namespace, func() *appsv1.StatefulSet { return &appsv1.StatefulSet{} })
+	return typed[*appsv1.StatefulSet]{resource: "statefulsets", client: k.apps, params: k.params, namespace: namespace, newObject: func() *appsv1.StatefulSet { return &appsv1.StatefulSet{} }}
 }
 
 // DaemonSets of namespace.
 func (k *Client) DaemonSets(namespace string) PatchInterface[*appsv1.DaemonSet] {
-	return gentype.NewClient("daemonsets", k.apps, k.params, namespace, func() *appsv1.DaemonSet { return &appsv1.DaemonSet{} })
+	return typed[*appsv1.DaemonSet]{resource: "daemonsets", client: k.apps, params: k.params, namespace: namespace, newObject: func() *appsv1.DaemonSet { return &appsv1.DaemonSet{} }}
 }
 
 // ServiceAccounts of namespace.
 func (k *Client) ServiceAccounts(namespace string) ServiceAccountInterface {
-	return serviceAccounts{
-		Client: gentype.NewClient("serviceaccounts", k.core, k.params, namespace, func() *corev1.ServiceAccount { return &corev1.ServiceAccount{} }),
-		core:   k.core, params: k.params, namespace: namespace,
-	}
+	return serviceAccounts{typed[*corev1.ServiceAccount]{resource: "serviceaccounts", client: k.core, params: k.params, namespace: namespace, newObject: func() *corev1.ServiceAccount { return &corev1.ServiceAccount{} }}}
 }
 
 type serviceAccounts struct {
-	*gentype.Client[*corev1.ServiceAccount]
-	core      rest.Interface
-	params    runtime.ParameterCodec
-	namespace string
+	typed[*corev1.ServiceAccount]
 }
 
 // CreateToken requests a token for a ServiceAccount (its token subresource),
 // as client-go's typed client does.
 func (s serviceAccounts) CreateToken(ctx context.Context, name string, tr *authenticationv1.TokenRequest, opts metav1.CreateOptions) (*authenticationv1.TokenRequest, error) {
 	out := &authenticationv1.TokenRequest{}
-	err := s.core.Post().Namespace(s.namespace).Resource("serviceaccounts").Name(name).SubResource("token").
+	err := s.client.Post().Namespace(s.namespace).Resource("serviceaccounts").Name(name).SubResource("token").
 		VersionedParams(&opts, s.params).Body(tr).Do(ctx).Into(out)
 	return out, err
 }
@@ -247,23 +242,4 @@ func Config(kubeconfig, userAgent string) (*rest.Config, error) {
 	cfg.QPS, cfg.Burst = 20, 40
 	cfg.UserAgent = userAgent
 	return cfg, nil
-}
-
-// EventSink writes the Events of client-go's event broadcaster
-// (record.EventSink), as the typed client's EventSinkImpl does.
-type EventSink struct{ Events EventsGetter }
-
-// Create writes a new Event.
-func (s EventSink) Create(e *corev1.Event) (*corev1.Event, error) {
-	return s.Events.Events(e.Namespace).Create(context.Background(), e, metav1.CreateOptions{})
-}
-
-// Update replaces an Event.
-func (s EventSink) Update(e *corev1.Event) (*corev1.Event, error) {
-	return s.Events.Events(e.Namespace).Update(context.Background(), e, metav1.UpdateOptions{})
-}
-
-// Patch counts a repeated Event.
-func (s EventSink) Patch(e *corev1.Event, data []byte) (*corev1.Event, error) {
-	return s.Events.Events(e.Namespace).Patch(context.Background(), e.Name, types.StrategicMergePatchType, data, metav1.PatchOptions{})
 }
