@@ -20,6 +20,7 @@ import (
 	k8stesting "k8s.io/client-go/testing"
 
 	"github.com/coffer-csi/coffer/auth"
+	"github.com/coffer-csi/coffer/internal/kube/kubetest"
 	"github.com/coffer-csi/coffer/internal/metrics"
 	"github.com/coffer-csi/coffer/provider"
 	"github.com/coffer-csi/coffer/provider/cache"
@@ -134,14 +135,14 @@ func newWorkloadHarness(t *testing.T, opts ...harnessOptions) (*harness, *cluste
 			Verifier:          auth.NewVerifier(auth.VerifierOptions{Keys: keys}),
 			RefreshMargin:     o.refreshMargin,
 			AWS:               cfg,
-			Kubernetes:        c.kube,
+			Kubernetes:        kubetest.Wrap(c.kube),
 			PodIdentity:       &auth.PodIdentityAgent{IPv4URL: c.v4, IPv6URL: c.v6, Timeout: 500 * time.Millisecond, Attempts: 2},
 			OnCredentialFetch: m.CredentialFetch,
 			SessionScope:      o.sessionScope,
 		})
 	}
 	if o.region == nil {
-		o.region = &auth.NodeRegion{Client: c.kube, NodeName: nodeName}
+		o.region = &auth.NodeRegion{Client: kubetest.Wrap(c.kube), NodeName: nodeName}
 	}
 
 	h := newHarness(t, o)
