@@ -545,7 +545,7 @@ func manyMounts(t *testing.T, r *report, s subject) {
 	wg.Wait()
 	anon := anonPeak()
 	rss, cpu := c.usage(t)
-	r.add(Result{"S4 1,000 mounts (50 identities x 10 objects)", "provider peak RSS", rss, "MiB", "< 64 MiB"})
+	r.add(Result{"S4 1,000 mounts (50 identities x 10 objects)", "provider peak RSS", rss, "MiB", "< 56 MiB"})
 	r.add(Result{"S4 1,000 mounts (50 identities x 10 objects)", "provider peak anonymous memory (heap, stacks)", anon, "MiB", ""})
 	r.add(Result{"S4 1,000 mounts (50 identities x 10 objects)", "provider CPU time", cpu, "s", ""})
 	r.add(Result{"S4 1,000 mounts (50 identities x 10 objects)", "errors", float64(failed), "errors", "0"})
