@@ -29,7 +29,7 @@ COPY . .
 RUN --mount=type=cache,target=/go/pkg/mod \
     --mount=type=cache,target=/root/.cache/go-build \
     CGO_ENABLED=0 GOOS=${TARGETOS} GOARCH=${TARGETARCH} \
-    go build -trimpath -ldflags "-s -w -X github.com/coffer-csi/coffer/internal/version.Version=${VERSION}" \
+    go build -trimpath -tags grpcnotrace -ldflags "-s -w -X github.com/coffer-csi/coffer/internal/version.Version=${VERSION}" \
       -o bin/coffer ./cmd/coffer
 
 FROM gcr.io/distroless/static-debian12:nonroot

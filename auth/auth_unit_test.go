@@ -15,6 +15,8 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
+
+	"github.com/coffer-csi/coffer/internal/kube/kubetest"
 )
 
 func serviceAccount(ns, name, role string) *corev1.ServiceAccount {
@@ -43,7 +45,7 @@ func TestRoleLookup(t *testing.T) {
 		serviceAccount("team", "bad", "not-an-arn"),
 	)
 	gets := countGets(cs)
-	l := NewRoleLookup(cs, time.Minute)
+	l := NewRoleLookup(kubetest.Wrap(cs), time.Minute)
 	now := time.Now()
 	l.now = func() time.Time { return now }
 	ctx := context.Background()
@@ -102,7 +104,7 @@ func TestRoleLookupBurstMakesOneCall(t *testing.T) {
 		<-release
 		return false, nil, nil
 	})
-	l := NewRoleLookup(cs, time.Minute)
+	l := NewRoleLookup(kubetest.Wrap(cs), time.Minute)
 	var wg sync.WaitGroup
 	for range 100 {
 		wg.Go(func() {
@@ -130,11 +132,11 @@ func TestNodeRegion(t *testing.T) {
 	})
 	ctx := context.Background()
 
-	configured := &NodeRegion{Configured: "us-east-2", Client: cs, NodeName: "node-1"}
+	configured := &NodeRegion{Configured: "us-east-2", Client: kubetest.Wrap(cs), NodeName: "node-1"}
 	if r, err := configured.Region(ctx); r != "us-east-2" || err != nil {
 		t.Errorf("configured region: %q, %v", r, err)
 	}
-	fromNode := &NodeRegion{Client: cs, NodeName: "node-1"}
+	fromNode := &NodeRegion{Client: kubetest.Wrap(cs), NodeName: "node-1"}
 	for range 5 {
 		if r, err := fromNode.Region(ctx); r != "eu-west-1" || err != nil {
 			t.Fatalf("node region: %q, %v", r, err)
@@ -143,7 +145,7 @@ func TestNodeRegion(t *testing.T) {
 	if n := gets.Load(); n != 1 {
 		t.Errorf("node looked up %d times, want once per process", n)
 	}
-	if _, err := (&NodeRegion{Client: cs, NodeName: "node-2"}).Region(ctx); err == nil || !strings.Contains(err.Error(), "has no topology.kubernetes.io/region label") {
+	if _, err := (&NodeRegion{Client: kubetest.Wrap(cs), NodeName: "node-2"}).Region(ctx); err == nil || !strings.Contains(err.Error(), "has no topology.kubernetes.io/region label") {
 		t.Errorf("unlabelled node: %v", err)
 	}
 	if _, err := (&NodeRegion{}).Region(ctx); err == nil || !strings.Contains(err.Error(), "--node-name") {

@@ -7,7 +7,8 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
+
+	"github.com/coffer-csi/coffer/internal/kube"
 )
 
 // RegionLabel is the well-known node label that carries the AWS region.
@@ -19,7 +20,7 @@ const RegionLabel = "topology.kubernetes.io/region"
 type NodeRegion struct {
 	// Configured is the --region flag or AWS_REGION.
 	Configured string
-	Client     kubernetes.Interface
+	Client     kube.NodesGetter
 	// NodeName is the provider's own node, from the downward API.
 	NodeName string
 	// RetryAfter spaces lookups after a failure (default 10s), so a
@@ -59,7 +60,7 @@ func (n *NodeRegion) lookup(ctx context.Context) (string, error) {
 	if n.Client == nil || n.NodeName == "" {
 		return "", &Error{Reason: ReasonConfig, Msg: "no region: " + fix + " (coffer cannot read its node's " + RegionLabel + " label without --node-name / NODE_NAME)"}
 	}
-	node, err := n.Client.CoreV1().Nodes().Get(ctx, n.NodeName, metav1.GetOptions{})
+	node, err := n.Client.Nodes().Get(ctx, n.NodeName, metav1.GetOptions{})
 	if err != nil {
 		return "", &Error{Reason: ReasonConfig, Msg: fmt.Sprintf("no region, and reading node %s's %s label failed; %s (RBAC: coffer needs get on nodes)", n.NodeName, RegionLabel, fix), Err: err}
 	}

@@ -10,7 +10,8 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
-	"k8s.io/client-go/kubernetes"
+
+	"github.com/coffer-csi/coffer/internal/kube"
 )
 
 // ResolverOptions configure a Resolver.
@@ -18,7 +19,7 @@ type ResolverOptions struct {
 	// AWS is the provider's base SDK configuration (endpoints, FIPS...).
 	AWS aws.Config
 	// Kubernetes reads ServiceAccounts (IRSA role annotations).
-	Kubernetes kubernetes.Interface
+	Kubernetes kube.ServiceAccountsGetter
 	// Audience of the IRSA token (default sts.amazonaws.com).
 	Audience string
 	// Verifier checks every ServiceAccount token before anything else
@@ -36,6 +37,35 @@ type ResolverOptions struct {
 	// OnCredentialFetch, when set, is told about every credential fetch
 	// (not cache hits): mode is irsa, pod_identity or assume_role.
 	OnCredentialFetch func(mode string, err error)
+	// SessionScope says what the STS sessions coffer opens name, and so
+	// which mounts share credentials (default SessionPerPod).
+	SessionScope SessionScope
+}
+
+// SessionScope is what an STS session that coffer names stands for.
+type SessionScope string
+
+const (
+	// SessionPerPod names each session after the pod that mounted
+	// (coffer-<namespace>-<pod>): CloudTrail attributes every call to a
+	// pod, and every pod makes its own STS call.
+	SessionPerPod SessionScope = "pod"
+	// SessionPerServiceAccount names each session after the ServiceAccount
+	// (coffer-<namespace>-sa-<name>): the pods of one ServiceAccount share
+	// credentials (each pod's token is still verified first), so replicas
+	// starting together cost one STS call, and CloudTrail names the
+	// ServiceAccount, not the pod. EKS Pod Identity names its sessions
+	// itself, after the pod, so its credentials stay per pod.
+	SessionPerServiceAccount SessionScope = "serviceaccount"
+)
+
+// ParseSessionScope reads a --sts-session-scope value.
+func ParseSessionScope(s string) (SessionScope, error) {
+	switch scope := SessionScope(s); scope {
+	case SessionPerPod, SessionPerServiceAccount:
+		return scope, nil
+	}
+	return "", fmt.Errorf("%q is not a session scope: use %q or %q", s, SessionPerPod, SessionPerServiceAccount)
 }
 
 // Resolver resolves a pod's AWS identity: IRSA or EKS Pod Identity, then an
@@ -54,6 +84,7 @@ type Resolver struct {
 	endpoint string
 	now      func() time.Time
 	onFetch  func(mode string, err error)
+	scope    SessionScope
 }
 
 // NewResolver returns a Resolver.
@@ -85,7 +116,18 @@ func NewResolver(o ResolverOptions) *Resolver {
 		endpoint:    endpoint,
 		now:         time.Now,
 		onFetch:     o.OnCredentialFetch,
+		scope:       o.SessionScope,
 	}
+}
+
+// session names the STS session coffer opens for req. Credentials are
+// reused only under the same name (credentialKey), so the name is true for
+// every call made with them.
+func (r *Resolver) session(req Request) string {
+	if r.scope == SessionPerServiceAccount {
+		return sessionName(req.Namespace, "sa-"+req.ServiceAccount)
+	}
+	return sessionName(req.Namespace, req.PodName)
 }
 
 // Identity resolves the AWS identity of the workload behind req.
@@ -123,7 +165,7 @@ func (r *Resolver) irsaIdentity(ctx context.Context, req Request, subject string
 		return Identity{}, err
 	}
 	key := strings.Join([]string{"irsa", req.Namespace, req.ServiceAccount, role, req.Region, r.endpoint}, "|")
-	session := sessionName(req.Namespace, req.PodName)
+	session := r.session(req)
 	credKey := credentialKey(key, session)
 	creds, err := r.cache.get(ctx, credKey, func(ctx context.Context) (aws.Credentials, error) {
 		creds, err := r.sts.assumeRoleWithWebIdentity(ctx, req.Region, role, session, tok, subject)
@@ -144,7 +186,7 @@ func (r *Resolver) podIdentityIdentity(ctx context.Context, req Request, subject
 	// The role is whatever the EKS association of this ServiceAccount
 	// says; the key names the ServiceAccount, which determines it. EKS
 	// names the role session after the pod of the token, so credentials
-	// are reused per pod.
+	// are reused per pod, whatever the session scope.
 	key := strings.Join([]string{"podidentity", req.Namespace, req.ServiceAccount, req.Region, req.PreferredAddressType}, "|")
 	credKey := credentialKey(key, sessionName(req.Namespace, req.PodName))
 	creds, err := r.cache.get(ctx, credKey, func(ctx context.Context) (aws.Credentials, error) {
@@ -168,7 +210,7 @@ func (r *Resolver) chain(ctx context.Context, req Request, base Identity) (Ident
 		sum := sha256.Sum256([]byte(req.AssumeRoleExternalID))
 		key += "|extid:" + hex.EncodeToString(sum[:8])
 	}
-	session := sessionName(req.Namespace, req.PodName)
+	session := r.session(req)
 	credKey := credentialKey(key, session)
 	creds, err := r.cache.get(ctx, credKey, func(ctx context.Context) (aws.Credentials, error) {
 		creds, err := r.sts.assumeRole(ctx, req.Region, base.Credentials, base.Description, req.AssumeRoleARN, req.AssumeRoleExternalID, session)

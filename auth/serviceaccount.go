@@ -8,7 +8,8 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
+
+	"github.com/coffer-csi/coffer/internal/kube"
 
 	"github.com/coffer-csi/coffer/internal/flight"
 )
@@ -21,7 +22,7 @@ const RoleAnnotation = "eks.amazonaws.com/role-arn"
 // while, so that steady-state mounts make no Kubernetes API calls and a
 // burst of pods of one ServiceAccount makes one.
 type RoleLookup struct {
-	client kubernetes.Interface
+	client kube.ServiceAccountsGetter
 	// ttl is how long an answer is reused; negativeTTL how long "no such
 	// ServiceAccount / no annotation" is, shorter so a fix shows up quickly.
 	ttl, negativeTTL time.Duration
@@ -39,7 +40,7 @@ type roleEntry struct {
 }
 
 // NewRoleLookup returns a lookup that reuses answers for ttl (default 2m).
-func NewRoleLookup(client kubernetes.Interface, ttl time.Duration) *RoleLookup {
+func NewRoleLookup(client kube.ServiceAccountsGetter, ttl time.Duration) *RoleLookup {
 	if ttl <= 0 {
 		ttl = 2 * time.Minute
 	}
@@ -96,7 +97,7 @@ type transientError struct{ error }
 func (e *transientError) Unwrap() error { return e.error }
 
 func (l *RoleLookup) fetch(ctx context.Context, namespace, name string) (string, error) {
-	sa, err := l.client.CoreV1().ServiceAccounts(namespace).Get(ctx, name, metav1.GetOptions{})
+	sa, err := l.client.ServiceAccounts(namespace).Get(ctx, name, metav1.GetOptions{})
 	switch {
 	case apierrors.IsNotFound(err):
 		return "", &Error{Reason: ReasonNoRole, Msg: fmt.Sprintf("ServiceAccount %s/%s does not exist", namespace, name)}

@@ -16,12 +16,12 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/dynamic"
-	"k8s.io/client-go/dynamic/dynamicinformer"
 	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/util/workqueue"
 
 	"github.com/coffer-csi/coffer/auth"
+	"github.com/coffer-csi/coffer/internal/kube"
 	"github.com/coffer-csi/coffer/internal/panics"
 	"github.com/coffer-csi/coffer/provider/fetch"
 	"github.com/coffer-csi/coffer/provider/render"
@@ -119,8 +119,7 @@ func (c *Controller) Run(ctx context.Context) error {
 		defer secrets.wait()
 	}
 
-	factory := dynamicinformer.NewFilteredDynamicSharedInformerFactory(c.Dynamic, 0, c.namespace(), nil)
-	c.informer = factory.ForResource(SPCResource).Informer()
+	c.informer = kube.NewInformer(c.Dynamic.Resource(SPCResource).Namespace(c.namespace()), &unstructured.Unstructured{})
 	if _, err := c.informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc: c.enqueue,
 		UpdateFunc: func(oldObj, newObj any) {
@@ -137,8 +136,9 @@ func (c *Controller) Run(ctx context.Context) error {
 	}); err != nil {
 		return err
 	}
-	factory.Start(ctx.Done())
-	defer factory.Shutdown()
+	var informerDone sync.WaitGroup
+	informerDone.Go(func() { c.informer.RunWithContext(ctx) })
+	defer informerDone.Wait()
 	if !cache.WaitForCacheSync(ctx.Done(), c.informer.HasSynced) {
 		if ctx.Err() != nil {
 			return nil

@@ -3,6 +3,7 @@ package secretsync
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -16,11 +17,11 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/sets"
-	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
-	metav1ac "k8s.io/client-go/applyconfigurations/meta/v1"
-	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/util/csaupgrade"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/structured-merge-diff/v6/fieldpath"
+
+	"github.com/coffer-csi/coffer/internal/kube"
 
 	"github.com/coffer-csi/coffer/provider/fetch"
 	"github.com/coffer-csi/coffer/provider/render"
@@ -139,7 +140,7 @@ func failedWith(name, reason, lead string, err error) Result {
 
 // Engine reconciles declared Secrets with the Kubernetes API.
 type Engine struct {
-	Secrets typedcorev1.SecretsGetter
+	Secrets kube.SecretsGetter
 	// Events records an Event on the SecretProviderClass for every change
 	// and failure (nil: none).
 	Events EventRecorder
@@ -338,7 +339,11 @@ func (e *Engine) write(ctx context.Context, owner *SPC, s *Secret, d *desired) R
 		if adopted || err != nil {
 			continue // the resourceVersion moved: read it again
 		}
-		_, err = secrets.Apply(ctx, d.applyConfiguration(live.ResourceVersion), metav1.ApplyOptions{FieldManager: FieldManager, Force: true})
+		patch, err := d.applyPatch(live.ResourceVersion)
+		if err != nil {
+			return failed(s.Name, ReasonWriteFailed, "preparing Secret %q for server-side apply: %v", d.name, err)
+		}
+		_, err = secrets.Patch(ctx, d.name, types.ApplyPatchType, patch, metav1.PatchOptions{FieldManager: FieldManager, Force: ptr.To(true)})
 		if apierrors.IsConflict(err) || apierrors.IsNotFound(err) {
 			continue
 		}
@@ -575,24 +580,40 @@ func (d *desired) secret() *corev1.Secret {
 	return s
 }
 
-func (d *desired) applyConfiguration(resourceVersion string) *corev1ac.SecretApplyConfiguration {
-	ac := corev1ac.Secret(d.name, d.namespace).
-		WithResourceVersion(resourceVersion).
-		WithLabels(d.labels).
-		WithAnnotations(d.annotations).
-		WithData(d.data)
-	if d.typ != "" {
-		ac.WithType(d.typ)
+// applyPatch is the server-side apply configuration of the Secret: the
+// fields coffer owns, and nothing else. (client-go's typed apply
+// configurations would do, but they link its discovery client and with it
+// every API group's types; see internal/kube.)
+func (d *desired) applyPatch(resourceVersion string) ([]byte, error) {
+	type meta struct {
+		Name            string                  `json:"name"`
+		Namespace       string                  `json:"namespace"`
+		ResourceVersion string                  `json:"resourceVersion,omitempty"`
+		Labels          map[string]string       `json:"labels,omitempty"`
+		Annotations     map[string]string       `json:"annotations,omitempty"`
+		OwnerReferences []metav1.OwnerReference `json:"ownerReferences,omitempty"`
+	}
+	ac := struct {
+		APIVersion string            `json:"apiVersion"`
+		Kind       string            `json:"kind"`
+		Metadata   meta              `json:"metadata"`
+		Type       corev1.SecretType `json:"type,omitempty"`
+		Data       map[string][]byte `json:"data,omitempty"`
+		Immutable  *bool             `json:"immutable,omitempty"`
+	}{
+		APIVersion: "v1", Kind: "Secret", Type: d.typ, Data: d.data,
+		Metadata: meta{Name: d.name, Namespace: d.namespace, ResourceVersion: resourceVersion, Labels: d.labels, Annotations: d.annotations},
 	}
 	if d.owner != nil {
-		ac.WithOwnerReferences(metav1ac.OwnerReference().
-			WithAPIVersion(d.owner.APIVersion).WithKind(d.owner.Kind).
-			WithName(d.owner.Name).WithUID(d.owner.UID).WithController(true).WithBlockOwnerDeletion(true))
+		ac.Metadata.OwnerReferences = []metav1.OwnerReference{{
+			APIVersion: d.owner.APIVersion, Kind: d.owner.Kind, Name: d.owner.Name, UID: d.owner.UID,
+			Controller: ptr.To(true), BlockOwnerDeletion: ptr.To(true),
+		}}
 	}
 	if d.immutable {
-		ac.WithImmutable(true)
+		ac.Immutable = ptr.To(true)
 	}
-	return ac
+	return json.Marshal(ac)
 }
 
 // adoptFields turns the fields coffer set with a create (an "Update"

@@ -16,6 +16,7 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
 
+	"github.com/coffer-csi/coffer/internal/kube/kubetest"
 	"github.com/coffer-csi/coffer/provider/fetch"
 	"github.com/coffer-csi/coffer/provider/render"
 	"github.com/coffer-csi/coffer/provider/spc"
@@ -181,7 +182,7 @@ type env struct {
 func newEnv(t *testing.T, objs ...runtime.Object) *env {
 	t.Helper()
 	e := &env{t: t, kube: fake.NewClientset(objs...), events: &recorder{}, logs: &bytes.Buffer{}}
-	e.engine = &Engine{Secrets: e.kube.CoreV1(), Events: e.events, Logger: slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))}
+	e.engine = &Engine{Secrets: kubetest.Wrap(e.kube), Events: e.events, Logger: slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))}
 	e.owner = &SPC{Namespace: testNS, Name: testSPC, UID: "spc-uid-1", Generation: 1}
 	e.cfg = testConfig(t)
 	t.Cleanup(func() {

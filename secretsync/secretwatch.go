@@ -7,8 +7,9 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/client-go/metadata/metadatainformer"
 	"k8s.io/client-go/tools/cache"
+
+	"github.com/coffer-csi/coffer/internal/kube"
 )
 
 var secretsResource = schema.GroupVersionResource{Version: "v1", Resource: "secrets"}
@@ -29,7 +30,7 @@ func (w secretWatch) wait() { <-w.done }
 // it cannot list Secrets (RBAC), it says so and entries are retried with
 // backoff instead.
 func (c *Controller) watchSecrets(ctx context.Context) (secretWatch, error) {
-	inf := metadatainformer.NewFilteredMetadataInformer(c.Metadata, secretsResource, c.namespace(), 0, cache.Indexers{}, nil).Informer()
+	inf := kube.NewInformer(c.Metadata.Resource(secretsResource).Namespace(c.namespace()), &metav1.PartialObjectMetadata{})
 	// A Secret's name and namespace are all coffer needs to know of it:
 	// labels, annotations and managed fields are not kept.
 	if err := inf.SetTransform(func(obj any) (any, error) {
@@ -52,7 +53,7 @@ func (c *Controller) watchSecrets(ctx context.Context) (secretWatch, error) {
 	w := secretWatch{done: make(chan struct{})}
 	go func() {
 		defer close(w.done)
-		inf.Run(ctx.Done())
+		inf.RunWithContext(ctx)
 	}()
 	go func() {
 		wctx, cancel := context.WithTimeout(ctx, secretWatchTimeout)

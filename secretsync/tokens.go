@@ -10,7 +10,8 @@ import (
 	authenticationv1 "k8s.io/api/authentication/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
+
+	"github.com/coffer-csi/coffer/internal/kube"
 )
 
 // TokenSource mints ServiceAccount tokens with the TokenRequest API, as
@@ -19,7 +20,7 @@ import (
 // serves the controller exactly as it serves mounts. Tokens are reused
 // until half their life is gone. They are credentials: never logged.
 type TokenSource struct {
-	ServiceAccounts typedcorev1.ServiceAccountsGetter
+	ServiceAccounts kube.ServiceAccountsGetter
 	// TTL is the lifetime requested (default and minimum: 10 minutes, the
 	// shortest the apiserver grants).
 	TTL time.Duration

@@ -11,6 +11,10 @@ import (
 // CofferBinary is where coffer's image has its binary, as in the Dockerfile.
 const CofferBinary = "/usr/local/bin/coffer"
 
+// BuildTags are the Go build tags of coffer's binary, as the Makefile's
+// TAGS and the Dockerfile give them.
+const BuildTags = "grpcnotrace"
+
 // CofferOptions say what coffer's image is built from.
 type CofferOptions struct {
 	Repo     string // the repository's root (the main module)
@@ -34,7 +38,7 @@ func BuildCoffer(o CofferOptions) (Spec, string, error) {
 	}
 	defer os.RemoveAll(tmp)
 	bin := filepath.Join(tmp, "coffer")
-	cmd := exec.Command("go", "build", "-trimpath",
+	cmd := exec.Command("go", "build", "-trimpath", "-tags", BuildTags,
 		"-ldflags", "-s -w -X github.com/coffer-csi/coffer/internal/version.Version="+o.Version,
 		"-o", bin, "./cmd/coffer")
 	cmd.Dir = o.Repo

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"strings"
 	"testing"
@@ -210,5 +211,18 @@ func TestSharedLibraries(t *testing.T) {
 	}
 	if !haveLibc {
 		t.Errorf("mount's libraries lack libc: %v", len(files))
+	}
+}
+
+// TestBuildTagsAreTheMakefiles: the image's binary is built with the tags
+// of the one `make build` writes and the benchmark measures.
+func TestBuildTagsAreTheMakefiles(t *testing.T) {
+	makefile, err := os.ReadFile("../../Makefile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?m)^TAGS\s*:=\s*(\S+)$`).FindSubmatch(makefile)
+	if m == nil || string(m[1]) != BuildTags {
+		t.Errorf("the Makefile's TAGS are %q, hack/image builds with %q", m, BuildTags)
 	}
 }

@@ -9,9 +9,9 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/spf13/pflag"
-	"k8s.io/client-go/kubernetes"
 
 	"github.com/coffer-csi/coffer/auth"
+	"github.com/coffer-csi/coffer/internal/kube"
 )
 
 // identityFlags configure workload identity, the same for `serve` and
@@ -25,6 +25,7 @@ type identityFlags struct {
 	saCacheTTL    time.Duration
 	refreshMargin time.Duration
 	jwksURL       string
+	sessionScope  string
 }
 
 func (f *identityFlags) register(fs *pflag.FlagSet) {
@@ -35,6 +36,7 @@ func (f *identityFlags) register(fs *pflag.FlagSet) {
 	fs.IntVar(&f.agentAttempts, "pod-identity-attempts", 3, "rounds of requests over the agent's addresses before giving up")
 	fs.DurationVar(&f.saCacheTTL, "serviceaccount-cache-ttl", 2*time.Minute, "how long a ServiceAccount's IRSA role annotation is reused before it is read again")
 	fs.DurationVar(&f.refreshMargin, "credential-refresh-margin", 5*time.Minute, "credentials are reused until this long before they expire")
+	fs.StringVar(&f.sessionScope, "sts-session-scope", string(auth.SessionPerPod), "what the STS sessions coffer opens name: pod (coffer-<namespace>-<pod>; one STS call per pod) or serviceaccount (coffer-<namespace>-sa-<name>; the pods of a ServiceAccount share credentials, one STS call for replicas starting together; CloudTrail then names the ServiceAccount, not the pod). EKS Pod Identity sessions always name the pod")
 	fs.StringVar(&f.jwksURL, "service-account-jwks-url", "", "where ServiceAccount tokens' signing keys are read (a JSON Web Key Set); default: the Kubernetes API's /openid/v1/jwks")
 }
 
@@ -46,6 +48,9 @@ func (f *identityFlags) validate() []error {
 	if f.refreshMargin < 0 || f.saCacheTTL <= 0 {
 		errs = append(errs, errors.New("--credential-refresh-margin must not be negative and --serviceaccount-cache-ttl must be positive"))
 	}
+	if _, err := auth.ParseSessionScope(f.sessionScope); err != nil {
+		errs = append(errs, fmt.Errorf("--sts-session-scope: %w", err))
+	}
 	if f.jwksURL != "" {
 		if u, err := url.Parse(f.jwksURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 			errs = append(errs, fmt.Errorf("--service-account-jwks-url %q is not an http(s) URL", f.jwksURL))
@@ -55,22 +60,20 @@ func (f *identityFlags) validate() []error {
 }
 
 // resolver builds the identity resolver these flags describe.
-func (f *identityFlags) resolver(awsCfg aws.Config, kube kubernetes.Interface, onFetch func(mode string, err error)) *auth.Resolver {
-	var keys auth.KeySource
-	switch {
-	case f.jwksURL != "":
+func (f *identityFlags) resolver(awsCfg aws.Config, client *kube.Client, onFetch func(mode string, err error)) *auth.Resolver {
+	keys := auth.APIServerKeys(client.RESTClient())
+	if f.jwksURL != "" {
 		keys = auth.URLKeys(&http.Client{Timeout: 10 * time.Second}, f.jwksURL)
-	case kube != nil:
-		keys = auth.APIServerKeys(kube.Discovery().RESTClient())
 	}
 	return auth.NewResolver(auth.ResolverOptions{
 		AWS:               awsCfg,
-		Kubernetes:        kube,
+		Kubernetes:        client,
 		Audience:          f.stsAudience,
 		Verifier:          auth.NewVerifier(auth.VerifierOptions{Keys: keys}),
 		PodIdentity:       &auth.PodIdentityAgent{IPv4URL: f.agentIPv4URL, IPv6URL: f.agentIPv6URL, Timeout: f.agentTimeout, Attempts: f.agentAttempts},
 		ServiceAccountTTL: f.saCacheTTL,
 		RefreshMargin:     f.refreshMargin,
 		OnCredentialFetch: onFetch,
+		SessionScope:      auth.SessionScope(f.sessionScope),
 	})
 }

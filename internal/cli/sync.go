@@ -10,24 +10,17 @@ import (
 	"log/slog"
 	"os"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/pflag"
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/dynamic"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/kubernetes/scheme"
-	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/metadata"
-	"k8s.io/client-go/tools/leaderelection"
-	"k8s.io/client-go/tools/leaderelection/resourcelock"
-	"k8s.io/client-go/tools/record"
 	"k8s.io/klog/v2"
 
 	"github.com/coffer-csi/coffer/auth"
+	"github.com/coffer-csi/coffer/internal/kube"
 	"github.com/coffer-csi/coffer/internal/metrics"
 	"github.com/coffer-csi/coffer/internal/ops"
 	"github.com/coffer-csi/coffer/internal/version"
@@ -124,7 +117,7 @@ func runSync(ctx context.Context, c *syncConfig, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	kube, err := kubernetes.NewForConfig(rc)
+	kc, err := kube.New(rc)
 	if err != nil {
 		return err
 	}
@@ -152,7 +145,7 @@ func runSync(ctx context.Context, c *syncConfig, stderr io.Writer) error {
 		go ops.Serve(ctx, lis, ops.Handler(func(context.Context) error { return nil }, registry), log)
 	}
 	p := &provider.Mounter{
-		Identities: c.identity.resolver(awsCfg, kube, m.CredentialFetch),
+		Identities: c.identity.resolver(awsCfg, kc, m.CredentialFetch),
 		Clients:    awsapi.NewClientCache(awsCfg, 0).Factory(),
 		// No value cache: every refresh reads AWS.
 		Fetcher:       &fetch.Fetcher{Concurrency: c.fetchConcurrency, MaxBytes: fetchAllowance * render.DriverMaxResponseBytes},
@@ -160,17 +153,17 @@ func runSync(ctx context.Context, c *syncConfig, stderr io.Writer) error {
 		MaxValueBytes: c.maxValueBytes,
 		Logger:        log,
 	}
-	events, stopEvents := eventRecorder(kube, corev1.EventSource{Component: "coffer-sync"})
+	events, stopEvents := eventRecorder(kc, corev1.EventSource{Component: "coffer-sync"}, log)
 	defer stopEvents()
-	region := &auth.NodeRegion{Configured: c.region, Client: kube, NodeName: c.nodeName}
+	region := &auth.NodeRegion{Configured: c.region, Client: kc, NodeName: c.nodeName}
 	ctrl := &secretsync.Controller{
 		Dynamic:  dyn,
 		Metadata: meta,
-		Engine: &secretsync.Engine{Secrets: kube.CoreV1(), Events: events, Logger: log, OnResult: func(_ *secretsync.SPC, r secretsync.Result) {
+		Engine: &secretsync.Engine{Secrets: kc, Events: events, Logger: log, OnResult: func(_ *secretsync.SPC, r secretsync.Result) {
 			m.SecretSync("controller", r.Reason)
 		}},
 		Files:        p.FetchFiles,
-		Tokens:       &secretsync.TokenSource{ServiceAccounts: kube.CoreV1(), TTL: c.tokenTTL},
+		Tokens:       &secretsync.TokenSource{ServiceAccounts: kc, TTL: c.tokenTTL},
 		STSAudience:  c.identity.stsAudience,
 		ProviderName: c.providerName,
 		Namespace:    c.namespace,
@@ -183,12 +176,12 @@ func runSync(ctx context.Context, c *syncConfig, stderr io.Writer) error {
 	if !c.leaderElect {
 		return ctrl.Run(ctx)
 	}
-	return c.runElected(ctx, kube, ctrl.Run, log)
+	return c.runElected(ctx, kc, ctrl.Run, log)
 }
 
 // runElected runs fn while this process holds the Lease. Losing it ends the
 // process with an error (a restart competes again); SIGTERM releases it.
-func (c *syncConfig) runElected(ctx context.Context, kube kubernetes.Interface, fn func(context.Context) error, log *slog.Logger) error {
+func (c *syncConfig) runElected(ctx context.Context, kc *kube.Client, fn func(context.Context) error, log *slog.Logger) error {
 	ns := c.leaseNamespace
 	if ns == "" {
 		b, err := os.ReadFile("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
@@ -201,64 +194,20 @@ func (c *syncConfig) runElected(ctx context.Context, kube kubernetes.Interface, 
 	suffix := make([]byte, 4)
 	_, _ = rand.Read(suffix)
 	id := host + "_" + hex.EncodeToString(suffix)
-	lock := &resourcelock.LeaseLock{
-		LeaseMeta:  metav1.ObjectMeta{Namespace: ns, Name: c.leaseName},
-		Client:     kube.CoordinationV1(),
-		LockConfig: resourcelock.ResourceLockConfig{Identity: id},
-	}
-	// The elector starts the callback in a goroutine of its own and does
-	// not wait for it: track it, so that Run's return waits for fn.
-	var (
-		mu               sync.Mutex
-		started, closing bool
-		runErr           error
-	)
-	done := make(chan struct{})
-	le, err := leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
-		Lock:            lock,
-		Name:            c.leaseName,
-		LeaseDuration:   c.leaseDuration,
-		RenewDeadline:   c.renewDeadline,
-		RetryPeriod:     c.retryPeriod,
-		ReleaseOnCancel: true,
-		Callbacks: leaderelection.LeaderCallbacks{
-			OnStartedLeading: func(ctx context.Context) {
-				mu.Lock()
-				if closing {
-					mu.Unlock()
-					return
-				}
-				started = true
-				mu.Unlock()
-				defer close(done)
-				log.Info("leading: syncing Secrets", "lease", ns+"/"+c.leaseName, "identity", id)
-				err := fn(ctx)
-				mu.Lock()
-				runErr = err
-				mu.Unlock()
-			},
-			OnStoppedLeading: func() { log.Info("not leading", "lease", ns+"/"+c.leaseName, "identity", id) },
-		},
-	})
-	if err != nil {
-		return fmt.Errorf("leader election: %w", err)
+	election := &kube.Election{
+		Leases: kc.Leases(ns), Name: c.leaseName, Identity: id,
+		LeaseDuration: c.leaseDuration, RenewDeadline: c.renewDeadline, RetryPeriod: c.retryPeriod,
+		Logger: log.With("lease", ns+"/"+c.leaseName),
 	}
 	log.Info("waiting for the Lease", "lease", ns+"/"+c.leaseName, "identity", id)
-	le.Run(ctx)
-	mu.Lock()
-	closing = true
-	wait := started
-	mu.Unlock()
-	if wait {
-		<-done
-	}
-	if runErr != nil {
-		return runErr
-	}
-	if ctx.Err() == nil {
+	err := election.Run(ctx, func(ctx context.Context) error {
+		log.Info("leading: syncing Secrets", "lease", ns+"/"+c.leaseName, "identity", id)
+		return fn(ctx)
+	})
+	if errors.Is(err, kube.ErrLostLease) {
 		return errors.New("lost the leader Lease; exiting so that a restart competes again")
 	}
-	return nil
+	return err
 }
 
 // enableMountSync makes p sync the Secrets a class declares after each
@@ -269,7 +218,7 @@ func enableMountSync(p *provider.Mounter, kubeconfig, nodeName string, log *slog
 	if err != nil {
 		return nil, err
 	}
-	kube, err := kubernetes.NewForConfig(rc)
+	kc, err := kube.New(rc)
 	if err != nil {
 		return nil, err
 	}
@@ -277,11 +226,11 @@ func enableMountSync(p *provider.Mounter, kubeconfig, nodeName string, log *slog
 	if err != nil {
 		return nil, err
 	}
-	events, stopEvents := eventRecorder(kube, corev1.EventSource{Component: "coffer", Host: nodeName})
+	events, stopEvents := eventRecorder(kc, corev1.EventSource{Component: "coffer", Host: nodeName}, log)
 	trigger := &secretsync.MountTrigger{
 		SPCs:  dyn.Resource(secretsync.SPCResource),
 		Files: p.FetchFiles,
-		Engine: &secretsync.Engine{Secrets: kube.CoreV1(), Events: events, Logger: log, OnResult: func(_ *secretsync.SPC, r secretsync.Result) {
+		Engine: &secretsync.Engine{Secrets: kc, Events: events, Logger: log, OnResult: func(_ *secretsync.SPC, r secretsync.Result) {
 			p.Metrics.SecretSync("mount", r.Reason)
 		}},
 		Config: secretsync.ConfigOptions{MaxObjects: p.MaxObjects},
@@ -300,14 +249,13 @@ func enableMountSync(p *provider.Mounter, kubeconfig, nodeName string, log *slog
 	}, nil
 }
 
-// eventRecorder records Events through the API; stop flushes what it can.
-func eventRecorder(kube kubernetes.Interface, source corev1.EventSource) (secretsync.EventRecorder, func()) {
-	b := record.NewBroadcaster()
-	b.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: kube.CoreV1().Events("")})
-	rec := b.NewRecorder(scheme.Scheme, source)
+// eventRecorder records Events through the API; stop writes what is
+// queued, for a few seconds at most.
+func eventRecorder(kc *kube.Client, source corev1.EventSource, log *slog.Logger) (secretsync.EventRecorder, func()) {
+	rec := kube.NewRecorder(kc, source, log)
 	return rec, func() {
-		// Give the broadcaster a moment to send the last events.
-		time.Sleep(200 * time.Millisecond)
-		b.Shutdown()
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel()
+		rec.Shutdown(ctx)
 	}
 }

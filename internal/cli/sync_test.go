@@ -11,15 +11,17 @@ func TestSyncFlags(t *testing.T) {
 		code int
 		want string
 	}{
-		"help":               {args: []string{"sync", "-h"}, code: 0, want: "coffer sync [flags]"},
-		"unknown flag":       {args: []string{"sync", "--nope"}, code: 2, want: "coffer sync: unknown flag: --nope"},
-		"short token":        {args: []string{"sync", "--token-ttl=1m"}, code: 1, want: "--token-ttl must be at least 10m"},
-		"bad provider name":  {args: []string{"sync", "--provider-name=a b"}, code: 1, want: "--provider-name"},
-		"bad lease timings":  {args: []string{"sync", "--leader-election-renew-deadline=20s"}, code: 1, want: "leader election needs"},
-		"no workers":         {args: []string{"sync", "--workers=0"}, code: 1, want: "--workers"},
-		"no value limit":     {args: []string{"sync", "--max-value-bytes=0"}, code: 1, want: "--max-value-bytes must be positive"},
-		"value limit listed": {args: []string{"sync", "-h"}, code: 0, want: "-max-value-bytes"},
-		"not in the cluster": {args: []string{"sync"}, code: 1, want: "connecting to the Kubernetes API"},
+		"help":                {args: []string{"sync", "-h"}, code: 0, want: "coffer sync [flags]"},
+		"unknown flag":        {args: []string{"sync", "--nope"}, code: 2, want: "coffer sync: unknown flag: --nope"},
+		"short token":         {args: []string{"sync", "--token-ttl=1m"}, code: 1, want: "--token-ttl must be at least 10m"},
+		"bad provider name":   {args: []string{"sync", "--provider-name=a b"}, code: 1, want: "--provider-name"},
+		"bad lease timings":   {args: []string{"sync", "--leader-election-renew-deadline=20s"}, code: 1, want: "leader election needs"},
+		"no workers":          {args: []string{"sync", "--workers=0"}, code: 1, want: "--workers"},
+		"no value limit":      {args: []string{"sync", "--max-value-bytes=0"}, code: 1, want: "--max-value-bytes must be positive"},
+		"value limit listed":  {args: []string{"sync", "-h"}, code: 0, want: "-max-value-bytes"},
+		"not in the cluster":  {args: []string{"sync"}, code: 1, want: "connecting to the Kubernetes API"},
+		"bad session scope":   {args: []string{"sync", "--sts-session-scope=node"}, code: 1, want: `--sts-session-scope: "node" is not a session scope: use "pod" or "serviceaccount"`},
+		"serve session scope": {args: []string{"serve", "--sts-session-scope=Pod"}, code: 1, want: `--sts-session-scope: "Pod" is not a session scope`},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {

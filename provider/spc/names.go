@@ -87,24 +87,29 @@ func typeOfARN(a ARN) (ObjectType, error) {
 	}
 }
 
+// The patterns check characters; lengths are checked apart (inLength):
+// Go's regexp compiles a repeat count such as {1,512} into that many
+// copies, which cost 600 KB of memory held for the life of the process.
 var (
 	// Secrets Manager secret names: 1-512 of these characters.
-	secretNamePattern = regexp.MustCompile(`^[A-Za-z0-9/_+=.@-]{1,512}$`)
+	secretNamePattern = regexp.MustCompile(`^[A-Za-z0-9/_+=.@-]+$`)
 	// Parameter Store names: letters, digits and . - _ with / as the
 	// hierarchy separator, at most 2048 characters (checked apart: Go's
 	// regexp allows repeat counts up to 1000 only).
 	parameterNamePattern = regexp.MustCompile(`^[A-Za-z0-9/_.-]+$`)
 	// Secrets Manager VersionIds are 32-64 characters (UUIDs in practice).
-	versionIDPattern = regexp.MustCompile(`^[A-Za-z0-9-]{32,64}$`)
-	// Staging and parameter labels.
-	labelPattern = regexp.MustCompile(`^[A-Za-z0-9_.\-/]{1,256}$`)
+	versionIDPattern = regexp.MustCompile(`^[A-Za-z0-9-]+$`)
+	// Staging and parameter labels: 1-256 characters.
+	labelPattern = regexp.MustCompile(`^[A-Za-z0-9_.\-/]+$`)
 )
+
+func inLength(s string, min, max int) bool { return len(s) >= min && len(s) <= max }
 
 // checkName validates a plain (non-ARN) object name for its service.
 func checkName(t ObjectType, name string) error {
 	switch t {
 	case SecretsManager:
-		if !secretNamePattern.MatchString(name) {
+		if !inLength(name, 1, 512) || !secretNamePattern.MatchString(name) {
 			return fmt.Errorf("%q is not a valid Secrets Manager secret name (1-512 characters of letters, digits and /_+=.@-)", name)
 		}
 	case ParameterStore:
@@ -133,7 +138,7 @@ func checkVersion(t ObjectType, v string) error {
 			return fmt.Errorf("%q is not a Parameter Store version; use a positive whole number such as \"3\"", v)
 		}
 	case SecretsManager:
-		if !versionIDPattern.MatchString(v) {
+		if !inLength(v, 32, 64) || !versionIDPattern.MatchString(v) {
 			return fmt.Errorf("%q is not a Secrets Manager VersionId (32-64 characters, usually a UUID); to pick a staging label such as AWSPREVIOUS use objectVersionLabel", v)
 		}
 	}
@@ -141,7 +146,7 @@ func checkVersion(t ObjectType, v string) error {
 }
 
 func checkLabel(v string) error {
-	if !labelPattern.MatchString(v) {
+	if !inLength(v, 1, 256) || !labelPattern.MatchString(v) {
 		return fmt.Errorf("%q is not a valid label (1-256 letters, digits and _.-/)", v)
 	}
 	return nil

@@ -247,6 +247,31 @@ func (c *coffer) mount(attrs string, current []*v1alpha1.ObjectVersion) (*v1alph
 	return resp, d, err
 }
 
+// sampleAnon samples the process's anonymous memory every 20 ms until the
+// returned function is called, which returns the peak.
+func (c *coffer) sampleAnon() (peak func() float64) {
+	stop := make(chan struct{})
+	sampled := make(chan float64)
+	go func() {
+		highest := 0.0
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-tick.C:
+				highest = max(highest, c.anonMiB())
+			case <-stop:
+				sampled <- max(highest, c.anonMiB())
+				return
+			}
+		}
+	}()
+	return func() float64 {
+		close(stop)
+		return <-sampled
+	}
+}
+
 // anonMiB reads the process's current anonymous resident memory.
 func (c *coffer) anonMiB() float64 {
 	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", c.cmd.Process.Pid))

@@ -139,7 +139,13 @@ func TestDockerfileStructure(t *testing.T) {
 			buildCmd = strings.Join(r.CmdLine, " ")
 		}
 	}
-	for _, want := range []string{"CGO_ENABLED=0", "-trimpath", "-X github.com/coffer-csi/coffer/internal/version.Version=${VERSION}", "./cmd/coffer", "GOARCH=${TARGETARCH}"} {
+	// The build tags are the Makefile's (TAGS), so the image's binary is
+	// the one measured.
+	tags := regexp.MustCompile(`(?m)^TAGS\s*:=\s*(\S+)$`).FindSubmatch(readFile(t, "Makefile"))
+	if tags == nil {
+		t.Fatal("the Makefile sets no TAGS")
+	}
+	for _, want := range []string{"CGO_ENABLED=0", "-trimpath", "-tags " + string(tags[1]), "-X github.com/coffer-csi/coffer/internal/version.Version=${VERSION}", "./cmd/coffer", "GOARCH=${TARGETARCH}"} {
 		if !strings.Contains(buildCmd, want) {
 			t.Errorf("the go build RUN lacks %q: %s", want, buildCmd)
 		}

@@ -87,6 +87,9 @@ type harnessOptions struct {
 	refreshMargin, credentialLifetime time.Duration
 	// Limits (0: none).
 	maxAttributesBytes, maxValueBytes, maxMounts, maxCallsPerIdentity int
+	// sessionScope is the workload harness's STS session scope (default:
+	// per pod).
+	sessionScope auth.SessionScope
 }
 
 func newHarness(t *testing.T, opts ...harnessOptions) *harness {

@@ -3,6 +3,7 @@ package socket_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http/httptest"
 	"strings"
 	"sync"
@@ -19,6 +20,7 @@ import (
 	k8stesting "k8s.io/client-go/testing"
 
 	"github.com/coffer-csi/coffer/auth"
+	"github.com/coffer-csi/coffer/internal/kube/kubetest"
 	"github.com/coffer-csi/coffer/internal/metrics"
 	"github.com/coffer-csi/coffer/provider"
 	"github.com/coffer-csi/coffer/provider/cache"
@@ -133,13 +135,14 @@ func newWorkloadHarness(t *testing.T, opts ...harnessOptions) (*harness, *cluste
 			Verifier:          auth.NewVerifier(auth.VerifierOptions{Keys: keys}),
 			RefreshMargin:     o.refreshMargin,
 			AWS:               cfg,
-			Kubernetes:        c.kube,
+			Kubernetes:        kubetest.Wrap(c.kube),
 			PodIdentity:       &auth.PodIdentityAgent{IPv4URL: c.v4, IPv6URL: c.v6, Timeout: 500 * time.Millisecond, Attempts: 2},
 			OnCredentialFetch: m.CredentialFetch,
+			SessionScope:      o.sessionScope,
 		})
 	}
 	if o.region == nil {
-		o.region = &auth.NodeRegion{Client: c.kube, NodeName: nodeName}
+		o.region = &auth.NodeRegion{Client: kubetest.Wrap(c.kube), NodeName: nodeName}
 	}
 
 	h := newHarness(t, o)
@@ -293,23 +296,31 @@ func TestCredentialsReusedUntilExpiry(t *testing.T) {
 
 // TestSessionNamesThePod: every AWS call is made with credentials whose
 // STS session names the pod that mounted, so CloudTrail attributes each
-// read to the right pod, for IRSA and for EKS Pod Identity.
+// read to the right pod, for IRSA and for EKS Pod Identity. With
+// --sts-session-scope=serviceaccount, the sessions coffer opens name the
+// ServiceAccount instead, and Pod Identity's (named by EKS) still the pod.
 func TestSessionNamesThePod(t *testing.T) {
-	h, c := newWorkloadHarness(t)
-	seedTeams(h.fake)
 	podIdentity := secretOf("team-p")
 	podIdentity["usePodIdentity"] = "true"
 	chained := secretOf("shared")
 	chained["assumeRoleArn"] = roleShared
 	chained["assumeRoleExternalId"] = sharedExtID
 	for _, tc := range []struct {
+		scope       auth.SessionScope
 		ns, session string
 		params      map[string]string
+		// namesPod: the session name carries the pod's name.
+		namesPod bool
 	}{
-		{"team-a", "arn:aws:sts::" + account + ":assumed-role/team-a/coffer-team-a-", secretOf("team-a")},
-		{"team-a", "arn:aws:sts::222233334444:assumed-role/shared-reader/coffer-team-a-", chained},
-		{"team-p", "arn:aws:sts::" + account + ":assumed-role/team-p/eks-", podIdentity},
+		{auth.SessionPerPod, "team-a", "arn:aws:sts::" + account + ":assumed-role/team-a/coffer-team-a-", secretOf("team-a"), true},
+		{auth.SessionPerPod, "team-a", "arn:aws:sts::222233334444:assumed-role/shared-reader/coffer-team-a-", chained, true},
+		{auth.SessionPerPod, "team-p", "arn:aws:sts::" + account + ":assumed-role/team-p/eks-", podIdentity, true},
+		{auth.SessionPerServiceAccount, "team-a", "arn:aws:sts::" + account + ":assumed-role/team-a/coffer-team-a-sa-app", secretOf("team-a"), false},
+		{auth.SessionPerServiceAccount, "team-a", "arn:aws:sts::222233334444:assumed-role/shared-reader/coffer-team-a-sa-app", chained, false},
+		{auth.SessionPerServiceAccount, "team-p", "arn:aws:sts::" + account + ":assumed-role/team-p/eks-", podIdentity, true},
 	} {
+		h, c := newWorkloadHarness(t, harnessOptions{sessionScope: tc.scope})
+		seedTeams(h.fake)
 		for _, pod := range []string{"web-1", "web-2", "web-1"} {
 			h.fake.ResetCalls()
 			if _, err := h.mountAttrs(t, c.podAttrs(tc.ns, "app", pod, tc.params)); err != nil {
@@ -319,12 +330,57 @@ func TestSessionNamesThePod(t *testing.T) {
 				if call.Service != fakeaws.ServiceSecretsManager && call.Service != fakeaws.ServiceSSM {
 					continue
 				}
-				if !strings.HasPrefix(call.Identity, tc.session) || !strings.Contains(call.Identity, pod) {
-					t.Errorf("%s/%s: %s was made as %s, want a session naming the pod", tc.ns, pod, call.Operation, call.Identity)
+				if !strings.HasPrefix(call.Identity, tc.session) || strings.Contains(call.Identity, pod) != tc.namesPod {
+					t.Errorf("scope %s, %s/%s: %s was made as %s, want a session %s naming the pod: %v", tc.scope, tc.ns, pod, call.Operation, call.Identity, tc.session, tc.namesPod)
 				}
 			}
 		}
 	}
+}
+
+// TestReplicasShareOneSessionPerServiceAccount: with
+// --sts-session-scope=serviceaccount, 20 replicas of one ServiceAccount
+// starting together cost one STS call, while a replica whose token is
+// forged or names another pod still gets nothing from the shared
+// credentials, and another ServiceAccount gets its own.
+func TestReplicasShareOneSessionPerServiceAccount(t *testing.T) {
+	h, c := newWorkloadHarness(t, harnessOptions{sessionScope: auth.SessionPerServiceAccount, cache: cache.New(time.Minute, 1<<20)})
+	seedTeams(h.fake)
+	var wg sync.WaitGroup
+	for i := range 20 {
+		wg.Go(func() {
+			if _, err := h.mountAttrs(t, c.podAttrs("team-a", "app", fmt.Sprintf("web-%d", i), secretOf("team-a"))); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	if n := stsCalls(h.fake, "AssumeRoleWithWebIdentity"); n != 1 {
+		t.Errorf("20 replicas of one ServiceAccount made %d STS calls, want 1", n)
+	}
+	if _, err := h.mountAttrs(t, c.podAttrs("team-b", "app", "web-0", secretOf("team-b"))); err != nil {
+		t.Fatal(err)
+	}
+	if n := stsCalls(h.fake, "AssumeRoleWithWebIdentity"); n != 2 {
+		t.Errorf("another ServiceAccount: %d STS calls in all, want 2 (its own session)", n)
+	}
+
+	// With the shared credentials warm, a token for another pod than the
+	// mount names, or one the cluster did not sign, reads nothing.
+	attacker := fakeaws.NewTestIssuer(t, c.issuer.URL())
+	for name, issuer := range map[string]*fakeaws.Issuer{"another pod's genuine token": c.issuer, "a forged token": attacker} {
+		cl := fakeaws.TokenClaims{Subject: "system:serviceaccount:team-a:app", Audiences: []string{auth.AudienceSTS}, PodName: "web-0", PodUID: podUID("web-0"), KeyID: c.issuer.KeyID()}
+		b, _ := json.Marshal(map[string]map[string]string{auth.AudienceSTS: {"token": c.keep(issuer.TokenWithClaims(cl))}})
+		h.fake.ResetCalls()
+		resp, err := h.mountAttrs(t, podAttrsWithTokens("team-a", "app", "intruder", secretOf("team-a"), string(b)))
+		if status.Code(err) != codes.Unauthenticated || len(resp.GetFiles()) != 0 {
+			t.Errorf("%s for pod intruder: %v, %d files; want Unauthenticated", name, err, len(resp.GetFiles()))
+		}
+		if n := len(h.fake.Calls()); n != 0 {
+			t.Errorf("%s caused %d AWS calls", name, n)
+		}
+	}
+	assertNoTokensOrCredentials(t, h, c)
 }
 
 // TestForgedTokenWithWarmCredentials is the attack of issue 14: after a

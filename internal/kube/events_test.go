@@ -1,0 +1,176 @@
+package kube
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/types"
+)
+
+// eventStore records the Events written, and can hold writes back.
+type eventStore struct {
+	mu      sync.Mutex
+	created []*corev1.Event
+	patches []string
+	gate    chan struct{}
+}
+
+func (s *eventStore) Events(string) EventInterface { return s }
+
+func (s *eventStore) Create(_ context.Context, e *corev1.Event, _ metav1.CreateOptions) (*corev1.Event, error) {
+	if s.gate != nil {
+		<-s.gate
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.created = append(s.created, e.DeepCopy())
+	return e, nil
+}
+
+func (s *eventStore) Update(_ context.Context, e *corev1.Event, _ metav1.UpdateOptions) (*corev1.Event, error) {
+	return e, nil
+}
+
+func (s *eventStore) Patch(_ context.Context, name string, _ types.PatchType, data []byte, _ metav1.PatchOptions, _ ...string) (*corev1.Event, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.patches = append(s.patches, name+" "+string(data))
+	return &corev1.Event{}, nil
+}
+
+func (s *eventStore) counts() (int, int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.created), len(s.patches)
+}
+
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) add(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+var spc = &corev1.ObjectReference{APIVersion: "secrets-store.csi.x-k8s.io/v1", Kind: "SecretProviderClass", Namespace: "team", Name: "db", UID: "u1"}
+
+func TestRecorderWritesRepeatsAndLimits(t *testing.T) {
+	store := &eventStore{}
+	c := &clock{t: time.Unix(1_800_000_000, 0)}
+	r := newRecorder(store, corev1.EventSource{Component: "coffer-sync"}, slog.New(slog.NewTextHandler(io.Discard, nil)), c.now)
+	r.Eventf(spc, corev1.EventTypeNormal, "Created", "Secret %q created", "db")
+	r.Eventf(spc, corev1.EventTypeNormal, "Created", "Secret %q created", "db")
+	// An object that carries its kind.
+	pod := &unstructured.Unstructured{}
+	pod.SetAPIVersion("v1")
+	pod.SetKind("Pod")
+	pod.SetNamespace("team")
+	pod.SetName("web-0")
+	r.Eventf(pod, corev1.EventTypeNormal, "SecretsRotated", "rotated")
+	// One that does not is refused, not written half-named.
+	r.Eventf(&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "kindless"}}, corev1.EventTypeNormal, "X", "y")
+	r.Shutdown(context.Background())
+	created, patched := store.counts()
+	if created != 2 || patched != 1 {
+		t.Fatalf("%d created, %d patched; want 2 and 1 (the repeat counted)", created, patched)
+	}
+	first := store.created[0]
+	if first.InvolvedObject != *spc || first.Reason != "Created" || first.Message != `Secret "db" created` || first.Source.Component != "coffer-sync" || first.Namespace != "team" || !strings.HasPrefix(first.Name, "db.") {
+		t.Errorf("event %+v", first)
+	}
+	if !strings.Contains(store.patches[0], `"count":2`) {
+		t.Errorf("repeat patch %q", store.patches[0])
+	}
+	if io := store.created[1].InvolvedObject; io.Kind != "Pod" || io.APIVersion != "v1" || io.Name != "web-0" {
+		t.Errorf("pod event names %+v", io)
+	}
+	// After Shutdown, events are dropped without a panic.
+	r.Eventf(spc, corev1.EventTypeNormal, "Late", "late")
+
+	// A flapping object: at most Burst events, then one per Refill.
+	store = &eventStore{}
+	r = newRecorder(store, corev1.EventSource{Component: "coffer"}, slog.New(slog.NewTextHandler(io.Discard, nil)), c.now)
+	for i := range 3 * Burst {
+		r.Eventf(spc, corev1.EventTypeWarning, "SyncFailed", "attempt %d", i)
+	}
+	// Wait until the worker has taken every queued event, then a little
+	// more for the last one it took.
+	for deadline := time.Now().Add(10 * time.Second); len(r.queue) > 0 && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if created, _ := store.counts(); created >= Burst {
+			break
+		}
+	}
+	if created, _ := store.counts(); created != Burst {
+		t.Errorf("a flapping object got %d events, want %d", created, Burst)
+	}
+	c.add(Refill)
+	r.Eventf(spc, corev1.EventTypeWarning, "SyncFailed", "attempt %d", 3*Burst)
+	r.Eventf(spc, corev1.EventTypeWarning, "SyncFailed", "attempt %d", 3*Burst+1)
+	r.Shutdown(context.Background())
+	if created, _ := store.counts(); created != Burst+1 {
+		t.Errorf("after %v the object got %d events in all, want %d (one more)", Refill, created, Burst+1)
+	}
+}
+
+// TestRecorderNeverBlocks: with the API server stuck, Eventf still
+// returns at once; the queue is bounded and the excess is dropped and
+// logged.
+func TestRecorderNeverBlocks(t *testing.T) {
+	store := &eventStore{gate: make(chan struct{})}
+	var logs bytes.Buffer
+	var mu sync.Mutex
+	logger := slog.New(slog.NewTextHandler(&lockedWriter{w: &logs, mu: &mu}, nil))
+	r := NewRecorder(store, corev1.EventSource{Component: "coffer"}, logger)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range QueueLength + 50 {
+			ref := *spc
+			ref.Name = "spc-" + strings.Repeat("x", i%7) + string(rune('a'+i%26))
+			ref.UID = types.UID(ref.Name + string(rune(i)))
+			r.Eventf(&ref, corev1.EventTypeNormal, "Created", "n %d", i)
+		}
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Eventf blocked while the API server did not answer")
+	}
+	close(store.gate)
+	r.Shutdown(context.Background())
+	mu.Lock()
+	defer mu.Unlock()
+	if !strings.Contains(logs.String(), "event dropped") {
+		t.Error("events beyond the queue were not reported as dropped")
+	}
+	if created, _ := store.counts(); created > QueueLength+1 {
+		t.Errorf("%d events written, more than the queue holds", created)
+	}
+}
+
+type lockedWriter struct {
+	w  io.Writer
+	mu *sync.Mutex
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}

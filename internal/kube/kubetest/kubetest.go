@@ -1,0 +1,35 @@
+// Package kubetest adapts a client-go clientset (in tests, the fake one)
+// to kube.Interface. Only tests import it: it links client-go's clientset,
+// which coffer's binary does not.
+package kubetest
+
+import (
+	appsv1 "k8s.io/api/apps/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+
+	"github.com/coffer-csi/coffer/internal/kube"
+)
+
+// Wrap adapts cs.
+func Wrap(cs kubernetes.Interface) kube.Interface { return clientset{cs} }
+
+type clientset struct{ cs kubernetes.Interface }
+
+func (c clientset) Secrets(ns string) kube.SecretInterface { return c.cs.CoreV1().Secrets(ns) }
+func (c clientset) ServiceAccounts(ns string) kube.ServiceAccountInterface {
+	return c.cs.CoreV1().ServiceAccounts(ns)
+}
+func (c clientset) Nodes() kube.NodeInterface            { return c.cs.CoreV1().Nodes() }
+func (c clientset) Events(ns string) kube.EventInterface { return c.cs.CoreV1().Events(ns) }
+func (c clientset) Leases(ns string) kube.LeaseInterface { return c.cs.CoordinationV1().Leases(ns) }
+func (c clientset) RESTClient() rest.Interface           { return c.cs.CoreV1().RESTClient() }
+func (c clientset) Deployments(ns string) kube.PatchInterface[*appsv1.Deployment] {
+	return c.cs.AppsV1().Deployments(ns)
+}
+func (c clientset) StatefulSets(ns string) kube.PatchInterface[*appsv1.StatefulSet] {
+	return c.cs.AppsV1().StatefulSets(ns)
+}
+func (c clientset) DaemonSets(ns string) kube.PatchInterface[*appsv1.DaemonSet] {
+	return c.cs.AppsV1().DaemonSets(ns)
+}
