@@ -321,6 +321,10 @@ func TestSharedCallStartedBeforePreviousMountIsNotTaken(t *testing.T) {
 	go fetchInto(ctx, first)
 	<-sm.started
 	go fetchInto(ctx, first) // joins the held call
+	// Let the joiner reach the shared call before anything else happens:
+	// scheduled after the held call ended, it would make a call of its own
+	// (nothing here can observe a caller waiting on a flight).
+	time.Sleep(100 * time.Millisecond)
 	remount := make(chan string, 1)
 	go fetchInto(fetch.WithFreshness(ctx, fetch.Freshness{NotBefore: time.Now()}), remount)
 	if got := <-remount; got != "read-2" {
