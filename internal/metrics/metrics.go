@@ -24,6 +24,8 @@ type Metrics struct {
 	credFetches     *prometheus.CounterVec
 	secretSyncs     *prometheus.CounterVec
 	staleAnswers    *prometheus.HistogramVec
+	rotationEvents  *prometheus.CounterVec
+	restarts        *prometheus.CounterVec
 	// withNamespace adds the pod namespace to mount metrics.
 	withNamespace bool
 }
@@ -94,6 +96,14 @@ func New(reg prometheus.Registerer, o Options) *Metrics {
 			Help:    "Values served from the last good read because AWS was unavailable (--serve-stale-on-outage), by reason (throttled, unavailable, timeout): how old each was.",
 			Buckets: []float64{1, 10, 60, 300, 900, 1800, 3600, 7200, 21600, 86400},
 		}, []string{"reason"}),
+		rotationEvents: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "coffer_rotation_events_total",
+			Help: "Remounts that changed an object's version, by what became of their SecretsRotated pod event (recorded, rate_limited, dropped, failed).",
+		}, []string{"outcome"}),
+		restarts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "coffer_workload_restarts_total",
+			Help: "Rolling restarts of opted-in workloads by coffer sync, by kind (Deployment, StatefulSet, DaemonSet), trigger (mount, secret, both) and outcome (restarted, failed).",
+		}, []string{"kind", "trigger", "outcome"}),
 	}
 	buildInfo := prometheus.NewGauge(prometheus.GaugeOpts{
 		Name:        "coffer_build_info",
@@ -102,7 +112,7 @@ func New(reg prometheus.Registerer, o Options) *Metrics {
 	})
 	buildInfo.Set(1)
 	reg.MustRegister(m.mountRequests, m.mountDuration, m.mountsInFlight, m.mountBytes, m.mountFiles,
-		m.awsCalls, m.awsCallDuration, m.credFetches, m.secretSyncs, m.staleAnswers, buildInfo,
+		m.awsCalls, m.awsCallDuration, m.credFetches, m.secretSyncs, m.staleAnswers, m.rotationEvents, m.restarts, buildInfo,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if o.Cache != nil {
 		reg.MustRegister(&cacheCollector{cache: o.Cache})
@@ -202,4 +212,22 @@ func (m *Metrics) SecretSync(trigger, reason string) {
 		return
 	}
 	m.secretSyncs.WithLabelValues(trigger, reason).Inc()
+}
+
+// RotationEvent records what became of one rotation's pod event (one of
+// rotationevent's Outcome constants).
+func (m *Metrics) RotationEvent(outcome string) {
+	if m == nil {
+		return
+	}
+	m.rotationEvents.WithLabelValues(outcome).Inc()
+}
+
+// WorkloadRestart records one rolling restart of a workload (kind from a
+// fixed set of three, trigger and outcome from restart's constants).
+func (m *Metrics) WorkloadRestart(kind, trigger, outcome string) {
+	if m == nil {
+		return
+	}
+	m.restarts.WithLabelValues(kind, trigger, outcome).Inc()
 }
