@@ -20,6 +20,8 @@ func TestSyncFlags(t *testing.T) {
 		"no value limit":     {args: []string{"sync", "--max-value-bytes=0"}, code: 1, want: "--max-value-bytes must be positive"},
 		"value limit listed": {args: []string{"sync", "-h"}, code: 0, want: "-max-value-bytes"},
 		"not in the cluster": {args: []string{"sync"}, code: 1, want: "connecting to the Kubernetes API"},
+		"negative debounce":  {args: []string{"sync", "--restart-debounce=-1s"}, code: 1, want: "--restart-debounce must not be negative"},
+		"restarts listed":    {args: []string{"sync", "-h"}, code: 0, want: "coffer-csi.github.io/restart-on-rotation"},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
