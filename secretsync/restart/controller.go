@@ -294,6 +294,7 @@ func (c *Controller) reconcile(ctx context.Context, key string) (wake time.Time,
 	before := tmpl.Annotations[AnnotationRestartedAt]
 	in := c.inputs(key, ns, follow, st.Generation(before))
 	d := st.Plan(in, c.now(), c.Debounce)
+	c.logger().Debug("workload restarts: observed", "workload", key, "follows", follow.Describe(), "mounts", len(in.Mounts), "secrets", len(in.Secrets), "restart", d.Restart, "wake", d.Wake)
 	if !d.Restart {
 		return d.Wake, false
 	}
