@@ -249,25 +249,6 @@ func waitWorkloadEvent(ctx context.Context, t *testing.T, ns, name, reason, msg 
 	waitInvolvedEvent(ctx, t, ns, "Deployment", name, corev1.EventTypeNormal, reason, msg)
 }
 
-func waitInvolvedEvent(ctx context.Context, t *testing.T, ns, kind, name, typ, reason, msg string) {
-	t.Helper()
-	eventually(ctx, t, 30*time.Second, fmt.Sprintf("%s event %s on %s %s", typ, reason, kind, name), func(ctx context.Context) error {
-		list, err := env.kube.CoreV1().Events(ns).List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.kind=" + kind + ",involvedObject.name=" + name})
-		if err != nil {
-			return err
-		}
-		var seen []string
-		for _, e := range list.Items {
-			if e.Type == typ && e.Reason == reason && strings.Contains(e.Message, msg) {
-				t.Logf("event on %s %s (from %s): %s", kind, name, e.Source.Component, e.Message)
-				return nil
-			}
-			seen = append(seen, e.Reason+": "+e.Message)
-		}
-		return fmt.Errorf("events so far: %q", seen)
-	})
-}
-
 // impersonate is a client acting as user (a ServiceAccount), as the admin
 // may.
 func impersonate(t *testing.T, user string) kubernetes.Interface {
