@@ -43,6 +43,10 @@ const (
 	OutcomeFailed    = "failed"
 )
 
+// syncWarning is how long the informers may take to sync before the
+// controller says it has not started.
+const syncWarning = 30 * time.Second
+
 // FieldManager names coffer sync's restart patches.
 const FieldManager = "coffer-sync"
 
@@ -68,8 +72,11 @@ type Controller struct {
 	Events   secretsync.EventRecorder
 	// OnRestart sees every restart's kind, trigger and outcome (metrics).
 	OnRestart func(kind, trigger, outcome string)
-	Logger    *slog.Logger
-	Now       func() time.Time
+	// RetryBase and RetryMax bound the backoff after a refused restart
+	// (default 5s and 5m).
+	RetryBase, RetryMax time.Duration
+	Logger              *slog.Logger
+	Now                 func() time.Time
 
 	queue                           workqueue.TypedRateLimitingInterface[string]
 	deployments, statefulSets, dSet cache.SharedIndexInformer
@@ -88,8 +95,15 @@ type workloadState struct {
 // Run watches and restarts until ctx ends.
 func (c *Controller) Run(ctx context.Context) error {
 	c.states = map[string]*workloadState{}
+	base, maxDelay := c.RetryBase, c.RetryMax
+	if base <= 0 {
+		base = 5 * time.Second
+	}
+	if maxDelay <= 0 {
+		maxDelay = 5 * time.Minute
+	}
 	c.queue = workqueue.NewTypedRateLimitingQueueWithConfig(
-		workqueue.NewTypedItemExponentialFailureRateLimiter[string](5*time.Second, 5*time.Minute),
+		workqueue.NewTypedItemExponentialFailureRateLimiter[string](base, maxDelay),
 		workqueue.TypedRateLimitingQueueConfig[string]{Name: "coffer-restart"})
 	defer c.queue.ShutDown()
 
@@ -131,6 +145,15 @@ func (c *Controller) Run(ctx context.Context) error {
 	defer wg.Wait()
 	defer apps.Shutdown()
 	defer dyn.Shutdown()
+	// Without RBAC the informers retry for ever: say so, and keep waiting.
+	go func() {
+		wctx, cancel := context.WithTimeout(ctx, syncWarning)
+		defer cancel()
+		if !cache.WaitForCacheSync(wctx.Done(), c.deployments.HasSynced, c.statefulSets.HasSynced, c.dSet.HasSynced,
+			c.pods.HasSynced, c.secrets.HasSynced, c.spcps.HasSynced) && ctx.Err() == nil {
+			c.logger().Warn("workload restarts have not started: the informers have not synced (RBAC: coffer sync --restart-workloads needs list and watch on deployments, statefulsets, daemonsets, pods, secrets and secretproviderclasspodstatuses)", "after", syncWarning)
+		}
+	}()
 	if !cache.WaitForCacheSync(ctx.Done(), c.deployments.HasSynced, c.statefulSets.HasSynced, c.dSet.HasSynced,
 		c.pods.HasSynced, c.secrets.HasSynced, c.spcps.HasSynced) {
 		if ctx.Err() != nil {
