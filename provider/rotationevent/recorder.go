@@ -39,6 +39,9 @@ const (
 const (
 	maxNamed   = 10
 	maxMessage = 1024
+	// maxEventPrefix leaves room in an event's name for "." and 16 hex
+	// digits of the time.
+	maxEventPrefix = 253 - 17
 )
 
 // CreateFunc writes one Event (client-go: CoreV1().Events(ns).Create).
@@ -225,8 +228,9 @@ func (r *Recorder) event(pod Pod, changed []Version, t time.Time) *corev1.Event 
 	ts := metav1.NewTime(t)
 	return &corev1.Event{
 		ObjectMeta: metav1.ObjectMeta{
-			// Unique per pod and instant, as client-go names events.
-			Name:      fmt.Sprintf("%s.%x", pod.Name, t.UnixNano()),
+			// Unique per pod and instant, as client-go names events;
+			// within the 253 characters of a name.
+			Name:      fmt.Sprintf("%s.%x", pod.Name[:min(len(pod.Name), maxEventPrefix)], uint64(t.UnixNano())),
 			Namespace: pod.Namespace,
 		},
 		InvolvedObject: corev1.ObjectReference{

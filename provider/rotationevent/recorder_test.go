@@ -237,6 +237,16 @@ func TestRecorderForgetsBeyondMaxPods(t *testing.T) {
 	}
 }
 
+func TestEventNameFitsForTheLongestPodName(t *testing.T) {
+	r := New((&sink{}).create, Options{})
+	p := pod("a")
+	p.Name = strings.Repeat("p", 253)
+	ev := r.event(p, []Version{{"k", "2"}}, time.Unix(1<<40, 0))
+	if len(ev.Name) > 253 || ev.InvolvedObject.Name != p.Name {
+		t.Errorf("event name of %d characters for pod %d", len(ev.Name), len(ev.InvolvedObject.Name))
+	}
+}
+
 func TestRecorderIgnoresPodlessMounts(t *testing.T) {
 	var out outcomes
 	r := New((&sink{}).create, Options{OnOutcome: out.add})
