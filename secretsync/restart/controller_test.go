@@ -131,12 +131,16 @@ func deployment(name, restartOn string) *appsv1.Deployment {
 
 func (r *rig) addPod(t *testing.T, name, rs, hash, restartedAt string) {
 	t.Helper()
+	r.addOwnedPod(t, name, "ReplicaSet", rs, map[string]string{podTemplateHash: hash}, restartedAt)
+}
+
+func (r *rig) addOwnedPod(t *testing.T, name, kind, owner string, labels map[string]string, restartedAt string) {
+	t.Helper()
 	controller := true
 	p := &metav1.PartialObjectMetadata{
 		TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"},
-		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "ns", UID: types.UID("uid-" + name),
-			Labels:          map[string]string{podTemplateHash: hash},
-			OwnerReferences: []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: rs, Controller: &controller}}},
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "ns", UID: types.UID("uid-" + name), Labels: labels,
+			OwnerReferences: []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: kind, Name: owner, Controller: &controller}}},
 	}
 	if restartedAt != "" {
 		p.Annotations = map[string]string{AnnotationRestartedAt: restartedAt}
@@ -268,5 +272,41 @@ func TestControllerReportsAnInvalidAnnotationOnce(t *testing.T) {
 	case e := <-r.events.Events:
 		t.Errorf("another event: %s", e)
 	default:
+	}
+}
+
+func TestControllerRestartsStatefulSetsAndDaemonSets(t *testing.T) {
+	podSpec := deployment("x", "").Spec.Template
+	meta := metav1.ObjectMeta{Namespace: "ns", Annotations: map[string]string{AnnotationRestartOn: "secretproviderclass/db"}}
+	sts := &appsv1.StatefulSet{ObjectMeta: meta, Spec: appsv1.StatefulSetSpec{Template: podSpec}}
+	sts.Name = "db"
+	ds := &appsv1.DaemonSet{ObjectMeta: *meta.DeepCopy(), Spec: appsv1.DaemonSetSpec{Template: podSpec}}
+	ds.Name = "agent"
+	r := newRig(t, sts, ds)
+	r.addOwnedPod(t, "db-0", KindStatefulSet, "db", nil, "")
+	r.addOwnedPod(t, "agent-x1", KindDaemonSet, "agent", nil, "")
+	r.mount(t, "db-0", "v1", false)
+	r.mount(t, "agent-x1", "v1", false)
+	r.waitLog(t, "workload=StatefulSet/ns/db follows=secretproviderclass/db mounts=1")
+	r.waitLog(t, "workload=DaemonSet/ns/agent follows=secretproviderclass/db mounts=1")
+	r.mount(t, "db-0", "v2", true)
+	r.mount(t, "agent-x1", "v2", true)
+	waitUntil(t, "both restarted", func() bool {
+		s, err1 := r.kube.AppsV1().StatefulSets("ns").Get(context.Background(), "db", metav1.GetOptions{})
+		d, err2 := r.kube.AppsV1().DaemonSets("ns").Get(context.Background(), "agent", metav1.GetOptions{})
+		return err1 == nil && err2 == nil &&
+			s.Spec.Template.Annotations[AnnotationRestartedFor] == "secretproviderclass/db password@v2" &&
+			d.Spec.Template.Annotations[AnnotationRestartedFor] == "secretproviderclass/db password@v2"
+	})
+	waitUntil(t, "two restarts counted", func() bool {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		return len(r.metrics) >= 2
+	})
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	got := strings.Join(r.metrics, ",")
+	if !strings.Contains(got, "StatefulSet/mount/restarted") || !strings.Contains(got, "DaemonSet/mount/restarted") || len(r.metrics) != 2 {
+		t.Errorf("metrics %v", r.metrics)
 	}
 }

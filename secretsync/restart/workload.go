@@ -64,7 +64,7 @@ func ParseFollow(value string) (f Follow, ok bool, err error) {
 		item = strings.TrimSpace(item)
 		kind, name, _ := strings.Cut(item, "/")
 		if item == "" || len(validation.IsDNS1123Subdomain(name)) > 0 {
-			bad = append(bad, fmt.Sprintf("%q", item))
+			bad = append(bad, quoteShort(item))
 			continue
 		}
 		switch kind {
@@ -73,13 +73,33 @@ func ParseFollow(value string) (f Follow, ok bool, err error) {
 		case "secret":
 			f.Secrets[name] = true
 		default:
-			bad = append(bad, fmt.Sprintf("%q", item))
+			bad = append(bad, quoteShort(item))
 		}
 	}
 	if len(bad) > 0 {
-		return Follow{}, false, fmt.Errorf("annotation %s: %s not understood; use \"true\" (everything the pods mount or consume) or a comma-separated list of secretproviderclass/NAME and secret/NAME", AnnotationRestartOn, strings.Join(bad, ", "))
+		// The value is the workload author's: name a few of its items,
+		// shortened, so the event stays small.
+		more := ""
+		if len(bad) > maxBadItems {
+			more = fmt.Sprintf(" and %d more", len(bad)-maxBadItems)
+			bad = bad[:maxBadItems]
+		}
+		return Follow{}, false, fmt.Errorf("annotation %s: %s%s not understood; use \"true\" (everything the pods mount or consume) or a comma-separated list of secretproviderclass/NAME and secret/NAME", AnnotationRestartOn, strings.Join(bad, ", "), more)
 	}
 	return f, true, nil
+}
+
+// maxBadItems and maxItemLen bound what an error quotes of the annotation.
+const (
+	maxBadItems = 3
+	maxItemLen  = 64
+)
+
+func quoteShort(item string) string {
+	if len(item) > maxItemLen {
+		return fmt.Sprintf("%q...", strings.ToValidUTF8(item[:maxItemLen], ""))
+	}
+	return fmt.Sprintf("%q", item)
 }
 
 // Resolve fills the classes and Secrets of a Follow that follows all from

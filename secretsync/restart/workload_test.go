@@ -19,21 +19,26 @@ func TestParseFollow(t *testing.T) {
 		classes, secrets string
 		err              string
 	}{
-		"absent":           {value: ""},
-		"false":            {value: "false"},
-		"true":             {value: "true", optedIn: true, all: true},
-		"a list":           {value: "secretproviderclass/db, secret/app-db,secret/other", optedIn: true, classes: "db", secrets: "app-db,other"},
-		"unknown kind":     {value: "configmap/x", err: `"configmap/x" not understood`},
-		"no name":          {value: "secret/", err: `"secret/" not understood`},
-		"invalid name":     {value: "secret/Bad_Name", err: `"secret/Bad_Name"`},
-		"empty item":       {value: "secret/a,,secret/b", err: `"" not understood`},
-		"yes is not true":  {value: "yes", err: `"yes" not understood`},
-		"path in the name": {value: "secret/a/b", err: `"secret/a/b"`},
+		"absent":                     {value: ""},
+		"false":                      {value: "false"},
+		"true":                       {value: "true", optedIn: true, all: true},
+		"a list":                     {value: "secretproviderclass/db, secret/app-db,secret/other", optedIn: true, classes: "db", secrets: "app-db,other"},
+		"unknown kind":               {value: "configmap/x", err: `"configmap/x" not understood`},
+		"no name":                    {value: "secret/", err: `"secret/" not understood`},
+		"invalid name":               {value: "secret/Bad_Name", err: `"secret/Bad_Name"`},
+		"empty item":                 {value: "secret/a,,secret/b", err: `"" not understood`},
+		"yes is not true":            {value: "yes", err: `"yes" not understood`},
+		"path in the name":           {value: "secret/a/b", err: `"secret/a/b"`},
+		"many bad items, few quoted": {value: strings.Repeat("x,", 1000) + "y", err: `"x", "x", "x" and 998 more not understood`},
+		"a long item, shortened":     {value: "secret/" + strings.Repeat("a", 300), err: `"secret/` + strings.Repeat("a", 57) + `"...`},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
 			f, ok, err := ParseFollow(tc.value)
 			if tc.err != "" {
+				if err != nil && len(err.Error()) > 512 {
+					t.Errorf("an error of %d bytes", len(err.Error()))
+				}
 				if err == nil || !strings.Contains(err.Error(), tc.err) || !strings.Contains(err.Error(), AnnotationRestartOn) || ok {
 					t.Fatalf("ParseFollow(%q) = %v, %v; want an error naming %s and %s", tc.value, ok, err, AnnotationRestartOn, tc.err)
 				}
