@@ -77,6 +77,10 @@ type Mounted struct {
 	Attributes map[string]string
 	Identity   auth.Identity
 	Files      []render.File
+	// CurrentVersions are the versions the driver said were mounted
+	// before (Request.CurrentVersions; empty on a first mount, and on
+	// every mount from the driver v1.6).
+	CurrentVersions map[string]string
 }
 
 // RegionSource gives the default region.
@@ -245,7 +249,7 @@ func (m *Mounter) mount(ctx context.Context, req Request, attrs map[string]strin
 		}
 	}
 	if m.AfterMount != nil {
-		m.AfterMount(ctx, Mounted{Config: cfg, Attributes: attrs, Identity: id, Files: files})
+		m.AfterMount(ctx, Mounted{Config: cfg, Attributes: attrs, Identity: id, Files: files, CurrentVersions: req.CurrentVersions})
 	}
 	return res, len(cfg.Objects), nil
 }

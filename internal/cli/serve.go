@@ -56,6 +56,7 @@ type serveConfig struct {
 	pprofAddr        string
 	metricsNamespace bool
 	syncSecrets      bool
+	rotationEvents   bool
 	log              logFlags
 }
 
@@ -98,6 +99,7 @@ func (c *serveConfig) register(fs *pflag.FlagSet) {
 	fs.StringVar(&c.pprofAddr, "pprof-addr", "", "address for Go pprof profiles at /debug/pprof/, e.g. 127.0.0.1:6060 (empty: off; do not expose it)")
 	fs.BoolVar(&c.metricsNamespace, "metrics-namespace-label", false, "add the pod namespace as a label to mount metrics (more series)")
 	fs.BoolVar(&c.syncSecrets, "sync-secrets", false, "after each successful mount, sync the Kubernetes Secrets the SecretProviderClass declares in syncSecrets (needs RBAC to write Secrets)")
+	fs.BoolVar(&c.rotationEvents, "rotation-events", false, "record a Normal event SecretsRotated on the pod when a remount changes any object's version, naming the objects and new versions, never values (needs RBAC: create on events)")
 	fs.DurationVar(&c.maxStaleness, "max-staleness", 5*time.Second, "freshness bound: a mount never gets a value, or an access decision, read from AWS longer ago than this (0: every mount reads AWS); a pod's remount never gets one read before its previous mount")
 	fs.DurationVar(&c.cacheTTL, "cache-ttl", 0, "opt-in longer reuse: values are reused across mounts of the same identity for this long instead of --max-staleness (for Parameter Store throughput; changes and revoked access then show up to this late for new pods; remounts still read after their previous mount)")
 	fs.Int64Var(&c.cacheMaxBytes, "cache-max-bytes", 64<<20, "memory bound of the value cache (and of the last good values kept for --serve-stale-on-outage); least recently used values are evicted")
@@ -179,6 +181,15 @@ func runServe(ctx context.Context, c *serveConfig, stderr io.Writer) error {
 			return err
 		}
 		defer stopSync()
+	}
+	if c.rotationEvents {
+		if c.nodeCredentials {
+			// Without verified tokens, a mount's pod attributes are
+			// whatever the caller sent: no events on their word.
+			log.Warn("--rotation-events is off with --insecure-node-credentials: the pods' identities are not verified")
+		} else if err := enableRotationEvents(ctx, p, c.kubeconfig, c.nodeName, log); err != nil {
+			return err
+		}
 	}
 	socket := filepath.Join(c.providerDir, c.providerName+".sock")
 	lis, err := server.Listen(socket)

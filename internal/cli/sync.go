@@ -29,6 +29,7 @@ import (
 	"github.com/coffer-csi/coffer/provider/fetch"
 	"github.com/coffer-csi/coffer/provider/render"
 	"github.com/coffer-csi/coffer/secretsync"
+	"github.com/coffer-csi/coffer/secretsync/restart"
 )
 
 type syncConfig struct {
@@ -53,6 +54,8 @@ type syncConfig struct {
 	leaseDuration    time.Duration
 	renewDeadline    time.Duration
 	retryPeriod      time.Duration
+	restarts         bool
+	restartDebounce  time.Duration
 	log              logFlags
 }
 
@@ -78,6 +81,8 @@ func (c *syncConfig) register(fs *pflag.FlagSet) {
 	fs.DurationVar(&c.leaseDuration, "leader-election-lease-duration", 15*time.Second, "how long a leader's Lease lasts without renewal")
 	fs.DurationVar(&c.renewDeadline, "leader-election-renew-deadline", 10*time.Second, "how long the leader keeps trying to renew before it gives up")
 	fs.DurationVar(&c.retryPeriod, "leader-election-retry-period", 2*time.Second, "how often candidates try to acquire or renew the Lease")
+	fs.BoolVar(&c.restarts, "restart-workloads", false, "roll Deployments, StatefulSets and DaemonSets annotated "+restart.AnnotationRestartOn+" when an object they mount (SecretProviderClassPodStatus versions) or a Secret coffer syncs for them changes (needs RBAC: list and watch on those kinds, pods and secretproviderclasspodstatuses; patch on the workloads)")
+	fs.DurationVar(&c.restartDebounce, "restart-debounce", 30*time.Second, "with --restart-workloads: how long after the first change a restart waits, so that one rotation (all pods, all objects) makes one restart")
 	c.log.register(fs)
 }
 
@@ -96,6 +101,9 @@ func (c *syncConfig) validate() error {
 		errs = append(errs, errors.New("--token-ttl must be at least 10m (the shortest token the apiserver grants)"))
 	}
 	errs = append(errs, c.identity.validate()...)
+	if c.restartDebounce < 0 {
+		errs = append(errs, errors.New("--restart-debounce must not be negative"))
+	}
 	if c.leaderElect && !(c.retryPeriod > 0 && c.retryPeriod < c.renewDeadline && c.renewDeadline < c.leaseDuration) {
 		errs = append(errs, errors.New("leader election needs 0 < --leader-election-retry-period < --leader-election-renew-deadline < --leader-election-lease-duration"))
 	}
@@ -172,11 +180,37 @@ func runSync(ctx context.Context, c *syncConfig, stderr io.Writer) error {
 		SyncTimeout:  c.syncTimeout,
 		Logger:       log,
 	}
-	log.Info("coffer sync starting", "version", version.Version, "provider", c.providerName, "namespace", c.namespace, "leaderElect", c.leaderElect)
-	if !c.leaderElect {
-		return ctrl.Run(ctx)
+	log.Info("coffer sync starting", "version", version.Version, "provider", c.providerName, "namespace", c.namespace, "leaderElect", c.leaderElect, "restartWorkloads", c.restarts)
+	run := ctrl.Run
+	if c.restarts {
+		restarts := &restart.Controller{
+			Kube: kc, Dynamic: dyn, Metadata: meta, Namespace: c.namespace,
+			Debounce: c.restartDebounce, Events: events, OnRestart: m.WorkloadRestart, Logger: log,
+		}
+		run = runBoth(ctrl.Run, restarts.Run)
 	}
-	return c.runElected(ctx, kc, ctrl.Run, log)
+	if !c.leaderElect {
+		return run(ctx)
+	}
+	return c.runElected(ctx, kc, run, log)
+}
+
+// runBoth runs a and b until ctx ends or one of them fails, which ends
+// the other too; it returns the first error.
+func runBoth(a, b func(context.Context) error) func(context.Context) error {
+	return func(ctx context.Context) error {
+		ctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		errs := make(chan error, 2)
+		for _, fn := range []func(context.Context) error{a, b} {
+			go func() {
+				err := fn(ctx)
+				cancel()
+				errs <- err
+			}()
+		}
+		return errors.Join(<-errs, <-errs)
+	}
 }
 
 // runElected runs fn while this process holds the Lease. Losing it ends the

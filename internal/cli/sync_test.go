@@ -22,6 +22,8 @@ func TestSyncFlags(t *testing.T) {
 		"not in the cluster":  {args: []string{"sync"}, code: 1, want: "connecting to the Kubernetes API"},
 		"bad session scope":   {args: []string{"sync", "--sts-session-scope=node"}, code: 1, want: `--sts-session-scope: "node" is not a session scope: use "pod" or "serviceaccount"`},
 		"serve session scope": {args: []string{"serve", "--sts-session-scope=Pod"}, code: 1, want: `--sts-session-scope: "Pod" is not a session scope`},
+		"negative debounce":   {args: []string{"sync", "--restart-debounce=-1s"}, code: 1, want: "--restart-debounce must not be negative"},
+		"restarts listed":     {args: []string{"sync", "-h"}, code: 0, want: "coffer-csi.github.io/restart-on-rotation"},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {

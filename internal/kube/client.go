@@ -89,9 +89,10 @@ type LeaseInterface interface {
 	Update(ctx context.Context, lease *coordinationv1.Lease, opts metav1.UpdateOptions) (*coordinationv1.Lease, error)
 }
 
-// PatchInterface patches objects of one kind in one namespace, e.g. a
-// workload's pod template.
-type PatchInterface[T runtime.Object] interface {
+// WorkloadInterface reads, watches and patches the workloads of one kind
+// in one namespace (all namespaces for ""), e.g. their pod templates.
+type WorkloadInterface[T, L runtime.Object] interface {
+	ListWatcher[L]
 	Get(ctx context.Context, name string, opts metav1.GetOptions) (T, error)
 	Patch(ctx context.Context, name string, pt types.PatchType, data []byte, opts metav1.PatchOptions, subresources ...string) (T, error)
 }
@@ -105,12 +106,17 @@ type Interface interface {
 	NodesGetter
 	EventsGetter
 	Leases(namespace string) LeaseInterface
-	Deployments(namespace string) PatchInterface[*appsv1.Deployment]
-	StatefulSets(namespace string) PatchInterface[*appsv1.StatefulSet]
-	DaemonSets(namespace string) PatchInterface[*appsv1.DaemonSet]
+	Workloads
 	// RESTClient reaches the core API group and absolute paths such as
 	// /openid/v1/jwks.
 	RESTClient() rest.Interface
+}
+
+// Workloads gives the apps workloads of a namespace.
+type Workloads interface {
+	Deployments(namespace string) WorkloadInterface[*appsv1.Deployment, *appsv1.DeploymentList]
+	StatefulSets(namespace string) WorkloadInterface[*appsv1.StatefulSet, *appsv1.StatefulSetList]
+	DaemonSets(namespace string) WorkloadInterface[*appsv1.DaemonSet, *appsv1.DaemonSetList]
 }
 
 // Scheme registers the API groups coffer's typed clients use, and nothing
@@ -192,18 +198,27 @@ func (k *Client) Leases(namespace string) LeaseInterface {
 }
 
 // Deployments of namespace.
-func (k *Client) Deployments(namespace string) PatchInterface[*appsv1.Deployment] {
-	return typed[*appsv1.Deployment]{resource: "deployments", client: k.apps, params: k.params, namespace: namespace, newObject: func() *appsv1.Deployment { return &appsv1.Deployment{} }}
+func (k *Client) Deployments(namespace string) WorkloadInterface[*appsv1.Deployment, *appsv1.DeploymentList] {
+	return typedList[*appsv1.Deployment, *appsv1.DeploymentList]{
+		typed:   typed[*appsv1.Deployment]{resource: "deployments", client: k.apps, params: k.params, namespace: namespace, newObject: func() *appsv1.Deployment { return &appsv1.Deployment{} }},
+		newList: func() *appsv1.DeploymentList { return &appsv1.DeploymentList{} },
+	}
 }
 
 // StatefulSets of namespace.
-func (k *Client) StatefulSets(namespace string) PatchInterface[*appsv1.StatefulSet] {
-	return typed[*appsv1.StatefulSet]{resource: "statefulsets", client: k.apps, params: k.params, namespace: namespace, newObject: func() *appsv1.StatefulSet { return &appsv1.StatefulSet{} }}
+func (k *Client) StatefulSets(namespace string) WorkloadInterface[*appsv1.StatefulSet, *appsv1.StatefulSetList] {
+	return typedList[*appsv1.StatefulSet, *appsv1.StatefulSetList]{
+		typed:   typed[*appsv1.StatefulSet]{resource: "statefulsets", client: k.apps, params: k.params, namespace: namespace, newObject: func() *appsv1.StatefulSet { return &appsv1.StatefulSet{} }},
+		newList: func() *appsv1.StatefulSetList { return &appsv1.StatefulSetList{} },
+	}
 }
 
 // DaemonSets of namespace.
-func (k *Client) DaemonSets(namespace string) PatchInterface[*appsv1.DaemonSet] {
-	return typed[*appsv1.DaemonSet]{resource: "daemonsets", client: k.apps, params: k.params, namespace: namespace, newObject: func() *appsv1.DaemonSet { return &appsv1.DaemonSet{} }}
+func (k *Client) DaemonSets(namespace string) WorkloadInterface[*appsv1.DaemonSet, *appsv1.DaemonSetList] {
+	return typedList[*appsv1.DaemonSet, *appsv1.DaemonSetList]{
+		typed:   typed[*appsv1.DaemonSet]{resource: "daemonsets", client: k.apps, params: k.params, namespace: namespace, newObject: func() *appsv1.DaemonSet { return &appsv1.DaemonSet{} }},
+		newList: func() *appsv1.DaemonSetList { return &appsv1.DaemonSetList{} },
+	}
 }
 
 // ServiceAccounts of namespace.

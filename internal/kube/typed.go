@@ -2,10 +2,12 @@ package kube
 
 import (
 	"context"
+	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/rest"
 )
 
@@ -61,4 +63,30 @@ func (c typed[T]) Patch(ctx context.Context, name string, pt types.PatchType, da
 	out := c.newObject()
 	err := c.request(c.client.Patch(pt)).Name(name).SubResource(subresources...).VersionedParams(&opts, c.params).Body(data).Do(ctx).Into(out)
 	return out, err
+}
+
+// typedList is typed with lists and watches, for informers.
+type typedList[T object, L runtime.Object] struct {
+	typed[T]
+	newList func() L
+}
+
+// List reads the objects opts select.
+func (c typedList[T, L]) List(ctx context.Context, opts metav1.ListOptions) (L, error) {
+	out := c.newList()
+	err := c.request(c.client.Get()).VersionedParams(&opts, c.params).Timeout(timeout(opts)).Do(ctx).Into(out)
+	return out, err
+}
+
+// Watch streams changes of the objects opts select.
+func (c typedList[T, L]) Watch(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error) {
+	opts.Watch = true
+	return c.request(c.client.Get()).VersionedParams(&opts, c.params).Timeout(timeout(opts)).Watch(ctx)
+}
+
+func timeout(opts metav1.ListOptions) time.Duration {
+	if opts.TimeoutSeconds == nil {
+		return 0
+	}
+	return time.Duration(*opts.TimeoutSeconds) * time.Second
 }

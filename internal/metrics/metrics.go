@@ -25,6 +25,8 @@ type Metrics struct {
 	secretSyncs     *prometheus.CounterVec
 	staleAnswers    *prometheus.HistogramVec
 	optionalSkips   *prometheus.CounterVec
+	rotationEvents  *prometheus.CounterVec
+	restarts        *prometheus.CounterVec
 	// withNamespace adds the pod namespace to mount metrics.
 	withNamespace bool
 }
@@ -99,6 +101,14 @@ func New(reg prometheus.Registerer, o Options) *Metrics {
 			Name: "coffer_optional_skips_total",
 			Help: "Files left out of a mount because an optional object does not exist, by reason (object_not_found: the secret, parameter or version; empty_selection: a path or filters object that selects nothing; input_skipped: a templated file that reads such an object).",
 		}, []string{"reason"}),
+		rotationEvents: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "coffer_rotation_events_total",
+			Help: "Remounts that changed an object's version, by what became of their SecretsRotated pod event (recorded, rate_limited, dropped, failed).",
+		}, []string{"outcome"}),
+		restarts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "coffer_workload_restarts_total",
+			Help: "Rolling restarts of opted-in workloads by coffer sync, by kind (Deployment, StatefulSet, DaemonSet), trigger (mount, secret, both) and outcome (restarted, failed).",
+		}, []string{"kind", "trigger", "outcome"}),
 	}
 	buildInfo := prometheus.NewGauge(prometheus.GaugeOpts{
 		Name:        "coffer_build_info",
@@ -107,7 +117,7 @@ func New(reg prometheus.Registerer, o Options) *Metrics {
 	})
 	buildInfo.Set(1)
 	reg.MustRegister(m.mountRequests, m.mountDuration, m.mountsInFlight, m.mountBytes, m.mountFiles,
-		m.awsCalls, m.awsCallDuration, m.credFetches, m.secretSyncs, m.staleAnswers, buildInfo,
+		m.awsCalls, m.awsCallDuration, m.credFetches, m.secretSyncs, m.staleAnswers, m.rotationEvents, m.restarts, buildInfo,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	reg.MustRegister(m.optionalSkips)
 	if o.Cache != nil {
@@ -224,4 +234,22 @@ func (m *Metrics) OptionalSkip(reason string) {
 		return
 	}
 	m.optionalSkips.WithLabelValues(reason).Inc()
+}
+
+// RotationEvent records what became of one rotation's pod event (one of
+// rotationevent's Outcome constants).
+func (m *Metrics) RotationEvent(outcome string) {
+	if m == nil {
+		return
+	}
+	m.rotationEvents.WithLabelValues(outcome).Inc()
+}
+
+// WorkloadRestart records one rolling restart of a workload (kind from a
+// fixed set of three, trigger and outcome from restart's constants).
+func (m *Metrics) WorkloadRestart(kind, trigger, outcome string) {
+	if m == nil {
+		return
+	}
+	m.restarts.WithLabelValues(kind, trigger, outcome).Inc()
 }

@@ -2,10 +2,12 @@ package deploy
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -19,8 +21,10 @@ import (
 // TestChartAdmissionPolicy installs the chart's ServiceAccounts, RBAC and
 // ValidatingAdmissionPolicies on the real kube-apiserver and acts as
 // coffer's ServiceAccounts (impersonation): coffer sync may request tokens
-// only for the audiences coffer exchanges with AWS, and coffer's Secret
-// writes reach only the Secrets it manages.
+// only for the audiences coffer exchanges with AWS, coffer's Secret
+// writes reach only the Secrets it manages, the DaemonSet's events are
+// SecretsRotated events on pods, and coffer sync's restarts change nothing
+// on a workload but its pod template's restart annotations.
 func TestChartAdmissionPolicy(t *testing.T) {
 	c := cluster(t)
 	ctx := context.Background()
@@ -30,7 +34,7 @@ func TestChartAdmissionPolicy(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	objs := render(t, "coffer", ns, `sync: {atMount: true, controller: {enabled: true}}`)
+	objs := render(t, "coffer", ns, `sync: {atMount: true, controller: {enabled: true, restarts: {enabled: true}}}`)
 	var policies int
 	for _, o := range objs {
 		switch o.GetKind() {
@@ -58,8 +62,8 @@ func TestChartAdmissionPolicy(t *testing.T) {
 			}
 		}
 	}
-	if policies != 2 {
-		t.Fatalf("the chart rendered %d ValidatingAdmissionPolicies, want 2", policies)
+	if policies != 4 {
+		t.Fatalf("the chart rendered %d ValidatingAdmissionPolicies, want 4", policies)
 	}
 	if _, err := c.Kube.CoreV1().ServiceAccounts(team).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "app"}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 		t.Fatal(err)
@@ -199,5 +203,169 @@ func TestChartAdmissionPolicy(t *testing.T) {
 	}
 	if s, err := admin.Get(ctx, "theirs", metav1.GetOptions{}); err != nil || string(s.Data["k"]) != "v" {
 		t.Errorf("the Secret coffer does not manage changed: %v, %v", s, err)
+	}
+
+	podEvents(ctx, t, c.Kube, provider, team, refused)
+	workloadRestarts(ctx, t, c.Kube, sync, team, refused)
+}
+
+// podEvents: RBAC lets the DaemonSet create Events anywhere; the policy
+// holds them to Normal SecretsRotated events on Pods of their namespace
+// (other reasons stay allowed here because the release syncs at mount).
+func podEvents(ctx context.Context, t *testing.T, admin, provider kubernetes.Interface, ns string, refused func(error, string) bool) {
+	t.Helper()
+	const msg = "records only Normal SecretsRotated events about Pods"
+	n := 0
+	event := func(mutate func(*corev1.Event)) error {
+		n++
+		ev := &corev1.Event{
+			ObjectMeta:     metav1.ObjectMeta{Name: fmt.Sprintf("app-0.%d", n), Namespace: ns},
+			InvolvedObject: corev1.ObjectReference{APIVersion: "v1", Kind: "Pod", Namespace: ns, Name: "app-0"},
+			Reason:         "SecretsRotated", Type: corev1.EventTypeNormal, Message: "SecretProviderClass \"db\": 1 object(s) rotated: password (version 2)",
+			Source: corev1.EventSource{Component: "coffer"},
+		}
+		if mutate != nil {
+			mutate(ev)
+		}
+		_, err := provider.CoreV1().Events(ns).Create(ctx, ev, metav1.CreateOptions{})
+		return err
+	}
+	warning := func(ev *corev1.Event) { ev.Type = corev1.EventTypeWarning }
+	deadline := time.Now().Add(30 * time.Second)
+	for err := event(warning); !refused(err, msg); err = event(warning) {
+		if time.Now().After(deadline) {
+			t.Fatalf("a Warning SecretsRotated event: %v, want refused by the policy", err)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	for _, tc := range []struct {
+		name   string
+		mutate func(*corev1.Event)
+		allow  bool
+	}{
+		{"SecretsRotated on a Pod", nil, true},
+		{"SecretsRotated on a Secret", func(ev *corev1.Event) { ev.InvolvedObject.Kind = "Secret" }, false},
+		{"SecretsRotated about a Pod of another namespace", func(ev *corev1.Event) { ev.InvolvedObject.Namespace = "kube-system" }, false},
+		{"a Warning", warning, false},
+		{"Secret sync's own events (sync at mount)", func(ev *corev1.Event) {
+			ev.Reason, ev.InvolvedObject = "SecretCreated", corev1.ObjectReference{APIVersion: "secrets-store.csi.x-k8s.io/v1", Kind: "SecretProviderClass", Namespace: ns, Name: "db"}
+		}, true},
+	} {
+		err := event(tc.mutate)
+		switch {
+		case tc.allow && err != nil:
+			t.Errorf("%s: %v", tc.name, err)
+		case !tc.allow && !refused(err, msg) && !apierrors.IsInvalid(err):
+			t.Errorf("%s: %v, want refused by the policy (or the apiserver)", tc.name, err)
+		}
+	}
+	if _, err := admin.CoreV1().Events(ns).Create(ctx, &corev1.Event{ObjectMeta: metav1.ObjectMeta{Name: "admin.1", Namespace: ns},
+		InvolvedObject: corev1.ObjectReference{Kind: "Secret", Namespace: ns, Name: "x"}, Reason: "Other", Type: corev1.EventTypeWarning}, metav1.CreateOptions{}); err != nil {
+		t.Errorf("the admin's event: %v", err)
+	}
+}
+
+// workloadRestarts: RBAC lets coffer sync patch Deployments, StatefulSets
+// and DaemonSets; the policy lets it change only the restart annotations
+// of their pod templates, as kubectl rollout restart does.
+func workloadRestarts(ctx context.Context, t *testing.T, admin, sync kubernetes.Interface, ns string, refused func(error, string) bool) {
+	t.Helper()
+	const msg = "coffer sync may change nothing on a workload but the pod template's coffer-csi.github.io/restarted-at"
+	labels := map[string]string{"app": "web"}
+	tmpl := corev1.PodTemplateSpec{
+		ObjectMeta: metav1.ObjectMeta{Labels: labels, Annotations: map[string]string{"team.example/config": "1"}},
+		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "registry.example/app:1"}}},
+	}
+	meta := metav1.ObjectMeta{Name: "web", Namespace: ns, Labels: labels, Annotations: map[string]string{"coffer-csi.github.io/restart-on-rotation": "true"}}
+	replicas := int32(2)
+	apps := admin.AppsV1()
+	for _, err := range []error{
+		func() error {
+			_, err := apps.Deployments(ns).Create(ctx, &appsv1.Deployment{ObjectMeta: meta, Spec: appsv1.DeploymentSpec{Replicas: &replicas, Selector: &metav1.LabelSelector{MatchLabels: labels}, Template: tmpl}}, metav1.CreateOptions{})
+			return err
+		}(),
+		func() error {
+			_, err := apps.StatefulSets(ns).Create(ctx, &appsv1.StatefulSet{ObjectMeta: meta, Spec: appsv1.StatefulSetSpec{Replicas: &replicas, Selector: &metav1.LabelSelector{MatchLabels: labels}, Template: tmpl}}, metav1.CreateOptions{})
+			return err
+		}(),
+		func() error {
+			_, err := apps.DaemonSets(ns).Create(ctx, &appsv1.DaemonSet{ObjectMeta: meta, Spec: appsv1.DaemonSetSpec{Selector: &metav1.LabelSelector{MatchLabels: labels}, Template: tmpl}}, metav1.CreateOptions{})
+			return err
+		}(),
+	} {
+		if err != nil && !apierrors.IsAlreadyExists(err) {
+			t.Fatal(err)
+		}
+	}
+	patchers := map[string]func(body string) error{
+		"Deployment": func(body string) error {
+			_, err := sync.AppsV1().Deployments(ns).Patch(ctx, "web", types.MergePatchType, []byte(body), metav1.PatchOptions{FieldManager: "coffer-sync"})
+			return err
+		},
+		"StatefulSet": func(body string) error {
+			_, err := sync.AppsV1().StatefulSets(ns).Patch(ctx, "web", types.MergePatchType, []byte(body), metav1.PatchOptions{FieldManager: "coffer-sync"})
+			return err
+		},
+		"DaemonSet": func(body string) error {
+			_, err := sync.AppsV1().DaemonSets(ns).Patch(ctx, "web", types.MergePatchType, []byte(body), metav1.PatchOptions{FieldManager: "coffer-sync"})
+			return err
+		},
+	}
+	const replicasPatch = `{"spec":{"replicas":5}}`
+	deadline := time.Now().Add(30 * time.Second)
+	for err := patchers["Deployment"](replicasPatch); !refused(err, msg); err = patchers["Deployment"](replicasPatch) {
+		if time.Now().After(deadline) {
+			t.Fatalf("coffer sync scaling a Deployment: %v, want refused by the policy", err)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	restart := func(at string) string {
+		return `{"spec":{"template":{"metadata":{"annotations":{"coffer-csi.github.io/restarted-at":"` + at + `","coffer-csi.github.io/restarted-for":"secretproviderclass/db password@v2"}}}}}`
+	}
+	cases := []struct {
+		name, body string
+		allow      bool
+	}{
+		{"a restart", restart("2026-01-01T00:00:00Z"), true},
+		{"another restart", restart("2026-01-01T00:05:00Z"), true},
+		{"scale it", `{"spec":{"replicas":5}}`, false},
+		{"change the image", `{"spec":{"template":{"spec":{"containers":[{"name":"app","image":"attacker.example/app:1"}]}}}}`, false},
+		{"add a container's env", `{"spec":{"template":{"spec":{"containers":[{"name":"app","image":"registry.example/app:1","env":[{"name":"X","value":"1"}]}]}}}}`, false},
+		{"change the ServiceAccount", `{"spec":{"template":{"spec":{"serviceAccountName":"admin"}}}}`, false},
+		{"a restart and another template annotation", `{"spec":{"template":{"metadata":{"annotations":{"coffer-csi.github.io/restarted-at":"2026-01-02T00:00:00Z","team.example/config":"2"}}}}}`, false},
+		{"remove another template annotation", `{"spec":{"template":{"metadata":{"annotations":{"team.example/config":null}}}}}`, false},
+		{"add a template label", `{"spec":{"template":{"metadata":{"labels":{"extra":"1"}}}}}`, false},
+		{"label the workload", `{"metadata":{"labels":{"extra":"1"}}}`, false},
+		{"drop the opt-in annotation", `{"metadata":{"annotations":{"coffer-csi.github.io/restart-on-rotation":null}}}`, false},
+		{"add a finalizer", `{"metadata":{"finalizers":["example.com/hold"]}}`, false},
+	}
+	for kind, patch := range patchers {
+		for _, tc := range cases {
+			if kind == "DaemonSet" && tc.name == "scale it" {
+				continue // a DaemonSet has no replicas: the apiserver refuses the field itself
+			}
+			err := patch(tc.body)
+			switch {
+			case tc.allow && err != nil:
+				t.Errorf("%s: %s: %v", kind, tc.name, err)
+			case !tc.allow && !refused(err, msg):
+				t.Errorf("%s: %s: %v, want refused by the policy", kind, tc.name, err)
+			}
+		}
+	}
+	if err := sync.AppsV1().Deployments(ns).Delete(ctx, "web", metav1.DeleteOptions{}); !apierrors.IsForbidden(err) {
+		t.Errorf("coffer sync deleting a Deployment: %v, want forbidden", err)
+	}
+	d, err := apps.Deployments(ns).Get(ctx, "web", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if *d.Spec.Replicas != 2 || d.Spec.Template.Spec.Containers[0].Image != "registry.example/app:1" || d.Spec.Template.Annotations["team.example/config"] != "1" ||
+		d.Spec.Template.Annotations["coffer-csi.github.io/restarted-at"] != "2026-01-01T00:05:00Z" {
+		t.Errorf("the Deployment after coffer sync's attempts: replicas %d, template %+v", *d.Spec.Replicas, d.Spec.Template)
+	}
+	// The admin is not held by the policy.
+	if _, err := apps.Deployments(ns).Patch(ctx, "web", types.MergePatchType, []byte(`{"spec":{"replicas":3}}`), metav1.PatchOptions{}); err != nil {
+		t.Errorf("the admin scaling the Deployment: %v", err)
 	}
 }

@@ -27,8 +27,8 @@ var valueSets = []struct {
 	check        func(t *testing.T, objs []*unstructured.Unstructured)
 }{
 	{name: "default", values: ``, check: func(t *testing.T, objs []*unstructured.Unstructured) {
-		wantKinds(t, objs, "ClusterRole", "ClusterRoleBinding", "DaemonSet", "ServiceAccount")
-		wantRules(t, objs, "serviceaccounts", "nodes")
+		wantKinds(t, objs, "ClusterRole", "ClusterRoleBinding", "DaemonSet", "ServiceAccount", "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding")
+		wantRules(t, objs, "serviceaccounts", "nodes", "events (create)")
 		args := daemonArgs(t, objs)
 		for _, want := range []string{"serve", "--provider-dir=/var/run/secrets-store-csi-providers", "--provider-name=aws", "--log-level=info"} {
 			if !slices.Contains(args, want) {
@@ -53,7 +53,7 @@ var valueSets = []struct {
 		}
 	}},
 	{name: "region set: no access to nodes", values: `region: eu-west-1`, check: func(t *testing.T, objs []*unstructured.Unstructured) {
-		wantRules(t, objs, "serviceaccounts")
+		wantRules(t, objs, "serviceaccounts", "events (create)")
 		if args := daemonArgs(t, objs); !slices.Contains(args, "--region=eu-west-1") {
 			t.Errorf("args %v lack --region=eu-west-1", args)
 		}
@@ -93,7 +93,8 @@ rbac: {create: false}
 fullnameOverride: secrets-provider
 priorityClassName: ""
 `, check: func(t *testing.T, objs []*unstructured.Unstructured) {
-		wantKinds(t, objs, "DaemonSet")
+		// The events policy holds whatever RBAC is granted by others.
+		wantKinds(t, objs, "DaemonSet", "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding")
 		ds := find(t, objs, "DaemonSet", "secrets-provider")
 		c := container(t, ds, "coffer")
 		if c["image"] != "registry.example.com/mirror/coffer@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef" {
@@ -132,7 +133,7 @@ hostNetwork: true
 metrics: {port: 9090, namespaceLabel: true, serviceMonitor: {enabled: true, interval: 1m, labels: {release: prometheus}}}
 health: {port: 9091}
 `, check: func(t *testing.T, objs []*unstructured.Unstructured) {
-		wantKinds(t, objs, "ClusterRole", "ClusterRoleBinding", "DaemonSet", "Service", "ServiceAccount", "ServiceMonitor")
+		wantKinds(t, objs, "ClusterRole", "ClusterRoleBinding", "DaemonSet", "Service", "ServiceAccount", "ServiceMonitor", "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding")
 		args := daemonArgs(t, objs)
 		for _, want := range []string{"--metrics-addr=:9090", "--health-addr=:9091", "--metrics-namespace-label"} {
 			if !slices.Contains(args, want) {
@@ -174,7 +175,7 @@ sync: {atMount: true, controller: {enabled: true, extraArgs: ["--token-ttl=20m"]
 		}
 		role := find(t, objs, "ClusterRole", "coffer")
 		if got := ruleSummary(role); !slices.Equal(got, []string{
-			"/serviceaccounts:get", "/nodes:get", "secrets-store.csi.x-k8s.io/secretproviderclasses:get",
+			"/serviceaccounts:get", "/nodes:get", "/events:create", "secrets-store.csi.x-k8s.io/secretproviderclasses:get",
 			"secrets-store.csi.x-k8s.io/secretproviderclasses/finalizers:update",
 			"/secrets:get,create,patch,delete", "/events:create,patch"}) {
 			t.Errorf("coffer's ClusterRole with sync at mount: %v", got)
@@ -200,10 +201,52 @@ sync: {atMount: true, controller: {enabled: true, extraArgs: ["--token-ttl=20m"]
 		find(t, objs, "ValidatingAdmissionPolicy", "coffer-secret-writes")
 		find(t, objs, "ValidatingAdmissionPolicyBinding", "coffer-secret-writes")
 	}},
+	{name: "workload restarts by the controller", values: `
+sync: {controller: {enabled: true, restarts: {enabled: true, debounce: 1m}}}
+`, check: func(t *testing.T, objs []*unstructured.Unstructured) {
+		args := stringList(container(t, find(t, objs, "Deployment", "coffer-sync"), "sync")["args"])
+		if !slices.Contains(args, "--restart-workloads") || !slices.Contains(args, "--restart-debounce=1m") {
+			t.Errorf("coffer sync args %v", args)
+		}
+		if got := ruleSummary(find(t, objs, "ClusterRole", "coffer-sync")); !slices.Contains(got, "apps/deployments:list,watch,patch") ||
+			!slices.Contains(got, "/pods:list,watch") || !slices.Contains(got, "secrets-store.csi.x-k8s.io/secretproviderclasspodstatuses:list,watch") {
+			t.Errorf("coffer sync's ClusterRole: %v", got)
+		}
+		find(t, objs, "ValidatingAdmissionPolicy", "coffer-sync-workload-restarts")
+		find(t, objs, "ValidatingAdmissionPolicyBinding", "coffer-sync-workload-restarts")
+		if slices.Contains(daemonArgs(t, objs), "--restart-workloads") {
+			t.Error("the DaemonSet restarts workloads")
+		}
+		if !slices.Contains(daemonArgs(t, objs), "--rotation-events") {
+			t.Error("the DaemonSet records no rotation events")
+		}
+	}},
+	{name: "no restarts unless enabled", values: `
+sync: {controller: {enabled: true}}
+rotationEvents: {enabled: false}
+`, check: func(t *testing.T, objs []*unstructured.Unstructured) {
+		args := stringList(container(t, find(t, objs, "Deployment", "coffer-sync"), "sync")["args"])
+		if slices.Contains(args, "--restart-workloads") || slices.Contains(daemonArgs(t, objs), "--rotation-events") {
+			t.Errorf("args %v / %v", args, daemonArgs(t, objs))
+		}
+		for _, r := range ruleSummary(find(t, objs, "ClusterRole", "coffer-sync")) {
+			if strings.HasPrefix(r, "apps/") || strings.HasPrefix(r, "/pods") {
+				t.Errorf("coffer sync's ClusterRole without restarts: %s", r)
+			}
+		}
+		if got := ruleSummary(find(t, objs, "ClusterRole", "coffer")); slices.Contains(got, "/events:create") {
+			t.Errorf("coffer's ClusterRole without rotation events: %v", got)
+		}
+		for _, p := range kinds(objs, "ValidatingAdmissionPolicy") {
+			if strings.HasSuffix(p.GetName(), "-workload-restarts") || strings.HasSuffix(p.GetName(), "-pod-events") {
+				t.Errorf("%s rendered", ref(p))
+			}
+		}
+	}},
 	{name: "Secret sync at mount in listed namespaces", values: `
 sync: {atMount: true, atMountNamespaces: [team-a, team-b]}
 `, check: func(t *testing.T, objs []*unstructured.Unstructured) {
-		if got := ruleSummary(find(t, objs, "ClusterRole", "coffer")); !slices.Equal(got, []string{"/serviceaccounts:get", "/nodes:get"}) {
+		if got := ruleSummary(find(t, objs, "ClusterRole", "coffer")); !slices.Equal(got, []string{"/serviceaccounts:get", "/nodes:get", "/events:create"}) {
 			t.Errorf("coffer's ClusterRole with namespaced sync at mount: %v", got)
 		}
 		var nss []string
@@ -219,7 +262,8 @@ sync: {atMount: true, atMountNamespaces: [team-a, team-b]}
 			t.Errorf("Roles in %v, want team-a and team-b, each bound", nss)
 		}
 		find(t, objs, "ValidatingAdmissionPolicy", "coffer-secret-writes")
-		if len(kinds(objs, "ValidatingAdmissionPolicy")) != 1 {
+		find(t, objs, "ValidatingAdmissionPolicy", "coffer-pod-events")
+		if len(kinds(objs, "ValidatingAdmissionPolicy")) != 2 {
 			t.Error("a token audience policy without the sync controller")
 		}
 	}},
@@ -321,8 +365,12 @@ func wantRules(t *testing.T, objs []*unstructured.Unstructured, resources ...str
 		if g := stringList(m["apiGroups"]); !slices.Equal(g, []string{""}) {
 			t.Errorf("rule for API groups %v", g)
 		}
+		if v, res := stringList(m["verbs"]), stringList(m["resources"]); slices.Equal(v, []string{"create"}) && slices.Equal(res, []string{"events"}) {
+			got = append(got, "events (create)") // --rotation-events
+			continue
+		}
 		if v := stringList(m["verbs"]); !slices.Equal(v, []string{"get"}) {
-			t.Errorf("rule with verbs %v: coffer only gets", v)
+			t.Errorf("rule with verbs %v: coffer only gets (and creates events)", v)
 		}
 		got = append(got, stringList(m["resources"])...)
 	}
@@ -592,7 +640,41 @@ func TestChartRBAC(t *testing.T) {
 			{"coffer", spc("list", "team-a"), false},
 			{"coffer", spcFinalizers("team-a"), atMount},
 			{"coffer", spc("update", "team-a"), false},
+			// --rotation-events: create only, never update or delete.
+			{"coffer", core("create", "events", "team-a"), true},
+			{"coffer", core("update", "events", "team-a"), false},
+			{"coffer", core("delete", "events", "team-a"), false},
+			{"coffer", core("patch", "events", "team-a"), atMount},
+			// Restarts are coffer sync's, never a node's.
+			{"coffer", authorizationv1.ResourceAttributes{Verb: "patch", Group: "apps", Resource: "deployments", Namespace: "team-a"}, false},
 		}
+	}
+	// coffer sync --restart-workloads in ns (or everywhere, with "").
+	restarts := func(ns string, enabled bool) []access {
+		other := "team-b"
+		if ns == "" {
+			ns, other = "team-a", "team-a"
+		}
+		apps := func(verb, resource, ns string) authorizationv1.ResourceAttributes {
+			return authorizationv1.ResourceAttributes{Verb: verb, Group: "apps", Resource: resource, Namespace: ns}
+		}
+		var out []access
+		for _, kind := range []string{"deployments", "statefulsets", "daemonsets"} {
+			out = append(out,
+				access{"coffer-sync", apps("patch", kind, ns), enabled},
+				access{"coffer-sync", apps("watch", kind, ns), enabled},
+				access{"coffer-sync", apps("patch", kind, other), enabled && other == ns},
+				access{"coffer-sync", apps("update", kind, ns), false},
+				access{"coffer-sync", apps("create", kind, ns), false},
+				access{"coffer-sync", apps("delete", kind, ns), false})
+		}
+		return append(out,
+			access{"coffer-sync", apps("patch", "replicasets", ns), false},
+			access{"coffer-sync", authorizationv1.ResourceAttributes{Verb: "patch", Group: "apps", Resource: "deployments", Subresource: "scale", Namespace: ns}, false},
+			access{"coffer-sync", core("list", "pods", ns), enabled},
+			access{"coffer-sync", core("delete", "pods", ns), false},
+			access{"coffer-sync", authorizationv1.ResourceAttributes{Verb: "watch", Group: "secrets-store.csi.x-k8s.io", Resource: "secretproviderclasspodstatuses", Namespace: ns}, enabled},
+			access{"coffer-sync", authorizationv1.ResourceAttributes{Verb: "patch", Group: "secrets-store.csi.x-k8s.io", Resource: "secretproviderclasspodstatuses", Namespace: ns}, false})
 	}
 	syncController := func(ns string, nodes bool) []access {
 		other := "team-b"
@@ -629,8 +711,13 @@ func TestChartRBAC(t *testing.T) {
 	}{
 		{"rbac-default", ``, provider(true, false, false)},
 		{"rbac-region", `region: us-east-1`, provider(false, false, false)},
-		{"rbac-sync", `sync: {atMount: true, controller: {enabled: true}}`, append(provider(true, true, true), syncController("", true)...)},
+		{"rbac-sync", `sync: {atMount: true, controller: {enabled: true}}`, append(append(provider(true, true, true), syncController("", true)...), restarts("", false)...)},
 		{"rbac-sync-ns", `{region: us-east-1, sync: {controller: {enabled: true, namespace: team-a}}}`, append(provider(false, false, false), syncController("team-a", false)...)},
+		{"rbac-restarts", `{sync: {controller: {enabled: true, restarts: {enabled: true}}}}`, append(append(provider(true, false, false), syncController("", true)...), restarts("", true)...)},
+		{"rbac-restarts-ns", `{region: us-east-1, sync: {controller: {enabled: true, namespace: team-a, restarts: {enabled: true}}}}`, append(append(provider(false, false, false), syncController("team-a", false)...), restarts("team-a", true)...)},
+		{"rbac-no-rotation-events", `{rotationEvents: {enabled: false}}`, []access{
+			{"coffer", core("create", "events", "team-a"), false},
+		}},
 		// Sync at mount in listed namespaces only: no node holds Secret
 		// access anywhere else.
 		{"rbac-at-mount-ns", `{region: us-east-1, sync: {atMount: true, atMountNamespaces: [team-a]}}`, append(provider(false, true, false),

@@ -51,6 +51,9 @@ var (
 // `make e2e` sets up.
 type binaries struct {
 	etcd, apiserver, controllerManager, driver, driverCRDs, coffer, fakeaws string
+	// policies is the chart's ValidatingAdmissionPolicies, rendered for
+	// coffer's ServiceAccounts here (make e2e renders them).
+	policies string
 }
 
 var binaryEnv = []struct {
@@ -64,6 +67,7 @@ var binaryEnv = []struct {
 	{"E2E_DRIVER_CRDS", func(b *binaries) *string { return &b.driverCRDs }},
 	{"E2E_COFFER", func(b *binaries) *string { return &b.coffer }},
 	{"E2E_FAKEAWS", func(b *binaries) *string { return &b.fakeaws }},
+	{"E2E_POLICIES", func(b *binaries) *string { return &b.policies }},
 }
 
 // binariesFromEnv reads every E2E_* path; missing lists those unset.
@@ -152,6 +156,7 @@ func (c *cluster) start(ctx context.Context, seed string) error {
 		{"kube-apiserver", c.startAPIServer},
 		{"cluster objects", c.bootstrap},
 		{"Secret sync RBAC", c.bootstrapSecretSync},
+		{"the chart's admission policies", c.applyPolicies},
 		{"kube-controller-manager", c.startControllerManager},
 		{"AWS fake", func(ctx context.Context) error { return c.startFake(ctx, seed) }},
 		{"coffer", c.startCoffer},

@@ -34,6 +34,8 @@ func (c *cluster) startCoffer(ctx context.Context) error {
 		"--pod-identity-timeout=2s",
 		// Secret sync after each mount (scenario_sync_test.go).
 		"--sync-secrets",
+		// SecretsRotated pod events (scenario_rollout_test.go).
+		"--rotation-events",
 	}
 	var err error
 	c.coffer, err = c.spawn("coffer", c.bins.coffer, c.awsEnv(), args...)

@@ -71,15 +71,21 @@ func waitSecretGone(ctx context.Context, t *testing.T, ns, name string) {
 // waitEvent waits for an Event on SecretProviderClass ns/spc.
 func waitEvent(ctx context.Context, t *testing.T, ns, spc, typ, reason, msg string) {
 	t.Helper()
-	eventually(ctx, t, 30*time.Second, fmt.Sprintf("%s event %s on %s", typ, reason, spc), func(ctx context.Context) error {
-		list, err := env.kube.CoreV1().Events(ns).List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.kind=SecretProviderClass,involvedObject.name=" + spc})
+	waitInvolvedEvent(ctx, t, ns, "SecretProviderClass", spc, typ, reason, msg)
+}
+
+// waitInvolvedEvent waits for an Event about the object kind ns/name.
+func waitInvolvedEvent(ctx context.Context, t *testing.T, ns, kind, name, typ, reason, msg string) {
+	t.Helper()
+	eventually(ctx, t, 30*time.Second, fmt.Sprintf("%s event %s on %s %s", typ, reason, kind, name), func(ctx context.Context) error {
+		list, err := env.kube.CoreV1().Events(ns).List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.kind=" + kind + ",involvedObject.name=" + name})
 		if err != nil {
 			return err
 		}
 		var seen []string
 		for _, e := range list.Items {
 			if e.Type == typ && e.Reason == reason && strings.Contains(e.Message, msg) {
-				t.Logf("event on %s (from %s): %s %s: %s", spc, e.Source.Component, e.Type, e.Reason, e.Message)
+				t.Logf("event on %s %s (from %s): %s %s: %s", kind, name, e.Source.Component, e.Type, e.Reason, e.Message)
 				return nil
 			}
 			seen = append(seen, e.Reason+": "+e.Message)

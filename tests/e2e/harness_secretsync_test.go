@@ -20,6 +20,8 @@ const (
 	cofferSyncSA = "coffer-sync"
 	// syncLease is the Lease coffer sync replicas elect a leader with.
 	syncLease = "coffer-sync"
+	// restartDebounce is coffer sync's --restart-debounce.
+	restartDebounce = 3 * time.Second
 )
 
 var (
@@ -73,6 +75,10 @@ func (c *cluster) bootstrapSecretSync(ctx context.Context) error {
 			{APIGroups: []string{"secrets-store.csi.x-k8s.io"}, Resources: []string{"secretproviderclasses"}, Verbs: []string{"get", "list", "watch", "patch"}},
 			{APIGroups: []string{""}, Resources: []string{"serviceaccounts"}, Verbs: []string{"get"}},
 			{APIGroups: []string{""}, Resources: []string{"serviceaccounts/token"}, Verbs: []string{"create"}},
+			// --restart-workloads (scenario_rollout_test.go).
+			{APIGroups: []string{"apps"}, Resources: []string{"deployments", "statefulsets", "daemonsets"}, Verbs: []string{"list", "watch", "patch"}},
+			{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"list", "watch"}},
+			{APIGroups: []string{"secrets-store.csi.x-k8s.io"}, Resources: []string{"secretproviderclasspodstatuses"}, Verbs: []string{"list", "watch"}},
 		},
 	}, metav1.CreateOptions{}); err != nil {
 		return err
@@ -116,6 +122,8 @@ func (c *cluster) startCofferSync(ctx context.Context) error {
 		"--leader-election-lease-duration=4s",
 		"--leader-election-renew-deadline=3s",
 		"--leader-election-retry-period=1s",
+		"--restart-workloads",
+		"--restart-debounce="+restartDebounce.String(),
 	)
 	if err != nil {
 		return err

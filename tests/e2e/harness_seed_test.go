@@ -56,6 +56,7 @@ var seedRoles = []role{
 	{name: "iso-b", subjects: []string{sa("e2e-isolation", "team-b")}, resources: []string{secretARN("iso/b-*")}},
 	{name: "misconfig-app", subjects: []string{sa("e2e-misconfig", "app"), sa("e2e-misconfig", "plain")}, resources: []string{secretARN("misconfig/*")}},
 	{name: "restart-app", subjects: []string{sa("e2e-restart", "app")}, resources: []string{secretARN("restart/*")}},
+	{name: "rollout-app", subjects: []string{sa("e2e-rollout", "app")}, resources: []string{secretARN("rollout/*")}},
 	{name: "pi-app", audiences: []string{audPodIdentity}, resources: []string{secretARN("pi/*"), parameterARN("/pi/*")}},
 	// Secret sync: the controller reads as reader, a mount as app.
 	{name: "secretsync-reader", subjects: []string{sa("e2e-secretsync", "reader")}, resources: []string{secretARN("dev/*"), secretARN("ss/*")}},
@@ -123,6 +124,7 @@ roles:
   - {region: us-east-1, name: misconfig/db, string: canary-misconfig}
   # 6. restart
   - {region: us-east-1, name: restart/db, string: canary-restart-1}
+  - {region: us-east-1, name: rollout/db, string: canary-rollout-1}
   # 7. Pod Identity
   - {region: us-east-1, name: pi/db, string: '{"password":"canary-pi-pw"}'}
 parameters:

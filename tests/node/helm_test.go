@@ -27,7 +27,9 @@ const (
 	// half of it (the chart's guidance).
 	rotationPoll = 10 * time.Second
 	cofferTTL    = 5 * time.Second
-	helmTimeout  = 4 * time.Minute
+	// restartDebounce is coffer sync's --restart-debounce (scenario 7).
+	restartDebounce = 5 * time.Second
+	helmTimeout     = 4 * time.Minute
 )
 
 func (c *cluster) helmConfig(ns string) (*action.Configuration, error) {
@@ -76,7 +78,7 @@ func (c *cluster) driverValues() map[string]any {
 
 // cofferValues change only the image and the AWS endpoint (the fake, on
 // the node's address), plus the cache TTL the rotation settings call for
-// and the Secret sync controller scenario 4 needs.
+// and the Secret sync controller scenarios 4 and 7 need.
 func (c *cluster) cofferValues(version string) map[string]any {
 	endpoint := []any{map[string]any{"name": "AWS_ENDPOINT_URL", "value": c.fakeURL}}
 	return map[string]any{
@@ -84,7 +86,9 @@ func (c *cluster) cofferValues(version string) map[string]any {
 		"extraEnv": endpoint,
 		"cache":    map[string]any{"ttl": cofferTTL.String()},
 		"sync": map[string]any{
-			"controller": map[string]any{"enabled": true, "replicas": 1, "extraEnv": endpoint},
+			"controller": map[string]any{"enabled": true, "replicas": 1, "extraEnv": endpoint,
+				// Scenario 7: restarts on rotation.
+				"restarts": map[string]any{"enabled": true, "debounce": restartDebounce.String()}},
 		},
 	}
 }

@@ -24,12 +24,12 @@ func (c clientset) Nodes() kube.NodeInterface            { return c.cs.CoreV1().
 func (c clientset) Events(ns string) kube.EventInterface { return c.cs.CoreV1().Events(ns) }
 func (c clientset) Leases(ns string) kube.LeaseInterface { return c.cs.CoordinationV1().Leases(ns) }
 func (c clientset) RESTClient() rest.Interface           { return c.cs.CoreV1().RESTClient() }
-func (c clientset) Deployments(ns string) kube.PatchInterface[*appsv1.Deployment] {
+func (c clientset) Deployments(ns string) kube.WorkloadInterface[*appsv1.Deployment, *appsv1.DeploymentList] {
 	return c.cs.AppsV1().Deployments(ns)
 }
-func (c clientset) StatefulSets(ns string) kube.PatchInterface[*appsv1.StatefulSet] {
+func (c clientset) StatefulSets(ns string) kube.WorkloadInterface[*appsv1.StatefulSet, *appsv1.StatefulSetList] {
 	return c.cs.AppsV1().StatefulSets(ns)
 }
-func (c clientset) DaemonSets(ns string) kube.PatchInterface[*appsv1.DaemonSet] {
+func (c clientset) DaemonSets(ns string) kube.WorkloadInterface[*appsv1.DaemonSet, *appsv1.DaemonSetList] {
 	return c.cs.AppsV1().DaemonSets(ns)
 }
