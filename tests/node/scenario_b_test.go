@@ -106,11 +106,11 @@ func podsOf(ns, nameContains string) string {
 }
 
 // Scenario 7 (before scenario 5, which uninstalls coffer): an application
-// that reads its secret once, at start, gets
-// the rotated value: coffer records SecretsRotated on its pod, and `coffer
-// sync` (the chart's Deployment, with sync.controller.restarts) rolls the
-// opted-in Deployment once; its new pod prints the new value, while the old
-// one had printed only the old.
+// that reads its secret once, at start, gets the rotated value: coffer
+// records SecretsRotated on its pod, and `coffer sync` (the chart's
+// Deployment, with sync.controller.restarts) rolls the opted-in Deployment
+// once; its new pod prints the new value, while the old one had printed
+// only the old.
 func TestRestartOnRotation(t *testing.T) {
 	ns := namespace(t, "restart")
 	secretProviderClass(t, ns, "once", map[string]any{"objects": "- objectName: node/restart\n  objectType: secretsmanager\n  objectAlias: value\n"}, nil)
