@@ -30,6 +30,7 @@ import (
 //   - what it remembers for the last two is bounded (MaxTracked objects).
 type Recorder struct {
 	events EventsGetter
+	scheme *runtime.Scheme
 	source corev1.EventSource
 	logger *slog.Logger
 	now    func() time.Time
@@ -61,14 +62,16 @@ const (
 	MaxTracked   = 4096
 )
 
-// NewRecorder starts a recorder writing through events as source.
-func NewRecorder(events EventsGetter, source corev1.EventSource, logger *slog.Logger) *Recorder {
-	return newRecorder(events, source, logger, time.Now)
+// NewRecorder starts a recorder writing through events as source; scheme
+// names the kinds of typed objects that do not say theirs (as read from
+// the API).
+func NewRecorder(events EventsGetter, scheme *runtime.Scheme, source corev1.EventSource, logger *slog.Logger) *Recorder {
+	return newRecorder(events, scheme, source, logger, time.Now)
 }
 
-func newRecorder(events EventsGetter, source corev1.EventSource, logger *slog.Logger, now func() time.Time) *Recorder {
+func newRecorder(events EventsGetter, scheme *runtime.Scheme, source corev1.EventSource, logger *slog.Logger, now func() time.Time) *Recorder {
 	r := &Recorder{
-		events: events, source: source, logger: logger, now: now,
+		events: events, scheme: scheme, source: source, logger: logger, now: now,
 		queue: make(chan *corev1.Event, QueueLength), done: make(chan struct{}),
 		limits: map[string]*rate.Limiter{}, written: map[string]writtenEvent{},
 	}
@@ -76,11 +79,11 @@ func newRecorder(events EventsGetter, source corev1.EventSource, logger *slog.Lo
 	return r
 }
 
-// Eventf records an event about object: an *corev1.ObjectReference, or an
-// object that carries its kind (typed objects read from the API, or
-// unstructured ones).
+// Eventf records an event about object: an *corev1.ObjectReference, an
+// object that carries its kind (unstructured ones), or a typed object of
+// the recorder's scheme.
 func (r *Recorder) Eventf(object runtime.Object, eventType, reason, messageFmt string, args ...any) {
-	ref, err := reference(object)
+	ref, err := reference(r.scheme, object)
 	if err != nil {
 		r.logger.Warn("event not recorded", "reason", reason, "error", err)
 		return
@@ -184,7 +187,7 @@ func (r *Recorder) remember(key string, w writtenEvent) {
 }
 
 // reference is the ObjectReference of an event's object.
-func reference(object runtime.Object) (*corev1.ObjectReference, error) {
+func reference(scheme *runtime.Scheme, object runtime.Object) (*corev1.ObjectReference, error) {
 	if ref, ok := object.(*corev1.ObjectReference); ok {
 		return ref, nil
 	}
@@ -193,6 +196,11 @@ func reference(object runtime.Object) (*corev1.ObjectReference, error) {
 		return nil, fmt.Errorf("an event names no object: %w", err)
 	}
 	gvk := object.GetObjectKind().GroupVersionKind()
+	if gvk.Kind == "" && scheme != nil {
+		if kinds, _, err := scheme.ObjectKinds(object); err == nil && len(kinds) > 0 {
+			gvk = kinds[0]
+		}
+	}
 	if gvk.Kind == "" {
 		return nil, fmt.Errorf("an event's object %s/%s does not say its kind", m.GetNamespace(), m.GetName())
 	}

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
+
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -70,7 +72,7 @@ var spc = &corev1.ObjectReference{APIVersion: "secrets-store.csi.x-k8s.io/v1", K
 func TestRecorderWritesRepeatsAndLimits(t *testing.T) {
 	store := &eventStore{}
 	c := &clock{t: time.Unix(1_800_000_000, 0)}
-	r := newRecorder(store, corev1.EventSource{Component: "coffer-sync"}, slog.New(slog.NewTextHandler(io.Discard, nil)), c.now)
+	r := newRecorder(store, nil, corev1.EventSource{Component: "coffer-sync"}, slog.New(slog.NewTextHandler(io.Discard, nil)), c.now)
 	r.Eventf(spc, corev1.EventTypeNormal, "Created", "Secret %q created", "db")
 	r.Eventf(spc, corev1.EventTypeNormal, "Created", "Secret %q created", "db")
 	// An object that carries its kind.
@@ -80,12 +82,20 @@ func TestRecorderWritesRepeatsAndLimits(t *testing.T) {
 	pod.SetNamespace("team")
 	pod.SetName("web-0")
 	r.Eventf(pod, corev1.EventTypeNormal, "SecretsRotated", "rotated")
+	// A typed object read from the API names no kind: the scheme does.
+	s, err := Scheme()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r2 := newRecorder(store, s, corev1.EventSource{Component: "coffer-sync"}, slog.New(slog.NewTextHandler(io.Discard, nil)), c.now)
+	r2.Eventf(&appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: "team", Name: "web", UID: "d1"}}, corev1.EventTypeNormal, "RestartedOnRotation", "restarted")
+	r2.Shutdown(context.Background())
 	// One that does not is refused, not written half-named.
 	r.Eventf(&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "kindless"}}, corev1.EventTypeNormal, "X", "y")
 	r.Shutdown(context.Background())
 	created, patched := store.counts()
-	if created != 2 || patched != 1 {
-		t.Fatalf("%d created, %d patched; want 2 and 1 (the repeat counted)", created, patched)
+	if created != 3 || patched != 1 {
+		t.Fatalf("%d created, %d patched; want 3 and 1 (the repeat counted)", created, patched)
 	}
 	first := store.created[0]
 	if first.InvolvedObject != *spc || first.Reason != "Created" || first.Message != `Secret "db" created` || first.Source.Component != "coffer-sync" || first.Namespace != "team" || !strings.HasPrefix(first.Name, "db.") {
@@ -94,15 +104,17 @@ func TestRecorderWritesRepeatsAndLimits(t *testing.T) {
 	if !strings.Contains(store.patches[0], `"count":2`) {
 		t.Errorf("repeat patch %q", store.patches[0])
 	}
-	if io := store.created[1].InvolvedObject; io.Kind != "Pod" || io.APIVersion != "v1" || io.Name != "web-0" {
-		t.Errorf("pod event names %+v", io)
+	for _, ev := range store.created[1:] {
+		if io := ev.InvolvedObject; !(io.Kind == "Pod" && io.APIVersion == "v1" && io.Name == "web-0") && !(io.Kind == "Deployment" && io.APIVersion == "apps/v1" && io.Name == "web") {
+			t.Errorf("event names %+v", io)
+		}
 	}
 	// After Shutdown, events are dropped without a panic.
 	r.Eventf(spc, corev1.EventTypeNormal, "Late", "late")
 
 	// A flapping object: at most Burst events, then one per Refill.
 	store = &eventStore{}
-	r = newRecorder(store, corev1.EventSource{Component: "coffer"}, slog.New(slog.NewTextHandler(io.Discard, nil)), c.now)
+	r = newRecorder(store, nil, corev1.EventSource{Component: "coffer"}, slog.New(slog.NewTextHandler(io.Discard, nil)), c.now)
 	for i := range 3 * Burst {
 		r.Eventf(spc, corev1.EventTypeWarning, "SyncFailed", "attempt %d", i)
 	}
@@ -136,7 +148,7 @@ func TestRecorderNeverBlocks(t *testing.T) {
 	var logs bytes.Buffer
 	var mu sync.Mutex
 	logger := slog.New(slog.NewTextHandler(&lockedWriter{w: &logs, mu: &mu}, nil))
-	r := NewRecorder(store, corev1.EventSource{Component: "coffer"}, logger)
+	r := NewRecorder(store, nil, corev1.EventSource{Component: "coffer"}, logger)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
