@@ -96,8 +96,10 @@ type Options struct {
 	Rates map[API]float64
 	// Cooldown is how long an API that AWS throttled is avoided where an
 	// alternative exists, and its budget kept halved (default 30 s). Each
-	// further throttle within it doubles it, up to MaxCooldown (default
-	// 10 min); a quiet Cooldown restores the budget and the base time.
+	// further throttle within it, or within one cooldown after it ended,
+	// doubles it, up to MaxCooldown (default 10 min); the budget is back
+	// to its base rate when a cooldown ends, the cooldown back to its base
+	// time after a quiet one.
 	Cooldown, MaxCooldown time.Duration
 	// Jitter bounds the random delay before a remount's AWS reads
 	// (0: none), so that rotation sweeps of many nodes that line up do
@@ -135,6 +137,9 @@ type budget struct {
 	cooldown time.Duration
 	until    time.Time // avoided, and halved, until then
 	lastCut  time.Time
+	// recovered is when the last cooldown ended: throttling again within
+	// a cooldown of it counts as throttling that went on.
+	recovered time.Time
 }
 
 // New returns a Controller; the options are checked.
@@ -194,8 +199,8 @@ func (c *Controller) budgetOf(api API) *budget {
 // Callers hold mu.
 func (c *Controller) refresh(b *budget, now time.Time) {
 	if !b.until.IsZero() && !now.Before(b.until) {
+		b.recovered = b.until
 		b.until = time.Time{}
-		b.cooldown = c.opts.Cooldown
 		b.limiter.SetLimitAt(now, rate.Limit(b.base))
 	}
 }
@@ -256,11 +261,15 @@ func (c *Controller) Throttled(api API) {
 	defer c.mu.Unlock()
 	b := c.budgetOf(api)
 	now := c.now()
-	if now.Sub(b.lastCut) < time.Second {
+	c.refresh(b, now)
+	if !b.until.IsZero() && now.Sub(b.lastCut) < time.Second {
 		return
 	}
-	if !b.until.IsZero() {
+	switch {
+	case !b.until.IsZero(), !b.recovered.IsZero() && now.Sub(b.recovered) < b.cooldown:
 		b.cooldown = min(2*b.cooldown, c.opts.MaxCooldown)
+	default:
+		b.cooldown = c.opts.Cooldown
 	}
 	b.lastCut = now
 	b.until = now.Add(b.cooldown)

@@ -163,14 +163,22 @@ func TestThrottleShiftsAndRecovers(t *testing.T) {
 	if p := c.PlanSecrets(5, false); p != Batch {
 		t.Fatalf("recovered: %v, want batch", p)
 	}
-	// The cooldown is back to its base.
+	// Throttled again right after recovering: throttling went on, the
+	// cooldown doubles (capped at 25 s).
+	c.Throttled(BatchGetSecretValue)
+	clk.t = clk.t.Add(24 * time.Second)
+	if s := c.State(BatchGetSecretValue); !s.Avoided {
+		t.Error("throttling resumed right after a cooldown, and the cooldown did not grow")
+	}
+	// After a quiet cooldown, a throttle starts from the base time again.
+	clk.t = clk.t.Add(30 * time.Second)
 	c.Throttled(BatchGetSecretValue)
 	clk.t = clk.t.Add(10 * time.Second)
 	if s := c.State(BatchGetSecretValue); s.Avoided {
-		t.Error("cooldown not back to its base after recovering")
+		t.Error("cooldown not back to its base after a quiet one")
 	}
-	if throttles != 4 {
-		t.Errorf("Throttled events = %d, want 4", throttles)
+	if throttles != 5 {
+		t.Errorf("Throttled events = %d, want 5", throttles)
 	}
 }
 
