@@ -24,6 +24,7 @@ type Metrics struct {
 	credFetches     *prometheus.CounterVec
 	secretSyncs     *prometheus.CounterVec
 	staleAnswers    *prometheus.HistogramVec
+	quota           *quotaMetrics
 	// withNamespace adds the pod namespace to mount metrics.
 	withNamespace bool
 }
@@ -95,6 +96,7 @@ func New(reg prometheus.Registerer, o Options) *Metrics {
 			Buckets: []float64{1, 10, 60, 300, 900, 1800, 3600, 7200, 21600, 86400},
 		}, []string{"reason"}),
 	}
+	m.quota = newQuotaMetrics()
 	buildInfo := prometheus.NewGauge(prometheus.GaugeOpts{
 		Name:        "coffer_build_info",
 		Help:        "coffer's version; always 1.",
@@ -102,7 +104,7 @@ func New(reg prometheus.Registerer, o Options) *Metrics {
 	})
 	buildInfo.Set(1)
 	reg.MustRegister(m.mountRequests, m.mountDuration, m.mountsInFlight, m.mountBytes, m.mountFiles,
-		m.awsCalls, m.awsCallDuration, m.credFetches, m.secretSyncs, m.staleAnswers, buildInfo,
+		m.awsCalls, m.awsCallDuration, m.credFetches, m.secretSyncs, m.staleAnswers, m.quota, buildInfo,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if o.Cache != nil {
 		reg.MustRegister(&cacheCollector{cache: o.Cache})
