@@ -550,17 +550,40 @@ func (f *Fetcher) jitter(ctx context.Context, scope, region string, objects []*s
 }
 
 // paced runs one AWS call of api within the node's budget, and tells the
-// budget when AWS throttled it.
-func paced[T any](ctx context.Context, f *Fetcher, api quota.API, call func(context.Context) (T, error)) (T, error) {
-	if err := f.Quota.Wait(ctx, api); err != nil {
+// budget when AWS throttled it. A call that AWS still throttles after the
+// SDK's retries is sent again after a jittered backoff, paced by the
+// budget (which the throttle halved), as long as the deadline leaves room
+// for the wait: the reads of rotation sweeps that line up across nodes then
+// spread over the mount's deadline instead of failing in its first
+// seconds. Not when shift is set: the caller moves the work to another API
+// instead.
+func paced[T any](ctx context.Context, f *Fetcher, api quota.API, shift bool, call func(context.Context) (T, error)) (T, error) {
+	for attempt := 0; ; attempt++ {
 		var zero T
-		return zero, err
-	}
-	v, err := call(ctx)
-	if err != nil && Classify(err) == KindThrottled {
+		if err := f.Quota.Wait(ctx, api, shift); err != nil {
+			return zero, err
+		}
+		v, err := call(ctx)
+		if err == nil || Classify(err) != KindThrottled || f.Quota == nil {
+			return v, err
+		}
 		f.Quota.Throttled(api)
+		if shift {
+			return v, err
+		}
+		d := f.Quota.Backoff(attempt)
+		deadline, ok := ctx.Deadline()
+		if !ok || time.Until(deadline) < 2*d {
+			return v, err
+		}
+		t := time.NewTimer(d)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return v, err
+		}
 	}
-	return v, err
 }
 
 // objectKey is the cache key of an object's value in a region.

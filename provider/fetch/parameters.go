@@ -27,8 +27,8 @@ func (f *Fetcher) parameters(ctx context.Context, clients Clients, scope, region
 	}
 	key := scope + "\x00" + region + "\x00GetParameters\x00" + strings.Join(names, "\x00")
 	out, at, err := coalesce(ctx, f, scope, key, func(ctx context.Context) (*ssm.GetParametersOutput, error) {
-		return paced(ctx, f, quota.GetParameters, func(ctx context.Context) (*ssm.GetParametersOutput, error) {
-			return clients.ParameterStore(region).GetParameters(ctx, &ssm.GetParametersInput{Names: names, WithDecryption: aws.Bool(true)})
+		return paced(ctx, f, quota.GetParameters, false, func(ctx context.Context) (*ssm.GetParametersOutput, error) {
+			return clients.ParameterStore(region).GetParameters(ctx, &ssm.GetParametersInput{Names: names, WithDecryption: aws.Bool(true)}, f.ssmOptions()...)
 		})
 	})
 	res := make([]outcome, len(objects))

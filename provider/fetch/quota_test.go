@@ -202,3 +202,42 @@ func TestRemountJitterSpreadsReads(t *testing.T) {
 		t.Errorf("20 remounts reached AWS within %v: not spread by the jitter", spread)
 	}
 }
+
+// TestThrottledParametersWaitAndRetryWithinDeadline: GetParameters has no
+// alternative API; when AWS throttles it past the SDK's retries, coffer
+// waits a jittered backoff and sends it again while the mount's deadline
+// leaves room, so a burst of throttling delays the mount instead of
+// failing it. With no room left it fails, as throttled.
+func TestThrottledParametersWaitAndRetryWithinDeadline(t *testing.T) {
+	e := newEnv(t)
+	e.fake.PutParameter(region, "/p", "v", "String")
+	clients := e.retryingClients(fakeaws.AllowAll("AKIDRETRY", "k"))
+	q, err := quota.New(quota.Options{Quotas: quota.Published(false), Backoff: 10 * time.Millisecond}, quota.Events{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &fetch.Fetcher{Quota: q}
+	cfg := config(t, "- {objectName: /p, objectType: ssmparameter}")
+	// Three SDK attempts per send: 7 throttles outlast two sends.
+	e.fake.InjectFault(fakeaws.Fault{Service: fakeaws.ServiceSSM, Operation: "GetParameters", Kind: fakeaws.FaultThrottle, Times: 7})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	values, err := f.Fetch(ctx, cfg, clients, "retry")
+	if err != nil || len(values) != 1 || string(values[0].Data) != "v" {
+		t.Fatalf("Fetch = %v, %v; want the value after the throttling", values, err)
+	}
+	if n := e.fake.Count(fakeaws.ServiceSSM, "GetParameters"); n != 8 {
+		t.Errorf("GetParameters calls = %d, want 8 (7 throttled, then the answer)", n)
+	}
+
+	// No room in the deadline for another wait: throttled.
+	e.fake.InjectFault(fakeaws.Fault{Service: fakeaws.ServiceSSM, Operation: "GetParameters", Kind: fakeaws.FaultThrottle})
+	defer e.fake.ClearFaults()
+	short, cancel2 := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel2()
+	_, err = f.Fetch(short, cfg, clients, "retry-short")
+	var errs fetch.Errors
+	if !errors.As(err, &errs) || errs.MostActionable() != fetch.KindThrottled {
+		t.Fatalf("Fetch with AWS throttling to the end = %v, want throttled", err)
+	}
+}

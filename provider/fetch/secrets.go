@@ -6,6 +6,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+	"github.com/aws/aws-sdk-go-v2/service/ssm"
 	"github.com/aws/smithy-go"
 
 	"github.com/coffer-csi/coffer/provider/quota"
@@ -42,8 +43,8 @@ func (f *Fetcher) secret(ctx context.Context, clients Clients, scope, region str
 	}
 	key := strings.Join([]string{scope, region, "GetSecretValue", t.Name, t.Version, t.VersionLabel}, "\x00")
 	out, at, err := coalesce(ctx, f, scope, key, func(ctx context.Context) (*secretsmanager.GetSecretValueOutput, error) {
-		return paced(ctx, f, quota.GetSecretValue, func(ctx context.Context) (*secretsmanager.GetSecretValueOutput, error) {
-			return clients.SecretsManager(region).GetSecretValue(ctx, in)
+		return paced(ctx, f, quota.GetSecretValue, false, func(ctx context.Context) (*secretsmanager.GetSecretValueOutput, error) {
+			return clients.SecretsManager(region).GetSecretValue(ctx, in, f.smOptions()...)
 		})
 	})
 	if err != nil {
@@ -75,8 +76,8 @@ func (f *Fetcher) secretBatch(ctx context.Context, clients Clients, scope, regio
 	ids := uniqueNames(targets)
 	key := scope + "\x00" + region + "\x00BatchGetSecretValue\x00" + strings.Join(ids, "\x00")
 	out, at, err := coalesce(ctx, f, scope, key, func(ctx context.Context) (*secretsmanager.BatchGetSecretValueOutput, error) {
-		return paced(ctx, f, quota.BatchGetSecretValue, func(ctx context.Context) (*secretsmanager.BatchGetSecretValueOutput, error) {
-			return batchGetAll(ctx, clients.SecretsManager(region), ids, f.Quota != nil)
+		return paced(ctx, f, quota.BatchGetSecretValue, true, func(ctx context.Context) (*secretsmanager.BatchGetSecretValueOutput, error) {
+			return batchGetAll(ctx, clients.SecretsManager(region), ids, f.smOptions()...)
 		})
 	})
 	if err != nil {
@@ -104,15 +105,10 @@ func (f *Fetcher) secretBatch(ctx context.Context, clients Clients, scope, regio
 }
 
 // batchGetAll asks for ids and follows NextToken, should AWS page even an
-// explicit id list. With shift set, a throttled request is not retried by
-// the SDK: the caller shifts to single calls instead.
-func batchGetAll(ctx context.Context, client SecretsManagerAPI, ids []string, shift bool) (*secretsmanager.BatchGetSecretValueOutput, error) {
+// explicit id list.
+func batchGetAll(ctx context.Context, client SecretsManagerAPI, ids []string, opts ...func(*secretsmanager.Options)) (*secretsmanager.BatchGetSecretValueOutput, error) {
 	all := &secretsmanager.BatchGetSecretValueOutput{}
 	in := &secretsmanager.BatchGetSecretValueInput{SecretIdList: ids}
-	var opts []func(*secretsmanager.Options)
-	if shift {
-		opts = append(opts, func(o *secretsmanager.Options) { o.Retryer = noThrottleRetry{o.Retryer} })
-	}
 	for page := 0; page < 20; page++ {
 		out, err := client.BatchGetSecretValue(ctx, in, opts...)
 		if err != nil {
@@ -169,9 +165,27 @@ func sameSecret(requested, name, arn string) bool {
 	return strings.HasPrefix(requested, "arn:") && strings.HasPrefix(arn, requested+"-") && len(arn) == len(requested)+7
 }
 
+// smOptions and ssmOptions are the per-call SDK options: with a Quota,
+// the SDK does not retry throttled requests, which paced either shifts to
+// another API or sends again within the node's budget (nil without one:
+// the SDK's retries as configured).
+func (f *Fetcher) smOptions() []func(*secretsmanager.Options) {
+	if f.Quota == nil {
+		return nil
+	}
+	return []func(*secretsmanager.Options){func(o *secretsmanager.Options) { o.Retryer = noThrottleRetry{o.Retryer} }}
+}
+
+func (f *Fetcher) ssmOptions() []func(*ssm.Options) {
+	if f.Quota == nil {
+		return nil
+	}
+	return []func(*ssm.Options){func(o *ssm.Options) { o.Retryer = noThrottleRetry{o.Retryer} }}
+}
+
 // noThrottleRetry is the SDK's retryer, except that a throttled request is
-// not retried: for an API with an alternative, retrying the same call
-// harder spends more of the quota that is already gone.
+// not retried by it: retrying the same call at once spends more of the
+// quota that is already gone; coffer shifts or paces instead.
 type noThrottleRetry struct{ aws.Retryer }
 
 func (r noThrottleRetry) IsErrorRetryable(err error) bool {

@@ -97,10 +97,16 @@ type Options struct {
 	// Cooldown is how long an API that AWS throttled is avoided where an
 	// alternative exists, and its budget kept halved (default 30 s). Each
 	// further throttle within it, or within one cooldown after it ended,
-	// doubles it, up to MaxCooldown (default 10 min); the budget is back
-	// to its base rate when a cooldown ends, the cooldown back to its base
-	// time after a quiet one.
+	// doubles it, up to MaxCooldown (default 10 min), and halves the budget
+	// again (at most once a second, down to 1/1024 of its base). When a
+	// cooldown ends the budget doubles, and again every half cooldown, up to
+	// its base; the cooldown is back to its base time after a quiet one.
 	Cooldown, MaxCooldown time.Duration
+	// Backoff is the first wait before a throttled call with no
+	// alternative is sent again (default 500 ms); each further wait may be
+	// twice as long, up to 16 times it, each a random part of that ("full
+	// jitter").
+	Backoff time.Duration
 	// Jitter bounds the random delay before a remount's AWS reads
 	// (0: none), so that rotation sweeps of many nodes that line up do
 	// not reach AWS in the same second.
@@ -140,6 +146,9 @@ type budget struct {
 	// recovered is when the last cooldown ended: throttling again within
 	// a cooldown of it counts as throttling that went on.
 	recovered time.Time
+	// nextRaise is when a budget cut by throttling doubles next (zero: at
+	// its base).
+	nextRaise time.Time
 }
 
 // New returns a Controller; the options are checked.
@@ -158,6 +167,9 @@ func New(o Options, ev Events) (*Controller, error) {
 	}
 	if o.MaxCooldown < o.Cooldown {
 		o.MaxCooldown = max(o.Cooldown, 10*time.Minute)
+	}
+	if o.Backoff <= 0 {
+		o.Backoff = 500 * time.Millisecond
 	}
 	if o.Jitter < 0 {
 		return nil, fmt.Errorf("the remount jitter must not be negative, not %v", o.Jitter)
@@ -195,13 +207,22 @@ func (c *Controller) budgetOf(api API) *budget {
 	return c.budgets[GetParameters]
 }
 
-// refresh ends a quiet cooldown: the budget is back to its base rate.
-// Callers hold mu.
+// refresh ends a quiet cooldown, and raises a budget that throttling cut:
+// it doubles once the cooldown is over and again every half cooldown
+// after, up to its base rate, so that nodes throttled together do not all
+// come back at full rate at once. Callers hold mu.
 func (c *Controller) refresh(b *budget, now time.Time) {
 	if !b.until.IsZero() && !now.Before(b.until) {
 		b.recovered = b.until
 		b.until = time.Time{}
-		b.limiter.SetLimitAt(now, rate.Limit(b.base))
+	}
+	for !b.nextRaise.IsZero() && !now.Before(b.nextRaise) {
+		r := min(b.base, 2*float64(b.limiter.Limit()))
+		b.limiter.SetLimitAt(now, rate.Limit(r))
+		b.nextRaise = b.nextRaise.Add(b.cooldown / 2)
+		if r >= b.base {
+			b.nextRaise = time.Time{}
+		}
 	}
 }
 
@@ -210,8 +231,10 @@ func (c *Controller) refresh(b *budget, now time.Time) {
 var ErrBudget = errors.New("the node's budget for this AWS API would not allow the call before the deadline")
 
 // Wait blocks until the node's budget for api allows one call, or fails
-// at once (ErrBudget) if that would be after ctx's deadline.
-func (c *Controller) Wait(ctx context.Context, api API) error {
+// at once (ErrBudget) if that would take longer than half of what is left
+// of ctx's deadline (the call itself needs the rest), or at all when
+// noWait is set (for a call with an alternative: planning shifts instead).
+func (c *Controller) Wait(ctx context.Context, api API, noWait bool) error {
 	if c == nil {
 		return nil
 	}
@@ -228,9 +251,15 @@ func (c *Controller) Wait(ctx context.Context, api API) error {
 	if delay == 0 {
 		return nil
 	}
-	if deadline, ok := ctx.Deadline(); ok && now.Add(delay).After(deadline) {
+	allowed := time.Duration(0)
+	if deadline, ok := ctx.Deadline(); ok && !noWait {
+		allowed = deadline.Sub(now) / 2
+	} else if !ok && !noWait {
+		allowed = delay
+	}
+	if delay > allowed {
 		r.CancelAt(now)
-		return fmt.Errorf("%s (%.3g calls per second on this node; waiting %v): %w", api, b.base, delay.Round(time.Millisecond), ErrBudget)
+		return fmt.Errorf("%s (%.3g calls per second on this node now; the next in %v): %w", api, float64(b.limiter.Limit()), delay.Round(time.Millisecond), ErrBudget)
 	}
 	t := time.NewTimer(delay)
 	defer t.Stop()
@@ -273,7 +302,9 @@ func (c *Controller) Throttled(api API) {
 	}
 	b.lastCut = now
 	b.until = now.Add(b.cooldown)
-	floor := b.base / 16
+	b.nextRaise = b.until
+	// As low as a node's share of a quota that thousands of nodes spend.
+	floor := b.base / 1024
 	b.limiter.SetLimitAt(now, rate.Limit(max(floor, float64(b.limiter.Limit())/2)))
 }
 
@@ -344,4 +375,16 @@ func (c *Controller) JitterDelay() time.Duration {
 		return 0
 	}
 	return rand.N(c.opts.Jitter)
+}
+
+// Backoff returns the wait before sending a throttled call again, after
+// attempt earlier waits: a random part of Backoff doubled per attempt, at
+// most 16 times Backoff, so that nodes throttled together do not come back
+// together.
+func (c *Controller) Backoff(attempt int) time.Duration {
+	if c == nil {
+		return 0
+	}
+	ceil := c.opts.Backoff << min(attempt, 4)
+	return c.opts.Backoff/10 + rand.N(ceil)
 }

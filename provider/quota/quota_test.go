@@ -106,21 +106,25 @@ func TestWaitFailsFastPastDeadline(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := c.Wait(context.Background(), GetParameters); err != nil {
+	if err := c.Wait(context.Background(), GetParameters, false); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
 	start := time.Now()
-	err = c.Wait(ctx, GetParameters)
+	err = c.Wait(ctx, GetParameters, false)
 	if !errors.Is(err, ErrBudget) {
 		t.Fatalf("Wait = %v, want ErrBudget", err)
 	}
 	if time.Since(start) > 50*time.Millisecond {
 		t.Error("Wait slept although the deadline could not be met")
 	}
+	// A call with an alternative never waits.
+	if err := c.Wait(context.Background(), GetParameters, true); !errors.Is(err, ErrBudget) {
+		t.Errorf("noWait with the budget empty: %v, want ErrBudget", err)
+	}
 	// GetParametersByPath pays from the same, empty, budget.
-	if err := c.Wait(ctx, GetParametersByPath); !errors.Is(err, ErrBudget) {
+	if err := c.Wait(ctx, GetParametersByPath, false); !errors.Is(err, ErrBudget) {
 		t.Errorf("GetParametersByPath with the shared budget empty: %v, want ErrBudget", err)
 	}
 }
@@ -157,13 +161,17 @@ func TestThrottleShiftsAndRecovers(t *testing.T) {
 		t.Fatalf("throttling went on: %+v, want still avoided at 2.5/s", s)
 	}
 	clk.t = clk.t.Add(6 * time.Second)
-	if s := c.State(BatchGetSecretValue); s.Avoided || s.Rate != 10 {
-		t.Fatalf("after a quiet cooldown: %+v, want restored to 10/s", s)
+	if s := c.State(BatchGetSecretValue); s.Avoided || s.Rate != 5 {
+		t.Fatalf("after a quiet cooldown: %+v, want no longer avoided, budget doubled to 5/s", s)
 	}
 	if p := c.PlanSecrets(5, false); p != Batch {
 		t.Fatalf("recovered: %v, want batch", p)
 	}
-	// Throttled again right after recovering: throttling went on, the
+	clk.t = clk.t.Add(10 * time.Second) // half of the 20 s cooldown
+	if s := c.State(BatchGetSecretValue); s.Rate != 10 {
+		t.Fatalf("half a cooldown later: %+v, want back at 10/s", s)
+	}
+	// Throttled again soon after recovering: throttling went on, the
 	// cooldown doubles (capped at 25 s).
 	c.Throttled(BatchGetSecretValue)
 	clk.t = clk.t.Add(24 * time.Second)
@@ -184,7 +192,7 @@ func TestThrottleShiftsAndRecovers(t *testing.T) {
 
 func TestNilController(t *testing.T) {
 	var c *Controller
-	if err := c.Wait(context.Background(), GetParameters); err != nil {
+	if err := c.Wait(context.Background(), GetParameters, false); err != nil {
 		t.Error(err)
 	}
 	c.Throttled(GetParameters)
@@ -199,5 +207,21 @@ func TestJitterDelayBounded(t *testing.T) {
 		if d := c.JitterDelay(); d < 0 || d >= 50*time.Millisecond {
 			t.Fatalf("jitter %v outside [0, 50ms)", d)
 		}
+	}
+}
+
+func TestBackoffBoundedAndGrowing(t *testing.T) {
+	c, _ := New(Options{Quotas: Published(false), Backoff: 100 * time.Millisecond}, Events{})
+	for attempt := range 8 {
+		ceil := 100 * time.Millisecond << min(attempt, 4)
+		for range 200 {
+			if d := c.Backoff(attempt); d < 10*time.Millisecond || d >= ceil+10*time.Millisecond {
+				t.Fatalf("Backoff(%d) = %v, want in [10ms, %v)", attempt, d, ceil+10*time.Millisecond)
+			}
+		}
+	}
+	var none *Controller
+	if none.Backoff(3) != 0 {
+		t.Error("a nil Controller backs off")
 	}
 }
