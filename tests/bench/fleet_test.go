@@ -20,6 +20,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
@@ -289,7 +290,10 @@ func ascpNode(wd *fleetWorld, p fleetParams) mountFunc {
 			o.MaxBackoff = p.compressed(20 * time.Second)
 		})
 	}
-	base := aws.Config{Region: region, BaseEndpoint: aws.String(wd.url), Retryer: retryer, Credentials: aws.AnonymousCredentials{}}
+	// One connection pool per node, as one process per node has (the
+	// model's mounts build new SDK clients, as AWS's provider does).
+	httpClient := awshttp.NewBuildableClient()
+	base := aws.Config{Region: region, BaseEndpoint: aws.String(wd.url), Retryer: retryer, Credentials: aws.AnonymousCredentials{}, HTTPClient: httpClient}
 	stsClient := sts.NewFromConfig(base)
 	return func(ctx context.Context, pod *fleetPod) error {
 		role := fmt.Sprintf("arn:aws:iam::%s:role/%s-%s", wd.fake.AccountID(), pod.ns, pod.sa)
@@ -299,7 +303,7 @@ func ascpNode(wd *fleetWorld, p fleetParams) mountFunc {
 			return fmt.Errorf("sts: %w", err)
 		}
 		cfg := fakeaws.AWSConfig(wd.url, region, aws.ToString(out.Credentials.AccessKeyId), aws.ToString(out.Credentials.SecretAccessKey), aws.ToString(out.Credentials.SessionToken))
-		cfg.Retryer = retryer
+		cfg.Retryer, cfg.HTTPClient = retryer, httpClient
 		sm, ps := secretsmanager.NewFromConfig(cfg), ssm.NewFromConfig(cfg)
 		versions := map[string]string{}
 		for _, name := range wd.secrets[pod.identity] {
@@ -515,7 +519,7 @@ var fleetAPIs = []string{"BatchGetSecretValue", "GetSecretValue", "DescribeSecre
 
 func renderFleet(r *fleetReport) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "Fleet simulation of %s at commit %s, %d CPUs. Workload per node: %d pods, %d identities, %d Secrets Manager secrets and %d parameters per pod, rotation poll %v; every node's sweep starts at the same instant (sweeps line up). %.0f ms per AWS call. ",
+	fmt.Fprintf(&b, "Fleet simulation of %s at commit %s, %d CPUs. Workload per node: %d pods, %d identities, %d Secrets Manager secrets and %d parameters per pod, rotation poll %v. Sweeps \"aligned\": every node's sweep starts at the same instant (the worst case); \"random phase\": each node's at a random point of the poll. %.0f ms per AWS call. ",
 		r.Date, r.Commit, r.CPUs, r.Workload.PodsPerNode, r.Workload.IdentitiesPerNode, r.Workload.Secrets, r.Workload.Params, r.Workload.Poll, r.LatencyMs)
 	fmt.Fprintf(&b, "Time is compressed %gx (poll, jitter, cooldown, deadlines, backoff), and N nodes are simulated by at most 50 against quotas scaled by %gx simulated/N (column \"quota scale\"); calls per second are given in the real fleet's terms. Steady state is every sweep after the first.\n\n", r.Compress, r.Compress)
 	b.WriteString("| subject | Parameter Store | sweeps | nodes (simulated) | quota scale |")
