@@ -9,7 +9,7 @@ TAGS     := grpcnotrace
 BIN      := bin
 export GOFLAGS ?= -mod=readonly
 
-.PHONY: all build test unit lint fuzz-smoke e2e bench demo clean manifests deploy-test image image-docker node-test tools-test
+.PHONY: all build test unit lint fuzz-smoke e2e bench bench-fleet demo clean manifests deploy-test image image-docker node-test tools-test
 
 all: build
 
@@ -91,6 +91,17 @@ bench: build
 	COFFER_BENCH_RUNS=$(BENCH_RUNS) COFFER_BENCH_REPORT=$(CURDIR)/tests/bench/results COFFER_BIN=$(CURDIR)/$(BIN)/coffer ASCP_BIN=$(if $(ASCP_BIN),$(abspath $(ASCP_BIN))) \
 	  $(GO) test -count=1 -run '^TestReport$$' -v -timeout 30m ./tests/bench/
 	$(GO) test -run '^$$' -bench . -benchmem ./provider/...
+
+## bench-fleet: the fleet simulation (tests/bench/fleet_test.go): simulated nodes, each with
+## coffer's real mount, credential and cache code, against the AWS fake enforcing the account's
+## quotas, at FLEET_NODES nodes, beside a model of AWS's provider's calls; writes
+## tests/bench/fleet.{md,json} with the commit measured, and the plot tests/bench/fleet.png
+## (about 10 minutes on 2 cores)
+FLEET_NODES ?= 100,500,1000,2000
+bench-fleet:
+	COFFER_FLEET_NODES=$(FLEET_NODES) COFFER_FLEET_REPORT=$(CURDIR)/tests/bench/fleet \
+	  $(GO) test -count=1 -run '^TestFleet$$' -v -timeout 60m ./tests/bench/
+	cd tests/bench/fleetplot && $(GO) run . -in ../fleet.json -out ../fleet.png
 
 ## manifests: write the plain installer deployment/coffer.yaml (and its copy in the Kustomize
 ## base) from the Helm chart; make deploy-test fails when they are stale

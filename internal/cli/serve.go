@@ -57,6 +57,7 @@ type serveConfig struct {
 	metricsNamespace bool
 	syncSecrets      bool
 	rotationEvents   bool
+	quota            quotaFlags
 	log              logFlags
 }
 
@@ -104,6 +105,7 @@ func (c *serveConfig) register(fs *pflag.FlagSet) {
 	fs.DurationVar(&c.cacheTTL, "cache-ttl", 0, "opt-in longer reuse: values are reused across mounts of the same identity for this long instead of --max-staleness (for Parameter Store throughput; changes and revoked access then show up to this late for new pods; remounts still read after their previous mount)")
 	fs.Int64Var(&c.cacheMaxBytes, "cache-max-bytes", 64<<20, "memory bound of the value cache (and of the last good values kept for --serve-stale-on-outage); least recently used values are evicted")
 	fs.DurationVar(&c.serveStale, "serve-stale-on-outage", 0, "opt-in: when AWS is unavailable (throttled after retries, 5xx, timeouts, connection errors, in every region tried), answer a mount with the last good value the same identity read at most this long ago (0: off; never on access denied, not found, KMS or input errors)")
+	c.quota.register(fs)
 	c.log.register(fs)
 }
 
@@ -128,6 +130,7 @@ func (c *serveConfig) validate() error {
 		errs = append(errs, errors.New("--max-objects must be positive"))
 	}
 	errs = append(errs, c.identity.validate()...)
+	errs = append(errs, c.quota.validate()...)
 	if c.maxStaleness < 0 || c.cacheTTL < 0 || c.cacheMaxBytes < 0 || c.serveStale < 0 {
 		errs = append(errs, errors.New("--max-staleness, --cache-ttl, --cache-max-bytes and --serve-stale-on-outage must not be negative"))
 	}
@@ -152,9 +155,13 @@ func runServe(ctx context.Context, c *serveConfig, stderr io.Writer) error {
 	registry := prometheus.NewRegistry()
 	m := metrics.New(registry, metrics.Options{NamespaceLabel: c.metricsNamespace, Version: version.Version, Cache: values})
 	awsapi.Instrument(&awsCfg, m.AWSCall)
+	budgets, err := c.quota.controller(m)
+	if err != nil {
+		return err
+	}
 	p := &provider.Mounter{
 		Clients:            awsapi.NewClientCache(awsCfg, 0).Factory(),
-		Fetcher:            &fetch.Fetcher{Concurrency: c.fetchConcurrency, Cache: values, Reuse: reuse, ServeStale: c.serveStale, MaxCallsPerIdentity: c.maxCallsPerID, MaxBytes: fetchAllowance * c.maxResponseBytes},
+		Fetcher:            &fetch.Fetcher{Concurrency: c.fetchConcurrency, Cache: values, Reuse: reuse, ServeStale: c.serveStale, MaxCallsPerIdentity: c.maxCallsPerID, MaxBytes: fetchAllowance * c.maxResponseBytes, Quota: budgets},
 		Marks:              cache.NewMarks(keep, maxMarkedPods),
 		MaxObjects:         c.maxObjects,
 		MaxResponseBytes:   c.maxResponseBytes,

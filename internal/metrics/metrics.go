@@ -27,6 +27,7 @@ type Metrics struct {
 	optionalSkips   *prometheus.CounterVec
 	rotationEvents  *prometheus.CounterVec
 	restarts        *prometheus.CounterVec
+	quota           *quotaMetrics
 	// withNamespace adds the pod namespace to mount metrics.
 	withNamespace bool
 }
@@ -110,6 +111,7 @@ func New(reg prometheus.Registerer, o Options) *Metrics {
 			Help: "Rolling restarts of opted-in workloads by coffer sync, by kind (Deployment, StatefulSet, DaemonSet), trigger (mount, secret, both) and outcome (restarted, failed).",
 		}, []string{"kind", "trigger", "outcome"}),
 	}
+	m.quota = newQuotaMetrics()
 	buildInfo := prometheus.NewGauge(prometheus.GaugeOpts{
 		Name:        "coffer_build_info",
 		Help:        "coffer's version; always 1.",
@@ -117,7 +119,7 @@ func New(reg prometheus.Registerer, o Options) *Metrics {
 	})
 	buildInfo.Set(1)
 	reg.MustRegister(m.mountRequests, m.mountDuration, m.mountsInFlight, m.mountBytes, m.mountFiles,
-		m.awsCalls, m.awsCallDuration, m.credFetches, m.secretSyncs, m.staleAnswers, m.rotationEvents, m.restarts, buildInfo,
+		m.awsCalls, m.awsCallDuration, m.credFetches, m.secretSyncs, m.staleAnswers, m.rotationEvents, m.restarts, m.quota, buildInfo,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	reg.MustRegister(m.optionalSkips)
 	if o.Cache != nil {

@@ -16,6 +16,7 @@ import (
 	"github.com/aws/smithy-go"
 
 	"github.com/coffer-csi/coffer/provider/cache"
+	"github.com/coffer-csi/coffer/provider/quota"
 	"github.com/coffer-csi/coffer/provider/spc"
 )
 
@@ -96,7 +97,9 @@ func (f *Fetcher) byPath(ctx context.Context, clients Clients, scope, region str
 		size := 0
 		in := &ssm.GetParametersByPathInput{Path: aws.String(path), Recursive: aws.Bool(o.Recursive), WithDecryption: aws.Bool(true), MaxResults: aws.Int32(10)}
 		for {
-			page, err := clients.ParameterStore(region).GetParametersByPath(ctx, in)
+			page, err := paced(ctx, f, quota.GetParametersByPath, false, func(ctx context.Context) (*ssm.GetParametersByPathOutput, error) {
+				return clients.ParameterStore(region).GetParametersByPath(ctx, in, f.ssmOptions()...)
+			})
 			if err != nil {
 				return nil, err
 			}
@@ -157,7 +160,9 @@ func (f *Fetcher) byFilters(ctx context.Context, clients Clients, scope, region 
 		size := 0
 		in := &secretsmanager.BatchGetSecretValueInput{Filters: filters, MaxResults: aws.Int32(20)}
 		for {
-			page, err := clients.SecretsManager(region).BatchGetSecretValue(ctx, in)
+			page, err := paced(ctx, f, quota.BatchGetSecretValue, false, func(ctx context.Context) (*secretsmanager.BatchGetSecretValueOutput, error) {
+				return clients.SecretsManager(region).BatchGetSecretValue(ctx, in, f.smOptions()...)
+			})
 			if err != nil {
 				return result{}, err
 			}

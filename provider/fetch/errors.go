@@ -12,6 +12,7 @@ import (
 	"github.com/aws/smithy-go"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
 
+	"github.com/coffer-csi/coffer/provider/quota"
 	"github.com/coffer-csi/coffer/provider/spc"
 )
 
@@ -66,6 +67,11 @@ func Classify(err error) Kind {
 		case "InvalidParameterException", "InvalidRequestException", "ValidationException", "InvalidParameters":
 			return KindInvalid
 		}
+	}
+	if errors.Is(err, quota.ErrBudget) {
+		// The node's own budget, kept below AWS's quota: throttling that
+		// coffer does before AWS has to.
+		return KindThrottled
 	}
 	var re *smithyhttp.ResponseError
 	if errors.As(err, &re) && re.HTTPStatusCode() >= 500 {
@@ -235,6 +241,10 @@ func newObjectError(o *spc.Object, op, region string, t spc.Target, err error) *
 	case KindThrottled:
 		e.Detail = fmt.Sprintf("throttled by AWS after retries (%s)", awsMessage(err))
 		e.Hint = "AWS rate limits were hit; spread pod starts, lengthen the rotation poll interval, or set failoverRegion"
+		if errors.Is(err, quota.ErrBudget) {
+			e.Detail = "not sent: this node's budget for the API would not allow the call before the mount's deadline"
+			e.Hint = "the node is spending its share of the account's AWS quota (--aws-quota-node-share, see Performance in the README); spread pod starts or lengthen the rotation poll interval"
+		}
 	case KindUnavailable:
 		e.Detail = fmt.Sprintf("the service did not answer (%s)", awsMessage(err))
 		e.Hint = "a regional or network problem; check the node's network path to AWS, or set failoverRegion"

@@ -9,6 +9,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 	ssmtypes "github.com/aws/aws-sdk-go-v2/service/ssm/types"
 
+	"github.com/coffer-csi/coffer/provider/quota"
 	"github.com/coffer-csi/coffer/provider/spc"
 )
 
@@ -26,7 +27,9 @@ func (f *Fetcher) parameters(ctx context.Context, clients Clients, scope, region
 	}
 	key := scope + "\x00" + region + "\x00GetParameters\x00" + strings.Join(names, "\x00")
 	out, at, err := coalesce(ctx, f, scope, key, func(ctx context.Context) (*ssm.GetParametersOutput, error) {
-		return clients.ParameterStore(region).GetParameters(ctx, &ssm.GetParametersInput{Names: names, WithDecryption: aws.Bool(true)})
+		return paced(ctx, f, quota.GetParameters, false, func(ctx context.Context) (*ssm.GetParametersOutput, error) {
+			return clients.ParameterStore(region).GetParameters(ctx, &ssm.GetParametersInput{Names: names, WithDecryption: aws.Bool(true)}, f.ssmOptions()...)
+		})
 	})
 	res := make([]outcome, len(objects))
 	for i, o := range objects {

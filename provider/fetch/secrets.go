@@ -6,8 +6,10 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+	"github.com/aws/aws-sdk-go-v2/service/ssm"
 	"github.com/aws/smithy-go"
 
+	"github.com/coffer-csi/coffer/provider/quota"
 	"github.com/coffer-csi/coffer/provider/spc"
 )
 
@@ -41,7 +43,9 @@ func (f *Fetcher) secret(ctx context.Context, clients Clients, scope, region str
 	}
 	key := strings.Join([]string{scope, region, "GetSecretValue", t.Name, t.Version, t.VersionLabel}, "\x00")
 	out, at, err := coalesce(ctx, f, scope, key, func(ctx context.Context) (*secretsmanager.GetSecretValueOutput, error) {
-		return clients.SecretsManager(region).GetSecretValue(ctx, in)
+		return paced(ctx, f, quota.GetSecretValue, false, func(ctx context.Context) (*secretsmanager.GetSecretValueOutput, error) {
+			return clients.SecretsManager(region).GetSecretValue(ctx, in, f.smOptions()...)
+		})
 	})
 	if err != nil {
 		return outcome{err: newObjectError(o, opGetSecretValue, region, t, err)}
@@ -56,23 +60,35 @@ func secretData(binary []byte, str *string) []byte {
 	return []byte(aws.ToString(str))
 }
 
-// secretBatch fetches current versions with BatchGetSecretValue. A role
-// without secretsmanager:BatchGetSecretValue (it is optional: the AWS
-// provider never needed it) falls back to GetSecretValue per secret, and
-// the refusal is remembered for the identity.
+// secretBatch fetches current versions with BatchGetSecretValue, or with
+// GetSecretValue per secret where Quota plans so (the batch API's scarce
+// quota has no headroom on this node). A role without
+// secretsmanager:BatchGetSecretValue (it is optional: the AWS provider
+// never needed it) falls back to GetSecretValue per secret, and the
+// refusal is remembered for the identity. A batch that AWS throttles, or
+// that the node's budget cannot pay before the deadline, is not retried:
+// its secrets are read with single calls at once, which spend another
+// quota.
 func (f *Fetcher) secretBatch(ctx context.Context, clients Clients, scope, region string, objects []*spc.Object, targets []spc.Target) []outcome {
-	if len(objects) == 1 || f.batchDenied.denied(scope) {
+	if f.Quota.PlanSecrets(len(objects), f.batchDenied.denied(scope)) == quota.Singles {
 		return f.secrets(ctx, clients, scope, region, objects, targets)
 	}
 	ids := uniqueNames(targets)
 	key := scope + "\x00" + region + "\x00BatchGetSecretValue\x00" + strings.Join(ids, "\x00")
 	out, at, err := coalesce(ctx, f, scope, key, func(ctx context.Context) (*secretsmanager.BatchGetSecretValueOutput, error) {
-		return batchGetAll(ctx, clients.SecretsManager(region), ids)
+		return paced(ctx, f, quota.BatchGetSecretValue, true, func(ctx context.Context) (*secretsmanager.BatchGetSecretValueOutput, error) {
+			return batchGetAll(ctx, clients.SecretsManager(region), ids, f.smOptions()...)
+		})
 	})
 	if err != nil {
-		if Classify(err) == KindAccessDenied {
+		switch Classify(err) {
+		case KindAccessDenied:
 			f.batchDenied.deny(scope)
 			return f.secrets(ctx, clients, scope, region, objects, targets)
+		case KindThrottled:
+			if f.Quota != nil && ctx.Err() == nil {
+				return f.secrets(ctx, clients, scope, region, objects, targets)
+			}
 		}
 		res := make([]outcome, len(objects))
 		for i, o := range objects {
@@ -90,11 +106,11 @@ func (f *Fetcher) secretBatch(ctx context.Context, clients Clients, scope, regio
 
 // batchGetAll asks for ids and follows NextToken, should AWS page even an
 // explicit id list.
-func batchGetAll(ctx context.Context, client SecretsManagerAPI, ids []string) (*secretsmanager.BatchGetSecretValueOutput, error) {
+func batchGetAll(ctx context.Context, client SecretsManagerAPI, ids []string, opts ...func(*secretsmanager.Options)) (*secretsmanager.BatchGetSecretValueOutput, error) {
 	all := &secretsmanager.BatchGetSecretValueOutput{}
 	in := &secretsmanager.BatchGetSecretValueInput{SecretIdList: ids}
 	for page := 0; page < 20; page++ {
-		out, err := client.BatchGetSecretValue(ctx, in)
+		out, err := client.BatchGetSecretValue(ctx, in, opts...)
 		if err != nil {
 			return nil, err
 		}
@@ -147,4 +163,40 @@ func sameSecret(requested, name, arn string) bool {
 	}
 	// A partial ARN lacks the "-xxxxxx" suffix AWS appends to secret ARNs.
 	return strings.HasPrefix(requested, "arn:") && strings.HasPrefix(arn, requested+"-") && len(arn) == len(requested)+7
+}
+
+// smOptions and ssmOptions are the per-call SDK options: with a Quota,
+// the SDK does not retry throttled requests, which paced either shifts to
+// another API or sends again within the node's budget (nil without one:
+// the SDK's retries as configured).
+func (f *Fetcher) smOptions() []func(*secretsmanager.Options) {
+	if f.Quota == nil {
+		return nil
+	}
+	return []func(*secretsmanager.Options){func(o *secretsmanager.Options) { o.Retryer = noThrottleRetry{o.Retryer} }}
+}
+
+func (f *Fetcher) ssmOptions() []func(*ssm.Options) {
+	if f.Quota == nil {
+		return nil
+	}
+	return []func(*ssm.Options){func(o *ssm.Options) { o.Retryer = noThrottleRetry{o.Retryer} }}
+}
+
+// noThrottleRetry is the SDK's retryer, except that a throttled request is
+// not retried by it: retrying the same call at once spends more of the
+// quota that is already gone; coffer shifts or paces instead.
+type noThrottleRetry struct{ aws.Retryer }
+
+func (r noThrottleRetry) IsErrorRetryable(err error) bool {
+	return Classify(err) != KindThrottled && r.Retryer.IsErrorRetryable(err)
+}
+
+// GetAttemptToken keeps the wrapped retryer's per-attempt token, which the
+// SDK asks of retryers that have one.
+func (r noThrottleRetry) GetAttemptToken(ctx context.Context) (func(error) error, error) {
+	if v2, ok := r.Retryer.(aws.RetryerV2); ok {
+		return v2.GetAttemptToken(ctx)
+	}
+	return r.GetInitialToken(), nil
 }

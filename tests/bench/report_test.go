@@ -151,7 +151,7 @@ func gitCommit() string {
 		return "unknown (no git)"
 	}
 	commit := strings.TrimSpace(string(head))
-	status, err := exec.Command("git", "status", "--porcelain", "--untracked-files=no", "--", "../..", ":!results.md", ":!results.json").Output()
+	status, err := exec.Command("git", "status", "--porcelain", "--untracked-files=no", "--", "../..", ":!results.md", ":!results.json", ":!fleet.md", ":!fleet.json", ":!fleet.png").Output()
 	if err != nil || len(bytes.TrimSpace(status)) > 0 {
 		commit += "-dirty"
 	}

@@ -68,11 +68,13 @@ mountTimeout: 45s
 shutdownTimeout: 1m
 cache: {ttl: "0", maxBytes: 0}
 podIdentity: {timeout: 1500ms, attempts: 5}
+awsQuota: {ssmHigherThroughput: true, getParameters: 5000, getParametersByPath: 200, nodeShare: 0.05, remountJitter: 0s}
 extraArgs: ["--max-objects=512", "--fetch-concurrency=16", "--sts-audience=sts.amazonaws.com"]
 extraEnv: [{name: HTTPS_PROXY, value: "http://proxy.internal:3128"}]
 `, check: func(t *testing.T, objs []*unstructured.Unstructured) {
 		args := daemonArgs(t, objs)
-		for _, want := range []string{"--provider-name=coffer", "--provider-dir=/etc/kubernetes/secrets-store-csi-providers", "--fips", "--dual-stack", "--cache-ttl=0", "--max-objects=512"} {
+		for _, want := range []string{"--provider-name=coffer", "--provider-dir=/etc/kubernetes/secrets-store-csi-providers", "--fips", "--dual-stack", "--cache-ttl=0", "--max-objects=512",
+			"--ssm-higher-throughput", "--aws-quota-get-parameters=5000", "--aws-quota-get-parameters-by-path=200", "--aws-quota-node-share=0.05", "--remount-jitter=0s"} {
 			if !slices.Contains(args, want) {
 				t.Errorf("args %v lack %s", args, want)
 			}
@@ -553,6 +555,9 @@ func TestChartRejectsBadValues(t *testing.T) {
 		"negative stale on outage":     {`cache: {serveStaleOnOutage: "-1h"}`, "serveStaleOnOutage"},
 		"cache bytes as string":        {`cache: {maxBytes: 64Mi}`, "maxBytes"},
 		"pod identity attempts":        {`podIdentity: {attempts: 0}`, "attempts"},
+		"node share above 1":           {`awsQuota: {nodeShare: 2}`, "nodeShare"},
+		"zero batch quota":             {`awsQuota: {batchGetSecretValue: 0}`, "batchGetSecretValue"},
+		"zero throttle cooldown":       {`awsQuota: {throttleCooldown: 0s}`, "throttleCooldown"},
 		"pull policy":                  {`image: {pullPolicy: Sometimes}`, "pullPolicy"},
 		"digest":                       {`image: {digest: "sha256:abc"}`, "digest"},
 		"extra arg not a flag":         {`extraArgs: ["region=us-east-1"]`, "extraArgs"},

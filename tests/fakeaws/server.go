@@ -50,6 +50,8 @@ type Server struct {
 	latency     time.Duration
 	opLatency   map[string]time.Duration // "service.Operation"
 
+	quotas quotas
+
 	callMu sync.Mutex
 	calls  []Call
 
@@ -244,7 +246,8 @@ func (s *Server) checkOutage(w http.ResponseWriter, rc *reqCtx, service string) 
 	return false
 }
 
-// disrupt applies injected latency and faults, in that order. It reports
+// disrupt applies injected latency, the account's quotas (SetQuotas) and
+// faults, in that order. It reports
 // whether the request may proceed; if not, the request has been answered
 // or its connection dropped.
 func (s *Server) disrupt(w http.ResponseWriter, rc *reqCtx, service string) bool {
@@ -252,6 +255,10 @@ func (s *Server) disrupt(w http.ResponseWriter, rc *reqCtx, service string) bool
 		rc.call.Outcome = OutcomeCanceled
 		s.record(rc)
 		resetConnection(w) // as for hangs: no empty 200 if Close released us
+		return false
+	}
+	if s.overQuota(rc) {
+		s.fail(w, rc, service, faultError(rc.call.Service, Fault{Kind: FaultThrottle}))
 		return false
 	}
 	f, ok := s.takeFault(rc)
