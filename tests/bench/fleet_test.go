@@ -29,6 +29,7 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 
 	"github.com/coffer-csi/coffer/auth"
+	"github.com/coffer-csi/coffer/internal/kube/kubetest"
 	"github.com/coffer-csi/coffer/provider"
 	"github.com/coffer-csi/coffer/provider/awsapi"
 	"github.com/coffer-csi/coffer/provider/cache"
@@ -253,7 +254,7 @@ func cofferNode(t testing.TB, wd *fleetWorld, p fleetParams) mountFunc {
 	keys := func(context.Context) ([]byte, error) { return wd.issuer.JWKS(), nil }
 	m := &provider.Mounter{
 		Identities: auth.NewResolver(auth.ResolverOptions{
-			AWS: awsCfg, Kubernetes: wd.kube, Verifier: auth.NewVerifier(auth.VerifierOptions{Keys: keys}),
+			AWS: awsCfg, Kubernetes: kubetest.Wrap(wd.kube), Verifier: auth.NewVerifier(auth.VerifierOptions{Keys: keys}),
 		}),
 		Clients:          awsapi.NewClientCache(awsCfg, 0).Factory(),
 		Fetcher:          &fetch.Fetcher{Concurrency: 8, Cache: values, Reuse: reuse, MaxCallsPerIdentity: 16, MaxBytes: 8 << 20, Quota: q},
