@@ -29,7 +29,7 @@ func (f *quotaFlags) register(fs *pflag.FlagSet) {
 	fs.Float64Var(&f.single, "aws-quota-get-secret-value", 10000, "the account's GetSecretValue quota, requests per second")
 	fs.Float64Var(&f.params, "aws-quota-get-parameters", 0, "the account's GetParameter/GetParameters quota, requests per second (0: 40, or 3,000 with --ssm-higher-throughput)")
 	fs.Float64Var(&f.byPath, "aws-quota-get-parameters-by-path", 0, "with --ssm-higher-throughput, the account's GetParametersByPath quota, requests per second (0: 100); with standard throughput it shares --aws-quota-get-parameters")
-	fs.Float64Var(&f.nodeShare, "aws-quota-node-share", 0.1, "share of each account quota this node may spend per second (its client-side budget), above 0 and at most 1")
+	fs.Float64Var(&f.nodeShare, "aws-quota-node-share", quota.DefaultNodeShare, "share of each account quota this node may spend per second (its client-side budget), above 0 and at most 1")
 	fs.DurationVar(&f.cooldown, "aws-throttle-cooldown", 30*time.Second, "after AWS throttles an API: how long coffer avoids it where there is an alternative and halves its budget (doubling while throttling goes on, up to 10m)")
 	fs.DurationVar(&f.jitter, "remount-jitter", time.Second, "a remount that must read AWS waits a random part of this first (at most a tenth of its deadline), so that rotation sweeps of many nodes do not line up; new pods never wait (0: off)")
 }

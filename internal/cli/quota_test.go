@@ -7,7 +7,7 @@ import (
 
 func TestServeQuotaFlags(t *testing.T) {
 	_, help, _ := run(t, "serve", "--help")
-	for _, want := range []string{"-ssm-higher-throughput", "-aws-quota-batch-get-secret-value float", "(default 100)", "-aws-quota-get-secret-value float", "(default 10000)", "-aws-quota-node-share float", "(default 0.1)", "-remount-jitter duration", "-aws-throttle-cooldown duration"} {
+	for _, want := range []string{"-ssm-higher-throughput", "-aws-quota-batch-get-secret-value float", "(default 100)", "-aws-quota-get-secret-value float", "(default 10000)", "-aws-quota-node-share float", "(default 0.5)", "-remount-jitter duration", "-aws-throttle-cooldown duration"} {
 		if !strings.Contains(help, want) {
 			t.Errorf("serve -h lacks %q", want)
 		}

@@ -245,7 +245,9 @@ func cofferNode(t testing.TB, wd *fleetWorld, p fleetParams) mountFunc {
 		// quota), compress times faster.
 		rates[api] = 0.1 * pub.Of(api) * p.compress
 	}
-	q, err := quota.New(quota.Options{Quotas: pub, Rates: rates, Cooldown: p.compressed(30 * time.Second), Backoff: p.compressed(500 * time.Millisecond), Jitter: p.compressed(time.Second)}, quota.Events{})
+	// A node share of 0.1, as the committed results were measured (the
+	// default, 0.5, suits a node starting pods on its own).
+	q, err := quota.New(quota.Options{Quotas: pub, NodeShare: 0.1, Rates: rates, Cooldown: p.compressed(30 * time.Second), Backoff: p.compressed(500 * time.Millisecond), Jitter: p.compressed(time.Second)}, quota.Events{})
 	if err != nil {
 		t.Fatal(err)
 	}
