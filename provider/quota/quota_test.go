@@ -135,7 +135,7 @@ func TestWaitFailsFastPastDeadline(t *testing.T) {
 func TestThrottleShiftsAndRecovers(t *testing.T) {
 	clk := &clock{t: time.Unix(1000, 0)}
 	var throttles, shifts int
-	c, err := New(Options{Quotas: Published(false), Cooldown: 10 * time.Second, MaxCooldown: 25 * time.Second, Now: clk.now},
+	c, err := New(Options{Quotas: Published(false), NodeShare: 0.1, Cooldown: 10 * time.Second, MaxCooldown: 25 * time.Second, Now: clk.now},
 		Events{Throttled: func(API) { throttles++ }, Shifted: func(from, to API) { shifts++ }})
 	if err != nil {
 		t.Fatal(err)
