@@ -301,7 +301,7 @@ func TestParseInvalid(t *testing.T) {
 `, want: []string{
 			`syncSecrets[0] (a).template: field "mergePolicy": "Mix" is not one of Replace`,
 			`syncSecrets[0] (a).template.data: field "broken": is not a valid template`,
-			`syncSecrets[0] (a).template.data: field "unknownfn": is not a valid template: template: unknownfn:1: function "sha256sum" not defined`,
+			`syncSecrets[0] (a).template.data: field "unknownfn": is not a valid template: line 1: function "sha256sum" not defined`,
 			`syncSecrets[0] (a).template.data: field "bad key": is not a valid Secret key`,
 			`syncSecrets[0] (a).template.data: field "nested": must be a template string, found a mapping`,
 			`syncSecrets[1] (b).template: field "data": is empty`,

@@ -464,7 +464,7 @@ func (p *parser) template(n *yaml.Node, where string) *Template {
 			p.Add(w+".data", key, "must be a template string, found a %s at line %d", yamlcheck.KindName(v), v.Line)
 			continue
 		}
-		parsed, err := tmpl.Parse(key, v.Value)
+		parsed, err := tmpl.Parse(v.Value)
 		if err != nil {
 			p.Add(w+".data", key, "is not a valid template: %v", err)
 			continue

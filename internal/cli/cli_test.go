@@ -84,7 +84,7 @@ func TestValidate(t *testing.T) {
       - {path: _app_host, template: x}
   secretObjects:`, 1),
 			1, []string{"3 problem(s)", `files[0] (".pgpass"): field "template": names "passwrd", which is not a value of this SecretProviderClass; did you mean "password"?`,
-				`files[1] ("b"): field "template": is not a valid template: template: b:1: unclosed action`,
+				`files[1] ("b"): field "template": is not a valid template: line 1: unclosed action`,
 				`files[2] ("_app_host"): field "path": is also written by objects[1] (/app/host)`}},
 		"templated file and writeFile: false": {
 			strings.Replace(strings.Replace(goodSPC, "  secretObjects:", "    files: |\n      - {path: .pgpass, template: '{{ .password }}'}\n  secretObjects:", 1),

@@ -17,6 +17,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"unicode"
 	"text/template"
 	"text/template/parse"
 
@@ -384,12 +385,14 @@ type Template struct {
 	refs []string
 }
 
-// Parse parses a template named name (the key or file it renders, which
-// its errors quote).
-func Parse(name, text string) (*Template, error) {
-	t, err := template.New(name).Funcs((&execution{}).funcs()).Option("missingkey=error").Parse(text)
+// Parse parses a template. Its errors say the line and what is wrong
+// ("line 1: unclosed action"); the caller names the key or file: the
+// template's name, which text/template would quote, is the user's and may
+// hold anything, control characters included.
+func Parse(text string) (*Template, error) {
+	t, err := template.New(parseName).Funcs((&execution{}).funcs()).Option("missingkey=error").Parse(text)
 	if err != nil {
-		return nil, err
+		return nil, parseError(err)
 	}
 	for _, tt := range t.Templates() {
 		if tt.Tree == nil {
@@ -406,6 +409,28 @@ func Parse(name, text string) (*Template, error) {
 		}
 	}
 	return &Template{t: t, refs: refs}, nil
+}
+
+// parseName is every template's name in text/template, so that its parse
+// errors start with a known prefix.
+const parseName = "_coffer_template_"
+
+// parseError turns text/template's parse error ("template: t:3: unclosed
+// action") into "line 3: unclosed action", with any control character the
+// description quotes from the template escaped: it goes into one-line
+// messages, events and logs.
+func parseError(err error) error {
+	msg := strings.TrimPrefix(err.Error(), "template: "+parseName+":")
+	if line, rest, ok := strings.Cut(msg, ": "); ok && line != "" && strings.Trim(line, "0123456789:") == "" {
+		line, _, _ = strings.Cut(line, ":")
+		msg = "line " + line + ": " + rest
+	}
+	return errors.New(strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) {
+			return ' '
+		}
+		return r
+	}, msg))
 }
 
 // References are the keys the template names at its top level, sorted:

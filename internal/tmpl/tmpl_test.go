@@ -25,7 +25,7 @@ func TestReferences(t *testing.T) {
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			tm, err := Parse("f", tc.text)
+			tm, err := Parse(tc.text)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -49,7 +49,7 @@ func TestWording(t *testing.T) {
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			tm, err := Parse("f", tc.text)
+			tm, err := Parse(tc.text)
 			if err != nil {
 				t.Fatal(err)
 			}

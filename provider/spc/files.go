@@ -136,7 +136,7 @@ func parseFiles(raw string, objects []*Object, defaultMode fs.FileMode, ps *yaml
 		}
 		// As written: a template's whitespace (a final newline) is content.
 		ft.Text = tn.Value
-		t, err := tmpl.Parse(ft.Path, ft.Text)
+		t, err := tmpl.Parse(ft.Text)
 		if err != nil {
 			ps.Add(where, "template", "is not a valid template: %v", err)
 			continue

@@ -58,7 +58,7 @@ func TestFilesRefused(t *testing.T) {
 	tests := map[string]struct{ files, want string }{
 		"missing alias":          {`[{path: a, template: '{{ .dbb }}'}]`, `files[0] ("a"): field "template": names "dbb", which is not a value of this SecretProviderClass; did you mean "db"?`},
 		"missing alias index":    {`[{path: a, template: '{{ index . "nope" }}'}]`, `names "nope", which is not a value`},
-		"syntax error":           {`[{path: a, template: '{{ .db '}]`, `files[0] ("a"): field "template": is not a valid template: template: a:1: unclosed action`},
+		"syntax error":           {`[{path: a, template: '{{ .db '}]`, `files[0] ("a"): field "template": is not a valid template: line 1: unclosed action`},
 		"unknown function":       {`[{path: a, template: '{{ .db | nope }}'}]`, `function "nope" not defined`},
 		"directory":              {`[{path: a, template: '{{ .all }}'}]`, `names "all", which writes a directory of files and has no single value`},
 		"collides with object":   {`[{path: _app_host, template: x}]`, `files[0] ("_app_host"): field "path": is also written by objects[1] (/app/host)`},
