@@ -17,9 +17,9 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"unicode"
 	"text/template"
 	"text/template/parse"
+	"unicode"
 
 	"github.com/coffer-csi/coffer/internal/jmes"
 )
