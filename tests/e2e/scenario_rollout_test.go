@@ -23,7 +23,7 @@ const (
 	annRestartedFor = "coffer-csi.github.io/restarted-for"
 )
 
-// 12. Workloads learn about rotation. A secret rotates: every remounted
+// 13. Workloads learn about rotation. A secret rotates: every remounted
 // pod gets a SecretsRotated event naming the object and its new version;
 // the Deployment that opted in (it mounts the class) and the one that
 // consumes the synced Secret each restart exactly once, through a
