@@ -7,19 +7,17 @@ package awsapi
 import (
 	"context"
 	"fmt"
-	"net"
-	"net/http"
 	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
-	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 
 	"github.com/coffer-csi/coffer/auth"
+	"github.com/coffer-csi/coffer/internal/sdkhttp"
 	"github.com/coffer-csi/coffer/provider/fetch"
 )
 
@@ -68,34 +66,8 @@ func LoadConfig(ctx context.Context, s Settings) (aws.Config, error) {
 	if err != nil {
 		return aws.Config{}, fmt.Errorf("loading AWS SDK configuration: %w", err)
 	}
-	cfg.HTTPClient = sharedHTTPClient(cfg.HTTPClient)
+	cfg.HTTPClient = sdkhttp.Shared(cfg.HTTPClient)
 	return cfg, nil
-}
-
-// sharedHTTPClient freezes the SDK's buildable HTTP client (after the
-// shared config applied its settings, such as AWS_CA_BUNDLE) so that every
-// service client shares one transport and one connection pool. Left
-// buildable, each new client (one per identity and region, STS per
-// credential fetch) derives a transport of its own, whose idle connections
-// and their goroutines linger until the idle timeout.
-func sharedHTTPClient(c aws.HTTPClient) aws.HTTPClient {
-	if c == nil {
-		// The shared config leaves it unset unless it had something to
-		// configure: each client would then build its own.
-		c = awshttp.NewBuildableClient()
-	}
-	b, ok := c.(*awshttp.BuildableClient)
-	if !ok {
-		return c
-	}
-	return b.WithDialerOptions(func(d *net.Dialer) {
-		d.Timeout = 5 * time.Second
-	}).WithTransportOptions(func(t *http.Transport) {
-		t.MaxIdleConns = 100
-		t.MaxIdleConnsPerHost = 16
-		t.IdleConnTimeout = 60 * time.Second
-		t.TLSHandshakeTimeout = 5 * time.Second
-	}).Freeze()
 }
 
 // Clients are the AWS clients of one identity, created per region on first

@@ -14,6 +14,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/smithy-go"
 
+	"github.com/coffer-csi/coffer/internal/sdkhttp"
 	"github.com/coffer-csi/coffer/provider/awsapi"
 	"github.com/coffer-csi/coffer/provider/cache"
 	"github.com/coffer-csi/coffer/provider/fetch"
@@ -42,6 +43,7 @@ func (e *env) clients(id fakeaws.Identity) fetch.Clients {
 		BaseEndpoint:     aws.String(e.url),
 		Credentials:      credentials.NewStaticCredentialsProvider(id.AccessKeyID, id.SecretAccessKey, ""),
 		RetryMaxAttempts: 1,
+		HTTPClient:       sdkhttp.New(),
 	}
 	return awsapi.NewClients(cfg, cfg.Credentials)
 }

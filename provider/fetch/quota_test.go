@@ -13,6 +13,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
+	"github.com/coffer-csi/coffer/internal/sdkhttp"
 	"github.com/coffer-csi/coffer/provider/awsapi"
 	"github.com/coffer-csi/coffer/provider/cache"
 	"github.com/coffer-csi/coffer/provider/fetch"
@@ -27,6 +28,7 @@ func (e *env) retryingClients(id fakeaws.Identity) fetch.Clients {
 	cfg := aws.Config{
 		Region:       region,
 		BaseEndpoint: aws.String(e.url),
+		HTTPClient:   sdkhttp.New(),
 		Credentials:  credentials.NewStaticCredentialsProvider(id.AccessKeyID, id.SecretAccessKey, ""),
 		Retryer: func() aws.Retryer {
 			return retry.NewStandard(func(o *retry.StandardOptions) {

@@ -20,7 +20,6 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
-	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
@@ -30,6 +29,7 @@ import (
 
 	"github.com/coffer-csi/coffer/auth"
 	"github.com/coffer-csi/coffer/internal/kube/kubetest"
+	"github.com/coffer-csi/coffer/internal/sdkhttp"
 	"github.com/coffer-csi/coffer/provider"
 	"github.com/coffer-csi/coffer/provider/awsapi"
 	"github.com/coffer-csi/coffer/provider/cache"
@@ -295,7 +295,7 @@ func ascpNode(wd *fleetWorld, p fleetParams) mountFunc {
 	}
 	// One connection pool per node, as one process per node has (the
 	// model's mounts build new SDK clients, as AWS's provider does).
-	httpClient := awshttp.NewBuildableClient()
+	httpClient := sdkhttp.New()
 	base := aws.Config{Region: region, BaseEndpoint: aws.String(wd.url), Retryer: retryer, Credentials: aws.AnonymousCredentials{}, HTTPClient: httpClient}
 	stsClient := sts.NewFromConfig(base)
 	return func(ctx context.Context, pod *fleetPod) error {

@@ -9,6 +9,8 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
+
+	"github.com/coffer-csi/coffer/internal/sdkhttp"
 )
 
 // NewTestServer starts a fake on a loopback httptest server that is shut
@@ -40,6 +42,7 @@ func AWSConfig(endpoint, region, accessKeyID, secretAccessKey, sessionToken stri
 		BaseEndpoint:     aws.String(endpoint),
 		Credentials:      credentials.NewStaticCredentialsProvider(accessKeyID, secretAccessKey, sessionToken),
 		RetryMaxAttempts: 1,
+		HTTPClient:       sdkhttp.New(),
 	}
 }
 
