@@ -286,7 +286,7 @@ func enableMountSync(p *provider.Mounter, kubeconfig, nodeName string, log *slog
 // eventRecorder records Events through the API; stop writes what is
 // queued, for a few seconds at most.
 func eventRecorder(kc *kube.Client, source corev1.EventSource, log *slog.Logger) (secretsync.EventRecorder, func()) {
-	rec := kube.NewRecorder(kc, kc.Scheme(), source, log)
+	rec := kube.NewRecorder(kc, kc.Scheme(), kube.RecorderOptions{Source: source, Logger: log})
 	return rec, func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 		defer cancel()

@@ -14,6 +14,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/coffer-csi/coffer/internal/panics"
 )
 
 // Recorder writes core/v1 Events in the background, with the safeguards of
@@ -29,11 +31,13 @@ import (
 //     flapping object cannot flood the API server;
 //   - what it remembers for the last two is bounded (MaxTracked objects).
 type Recorder struct {
-	events EventsGetter
-	scheme *runtime.Scheme
-	source corev1.EventSource
-	logger *slog.Logger
-	now    func() time.Time
+	events     EventsGetter
+	scheme     *runtime.Scheme
+	source     corev1.EventSource
+	logger     *slog.Logger
+	outcome    func(string)
+	createOnly bool
+	now        func() time.Time
 
 	queue chan *corev1.Event
 	done  chan struct{}
@@ -62,16 +66,47 @@ const (
 	MaxTracked   = 4096
 )
 
-// NewRecorder starts a recorder writing through events as source; scheme
-// names the kinds of typed objects that do not say theirs (as read from
-// the API).
-func NewRecorder(events EventsGetter, scheme *runtime.Scheme, source corev1.EventSource, logger *slog.Logger) *Recorder {
-	return newRecorder(events, scheme, source, logger, time.Now)
+// What became of one event, for metrics.
+const (
+	OutcomeRecorded    = "recorded"     // created, or a repeat counted
+	OutcomeRateLimited = "rate_limited" // its object's budget was spent
+	OutcomeDropped     = "dropped"      // the queue was full, or the recorder stopped
+	OutcomeFailed      = "failed"       // not written: the API refused it, or it named no object
+)
+
+// maxNamePrefix leaves room in an event's name for "." and 16 hex digits
+// of the time, within the 253 characters of a name.
+const maxNamePrefix = 253 - 17
+
+// RecorderOptions configure a Recorder.
+type RecorderOptions struct {
+	// Source names the component (and node) writing the events.
+	Source corev1.EventSource
+	Logger *slog.Logger
+	// Outcome, when set, sees what became of each event (an Outcome
+	// constant). It must not block.
+	Outcome func(outcome string)
+	// CreateOnly creates every event, a repeat too, for a writer whose RBAC
+	// grants create on events and not patch (the DaemonSet's).
+	CreateOnly bool
+
+	now func() time.Time
 }
 
-func newRecorder(events EventsGetter, scheme *runtime.Scheme, source corev1.EventSource, logger *slog.Logger, now func() time.Time) *Recorder {
+// NewRecorder starts a recorder writing through events; scheme names the
+// kinds of typed objects that do not say theirs (as read from the API).
+func NewRecorder(events EventsGetter, scheme *runtime.Scheme, o RecorderOptions) *Recorder {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Outcome == nil {
+		o.Outcome = func(string) {}
+	}
+	if o.now == nil {
+		o.now = time.Now
+	}
 	r := &Recorder{
-		events: events, scheme: scheme, source: source, logger: logger, now: now,
+		events: events, scheme: scheme, source: o.Source, logger: o.Logger, outcome: o.Outcome, createOnly: o.CreateOnly, now: o.now,
 		queue: make(chan *corev1.Event, QueueLength), done: make(chan struct{}),
 		limits: map[string]*rate.Limiter{}, written: map[string]writtenEvent{},
 	}
@@ -86,11 +121,13 @@ func (r *Recorder) Eventf(object runtime.Object, eventType, reason, messageFmt s
 	ref, err := reference(r.scheme, object)
 	if err != nil {
 		r.logger.Warn("event not recorded", "reason", reason, "error", err)
+		r.outcome(OutcomeFailed)
 		return
 	}
 	now := metav1.NewTime(r.now())
 	ev := &corev1.Event{
-		ObjectMeta:     metav1.ObjectMeta{Name: fmt.Sprintf("%s.%x", ref.Name, now.UnixNano()), Namespace: ref.Namespace},
+		// Unique per object and instant, as client-go names events.
+		ObjectMeta:     metav1.ObjectMeta{Name: fmt.Sprintf("%s.%x", ref.Name[:min(len(ref.Name), maxNamePrefix)], uint64(now.UnixNano())), Namespace: ref.Namespace},
 		InvolvedObject: *ref, Reason: reason, Message: fmt.Sprintf(messageFmt, args...), Type: eventType,
 		Source: r.source, FirstTimestamp: now, LastTimestamp: now, Count: 1,
 		ReportingController: r.source.Component, ReportingInstance: r.source.Host,
@@ -101,12 +138,14 @@ func (r *Recorder) Eventf(object runtime.Object, eventType, reason, messageFmt s
 	r.closing.RLock()
 	defer r.closing.RUnlock()
 	if r.closed {
+		r.outcome(OutcomeDropped)
 		return
 	}
 	select {
 	case r.queue <- ev:
 	default:
 		r.logger.Warn("event dropped: too many events waiting to be written", "reason", reason, "object", ref.Namespace+"/"+ref.Name)
+		r.outcome(OutcomeDropped)
 	}
 }
 
@@ -128,14 +167,18 @@ func (r *Recorder) Shutdown(ctx context.Context) {
 func (r *Recorder) run() {
 	defer close(r.done)
 	for ev := range r.queue {
-		r.write(ev)
+		// A panic in the API client fails the event, not the process.
+		if err := panics.Run("writing an event", func() { r.outcome(r.write(ev)) }); err != nil {
+			r.logger.Error("writing an event failed", "reason", ev.Reason, "error", err, "stack", panics.Stack(err))
+			r.outcome(OutcomeFailed)
+		}
 	}
 }
 
-func (r *Recorder) write(ev *corev1.Event) {
+func (r *Recorder) write(ev *corev1.Event) string {
 	objectKey := string(ev.InvolvedObject.UID) + "/" + ev.InvolvedObject.Namespace + "/" + ev.InvolvedObject.Name
 	if !r.allow(objectKey) {
-		return
+		return OutcomeRateLimited
 	}
 	key := objectKey + "\x00" + ev.Type + "\x00" + ev.Reason + "\x00" + ev.Message
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -143,12 +186,12 @@ func (r *Recorder) write(ev *corev1.Event) {
 	r.mu.Lock()
 	prev, repeat := r.written[key]
 	r.mu.Unlock()
-	if repeat && r.now().Sub(prev.at) < RepeatWindow {
+	if repeat && !r.createOnly && r.now().Sub(prev.at) < RepeatWindow {
 		patch, err := json.Marshal(map[string]any{"count": prev.count + 1, "lastTimestamp": ev.LastTimestamp})
 		if err == nil {
 			if _, err = r.events.Events(prev.namespace).Patch(ctx, prev.name, types.MergePatchType, patch, metav1.PatchOptions{}); err == nil {
 				r.remember(key, writtenEvent{namespace: prev.namespace, name: prev.name, count: prev.count + 1, at: r.now()})
-				return
+				return OutcomeRecorded
 			}
 		}
 		// The event is gone (events expire) or cannot be patched: write
@@ -156,10 +199,11 @@ func (r *Recorder) write(ev *corev1.Event) {
 	}
 	created, err := r.events.Events(ev.Namespace).Create(ctx, ev, metav1.CreateOptions{})
 	if err != nil {
-		r.logger.Warn("event not recorded", "reason", ev.Reason, "object", ev.InvolvedObject.Namespace+"/"+ev.InvolvedObject.Name, "error", err)
-		return
+		r.logger.Warn("event not recorded (RBAC: coffer needs create on events)", "reason", ev.Reason, "object", ev.InvolvedObject.Namespace+"/"+ev.InvolvedObject.Name, "error", err)
+		return OutcomeFailed
 	}
 	r.remember(key, writtenEvent{namespace: created.Namespace, name: created.Name, count: 1, at: r.now()})
+	return OutcomeRecorded
 }
 
 // allow spends one of the object's events.

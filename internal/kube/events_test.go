@@ -3,6 +3,7 @@ package kube
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"strings"
@@ -38,10 +39,6 @@ func (s *eventStore) Create(_ context.Context, e *corev1.Event, _ metav1.CreateO
 	return e, nil
 }
 
-func (s *eventStore) Update(_ context.Context, e *corev1.Event, _ metav1.UpdateOptions) (*corev1.Event, error) {
-	return e, nil
-}
-
 func (s *eventStore) Patch(_ context.Context, name string, _ types.PatchType, data []byte, _ metav1.PatchOptions, _ ...string) (*corev1.Event, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -72,7 +69,7 @@ var spc = &corev1.ObjectReference{APIVersion: "secrets-store.csi.x-k8s.io/v1", K
 func TestRecorderWritesRepeatsAndLimits(t *testing.T) {
 	store := &eventStore{}
 	c := &clock{t: time.Unix(1_800_000_000, 0)}
-	r := newRecorder(store, nil, corev1.EventSource{Component: "coffer-sync"}, slog.New(slog.NewTextHandler(io.Discard, nil)), c.now)
+	r := NewRecorder(store, nil, RecorderOptions{Source: corev1.EventSource{Component: "coffer-sync"}, now: c.now})
 	r.Eventf(spc, corev1.EventTypeNormal, "Created", "Secret %q created", "db")
 	r.Eventf(spc, corev1.EventTypeNormal, "Created", "Secret %q created", "db")
 	// An object that carries its kind.
@@ -88,7 +85,7 @@ func TestRecorderWritesRepeatsAndLimits(t *testing.T) {
 		t.Fatal(err)
 	}
 	typedStore := &eventStore{}
-	r2 := newRecorder(typedStore, s, corev1.EventSource{Component: "coffer-sync"}, slog.New(slog.NewTextHandler(io.Discard, nil)), c.now)
+	r2 := NewRecorder(typedStore, s, RecorderOptions{Source: corev1.EventSource{Component: "coffer-sync"}, now: c.now})
 	r2.Eventf(&appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: "team", Name: "web", UID: "d1"}}, corev1.EventTypeNormal, "RestartedOnRotation", "restarted")
 	r2.Shutdown(context.Background())
 	if len(typedStore.created) != 1 || typedStore.created[0].InvolvedObject.Kind != "Deployment" || typedStore.created[0].InvolvedObject.APIVersion != "apps/v1" {
@@ -116,7 +113,7 @@ func TestRecorderWritesRepeatsAndLimits(t *testing.T) {
 
 	// A flapping object: at most Burst events, then one per Refill.
 	store = &eventStore{}
-	r = newRecorder(store, nil, corev1.EventSource{Component: "coffer"}, slog.New(slog.NewTextHandler(io.Discard, nil)), c.now)
+	r = NewRecorder(store, nil, RecorderOptions{Source: corev1.EventSource{Component: "coffer"}, now: c.now})
 	for i := range 3 * Burst {
 		r.Eventf(spc, corev1.EventTypeWarning, "SyncFailed", "attempt %d", i)
 	}
@@ -150,7 +147,8 @@ func TestRecorderNeverBlocks(t *testing.T) {
 	var logs bytes.Buffer
 	var mu sync.Mutex
 	logger := slog.New(slog.NewTextHandler(&lockedWriter{w: &logs, mu: &mu}, nil))
-	r := NewRecorder(store, nil, corev1.EventSource{Component: "coffer"}, logger)
+	var out outcomes
+	r := NewRecorder(store, nil, RecorderOptions{Source: corev1.EventSource{Component: "coffer"}, Logger: logger, Outcome: out.add})
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -176,6 +174,92 @@ func TestRecorderNeverBlocks(t *testing.T) {
 	if created, _ := store.counts(); created > QueueLength+1 {
 		t.Errorf("%d events written, more than the queue holds", created)
 	}
+	if got := out.get(OutcomeDropped); got < 49 {
+		t.Errorf("%d events counted as dropped, want at least 49", got)
+	}
+	r.Eventf(spc, corev1.EventTypeNormal, "Late", "after Shutdown")
+	if got := out.get(OutcomeDropped); got < 50 {
+		t.Error("an event after Shutdown was not counted as dropped")
+	}
+}
+
+type outcomes struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+func (o *outcomes) add(s string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.n == nil {
+		o.n = map[string]int{}
+	}
+	o.n[s]++
+}
+
+func (o *outcomes) get(s string) int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.n[s]
+}
+
+// failingEvents panics on its first create and refuses the second.
+type failingEvents struct {
+	mu    sync.Mutex
+	calls int
+	names []string
+}
+
+func (f *failingEvents) Events(string) EventInterface { return f }
+
+func (f *failingEvents) Create(_ context.Context, e *corev1.Event, _ metav1.CreateOptions) (*corev1.Event, error) {
+	f.mu.Lock()
+	f.calls++
+	n := f.calls
+	f.names = append(f.names, e.Name)
+	f.mu.Unlock()
+	switch n {
+	case 1:
+		panic("CANARY-event-client-panic")
+	case 2:
+		return nil, errors.New("events is forbidden")
+	}
+	return e, nil
+}
+
+func (f *failingEvents) Patch(context.Context, string, types.PatchType, []byte, metav1.PatchOptions, ...string) (*corev1.Event, error) {
+	return nil, errors.New("not found")
+}
+
+// TestRecorderOutcomes: every event's fate reaches Outcome; a panic in the
+// API client fails that event and the recorder goes on; an object with
+// the longest name still gets a valid event name.
+func TestRecorderOutcomes(t *testing.T) {
+	f := &failingEvents{}
+	var out outcomes
+	c := &clock{t: time.Unix(1_800_000_000, 0)}
+	r := NewRecorder(f, nil, RecorderOptions{Source: corev1.EventSource{Component: "coffer"}, Outcome: out.add, now: c.now})
+	long := *spc
+	long.Name = strings.Repeat("p", 253)
+	r.Eventf(spc, corev1.EventTypeNormal, "A", "panics")
+	r.Eventf(spc, corev1.EventTypeNormal, "B", "refused")
+	r.Eventf(&long, corev1.EventTypeNormal, "C", "written")
+	r.Eventf(&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "kindless"}}, corev1.EventTypeNormal, "D", "names no kind")
+	for range Burst {
+		r.Eventf(&long, corev1.EventTypeNormal, "E", "flapping")
+	}
+	r.Shutdown(context.Background())
+	want := map[string]int{OutcomeFailed: 3, OutcomeRecorded: Burst, OutcomeRateLimited: 1}
+	for o, n := range want {
+		if got := out.get(o); got != n {
+			t.Errorf("%s: %d, want %d", o, got, n)
+		}
+	}
+	for _, name := range f.names {
+		if len(name) > 253 {
+			t.Errorf("event name of %d characters", len(name))
+		}
+	}
 }
 
 type lockedWriter struct {
@@ -187,4 +271,17 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.w.Write(p)
+}
+
+// TestRecorderCreateOnly: a writer allowed only to create events never
+// patches one, a repeat included.
+func TestRecorderCreateOnly(t *testing.T) {
+	store := &eventStore{}
+	r := NewRecorder(store, nil, RecorderOptions{Source: corev1.EventSource{Component: "coffer"}, CreateOnly: true})
+	r.Eventf(spc, corev1.EventTypeNormal, "SecretsRotated", "same")
+	r.Eventf(spc, corev1.EventTypeNormal, "SecretsRotated", "same")
+	r.Shutdown(context.Background())
+	if created, patched := store.counts(); created != 2 || patched != 0 {
+		t.Errorf("%d created, %d patched; want 2 and 0", created, patched)
+	}
 }

@@ -239,7 +239,7 @@ func (m *Metrics) OptionalSkip(reason string) {
 }
 
 // RotationEvent records what became of one rotation's pod event (one of
-// rotationevent's Outcome constants).
+// kube's Outcome constants).
 func (m *Metrics) RotationEvent(outcome string) {
 	if m == nil {
 		return

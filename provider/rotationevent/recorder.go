@@ -1,12 +1,13 @@
 // Package rotationevent records a Normal event SecretsRotated on a pod when a
 // remount changes the version of any of its objects. It names the objects and
 // their new versions, never a value. Recording never fails or slows a mount:
-// Observe only compares versions and hands the event to a bounded queue, and
-// one goroutine writes events within a rate limit.
+// Observe only compares versions and hands the event to the event writer
+// coffer's other events go through (kube.Recorder: a bounded queue that
+// never blocks, one goroutine writing, a budget per object), within limits
+// of its own per pod and per node.
 package rotationevent
 
 import (
-	"context"
 	"fmt"
 	"log/slog"
 	"sort"
@@ -16,7 +17,7 @@ import (
 
 	"golang.org/x/time/rate"
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/lru"
 
@@ -26,27 +27,17 @@ import (
 // Reason is the event's reason.
 const Reason = "SecretsRotated"
 
-// Outcomes of one observed rotation, for metrics.
-const (
-	OutcomeRecorded    = "recorded"
-	OutcomeRateLimited = "rate_limited"
-	OutcomeDropped     = "dropped" // the queue was full
-	OutcomeFailed      = "failed"  // the API refused the event
-)
-
 // maxNamed bounds the objects one event names; maxMessage bounds its
 // message (the events.k8s.io API's limit on a note).
 const (
 	maxNamed   = 10
 	maxMessage = 1024
-	// maxEventPrefix leaves room in an event's name for "." and 16 hex
-	// digits of the time.
-	maxEventPrefix = 253 - 17
 )
 
-// CreateFunc writes one Event (client-go: CoreV1().Events(ns).Create).
-// Only create: the recorder never patches or aggregates.
-type CreateFunc func(ctx context.Context, ev *corev1.Event) error
+// Events writes an event about an object without blocking (kube.Recorder).
+type Events interface {
+	Eventf(object runtime.Object, eventType, reason, messageFmt string, args ...any)
+}
 
 // Pod names the pod and class of a mount.
 type Pod struct {
@@ -61,14 +52,10 @@ type Version struct {
 
 // Options bound the recorder. Zero values take the defaults.
 type Options struct {
-	// QueueSize bounds the events waiting to be written (default 256);
-	// beyond it, rotations are not recorded.
-	QueueSize int
 	// PerPodInterval is the least time between two events of one pod
 	// (default 1m).
 	PerPodInterval time.Duration
-	// QPS and Burst bound the events written per second across all pods
-	// (default 5 and 20).
+	// QPS and Burst bound the events of all pods (default 5 and 20).
 	QPS   float64
 	Burst int
 	// MaxPods bounds the pods whose versions and last event are remembered
@@ -76,21 +63,17 @@ type Options struct {
 	// rotation is seen against the versions this recorder remembers; a
 	// pod it forgot gets no event for its next rotation.
 	MaxPods int
-	// Timeout bounds one API call (default 10s).
-	Timeout time.Duration
-	// Host is the node's name, the event's source.
-	Host   string
-	Logger *slog.Logger
-	// OnOutcome sees every rotation's outcome (for metrics).
-	OnOutcome func(outcome string)
-	Now       func() time.Time
+	Logger  *slog.Logger
+	// OnRateLimited counts a rotation left unrecorded by these limits (for
+	// metrics; the writer reports what became of the others).
+	OnRateLimited func()
+	Now           func() time.Time
 }
 
-// Recorder is safe for concurrent use. Run writes the queued events.
+// Recorder is safe for concurrent use.
 type Recorder struct {
-	create  CreateFunc
+	events  Events
 	o       Options
-	queue   chan *corev1.Event
 	limiter *rate.Limiter
 
 	mu       sync.Mutex
@@ -98,11 +81,8 @@ type Recorder struct {
 	lastSent *lru.Cache // pod UID → time.Time
 }
 
-// New returns a recorder that writes with create.
-func New(create CreateFunc, o Options) *Recorder {
-	if o.QueueSize <= 0 {
-		o.QueueSize = 256
-	}
+// New returns a recorder that writes through events.
+func New(events Events, o Options) *Recorder {
 	if o.PerPodInterval <= 0 {
 		o.PerPodInterval = time.Minute
 	}
@@ -115,19 +95,18 @@ func New(create CreateFunc, o Options) *Recorder {
 	if o.MaxPods <= 0 {
 		o.MaxPods = 8192
 	}
-	if o.Timeout <= 0 {
-		o.Timeout = 10 * time.Second
-	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.OnRateLimited == nil {
+		o.OnRateLimited = func() {}
 	}
 	if o.Now == nil {
 		o.Now = time.Now
 	}
 	return &Recorder{
-		create:   create,
+		events:   events,
 		o:        o,
-		queue:    make(chan *corev1.Event, o.QueueSize),
 		limiter:  rate.NewLimiter(rate.Limit(o.QPS), o.Burst),
 		versions: lru.New(o.MaxPods),
 		lastSent: lru.New(o.MaxPods),
@@ -168,22 +147,19 @@ func (r *Recorder) observe(pod Pod, previous map[string]string, mounted []Versio
 	if last, ok := r.lastSent.Get(pod.UID); ok {
 		if lt, _ := last.(time.Time); t.Sub(lt) < r.o.PerPodInterval {
 			r.mu.Unlock()
-			r.outcome(OutcomeRateLimited)
+			r.o.OnRateLimited()
 			return
 		}
 	}
 	if !r.limiter.AllowN(t, 1) {
 		r.mu.Unlock()
-		r.outcome(OutcomeRateLimited)
+		r.o.OnRateLimited()
 		return
 	}
 	r.lastSent.Add(pod.UID, t)
 	r.mu.Unlock()
-	select {
-	case r.queue <- r.event(pod, changed, t):
-	default:
-		r.outcome(OutcomeDropped)
-	}
+	ref := &corev1.ObjectReference{APIVersion: "v1", Kind: "Pod", Namespace: pod.Namespace, Name: pod.Name, UID: types.UID(pod.UID)}
+	r.events.Eventf(ref, corev1.EventTypeNormal, Reason, "%s", Message(pod.Class, changed))
 }
 
 // Changed lists the mounted objects whose version differs from previous, in
@@ -222,63 +198,4 @@ func Message(class string, changed []Version) string {
 		msg = strings.ToValidUTF8(msg[:maxMessage-3], "") + "..."
 	}
 	return msg
-}
-
-func (r *Recorder) event(pod Pod, changed []Version, t time.Time) *corev1.Event {
-	ts := metav1.NewTime(t)
-	return &corev1.Event{
-		ObjectMeta: metav1.ObjectMeta{
-			// Unique per pod and instant, as client-go names events;
-			// within the 253 characters of a name.
-			Name:      fmt.Sprintf("%s.%x", pod.Name[:min(len(pod.Name), maxEventPrefix)], uint64(t.UnixNano())),
-			Namespace: pod.Namespace,
-		},
-		InvolvedObject: corev1.ObjectReference{
-			APIVersion: "v1", Kind: "Pod",
-			Namespace: pod.Namespace, Name: pod.Name, UID: types.UID(pod.UID),
-		},
-		Reason:              Reason,
-		Message:             Message(pod.Class, changed),
-		Type:                corev1.EventTypeNormal,
-		Source:              corev1.EventSource{Component: "coffer", Host: r.o.Host},
-		FirstTimestamp:      ts,
-		LastTimestamp:       ts,
-		Count:               1,
-		ReportingController: "coffer",
-		ReportingInstance:   r.o.Host,
-	}
-}
-
-// Run writes queued events until ctx ends, each within Timeout.
-func (r *Recorder) Run(ctx context.Context) {
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case ev := <-r.queue:
-			r.write(ctx, ev)
-		}
-	}
-}
-
-func (r *Recorder) write(ctx context.Context, ev *corev1.Event) {
-	ctx, cancel := context.WithTimeout(ctx, r.o.Timeout)
-	defer cancel()
-	var err error
-	if perr := panics.Run("writing a rotation event", func() { err = r.create(ctx, ev) }); perr != nil {
-		err = perr
-		r.o.Logger.Error("writing a rotation event failed", "error", perr, "stack", panics.Stack(perr))
-	}
-	if err != nil {
-		r.outcome(OutcomeFailed)
-		r.o.Logger.Warn("writing a SecretsRotated event failed (RBAC: coffer needs create on events)", "pod", ev.Namespace+"/"+ev.InvolvedObject.Name, "error", err)
-		return
-	}
-	r.outcome(OutcomeRecorded)
-}
-
-func (r *Recorder) outcome(o string) {
-	if r.o.OnOutcome != nil {
-		r.o.OnOutcome(o)
-	}
 }

@@ -3,12 +3,18 @@ package rotationevent
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/coffer-csi/coffer/internal/kube"
 )
 
 func TestChanged(t *testing.T) {
@@ -54,26 +60,21 @@ func TestMessageBounded(t *testing.T) {
 	}
 }
 
-// sink collects written events.
+// sink collects the events handed to the writer.
 type sink struct {
 	mu     sync.Mutex
-	events []*corev1.Event
-	err    error
-	block  chan struct{}
+	events []written
 }
 
-func (s *sink) create(ctx context.Context, ev *corev1.Event) error {
-	if s.block != nil {
-		select {
-		case <-s.block:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
+type written struct {
+	ref                        *corev1.ObjectReference
+	eventType, reason, message string
+}
+
+func (s *sink) Eventf(object runtime.Object, eventType, reason, messageFmt string, args ...any) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.events = append(s.events, ev)
-	return s.err
+	s.events = append(s.events, written{object.(*corev1.ObjectReference), eventType, reason, fmt.Sprintf(messageFmt, args...)})
 }
 
 func (s *sink) count() int {
@@ -82,147 +83,116 @@ func (s *sink) count() int {
 	return len(s.events)
 }
 
-type outcomes struct {
-	mu sync.Mutex
-	n  map[string]int
-}
-
-func (o *outcomes) add(s string) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	if o.n == nil {
-		o.n = map[string]int{}
-	}
-	o.n[s]++
-}
-
-func (o *outcomes) get(s string) int {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.n[s]
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 func pod(n string) Pod { return Pod{Namespace: "ns", Name: "pod-" + n, UID: "uid-" + n, Class: "db"} }
 
 func TestRecorderRemembersVersionsWhenTheDriverSendsNone(t *testing.T) {
 	s := &sink{}
-	var out outcomes
-	r := New(s.create, Options{PerPodInterval: time.Nanosecond, QPS: 1000, Burst: 1000, Host: "node1", OnOutcome: out.add})
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go r.Run(ctx)
+	r := New(s, Options{PerPodInterval: time.Nanosecond, QPS: 1000, Burst: 1000})
 	p := pod("a")
 	r.Observe(p, nil, []Version{{"password", "v1"}, {"user", "u1"}}) // first mount
 	r.Observe(p, nil, []Version{{"password", "v1"}, {"user", "u1"}}) // unchanged remount (v1.6: no versions sent)
 	r.Observe(p, nil, []Version{{"password", "v2"}, {"user", "u1"}}) // rotation
-	waitFor(t, "one event", func() bool { return out.get(OutcomeRecorded) == 1 })
-	ev := s.events[0]
-	if ev.Reason != Reason || ev.Type != corev1.EventTypeNormal || ev.InvolvedObject.Kind != "Pod" || ev.InvolvedObject.UID != "uid-a" || ev.Namespace != "ns" {
-		t.Errorf("event %+v", ev)
+	if s.count() != 1 {
+		t.Fatalf("%d events, want 1", s.count())
 	}
-	if !strings.Contains(ev.Message, "password (version v2)") || strings.Contains(ev.Message, "user") {
-		t.Errorf("message %q", ev.Message)
+	ev := s.events[0]
+	if ev.reason != Reason || ev.eventType != corev1.EventTypeNormal || ev.ref.Kind != "Pod" || ev.ref.APIVersion != "v1" || ev.ref.UID != "uid-a" || ev.ref.Namespace != "ns" || ev.ref.Name != "pod-a" {
+		t.Errorf("event %+v about %+v", ev, ev.ref)
+	}
+	if !strings.Contains(ev.message, "password (version v2)") || strings.Contains(ev.message, "user") {
+		t.Errorf("message %q", ev.message)
 	}
 	// The driver's versions, when it sends them (v1.5), are the reference.
 	r.Observe(p, map[string]string{"password": "v2", "user": "u1"}, []Version{{"password", "v2"}, {"user", "u1"}})
 	r.Observe(p, map[string]string{"password": "v2", "user": "u1"}, []Version{{"password", "v2"}, {"user", "u2"}})
-	waitFor(t, "two events", func() bool { return out.get(OutcomeRecorded) == 2 })
 	if s.count() != 2 {
-		t.Errorf("%d events written, want 2", s.count())
+		t.Errorf("%d events, want 2", s.count())
 	}
 }
 
 func TestRecorderRateLimits(t *testing.T) {
 	now := time.Unix(1000, 0)
-	clock := func() time.Time { return now }
 	s := &sink{}
-	var out outcomes
-	r := New(s.create, Options{PerPodInterval: time.Minute, QPS: 1, Burst: 2, Now: clock, OnOutcome: out.add})
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go r.Run(ctx)
+	limited := 0
+	r := New(s, Options{PerPodInterval: time.Minute, QPS: 1, Burst: 2, Now: func() time.Time { return now }, OnRateLimited: func() { limited++ }})
 	rotate := func(p Pod, v string) {
 		r.Observe(p, map[string]string{"k": "old-" + v}, []Version{{"k", v}})
 	}
 	rotate(pod("a"), "1")
 	rotate(pod("a"), "2") // same pod within PerPodInterval
 	rotate(pod("b"), "1")
-	rotate(pod("c"), "1") // over the global burst
-	waitFor(t, "two events", func() bool { return out.get(OutcomeRecorded) == 2 })
-	if got := out.get(OutcomeRateLimited); got != 2 {
-		t.Errorf("%d rate limited, want 2", got)
+	rotate(pod("c"), "1") // over the burst of all pods
+	if s.count() != 2 || limited != 2 {
+		t.Errorf("%d events, %d rate limited; want 2 and 2", s.count(), limited)
 	}
 	now = now.Add(2 * time.Minute)
 	rotate(pod("a"), "3")
-	waitFor(t, "a third event", func() bool { return out.get(OutcomeRecorded) == 3 })
+	if s.count() != 3 {
+		t.Errorf("%d events after the interval, want 3", s.count())
+	}
 }
 
+// blockedEvents is an API server that does not answer.
+type blockedEvents struct{ release chan struct{} }
+
+func (b blockedEvents) Events(string) kube.EventInterface { return b }
+
+func (b blockedEvents) Create(ctx context.Context, e *corev1.Event, _ metav1.CreateOptions) (*corev1.Event, error) {
+	select {
+	case <-b.release:
+	case <-ctx.Done():
+	}
+	return e, nil
+}
+
+func (b blockedEvents) Patch(context.Context, string, types.PatchType, []byte, metav1.PatchOptions, ...string) (*corev1.Event, error) {
+	return nil, errors.New("not found")
+}
+
+// TestRecorderNeverBlocksTheMount: through the real writer, with the API
+// server hung, a node's worth of rotations returns at once; what the queue
+// cannot hold is counted as dropped.
 func TestRecorderNeverBlocksTheMount(t *testing.T) {
-	s := &sink{block: make(chan struct{})}
-	var out outcomes
-	r := New(s.create, Options{QueueSize: 2, QPS: 1000, Burst: 1000, OnOutcome: out.add})
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go r.Run(ctx)
+	api := blockedEvents{release: make(chan struct{})}
+	var mu sync.Mutex
+	outcomes := map[string]int{}
+	w := kube.NewRecorder(api, nil, kube.RecorderOptions{Outcome: func(o string) { mu.Lock(); outcomes[o]++; mu.Unlock() }})
+	r := New(w, Options{PerPodInterval: time.Nanosecond, QPS: 1e6, Burst: 1e6})
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		for i := range 100 {
-			p := pod(string(rune('A' + i)))
-			r.Observe(p, map[string]string{"k": "1"}, []Version{{"k", "2"}})
+		for i := range kube.QueueLength + 100 {
+			r.Observe(pod(fmt.Sprint(i)), map[string]string{"k": "1"}, []Version{{"k", "2"}})
 		}
 	}()
 	select {
 	case <-done:
 	case <-time.After(10 * time.Second):
-		t.Fatal("Observe blocked while the API hung")
+		t.Fatal("Observe blocked while the API server hung")
 	}
-	// One in the writer, two queued; the rest dropped.
-	if got := out.get(OutcomeDropped); got < 97 {
-		t.Errorf("%d dropped, want at least 97", got)
+	mu.Lock()
+	dropped := outcomes[kube.OutcomeDropped]
+	mu.Unlock()
+	if dropped < 99 {
+		t.Errorf("%d dropped, want at least 99 (the queue holds %d)", dropped, kube.QueueLength)
 	}
-	close(s.block)
+	close(api.release)
+	w.Shutdown(context.Background())
 }
 
-func TestRecorderContainsPanicsAndFailures(t *testing.T) {
-	var out outcomes
-	calls := 0
-	r := New(func(context.Context, *corev1.Event) error {
-		calls++
-		if calls == 1 {
-			panic("CANARY-recorder-panic")
-		}
-		return errors.New("forbidden")
-	}, Options{PerPodInterval: time.Nanosecond, QPS: 1000, Burst: 1000, OnOutcome: out.add})
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go r.Run(ctx)
-	r.Observe(pod("a"), map[string]string{"k": "1"}, []Version{{"k", "2"}})
-	r.Observe(pod("b"), map[string]string{"k": "1"}, []Version{{"k", "2"}})
-	waitFor(t, "two failures", func() bool { return out.get(OutcomeFailed) == 2 })
-	// A panic while observing is contained too.
-	r.versions = nil
+func TestRecorderContainsPanics(t *testing.T) {
+	s := &sink{}
+	r := New(s, Options{PerPodInterval: time.Nanosecond, QPS: 1000, Burst: 1000})
+	r.versions = nil // a bug while observing
 	r.Observe(pod("c"), map[string]string{"k": "1"}, []Version{{"k", "2"}})
+	if s.count() != 0 {
+		t.Errorf("%d events", s.count())
+	}
 }
 
 func TestRecorderForgetsBeyondMaxPods(t *testing.T) {
 	s := &sink{}
-	var out outcomes
-	r := New(s.create, Options{MaxPods: 2, PerPodInterval: time.Nanosecond, QPS: 1000, Burst: 1000, OnOutcome: out.add})
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go r.Run(ctx)
+	r := New(s, Options{MaxPods: 2, PerPodInterval: time.Nanosecond, QPS: 1000, Burst: 1000})
 	for _, n := range []string{"a", "b", "c"} {
 		r.Observe(pod(n), nil, []Version{{"k", "1"}})
 	}
@@ -231,27 +201,16 @@ func TestRecorderForgetsBeyondMaxPods(t *testing.T) {
 	}
 	r.Observe(pod("a"), nil, []Version{{"k", "2"}}) // forgotten: no event
 	r.Observe(pod("c"), nil, []Version{{"k", "2"}}) // remembered
-	waitFor(t, "one event", func() bool { return out.get(OutcomeRecorded) == 1 })
-	if s.events[0].InvolvedObject.Name != "pod-c" {
-		t.Errorf("event for %s", s.events[0].InvolvedObject.Name)
-	}
-}
-
-func TestEventNameFitsForTheLongestPodName(t *testing.T) {
-	r := New((&sink{}).create, Options{})
-	p := pod("a")
-	p.Name = strings.Repeat("p", 253)
-	ev := r.event(p, []Version{{"k", "2"}}, time.Unix(1<<40, 0))
-	if len(ev.Name) > 253 || ev.InvolvedObject.Name != p.Name {
-		t.Errorf("event name of %d characters for pod %d", len(ev.Name), len(ev.InvolvedObject.Name))
+	if s.count() != 1 || s.events[0].ref.Name != "pod-c" {
+		t.Errorf("events %+v, want one for pod-c", s.events)
 	}
 }
 
 func TestRecorderIgnoresPodlessMounts(t *testing.T) {
-	var out outcomes
-	r := New((&sink{}).create, Options{OnOutcome: out.add})
+	s := &sink{}
+	r := New(s, Options{})
 	r.Observe(Pod{Namespace: "ns", Name: "sync-x", Class: "db"}, map[string]string{"k": "1"}, []Version{{"k", "2"}})
-	if len(r.queue) != 0 {
-		t.Error("queued an event for a mount without a pod UID")
+	if s.count() != 0 {
+		t.Error("an event for a mount without a pod UID")
 	}
 }
