@@ -18,7 +18,7 @@ var packages = map[string]string{
 	"cli": "../internal/cli", "secretsync": "../secretsync", "e2e": "../tests/e2e", "fuzz": "..",
 	"jmes": "../internal/jmes", "flight": "../internal/flight", "panics": "../internal/panics", "provider": "../provider",
 	"deploy": "../tests/deploy", "socket": "../tests/socket",
-	"rotationevent": "../provider/rotationevent", "restart": "../secretsync/restart",
+	"rotationevent": "../provider/rotationevent", "restart": "../secretsync/restart", "kube": "../internal/kube",
 }
 
 func TestSecurityClaimsNameRealTests(t *testing.T) {
