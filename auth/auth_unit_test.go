@@ -239,6 +239,13 @@ func TestSessionName(t *testing.T) {
 		"too long": {"n", strings.Repeat("p", 100), ("coffer-n-" + strings.Repeat("p", 100))[:55] + "-ce5fceed"},
 		"unsafe":   {"team", "a/b c", "coffer-team-a-b-c"},
 	}
+	// coffer sync reads as pod sync-<ServiceAccount>: two long
+	// ServiceAccounts that differ only at the end get two sessions.
+	long := strings.Repeat("a", 60)
+	one, two := sessionName("team", "sync-"+long+"-one"), sessionName("team", "sync-"+long+"-two")
+	if one == two || len(one) != maxSessionName || !strings.HasPrefix(one, "coffer-team-sync-aaa") {
+		t.Errorf("long sync session names %q and %q", one, two)
+	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
 			if got := sessionName(tc.ns, tc.pod); got != tc.want {

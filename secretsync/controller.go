@@ -2,13 +2,10 @@ package secretsync
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"sync"
 	"time"
 
@@ -314,7 +311,7 @@ func (c *Controller) syncAs(ctx context.Context, owner *SPC, base *spc.Config, s
 	cfg.Pod.ServiceAccount = sa
 	// Credentials are reused per ServiceAccount (whichever class reads
 	// first obtains them), so the session is named after the ServiceAccount.
-	cfg.Pod.Name = syncPodName(owner.Namespace, sa)
+	cfg.Pod.Name = syncPodName(sa)
 	cfg.Tokens = tokens
 	files, fetchErr := c.fetch(ctx, &cfg, entries)
 	return c.Engine.Sync(ctx, owner, entries, files, fetchErr)
@@ -366,28 +363,12 @@ func (c *Controller) fetch(ctx context.Context, cfg *spc.Config, entries []*Secr
 	return files, err
 }
 
-// maxSessionName is STS's limit on RoleSessionName.
-const maxSessionName = 64
-
 // syncPodName is the pod name the controller reads AWS as, which the auth
 // package turns into the STS session name coffer-<namespace>-<pod>:
-// sync-<serviceAccount>, so CloudTrail shows coffer-<ns>-sync-<sa>. A name
-// that would not fit STS's 64 characters keeps as much of the
-// ServiceAccount as fits and ends in 8 hex digits of a SHA-256 of
-// namespace/serviceAccount, so it is the same on every read and differs
-// between ServiceAccounts. (Namespaces and ServiceAccount names use only
-// characters STS allows.)
-func syncPodName(namespace, sa string) string {
-	name := "sync-" + sa
-	budget := maxSessionName - len("coffer-"+namespace+"-")
-	if len(name) <= budget {
-		return name
-	}
-	sum := sha256.Sum256([]byte(namespace + "/" + sa))
-	suffix := "-" + hex.EncodeToString(sum[:4])
-	keep := max(budget-len(suffix), len("sync"))
-	return strings.TrimRight(name[:keep], "-.") + suffix
-}
+// sync-<serviceAccount>, so CloudTrail shows coffer-<ns>-sync-<sa>. The
+// auth package fits a long one into STS's 64 characters, as it does pod
+// names, ending it in a digest that tells ServiceAccounts apart.
+func syncPodName(sa string) string { return "sync-" + sa }
 
 func (c *Controller) declarationFailed(ctx context.Context, owner *SPC, st *classState, r Result) (time.Time, bool) {
 	c.Engine.Report(owner, r)
