@@ -17,6 +17,8 @@ values=$repo/deployment/charts/coffer/charts/secrets-store-csi-driver/values.yam
 REGISTRAR_VERSION=${REGISTRAR_VERSION:-$(awk '/registrarImage:/{f=1} f&&/tag:/{print $2; exit}' "$values")}
 LIVENESS_VERSION=${LIVENESS_VERSION:-$(awk '/livenessProbeImage:/{f=1} f&&/tag:/{print $2; exit}' "$values")}
 NODE_CSI_SOURCES=${NODE_CSI_SOURCES:-$repo/../shared/peers}
+# Where the CNI plugins are (Debian's containernetworking-plugins).
+NODE_CNI_BIN=${NODE_CNI_BIN:-/usr/lib/cni}
 export GOTOOLCHAIN=local
 log() { echo "provision: $*" >&2; }
 
@@ -24,7 +26,7 @@ log() { echo "provision: $*" >&2; }
 
 ensure_runtime() {
 	local missing=
-	for b in containerd runc ctr /usr/lib/cni/bridge /usr/lib/cni/host-local /usr/lib/cni/loopback; do
+	for b in containerd runc ctr "$NODE_CNI_BIN/bridge" "$NODE_CNI_BIN/host-local" "$NODE_CNI_BIN/loopback"; do
 		command -v "$b" >/dev/null 2>&1 || [ -x "$b" ] || missing=1
 	done
 	if [ -n "$missing" ]; then
@@ -38,7 +40,7 @@ ensure_runtime() {
 	fi
 	echo "NODE_CONTAINERD=$(command -v containerd)"
 	echo "NODE_CTR=$(command -v ctr)"
-	echo "NODE_CNI_BIN=/usr/lib/cni"
+	echo "NODE_CNI_BIN=$NODE_CNI_BIN"
 }
 
 # csi_sidecar NAME VERSION CMD: the path of a kubernetes-csi sidecar binary.
@@ -62,7 +64,7 @@ csi_sidecar() {
 		rm -rf "$dir" && mv "$dir.tmp" "$dir"
 	else
 		log "BLOCKED: $name $version is not served by the Go module proxy, and no binary or build script was found"
-		log "provide $NODE_CSI_BINARIES/$cmd-$version (static, linux/amd64), or $NODE_CSI_SOURCES/build-$name.sh"
+		log "provide \$NODE_CSI_BINARIES/$cmd-$version (static, linux/amd64; NODE_CSI_BINARIES is ${NODE_CSI_BINARIES:-not set}), or $NODE_CSI_SOURCES/build-$name.sh"
 		exit 3
 	fi
 	echo "$dir/$cmd"
