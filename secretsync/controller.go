@@ -13,7 +13,6 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/dynamic"
-	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/util/workqueue"
 
@@ -59,13 +58,14 @@ type Controller struct {
 	RetryBase, RetryMax time.Duration
 	Logger              *slog.Logger
 	Now                 func() time.Time
-	// Metadata, when set, watches the metadata of Secrets (never their
+	// Secrets, when set, watches the metadata of Secrets (never their
 	// values) in the controller's namespaces, so that an entry waiting for
 	// its Secret to change (an opt-in annotation, a Secret created or
 	// deleted) is retried at once rather than after its backoff. Without
 	// it, or until the watch works, a failed entry is retried with backoff,
-	// at most its refreshInterval.
-	Metadata metadata.Interface
+	// at most its refreshInterval. The controller runs it (see
+	// SecretMetadata.Run: other controllers may share it).
+	Secrets *SecretMetadata
 
 	queue    workqueue.TypedRateLimitingInterface[string]
 	limiter  workqueue.TypedRateLimiter[string]
@@ -108,7 +108,7 @@ func (c *Controller) Run(ctx context.Context) error {
 	c.queue = workqueue.NewTypedRateLimitingQueueWithConfig(c.limiter,
 		workqueue.TypedRateLimitingQueueConfig[string]{Name: "coffer-sync"})
 	defer c.queue.ShutDown()
-	if c.Metadata != nil {
+	if c.Secrets != nil {
 		secrets, err := c.watchSecrets(ctx)
 		if err != nil {
 			return err

@@ -349,7 +349,11 @@ func TestControllerRetriesWhenTheSecretChanges(t *testing.T) {
 	meta := metadatafake.NewSimpleMetadataClient(scheme, secretMetadata(theirs))
 	decl := `[{secretName: shared, creationPolicy: Merge, refreshInterval: 1h, serviceAccountName: reader, data: [{key: merged, objectName: cert}]}]`
 	e := startControllerWith(t, newEnv(t, theirs), func(c *Controller) {
-		c.Metadata = meta
+		secrets, err := NewSecretMetadata(meta, c.Namespace)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Secrets = secrets
 		c.RetryBase, c.RetryMax = time.Hour, time.Hour
 	}, spcObject(testSPC, classParams(decl)))
 	waitSecretReason(t, e, ReasonMergeNotAllowed)

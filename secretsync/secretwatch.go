@@ -3,10 +3,12 @@ package secretsync
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/coffer-csi/coffer/internal/kube"
@@ -18,31 +20,65 @@ var secretsResource = schema.GroupVersionResource{Version: "v1", Resource: "secr
 // the controller says it is running without it.
 const secretWatchTimeout = 30 * time.Second
 
+// SecretMetadata is one informer on the metadata of Secrets in a namespace
+// (or all), shared by the controllers of one process: the sync controller
+// retries an entry that waits for its Secret, the restart controller rolls
+// the workloads that consume a Secret coffer syncs. It lists
+// PartialObjectMetadata, so no value is ever sent or cached, and keeps of
+// each Secret only its name, namespace, UID, resourceVersion and coffer's
+// content hash (AnnotationContentHash).
+type SecretMetadata struct {
+	informer cache.SharedIndexInformer
+	started  atomic.Bool
+}
+
+// NewSecretMetadata returns the informer, not yet running.
+func NewSecretMetadata(md metadata.Interface, namespace string) (*SecretMetadata, error) {
+	inf := kube.NewInformer(md.Resource(secretsResource).Namespace(namespace), &metav1.PartialObjectMetadata{})
+	if err := inf.SetTransform(stripSecret); err != nil {
+		return nil, fmt.Errorf("watching Secrets: %w", err)
+	}
+	return &SecretMetadata{informer: inf}, nil
+}
+
+// stripSecret keeps what either controller reads of a Secret.
+func stripSecret(obj any) (any, error) {
+	m, ok := obj.(*metav1.PartialObjectMetadata)
+	if !ok {
+		return obj, nil
+	}
+	out := &metav1.PartialObjectMetadata{TypeMeta: m.TypeMeta, ObjectMeta: metav1.ObjectMeta{
+		Name: m.Name, Namespace: m.Namespace, UID: m.UID, ResourceVersion: m.ResourceVersion,
+	}}
+	if h, ok := m.Annotations[AnnotationContentHash]; ok {
+		out.Annotations = map[string]string{AnnotationContentHash: h}
+	}
+	return out, nil
+}
+
+// Informer is the shared informer, for handlers and its cache.
+func (s *SecretMetadata) Informer() cache.SharedIndexInformer { return s.informer }
+
+// Run runs the informer until ctx ends. Only the first call runs it; the
+// others return at once (every controller of the process calls Run: one
+// list and one watch serve them all).
+func (s *SecretMetadata) Run(ctx context.Context) {
+	if s.started.CompareAndSwap(false, true) {
+		s.informer.RunWithContext(ctx)
+	}
+}
+
 // secretWatch is the running watch of Secrets' metadata.
 type secretWatch struct{ done chan struct{} }
 
 func (w secretWatch) wait() { <-w.done }
 
-// watchSecrets starts an informer on the metadata of Secrets in the
-// controller's namespaces (PartialObjectMetadata: no value is ever sent or
-// cached) that keeps only each Secret's name, and retries the classes that
-// wait for a Secret when it changes. It does not hold up the controller: if
+// watchSecrets runs the informer on the metadata of Secrets (c.Secrets)
+// and retries the classes that wait for a Secret when it changes. It does not hold up the controller: if
 // it cannot list Secrets (RBAC), it says so and entries are retried with
 // backoff instead.
 func (c *Controller) watchSecrets(ctx context.Context) (secretWatch, error) {
-	inf := kube.NewInformer(c.Metadata.Resource(secretsResource).Namespace(c.namespace()), &metav1.PartialObjectMetadata{})
-	// A Secret's name and namespace are all coffer needs to know of it:
-	// labels, annotations and managed fields are not kept.
-	if err := inf.SetTransform(func(obj any) (any, error) {
-		if m, ok := obj.(*metav1.PartialObjectMetadata); ok {
-			return &metav1.PartialObjectMetadata{TypeMeta: m.TypeMeta, ObjectMeta: metav1.ObjectMeta{
-				Name: m.Name, Namespace: m.Namespace, UID: m.UID, ResourceVersion: m.ResourceVersion,
-			}}, nil
-		}
-		return obj, nil
-	}); err != nil {
-		return secretWatch{}, fmt.Errorf("watching Secrets: %w", err)
-	}
+	inf := c.Secrets.Informer()
 	if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    c.secretChanged,
 		UpdateFunc: func(_, obj any) { c.secretChanged(obj) },
@@ -53,7 +89,7 @@ func (c *Controller) watchSecrets(ctx context.Context) (secretWatch, error) {
 	w := secretWatch{done: make(chan struct{})}
 	go func() {
 		defer close(w.done)
-		inf.RunWithContext(ctx)
+		c.Secrets.Run(ctx)
 	}()
 	go func() {
 		wctx, cancel := context.WithTimeout(ctx, secretWatchTimeout)

@@ -164,9 +164,14 @@ func runSync(ctx context.Context, c *syncConfig, stderr io.Writer) error {
 	events, stopEvents := eventRecorder(kc, corev1.EventSource{Component: "coffer-sync"}, log)
 	defer stopEvents()
 	region := &auth.NodeRegion{Configured: c.region, Client: kc, NodeName: c.nodeName}
+	// One watch of Secrets' metadata serves both controllers.
+	secrets, err := secretsync.NewSecretMetadata(meta, c.namespace)
+	if err != nil {
+		return err
+	}
 	ctrl := &secretsync.Controller{
-		Dynamic:  dyn,
-		Metadata: meta,
+		Dynamic: dyn,
+		Secrets: secrets,
 		Engine: &secretsync.Engine{Secrets: kc, Events: events, Logger: log, OnResult: func(_ *secretsync.SPC, r secretsync.Result) {
 			m.SecretSync("controller", r.Reason)
 		}},
@@ -184,7 +189,7 @@ func runSync(ctx context.Context, c *syncConfig, stderr io.Writer) error {
 	run := ctrl.Run
 	if c.restarts {
 		restarts := &restart.Controller{
-			Kube: kc, Dynamic: dyn, Metadata: meta, Namespace: c.namespace,
+			Kube: kc, Dynamic: dyn, Metadata: meta, Secrets: secrets, Namespace: c.namespace,
 			Debounce: c.restartDebounce, Events: events, OnRestart: m.WorkloadRestart, Logger: log,
 		}
 		run = runBoth(ctrl.Run, restarts.Run)

@@ -50,9 +50,8 @@ const FieldManager = "coffer-sync"
 
 var (
 	// SPCPSResource is the driver's SecretProviderClassPodStatus.
-	SPCPSResource   = schema.GroupVersionResource{Group: "secrets-store.csi.x-k8s.io", Version: "v1", Resource: "secretproviderclasspodstatuses"}
-	podsResource    = schema.GroupVersionResource{Version: "v1", Resource: "pods"}
-	secretsResource = schema.GroupVersionResource{Version: "v1", Resource: "secrets"}
+	SPCPSResource = schema.GroupVersionResource{Group: "secrets-store.csi.x-k8s.io", Version: "v1", Resource: "secretproviderclasspodstatuses"}
+	podsResource  = schema.GroupVersionResource{Version: "v1", Resource: "pods"}
 )
 
 // Controller restarts opted-in workloads when what they mount or consume
@@ -63,6 +62,10 @@ type Controller struct {
 	Kube     kube.Workloads
 	Dynamic  dynamic.Interface
 	Metadata metadata.Interface
+	// Secrets is the metadata informer on Secrets to share with the sync
+	// controller of the same process (nil: one of the controller's own, on
+	// Metadata).
+	Secrets *secretsync.SecretMetadata
 	// Namespace limits the controller to one namespace ("": all).
 	Namespace string
 	// Debounce is how long after the first change a restart waits, so
@@ -111,7 +114,14 @@ func (c *Controller) Run(ctx context.Context) error {
 	c.statefulSets = kube.NewInformer(c.Kube.StatefulSets(ns), &appsv1.StatefulSet{})
 	c.dSet = kube.NewInformer(c.Kube.DaemonSets(ns), &appsv1.DaemonSet{})
 	c.pods = kube.NewInformer(c.Metadata.Resource(podsResource).Namespace(ns), &metav1.PartialObjectMetadata{})
-	c.secrets = kube.NewInformer(c.Metadata.Resource(secretsResource).Namespace(ns), &metav1.PartialObjectMetadata{})
+	secrets := c.Secrets
+	if secrets == nil {
+		var err error
+		if secrets, err = secretsync.NewSecretMetadata(c.Metadata, ns); err != nil {
+			return fmt.Errorf("restarts: %w", err)
+		}
+	}
+	c.secrets = secrets.Informer()
 	c.spcps = kube.NewInformer(c.Dynamic.Resource(SPCPSResource).Namespace(ns), &unstructured.Unstructured{})
 
 	for _, step := range []func() error{
@@ -119,7 +129,6 @@ func (c *Controller) Run(ctx context.Context) error {
 		func() error { return c.statefulSets.SetTransform(stripWorkload) },
 		func() error { return c.dSet.SetTransform(stripWorkload) },
 		func() error { return c.pods.SetTransform(stripPod) },
-		func() error { return c.secrets.SetTransform(stripSecret) },
 		func() error { return c.spcps.SetTransform(stripSPCPS) },
 		func() error { return c.watch(c.deployments, c.workloadKey(KindDeployment)) },
 		func() error { return c.watch(c.statefulSets, c.workloadKey(KindStatefulSet)) },
@@ -133,9 +142,10 @@ func (c *Controller) Run(ctx context.Context) error {
 		}
 	}
 	var wg sync.WaitGroup
-	for _, inf := range []cache.SharedIndexInformer{c.deployments, c.statefulSets, c.dSet, c.pods, c.secrets, c.spcps} {
+	for _, inf := range []cache.SharedIndexInformer{c.deployments, c.statefulSets, c.dSet, c.pods, c.spcps} {
 		wg.Go(func() { inf.RunWithContext(ctx) })
 	}
+	wg.Go(func() { secrets.Run(ctx) })
 	defer wg.Wait()
 	// Without RBAC the informers retry for ever: say so, and keep waiting.
 	go func() {

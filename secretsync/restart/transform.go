@@ -5,8 +5,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
-
-	"github.com/coffer-csi/coffer/secretsync"
 )
 
 // The informers keep only what the controller reads: every cache holds
@@ -43,22 +41,6 @@ func stripPod(obj any) (any, error) {
 	}
 	if at, ok := m.Annotations[AnnotationRestartedAt]; ok {
 		out.Annotations = map[string]string{AnnotationRestartedAt: at}
-	}
-	return out, nil
-}
-
-// stripSecret keeps a Secret's name and coffer's content hash (never a
-// value: the informer lists metadata only).
-func stripSecret(obj any) (any, error) {
-	m, ok := obj.(*metav1.PartialObjectMetadata)
-	if !ok {
-		return obj, nil
-	}
-	out := &metav1.PartialObjectMetadata{TypeMeta: m.TypeMeta, ObjectMeta: metav1.ObjectMeta{
-		Name: m.Name, Namespace: m.Namespace, UID: m.UID, ResourceVersion: m.ResourceVersion,
-	}}
-	if h, ok := m.Annotations[secretsync.AnnotationContentHash]; ok {
-		out.Annotations = map[string]string{secretsync.AnnotationContentHash: h}
 	}
 	return out, nil
 }

@@ -8,8 +8,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-
-	"github.com/coffer-csi/coffer/secretsync"
 )
 
 func TestParseFollow(t *testing.T) {
@@ -146,12 +144,6 @@ func TestTransformsKeepOnlyWhatIsRead(t *testing.T) {
 	again, _ := stripPod(p)
 	if again.(*metav1.PartialObjectMetadata).Labels[podTemplateHash] != "h" {
 		t.Error("stripPod is not idempotent")
-	}
-	secret := &metav1.PartialObjectMetadata{ObjectMeta: metav1.ObjectMeta{Name: "s", Namespace: "ns",
-		Annotations: map[string]string{secretsync.AnnotationContentHash: "v1:abc", "kubectl.kubernetes.io/last-applied-configuration": `{"data":{"k":"canary-value"}}`}}}
-	out, _ = stripSecret(secret)
-	if s := out.(*metav1.PartialObjectMetadata); len(s.Annotations) != 1 || s.Annotations[secretsync.AnnotationContentHash] != "v1:abc" {
-		t.Errorf("Secret kept %v", s.Annotations)
 	}
 	spcps := &unstructured.Unstructured{Object: map[string]any{
 		"metadata": map[string]any{"name": "web-1-ns-db", "namespace": "ns"},
