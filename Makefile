@@ -82,14 +82,15 @@ e2e:
 
 ## bench: the provider benchmark (real binary over its socket, AWS fake with 20 ms per call):
 ## prints a markdown table and JSON, writes tests/bench/results.{md,json} with the commit measured
-## and each figure's median and spread over BENCH_RUNS runs; then microbenchmarks.
+## and each figure's median and spread over BENCH_RUNS runs (about 13 minutes a run on 2 cores,
+## most of it S6, paced by the node's AWS budget); then microbenchmarks.
 ## ASCP_BIN=/path/to/ascp measures AWS's provider beside coffer (build it with
 ## ../shared/peers/build-ascp.sh; it runs in a mount namespace of its own, so as root)
 BENCH_RUNS ?= 3
 ASCP_BIN ?=
 bench: build
 	COFFER_BENCH_RUNS=$(BENCH_RUNS) COFFER_BENCH_REPORT=$(CURDIR)/tests/bench/results COFFER_BIN=$(CURDIR)/$(BIN)/coffer ASCP_BIN=$(if $(ASCP_BIN),$(abspath $(ASCP_BIN))) \
-	  $(GO) test -count=1 -run '^TestReport$$' -v -timeout 30m ./tests/bench/
+	  $(GO) test -count=1 -run '^TestReport$$' -v -timeout $$(( $(BENCH_RUNS) * 20 + 10 ))m ./tests/bench/
 	$(GO) test -run '^$$' -bench . -benchmem ./provider/...
 
 ## bench-fleet: the fleet simulation (tests/bench/fleet_test.go): simulated nodes, each with
