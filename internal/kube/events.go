@@ -186,7 +186,7 @@ func (r *Recorder) write(ev *corev1.Event) string {
 	r.mu.Lock()
 	prev, repeat := r.written[key]
 	r.mu.Unlock()
-	if repeat && !r.createOnly && r.now().Sub(prev.at) < RepeatWindow {
+	if repeat && r.now().Sub(prev.at) < RepeatWindow {
 		patch, err := json.Marshal(map[string]any{"count": prev.count + 1, "lastTimestamp": ev.LastTimestamp})
 		if err == nil {
 			if _, err = r.events.Events(prev.namespace).Patch(ctx, prev.name, types.MergePatchType, patch, metav1.PatchOptions{}); err == nil {
@@ -222,6 +222,9 @@ func (r *Recorder) allow(objectKey string) bool {
 }
 
 func (r *Recorder) remember(key string, w writtenEvent) {
+	if r.createOnly {
+		return // nothing is ever patched: no repeat is looked up
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if _, ok := r.written[key]; !ok && len(r.written) >= MaxTracked {
