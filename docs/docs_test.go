@@ -104,3 +104,50 @@ func TestReadmeLayoutListsEveryPackage(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestMakeFuzzExploresEveryTarget: make fuzz explores every fuzz target in
+// the module, and make test runs no exploration (so the same commit always
+// gives the same answer; the corpora run as ordinary tests).
+func TestMakeFuzzExploresEveryTarget(t *testing.T) {
+	makefile, err := os.ReadFile("../Makefile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	listed := map[string]bool{}
+	for _, m := range regexp.MustCompile(`(Fuzz\w+):\./`).FindAllStringSubmatch(string(makefile), -1) {
+		listed[m[1]] = true
+	}
+	found := 0
+	err = filepath.WalkDir("..", func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && path != ".." && (strings.HasPrefix(d.Name(), ".") || d.Name() == "tests" || d.Name() == "bin") {
+			return filepath.SkipDir
+		}
+		if !strings.HasSuffix(path, "_test.go") {
+			return nil
+		}
+		src, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		for _, m := range regexp.MustCompile(`(?m)^func (Fuzz\w+)\(`).FindAllStringSubmatch(string(src), -1) {
+			found++
+			if !listed[m[1]] {
+				t.Errorf("%s (%s) is not in the Makefile's FUZZ_TARGETS", m[1], path)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if found == 0 {
+		t.Fatal("no fuzz targets found")
+	}
+	test := regexp.MustCompile(`(?m)^test:(.*)$`).FindSubmatch(makefile)
+	if test == nil || strings.Contains(string(test[1]), "fuzz") {
+		t.Errorf("make test must not explore: its prerequisites are %q", test)
+	}
+}
