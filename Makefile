@@ -35,7 +35,7 @@ FUZZ_TARGETS := \
 	FuzzCheckFilePath:./provider/spc FuzzParse:./provider/spc FuzzParseARN:./provider/spc \
 	FuzzParseAttributes:./provider/spc FuzzRender:./provider/render FuzzToken:./auth \
 	FuzzParseDeclaration:./secretsync FuzzTemplate:./secretsync FuzzTemplateFile:./provider/render \
-	FuzzAttackClass:./provider/render
+	FuzzAttackClass:./provider/render FuzzAttackDeclaration:./secretsync
 # Go's fuzzer sometimes ends a short run with a bare "context deadline
 # exceeded" when -fuzztime runs out while it minimizes an input (no failing
 # input is written): such a run is tried once more; any real failure fails.

@@ -2,9 +2,12 @@ package secretsync
 
 import (
 	"context"
+	"fmt"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/coffer-csi/coffer/provider/render"
 	"github.com/coffer-csi/coffer/provider/spc"
@@ -70,6 +73,81 @@ func FuzzTemplate(f *testing.F) {
 		}
 		if got, bound := after.TotalAlloc-before.TotalAlloc, uint64(maxTemplateAllocPerByte*MaxSecretBytes+64*len(list)); got > bound {
 			t.Fatalf("allocated %d bytes, over %d", got, bound)
+		}
+	})
+}
+
+// FuzzAttackDeclaration generates hostile syncSecrets declarations
+// (templates nested deep, widths fmt applies per element, the data map as
+// a composite argument, many entries) and holds the process-level bounds
+// on each: refused, or built within a fixed multiple of the Secret size
+// limit in allocation, in a bounded time, with a one-line error that holds
+// no value.
+func FuzzAttackDeclaration(f *testing.F) {
+	f.Add(uint8(0), uint32(100_000), uint32(0), uint16(0))
+	f.Add(uint8(0), uint32(3_000), uint32(1), uint16(0))
+	f.Add(uint8(1), uint32(0), uint32(4000), uint16(64))
+	f.Add(uint8(1), uint32(0), uint32(99_999_999), uint16(1))
+	f.Add(uint8(2), uint32(0), uint32(16), uint16(64))
+	f.Add(uint8(2), uint32(0), uint32(8), uint16(200))
+	f.Add(uint8(3), uint32(0), uint32(0), uint16(1000))
+	cfg, err := spc.Parse(map[string]string{"region": "us-east-1", "objects": "- {objectName: pw, objectType: secretsmanager}\n- {objectName: list, objectType: secretsmanager}"}, spc.Options{})
+	if err != nil {
+		f.Fatal(err)
+	}
+	list := "[" + strings.TrimSuffix(strings.Repeat(`"ab",`, 2000), ",") + "]"
+	f.Fuzz(func(t *testing.T, shape uint8, depth, width uint32, count uint16) {
+		depth %= 300_000
+		var tmpl string
+		entries := 1
+		switch shape % 4 {
+		case 0: // nesting: parenthesised pipelines, or nested ranges
+			if width%2 == 0 {
+				tmpl = "{{ " + strings.Repeat("(", int(depth)) + ".pw" + strings.Repeat(")", int(depth)) + " }}"
+			} else {
+				tmpl = strings.Repeat("{{ range fromJson .list }}", int(depth)) + "{{ $.pw }}" + strings.Repeat("{{ end }}", int(depth))
+			}
+		case 1: // a width fmt applies to each of 2,000 elements, count times
+			tmpl = strings.Repeat(`{{ printf "%*v" `+strconv.Itoa(int(width%100_000_000))+` (fromJson .list) }}`, 1+int(count%256))
+		case 2: // the data map as a composite argument of every printer
+			args := strings.TrimSpace(strings.Repeat(". ", 1+int(width%32)))
+			one := "{{ print " + args + " }}{{ println " + args + " }}{{ html " + args + " }}{{ js " + args + " }}{{ urlquery " + args + " }}{{ printf \"%v%q%x\" . . . }}"
+			tmpl = strings.Repeat(one, 1+int(count%256))
+		default: // many entries, each building the whole budget
+			tmpl = `{{ printf "%s%s%s%s" .list .list .list .list }}`
+			entries = 1 + int(count%2048)
+		}
+		var decl strings.Builder
+		for i := range entries {
+			fmt.Fprintf(&decl, "- {secretName: s%d, data: [{key: pw, objectName: pw}, {key: list, objectName: list}], template: {data: {x: %s}}}\n", i, strconv.Quote(tmpl))
+		}
+		start := time.Now()
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		secrets, err := Parse(decl.String(), cfg)
+		if err == nil {
+			files := map[string]render.File{
+				"pw":   {Path: "pw", Data: []byte(canary + "-fuzz"), Object: cfg.Objects[0]},
+				"list": {Path: "list", Data: []byte(list), Object: cfg.Objects[1]},
+			}
+			for _, s := range secrets {
+				if _, err = s.Build(context.Background(), files); err != nil {
+					break
+				}
+			}
+		}
+		runtime.ReadMemStats(&after)
+		if took := time.Since(start); took > 10*time.Second {
+			t.Errorf("took %s", took)
+		}
+		if err != nil && (strings.Contains(err.Error(), canary) || strings.Contains(err.Error(), "\n")) {
+			t.Fatalf("error holds the value or spans lines: %.300q", err)
+		}
+		// Entries are built one at a time: each may allocate what one
+		// Secret's build may, and parsing a fixed multiple of its input.
+		perSecret := uint64(maxTemplateAllocPerByte*MaxSecretBytes + 64*len(list))
+		if got, bound := after.TotalAlloc-before.TotalAlloc, perSecret*uint64(entries)+uint64(64*decl.Len()); got > bound {
+			t.Fatalf("allocated %d bytes for %d entries, over %d", got, entries, bound)
 		}
 	})
 }
