@@ -9,7 +9,7 @@ TAGS     := grpcnotrace
 BIN      := bin
 export GOFLAGS ?= -mod=readonly
 
-.PHONY: all build test unit lint fuzz e2e bench bench-fleet demo clean manifests deploy-test image image-docker node-test tools-test
+.PHONY: all build test unit lint fuzz e2e bench bench-hostile bench-fleet demo clean manifests deploy-test image image-docker node-test tools-test
 
 all: build
 
@@ -97,6 +97,12 @@ bench: build
 	COFFER_BENCH_RUNS=$(BENCH_RUNS) COFFER_BENCH_REPORT=$(CURDIR)/tests/bench/results COFFER_BIN=$(CURDIR)/$(BIN)/coffer ASCP_BIN=$(if $(ASCP_BIN),$(abspath $(ASCP_BIN))) \
 	  $(GO) test -count=1 -run '^TestReport$$' -v -timeout $$(( $(BENCH_RUNS) * 20 + 10 ))m ./tests/bench/
 	$(GO) test -run '^$$' -bench . -benchmem ./provider/...
+
+## bench-hostile: S9 alone (six hostile classes mounting at once beside a benign pod of
+## another namespace), written to tests/bench/hostile.{md,json}; about a minute
+bench-hostile: build
+	COFFER_HOSTILE_REPORT=$(CURDIR)/tests/bench/hostile COFFER_BIN=$(CURDIR)/$(BIN)/coffer \
+	  $(GO) test -count=1 -run '^TestHostileReport$$' -v -timeout 10m ./tests/bench/
 
 ## bench-fleet: the fleet simulation (tests/bench/fleet_test.go): simulated nodes, each with
 ## coffer's real mount, credential and cache code, against the AWS fake enforcing the account's

@@ -212,6 +212,7 @@ func TestReport(t *testing.T) {
 			t.Run("S6 leaks and load", func(t *testing.T) { leaks(t, run) })
 			t.Run("S7 restart under load", func(t *testing.T) { restartUnderLoad(t, run) })
 			t.Run("S8 outage", func(t *testing.T) { outage(t, run, cofferSubject) })
+			t.Run("S9 hostile tenants", func(t *testing.T) { hostileTenants(t, run) })
 			if peerBinary() == "" {
 				return
 			}
