@@ -34,7 +34,37 @@ func TestListenReplacesStaleSocket(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Listen over a stale socket: %v", err)
 	}
-	lis.Close()
+	defer lis.Close()
+	// Replaced: a 0600 socket on which the new listener answers (binding
+	// over the stale file itself fails with "address already in use").
+	now, err := os.Stat(socket)
+	if err != nil {
+		t.Fatalf("no socket after Listen: %v", err)
+	}
+	if now.Mode()&os.ModeSocket == 0 || now.Mode().Perm() != 0o600 {
+		t.Errorf("socket mode %v, want a 0600 socket", now.Mode())
+	}
+	accepted := make(chan error, 1)
+	go func() {
+		c, err := lis.Accept()
+		if err == nil {
+			_, err = c.Write([]byte("x"))
+			c.Close()
+		}
+		accepted <- err
+	}()
+	c, err := net.Dial("unix", socket)
+	if err != nil {
+		t.Fatalf("dialling the replaced socket: %v", err)
+	}
+	defer c.Close()
+	buf := make([]byte, 1)
+	if _, err := c.Read(buf); err != nil || buf[0] != 'x' {
+		t.Errorf("read %q, %v from the new listener", buf, err)
+	}
+	if err := <-accepted; err != nil {
+		t.Errorf("the new listener: %v", err)
+	}
 }
 
 func TestListenRefusesLiveSocket(t *testing.T) {
