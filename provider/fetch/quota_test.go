@@ -12,6 +12,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+	clocktesting "k8s.io/utils/clock/testing"
 
 	"github.com/coffer-csi/coffer/internal/sdkhttp"
 	"github.com/coffer-csi/coffer/provider/awsapi"
@@ -66,7 +67,10 @@ func TestThrottledBatchShiftsToSingleCallsAndBack(t *testing.T) {
 		e.fake.PutSecretString(region, fmt.Sprintf("s%02d", i), fmt.Sprintf("v%02d", i))
 	}
 	clients := e.retryingClients(fakeaws.AllowAll("AKIDQUOTA", "k"))
-	q, err := quota.New(quota.Options{Quotas: quota.Published(false), Cooldown: 300 * time.Millisecond}, quota.Events{})
+	// The controller's time is a fake clock, stepped past each cooldown:
+	// real sleeps against a 300 ms cooldown failed on a loaded machine.
+	clock := clocktesting.NewFakeClock(time.Now())
+	q, err := quota.New(quota.Options{Quotas: quota.Published(false), Cooldown: 300 * time.Millisecond, Now: clock.Now}, quota.Events{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,14 +107,14 @@ func TestThrottledBatchShiftsToSingleCallsAndBack(t *testing.T) {
 
 	// Throttling goes on: the probe after the cooldown is throttled too, and
 	// shifts again, with a cooldown twice as long.
-	time.Sleep(350 * time.Millisecond)
+	clock.Step(350 * time.Millisecond)
 	mount("probe, still throttled", callCounts{batch: 1, single: 5})
-	time.Sleep(350 * time.Millisecond)
+	clock.Step(350 * time.Millisecond)
 	mount("longer cooldown", callCounts{single: 5})
 
 	// AWS stops throttling: after the cooldown, batches again.
 	e.fake.SetQuotas()
-	time.Sleep(300 * time.Millisecond)
+	clock.Step(300 * time.Millisecond)
 	mount("recovered", callCounts{batch: 1})
 	mount("stays recovered", callCounts{batch: 1})
 }
