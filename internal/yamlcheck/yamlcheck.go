@@ -41,6 +41,8 @@ type Checker struct {
 	// another tool, in place of a "did you mean".
 	Hints    map[string]string
 	Problems []Problem
+	// suggested counts the suggestions computed (see Suggest).
+	suggested int
 }
 
 // Add records a problem.
@@ -90,7 +92,7 @@ func (c *Checker) unknownKey(key string, valid []string) string {
 	if hint, ok := c.Hints[strings.ToLower(key)]; ok {
 		return "unknown key; " + hint
 	}
-	if s := Nearest(key, valid); s != "" {
+	if s := c.Suggest(key, valid); s != "" {
 		return fmt.Sprintf("unknown key; did you mean %q? (valid keys: %s)", s, strings.Join(valid, ", "))
 	}
 	return "unknown key; valid keys are " + strings.Join(valid, ", ")

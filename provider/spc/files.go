@@ -99,6 +99,9 @@ func parseFiles(raw string, objects []*Object, defaultMode fs.FileMode, ps *yaml
 		ps.Add("parameters", KeyFiles, "must be a YAML list of {path, template} entries, found a %s at line %d", yamlcheck.KindName(list), list.Line)
 		return nil
 	}
+	if !ps.Within(list, "parameters", KeyFiles, MaxFiles, "write several values into one file, or split the files across several SecretProviderClasses") {
+		return nil
+	}
 	keys, many := templateKeys(objects)
 	names := make([]string, 0, len(keys))
 	for k := range keys {
@@ -151,7 +154,7 @@ func parseFiles(raw string, objects []*Object, defaultMode fs.FileMode, ps *yaml
 				ps.Add(where, "template", "names %s, which writes a directory of files and has no single value; name an object with one value, or a jmesPath entry's objectAlias", strconv.Quote(ref))
 			default:
 				hint := "name an object's objectAlias (or, without one, the file it writes) or a jmesPath entry's objectAlias"
-				if s := yamlcheck.Nearest(ref, names); s != "" && yamlcheck.Distance(ref, s) <= 3 {
+				if s := ps.Suggest(ref, names); s != "" && yamlcheck.Distance(ref, s) <= 3 {
 					hint = fmt.Sprintf("did you mean %q?", s)
 				}
 				ps.Add(where, "template", "names %s, which is not a value of this SecretProviderClass; %s", strconv.Quote(ref), hint)
