@@ -30,7 +30,7 @@ func (p Problem) String() string {
 	case p.Field == "":
 		return p.Where + ": " + p.Message
 	default:
-		return fmt.Sprintf("%s: field %q: %s", p.Where, p.Field, p.Message)
+		return fmt.Sprintf("%s: field %s: %s", p.Where, Quote(p.Field), p.Message)
 	}
 }
 

@@ -50,7 +50,7 @@ type Input struct {
 
 // Describe names the file in messages.
 func (f *FileTemplate) Describe() string {
-	return fmt.Sprintf("files[%d] (%s)", f.Index, quoteName(f.Path))
+	return fmt.Sprintf("files[%d] (%s)", f.Index, yamlcheck.Name(f.Path))
 }
 
 // TemplateKey is the key a template reads an object's value by: its

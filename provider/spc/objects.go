@@ -5,7 +5,6 @@ import (
 	"io/fs"
 	"strconv"
 	"strings"
-	"unicode"
 
 	"gopkg.in/yaml.v3"
 
@@ -86,10 +85,7 @@ func (o *Object) Describe() string {
 }
 
 func describe(i int, name string) string {
-	if strings.ContainsFunc(name, unicode.IsControl) {
-		return fmt.Sprintf("objects[%d] (%q)", i, name)
-	}
-	return fmt.Sprintf("objects[%d] (%s)", i, name)
+	return fmt.Sprintf("objects[%d] (%s)", i, yamlcheck.Name(name))
 }
 
 // Keys of an object entry, of a jmesPath entry and of a failoverObject.

@@ -834,7 +834,7 @@ func invalidCases() map[string]invalidCase {
 		},
 		"secret name longer than 512 characters": {
 			mutate: objs("- objectName: "+strings.Repeat("s", 513), "  objectType: secretsmanager", "  objectAlias: db"),
-			want:   []problem{p("objects[0] ("+strings.Repeat("s", 513)+")", "objectName", "is not a valid Secrets Manager secret name")},
+			want:   []problem{p("objects[0] (\""+strings.Repeat("s", 100)+"\"...)", "objectName", "is not a valid Secrets Manager secret name")},
 		},
 		"parameter name with an invalid character": {
 			mutate: objs("- objectName: /app/x*", "  objectType: ssmparameter"),
@@ -842,7 +842,7 @@ func invalidCases() map[string]invalidCase {
 		},
 		"parameter name longer than 2048 characters": {
 			mutate: objs("- objectName: /"+strings.Repeat("p", 2048), "  objectType: ssmparameter", "  objectAlias: p"),
-			want:   []problem{p("objects[0] (/"+strings.Repeat("p", 2048)+")", "objectName", "is not a valid Parameter Store name")},
+			want:   []problem{p("objects[0] (\"/"+strings.Repeat("p", 99)+"\"...)", "objectName", "is not a valid Parameter Store name")},
 		},
 		"parameter name ending with a slash": {
 			mutate: objs("- objectName: /app/", "  objectType: ssmparameter"),
