@@ -63,6 +63,11 @@ func TestLimitsAcceptRealTemplates(t *testing.T) {
 		`{{ define "t" }}{{ .x }}{{ end }}{{ template "t" . }}`,
 		`{{ "((((((((" }} {{/* {{if}} {{if}} (((( */}} {{ print "{{if .a}}" }} ` + "{{ `((((` }}",
 		`{{ printf "%-256s|%.256s|%[2]s|%256.256s" .a .b }}`,
+		// ESO's templating guide's kinds: a config file, a dashed key,
+		// a JSON value reached into.
+		"database:\n  url: \"postgres://{{ .user }}:{{ .password | urlquery }}@{{ .host }}:5432/app\"\n  token: {{ index . \"service-account-token\" | quote }}\n",
+		`{{ $c := fromJson .config }}{{ range $k, $v := $c }}{{ $k }}={{ $v }}{{ "\n" }}{{ end }}`,
+		`{{ .cert | b64dec | b64enc }}{{ printf "%-12s|%08.3f" .name 3.14159 }}`,
 		strings.Repeat("{{if .a}}", MaxTemplateDepth) + strings.Repeat("{{end}}", MaxTemplateDepth),
 		strings.Repeat("{{if .a}}{{end}}", 4000), // long, not deep
 	} {
