@@ -61,6 +61,18 @@ func Classes() map[string]Class {
 			Parameters: map[string]string{"region": region, "objects": object(0, "{"+strings.Repeat("a: b, ", 1000)+"c: d}")},
 			Want:       []string{`objects[0] (s0).jmesPath[0]`, "path", "over the limit of 4096"},
 		},
+		// Every unknown key is a problem with a suggestion: each costs
+		// what reading the key costs, and the message lists 100.
+		"thousands of unknown keys": {
+			Parameters: map[string]string{"region": region, "objects": "- objectName: s\n  objectType: secretsmanager\n" + func() string {
+				var b strings.Builder
+				for i := range 3000 {
+					fmt.Fprintf(&b, "  objectNam%04d%s: x\n", i, strings.Repeat("e", 60))
+				}
+				return b.String()
+			}()},
+			Want: []string{"objects[0] (s)", "unknown key"},
+		},
 		"too many objects": {
 			Parameters: map[string]string{"region": region, "objects": objects(300)},
 			Want:       []string{"objects", "lists 300 objects, over the limit of 256"},

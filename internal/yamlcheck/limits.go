@@ -26,7 +26,9 @@ const (
 )
 
 // Suggest is Nearest, within the declaration's MaxSuggestions: "" once
-// they are spent.
+// they are spent. Use it where the candidates come from the class (file
+// names, aliases), whose number and length grow with it; against a fixed
+// list of short keys, Nearest costs what reading the key costs.
 func (c *Checker) Suggest(key string, candidates []string) string {
 	if c.suggested >= MaxSuggestions {
 		return ""

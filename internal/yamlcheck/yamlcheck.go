@@ -92,7 +92,9 @@ func (c *Checker) unknownKey(key string, valid []string) string {
 	if hint, ok := c.Hints[strings.ToLower(key)]; ok {
 		return "unknown key; " + hint
 	}
-	if s := c.Suggest(key, valid); s != "" {
+	// Nearest, not Suggest: valid is a short list of short keys, so the
+	// cost is linear in the key, and every unknown key gets its hint.
+	if s := Nearest(key, valid); s != "" {
 		return fmt.Sprintf("unknown key; did you mean %q? (valid keys: %s)", s, strings.Join(valid, ", "))
 	}
 	return "unknown key; valid keys are " + strings.Join(valid, ", ")

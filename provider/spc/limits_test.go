@@ -39,6 +39,9 @@ func TestLimitsRefuseHostileClasses(t *testing.T) {
 			if strings.Contains(err.Error(), "\n") {
 				t.Errorf("error spans lines: %.400q", err)
 			}
+			if len(err.Error()) > 64<<10 {
+				t.Errorf("error is %d bytes, over 64 KiB", len(err.Error()))
+			}
 			if got := after.TotalAlloc - before.TotalAlloc; got > maxRefusalAlloc {
 				t.Errorf("allocated %d bytes, over %d", got, maxRefusalAlloc)
 			}

@@ -249,7 +249,9 @@ func checkParameterKeys(attrs map[string]string, ps *yamlcheck.Checker) {
 		if known[k] || k == AttrSPCName || strings.HasPrefix(k, driverAttrPrefix) {
 			continue
 		}
-		if s := ps.Suggest(k, parameterKeys); s != "" && yamlcheck.Distance(k, s) <= 2 {
+		// Nearest, not Suggest: the candidates are a few short keys, so
+		// the cost is linear in the key, and every typo is reported.
+		if s := yamlcheck.Nearest(k, parameterKeys); s != "" && yamlcheck.Distance(k, s) <= 2 {
 			ps.Add("parameters", k, "unknown parameter; did you mean %q? (check the SecretProviderClass parameters and the pod's volumeAttributes, which the driver merges)", s)
 		}
 	}
