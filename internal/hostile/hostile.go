@@ -73,6 +73,11 @@ func Classes() map[string]Class {
 			}()},
 			Want: []string{"objects[0] (s)", "unknown key"},
 		},
+		// yaml.v3 stops at its own depth limit.
+		"deeply nested YAML": {
+			Parameters: map[string]string{"region": region, "objects": strings.Repeat("[", 200_000)},
+			Want:       []string{"objects", "is not valid YAML"},
+		},
 		"too many objects": {
 			Parameters: map[string]string{"region": region, "objects": objects(300)},
 			Want:       []string{"objects", "lists 300 objects, over the limit of 256"},
