@@ -80,7 +80,7 @@ func Classes() map[string]Class {
 		},
 		"too many objects": {
 			Parameters: map[string]string{"region": region, "objects": objects(300)},
-			Want:       []string{"objects", "lists 300 objects, over the limit of 256"},
+			Want:       []string{"objects", "lists 300 objects, over the limit of"},
 		},
 		"too many jmesPath entries in one object": {
 			Parameters: map[string]string{"region": region, "objects": "- objectName: s\n  objectType: secretsmanager\n  jmesPath: " + manyEntries(65)},
