@@ -197,10 +197,13 @@ func widestLiteral(format string) int {
 	return widest
 }
 
-// checkStarWidth refuses an argument that a * takes as a width or
-// precision when it is over MaxFormatWidth (fmt takes any integer).
-func checkStarWidth(a any) error {
-	v := reflect.ValueOf(a)
+// checkStarWidth refuses args[i], which a * takes as a width or
+// precision, when it is over MaxFormatWidth (fmt takes any integer).
+func checkStarWidth(args []any, i int) error {
+	if i >= len(args) {
+		return nil // fmt prints %!(BADWIDTH)
+	}
+	v := reflect.ValueOf(args[i])
 	var n int64
 	switch v.Kind() {
 	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:

@@ -202,8 +202,8 @@ func (x *execution) checkFormat(format string, args []any) error {
 			c := format[i]
 			switch {
 			case c == '*':
-				if next < len(args) && checkStarWidth(args[next]) != nil {
-					return checkStarWidth(args[next])
+				if err := checkStarWidth(args, next); err != nil {
+					return err // see limits.go
 				}
 				total += widest
 				next++
