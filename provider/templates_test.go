@@ -129,8 +129,8 @@ func TestTemplatedFiles(t *testing.T) {
 // mount with no files, naming the file and the line, never the value.
 func TestTemplatedFileErrors(t *testing.T) {
 	tests := map[string]struct{ template, want string }{
-		"missing JSON key": {`{{ (fromJson .db).nope.deeper }}`, `files[0] ("out"): line 1, column 13 ({{ .db }}): reads a key that is missing`},
-		"not JSON":         {`{{ fromJson .host }}`, `files[0] ("out"): line 1, column 3 ({{ fromJson .host }}): fromJson: the value is not valid JSON`},
+		"missing JSON key": {`{{ (fromJson .db).nope.deeper }}`, `files[0] (out): line 1, column 13 ({{ .db }}): reads a key that is missing`},
+		"not JSON":         {`{{ fromJson .host }}`, `files[0] (out): line 1, column 3 ({{ fromJson .host }}): fromJson: the value is not valid JSON`},
 		"required":         {`{{ "" | required "db must be set" }}`, "required: db must be set"},
 		"too large":        {`{{ range $i := fromJson "[1,2,3,4,5,6,7,8]" }}{{ $.db }}{{ $.db }}{{ end }}`, "the output exceeds"},
 	}

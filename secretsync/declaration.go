@@ -17,6 +17,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/coffer-csi/coffer/internal/tmpl"
+	"github.com/coffer-csi/coffer/internal/yamlcheck"
 	"github.com/coffer-csi/coffer/provider/spc"
 )
 
@@ -109,7 +110,7 @@ func describeEntry(i int, name string) string {
 	if name == "" {
 		return fmt.Sprintf("syncSecrets[%d]", i)
 	}
-	return fmt.Sprintf("syncSecrets[%d] (%s)", i, name)
+	return fmt.Sprintf("syncSecrets[%d] (%s)", i, yamlcheck.Name(name))
 }
 
 // Source is a file, or a directory of files, produced by the

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/coffer-csi/coffer/internal/yamlcheck"
 	"github.com/coffer-csi/coffer/provider/render"
 	"github.com/coffer-csi/coffer/provider/spc"
 )
@@ -20,6 +19,11 @@ type fileIndex struct {
 	// written, which may differ from file names (pathTranslation).
 	byName map[string][]Source
 	paths  []string
+	// candidates are the names a "did you mean" compares a reference
+	// with, and suggest compares them (the parser's Checker.Suggest, which
+	// bounds the work; nil: no suggestions).
+	candidates []string
+	suggest    func(key string, candidates []string) string
 }
 
 func indexFiles(cfg *spc.Config) *fileIndex {
@@ -51,6 +55,7 @@ func indexFiles(cfg *spc.Config) *fileIndex {
 	for _, d := range sortedKeys(x.dirs) {
 		x.paths = append(x.paths, d+"/<name>")
 	}
+	x.candidates = append(sortedKeys(x.byName), x.paths...)
 	return x
 }
 
@@ -92,12 +97,20 @@ func (x *fileIndex) resolve(ref string) (Source, string) {
 			list, more = list[:20], fmt.Sprintf(" (and %d more)", len(x.paths)-20)
 		}
 		guess := ""
-		if s := yamlcheck.Nearest(ref, append(sortedKeys(x.byName), x.paths...)); s != "" {
+		if s := x.nearest(ref); s != "" {
 			guess = fmt.Sprintf("did you mean %q? ", s)
 		}
 		return Source{}, fmt.Sprintf("%q is not a file this SecretProviderClass writes; %suse one of: %s%s", ref, guess, strings.Join(list, ", "), more)
 	}
 	return Source{}, fmt.Sprintf("%q names several files (%s); use the file name", ref, strings.Join(sortedKeys(found), ", "))
+}
+
+// nearest is the name ref most likely meant, or "".
+func (x *fileIndex) nearest(ref string) string {
+	if x.suggest == nil {
+		return ""
+	}
+	return x.suggest(ref, x.candidates)
 }
 
 // covered returns the files a source stands for: the file, or every file

@@ -49,6 +49,7 @@ var esoHints = map[string]string{
 // *spc.ValidationError listing every problem.
 func Parse(raw string, cfg *spc.Config) ([]*Secret, error) {
 	p := parser{files: indexFiles(cfg), Checker: yamlcheck.Checker{Hints: esoHints}}
+	p.files.suggest = p.Suggest // bounded per declaration
 	secrets := p.parse(raw)
 	if err := spc.Invalid(cfg.Name, p.Problems); err != nil {
 		return nil, err
@@ -63,6 +64,10 @@ type parser struct {
 
 func (p *parser) parse(raw string) []*Secret {
 	const where = "parameters"
+	if len(raw) > spc.MaxClassBytes {
+		p.Add(where, spc.KeySyncSecrets, "is %d bytes, over the limit of %d; split the Secrets across several SecretProviderClasses", len(raw), spc.MaxClassBytes)
+		return nil
+	}
 	var doc yaml.Node
 	if err := yaml.Unmarshal([]byte(raw), &doc); err != nil {
 		p.Add(where, spc.KeySyncSecrets, "is not valid YAML: %v", err)
@@ -79,6 +84,9 @@ func (p *parser) parse(raw string) []*Secret {
 	}
 	if len(list.Content) == 0 {
 		p.Add(where, spc.KeySyncSecrets, "is an empty list; list the Secrets to sync, or remove syncSecrets")
+		return nil
+	}
+	if !p.Within(list, where, spc.KeySyncSecrets, MaxSyncSecrets, "split the Secrets across several SecretProviderClasses") {
 		return nil
 	}
 	var out []*Secret
@@ -339,6 +347,9 @@ func (p *parser) data(n *yaml.Node, where string) []DataEntry {
 		p.Add(where, "data", "must be a list of {key, objectName} entries, found a %s at line %d", yamlcheck.KindName(n), n.Line)
 		return nil
 	}
+	if !p.Within(n, where, "data", MaxDataEntries, "split the keys across several Secrets, or take a JSON object's keys with dataFrom") {
+		return nil
+	}
 	var out []DataEntry
 	seen := map[string]int{}
 	for j, item := range n.Content {
@@ -377,6 +388,9 @@ func (p *parser) data(n *yaml.Node, where string) []DataEntry {
 func (p *parser) dataFrom(n *yaml.Node, where string) []ExtractEntry {
 	if n.Kind != yaml.SequenceNode {
 		p.Add(where, "dataFrom", "must be a list of {extract: <file>} entries, found a %s at line %d", yamlcheck.KindName(n), n.Line)
+		return nil
+	}
+	if !p.Within(n, where, "dataFrom", MaxDataFrom, "split the entries across several Secrets") {
 		return nil
 	}
 	var out []ExtractEntry
@@ -448,6 +462,8 @@ func (p *parser) template(n *yaml.Node, where string) *Template {
 	case len(d.Content) == 0:
 		p.Add(w, "data", "is empty; map at least one Secret key to a template, or remove template")
 		return t
+	case !p.Within(d, w, "data", MaxDataEntries, "split the keys across several Secrets"):
+		return t
 	}
 	for i := 0; i+1 < len(d.Content); i += 2 {
 		k, v := d.Content[i], d.Content[i+1]
@@ -487,6 +503,9 @@ func (p *parser) stringMap(f map[string]*yaml.Node, field, where string, labels 
 	}
 	if n.Kind != yaml.MappingNode {
 		p.Add(where, field, "must be a mapping of names to values, found a %s at line %d", yamlcheck.KindName(n), n.Line)
+		return nil
+	}
+	if !p.Within(n, where, field, MaxMetadataEntries, "keep the "+field+" the Secret's readers need") {
 		return nil
 	}
 	out := map[string]string{}

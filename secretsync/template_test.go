@@ -37,10 +37,12 @@ func TestTemplateBudget(t *testing.T) {
 		"doubling a variable": {
 			`{{$x := .pw}}{{range fromJson .list}}{{$x = printf "%s%s" $x $x}}{{end}}{{len $x}}`,
 			"the template builds more than its budget"},
-		"replace":      {`{{$a := replace "" .pw .pw}}{{$b := replace "" $a $a}}{{replace "" $b $b | len}}`, "the template builds more than its budget"},
-		"printf width": {`{{printf "%0999999999d" 1 | len}}`, "the template builds more than its budget"},
-		"printf star":  {`{{printf "%*d" 999999999 1 | len}}`, "the template builds more than its budget"},
-		"printf index": {`{{printf "%[2]*[1]d" 1 999999999 | len}}`, "the template builds more than its budget"},
+		"replace": {`{{$a := replace "" .pw .pw}}{{$b := replace "" $a $a}}{{replace "" $b $b | len}}`, "the template builds more than its budget"},
+		// Widths over tmpl.MaxFormatWidth are refused before fmt runs (a
+		// literal format's when the template is parsed: see tmpl).
+		"printf width": {`{{printf (print "%0999999999d") 1 | len}}`, "over the limit of 256"},
+		"printf star":  {`{{printf "%*d" 999999999 1 | len}}`, "over the limit of 256"},
+		"printf index": {`{{printf "%[2]*[1]d" 1 999999999 | len}}`, "over the limit of 256"},
 		"indent":       {`{{indent 999999999 .pw | len}}`, "the template builds more than its budget"},
 		"fromJson":     {`{{range fromJson .list}}{{range fromJson $.list}}{{$j := fromJson $.list}}{{end}}{{end}}`, "the template builds more than its budget"},
 	}
@@ -153,7 +155,8 @@ func TestPrintfArgumentsAreSized(t *testing.T) {
 		"%x":  `{{printf "` + strings.Repeat("%[1]x", 1000) + `" $a | len}}`,
 		"% x": `{{printf "` + strings.Repeat("%[1] x", 400) + `" $a | len}}`,
 		"%q":  `{{printf "` + strings.Repeat("%[1]q", 1000) + `" $a | len}}`,
-		"%v":  `{{$j := fromJson .list}}{{printf "` + strings.Repeat("%[1]v", 40000) + `" $j | len}}`,
+		// A format built at run time: a template is at most 64 KiB.
+		"%v": `{{$j := fromJson .list}}{{$f := printf "` + strings.Repeat("%[1]s", 200) + `" "%[1]v"}}{{$f = printf "` + strings.Repeat("%[1]s", 200) + `" $f}}{{printf $f $j | len}}`,
 	}
 	for name, tmpl := range tests {
 		t.Run(name, func(t *testing.T) { overBudget(t, tmpl) })
@@ -188,12 +191,12 @@ func overBudget(t *testing.T, tmpl string) {
 	}
 }
 
-// TestPrintfHugeStarsDoNotOverflow: widths are summed without overflow,
-// so two maximal * widths cannot wrap the total below the budget.
+// TestPrintfHugeStarsDoNotOverflow: two maximal * widths cannot wrap the
+// total below the budget: they are refused (over tmpl.MaxFormatWidth).
 func TestPrintfHugeStarsDoNotOverflow(t *testing.T) {
 	s := parseDecl(t, templateDecl(`{{printf "%**d" 9223372036854775807 9223372036854775807 1 | len}}`))[0]
 	_, err := s.Build(context.Background(), byPath(files(t, testConfig(t), templateContent(), "v1")))
-	if err == nil || !strings.Contains(err.Error(), "the template builds more than its budget") {
-		t.Fatalf("Build = %v, want the budget", err)
+	if err == nil || !strings.Contains(err.Error(), "over the limit of 256") {
+		t.Fatalf("Build = %v, want the width limit", err)
 	}
 }

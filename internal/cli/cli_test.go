@@ -83,9 +83,9 @@ func TestValidate(t *testing.T) {
       - {path: b, template: '{{ .password '}
       - {path: _app_host, template: x}
   secretObjects:`, 1),
-			1, []string{"3 problem(s)", `files[0] (".pgpass"): field "template": names "passwrd", which is not a value of this SecretProviderClass; did you mean "password"?`,
-				`files[1] ("b"): field "template": is not a valid template: line 1: unclosed action`,
-				`files[2] ("_app_host"): field "path": is also written by objects[1] (/app/host)`}},
+			1, []string{"3 problem(s)", `files[0] (.pgpass): field "template": names "passwrd", which is not a value of this SecretProviderClass; did you mean "password"?`,
+				`files[1] (b): field "template": is not a valid template: line 1: unclosed action`,
+				`files[2] (_app_host): field "path": is also written by objects[1] (/app/host)`}},
 		"templated file and writeFile: false": {
 			strings.Replace(strings.Replace(goodSPC, "  secretObjects:", "    files: |\n      - {path: .pgpass, template: '{{ .password }}'}\n  secretObjects:", 1),
 				`{path: password, objectAlias: password, filePermission: "0600"}`, `{path: password, objectAlias: password, writeFile: false}`, 1),

@@ -87,6 +87,9 @@ func compile(expr string, standardOnly bool) (e *Expr, err error) {
 			e, err = nil, errors.New("the expression cannot be parsed")
 		}
 	}()
+	if err := checkLimits(expr); err != nil {
+		return nil, err // before any parser: see limits.go
+	}
 	if !utf8.ValidString(expr) {
 		return nil, errors.New("the expression is not valid UTF-8")
 	}

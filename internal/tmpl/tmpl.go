@@ -174,6 +174,9 @@ func (x *execution) indent(n int, s string) (string, error) {
 // value thousands of times), times what the verb can make of a byte. The
 // total may not exceed the budget left.
 func (x *execution) checkFormat(format string, args []any) error {
+	if err := checkWidths(format); err != nil {
+		return err // see limits.go
+	}
 	widest := 0 // the largest int argument
 	for _, a := range args {
 		if n, ok := a.(int); ok {
@@ -199,6 +202,9 @@ func (x *execution) checkFormat(format string, args []any) error {
 			c := format[i]
 			switch {
 			case c == '*':
+				if err := checkStarWidth(args, next); err != nil {
+					return err // see limits.go
+				}
 				total += widest
 				next++
 			case c == '[':
@@ -390,6 +396,9 @@ type Template struct {
 // template's name, which text/template would quote, is the user's and may
 // hold anything, control characters included.
 func Parse(text string) (*Template, error) {
+	if err := checkSource(text); err != nil {
+		return nil, err // before the parser: see limits.go
+	}
 	t, err := template.New(parseName).Funcs((&execution{}).funcs()).Option("missingkey=error").Parse(text)
 	if err != nil {
 		return nil, parseError(err)
@@ -399,6 +408,9 @@ func Parse(text string) (*Template, error) {
 			continue
 		}
 		if err := checkRequired(tt.Tree); err != nil {
+			return nil, err
+		}
+		if err := checkFormats(tt.Tree); err != nil {
 			return nil, err
 		}
 	}

@@ -3,10 +3,19 @@ package yamlcheck
 import "strings"
 
 // Nearest returns the candidate closest to key by edit distance (ignoring
-// case), or "" when nothing is close enough to be a plausible typo.
+// case), or "" when nothing is close enough to be a plausible typo. It
+// compares no name longer than MaxSuggestLen and reads at most
+// MaxSuggestCandidates candidates, so its cost is bounded whatever it is
+// given.
 func Nearest(key string, candidates []string) string {
+	if len(key) > MaxSuggestLen {
+		return ""
+	}
 	best, bestDist := "", len(key)/2+2
-	for _, c := range candidates {
+	for _, c := range candidates[:min(len(candidates), MaxSuggestCandidates)] {
+		if len(c) > MaxSuggestLen {
+			continue
+		}
 		if d := Distance(key, c); d < bestDist {
 			best, bestDist = c, d
 		}

@@ -30,7 +30,7 @@ func (p Problem) String() string {
 	case p.Field == "":
 		return p.Where + ": " + p.Message
 	default:
-		return fmt.Sprintf("%s: field %q: %s", p.Where, p.Field, p.Message)
+		return fmt.Sprintf("%s: field %s: %s", p.Where, Quote(p.Field), p.Message)
 	}
 }
 
@@ -41,6 +41,8 @@ type Checker struct {
 	// another tool, in place of a "did you mean".
 	Hints    map[string]string
 	Problems []Problem
+	// suggested counts the suggestions computed (see Suggest).
+	suggested int
 }
 
 // Add records a problem.
@@ -90,6 +92,8 @@ func (c *Checker) unknownKey(key string, valid []string) string {
 	if hint, ok := c.Hints[strings.ToLower(key)]; ok {
 		return "unknown key; " + hint
 	}
+	// Nearest, not Suggest: valid is a short list of short keys, so the
+	// cost is linear in the key, and every unknown key gets its hint.
 	if s := Nearest(key, valid); s != "" {
 		return fmt.Sprintf("unknown key; did you mean %q? (valid keys: %s)", s, strings.Join(valid, ", "))
 	}

@@ -165,7 +165,7 @@ func TestTemplateClashWithNamesFromAWS(t *testing.T) {
 	}
 	values := []fetch.Value{{Object: cfg.Objects[0], Data: []byte(`{"host":"h","port":"1"}`), Version: "v"}, {Object: cfg.Objects[1], Data: []byte("x"), Version: "w"}}
 	_, err = render.Files(context.Background(), values, render.Options{Templates: cfg.Files})
-	for _, want := range []string{`objects[0] (db): writes file "db/host", which files[0] ("db/host") also writes`, `objects[0] (db): writes "db/port" as a file, and files[1] ("db/port/x") writes "db/port/x" inside it`} {
+	for _, want := range []string{`objects[0] (db): writes file "db/host", which files[0] (db/host) also writes`, `objects[0] (db): writes "db/port" as a file, and files[1] (db/port/x) writes "db/port/x" inside it`} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("err = %v, want %q", err, want)
 		}
@@ -184,7 +184,7 @@ func TestTemplateDeadline(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	_, err = render.Files(ctx, []fetch.Value{{Object: cfg.Objects[0], Data: []byte("x"), Version: "v"}}, render.Options{Templates: cfg.Files})
-	if err == nil || !strings.Contains(err.Error(), `files[0] ("out"): `) || !strings.Contains(err.Error(), "ran out of time") {
+	if err == nil || !strings.Contains(err.Error(), `files[0] (out): `) || !strings.Contains(err.Error(), "ran out of time") {
 		t.Fatalf("err = %v, want the deadline", err)
 	}
 }

@@ -27,11 +27,19 @@ func (e *ValidationError) Error() string {
 		return b.String()
 	}
 	fmt.Fprintf(&b, "invalid %s: %d problems:", src, len(e.Problems))
-	for i, p := range e.Problems {
+	for i, p := range e.Problems[:min(len(e.Problems), maxListedProblems)] {
 		fmt.Fprintf(&b, " (%d) %s;", i+1, p)
+	}
+	if more := len(e.Problems) - maxListedProblems; more > 0 {
+		fmt.Fprintf(&b, " and %d more (coffer validate lists them all);", more)
 	}
 	return strings.TrimSuffix(b.String(), ";")
 }
+
+// maxListedProblems bounds the message of a class with thousands of
+// problems (its size is bounded, not its problem count): the message goes
+// into the pod's events and the class's status.
+const maxListedProblems = 100
 
 // Invalid returns the *ValidationError of the SecretProviderClass named
 // class ("" when the driver did not send the name) with problems, or nil

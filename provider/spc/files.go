@@ -50,7 +50,7 @@ type Input struct {
 
 // Describe names the file in messages.
 func (f *FileTemplate) Describe() string {
-	return fmt.Sprintf("files[%d] (%s)", f.Index, quoteName(f.Path))
+	return fmt.Sprintf("files[%d] (%s)", f.Index, yamlcheck.Name(f.Path))
 }
 
 // TemplateKey is the key a template reads an object's value by: its
@@ -97,6 +97,9 @@ func parseFiles(raw string, objects []*Object, defaultMode fs.FileMode, ps *yaml
 	list := doc.Content[0]
 	if list.Kind != yaml.SequenceNode {
 		ps.Add("parameters", KeyFiles, "must be a YAML list of {path, template} entries, found a %s at line %d", yamlcheck.KindName(list), list.Line)
+		return nil
+	}
+	if !ps.Within(list, "parameters", KeyFiles, MaxFiles, "write several values into one file, or split the files across several SecretProviderClasses") {
 		return nil
 	}
 	keys, many := templateKeys(objects)
@@ -151,7 +154,7 @@ func parseFiles(raw string, objects []*Object, defaultMode fs.FileMode, ps *yaml
 				ps.Add(where, "template", "names %s, which writes a directory of files and has no single value; name an object with one value, or a jmesPath entry's objectAlias", strconv.Quote(ref))
 			default:
 				hint := "name an object's objectAlias (or, without one, the file it writes) or a jmesPath entry's objectAlias"
-				if s := yamlcheck.Nearest(ref, names); s != "" && yamlcheck.Distance(ref, s) <= 3 {
+				if s := ps.Suggest(ref, names); s != "" && yamlcheck.Distance(ref, s) <= 3 {
 					hint = fmt.Sprintf("did you mean %q?", s)
 				}
 				ps.Add(where, "template", "names %s, which is not a value of this SecretProviderClass; %s", strconv.Quote(ref), hint)

@@ -56,16 +56,16 @@ func TestFiles(t *testing.T) {
 // naming the entry, the field and the fix.
 func TestFilesRefused(t *testing.T) {
 	tests := map[string]struct{ files, want string }{
-		"missing alias":          {`[{path: a, template: '{{ .dbb }}'}]`, `files[0] ("a"): field "template": names "dbb", which is not a value of this SecretProviderClass; did you mean "db"?`},
+		"missing alias":          {`[{path: a, template: '{{ .dbb }}'}]`, `files[0] (a): field "template": names "dbb", which is not a value of this SecretProviderClass; did you mean "db"?`},
 		"missing alias index":    {`[{path: a, template: '{{ index . "nope" }}'}]`, `names "nope", which is not a value`},
-		"syntax error":           {`[{path: a, template: '{{ .db '}]`, `files[0] ("a"): field "template": is not a valid template: line 1: unclosed action`},
+		"syntax error":           {`[{path: a, template: '{{ .db '}]`, `files[0] (a): field "template": is not a valid template: line 1: unclosed action`},
 		"unknown function":       {`[{path: a, template: '{{ .db | nope }}'}]`, `function "nope" not defined`},
 		"directory":              {`[{path: a, template: '{{ .all }}'}]`, `names "all", which writes a directory of files and has no single value`},
-		"collides with object":   {`[{path: _app_host, template: x}]`, `files[0] ("_app_host"): field "path": is also written by objects[1] (/app/host)`},
+		"collides with object":   {`[{path: _app_host, template: x}]`, `files[0] (_app_host): field "path": is also written by objects[1] (/app/host)`},
 		"collides with jmesPath": {`[{path: apikey, template: x}]`, `is also written by objects[0] (prod/db).jmesPath[0]`},
-		"two files":              {`[{path: a, template: x}, {path: a, template: y}]`, `files[1] ("a"): field "path": is also written by files[0] ("a")`},
+		"two files":              {`[{path: a, template: x}, {path: a, template: y}]`, `files[1] (a): field "path": is also written by files[0] (a)`},
 		"inside a file":          {`[{path: _app_host/x, template: x}]`, `inside "_app_host"`},
-		"in a directory":         {`[{path: all, template: x}]`, `writes its files into "all", which files[0] ("all") writes as a file`},
+		"in a directory":         {`[{path: all, template: x}]`, `writes its files into "all", which files[0] (all) writes as a file`},
 		"climbs out":             {`[{path: ../x, template: x}]`, `field "path": file path "../x" has a ".." element`},
 		"no path":                {`[{template: x}]`, `files[0]: field "path": is required`},
 		"no template":            {`[{path: a}]`, `field "template": is required`},

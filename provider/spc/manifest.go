@@ -163,7 +163,7 @@ func (m Manifest) Check(opts Options) (*Config, error) {
 		for i, so := range m.SecretObjects {
 			for j, d := range so.Data {
 				if !files[d.ObjectName] {
-					ps.Add(fmt.Sprintf("secretObjects[%d] (%s).data[%d]", i, so.SecretName, j), "objectName",
+					ps.Add(fmt.Sprintf("secretObjects[%d] (%s).data[%d]", i, yamlcheck.Name(so.SecretName), j), "objectName",
 						"%q is not a file this SecretProviderClass writes; use one of: %s", d.ObjectName, strings.Join(sortedKeys(files), ", "))
 				}
 			}

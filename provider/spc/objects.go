@@ -5,7 +5,6 @@ import (
 	"io/fs"
 	"strconv"
 	"strings"
-	"unicode"
 
 	"gopkg.in/yaml.v3"
 
@@ -86,10 +85,7 @@ func (o *Object) Describe() string {
 }
 
 func describe(i int, name string) string {
-	if strings.ContainsFunc(name, unicode.IsControl) {
-		return fmt.Sprintf("objects[%d] (%q)", i, name)
-	}
-	return fmt.Sprintf("objects[%d] (%s)", i, name)
+	return fmt.Sprintf("objects[%d] (%s)", i, yamlcheck.Name(name))
 }
 
 // Keys of an object entry, of a jmesPath entry and of a failoverObject.
@@ -105,8 +101,10 @@ type objectParser struct {
 	translation string
 	defaultMode fs.FileMode
 	ps          *yamlcheck.Checker
-	// items counts the entries of the objects list, valid or not.
-	items int
+	// maxObjects bounds the entries of the objects list.
+	maxObjects int
+	// jmesEntries counts the jmesPath entries of all objects.
+	jmesEntries int
 }
 
 func (p *objectParser) parse(raw string) []*Object {
@@ -128,7 +126,10 @@ func (p *objectParser) parse(raw string) []*Object {
 		p.ps.Add("parameters", KeyObjects, "is an empty list; list at least one object")
 		return nil
 	}
-	p.items = len(list.Content)
+	if len(list.Content) > p.maxObjects {
+		p.ps.Add("parameters", KeyObjects, "lists %d objects, over the limit of %d per SecretProviderClass (--max-objects); split them across several SecretProviderClasses", len(list.Content), p.maxObjects)
+		return nil
+	}
 	objects := make([]*Object, 0, len(list.Content))
 	for i, item := range list.Content {
 		if o := p.parseObject(i, item); o != nil {
@@ -314,6 +315,17 @@ func (p *objectParser) jmesPath(n *yaml.Node, where string, parentMode fs.FileMo
 		p.ps.Add(where, "jmesPath", "must be a list of {path, objectAlias} entries, found a %s at line %d", yamlcheck.KindName(n), n.Line)
 		return nil
 	}
+	if !p.ps.Within(n, where, "jmesPath", MaxJMESPathPerObject, "select fewer values, or read the object whole (expandJSON: true writes a file per key)") {
+		return nil
+	}
+	if before := p.jmesEntries; before+len(n.Content) > MaxJMESPathEntries {
+		p.jmesEntries = MaxJMESPathEntries + 1 // reported once
+		if before <= MaxJMESPathEntries {
+			p.ps.Add(where, "jmesPath", "brings the jmesPath entries of all objects to %d, over the limit of %d per SecretProviderClass; split the objects across several SecretProviderClasses", before+len(n.Content), MaxJMESPathEntries)
+		}
+		return nil
+	}
+	p.jmesEntries += len(n.Content)
 	entries := make([]*JMESPathEntry, 0, len(n.Content))
 	for j, item := range n.Content {
 		w := fmt.Sprintf("%s.jmesPath[%d]", where, j)

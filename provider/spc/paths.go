@@ -3,9 +3,10 @@ package spc
 import (
 	"fmt"
 	"path"
-	"strconv"
 	"strings"
 	"unicode"
+
+	"github.com/coffer-csi/coffer/internal/yamlcheck"
 )
 
 // The driver's limits on each returned path (pkg/util/fileutil in the driver).
@@ -92,13 +93,7 @@ func pathProblem(p string) string {
 
 // quoteName quotes a name for a message, cut short when it is long (the
 // length problem says how long).
-func quoteName(s string) string {
-	const most = 100
-	if len(s) > most {
-		return strconv.Quote(s[:most]) + "..."
-	}
-	return strconv.Quote(s)
-}
+func quoteName(s string) string { return yamlcheck.Quote(s) }
 
 // parsePathTranslation reads the pathTranslation parameter: empty means the
 // default "_", "false" in any case turns translation off, otherwise a single

@@ -101,7 +101,7 @@ type Options struct {
 	RequireRegion bool
 	// DefaultMode is the file mode for objects without filePermission.
 	DefaultMode fs.FileMode
-	// MaxObjects bounds the number of objects (0: no bound).
+	// MaxObjects bounds the number of objects (0: DefaultMaxObjects).
 	MaxObjects int
 }
 
@@ -144,6 +144,9 @@ func Parse(attrs map[string]string, opts Options) (*Config, error) {
 	}
 	if opts.DefaultMode == 0 {
 		opts.DefaultMode = 0o644
+	}
+	if !checkClassSize(attrs, &ps) {
+		return nil, Invalid(cfg.Name, ps.Problems) // before any YAML: see limits.go
 	}
 	checkParameterKeys(attrs, &ps)
 
@@ -206,11 +209,11 @@ func Parse(attrs map[string]string, opts Options) (*Config, error) {
 	if !ok || strings.TrimSpace(raw) == "" {
 		ps.Add("parameters", KeyObjects, "is missing or empty; list the secrets to mount as a YAML list, for example objects: '[{objectName: prod/db, objectType: secretsmanager}]'")
 	} else {
-		p := objectParser{cfg: cfg, translation: translation, defaultMode: opts.DefaultMode, ps: &ps}
-		cfg.Objects = p.parse(raw)
-		if opts.MaxObjects > 0 && p.items > opts.MaxObjects {
-			ps.Add("parameters", KeyObjects, "lists %d objects; this provider allows at most %d per SecretProviderClass (--max-objects)", p.items, opts.MaxObjects)
+		p := objectParser{cfg: cfg, translation: translation, defaultMode: opts.DefaultMode, ps: &ps, maxObjects: opts.MaxObjects}
+		if p.maxObjects <= 0 {
+			p.maxObjects = DefaultMaxObjects
 		}
+		cfg.Objects = p.parse(raw)
 		if raw := attrs[KeyFiles]; strings.TrimSpace(raw) != "" {
 			cfg.Files = parseFiles(raw, cfg.Objects, opts.DefaultMode, &ps)
 		}
@@ -246,6 +249,8 @@ func checkParameterKeys(attrs map[string]string, ps *yamlcheck.Checker) {
 		if known[k] || k == AttrSPCName || strings.HasPrefix(k, driverAttrPrefix) {
 			continue
 		}
+		// Nearest, not Suggest: the candidates are a few short keys, so
+		// the cost is linear in the key, and every typo is reported.
 		if s := yamlcheck.Nearest(k, parameterKeys); s != "" && yamlcheck.Distance(k, s) <= 2 {
 			ps.Add("parameters", k, "unknown parameter; did you mean %q? (check the SecretProviderClass parameters and the pod's volumeAttributes, which the driver merges)", s)
 		}

@@ -834,7 +834,7 @@ func invalidCases() map[string]invalidCase {
 		},
 		"secret name longer than 512 characters": {
 			mutate: objs("- objectName: "+strings.Repeat("s", 513), "  objectType: secretsmanager", "  objectAlias: db"),
-			want:   []problem{p("objects[0] ("+strings.Repeat("s", 513)+")", "objectName", "is not a valid Secrets Manager secret name")},
+			want:   []problem{p("objects[0] (\""+strings.Repeat("s", 100)+"\"...)", "objectName", "is not a valid Secrets Manager secret name")},
 		},
 		"parameter name with an invalid character": {
 			mutate: objs("- objectName: /app/x*", "  objectType: ssmparameter"),
@@ -842,7 +842,7 @@ func invalidCases() map[string]invalidCase {
 		},
 		"parameter name longer than 2048 characters": {
 			mutate: objs("- objectName: /"+strings.Repeat("p", 2048), "  objectType: ssmparameter", "  objectAlias: p"),
-			want:   []problem{p("objects[0] (/"+strings.Repeat("p", 2048)+")", "objectName", "is not a valid Parameter Store name")},
+			want:   []problem{p("objects[0] (\"/"+strings.Repeat("p", 99)+"\"...)", "objectName", "is not a valid Parameter Store name")},
 		},
 		"parameter name ending with a slash": {
 			mutate: objs("- objectName: /app/", "  objectType: ssmparameter"),
@@ -1104,15 +1104,12 @@ func invalidCases() map[string]invalidCase {
 		"MaxObjects exceeded": {
 			mutate: smObj("- objectName: b", "  objectType: secretsmanager", "- objectName: c", "  objectType: secretsmanager"),
 			opts:   spc.Options{MaxObjects: 2},
-			want:   []problem{p("parameters", "objects", "lists 3 objects", "at most 2")},
+			want:   []problem{p("parameters", "objects", "lists 3 objects", "over the limit of 2", "split them")},
 		},
-		"MaxObjects counts invalid entries too": {
+		"MaxObjects counts invalid entries too, and stops before reading any": {
 			mutate: smObj("- objectName: b", "  objectType: secretsmanager", "- objectName: c", "  objectType: bad"),
 			opts:   spc.Options{MaxObjects: 2},
-			want: []problem{
-				p("objects[2] (c)", "objectType", `"bad" is not a valid objectType`),
-				p("parameters", "objects", "lists 3 objects", "at most 2"),
-			},
+			want:   []problem{p("parameters", "objects", "lists 3 objects", "over the limit of 2")},
 		},
 		"assumeRoleExternalId without assumeRoleArn": {
 			mutate: with("assumeRoleExternalId", "tenant-42"),
@@ -1345,12 +1342,12 @@ func TestParseDeterministic(t *testing.T) {
 			"- objectName: /a", "  objectType: ssmparameter", "  objectAlias: x",
 			"- objectName: /b", "  objectType: ssmparameter", "  jmesPath:", "    - path: a", "      objectAlias: x",
 		)))
-	_, first := spc.Parse(attrs, spc.Options{MaxObjects: 3})
+	_, first := spc.Parse(attrs, spc.Options{})
 	if first == nil {
 		t.Fatal("Parse succeeded")
 	}
 	for range 50 {
-		_, err := spc.Parse(maps.Clone(attrs), spc.Options{MaxObjects: 3})
+		_, err := spc.Parse(maps.Clone(attrs), spc.Options{})
 		if err == nil || err.Error() != first.Error() {
 			t.Fatalf("Parse is not deterministic:\n first %v\n now   %v", first, err)
 		}

@@ -77,7 +77,7 @@ func TestTemplatedFiles(t *testing.T) {
 		want   []string
 	}{
 		"missing-alias": {map[string]string{"region": region, "objects": objects, "files": "[{path: .pgpass, template: '{{ .dbb }}'}]"},
-			[]string{`files[0] (".pgpass"): field "template": names "dbb", which is not a value of this SecretProviderClass; did you mean "db"?`}},
+			[]string{`files[0] (.pgpass): field "template": names "dbb", which is not a value of this SecretProviderClass; did you mean "db"?`}},
 		"denied": {map[string]string{"region": region, "objects": objects + "- {objectName: elsewhere/x, objectType: secretsmanager, optional: true}\n"},
 			[]string{"objects[3] (elsewhere/x)", "access denied"}},
 		"hyphen": {map[string]string{"region": region, "objects": "- {objectName: files/db, objectType: secretsmanager, jmesPath: [{path: api-key, objectAlias: k}]}"},

@@ -98,14 +98,14 @@ func TestTemplatedFilesAndOptionalObjects(t *testing.T) {
 	t.Run("a template naming a missing alias", func(t *testing.T) {
 		bad := map[string]string{"objects": params["objects"], "files": "[{path: .pgpass, template: '{{ .dbb }}'}]"}
 		_, err := h.mount(t, bad)
-		if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), `files[0] (".pgpass"): field "template": names "dbb", which is not a value of this SecretProviderClass; did you mean "db"?`) {
+		if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), `files[0] (.pgpass): field "template": names "dbb", which is not a value of this SecretProviderClass; did you mean "db"?`) {
 			t.Errorf("err = %v", err)
 		}
 	})
 	t.Run("a template that fails on the values", func(t *testing.T) {
 		bad := map[string]string{"objects": params["objects"], "files": "[{path: .pgpass, template: '{{ (fromJson .db).password | b64dec }}'}]"}
 		resp, err := h.mount(t, bad)
-		if status.Code(err) != codes.FailedPrecondition || resp != nil || !strings.Contains(err.Error(), `files[0] (".pgpass"): line 1, column 29 ({{ b64dec }}): not valid base64`) || strings.Contains(err.Error(), canary) {
+		if status.Code(err) != codes.FailedPrecondition || resp != nil || !strings.Contains(err.Error(), `files[0] (.pgpass): line 1, column 29 ({{ b64dec }}): not valid base64`) || strings.Contains(err.Error(), canary) {
 			t.Errorf("mount = %v, %v; want FailedPrecondition naming the file and line, no value", resp, err)
 		}
 	})
