@@ -6,7 +6,7 @@
 // A worker is the coffer binary itself, re-executed with the hidden
 // "evaluator" command (Serve). Before it reads any input it limits its own
 // memory with RLIMIT_DATA, so the kernel ends it when an evaluation
-// allocates past --evaluator-memory, whatever any budget said. The pool
+// allocates past --evaluator-memory-bytes, whatever any budget said. The pool
 // kills a worker (its process group) whose evaluation outlives the
 // caller's deadline or the pool's time limit, and starts another on the
 // next evaluation. Workers start on first use (a node whose classes have
@@ -38,7 +38,7 @@ import (
 // Defaults of Config.
 const (
 	DefaultWorkers     = 2
-	DefaultMemoryBytes = 64 << 20
+	DefaultMemoryBytes = 40 << 20
 	DefaultTimeout     = 2 * time.Second
 	DefaultIdleTimeout = time.Minute
 )
@@ -136,8 +136,8 @@ func (p *Pool) Evaluate(ctx context.Context, tenant string, job *render.Job) (*r
 		return nil, errors.New("cannot be sent to the evaluator")
 	}
 	if int64(len(req)) > p.cfg.MemoryBytes/2 {
-		return nil, &Error{Cause: CauseTooLarge, msg: fmt.Sprintf("needs %d bytes of input, more than half the evaluator's %s memory limit (--evaluator-memory)", len(req), mib(p.cfg.MemoryBytes)),
-			hint: "select less, or raise --evaluator-memory"}
+		return nil, &Error{Cause: CauseTooLarge, msg: fmt.Sprintf("needs %d bytes of input, more than half the evaluator's %s memory limit (--evaluator-memory-bytes)", len(req), mib(p.cfg.MemoryBytes)),
+			hint: "select less, or raise --evaluator-memory-bytes"}
 	}
 	if err := p.sched.acquire(ctx, tenant); err != nil {
 		return nil, &Error{Cause: CauseDeadline, msg: fmt.Sprintf("found no free evaluator before the deadline (%v)", err), err: err,
@@ -193,9 +193,9 @@ func (p *Pool) explain(ctx context.Context, w *worker, err error) *Error {
 	}
 	switch w.cause() {
 	case CauseMemory:
-		return &Error{Cause: CauseMemory, msg: fmt.Sprintf("exceeded the evaluator's %s memory limit (--evaluator-memory)", mib(p.cfg.MemoryBytes)), hint: hintSimplify}
+		return &Error{Cause: CauseMemory, msg: fmt.Sprintf("exceeded the evaluator's %s memory limit (--evaluator-memory-bytes)", mib(p.cfg.MemoryBytes)), hint: hintSimplify}
 	case "stack":
-		return &Error{Cause: CauseMemory, msg: fmt.Sprintf("nests too deeply for the evaluator's stack (a quarter of its %s memory limit, --evaluator-memory)", mib(p.cfg.MemoryBytes)), hint: "nest the expression or template less deeply"}
+		return &Error{Cause: CauseMemory, msg: fmt.Sprintf("nests too deeply for the evaluator's stack (a quarter of its %s memory limit, --evaluator-memory-bytes)", mib(p.cfg.MemoryBytes)), hint: "nest the expression or template less deeply"}
 	case CauseTime:
 		return &Error{Cause: CauseTime, msg: "ran out of the evaluator's CPU time", hint: hintSimplify}
 	}

@@ -144,7 +144,7 @@ func TestBackstopHoldsWithoutAccounting(t *testing.T) {
 	wg.Wait()
 	var e *isolate.Error
 	if !errors.As(hostileErr, &e) || e.Cause != isolate.CauseMemory ||
-		hostileErr.Error() != "exceeded the evaluator's 64 MiB memory limit (--evaluator-memory)" || e.Hint() == "" {
+		hostileErr.Error() != "exceeded the evaluator's 64 MiB memory limit (--evaluator-memory-bytes)" || e.Hint() == "" {
 		t.Errorf("hostile evaluation: %v, want the memory limit", hostileErr)
 	}
 	if benignErr != nil {

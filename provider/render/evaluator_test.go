@@ -36,7 +36,7 @@ func (p *pipeEvaluator) Evaluate(ctx context.Context, tenant string, job *render
 type deadEvaluator struct{}
 
 func (deadEvaluator) Evaluate(context.Context, string, *render.Job) (*render.Outcome, error) {
-	return nil, hinted{errors.New("exceeded the evaluator's 64 MiB memory limit (--evaluator-memory)")}
+	return nil, hinted{errors.New("exceeded the evaluator's 64 MiB memory limit (--evaluator-memory-bytes)")}
 }
 
 type hinted struct{ error }
@@ -105,7 +105,7 @@ func TestEvaluatorFailure(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = render.Files(context.Background(), []fetch.Value{{Object: cfg.Objects[0], Data: []byte(`{"user":"app"}`), Version: "v"}}, render.Options{Evaluator: deadEvaluator{}})
-	want := `objects[0] (db): evaluating its jmesPath (path "user") exceeded the evaluator's 64 MiB memory limit (--evaluator-memory)`
+	want := `objects[0] (db): evaluating its jmesPath (path "user") exceeded the evaluator's 64 MiB memory limit (--evaluator-memory-bytes)`
 	if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "the hint of the evaluator") {
 		t.Errorf("err = %v, want %q and the hint", err, want)
 	}
