@@ -70,7 +70,7 @@ func (e *evaluatorFlags) limitMemory(log *slog.Logger) {
 	if container <= 0 {
 		return
 	}
-	workers := int64(e.workers) * e.memory
+	workers := int64(e.workers) * (e.memory + workerOverhead)
 	own := max(container-workers, container/4) / 10 * 9
 	if own < debug.SetMemoryLimit(-1) {
 		debug.SetMemoryLimit(own)
@@ -79,6 +79,10 @@ func (e *evaluatorFlags) limitMemory(log *slog.Logger) {
 }
 
 const mathMaxInt64 = 1<<63 - 1
+
+// workerOverhead is a worker's memory besides what it may allocate: the
+// Go runtime and coffer's own packages, about 30 MiB resident at start.
+const workerOverhead = 32 << 20
 
 // cgroupMemoryMax is the memory limit of this process's cgroup (v2, or
 // v1), or 0 when there is none or it cannot be read.
