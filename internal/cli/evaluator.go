@@ -70,12 +70,19 @@ func (e *evaluatorFlags) limitMemory(log *slog.Logger) {
 	if container <= 0 {
 		return
 	}
-	workers := int64(e.workers) * (e.memory + workerOverhead)
-	own := max(container-workers, container/4) / 10 * 9
-	if own < debug.SetMemoryLimit(-1) {
+	if own := softLimit(container, e.workers, e.memory); own < debug.SetMemoryLimit(-1) {
 		debug.SetMemoryLimit(own)
-		log.Info("memory limit", "containerBytes", container, "evaluatorBytes", workers, "goMemLimitBytes", own)
+		log.Info("memory limit", "containerBytes", container, "evaluatorWorkers", e.workers, "goMemLimitBytes", own)
 	}
+}
+
+// softLimit is coffer's own share of a container's memory: 90% of what
+// the workers leave (each its limit plus its runtime), and never less than
+// a quarter of the container (a misconfigured pool must not starve coffer
+// into collecting constantly).
+func softLimit(container int64, workers int, memory int64) int64 {
+	reserved := int64(workers) * (memory + workerOverhead)
+	return max(container-reserved, container/4) / 10 * 9
 }
 
 const mathMaxInt64 = 1<<63 - 1
