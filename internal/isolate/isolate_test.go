@@ -274,3 +274,35 @@ func TestTemplatesInWorker(t *testing.T) {
 		t.Errorf("outcome %+v", out.Templates)
 	}
 }
+
+// TestAccountingEscapesFailOnlyTheirEvaluation: an attack the issue found
+// past the accounting (a printf width that fmt applies to every element of
+// a list: 1,000 elements padded to 900 kB each is 900 MB from a short
+// template) runs in a worker with coffer's real evaluation: it fails
+// (refused by a budget, or ended by the memory limit), the pool's process
+// stays small, and the worker pool serves the next evaluation.
+func TestAccountingEscapesFailOnlyTheirEvaluation(t *testing.T) {
+	p := newPool(t, isolate.Config{Workers: 1, MemoryBytes: 40 << 20, Timeout: time.Minute})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := benign(ctx, p, "ns"); err != nil {
+		t.Fatal(err)
+	}
+	runtime.GC()
+	before := highWater(t)
+	list := "[" + strings.TrimSuffix(strings.Repeat("0,", 1000), ",") + "]"
+	job := &render.Job{Templates: &render.TemplateJob{OutputLimit: 4 << 20, Left: 4 << 20,
+		Inputs: []map[string]string{{"list": list}},
+		Items:  []render.TemplateItem{{Text: `{{ printf "%900000v" (fromJson .list) | len }}`}}}}
+	out, err := p.Evaluate(ctx, "ns", job)
+	if err == nil && (len(out.Templates) != 1 || out.Templates[0].Err == "") {
+		t.Fatalf("the attack succeeded: %+v", out)
+	}
+	if grew := highWater(t) - before; grew > 32<<20 {
+		t.Errorf("the pool's process grew by %d MiB during the attack", grew>>20)
+	}
+	if err := benign(ctx, p, "ns"); err != nil {
+		t.Errorf("next evaluation: %v", err)
+	}
+	t.Logf("the attack: %v", err)
+}
