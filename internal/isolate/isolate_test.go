@@ -306,3 +306,36 @@ func TestAccountingEscapesFailOnlyTheirEvaluation(t *testing.T) {
 	}
 	t.Logf("the attack: %v", err)
 }
+
+// TestLegitimateWorkFitsTheDefaults: the default limits leave room for the
+// largest legitimate evaluation: a 1 MiB JSON document (--max-value-bytes;
+// AWS's secrets are at most 64 KiB) searched with a projection and a
+// filter, and a Secret's 1 MiB of values through a template.
+func TestLegitimateWorkFitsTheDefaults(t *testing.T) {
+	p := newPool(t, isolate.Config{Workers: 1, Timeout: time.Minute})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var doc strings.Builder
+	doc.WriteString(`{"items":[`)
+	for i := 0; doc.Len() < 1<<20-64; i++ {
+		if i > 0 {
+			doc.WriteByte(',')
+		}
+		doc.WriteString(`{"name":"n` + strconv.Itoa(i) + `","v":` + strconv.Itoa(i) + `,"tag":"abcdefgh"}`)
+	}
+	doc.WriteString(`]}`)
+	job := &render.Job{Extract: &render.ExtractJob{Data: []byte(doc.String()), Limit: 4 << 20,
+		Entries: []render.ExtractEntry{{Expression: "items[*].name"}, {Expression: "items[?v > `100`].tag | length(@)"}}}}
+	out, err := p.Evaluate(ctx, "ns", job)
+	if err != nil || out.Extract == nil || len(out.Extract.Errors) != 0 || len(out.Extract.Files) != 2 {
+		t.Fatalf("1 MiB document: %v %+v", err, out.Extract.Errors)
+	}
+	value := strings.Repeat("x", 1<<20-1024)
+	tjob := &render.Job{Templates: &render.TemplateJob{OutputLimit: 1 << 20, Left: 1 << 20,
+		Inputs: []map[string]string{{"v": value}},
+		Items:  []render.TemplateItem{{Text: `{{ .v | b64enc | b64dec | len }}:{{ .v | upper | len }}`}}}}
+	tout, err := p.Evaluate(ctx, "ns", tjob)
+	if err != nil || len(tout.Templates) != 1 || tout.Templates[0].Err != "" {
+		t.Fatalf("1 MiB template values: %v %+v", err, tout)
+	}
+}
