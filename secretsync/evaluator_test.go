@@ -46,3 +46,26 @@ func TestTemplatesRunThroughTheEvaluator(t *testing.T) {
 		t.Fatalf("BuildWith = %v, want the evaluator's limit", err)
 	}
 }
+
+// TestEvaluatorDeathFailsOnlyItsSecret: when the evaluator fails a
+// Secret's templates (its worker died), that Secret is reported
+// InvalidData with the evaluator's message in its Event, and a Secret of
+// the same class without templates is synced all the same.
+func TestEvaluatorDeathFailsOnlyItsSecret(t *testing.T) {
+	e := newEnv(t)
+	ev := &recordingEvaluator{fail: errors.New("exceeded the evaluator's 40 MiB memory limit (--evaluator-memory-bytes)")}
+	e.engine.Evaluator = ev
+	decl := "[{secretName: s, data: [{key: pw, objectName: db-pass}], template: {data: {x: '{{ .pw }}'}}}, {secretName: plain, data: [{key: pw, objectName: db-pass}]}]"
+	res := e.sync(decl, templateContent(), "v1", nil)
+	if len(res) != 2 {
+		t.Fatalf("%d results, want 2", len(res))
+	}
+	wantResult(t, res[0], false, ReasonInvalidData, "exceeded the evaluator's 40 MiB memory limit")
+	wantResult(t, res[1], true, ReasonCreated)
+	if len(ev.tenants) != 1 || ev.tenants[0] != testNS {
+		t.Errorf("tenants %v, want the class's namespace %s", ev.tenants, testNS)
+	}
+	if events := strings.Join(e.events.take(), "\n"); !strings.Contains(events, "Warning "+ReasonInvalidData) || !strings.Contains(events, "evaluator's 40 MiB memory limit") {
+		t.Errorf("events %s, want the Secret's failure", events)
+	}
+}
