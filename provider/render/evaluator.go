@@ -185,6 +185,35 @@ func runTemplates(ctx context.Context, job *TemplateJob) []TemplateOutcome {
 	return out
 }
 
+// firstFailure passes evaluations on to an Evaluator until one cannot
+// finish; every later one fails at once. A class whose first evaluation
+// killed its worker would most likely kill the next too: one render
+// (a mount) pays for one worker, not one per object. Not safe for
+// concurrent use: a render evaluates in order.
+type firstFailure struct {
+	ev     Evaluator
+	failed bool
+}
+
+var errEarlierFailure = hinted{errors.New("was skipped: an earlier evaluation of this class could not finish"),
+	"fix the expression or template that failed first"}
+
+type hinted struct {
+	error
+	hint string
+}
+
+func (h hinted) Hint() string { return h.hint }
+
+func (f *firstFailure) Evaluate(ctx context.Context, tenant string, job *Job) (*Outcome, error) {
+	if f.failed {
+		return nil, errEarlierFailure
+	}
+	out, err := f.ev.Evaluate(ctx, tenant, job)
+	f.failed = err != nil
+	return out, err
+}
+
 // Evaluate runs job with ev, or in this process when ev is nil.
 func Evaluate(ctx context.Context, ev Evaluator, tenant string, job *Job) (*Outcome, error) {
 	if ev == nil {

@@ -115,3 +115,28 @@ func TestEvaluatorFailure(t *testing.T) {
 		t.Errorf("err = %v, want %q", err, want)
 	}
 }
+
+type countingDead struct{ calls int }
+
+func (c *countingDead) Evaluate(ctx context.Context, tenant string, job *render.Job) (*render.Outcome, error) {
+	c.calls++
+	return deadEvaluator{}.Evaluate(ctx, tenant, job)
+}
+
+// TestOneWorkerPerRender: after an evaluation of a mount could not finish,
+// the mount's other evaluations fail at once instead of each killing
+// another worker.
+func TestOneWorkerPerRender(t *testing.T) {
+	cfg := parse(t, "- {objectName: a, objectType: secretsmanager, jmesPath: [{path: x, objectAlias: ax}]}\n- {objectName: b, objectType: secretsmanager, jmesPath: [{path: x, objectAlias: bx}]}")
+	ev := &countingDead{}
+	values := []fetch.Value{{Object: cfg.Objects[0], Data: []byte(`{"x":1}`), Version: "v"}, {Object: cfg.Objects[1], Data: []byte(`{"x":1}`), Version: "v"}}
+	_, err := render.Files(context.Background(), values, render.Options{Evaluator: ev})
+	if ev.calls != 1 {
+		t.Errorf("%d evaluations, want 1", ev.calls)
+	}
+	for _, want := range []string{"objects[0] (a): evaluating its jmesPath (path \"x\") exceeded", "objects[1] (b): evaluating its jmesPath (path \"x\") was skipped: an earlier evaluation of this class could not finish"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("err = %v, want %q", err, want)
+		}
+	}
+}

@@ -95,6 +95,9 @@ func Files(ctx context.Context, values []fetch.Value, opts Options) ([]File, err
 	if limit <= 0 {
 		limit = DriverMaxResponseBytes
 	}
+	if opts.Evaluator != nil {
+		opts.Evaluator = &firstFailure{ev: opts.Evaluator}
+	}
 	var files []File
 	var failed fetch.Errors
 	used := 0
