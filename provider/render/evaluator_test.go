@@ -71,14 +71,14 @@ func TestEvaluatorGivesTheSameFiles(t *testing.T) {
 		t.Fatalf("errors differ:\n in process: %s\n evaluator:  %s", localErr, pipeErr)
 	}
 	cfg.Objects[0].JMESPath = append(cfg.Objects[0].JMESPath[:2], cfg.Objects[0].JMESPath[3])
-	local, localErr := render1(nil, cfg.Files)
-	piped, pipeErr := render1(ev, cfg.Files)
+	_, localErr = render1(nil, cfg.Files)
+	_, pipeErr = render1(ev, cfg.Files)
 	if localErr == "" || localErr != pipeErr || !strings.Contains(pipeErr, `files[1] ("bad")`) {
 		t.Fatalf("errors differ:\n in process: %s\n evaluator:  %s", localErr, pipeErr)
 	}
 	cfg.Files = append(cfg.Files[:1], cfg.Files[2])
-	local, localErr = render1(nil, cfg.Files)
-	piped, pipeErr = render1(ev, cfg.Files)
+	local, localErr := render1(nil, cfg.Files)
+	piped, pipeErr := render1(ev, cfg.Files)
 	if localErr != "" || pipeErr != "" || len(local) != len(piped) || len(local) != 6 {
 		t.Fatalf("in process: %d files (%s); evaluator: %d files (%s)", len(local), localErr, len(piped), pipeErr)
 	}
