@@ -280,6 +280,12 @@ func (p *Pool) Processes() int {
 	return len(p.idle) + p.sched.inUse()
 }
 
+// Load is how many evaluations run and how many wait for a worker (for
+// tests and metrics).
+func (p *Pool) Load() (running, waiting int) {
+	return p.sched.inUse(), p.sched.queued()
+}
+
 // worker is one evaluator process.
 type worker struct {
 	cmd       *exec.Cmd

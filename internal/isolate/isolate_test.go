@@ -229,6 +229,13 @@ func TestFairness(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	// All six are running or queued before the benign one arrives.
+	for running, waiting := p.Load(); running+waiting < 6; running, waiting = p.Load() {
+		if ctx.Err() != nil {
+			t.Fatal("the hostile evaluations did not reach the pool within 30s")
+		}
+		time.Sleep(time.Millisecond)
+	}
 	err := benign(ctx, p, "victim")
 	mu.Lock()
 	endedFirst := ended

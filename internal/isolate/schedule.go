@@ -121,6 +121,13 @@ func (s *scheduler) forget(tenant string) {
 	delete(s.served, tenant)
 }
 
+// queued is how many evaluations wait for a slot.
+func (s *scheduler) queued() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.waiting)
+}
+
 // inUse is how many slots are taken.
 func (s *scheduler) inUse() int {
 	s.mu.Lock()
