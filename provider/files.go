@@ -33,7 +33,7 @@ func (m *Mounter) FetchFiles(ctx context.Context, cfg *spc.Config) ([]render.Fil
 	for _, v := range values {
 		// One object at a time, so one object's bad jmesPath does not
 		// withhold the files of the others.
-		fs, err := render.Files(ctx, []fetch.Value{v}, render.Options{MaxResponseBytes: m.MaxObjectBytes, MaxValueBytes: m.MaxValueBytes, Translation: cfg.PathTranslation})
+		fs, err := render.Files(ctx, []fetch.Value{v}, render.Options{MaxResponseBytes: m.MaxObjectBytes, MaxValueBytes: m.MaxValueBytes, Translation: cfg.PathTranslation, Evaluator: m.Evaluator, Tenant: cfg.Pod.Namespace})
 		var objErrs fetch.Errors
 		switch {
 		case errors.As(err, &objErrs):

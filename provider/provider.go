@@ -66,6 +66,9 @@ type Mounter struct {
 	// mount and rotation alike), before the response is returned. It must
 	// not fail the mount: the files are good whatever it does.
 	AfterMount func(ctx context.Context, m Mounted)
+	// Evaluator runs the classes' jmesPath and templates (nil: in this
+	// process), each mount as its pod's namespace.
+	Evaluator render.Evaluator
 }
 
 // Mounted describes a successful mount to AfterMount.
@@ -229,7 +232,7 @@ func (m *Mounter) mount(ctx context.Context, req Request, attrs map[string]strin
 	ctx = fetch.WithFreshness(ctx, fetch.Freshness{NotBefore: m.Marks.NotBefore(cfg.Pod.UID), AllowStale: true})
 	id, values, fetchErr := m.fetch(ctx, cfg)
 	templates, fetchErr := m.skipOptional(log, cfg, fetchErr)
-	files, renderErr := render.Files(ctx, values, render.Options{MaxResponseBytes: m.MaxResponseBytes, MaxValueBytes: m.MaxValueBytes, Translation: cfg.PathTranslation, Templates: templates})
+	files, renderErr := render.Files(ctx, values, render.Options{MaxResponseBytes: m.MaxResponseBytes, MaxValueBytes: m.MaxValueBytes, Translation: cfg.PathTranslation, Templates: templates, Evaluator: m.Evaluator, Tenant: cfg.Pod.Namespace})
 	if fetchErr != nil {
 		// Report rendering problems of the fetched objects too, so one
 		// round of fixes covers everything.

@@ -28,6 +28,12 @@ const MaxSecretBytes = corev1.MaxSecretSize
 // Templates are bounded while they run (output, work and steps: see
 // tmpl.Execution) and stop when ctx ends.
 func (s *Secret) Build(ctx context.Context, files map[string]render.File) (map[string][]byte, error) {
+	return s.BuildWith(ctx, files, nil, "")
+}
+
+// BuildWith is Build with the template run by ev (in this process when
+// nil) as tenant.
+func (s *Secret) BuildWith(ctx context.Context, files map[string]render.File, ev render.Evaluator, tenant string) (map[string][]byte, error) {
 	values := map[string][]byte{}
 	from := map[string]int{}
 	for j, e := range s.DataFrom {
@@ -71,15 +77,23 @@ func (s *Secret) Build(ctx context.Context, files map[string]render.File) (map[s
 				left -= len(v)
 			}
 		}
-		x := tmpl.NewExecution(ctx, MaxSecretBytes, templateWording)
+		job := &render.TemplateJob{Wording: templateWording, OutputLimit: MaxSecretBytes, Left: left, Inputs: []map[string]string{tctx}, StopAtFirst: true}
 		for _, k := range t.Keys {
-			left += len(out[k]) // a template replaces a merged key
-			v, err := x.Execute(t.tmpls[k], tctx, max(0, left))
-			if err != nil {
-				return nil, fmt.Errorf("template.data[%s]: %v", k, err)
+			// A template replaces a merged key.
+			job.Items = append(job.Items, render.TemplateItem{Text: t.texts[k], Credit: len(out[k])})
+		}
+		res, err := render.Evaluate(ctx, ev, tenant, &render.Job{Templates: job})
+		if err == nil && len(res.Templates) != len(t.Keys) {
+			err = fmt.Errorf("the evaluator gave no answer")
+		}
+		if err != nil {
+			return nil, fmt.Errorf("template.data: running the templates %v", err)
+		}
+		for i, k := range t.Keys {
+			if msg := res.Templates[i].Err; msg != "" {
+				return nil, fmt.Errorf("template.data[%s]: %s", k, msg)
 			}
-			out[k] = v
-			left -= len(v)
+			out[k] = res.Templates[i].Data
 		}
 		values = out
 	}

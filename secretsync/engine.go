@@ -148,6 +148,9 @@ type Engine struct {
 	// OnResult, when set, sees every result (for metrics: Reason is from a
 	// small fixed set, Ready a boolean; Message is free text).
 	OnResult func(owner *SPC, r Result)
+	// Evaluator runs the Secrets' templates (nil: in this process), as
+	// the class's namespace.
+	Evaluator render.Evaluator
 }
 
 // Sync brings each declared Secret of owner in line with files, the files
@@ -239,7 +242,7 @@ func (e *Engine) syncOne(ctx context.Context, owner *SPC, s *Secret, files map[s
 		}
 		return failedWith(s.Name, ReasonFetchFailed, fmt.Sprintf("Secret %q not synced, left as it is%s", s.Name, note), missing)
 	}
-	data, err := s.Build(ctx, files)
+	data, err := s.BuildWith(ctx, files, e.Evaluator, owner.Namespace)
 	if err != nil {
 		return failed(s.Name, ReasonInvalidData, "Secret %q not synced, left as it is: %s: %v", s.Name, s.Describe(), err)
 	}

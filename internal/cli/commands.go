@@ -60,6 +60,7 @@ tries SecretProviderClasses on your machine (coffer validate, coffer mount).`,
 		newSyncCommand(stderr),
 		newValidateCommand(stdout),
 		newMountCommand(stdout),
+		newEvaluatorCommand(),
 		&cobra.Command{
 			Use:   "version",
 			Short: "Print the version",

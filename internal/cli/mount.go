@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -22,12 +23,13 @@ import (
 )
 
 type mountConfig struct {
-	spc     string
-	name    string
-	out     string
-	region  string
-	timeout time.Duration
-	sets    []string
+	spc       string
+	name      string
+	out       string
+	region    string
+	timeout   time.Duration
+	sets      []string
+	evaluator evaluatorFlags
 }
 
 func (c *mountConfig) register(fs *pflag.FlagSet) {
@@ -38,9 +40,13 @@ func (c *mountConfig) register(fs *pflag.FlagSet) {
 	fs.DurationVar(&c.timeout, "timeout", 30*time.Second, "deadline for the whole mount")
 	// StringArray, not StringSlice: a value may hold commas (objects YAML).
 	fs.StringArrayVar(&c.sets, "set", nil, "override a parameter, key=value (repeatable), as a pod's volumeAttributes would")
+	c.evaluator.register(fs)
 }
 
 func runMount(ctx context.Context, c *mountConfig, stdout io.Writer) error {
+	if err := errors.Join(c.evaluator.validate()...); err != nil {
+		return err
+	}
 	m, err := pickManifest(c.spc, c.name)
 	if err != nil {
 		return err
@@ -70,6 +76,9 @@ func runMount(ctx context.Context, c *mountConfig, stdout io.Writer) error {
 		Fetcher: &fetch.Fetcher{},
 		Region:  provider.StaticRegion(c.region),
 	}
+	evaluator, stopEvaluator := c.evaluator.pool(slog.New(slog.DiscardHandler))
+	defer stopEvaluator()
+	p.Evaluator = evaluator
 	res, err := p.Mount(ctx, provider.Request{Attributes: encodeAttributes(attrs)})
 	if err != nil {
 		return err

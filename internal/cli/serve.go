@@ -58,6 +58,7 @@ type serveConfig struct {
 	syncSecrets      bool
 	rotationEvents   bool
 	quota            quotaFlags
+	evaluator        evaluatorFlags
 	log              logFlags
 }
 
@@ -106,6 +107,7 @@ func (c *serveConfig) register(fs *pflag.FlagSet) {
 	fs.Int64Var(&c.cacheMaxBytes, "cache-max-bytes", 64<<20, "memory bound of the value cache (and of the last good values kept for --serve-stale-on-outage); least recently used values are evicted")
 	fs.DurationVar(&c.serveStale, "serve-stale-on-outage", 0, "opt-in: when AWS is unavailable (throttled after retries, 5xx, timeouts, connection errors, in every region tried), answer a mount with the last good value the same identity read at most this long ago (0: off; never on access denied, not found, KMS or input errors)")
 	c.quota.register(fs)
+	c.evaluator.register(fs)
 	c.log.register(fs)
 }
 
@@ -131,6 +133,7 @@ func (c *serveConfig) validate() error {
 	}
 	errs = append(errs, c.identity.validate()...)
 	errs = append(errs, c.quota.validate()...)
+	errs = append(errs, c.evaluator.validate()...)
 	if c.maxStaleness < 0 || c.cacheTTL < 0 || c.cacheMaxBytes < 0 || c.serveStale < 0 {
 		errs = append(errs, errors.New("--max-staleness, --cache-ttl, --cache-max-bytes and --serve-stale-on-outage must not be negative"))
 	}
@@ -145,6 +148,9 @@ func runServe(ctx context.Context, c *serveConfig, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	c.evaluator.limitMemory(log)
+	evaluator, stopEvaluator := c.evaluator.pool(log)
+	defer stopEvaluator()
 	awsCfg, err := awsapi.LoadConfig(ctx, awsapi.Settings{FIPS: c.fips, DualStack: c.dualStack})
 	if err != nil {
 		return err
@@ -169,6 +175,7 @@ func runServe(ctx context.Context, c *serveConfig, stderr io.Writer) error {
 		MaxAttributesBytes: c.maxAttrBytes,
 		Logger:             log,
 		Metrics:            m,
+		Evaluator:          evaluator,
 	}
 	if c.nodeCredentials {
 		log.Warn("development mode: every pod reads AWS with the provider's own credentials (--insecure-node-credentials)")

@@ -56,6 +56,7 @@ type syncConfig struct {
 	retryPeriod      time.Duration
 	restarts         bool
 	restartDebounce  time.Duration
+	evaluator        evaluatorFlags
 	log              logFlags
 }
 
@@ -73,6 +74,7 @@ func (c *syncConfig) register(fs *pflag.FlagSet) {
 	fs.IntVar(&c.maxValueBytes, "max-value-bytes", 1<<20, "largest single value (secret, parameter, selected entry) a sync may fetch")
 	fs.IntVar(&c.fetchConcurrency, "fetch-concurrency", 8, "AWS calls one sync may have in flight")
 	fs.IntVar(&c.workers, "workers", 2, "SecretProviderClasses synced in parallel")
+	c.evaluator.register(fs)
 	fs.DurationVar(&c.syncTimeout, "sync-timeout", time.Minute, "deadline of one SecretProviderClass's sync, AWS calls included")
 	fs.DurationVar(&c.tokenTTL, "token-ttl", 10*time.Minute, "lifetime of the ServiceAccount tokens coffer requests (at least 10m); reused for half of it")
 	fs.BoolVar(&c.leaderElect, "leader-elect", true, "run only while holding a Lease, so that one of several replicas syncs")
@@ -97,6 +99,7 @@ func (c *syncConfig) validate() error {
 	if c.syncTimeout <= 0 {
 		errs = append(errs, errors.New("--sync-timeout must be positive"))
 	}
+	errs = append(errs, c.evaluator.validate()...)
 	if c.tokenTTL < 10*time.Minute {
 		errs = append(errs, errors.New("--token-ttl must be at least 10m (the shortest token the apiserver grants)"))
 	}
@@ -121,6 +124,9 @@ func runSync(ctx context.Context, c *syncConfig, stderr io.Writer) error {
 		return err
 	}
 	klog.SetSlogLogger(log) // client-go's own messages, in coffer's format
+	c.evaluator.limitMemory(log)
+	evaluator, stopEvaluator := c.evaluator.pool(log)
+	defer stopEvaluator()
 	rc, err := restConfig(c.kubeconfig)
 	if err != nil {
 		return err
@@ -160,6 +166,7 @@ func runSync(ctx context.Context, c *syncConfig, stderr io.Writer) error {
 		MaxObjects:    c.maxObjects,
 		MaxValueBytes: c.maxValueBytes,
 		Logger:        log,
+		Evaluator:     evaluator,
 	}
 	events, stopEvents := eventRecorder(kc, corev1.EventSource{Component: "coffer-sync"}, log)
 	defer stopEvents()
@@ -172,7 +179,7 @@ func runSync(ctx context.Context, c *syncConfig, stderr io.Writer) error {
 	ctrl := &secretsync.Controller{
 		Dynamic: dyn,
 		Secrets: secrets,
-		Engine: &secretsync.Engine{Secrets: kc, Events: events, Logger: log, OnResult: func(_ *secretsync.SPC, r secretsync.Result) {
+		Engine: &secretsync.Engine{Secrets: kc, Events: events, Logger: log, Evaluator: evaluator, OnResult: func(_ *secretsync.SPC, r secretsync.Result) {
 			m.SecretSync("controller", r.Reason)
 		}},
 		Files:        p.FetchFiles,
@@ -269,7 +276,7 @@ func enableMountSync(p *provider.Mounter, kubeconfig, nodeName string, log *slog
 	trigger := &secretsync.MountTrigger{
 		SPCs:  dyn.Resource(secretsync.SPCResource),
 		Files: p.FetchFiles,
-		Engine: &secretsync.Engine{Secrets: kc, Events: events, Logger: log, OnResult: func(_ *secretsync.SPC, r secretsync.Result) {
+		Engine: &secretsync.Engine{Secrets: kc, Events: events, Logger: log, Evaluator: p.Evaluator, OnResult: func(_ *secretsync.SPC, r secretsync.Result) {
 			p.Metrics.SecretSync("mount", r.Reason)
 		}},
 		Config: secretsync.ConfigOptions{MaxObjects: p.MaxObjects},

@@ -73,6 +73,10 @@ type Options struct {
 	// Templates are rendered after the objects, over their values (a
 	// mount's templated files; none for Secret sync).
 	Templates []*spc.FileTemplate
+	// Evaluator runs jmesPath extraction and templates (nil: in this
+	// process); Tenant is the class's namespace, for its fairness.
+	Evaluator Evaluator
+	Tenant    string
 }
 
 // Files renders values (one per object, in object order) into files, then
@@ -90,6 +94,9 @@ func Files(ctx context.Context, values []fetch.Value, opts Options) ([]File, err
 	limit := opts.MaxResponseBytes
 	if limit <= 0 {
 		limit = DriverMaxResponseBytes
+	}
+	if opts.Evaluator != nil {
+		opts.Evaluator = &firstFailure{ev: opts.Evaluator}
 	}
 	var files []File
 	var failed fetch.Errors
@@ -109,7 +116,7 @@ func Files(ctx context.Context, values []fetch.Value, opts Options) ([]File, err
 		if len(v.Object.JMESPath) == 0 {
 			continue
 		}
-		extracted, err := extract(ctx, v, limit, used)
+		extracted, err := extractWith(ctx, opts.Evaluator, opts.Tenant, v, limit, used)
 		for i := range extracted {
 			extracted[i].Unwritten = v.Object.JMESPath[entryOf(v.Object, extracted[i].Path)].NoFile
 		}
@@ -121,7 +128,7 @@ func Files(ctx context.Context, values []fetch.Value, opts Options) ([]File, err
 		return nil, failed
 	}
 	if len(opts.Templates) > 0 {
-		rendered, err := templates(ctx, opts.Templates, files, max(0, limit-used))
+		rendered, err := templates(ctx, opts.Evaluator, opts.Tenant, opts.Templates, files, max(0, limit-used))
 		if err != nil {
 			return nil, err
 		}

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -52,38 +53,61 @@ func (es TemplateErrors) Unwrap() []error {
 
 // templates renders each templated file over the files rendered so far,
 // all within one budget: output at most left bytes in total, work
-// tmpl.WorkFactor times that, and ctx's deadline.
-func templates(ctx context.Context, list []*spc.FileTemplate, files []File, left int) ([]File, error) {
+// tmpl.WorkFactor times that, and ctx's deadline. The templates run
+// through ev (in this process when nil), in one job.
+func templates(ctx context.Context, ev Evaluator, tenant string, list []*spc.FileTemplate, files []File, left int) ([]File, error) {
 	byPath := make(map[string]*File, len(files))
 	for i := range files {
 		byPath[files[i].Path] = &files[i]
 	}
-	x := tmpl.NewExecution(ctx, left, templateWording)
-	var out []File
-	var failed TemplateErrors
-	for _, ft := range list {
+	job := &TemplateJob{Wording: templateWording, OutputLimit: left, Left: left}
+	errs := make([]error, len(list))
+	versions := make([][][2]string, len(list))
+	var sent []int // the index in list of each job item
+	for i, ft := range list {
 		values := make(map[string]string, len(ft.Inputs))
-		versions := make([][2]string, 0, len(ft.Inputs))
-		var err error
 		for _, in := range ft.Inputs {
 			f, ok := byPath[inputPath(in)]
 			if !ok {
-				err = fmt.Errorf("its input %q has no value (%s was not fetched)", in.Key, in.Object.Describe())
+				errs[i] = fmt.Errorf("its input %q has no value (%s was not fetched)", in.Key, in.Object.Describe())
 				break
 			}
 			values[in.Key] = string(f.Data)
-			versions = append(versions, [2]string{in.Key, f.Version})
+			versions[i] = append(versions[i], [2]string{in.Key, f.Version})
 		}
-		var data []byte
-		if err == nil {
-			data, err = x.Execute(ft.Template, values, left)
+		if errs[i] == nil {
+			job.Inputs = append(job.Inputs, values)
+			job.Items = append(job.Items, TemplateItem{Text: ft.Text, Input: len(job.Inputs) - 1, parsed: ft.Template})
+			sent = append(sent, i)
 		}
-		if err != nil {
-			failed = append(failed, &TemplateError{File: ft, Err: err})
+	}
+	datas := make([][]byte, len(list))
+	if len(sent) > 0 {
+		res, err := Evaluate(ctx, ev, tenant, &Job{Templates: job})
+		if err == nil && len(res.Templates) != len(sent) {
+			err = errors.New("the evaluator gave no answer")
+		}
+		for k, i := range sent {
+			switch {
+			case err != nil && len(sent) > 1:
+				errs[i] = fmt.Errorf("rendering it and the other %d templated files %w", len(sent)-1, err)
+			case err != nil:
+				errs[i] = fmt.Errorf("rendering it %w", err)
+			case res.Templates[k].Err != "":
+				errs[i] = errors.New(res.Templates[k].Err)
+			default:
+				datas[i] = res.Templates[k].Data
+			}
+		}
+	}
+	var out []File
+	var failed TemplateErrors
+	for i, ft := range list {
+		if errs[i] != nil {
+			failed = append(failed, &TemplateError{File: ft, Err: errs[i]})
 			continue
 		}
-		left -= len(data)
-		out = append(out, File{Path: ft.Path, Mode: ft.Mode, Data: data, Version: templateVersion(ft, versions), Template: ft})
+		out = append(out, File{Path: ft.Path, Mode: ft.Mode, Data: datas[i], Version: templateVersion(ft, versions[i]), Template: ft})
 	}
 	if len(failed) > 0 {
 		return nil, failed

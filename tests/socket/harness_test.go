@@ -23,6 +23,7 @@ import (
 	"github.com/coffer-csi/coffer/provider/awsapi"
 	"github.com/coffer-csi/coffer/provider/cache"
 	"github.com/coffer-csi/coffer/provider/fetch"
+	"github.com/coffer-csi/coffer/provider/render"
 	"github.com/coffer-csi/coffer/provider/server"
 	"github.com/coffer-csi/coffer/tests/fakeaws"
 )
@@ -90,6 +91,8 @@ type harnessOptions struct {
 	// sessionScope is the workload harness's STS session scope (default:
 	// per pod).
 	sessionScope auth.SessionScope
+	// evaluator runs jmesPath and templates (default: in process).
+	evaluator render.Evaluator
 }
 
 func newHarness(t *testing.T, opts ...harnessOptions) *harness {
@@ -146,6 +149,7 @@ func newHarness(t *testing.T, opts ...harnessOptions) *harness {
 		MaxResponseBytes:   o.maxResponseBytes,
 		Logger:             log,
 		Metrics:            m,
+		Evaluator:          o.evaluator,
 	}
 	socket := filepath.Join(shortTempDir(t), "aws.sock")
 	lis, err := server.Listen(socket)

@@ -1,0 +1,124 @@
+package cli
+
+import (
+	"errors"
+	"log/slog"
+	"os"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/coffer-csi/coffer/internal/isolate"
+	"github.com/coffer-csi/coffer/provider/render"
+)
+
+// evaluatorFlags configure the worker processes that evaluate classes'
+// jmesPath and templates (internal/isolate), for serve, sync and mount.
+type evaluatorFlags struct {
+	workers int
+	memory  int64
+	timeout time.Duration
+}
+
+func (e *evaluatorFlags) register(fs *pflag.FlagSet) {
+	fs.IntVar(&e.workers, "evaluator-workers", isolate.DefaultWorkers, "worker processes that evaluate jmesPath and templates, each one evaluation at a time; one namespace holds at most all but one (0: evaluate in this process, without the memory backstop)")
+	fs.Int64Var(&e.memory, "evaluator-memory-bytes", isolate.DefaultMemoryBytes, "memory one evaluator worker may allocate; the kernel ends a worker past it and only its evaluation fails")
+	fs.DurationVar(&e.timeout, "evaluator-timeout", isolate.DefaultTimeout, "longest one evaluation (one object's jmesPath, or a class's or Secret's templates) may run, within the mount's deadline")
+}
+
+func (e *evaluatorFlags) validate() []error {
+	var errs []error
+	if e.workers < 0 {
+		errs = append(errs, errors.New("--evaluator-workers must not be negative"))
+	}
+	if e.memory < 16<<20 {
+		errs = append(errs, errors.New("--evaluator-memory-bytes must be at least 16777216 (16 MiB): a worker needs that much to evaluate anything"))
+	}
+	if e.timeout <= 0 {
+		errs = append(errs, errors.New("--evaluator-timeout must be positive"))
+	}
+	return errs
+}
+
+// pool returns the evaluator pool (nil with --evaluator-workers=0: in
+// process) and a function that ends its workers. It starts no process:
+// workers start on the first evaluation.
+func (e *evaluatorFlags) pool(log *slog.Logger) (render.Evaluator, func()) {
+	if e.workers == 0 {
+		log.Warn("evaluating jmesPath and templates in this process (--evaluator-workers=0): a class the accounting underestimates can exhaust it")
+		return nil, func() {}
+	}
+	p := isolate.New(isolate.Config{Workers: e.workers, MemoryBytes: e.memory, Timeout: e.timeout, Logger: log})
+	return p, p.Close
+}
+
+// limitMemory sets the Go runtime's soft memory limit of a long-running
+// command from the container's memory limit (the cgroup's memory.max, or
+// GOMEMLIMIT, which the chart sets to the container's limit): 90% of what
+// the evaluator workers, which share the container, leave. The collector
+// then works harder as the limit nears instead of the kernel killing the
+// container. It only ever lowers the limit.
+func (e *evaluatorFlags) limitMemory(log *slog.Logger) {
+	container := cgroupMemoryMax()
+	if current := debug.SetMemoryLimit(-1); current != mathMaxInt64 && (container == 0 || current < container) {
+		container = current // GOMEMLIMIT
+	}
+	if container <= 0 {
+		return
+	}
+	if own := softLimit(container, e.workers, e.memory); own < debug.SetMemoryLimit(-1) {
+		debug.SetMemoryLimit(own)
+		log.Info("memory limit", "containerBytes", container, "evaluatorWorkers", e.workers, "goMemLimitBytes", own)
+	}
+}
+
+// softLimit is coffer's own share of a container's memory: 90% of what
+// the workers leave (each its limit plus its runtime), and never less than
+// a quarter of the container (a misconfigured pool must not starve coffer
+// into collecting constantly).
+func softLimit(container int64, workers int, memory int64) int64 {
+	reserved := int64(workers) * (memory + workerOverhead)
+	return max(container-reserved, container/4) / 10 * 9
+}
+
+const mathMaxInt64 = 1<<63 - 1
+
+// workerOverhead is a worker's memory besides what it may allocate: the
+// Go runtime and coffer's own packages, about 30 MiB resident at start.
+const workerOverhead = 32 << 20
+
+// cgroupMemoryMax is the memory limit of this process's cgroup (v2, or
+// v1), or 0 when there is none or it cannot be read.
+func cgroupMemoryMax() int64 {
+	for _, path := range []string{"/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"} {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			continue
+		}
+		n, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+		if err != nil || n <= 0 || n >= 1<<60 { // "max", or v1's "unlimited" huge number
+			return 0
+		}
+		return n
+	}
+	return 0
+}
+
+// newEvaluatorCommand is the hidden worker command the evaluator pool
+// starts (this binary, re-executed): it reads jobs on stdin and answers on
+// stdout, within the memory limit the pool gives it.
+func newEvaluatorCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:    "evaluator",
+		Short:  "Evaluate jmesPath and templates for the provider (internal; started by coffer itself)",
+		Hidden: true,
+		Args:   cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			return failed(isolate.Serve(os.Stdin, os.Stdout, render.Run))
+		},
+	}
+}

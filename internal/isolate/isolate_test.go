@@ -1,0 +1,353 @@
+package isolate_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/coffer-csi/coffer/internal/isolate"
+	"github.com/coffer-csi/coffer/provider/render"
+)
+
+// workerEnv makes the test binary a worker (TestMain), so tests run real
+// worker processes with a handler whose accounting is switched off.
+const workerEnv = "ISOLATE_TEST_WORKER"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(workerEnv) == "1" {
+		if err := isolate.Serve(os.Stdin, os.Stdout, hostileHandler); err != nil {
+			os.Exit(3)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+var sink [][]byte
+
+// hostileHandler evaluates with no accounting at all when the first
+// expression asks: it allocates, spins, recurses or exits without bound,
+// as an evaluation the budgets underestimate would. Anything else is
+// coffer's own evaluation.
+func hostileHandler(ctx context.Context, job *render.Job) *render.Outcome {
+	if job.Extract == nil || len(job.Extract.Entries) == 0 {
+		return render.Run(ctx, job)
+	}
+	switch job.Extract.Entries[0].Expression {
+	case "hostile:alloc":
+		for {
+			b := make([]byte, 1<<20)
+			for i := range b {
+				b[i] = 1 // resident, not just reserved
+			}
+			sink = append(sink, b)
+		}
+	case "hostile:spin":
+		for i := 0; ; i++ {
+			_ = strconv.Itoa(i)
+		}
+	case "hostile:stack":
+		return recurse(0)
+	case "hostile:exit":
+		os.Exit(7)
+	case "hostile:large":
+		return &render.Outcome{Extract: &render.ExtractOutcome{Files: []render.EntryData{{Data: make([]byte, 8<<20)}}}}
+	}
+	return render.Run(ctx, job)
+}
+
+// recurse recurses until the stack or memory limit ends the worker (the
+// bound is never reached).
+func recurse(n int) *render.Outcome {
+	if n > 1<<40 {
+		return nil
+	}
+	var pad [128]byte
+	pad[n%128] = byte(n)
+	if out := recurse(n + 1); out != nil || pad[0] == 1 {
+		return out
+	}
+	return nil
+}
+
+func newPool(t *testing.T, cfg isolate.Config) *isolate.Pool {
+	t.Helper()
+	cfg.Command = []string{os.Args[0]}
+	cfg.Env = []string{workerEnv + "=1"}
+	p := isolate.New(cfg)
+	t.Cleanup(p.Close)
+	return p
+}
+
+func extractJob(expr string) *render.Job {
+	return &render.Job{Extract: &render.ExtractJob{Data: []byte(`{"user":"app","port":5432}`), Entries: []render.ExtractEntry{{Expression: expr}}, Limit: 1 << 20}}
+}
+
+// benign evaluates a real jmesPath expression in a worker and checks the
+// answer.
+func benign(ctx context.Context, p *isolate.Pool, tenant string) error {
+	out, err := p.Evaluate(ctx, tenant, extractJob("user"))
+	if err != nil {
+		return err
+	}
+	if out.Extract == nil || len(out.Extract.Files) != 1 || string(out.Extract.Files[0].Data) != "app" {
+		return errors.New("wrong outcome")
+	}
+	return nil
+}
+
+func highWater(t *testing.T) int64 {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for line := range strings.SplitSeq(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return kb << 10
+		}
+	}
+	t.Fatal("no VmHWM")
+	return 0
+}
+
+// TestBackstopHoldsWithoutAccounting: an evaluation that allocates without
+// any accounting fails with the memory limit in its message, the pool's
+// process stays small (its peak RSS grows by less than the worker's
+// limit), another tenant's evaluation succeeds meanwhile, and the next
+// evaluation after the worker's death works (a new worker).
+func TestBackstopHoldsWithoutAccounting(t *testing.T) {
+	p := newPool(t, isolate.Config{Workers: 2, MemoryBytes: 64 << 20, Timeout: time.Minute})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := benign(ctx, p, "warm"); err != nil { // the first worker's start is not the attack's
+		t.Fatal(err)
+	}
+	runtime.GC()
+	before := highWater(t)
+	var wg sync.WaitGroup
+	var hostileErr, benignErr error
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		_, hostileErr = p.Evaluate(ctx, "attacker", extractJob("hostile:alloc"))
+	}()
+	go func() {
+		defer wg.Done()
+		benignErr = benign(ctx, p, "victim")
+	}()
+	wg.Wait()
+	var e *isolate.Error
+	if !errors.As(hostileErr, &e) || e.Cause != isolate.CauseMemory ||
+		hostileErr.Error() != "exceeded the evaluator's 64 MiB memory limit (--evaluator-memory-bytes)" || e.Hint() == "" {
+		t.Errorf("hostile evaluation: %v, want the memory limit", hostileErr)
+	}
+	if benignErr != nil {
+		t.Errorf("benign evaluation beside it: %v", benignErr)
+	}
+	if grew := highWater(t) - before; grew > 32<<20 {
+		t.Errorf("the pool's process grew by %d MiB during the attack, want far less than the worker's 64", grew>>20)
+	}
+	if err := benign(ctx, p, "attacker"); err != nil {
+		t.Errorf("evaluation after the worker's death: %v", err)
+	}
+}
+
+// TestWorkerEnds: every way a worker can end fails only the evaluation in
+// flight, with a message of the pool's (the cause and its limit), and the
+// next evaluation works.
+func TestWorkerEnds(t *testing.T) {
+	tests := map[string]struct {
+		expr, cause, msg string
+		timeout          time.Duration
+	}{
+		"spins past the time limit": {"hostile:spin", isolate.CauseTime, "ran longer than the evaluator's 300ms time limit (--evaluator-timeout)", 300 * time.Millisecond},
+		"recurses without end":      {"hostile:stack", isolate.CauseMemory, "", time.Minute},
+		"exits":                     {"hostile:exit", isolate.CauseCrash, "ended the evaluator process unexpectedly", time.Minute},
+		"answers past its limit":    {"hostile:large", isolate.CauseTooLarge, "gave a result larger than its output limit", time.Minute},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			p := newPool(t, isolate.Config{Workers: 1, MemoryBytes: 64 << 20, Timeout: tc.timeout})
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			job := extractJob(tc.expr)
+			job.Extract.Limit = 1 << 10
+			_, err := p.Evaluate(ctx, "ns", job)
+			var e *isolate.Error
+			if !errors.As(err, &e) || e.Cause != tc.cause || (tc.msg != "" && err.Error() != tc.msg) {
+				t.Fatalf("err = %v, want cause %s %q", err, tc.cause, tc.msg)
+			}
+			if err := benign(ctx, p, "ns"); err != nil {
+				t.Errorf("next evaluation: %v", err)
+			}
+		})
+	}
+}
+
+// TestDeadline: an evaluation still running when its caller's deadline
+// passes is killed, and says so.
+func TestDeadline(t *testing.T) {
+	p := newPool(t, isolate.Config{Workers: 1, Timeout: time.Minute})
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	_, err := p.Evaluate(ctx, "ns", extractJob("hostile:spin"))
+	var e *isolate.Error
+	if !errors.As(err, &e) || e.Cause != isolate.CauseDeadline || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("err = %v, want the deadline", err)
+	}
+}
+
+// TestFairness: while six evaluations of one tenant that never end by
+// themselves hold and queue for the pool, another tenant's evaluation is
+// answered before any of them ends: a tenant never holds the last slot.
+func TestFairness(t *testing.T) {
+	p := newPool(t, isolate.Config{Workers: 2, Timeout: time.Minute})
+	hostile, stop := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	ended := 0
+	for range 6 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, _ = p.Evaluate(hostile, "attacker", extractJob("hostile:spin"))
+			mu.Lock()
+			ended++
+			mu.Unlock()
+		}()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	// All six are running or queued before the benign one arrives.
+	for running, waiting := p.Load(); running+waiting < 6; running, waiting = p.Load() {
+		if ctx.Err() != nil {
+			t.Fatal("the hostile evaluations did not reach the pool within 30s")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	err := benign(ctx, p, "victim")
+	mu.Lock()
+	endedFirst := ended
+	mu.Unlock()
+	stop()
+	wg.Wait()
+	if err != nil {
+		t.Fatalf("benign evaluation: %v", err)
+	}
+	if endedFirst != 0 {
+		t.Errorf("%d hostile evaluations ended before the benign one was answered, want 0", endedFirst)
+	}
+}
+
+// TestLazyAndIdle: no worker starts before the first evaluation, and an
+// idle worker exits.
+func TestLazyAndIdle(t *testing.T) {
+	p := newPool(t, isolate.Config{IdleTimeout: 50 * time.Millisecond})
+	if n := p.Processes(); n != 0 {
+		t.Fatalf("%d workers before any evaluation, want 0", n)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := benign(ctx, p, "ns"); err != nil {
+		t.Fatal(err)
+	}
+	for p.Processes() != 0 {
+		if ctx.Err() != nil {
+			t.Fatal("the idle worker did not exit within 10s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestTemplatesInWorker: templates run in the worker as in the process.
+func TestTemplatesInWorker(t *testing.T) {
+	p := newPool(t, isolate.Config{})
+	job := &render.Job{Templates: &render.TemplateJob{OutputLimit: 1 << 10, Left: 1 << 10,
+		Inputs: []map[string]string{{"a": "x"}},
+		Items:  []render.TemplateItem{{Text: `{{ .a | upper }}-{{ .a }}`}, {Text: `{{ .b }}`}}}}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	out, err := p.Evaluate(ctx, "ns", job)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(out.Templates) != 2 || string(out.Templates[0].Data) != "X-x" || out.Templates[1].Err == "" {
+		t.Errorf("outcome %+v", out.Templates)
+	}
+}
+
+// TestAccountingEscapesFailOnlyTheirEvaluation: an attack the issue found
+// past the accounting (a printf width that fmt applies to every element of
+// a list: 1,000 elements padded to 900 kB each is 900 MB from a short
+// template) runs in a worker with coffer's real evaluation: it fails
+// (refused by a budget, or ended by the memory limit), the pool's process
+// stays small, and the worker pool serves the next evaluation.
+func TestAccountingEscapesFailOnlyTheirEvaluation(t *testing.T) {
+	p := newPool(t, isolate.Config{Workers: 1, MemoryBytes: 40 << 20, Timeout: time.Minute})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := benign(ctx, p, "ns"); err != nil {
+		t.Fatal(err)
+	}
+	runtime.GC()
+	before := highWater(t)
+	list := "[" + strings.TrimSuffix(strings.Repeat("0,", 1000), ",") + "]"
+	job := &render.Job{Templates: &render.TemplateJob{OutputLimit: 4 << 20, Left: 4 << 20,
+		Inputs: []map[string]string{{"list": list}},
+		Items:  []render.TemplateItem{{Text: `{{ printf "%900000v" (fromJson .list) | len }}`}}}}
+	out, err := p.Evaluate(ctx, "ns", job)
+	if err == nil && (len(out.Templates) != 1 || out.Templates[0].Err == "") {
+		t.Fatalf("the attack succeeded: %+v", out)
+	}
+	if grew := highWater(t) - before; grew > 32<<20 {
+		t.Errorf("the pool's process grew by %d MiB during the attack", grew>>20)
+	}
+	if err := benign(ctx, p, "ns"); err != nil {
+		t.Errorf("next evaluation: %v", err)
+	}
+	t.Logf("the attack: %v", err)
+}
+
+// TestLegitimateWorkFitsTheDefaults: the default limits leave room for the
+// largest legitimate evaluation: a 1 MiB JSON document (--max-value-bytes;
+// AWS's secrets are at most 64 KiB) searched with a projection and a
+// filter, and a Secret's 1 MiB of values through a template.
+func TestLegitimateWorkFitsTheDefaults(t *testing.T) {
+	p := newPool(t, isolate.Config{Workers: 1, Timeout: time.Minute})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var doc strings.Builder
+	doc.WriteString(`{"items":[`)
+	for i := 0; doc.Len() < 1<<20-64; i++ {
+		if i > 0 {
+			doc.WriteByte(',')
+		}
+		doc.WriteString(`{"name":"n` + strconv.Itoa(i) + `","v":` + strconv.Itoa(i) + `,"tag":"abcdefgh"}`)
+	}
+	doc.WriteString(`]}`)
+	job := &render.Job{Extract: &render.ExtractJob{Data: []byte(doc.String()), Limit: 4 << 20,
+		Entries: []render.ExtractEntry{{Expression: "items[*].name"}, {Expression: "items[?v > `100`].tag | length(@)"}}}}
+	out, err := p.Evaluate(ctx, "ns", job)
+	if err != nil || out.Extract == nil || len(out.Extract.Errors) != 0 || len(out.Extract.Files) != 2 {
+		t.Fatalf("1 MiB document: %v %+v", err, out.Extract.Errors)
+	}
+	value := strings.Repeat("x", 1<<20-1024)
+	tjob := &render.Job{Templates: &render.TemplateJob{OutputLimit: 1 << 20, Left: 1 << 20,
+		Inputs: []map[string]string{{"v": value}},
+		Items:  []render.TemplateItem{{Text: `{{ .v | b64enc | b64dec | len }}:{{ .v | upper | len }}`}}}}
+	tout, err := p.Evaluate(ctx, "ns", tjob)
+	if err != nil || len(tout.Templates) != 1 || tout.Templates[0].Err != "" {
+		t.Fatalf("1 MiB template values: %v %+v", err, tout)
+	}
+}
