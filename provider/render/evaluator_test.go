@@ -73,7 +73,7 @@ func TestEvaluatorGivesTheSameFiles(t *testing.T) {
 	cfg.Objects[0].JMESPath = append(cfg.Objects[0].JMESPath[:2], cfg.Objects[0].JMESPath[3])
 	_, localErr = render1(nil, cfg.Files)
 	_, pipeErr = render1(ev, cfg.Files)
-	if localErr == "" || localErr != pipeErr || !strings.Contains(pipeErr, `files[1] ("bad")`) {
+	if localErr == "" || localErr != pipeErr || !strings.Contains(pipeErr, `files[1] (bad)`) {
 		t.Fatalf("errors differ:\n in process: %s\n evaluator:  %s", localErr, pipeErr)
 	}
 	cfg.Files = append(cfg.Files[:1], cfg.Files[2])
@@ -110,7 +110,7 @@ func TestEvaluatorFailure(t *testing.T) {
 		t.Errorf("err = %v, want %q and the hint", err, want)
 	}
 	_, err = render.Files(context.Background(), []fetch.Value{{Object: cfg.Objects[1], Data: []byte("x"), Version: "v"}}, render.Options{Evaluator: deadEvaluator{}, Templates: cfg.Files})
-	want = `files[0] ("a"): rendering it and the other 1 templated files exceeded the evaluator's 64 MiB memory limit`
+	want = `files[0] (a): rendering it and the other 1 templated files exceeded the evaluator's 64 MiB memory limit`
 	if err == nil || !strings.Contains(err.Error(), want) {
 		t.Errorf("err = %v, want %q", err, want)
 	}
