@@ -45,6 +45,8 @@ import (
 	"github.com/jmespath-community/go-jmespath/pkg/interpreter"
 	"github.com/jmespath-community/go-jmespath/pkg/parsing"
 	"github.com/jmespath-community/go-jmespath/pkg/util"
+
+	"github.com/coffer-csi/coffer/internal/work"
 )
 
 // ErrBudget is returned when an evaluation would build more than its
@@ -197,9 +199,11 @@ var table = func() map[string]functions.FunctionEntry {
 
 // Search evaluates the expression on doc (a decoded JSON value). Building
 // more than work bytes (counted as Cost counts) fails with ErrBudget; the
-// context's end fails it with the context's error.
-func (e *Expr) Search(ctx context.Context, doc any, work int) (result any, err error) {
-	ev := &evaluation{ctx: ctx, left: work}
+// context's end fails it with the context's error. When ctx carries a
+// work.Budget, what the evaluation builds is also spent from it, and
+// exhausting it fails with work.ErrExhausted.
+func (e *Expr) Search(ctx context.Context, doc any, budget int) (result any, err error) {
+	ev := &evaluation{ctx: ctx, left: budget, shared: work.FromContext(ctx)}
 	defer func() {
 		if r := recover(); r != nil {
 			result, err = nil, errors.New("the expression failed on this value")
@@ -220,9 +224,10 @@ func (e *Expr) Search(ctx context.Context, doc any, work int) (result any, err e
 // evaluation is the state of one Search: it is the interpreter's function
 // caller.
 type evaluation struct {
-	ctx  context.Context
-	left int
-	err  error
+	ctx    context.Context
+	left   int
+	shared *work.Budget // nil: none
+	err    error
 }
 
 func (ev *evaluation) fail(err error) error {
@@ -232,12 +237,23 @@ func (ev *evaluation) fail(err error) error {
 	return ev.err
 }
 
-// charge spends n bytes of the budget.
+// charge spends n bytes of the budget, and of the shared one.
 func (ev *evaluation) charge(n int) error {
 	if ev.left -= n; ev.left < 0 {
 		return ev.fail(ErrBudget)
 	}
+	if ev.shared != nil && !ev.shared.Spend(n) {
+		return ev.fail(work.ErrExhausted)
+	}
 	return nil
+}
+
+// limit is the most the next charge may be: values are sized no further.
+func (ev *evaluation) limit() int {
+	if ev.shared != nil {
+		return min(ev.left, ev.shared.Left())
+	}
+	return ev.left
 }
 
 // CallFunction implements interpreter.FunctionCaller.
@@ -250,7 +266,7 @@ func (ev *evaluation) CallFunction(name string, args []any) (any, error) {
 	}
 	switch name {
 	case guardName, operandGuardName:
-		if err := ev.charge(Cost(args[0], ev.left)); err != nil {
+		if err := ev.charge(Cost(args[0], ev.limit())); err != nil {
 			return nil, err
 		}
 		return args[0], nil
@@ -275,7 +291,7 @@ func (ev *evaluation) CallFunction(name string, args []any) (any, error) {
 	// a function called once per element of a filter cannot scan the whole
 	// document each time for free.
 	for _, a := range args {
-		if err := ev.charge(Cost(a, ev.left)); err != nil {
+		if err := ev.charge(Cost(a, ev.limit())); err != nil {
 			return nil, err
 		}
 	}

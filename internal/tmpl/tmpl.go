@@ -22,6 +22,7 @@ import (
 	"unicode"
 
 	"github.com/coffer-csi/coffer/internal/jmes"
+	"github.com/coffer-csi/coffer/internal/work"
 )
 
 // Template functions, besides text/template's own (index, printf, eq, ...).
@@ -63,7 +64,7 @@ func (x *execution) funcs() template.FuncMap {
 		},
 		// toJson writes a value as compact JSON.
 		"toJson": func(v any) (string, error) {
-			if err := x.charge(jmes.Cost(v, x.left)); err != nil {
+			if err := x.charge(jmes.Cost(v, x.limit())); err != nil {
 				return "", err
 			}
 			b, err := json.Marshal(v)
@@ -148,8 +149,8 @@ func (x *execution) variadic(expansion int, f func(...any) string) func(...any) 
 		}
 		n := 0
 		for _, a := range args {
-			if n += expansion*x.argSize(a) + 1; n > x.left {
-				return "", x.fail(x.budget)
+			if n += expansion*x.argSize(a) + 1; n > x.limit() {
+				return "", x.over()
 			}
 		}
 		return x.built(f(args...))
@@ -180,16 +181,16 @@ func (x *execution) checkFormat(format string, args []any) error {
 			widest = max(widest, n, -n)
 		}
 	}
-	widest = min(widest, x.left+1) // so that sums cannot overflow
+	widest = min(widest, x.limit()+1) // so that sums cannot overflow
 	// Arguments no verb uses are printed once, after %!(EXTRA.
 	total := len(format)
 	for _, a := range args {
-		if total += x.argSize(a); total > x.left {
-			return x.fail(x.budget)
+		if total += x.argSize(a); total > x.limit() {
+			return x.over()
 		}
 	}
 	next := 0 // the argument the next verb or * takes, as fmt counts
-	for i := 0; i < len(format) && total <= x.left; i++ {
+	for i := 0; i < len(format) && total <= x.limit(); i++ {
 		if format[i] != '%' {
 			continue
 		}
@@ -213,8 +214,8 @@ func (x *execution) checkFormat(format string, args []any) error {
 			case c >= '0' && c <= '9':
 				n := 0
 				for ; i < len(format) && format[i] >= '0' && format[i] <= '9'; i++ {
-					if n = n*10 + int(format[i]-'0'); n > x.left {
-						return x.fail(x.budget)
+					if n = n*10 + int(format[i]-'0'); n > x.limit() {
+						return x.over()
 					}
 				}
 				total += n
@@ -238,8 +239,8 @@ func (x *execution) checkFormat(format string, args []any) error {
 			}
 		}
 	}
-	if total > x.left {
-		return x.fail(x.budget)
+	if total > x.limit() {
+		return x.over()
 	}
 	return nil
 }
@@ -255,7 +256,7 @@ func (x *execution) argSize(a any) int {
 	if s, ok := a.(string); ok {
 		return len(s)
 	}
-	return jmes.Cost(a, x.left)
+	return jmes.Cost(a, x.limit())
 }
 
 // verbExpansion is the most bytes a verb writes per byte of its argument:
@@ -322,16 +323,19 @@ type execution struct {
 	ctx    context.Context
 	words  Wording
 	budget error
-	left   int // work
+	left   int          // work
+	shared *work.Budget // the request's, nil if none
 	steps  int
 	err    error
 }
 
 // NewExecution starts executions whose output may total outputLimit
 // bytes (each Execute takes its own limit, at most that) and whose
-// functions may build WorkFactor times that, until ctx ends.
+// functions may build WorkFactor times that, until ctx ends. When ctx
+// carries a work.Budget, what they build is spent from it too, and
+// exhausting it fails with work.ErrExhausted.
 func NewExecution(ctx context.Context, outputLimit int, w Wording) *Execution {
-	return &execution{ctx: ctx, words: w, left: WorkFactor * outputLimit, steps: maxSteps,
+	return &execution{ctx: ctx, words: w, left: WorkFactor * outputLimit, shared: work.FromContext(ctx), steps: maxSteps,
 		budget: fmt.Errorf("the template builds more than its budget (%d times %s)", WorkFactor, w.Limit)}
 }
 
@@ -349,7 +353,27 @@ func (x *execution) charge(n int) error {
 	if x.left -= n; x.left < 0 {
 		return x.fail(x.budget)
 	}
+	if x.shared != nil && !x.shared.Spend(n) {
+		return x.fail(work.ErrExhausted)
+	}
 	return nil
+}
+
+// limit is the most the next charge may be: arguments are sized no
+// further, and an estimate over it fails at once.
+func (x *execution) limit() int {
+	if x.shared != nil {
+		return min(x.left, x.shared.Left())
+	}
+	return x.left
+}
+
+// over fails the execution for an estimate over limit.
+func (x *execution) over() error {
+	if x.shared != nil && x.shared.Left() < x.left {
+		return x.fail(work.ErrExhausted)
+	}
+	return x.fail(x.budget)
 }
 
 func (x *execution) built(s string) (string, error) {

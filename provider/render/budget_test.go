@@ -2,6 +2,7 @@ package render_test
 
 import (
 	"context"
+	"fmt"
 	"runtime"
 	"strings"
 	"testing"
@@ -126,6 +127,46 @@ func TestJMESPathComparisonBudget(t *testing.T) {
 			_, err := spc.Parse(map[string]string{"region": "us-east-1", "objects": "- {objectName: s, objectType: secretsmanager, jmesPath: [{path: \"" + path + "\", objectAlias: x}]}"}, spc.Options{})
 			if err == nil || !strings.Contains(err.Error(), "not standard JMESPath") {
 				t.Fatalf("err = %v, want the path refused", err)
+			}
+		})
+	}
+}
+
+// TestJMESPathSharedBudget: the entries of one mount share one budget,
+// written or not. Each entry of the review's class (256 with writeFile:
+// false) stayed within an allowance of its own, and together they took a
+// mount that succeeded to 1.6 GB.
+func TestJMESPathSharedBudget(t *testing.T) {
+	const limit = 64 << 10
+	secret := `{"s":"` + strings.Repeat("x", 6000) + `"}`
+	multiplied := "length(to_string([@,@,@,@,@,@,@,@]))"
+	tests := map[string]struct {
+		path      string
+		entries   int
+		writeFile string
+	}{
+		// Each keeps a copy of the document's text.
+		"unwritten whole document": {"@", 256, "false"},
+		// Each builds within an allowance of its own and writes little.
+		"unwritten multiplied": {multiplied, 256, "false"},
+		"written multiplied":   {multiplied, 256, "true"},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			var entries []string
+			for i := range tc.entries {
+				entries = append(entries, fmt.Sprintf("{path: '%s', objectAlias: e%d, writeFile: %s}", tc.path, i, tc.writeFile))
+			}
+			cfg := parse(t, "- {objectName: s, objectType: secretsmanager, jmesPath: ["+strings.Join(entries, ", ")+"]}")
+			var err error
+			got := allocated(func() {
+				_, err = render.Files(context.Background(), []fetch.Value{{Object: cfg.Objects[0], Data: []byte(secret), Version: "v"}}, render.Options{MaxResponseBytes: limit})
+			})
+			if err == nil || !strings.Contains(err.Error(), "work budget") {
+				t.Fatalf("err = %v, want the shared budget", err)
+			}
+			if bound := uint64(maxAllocPerLimitByte*(limit+len(secret)) + allocSlack); got > bound {
+				t.Errorf("allocated %d bytes, over %d", got, bound)
 			}
 		})
 	}
