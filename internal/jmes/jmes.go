@@ -70,8 +70,9 @@ const (
 
 // runeBytes is what slicing a string allocates per byte of the string,
 // besides the result: the interpreter converts the string to runes (four
-// bytes a character) and slices those into a new []rune.
-const runeBytes = 8
+// bytes a character), slices those into a new []rune and converts the
+// result back (measured: 17 bytes a byte in all, 2 of them the result).
+const runeBytes = 16
 
 // Compile parses an expression and checks every function it calls (name
 // and number of arguments). Only the standard JMESPath grammar is
@@ -203,7 +204,18 @@ var table = func() map[string]functions.FunctionEntry {
 // work.Budget, what the evaluation builds is also spent from it, and
 // exhausting it fails with work.ErrExhausted.
 func (e *Expr) Search(ctx context.Context, doc any, budget int) (result any, err error) {
-	ev := &evaluation{ctx: ctx, left: budget, shared: work.FromContext(ctx)}
+	return e.search(&evaluation{ctx: ctx, left: budget, shared: work.FromContext(ctx)}, doc)
+}
+
+// evalCost is what one evaluation allocates whatever it computes: the
+// interpreter, its state, the result's interface.
+const evalCost = 256
+
+// search runs one evaluation.
+func (e *Expr) search(ev *evaluation, doc any) (result any, err error) {
+	if err := ev.charge(evalCost); err != nil {
+		return nil, err
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			result, err = nil, errors.New("the expression failed on this value")
@@ -295,7 +307,7 @@ func (ev *evaluation) CallFunction(name string, args []any) (any, error) {
 			return nil, err
 		}
 	}
-	if n, ok := outputSize(name, args); ok {
+	if n, ok := outputSize(name, args, ev.limit()); ok {
 		if err := ev.charge(n); err != nil {
 			return nil, err
 		}
@@ -420,7 +432,7 @@ func TypeName(v any) string {
 // outputSize computes, before they run, the size of what the functions
 // that can multiply their input in one call would build. Their arguments
 // are already type-checked.
-func outputSize(name string, args []any) (int, bool) {
+func outputSize(name string, args []any, limit int) (int, bool) {
 	count := func(i int) int {
 		if len(args) <= i {
 			return -1
@@ -456,21 +468,77 @@ func outputSize(name string, args []any) (int, bool) {
 	case "split":
 		s, sep := args[0].(string), args[1].(string)
 		n := strings.Count(s, sep) + 1
+		if sep == "" {
+			n = len(s) // one piece per character, at most one per byte
+		}
 		if c := count(2); c >= 0 {
 			n = min(n, c+1)
 		}
-		return len(s) + n*stringCost, true
+		// Each piece is a string in a []string, then in the []any.
+		return len(s) + n*(elementCost+stringCost), true
+	case "reverse":
+		if s, ok := args[0].(string); ok {
+			return runeBytes * len(s), true // reversed as runes
+		}
+	case "to_string":
+		if _, ok := args[0].(string); !ok {
+			// encoding/json's buffer grows by doubling, and is copied
+			// out: three times the text, which escaping (< is \u003c)
+			// makes six times the bytes of a string.
+			return 3 * jsonTextBound(args[0], limit), true
+		}
 	}
 	return 0, false
 }
 
-// Costs of values: roughly the memory they take, so a budget in bytes
+// jsonTextBound is the most bytes encoding/json can write for v (every
+// character of a string escaped to six), walked no further than limit.
+func jsonTextBound(v any, limit int) int {
+	n := 0
+	var walk func(v any)
+	walk = func(v any) {
+		if n > limit {
+			return
+		}
+		switch x := v.(type) {
+		case string:
+			n += 2 + 6*len(x)
+		case []any:
+			n += 2
+			for _, e := range x {
+				n++
+				if walk(e); n > limit {
+					return
+				}
+			}
+		case map[string]any:
+			n += 2
+			for k, e := range x {
+				n += 4 + 6*len(k)
+				if walk(e); n > limit {
+					return
+				}
+			}
+		default:
+			n += 32 // a number's digits, true, false, null
+		}
+	}
+	walk(v)
+	return min(n, limit+1)
+}
+
+// Costs of values: what building them allocates, so a budget in bytes
 // bounds memory; never less than their JSON text (up to escaping).
+// TestChargeCoversAllocation measures them: an element costs its interface
+// slot, twice over (a list is built by append, which doubles), the boxed
+// value, and the library's copies into typed slices ([]string,
+// []float64) that functions make of their arguments.
 const (
-	scalarCost = 16
-	stringCost = 16
-	arrayCost  = 24
-	objectCost = 48
+	scalarCost  = 24
+	stringCost  = 32
+	arrayCost   = 48
+	objectCost  = 64
+	elementCost = 48 // per element of a list, per entry of an object
 )
 
 // Cost is the size of a value written out (shared parts counted every time
@@ -491,6 +559,7 @@ func Cost(v any, limit int) int {
 		case []any:
 			n += arrayCost
 			for _, e := range x {
+				n += elementCost
 				if walk(e); n > limit {
 					return
 				}
@@ -498,7 +567,7 @@ func Cost(v any, limit int) int {
 		case map[string]any:
 			n += objectCost
 			for k, e := range x {
-				n += stringCost + len(k)
+				n += elementCost + stringCost + len(k)
 				if walk(e); n > limit {
 					return
 				}
