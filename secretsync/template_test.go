@@ -27,13 +27,15 @@ func TestTemplateBudget(t *testing.T) {
 	tests := map[string]struct{ tmpl, want string }{
 		"nested range output": {
 			`{{range fromJson .list}}{{range fromJson $.list}}{{range fromJson $.list}}{{$.pw}}{{end}}{{end}}{{end}}`,
-			"the output exceeds the 1048576 bytes left of the Secret's size limit"},
+			// Each iteration is charged what text/template allocates for
+			// it, so the work budget ends this before the output limit.
+			"the template builds more than its budget"},
 		"nested range, no output": {
 			`{{$l := fromJson .list}}{{range $l}}{{range $l}}{{range $l}}{{range $l}}{{end}}{{end}}{{end}}{{end}}`,
-			"range iterations and template calls"},
+			"the template builds more than its budget"},
 		"recursion": {
 			`{{define "a"}}{{if .}}{{template "a" (slice . 1)}}{{template "a" (slice . 1)}}{{end}}{{end}}{{template "a" .list}}`,
-			"range iterations and template calls"},
+			"the template builds more than its budget"},
 		"doubling a variable": {
 			`{{$x := .pw}}{{range fromJson .list}}{{$x = printf "%s%s" $x $x}}{{end}}{{len $x}}`,
 			"the template builds more than its budget"},
@@ -42,7 +44,12 @@ func TestTemplateBudget(t *testing.T) {
 		"printf star":  {`{{printf "%*d" 999999999 1 | len}}`, "the template builds more than its budget"},
 		"printf index": {`{{printf "%[2]*[1]d" 1 999999999 | len}}`, "the template builds more than its budget"},
 		"indent":       {`{{indent 999999999 .pw | len}}`, "the template builds more than its budget"},
-		"fromJson":     {`{{range fromJson .list}}{{range fromJson $.list}}{{$j := fromJson $.list}}{{end}}{{end}}`, "the template builds more than its budget"},
+		// The review's: fmt pads every element of a list with the width,
+		// and prints the whole data map for each $ it is given.
+		"printf width per element": {`{{printf "%999999v" (fromJson .list) | len}}`, "the template builds more than its budget"},
+		"data map printed": {`{{range fromJson .list}}{{range fromJson $.list}}{{$x := html $ $ $ $ $ $ $ $ $ $ $ $ $ $ $ $}}{{end}}{{end}}`,
+			"the template builds more than its budget"},
+		"fromJson": {`{{range fromJson .list}}{{range fromJson $.list}}{{$j := fromJson $.list}}{{end}}{{end}}`, "the template builds more than its budget"},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {

@@ -43,7 +43,7 @@ func TestWording(t *testing.T) {
 	const canary = "canary-Zq9"
 	tests := map[string]struct{ text, want string }{
 		"output": {`{{ .pw }}{{ .pw }}`, "the output exceeds the 12 bytes left of the file's limit"},
-		"work":   {`{{ replace "" .pw .pw | replace "" .pw | len }}`, "the template builds more than its budget (8 times the file's limit)"},
+		"work":   {`{{ replace "" .pw .pw | replace "" .pw | replace "" .pw | replace "" .pw | len }}`, "the template builds more than its budget (8 times the file's limit, plus 64 KiB)"},
 		"key":    {`{{ .nope }}`, "line 1, column 3 ({{ .nope }}): reads an input the file does not name"},
 		"base64": {`{{ b64dec .pw }}`, "not valid base64"},
 	}
@@ -77,5 +77,19 @@ func TestDecodeBase64(t *testing.T) {
 	}
 	if _, err := DecodeBase64([]byte("secret!"), false); err == nil || strings.Contains(err.Error(), "secret") {
 		t.Errorf("DecodeBase64 of bad input = %v, want an error without the input", err)
+	}
+}
+
+// TestStepLimit: however large the work budget, range iterations and
+// template calls are bounded too.
+func TestStepLimit(t *testing.T) {
+	tm, err := Parse(`{{$l := fromJson .list}}{{range $l}}{{range $l}}{{end}}{{end}}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	list := "[" + strings.TrimSuffix(strings.Repeat("0,", 300), ",") + "]"
+	_, err = NewExecution(context.Background(), 64<<20, Wording{}).Execute(tm, map[string]string{"list": list}, 64<<20)
+	if err == nil || !strings.Contains(err.Error(), "range iterations and template calls") {
+		t.Fatalf("Execute = %v, want the step limit", err)
 	}
 }
