@@ -2,10 +2,14 @@ package secretsync
 
 import (
 	"context"
+	"fmt"
 	"runtime"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/coffer-csi/coffer/internal/work"
+	"github.com/coffer-csi/coffer/provider/render"
 )
 
 // templateDecl declares one Secret with the values pw (the canary) and
@@ -202,5 +206,37 @@ func TestPrintfHugeStarsDoNotOverflow(t *testing.T) {
 	_, err := s.Build(context.Background(), byPath(files(t, testConfig(t), templateContent(), "v1")))
 	if err == nil || !strings.Contains(err.Error(), "the template builds more than its budget") {
 		t.Fatalf("Build = %v, want the budget", err)
+	}
+}
+
+// TestTemplatesShareOneBudget: the templates of one sync draw from one
+// work budget (the controller and the sync after a mount put one in the
+// context), so a class cannot multiply its allowance by declaring more
+// Secrets: each of these stays within its own, and together they are
+// refused once the shared budget is spent.
+func TestTemplatesShareOneBudget(t *testing.T) {
+	e := newEnv(t)
+	var decls []string
+	// About 1 MiB of work each, an eighth of a Secret's own allowance.
+	tmpl := `{{$a := replace "" .pw .pw}}` + strings.Repeat(`{{replace "" $a $a | len}}`, 4)
+	for i := range 64 {
+		decls = append(decls, fmt.Sprintf("{secretName: s%d, data: [{key: pw, objectName: db-pass}], template: {data: {x: '%s'}}}", i, tmpl))
+	}
+	secrets, err := Parse("["+strings.Join(decls, ", ")+"]", e.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := work.NewContext(context.Background(), work.New(render.MaxWork))
+	refused := 0
+	for _, r := range e.engine.Sync(ctx, e.owner, secrets, files(t, e.cfg, templateContent(), "v1"), nil) {
+		if !r.Ready {
+			if !strings.Contains(r.Message, "work budget they share") {
+				t.Errorf("%s: %s, want the shared budget", r.Secret, r.Message)
+			}
+			refused++
+		}
+	}
+	if refused == 0 || refused == len(secrets) {
+		t.Errorf("%d of %d Secrets refused, want the first synced and the rest refused once the budget is spent", refused, len(secrets))
 	}
 }
