@@ -19,6 +19,7 @@ var packages = map[string]string{
 	"jmes": "../internal/jmes", "flight": "../internal/flight", "panics": "../internal/panics", "provider": "../provider",
 	"deploy": "../tests/deploy", "socket": "../tests/socket",
 	"rotationevent": "../provider/rotationevent", "restart": "../secretsync/restart", "kube": "../internal/kube",
+	"tmpl": "../internal/tmpl",
 }
 
 func TestSecurityClaimsNameRealTests(t *testing.T) {
