@@ -169,3 +169,48 @@ func TestChargeCoversAllocation(t *testing.T) {
 		check(expr)
 	}
 }
+
+// TestDecodeCostCoversAllocation: decoding allocates at most
+// maxAllocPerCharge times DecodeCost, for documents of the smallest values
+// per byte and of large strings, with numbers exact or not.
+func TestDecodeCostCoversAllocation(t *testing.T) {
+	repeat := func(item string, n int) string {
+		return "[" + strings.TrimSuffix(strings.Repeat(item+",", n), ",") + "]"
+	}
+	docs := map[string]string{
+		"zeros":         repeat("0", 8192),
+		"empty lists":   repeat("[]", 8192),
+		"empty objects": repeat("{}", 8192),
+		"keyed":         repeat(`{"":0}`, 8192),
+		"nested":        strings.Repeat("[", 512) + strings.Repeat("]", 512),
+		"strings":       repeat(`""`, 8192),
+		"long string":   `"` + strings.Repeat("x", 65536) + `"`,
+		"escapes":       `"` + strings.Repeat(`\u00e9`, 8192) + `"`,
+		"object":        "{" + strings.TrimSuffix(strings.Repeat(`"k":true,`, 8192), ",") + "}",
+		"numbers":       repeat("-1.5e300", 8192),
+	}
+	for name, doc := range docs {
+		for _, exact := range []bool{false, true} {
+			data := []byte(doc)
+			if _, err := DecodeJSON(data, exact); err != nil {
+				t.Fatalf("%s: %v", name, err)
+			}
+			var before, after runtime.MemStats
+			func() {
+				defer debug.SetGCPercent(debug.SetGCPercent(-1))
+				runtime.ReadMemStats(&before)
+				if _, err := DecodeJSON(data, exact); err != nil {
+					t.Fatal(err)
+				}
+				runtime.ReadMemStats(&after)
+			}()
+			alloc, charged := int(after.TotalAlloc-before.TotalAlloc), DecodeCost(data)
+			if testing.Verbose() {
+				t.Logf("%-14s exact=%-5v alloc %8d charged %8d ratio %.2f", name, exact, alloc, charged, float64(alloc)/float64(charged))
+			}
+			if alloc > maxAllocPerCharge*charged {
+				t.Errorf("%s (exact %v): decoding allocated %d bytes, more than %d times its charge of %d", name, exact, alloc, maxAllocPerCharge, charged)
+			}
+		}
+	}
+}

@@ -52,6 +52,9 @@ func chargeValues(t testing.TB) map[string]string {
 		"nested":  js([][]string{list, list}),
 		"obj":     js(obj),
 		"json":    `[` + strings.TrimSuffix(strings.Repeat(`[],`, 2048), ",") + `]`,
+		"maps":    `[` + strings.TrimSuffix(strings.Repeat(`{},`, 2048), ",") + `]`,
+		"keyed":   `[` + strings.TrimSuffix(strings.Repeat(`{"":0},`, 2048), ",") + `]`,
+		"zeros":   `[` + strings.TrimSuffix(strings.Repeat(`0,`, 4096), ",") + `]`,
 	}
 	for i := range 256 {
 		v[fmt.Sprintf("key%03d", i)] = "v"
@@ -70,7 +73,7 @@ func chargeCases() map[string][]string {
 	cases := map[string][]string{
 		"b64enc":     {`{{b64enc .s}}`, `{{b64enc .c}}`},
 		"b64dec":     {`{{b64dec .b64}}`},
-		"fromJson":   {`{{fromJson .list | len}}`, `{{fromJson .nums | len}}`, `{{fromJson .obj | len}}`, `{{fromJson .json | len}}`, `{{fromJson .empties | len}}`},
+		"fromJson":   {`{{fromJson .list | len}}`, `{{fromJson .nums | len}}`, `{{fromJson .obj | len}}`, `{{fromJson .json | len}}`, `{{fromJson .empties | len}}`, `{{fromJson .maps | len}}`, `{{fromJson .keyed | len}}`, `{{fromJson .zeros | len}}`},
 		"toJson":     {`{{toJson .}}`, `{{toJson (fromJson .obj)}}`, `{{toJson .h}}`, `{{toJson (fromJson .nested)}}`, `{{toJson .c}}`},
 		"upper":      {`{{upper .s}}`, `{{upper .u}}`},
 		"lower":      {`{{lower .s}}`, `{{lower .u}}`},

@@ -66,9 +66,9 @@ func (x *execution) funcs() template.FuncMap {
 		},
 		// fromJson parses a JSON value, to reach into it: (fromJson .db).host
 		"fromJson": func(s string) (any, error) {
-			// Charged before decoding, by the most a document of this
-			// length can decode to (a value per byte).
-			if err := x.charge(jsonCostPerByte * len(s)); err != nil {
+			// Charged before decoding, what decoding it allocates
+			// (jmes.DecodeCost counts its values without decoding).
+			if err := x.charge(jmes.DecodeCost(s)); err != nil {
 				return nil, err
 			}
 			v, err := jmes.DecodeJSON([]byte(s), true)
@@ -449,10 +449,9 @@ const (
 // Nothing else in a template grows: text/template only writes and passes
 // values on, so these three bound its memory and time.
 const (
-	WorkFactor      = 8
-	workFloor       = 64 << 10 // a small limit still runs a template (executeCost)
-	jsonCostPerByte = 16
-	maxSteps        = 1 << 16
+	WorkFactor = 8
+	workFloor  = 64 << 10 // a small limit still runs a template (executeCost)
+	maxSteps   = 1 << 16
 )
 
 // Wording names, in messages, what the templates are rendered into and

@@ -171,3 +171,23 @@ func TestJMESPathSharedBudget(t *testing.T) {
 		})
 	}
 }
+
+// TestJMESPathDecodingIsCharged: decoding a document for jmesPath is
+// charged to the mount's budget before it runs: a document of the smallest
+// values decodes to sixty times its size ({"":0} is a map, a key and a
+// number), twice (with exact numbers and without).
+func TestJMESPathDecodingIsCharged(t *testing.T) {
+	const limit = 64 << 10
+	secret := "[" + strings.TrimSuffix(strings.Repeat(`{"":0},`, 150000), ",") + "]"
+	cfg := parse(t, "- {objectName: s, objectType: secretsmanager, jmesPath: [{path: 'length(@)', objectAlias: x}]}")
+	var err error
+	got := allocated(func() {
+		_, err = render.Files(context.Background(), []fetch.Value{{Object: cfg.Objects[0], Data: []byte(secret), Version: "v"}}, render.Options{MaxResponseBytes: limit})
+	})
+	if err == nil || !strings.Contains(err.Error(), "work budget") {
+		t.Fatalf("err = %v, want the shared budget", err)
+	}
+	if bound := uint64(maxAllocPerLimitByte*(limit+len(secret)) + allocSlack); got > bound {
+		t.Errorf("allocated %d bytes, over %d", got, bound)
+	}
+}

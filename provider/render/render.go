@@ -98,13 +98,14 @@ func Files(ctx context.Context, values []fetch.Value, opts Options) ([]File, err
 		limit = DriverMaxResponseBytes
 	}
 	if work.FromContext(ctx) == nil {
-		docs := 0
+		docs, decoding := 0, 0
 		for _, v := range values {
 			if len(v.Object.JMESPath) > 0 {
 				docs += len(v.Data)
+				decoding += decodeCost(v.Data)
 			}
 		}
-		ctx = work.NewContext(ctx, work.New(MountWork(limit, docs)))
+		ctx = work.NewContext(ctx, work.New(min(MountWork(limit, docs)+decoding, MaxWork)))
 	}
 	var files []File
 	var failed fetch.Errors
@@ -373,9 +374,13 @@ const (
 // template that formats a connection string) spends a few KiB of it.
 const MaxWork = 32 << 20
 
+// decodeCost is what extract's two decodings of a document allocate.
+func decodeCost(data []byte) int { return 2 * jmes.DecodeCost(data) }
+
 // MountWork is the budget shared by the evaluations of a request whose
 // response limit is limit, over documents of docs bytes in total: what one
-// evaluation may build, capped at MaxWork.
+// evaluation may build, capped at MaxWork. Files adds what decoding the
+// documents costs (within the same cap).
 func MountWork(limit, docs int) int {
 	return min(workPerResponseByte*limit+workPerDocumentByte*docs+workFloor, MaxWork)
 }
@@ -386,6 +391,13 @@ func MountWork(limit, docs int) int {
 // the response limit.
 func extract(ctx context.Context, v fetch.Value, limit, used int) ([]File, fetch.Errors) {
 	o := v.Object
+	// Decoding (twice: see below) is charged to the shared budget first: a
+	// document of small values ([0,0,...]) decodes to forty times its size.
+	if shared := work.FromContext(ctx); !shared.Spend(decodeCost(v.Data)) {
+		return nil, fetch.Errors{{Object: o, Entry: -1, Kind: fetch.KindInvalid,
+			Detail: fmt.Sprintf("decoding the value for jmesPath exceeds the work budget of %d bytes that all the paths and templates of one mount share", shared.Total()),
+			Hint:   sharedBudgetHint}}
+	}
 	doc, err := jmes.DecodeJSON(v.Data, false)
 	if err != nil {
 		return nil, fetch.Errors{{
