@@ -240,3 +240,35 @@ func TestTemplatesShareOneBudget(t *testing.T) {
 		t.Errorf("%d of %d Secrets refused, want the first synced and the rest refused once the budget is spent", refused, len(secrets))
 	}
 }
+
+// TestExtractsShareOneBudget: each Secret's dataFrom decodes its JSON
+// source anew; under a sync's shared budget, many Secrets extracting a
+// large document of small values are refused once it is spent, instead
+// of decoding it to sixty times its size for each of them.
+func TestExtractsShareOneBudget(t *testing.T) {
+	e := newEnv(t)
+	var decls []string
+	for i := range 64 {
+		decls = append(decls, fmt.Sprintf("{secretName: s%d, dataFrom: [{extract: db.json}]}", i))
+	}
+	secrets, err := Parse("["+strings.Join(decls, ", ")+"]", e.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := defaultContent()
+	var keys []string
+	for i := range 20000 {
+		keys = append(keys, fmt.Sprintf(`"k%d":{}`, i))
+	}
+	c["db.json"] = "{" + strings.Join(keys, ",") + "}"
+	ctx := work.NewContext(context.Background(), work.New(render.MaxWork))
+	refused := 0
+	for _, r := range e.engine.Sync(ctx, e.owner, secrets, files(t, e.cfg, c, "v1"), nil) {
+		if !r.Ready && strings.Contains(r.Message, "work budget they share") {
+			refused++
+		}
+	}
+	if refused == 0 {
+		t.Errorf("no Secret refused by the shared budget, want those after it is spent")
+	}
+}
