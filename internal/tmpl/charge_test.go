@@ -88,9 +88,9 @@ func chargeCases() map[string][]string {
 		"required":   {`{{required "x" .s}}`},
 		"print":      {`{{print . . .}}`, `{{print .s .s}}`, `{{print (fromJson .list)}}`, `{{print (fromJson .obj)}}`},
 		"println":    {`{{println . .}}`, `{{println (fromJson .nested)}}`},
-		"html":       {`{{html .h}}`, `{{html . .}}`, `{{html .h .h}}`, `{{html (fromJson .list)}}`},
-		"js":         {`{{js .h}}`, `{{js .c}}`, `{{js . .}}`, `{{js .u .u}}`},
-		"urlquery":   {`{{urlquery .s}}`, `{{urlquery . .}}`, `{{urlquery .u .c}}`},
+		"html":       {`{{html .h}}`, `{{html .s}}`, `{{html .c}}`, `{{html . .}}`, `{{html .h .h}}`, `{{html (fromJson .list)}}`},
+		"js":         {`{{js .h}}`, `{{js .c}}`, `{{js .u}}`, `{{js .s}}`, `{{js . .}}`, `{{js .u .u}}`},
+		"urlquery":   {`{{urlquery .s}}`, `{{urlquery .c}}`, `{{urlquery .u}}`, `{{urlquery .h}}`, `{{urlquery . .}}`, `{{urlquery .u .c}}`},
 		// text/template's own, which coffer does not replace: they select
 		// and compare, and build nothing but the step guards count.
 		"and":   {`{{and .s .s}}`},

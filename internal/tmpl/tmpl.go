@@ -54,8 +54,9 @@ func (x *execution) funcs() template.FuncMap {
 		"b64enc": str(4, func(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }),
 		// b64dec decodes standard base64 (padded or not).
 		"b64dec": func(s string) (string, error) {
-			// A copy of the input, two decodings tried, and the result.
-			if err := x.charge(4 * len(s)); err != nil {
+			// A copy of the input, the decoding (three quarters of it;
+			// a second is tried only when the first fails), the result.
+			if err := x.charge(3 * len(s)); err != nil {
 				return "", err
 			}
 			b, err := DecodeBase64([]byte(s), false)
@@ -82,8 +83,8 @@ func (x *execution) funcs() template.FuncMap {
 			// encoding/json escapes a byte to at most six (\u003c), in a
 			// buffer that grows by doubling, copied out twice (the
 			// []byte and the string), and sorts each map's keys.
-			size, values, entries := printed(v, x.limit())
-			if err := x.charge(fmtFactor*(6*size+8*values) + mapEntryCost*entries); err != nil {
+			size, values, entries := sized(v, x.limit(), escapedSize)
+			if err := x.charge(fmtFactor*(size+8*values) + mapEntryCost*entries); err != nil {
 				return "", err
 			}
 			b, err := json.Marshal(v)
@@ -120,7 +121,12 @@ func (x *execution) funcs() template.FuncMap {
 		// quote writes a value as a double-quoted string with escapes.
 		// strconv.Quote writes up to four bytes a byte (\x01), in a
 		// buffer that grows by doubling, then copied out.
-		"quote": str(4*fmtFactor, strconv.Quote),
+		"quote": func(s string) (string, error) {
+			if err := x.charge(fmtFactor * escapedSize(s)); err != nil {
+				return "", err
+			}
+			return strconv.Quote(s), nil
+		},
 		// default returns def when the value is empty.
 		"default": func(def, s string) string {
 			if s == "" {
@@ -149,13 +155,19 @@ func (x *execution) funcs() template.FuncMap {
 			}
 			return fmt.Sprintf(format, args...), nil
 		},
-		"print":    x.variadic(1, fmt.Sprint),
-		"println":  x.variadic(1, fmt.Sprintln),
-		"html":     x.variadic(5, template.HTMLEscaper), // &#34;
-		"js":       x.variadic(6, template.JSEscaper),   // \u003C
-		"urlquery": x.variadic(3, template.URLQueryEscaper),
-		stepFunc:   func(nodes int) (string, error) { return x.step(1, nodes) },
-		callFunc:   func(nodes int) (string, error) { return x.step(callSteps, nodes) },
+		"print":   x.variadic(1, nil, fmt.Sprint),
+		"println": x.variadic(1, nil, fmt.Sprintln),
+		"html": x.variadic(5, func(c byte) bool { // &#34;
+			return c == '<' || c == '>' || c == '&' || c == '\'' || c == '"' || c == 0
+		}, template.HTMLEscaper),
+		"js": x.variadic(6, func(c byte) bool { // \u003C
+			return c < 0x20 || c >= 0x7f || strings.IndexByte(`\'"<>&=`, c) >= 0
+		}, template.JSEscaper),
+		"urlquery": x.variadic(3, func(c byte) bool { // %2F
+			return !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("-_.~", c) >= 0)
+		}, template.URLQueryEscaper),
+		stepFunc: func(nodes int) (string, error) { return x.step(1, nodes) },
+		callFunc: func(nodes int) (string, error) { return x.step(callSteps, nodes) },
 	}
 }
 
@@ -182,10 +194,26 @@ var builtins = map[string]bool{"printf": true, "print": true, "println": true, "
 // as %v does (printed), in a buffer that grows by doubling and is then
 // copied out (fmtFactor); an escaper then writes at most expansion bytes
 // per byte of that, in a buffer of its own (fmtFactor again).
-func (x *execution) variadic(expansion int, f func(...any) string) func(...any) (string, error) {
+//
+// An escaper given one string escapes it without fmt, and only the bytes
+// special says it escapes grow (by expansion): a long value with none of
+// them is charged what it is, not five times it.
+func (x *execution) variadic(expansion int, special func(byte) bool, f func(...any) string) func(...any) (string, error) {
 	return func(args ...any) (string, error) {
 		if x.err != nil {
 			return "", x.err
+		}
+		if s, ok := oneString(args); ok && special != nil {
+			out := len(s)
+			for i := 0; i < len(s); i++ {
+				if special(s[i]) {
+					out += expansion - 1
+				}
+			}
+			if err := x.charge(fmtFactor * out); err != nil {
+				return "", err
+			}
+			return f(args...), nil
 		}
 		n := 0
 		for _, a := range args {
@@ -203,6 +231,15 @@ func (x *execution) variadic(expansion int, f func(...any) string) func(...any) 
 		}
 		return f(args...), nil
 	}
+}
+
+// oneString reports whether args are one string.
+func oneString(args []any) (string, bool) {
+	if len(args) != 1 {
+		return "", false
+	}
+	s, ok := args[0].(string)
+	return s, ok
 }
 
 func (x *execution) indent(n int, s string) (string, error) {
@@ -237,14 +274,16 @@ func (x *execution) formatCost(format string, args []any) (int, error) {
 		}
 	}
 	widest = min(widest, limit+1) // so that sums cannot overflow
-	type sized struct{ size, values, entries int }
+	type sized struct {
+		size, values, entries int
+		used                  bool
+	}
 	sizes := make([]sized, len(args))
-	// Arguments no verb uses are printed once, after %!(EXTRA.
 	total, entries := len(format), 0
 	for i, a := range args {
 		s := &sizes[i]
 		s.size, s.values, s.entries = printed(a, limit)
-		if total += s.size; total > limit {
+		if s.size > limit {
 			return 0, x.over()
 		}
 	}
@@ -295,8 +334,9 @@ func (x *execution) formatCost(format string, args []any) (int, error) {
 				// type names, a wrong type's %!d(map[string]string=).
 				values, size, sorts := 1, 0, 0
 				if next < len(args) {
-					s := sizes[next]
+					s := &sizes[next]
 					values, size, sorts = s.values, s.size, s.entries
+					s.used = true
 				}
 				pad = min(pad, limit+1)
 				if pad > 0 && values > (limit+1)/pad {
@@ -307,6 +347,13 @@ func (x *execution) formatCost(format string, args []any) (int, error) {
 				next++
 				break verb
 			}
+		}
+	}
+	// Arguments no verb uses are printed once, after %!(EXTRA.
+	for _, s := range sizes {
+		if !s.used {
+			total += s.size + verbOverhead
+			entries += s.entries
 		}
 	}
 	if total > limit {
@@ -338,6 +385,27 @@ const mapEntryCost = 64
 // It reads any Go value: the data map (map[string]string), what fromJson
 // returns, what builtins such as slice return.
 func printed(v any, limit int) (size, values, entries int) {
+	return sized(v, limit, func(s string) int { return len(s) })
+}
+
+// escapedSize is the most JSON or Go quoting writes for s: a plain ASCII
+// byte stays one, any other may become six (\u003c, \u0001; a
+// multi-byte rune's bytes are kept or escaped, never more).
+func escapedSize(s string) int {
+	n := 0
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c >= 0x20 && c < 0x7f && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
+			n++
+		} else {
+			n += 6
+		}
+	}
+	return n
+}
+
+// sized walks v as printed does, sizing its strings (and map keys) with
+// str.
+func sized(v any, limit int, str func(string) int) (size, values, entries int) {
 	var walk func(v reflect.Value)
 	walk = func(v reflect.Value) {
 		if size > limit {
@@ -348,7 +416,7 @@ func printed(v any, limit int) (size, values, entries int) {
 		case reflect.Invalid:
 			size += 5 // <nil>
 		case reflect.String:
-			size += v.Len()
+			size += str(v.String())
 		case reflect.Bool:
 			size += 5
 		case reflect.Interface, reflect.Pointer:

@@ -93,3 +93,21 @@ func TestStepLimit(t *testing.T) {
 		t.Fatalf("Execute = %v, want the step limit", err)
 	}
 }
+
+// TestLargeValuesFitTheBudget: the charges are worst cases, yet an
+// ordinary template over a value near a Secret's 1 MiB still fits its
+// budget: printing, quoting and encoding it once each.
+func TestLargeValuesFitTheBudget(t *testing.T) {
+	const limit = 1 << 20
+	values := map[string]string{"v": strings.Repeat("MIIEpAIBAAKCAQEAx", 900<<10/17)}
+	for _, text := range []string{`{{ .v }}`, `{{ printf "%s" .v }}`, `{{ print .v }}`, `{{ .v | quote }}`, `{{ .v | toJson }}`,
+		`{{ .v | upper }}`, `{{ .v | b64enc | len }}`, `{{ .v | b64dec | len }}`, `{{ indent 2 .v }}`, `{{ html .v }}`, `{{ replace "A" "a" .v }}`} {
+		tm, err := Parse(text)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := NewExecution(context.Background(), limit, Wording{Limit: "the limit"}).Execute(tm, values, limit); err != nil {
+			t.Errorf("%s: %v", text, err)
+		}
+	}
+}
