@@ -191,3 +191,25 @@ func TestJMESPathDecodingIsCharged(t *testing.T) {
 		t.Errorf("allocated %d bytes, over %d", got, bound)
 	}
 }
+
+// TestOrdinaryPathsFitTheBudget: the charges are worst cases, yet the
+// ordinary expressions of a class (selections, filters, to_string, keys)
+// over a 256 KiB secret, twenty entries of them, some unwritten, fit the
+// default response limit's budget.
+func TestOrdinaryPathsFitTheBudget(t *testing.T) {
+	var users []string
+	for i := range 2000 {
+		users = append(users, fmt.Sprintf(`{"name":"user%d","password":"%s","port":%d,"tags":["a","b"]}`, i, strings.Repeat("p", 80), 5000+i))
+	}
+	secret := `{"host":"db.example","users":[` + strings.Join(users, ",") + `]}`
+	paths := []string{"host", "users[0].password", "users[?name == 'user1999'].password | [0]", "length(users)", "users[*].name | [0]",
+		"to_string(users[0])", "keys(users[0])", "join(',', users[0].tags)", "max_by(users, &port).name", "users[-1].port"}
+	var entries []string
+	for i, p := range paths {
+		entries = append(entries, fmt.Sprintf("{path: \"%s\", objectAlias: w%d}", p, i), fmt.Sprintf("{path: \"%s\", objectAlias: u%d, writeFile: false}", p, i))
+	}
+	cfg := parse(t, "- {objectName: s, objectType: secretsmanager, jmesPath: ["+strings.Join(entries, ", ")+"]}")
+	if _, err := render.Files(context.Background(), []fetch.Value{{Object: cfg.Objects[0], Data: []byte(secret), Version: "v"}}, render.Options{}); err != nil {
+		t.Fatal(err)
+	}
+}
