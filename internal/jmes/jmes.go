@@ -251,6 +251,9 @@ func (ev *evaluation) fail(err error) error {
 
 // charge spends n bytes of the budget, and of the shared one.
 func (ev *evaluation) charge(n int) error {
+	if n < 0 { // an estimate that overflowed
+		return ev.fail(ErrBudget)
+	}
 	if ev.left -= n; ev.left < 0 {
 		return ev.fail(ErrBudget)
 	}

@@ -567,6 +567,9 @@ func (x *execution) charge(n int) error {
 	if x.err != nil {
 		return x.err
 	}
+	if n < 0 { // an estimate that overflowed
+		return x.over()
+	}
 	if x.left -= n; x.left < 0 {
 		return x.fail(x.budget)
 	}
@@ -603,7 +606,7 @@ func (x *execution) step(n, nodes int) (string, error) {
 	if x.steps -= n; x.steps < 0 {
 		return "", x.fail(fmt.Errorf("the template runs more than %d range iterations and template calls", maxSteps))
 	}
-	if err := x.charge(n*stepCost + nodes*nodeCost); err != nil {
+	if err := x.charge(n*stepCost + min(max(nodes, 0), 1<<20)*nodeCost); err != nil {
 		return "", err
 	}
 	return "", nil
@@ -636,6 +639,9 @@ func Parse(text string) (*Template, error) {
 			continue
 		}
 		if err := checkRequired(tt.Tree); err != nil {
+			return nil, err
+		}
+		if err := checkGuards(tt.Tree); err != nil {
 			return nil, err
 		}
 	}
@@ -695,6 +701,19 @@ func checkRequired(tree *parse.Tree) error {
 				location, _ := tree.ErrorContext(cmd)
 				err = fmt.Errorf("template: %s: required's message must be a quoted string, such as {{ .password | required \"password is empty\" }}", location)
 			}
+		}
+	})
+	return err
+}
+
+// checkGuards refuses a template that calls the step guards itself: their
+// counts are charged, and a negative one would give work back.
+func checkGuards(tree *parse.Tree) error {
+	var err error
+	walk(tree.Root, func(n parse.Node) {
+		if id, ok := n.(*parse.IdentifierNode); ok && (id.Ident == stepFunc || id.Ident == callFunc) && err == nil {
+			location, _ := tree.ErrorContext(n)
+			err = fmt.Errorf("template: %s: function %q not defined", location, id.Ident)
 		}
 	})
 	return err

@@ -111,3 +111,14 @@ func TestLargeValuesFitTheBudget(t *testing.T) {
 		}
 	}
 }
+
+// TestGuardsCannotBeCalled: the step guards charge the count they are
+// given; a template that calls one (with a negative count, to get work
+// back) is refused when parsed.
+func TestGuardsCannotBeCalled(t *testing.T) {
+	for _, text := range []string{`{{ cofferStep -100000000 }}`, `{{ cofferCall -1 }}`, `{{ define "x" }}{{ cofferStep 0 }}{{ end }}`} {
+		if _, err := Parse(text); err == nil || !strings.Contains(err.Error(), "not defined") {
+			t.Errorf("Parse(%s) = %v, want the guard refused", text, err)
+		}
+	}
+}

@@ -26,10 +26,13 @@ func New(n int) *Budget {
 }
 
 // Spend takes n bytes, and reports whether the budget covered them. Once
-// it has not, every further Spend fails: the request is over budget.
+// it has not, every further Spend fails: the request is over budget. A
+// negative n (an estimate that overflowed) is never covered: nothing gives
+// work back.
 func (b *Budget) Spend(n int) bool {
 	if n < 0 {
-		n = 0
+		b.left.Store(-1)
+		return false
 	}
 	return b.left.Add(-int64(n)) >= 0
 }

@@ -19,6 +19,9 @@ func TestBudget(t *testing.T) {
 	if b.Left() != 0 || b.Total() != 10 {
 		t.Fatalf("left %d total %d", b.Left(), b.Total())
 	}
+	if b := New(10); b.Spend(-5) || b.Spend(1) {
+		t.Fatal("a negative charge gave work back")
+	}
 }
 
 func TestContext(t *testing.T) {
