@@ -2,6 +2,7 @@ package jmes
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"runtime"
 	"runtime/debug"
@@ -211,6 +212,40 @@ func TestDecodeCostCoversAllocation(t *testing.T) {
 			if alloc > maxAllocPerCharge*charged {
 				t.Errorf("%s (exact %v): decoding allocated %d bytes, more than %d times its charge of %d", name, exact, alloc, maxAllocPerCharge, charged)
 			}
+		}
+	}
+}
+
+// TestTextCostCoversAllocation: writing a result as file text (as
+// provider/render does: the string, or its compact JSON) allocates at most
+// maxAllocPerCharge times TextCost, escaping included.
+func TestTextCostCoversAllocation(t *testing.T) {
+	doc := chargeDoc(t).(map[string]any)
+	for name, v := range map[string]any{"string": doc["s"], "escaped in a list": []any{doc["h"], doc["c"]}, "object": doc["o"],
+		"objects": doc["objs"], "numbers": doc["n"], "empty strings": doc["e"], "escaped keys": map[string]any{doc["h"].(string): doc["c"]}} {
+		write := func() {
+			if s, ok := v.(string); ok {
+				runtime.KeepAlive([]byte(s))
+				return
+			}
+			if _, err := json.Marshal(v); err != nil {
+				t.Fatal(err)
+			}
+		}
+		write()
+		var before, after runtime.MemStats
+		func() {
+			defer debug.SetGCPercent(debug.SetGCPercent(-1))
+			runtime.ReadMemStats(&before)
+			write()
+			runtime.ReadMemStats(&after)
+		}()
+		alloc, charged := int(after.TotalAlloc-before.TotalAlloc), TextCost(v, 1<<40)
+		if testing.Verbose() {
+			t.Logf("%-18s alloc %8d charged %8d ratio %.2f", name, alloc, charged, float64(alloc)/float64(charged))
+		}
+		if alloc > maxAllocPerCharge*charged {
+			t.Errorf("%s: writing allocated %d bytes, more than %d times its charge of %d", name, alloc, maxAllocPerCharge, charged)
 		}
 	}
 }

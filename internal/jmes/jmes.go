@@ -286,8 +286,14 @@ func (ev *evaluation) CallFunction(name string, args []any) (any, error) {
 		}
 		return args[0], nil
 	case sliceGuardName:
-		if s, ok := args[0].(string); ok {
-			if err := ev.charge(runeBytes * len(s)); err != nil {
+		switch x := args[0].(type) {
+		case string:
+			if err := ev.charge(runeBytes * len(x)); err != nil {
+				return nil, err
+			}
+		case []any:
+			// The library copies the list before slicing it.
+			if err := ev.charge(elementCost * len(x)); err != nil {
 				return nil, err
 			}
 		}
@@ -449,7 +455,7 @@ func outputSize(name string, args []any, limit int) (int, bool) {
 	switch name {
 	case "pad_left", "pad_right":
 		if w := count(1); w > 0 {
-			return w, true
+			return 2 * w, true // the pad, and the padded string
 		}
 	case "replace":
 		subject, old, repl := args[0].(string), args[1].(string), args[2].(string)
@@ -485,17 +491,48 @@ func outputSize(name string, args []any, limit int) (int, bool) {
 		}
 	case "to_string":
 		if _, ok := args[0].(string); !ok {
-			// encoding/json's buffer grows by doubling, and is copied
-			// out: three times the text, which escaping (< is \u003c)
-			// makes six times the bytes of a string.
-			return 3 * jsonTextBound(args[0], limit), true
+			// encoding/json's buffers (jsonFactor) for the text, which
+			// escaping (< is \u003c) makes up to six times a string.
+			return jsonFactor * jsonTextBound(args[0], limit), true
 		}
 	}
 	return 0, false
 }
 
-// jsonTextBound is the most bytes encoding/json can write for v (every
-// character of a string escaped to six), walked no further than limit.
+// TextCost is what writing a result as file text allocates, at least half
+// of it: a string's copy (and its decoding), or, for any other value,
+// encoding/json's buffer (doubling, then copied out) of at most
+// jsonTextBound bytes. Walked no further than limit.
+func TextCost(v any, limit int) int {
+	if s, ok := v.(string); ok {
+		return stringCost + 2*len(s)
+	}
+	return min(jsonFactor*jsonTextBound(v, limit), limit+1)
+}
+
+// jsonFactor is what encoding/json allocates per byte it writes, at worst
+// (its buffer pool empty, as the race detector leaves it at random): the
+// buffer grows by doubling (up to four times the text in all), a map key
+// is escaped into a buffer of its own, and the result is copied out.
+const jsonFactor = 6
+
+// EscapedSize is the most JSON or Go quoting writes for s: a plain ASCII
+// byte stays one, any other may become six (\u003c, \u0001; a multi-byte
+// rune's bytes are kept or escaped, never more).
+func EscapedSize(s string) int {
+	n := 0
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c >= 0x20 && c < 0x7f && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
+			n++
+		} else {
+			n += 6
+		}
+	}
+	return n
+}
+
+// jsonTextBound is the most bytes encoding/json can write for v (strings
+// and keys at their EscapedSize), walked no further than limit.
 func jsonTextBound(v any, limit int) int {
 	n := 0
 	var walk func(v any)
@@ -505,7 +542,7 @@ func jsonTextBound(v any, limit int) int {
 		}
 		switch x := v.(type) {
 		case string:
-			n += 2 + 6*len(x)
+			n += 2 + EscapedSize(x)
 		case []any:
 			n += 2
 			for _, e := range x {
@@ -517,7 +554,7 @@ func jsonTextBound(v any, limit int) int {
 		case map[string]any:
 			n += 2
 			for k, e := range x {
-				n += 4 + 6*len(k)
+				n += 4 + EscapedSize(k)
 				if walk(e); n > limit {
 					return
 				}

@@ -83,7 +83,7 @@ func (x *execution) funcs() template.FuncMap {
 			// encoding/json escapes a byte to at most six (\u003c), in a
 			// buffer that grows by doubling, copied out twice (the
 			// []byte and the string), and sorts each map's keys.
-			size, values, entries := sized(v, x.limit(), escapedSize)
+			size, values, entries := sized(v, x.limit(), jmes.EscapedSize)
 			if err := x.charge(fmtFactor*(size+8*values) + mapEntryCost*entries); err != nil {
 				return "", err
 			}
@@ -122,7 +122,7 @@ func (x *execution) funcs() template.FuncMap {
 		// strconv.Quote writes up to four bytes a byte (\x01), in a
 		// buffer that grows by doubling, then copied out.
 		"quote": func(s string) (string, error) {
-			if err := x.charge(fmtFactor * escapedSize(s)); err != nil {
+			if err := x.charge(fmtFactor * jmes.EscapedSize(s)); err != nil {
 				return "", err
 			}
 			return strconv.Quote(s), nil
@@ -388,21 +388,6 @@ func printed(v any, limit int) (size, values, entries int) {
 	return sized(v, limit, func(s string) int { return len(s) })
 }
 
-// escapedSize is the most JSON or Go quoting writes for s: a plain ASCII
-// byte stays one, any other may become six (\u003c, \u0001; a
-// multi-byte rune's bytes are kept or escaped, never more).
-func escapedSize(s string) int {
-	n := 0
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c >= 0x20 && c < 0x7f && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
-			n++
-		} else {
-			n += 6
-		}
-	}
-	return n
-}
-
 // sized walks v as printed does, sizing its strings (and map keys) with
 // str.
 func sized(v any, limit int, str func(string) int) (size, values, entries int) {
@@ -494,12 +479,13 @@ const (
 // passes); nodeCost for every node of the body each step runs (the
 // arguments text/template evaluates and the calls it makes, whatever they
 // are); outputFactor per byte written (the output buffer grows by
-// doubling).
+// doubling, and text/template prints a value through fmt, whose buffer
+// pool the race detector empties at random).
 const (
 	executeCost  = 16 << 10
 	stepCost     = 256
 	nodeCost     = 64
-	outputFactor = 2
+	outputFactor = 3
 )
 
 // A budget bounds one execution of a set of templates (a Secret's, or a

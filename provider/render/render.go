@@ -445,7 +445,7 @@ func extract(ctx context.Context, v fetch.Value, limit, used int) ([]File, fetch
 		// a class repeating unwritten entries of the whole document would
 		// hold that many copies of it.
 		shared := work.FromContext(ctx)
-		if !shared.Spend(textCost * jmes.Cost(result, shared.Left())) {
+		if !shared.Spend(jmes.TextCost(result, shared.Left())) {
 			fail(sharedBudgetDetail(ctx, e.Expression), sharedBudgetHint)
 			continue
 		}
@@ -468,11 +468,6 @@ func extract(ctx context.Context, v fetch.Value, limit, used int) ([]File, fetch
 	}
 	return files, errs
 }
-
-// textCost is what writing a result as file content allocates per byte of
-// its cost: json.Marshal's buffer grows by doubling (up to twice the text),
-// the copy it returns, and decoding's output.
-const textCost = 4
 
 const sharedBudgetHint = "select less: paths should select from the secrets' JSON, not multiply it; fewer entries, files or templates, or split the objects across several SecretProviderClasses"
 
