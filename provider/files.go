@@ -6,6 +6,7 @@ import (
 	"sort"
 
 	"github.com/coffer-csi/coffer/auth"
+	"github.com/coffer-csi/coffer/internal/work"
 	"github.com/coffer-csi/coffer/provider/fetch"
 	"github.com/coffer-csi/coffer/provider/render"
 	"github.com/coffer-csi/coffer/provider/spc"
@@ -28,6 +29,10 @@ func (m *Mounter) FetchFiles(ctx context.Context, cfg *spc.Config) ([]render.Fil
 	var failed fetch.Errors
 	if fetchErr != nil && !errors.As(fetchErr, &failed) {
 		return nil, fetchErr
+	}
+	if work.FromContext(ctx) == nil {
+		// The objects' renderings share one budget, as a mount's do.
+		ctx = work.NewContext(ctx, work.New(render.MaxWork))
 	}
 	var files []render.File
 	for _, v := range values {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/coffer-csi/coffer/internal/jmes"
 	"github.com/coffer-csi/coffer/internal/tmpl"
+	"github.com/coffer-csi/coffer/internal/work"
 	"github.com/coffer-csi/coffer/provider/render"
 )
 
@@ -36,8 +37,15 @@ func (s *Secret) Build(ctx context.Context, files map[string]render.File) (map[s
 func (s *Secret) BuildWith(ctx context.Context, files map[string]render.File, ev render.Evaluator, tenant string) (map[string][]byte, error) {
 	values := map[string][]byte{}
 	from := map[string]int{}
+	shared := work.FromContext(ctx)
 	for j, e := range s.DataFrom {
 		w := fmt.Sprintf("dataFrom[%d]", j)
+		// Decoding a JSON object, and writing its values out again, is
+		// charged to the sync's shared budget before it runs: every
+		// dataFrom entry decodes its source anew.
+		if f, ok := files[e.Source.Path]; ok && !e.Source.Dir && shared != nil && !shared.Spend(jmes.DecodeCost(f.Data)+4*len(f.Data)) {
+			return nil, fmt.Errorf("%s: %w", w, work.ErrExhausted)
+		}
 		kv, err := extractSource(e, files)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %v", w, err)

@@ -19,6 +19,7 @@ import (
 	"github.com/coffer-csi/coffer/auth"
 	"github.com/coffer-csi/coffer/internal/kube"
 	"github.com/coffer-csi/coffer/internal/panics"
+	"github.com/coffer-csi/coffer/internal/work"
 	"github.com/coffer-csi/coffer/provider/fetch"
 	"github.com/coffer-csi/coffer/provider/render"
 	"github.com/coffer-csi/coffer/provider/spc"
@@ -313,6 +314,9 @@ func (c *Controller) syncAs(ctx context.Context, owner *SPC, base *spc.Config, s
 	// first obtains them), so the session is named after the ServiceAccount.
 	cfg.Pod.Name = syncPodName(sa)
 	cfg.Tokens = tokens
+	// Every path and template of this sync, written or not, draws from
+	// one budget: a class cannot multiply it by repeating entries.
+	ctx = work.NewContext(ctx, work.New(render.MaxWork))
 	files, fetchErr := c.fetch(ctx, &cfg, entries)
 	return c.Engine.Sync(ctx, owner, entries, files, fetchErr)
 }

@@ -10,6 +10,7 @@ import (
 	"k8s.io/client-go/dynamic"
 
 	"github.com/coffer-csi/coffer/internal/panics"
+	"github.com/coffer-csi/coffer/internal/work"
 	"github.com/coffer-csi/coffer/provider"
 	"github.com/coffer-csi/coffer/provider/render"
 	"github.com/coffer-csi/coffer/provider/spc"
@@ -167,6 +168,9 @@ func (m *MountTrigger) sync(mounted *provider.Mounted) {
 		log.Debug("secret sync: no syncSecrets entry for this pod's ServiceAccount", "serviceAccount", pod.ServiceAccount)
 		return
 	}
+	// One budget for this sync's paths and templates, as in the
+	// controller (syncAs).
+	ctx = work.NewContext(ctx, work.New(render.MaxWork))
 	files, fetchErr := mounted.Files, error(nil)
 	refetched := !sameFetch(owner.Parameters, mounted.Attributes)
 	if refetched {

@@ -2,10 +2,14 @@ package secretsync
 
 import (
 	"context"
+	"fmt"
 	"runtime"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/coffer-csi/coffer/internal/work"
+	"github.com/coffer-csi/coffer/provider/render"
 )
 
 // templateDecl declares one Secret with the values pw (the canary) and
@@ -27,13 +31,15 @@ func TestTemplateBudget(t *testing.T) {
 	tests := map[string]struct{ tmpl, want string }{
 		"nested range output": {
 			`{{range fromJson .list}}{{range fromJson $.list}}{{range fromJson $.list}}{{$.pw}}{{end}}{{end}}{{end}}`,
-			"the output exceeds the 1048576 bytes left of the Secret's size limit"},
+			// Each iteration is charged what text/template allocates for
+			// it, so the work budget ends this before the output limit.
+			"the template builds more than its budget"},
 		"nested range, no output": {
 			`{{$l := fromJson .list}}{{range $l}}{{range $l}}{{range $l}}{{range $l}}{{end}}{{end}}{{end}}{{end}}`,
-			"range iterations and template calls"},
+			"the template builds more than its budget"},
 		"recursion": {
 			`{{define "a"}}{{if .}}{{template "a" (slice . 1)}}{{template "a" (slice . 1)}}{{end}}{{end}}{{template "a" .list}}`,
-			"range iterations and template calls"},
+			"the template builds more than its budget"},
 		"doubling a variable": {
 			`{{$x := .pw}}{{range fromJson .list}}{{$x = printf "%s%s" $x $x}}{{end}}{{len $x}}`,
 			"the template builds more than its budget"},
@@ -44,7 +50,12 @@ func TestTemplateBudget(t *testing.T) {
 		"printf star":  {`{{printf "%*d" 999999999 1 | len}}`, "over the limit of 256"},
 		"printf index": {`{{printf "%[2]*[1]d" 1 999999999 | len}}`, "over the limit of 256"},
 		"indent":       {`{{indent 999999999 .pw | len}}`, "the template builds more than its budget"},
-		"fromJson":     {`{{range fromJson .list}}{{range fromJson $.list}}{{$j := fromJson $.list}}{{end}}{{end}}`, "the template builds more than its budget"},
+		// The review's: fmt pads every element of a list with the width,
+		// and prints the whole data map for each $ it is given.
+		"printf width per element": {`{{printf "%999999v" (fromJson .list) | len}}`, "the template builds more than its budget"},
+		"data map printed": {`{{range fromJson .list}}{{range fromJson $.list}}{{$x := html $ $ $ $ $ $ $ $ $ $ $ $ $ $ $ $}}{{end}}{{end}}`,
+			"the template builds more than its budget"},
+		"fromJson": {`{{range fromJson .list}}{{range fromJson $.list}}{{$j := fromJson $.list}}{{end}}{{end}}`, "the template builds more than its budget"},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -198,5 +209,69 @@ func TestPrintfHugeStarsDoNotOverflow(t *testing.T) {
 	_, err := s.Build(context.Background(), byPath(files(t, testConfig(t), templateContent(), "v1")))
 	if err == nil || !strings.Contains(err.Error(), "over the limit of 256") {
 		t.Fatalf("Build = %v, want the width limit", err)
+	}
+}
+
+// TestTemplatesShareOneBudget: the templates of one sync draw from one
+// work budget (the controller and the sync after a mount put one in the
+// context), so a class cannot multiply its allowance by declaring more
+// Secrets: each of these stays within its own, and together they are
+// refused once the shared budget is spent.
+func TestTemplatesShareOneBudget(t *testing.T) {
+	e := newEnv(t)
+	var decls []string
+	// About 1 MiB of work each, an eighth of a Secret's own allowance.
+	tmpl := `{{$a := replace "" .pw .pw}}` + strings.Repeat(`{{replace "" $a $a | len}}`, 4)
+	for i := range 64 {
+		decls = append(decls, fmt.Sprintf("{secretName: s%d, data: [{key: pw, objectName: db-pass}], template: {data: {x: '%s'}}}", i, tmpl))
+	}
+	secrets, err := Parse("["+strings.Join(decls, ", ")+"]", e.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := work.NewContext(context.Background(), work.New(render.MaxWork))
+	refused := 0
+	for _, r := range e.engine.Sync(ctx, e.owner, secrets, files(t, e.cfg, templateContent(), "v1"), nil) {
+		if !r.Ready {
+			if !strings.Contains(r.Message, "work budget they share") {
+				t.Errorf("%s: %s, want the shared budget", r.Secret, r.Message)
+			}
+			refused++
+		}
+	}
+	if refused == 0 || refused == len(secrets) {
+		t.Errorf("%d of %d Secrets refused, want the first synced and the rest refused once the budget is spent", refused, len(secrets))
+	}
+}
+
+// TestExtractsShareOneBudget: each Secret's dataFrom decodes its JSON
+// source anew; under a sync's shared budget, many Secrets extracting a
+// large document of small values are refused once it is spent, instead
+// of decoding it to sixty times its size for each of them.
+func TestExtractsShareOneBudget(t *testing.T) {
+	e := newEnv(t)
+	var decls []string
+	for i := range 64 {
+		decls = append(decls, fmt.Sprintf("{secretName: s%d, dataFrom: [{extract: db.json}]}", i))
+	}
+	secrets, err := Parse("["+strings.Join(decls, ", ")+"]", e.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := defaultContent()
+	var keys []string
+	for i := range 20000 {
+		keys = append(keys, fmt.Sprintf(`"k%d":{}`, i))
+	}
+	c["db.json"] = "{" + strings.Join(keys, ",") + "}"
+	ctx := work.NewContext(context.Background(), work.New(render.MaxWork))
+	refused := 0
+	for _, r := range e.engine.Sync(ctx, e.owner, secrets, files(t, e.cfg, c, "v1"), nil) {
+		if !r.Ready && strings.Contains(r.Message, "work budget they share") {
+			refused++
+		}
+	}
+	if refused == 0 {
+		t.Errorf("no Secret refused by the shared budget, want those after it is spent")
 	}
 }

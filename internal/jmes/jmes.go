@@ -45,6 +45,8 @@ import (
 	"github.com/jmespath-community/go-jmespath/pkg/interpreter"
 	"github.com/jmespath-community/go-jmespath/pkg/parsing"
 	"github.com/jmespath-community/go-jmespath/pkg/util"
+
+	"github.com/coffer-csi/coffer/internal/work"
 )
 
 // ErrBudget is returned when an evaluation would build more than its
@@ -68,8 +70,9 @@ const (
 
 // runeBytes is what slicing a string allocates per byte of the string,
 // besides the result: the interpreter converts the string to runes (four
-// bytes a character) and slices those into a new []rune.
-const runeBytes = 8
+// bytes a character), slices those into a new []rune and converts the
+// result back (measured: 17 bytes a byte in all, 2 of them the result).
+const runeBytes = 16
 
 // Compile parses an expression and checks every function it calls (name
 // and number of arguments). Only the standard JMESPath grammar is
@@ -200,9 +203,22 @@ var table = func() map[string]functions.FunctionEntry {
 
 // Search evaluates the expression on doc (a decoded JSON value). Building
 // more than work bytes (counted as Cost counts) fails with ErrBudget; the
-// context's end fails it with the context's error.
-func (e *Expr) Search(ctx context.Context, doc any, work int) (result any, err error) {
-	ev := &evaluation{ctx: ctx, left: work}
+// context's end fails it with the context's error. When ctx carries a
+// work.Budget, what the evaluation builds is also spent from it, and
+// exhausting it fails with work.ErrExhausted.
+func (e *Expr) Search(ctx context.Context, doc any, budget int) (result any, err error) {
+	return e.search(&evaluation{ctx: ctx, left: budget, shared: work.FromContext(ctx)}, doc)
+}
+
+// evalCost is what one evaluation allocates whatever it computes: the
+// interpreter, its state, the result's interface.
+const evalCost = 256
+
+// search runs one evaluation.
+func (e *Expr) search(ev *evaluation, doc any) (result any, err error) {
+	if err := ev.charge(evalCost); err != nil {
+		return nil, err
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			result, err = nil, errors.New("the expression failed on this value")
@@ -223,9 +239,10 @@ func (e *Expr) Search(ctx context.Context, doc any, work int) (result any, err e
 // evaluation is the state of one Search: it is the interpreter's function
 // caller.
 type evaluation struct {
-	ctx  context.Context
-	left int
-	err  error
+	ctx    context.Context
+	left   int
+	shared *work.Budget // nil: none
+	err    error
 }
 
 func (ev *evaluation) fail(err error) error {
@@ -235,12 +252,26 @@ func (ev *evaluation) fail(err error) error {
 	return ev.err
 }
 
-// charge spends n bytes of the budget.
+// charge spends n bytes of the budget, and of the shared one.
 func (ev *evaluation) charge(n int) error {
+	if n < 0 { // an estimate that overflowed
+		return ev.fail(ErrBudget)
+	}
 	if ev.left -= n; ev.left < 0 {
 		return ev.fail(ErrBudget)
 	}
+	if ev.shared != nil && !ev.shared.Spend(n) {
+		return ev.fail(work.ErrExhausted)
+	}
 	return nil
+}
+
+// limit is the most the next charge may be: values are sized no further.
+func (ev *evaluation) limit() int {
+	if ev.shared != nil {
+		return min(ev.left, ev.shared.Left())
+	}
+	return ev.left
 }
 
 // CallFunction implements interpreter.FunctionCaller.
@@ -253,13 +284,19 @@ func (ev *evaluation) CallFunction(name string, args []any) (any, error) {
 	}
 	switch name {
 	case guardName, operandGuardName:
-		if err := ev.charge(Cost(args[0], ev.left)); err != nil {
+		if err := ev.charge(Cost(args[0], ev.limit())); err != nil {
 			return nil, err
 		}
 		return args[0], nil
 	case sliceGuardName:
-		if s, ok := args[0].(string); ok {
-			if err := ev.charge(runeBytes * len(s)); err != nil {
+		switch x := args[0].(type) {
+		case string:
+			if err := ev.charge(runeBytes * len(x)); err != nil {
+				return nil, err
+			}
+		case []any:
+			// The library copies the list before slicing it.
+			if err := ev.charge(elementCost * len(x)); err != nil {
 				return nil, err
 			}
 		}
@@ -278,11 +315,11 @@ func (ev *evaluation) CallFunction(name string, args []any) (any, error) {
 	// a function called once per element of a filter cannot scan the whole
 	// document each time for free.
 	for _, a := range args {
-		if err := ev.charge(Cost(a, ev.left)); err != nil {
+		if err := ev.charge(Cost(a, ev.limit())); err != nil {
 			return nil, err
 		}
 	}
-	if n, ok := outputSize(name, args); ok {
+	if n, ok := outputSize(name, args, ev.limit()); ok {
 		if err := ev.charge(n); err != nil {
 			return nil, err
 		}
@@ -407,7 +444,7 @@ func TypeName(v any) string {
 // outputSize computes, before they run, the size of what the functions
 // that can multiply their input in one call would build. Their arguments
 // are already type-checked.
-func outputSize(name string, args []any) (int, bool) {
+func outputSize(name string, args []any, limit int) (int, bool) {
 	count := func(i int) int {
 		if len(args) <= i {
 			return -1
@@ -421,7 +458,7 @@ func outputSize(name string, args []any) (int, bool) {
 	switch name {
 	case "pad_left", "pad_right":
 		if w := count(1); w > 0 {
-			return w, true
+			return 2 * w, true // the pad, and the padded string
 		}
 	case "replace":
 		subject, old, repl := args[0].(string), args[1].(string), args[2].(string)
@@ -443,21 +480,108 @@ func outputSize(name string, args []any) (int, bool) {
 	case "split":
 		s, sep := args[0].(string), args[1].(string)
 		n := strings.Count(s, sep) + 1
+		if sep == "" {
+			n = len(s) // one piece per character, at most one per byte
+		}
 		if c := count(2); c >= 0 {
 			n = min(n, c+1)
 		}
-		return len(s) + n*stringCost, true
+		// Each piece is a string in a []string, then in the []any.
+		return len(s) + n*(elementCost+stringCost), true
+	case "reverse":
+		if s, ok := args[0].(string); ok {
+			return runeBytes * len(s), true // reversed as runes
+		}
+	case "to_string":
+		if _, ok := args[0].(string); !ok {
+			// encoding/json's buffers (jsonFactor) for the text, which
+			// escaping (< is \u003c) makes up to six times a string.
+			return jsonFactor * jsonTextBound(args[0], limit), true
+		}
 	}
 	return 0, false
 }
 
-// Costs of values: roughly the memory they take, so a budget in bytes
+// TextCost is what writing a result as file text allocates, at least half
+// of it: a string's copy (and its decoding), or, for any other value,
+// encoding/json's buffer (doubling, then copied out) of at most
+// jsonTextBound bytes. Walked no further than limit.
+func TextCost(v any, limit int) int {
+	if s, ok := v.(string); ok {
+		return stringCost + 2*len(s)
+	}
+	return min(jsonFactor*jsonTextBound(v, limit), limit+1)
+}
+
+// jsonFactor is what encoding/json allocates per byte it writes, at worst
+// (its buffer pool empty, as the race detector leaves it at random): the
+// buffer grows by doubling (up to four times the text in all), a map key
+// is escaped into a buffer of its own, and the result is copied out.
+const jsonFactor = 6
+
+// EscapedSize is the most JSON or Go quoting writes for s: a plain ASCII
+// byte stays one, any other may become six (\u003c, \u0001; a multi-byte
+// rune's bytes are kept or escaped, never more).
+func EscapedSize(s string) int {
+	n := 0
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c >= 0x20 && c < 0x7f && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
+			n++
+		} else {
+			n += 6
+		}
+	}
+	return n
+}
+
+// jsonTextBound is the most bytes encoding/json can write for v (strings
+// and keys at their EscapedSize), walked no further than limit.
+func jsonTextBound(v any, limit int) int {
+	n := 0
+	var walk func(v any)
+	walk = func(v any) {
+		if n > limit {
+			return
+		}
+		switch x := v.(type) {
+		case string:
+			n += 2 + EscapedSize(x)
+		case []any:
+			n += 2
+			for _, e := range x {
+				n++
+				if walk(e); n > limit {
+					return
+				}
+			}
+		case map[string]any:
+			n += 2
+			for k, e := range x {
+				n += 4 + EscapedSize(k)
+				if walk(e); n > limit {
+					return
+				}
+			}
+		default:
+			n += 32 // a number's digits, true, false, null
+		}
+	}
+	walk(v)
+	return min(n, limit+1)
+}
+
+// Costs of values: what building them allocates, so a budget in bytes
 // bounds memory; never less than their JSON text (up to escaping).
+// TestChargeCoversAllocation measures them: an element costs its interface
+// slot, twice over (a list is built by append, which doubles), the boxed
+// value, and the library's copies into typed slices ([]string,
+// []float64) that functions make of their arguments.
 const (
-	scalarCost = 16
-	stringCost = 16
-	arrayCost  = 24
-	objectCost = 48
+	scalarCost  = 24
+	stringCost  = 32
+	arrayCost   = 48
+	objectCost  = 64
+	elementCost = 48 // per element of a list, per entry of an object
 )
 
 // Cost is the size of a value written out (shared parts counted every time
@@ -478,6 +602,7 @@ func Cost(v any, limit int) int {
 		case []any:
 			n += arrayCost
 			for _, e := range x {
+				n += elementCost
 				if walk(e); n > limit {
 					return
 				}
@@ -485,7 +610,7 @@ func Cost(v any, limit int) int {
 		case map[string]any:
 			n += objectCost
 			for k, e := range x {
-				n += stringCost + len(k)
+				n += elementCost + stringCost + len(k)
 				if walk(e); n > limit {
 					return
 				}
@@ -496,6 +621,42 @@ func Cost(v any, limit int) int {
 	}
 	walk(v)
 	return min(n, limit+1)
+}
+
+// decodeValueCost is what decoding allocates per JSON value besides its
+// bytes: the interface, the boxed number or string header, the slot in
+// its list (grown by doubling) or the map entry (TestDecodeCostCoversAllocation
+// measures it: about 70 bytes for each 0 of [0,0,...], 410 for each {"":0}).
+const decodeValueCost = 96
+
+// DecodeCost is what DecodeJSON allocates for data, at least half of it,
+// computed without decoding (a scan that allocates nothing): the decoder's
+// buffer (doubling) and the strings, four bytes a byte, and
+// decodeValueCost for every value (counted by the commas, colons and
+// brackets outside strings). A caller charges it before decoding: a
+// document of small values ([0,0,...]) decodes to forty times its size.
+func DecodeCost[T string | []byte](data T) int {
+	values := 1
+	inString, escaped := false, false
+	for i := 0; i < len(data); i++ {
+		c := data[i]
+		switch {
+		case inString:
+			switch {
+			case escaped:
+				escaped = false
+			case c == '\\':
+				escaped = true
+			case c == '"':
+				inString = false
+			}
+		case c == '"':
+			inString = true
+		case c == ',' || c == ':' || c == '[' || c == '{':
+			values++
+		}
+	}
+	return 4*len(data) + decodeValueCost*values
 }
 
 // DecodeJSON parses a JSON document, with numbers as json.Number when

@@ -68,10 +68,10 @@ func TestCost(t *testing.T) {
 		limit int
 		want  int
 	}{
-		{"abc", 100, 19},
-		{nil, 100, 16},
-		{[]any{shared, shared}, 1000, 24 + 2*(24+18+16)},
-		{map[string]any{"k": "v"}, 100, 48 + 17 + 17},
+		{"abc", 100, stringCost + 3},
+		{nil, 100, scalarCost},
+		{[]any{shared, shared}, 1000, arrayCost + 2*(elementCost+arrayCost+elementCost+stringCost+2+elementCost+scalarCost)},
+		{map[string]any{"k": "v"}, 1000, objectCost + elementCost + stringCost + 1 + stringCost + 1},
 		{[]any{shared, shared}, 10, 11},
 	}
 	for _, tc := range tests {

@@ -22,37 +22,54 @@ import (
 	"unicode"
 
 	"github.com/coffer-csi/coffer/internal/jmes"
+	"github.com/coffer-csi/coffer/internal/work"
 )
 
 // Template functions, besides text/template's own (index, printf, eq, ...).
 // Values are strings; a function that takes the piped value takes it last,
 // as in Helm. Their errors never contain the value they were given.
 //
-// Every function that builds a string charges it to the execution's budget
-// (see execution), and those whose output can exceed their input many times
-// over in one call (replace, indent, printf widths) are sized before they
-// run. text/template's own string builders (printf, print, println, html,
-// js, urlquery) are replaced by budgeted ones of the same behaviour.
+// Every function charges the execution's budget (see execution), before
+// it runs, what it allocates: its output at the worst case of its input
+// (escaping, a width applied to every element of a list or map, the data
+// map or any composite argument at its printed size), and the buffers and
+// copies it makes on the way. TestChargeCoversAllocation measures each
+// function and fmt verb: none allocates more than twice its charge.
+// text/template's own string builders (printf, print, println, html, js,
+// urlquery) are replaced by budgeted ones of the same behaviour.
 func (x *execution) funcs() template.FuncMap {
-	str := func(f func(string) string) func(string) (string, error) {
-		return func(s string) (string, error) { return x.built(f(s)) }
+	// str charges, before f runs, what it allocates: factor bytes per
+	// byte of its input (TestChargeCoversAllocation measures each).
+	str := func(factor int, f func(string) string) func(string) (string, error) {
+		return func(s string) (string, error) {
+			if err := x.charge(factor * len(s)); err != nil {
+				return "", err
+			}
+			return f(s), nil
+		}
 	}
 	return template.FuncMap{
 		// b64enc encodes a value in standard base64.
-		"b64enc": str(func(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }),
+		// A copy of the input, the encoding (4/3 of it) and its copy.
+		"b64enc": str(4, func(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }),
 		// b64dec decodes standard base64 (padded or not).
 		"b64dec": func(s string) (string, error) {
+			// A copy of the input, the decoding (three quarters of it;
+			// a second is tried only when the first fails), the result.
+			if err := x.charge(3 * len(s)); err != nil {
+				return "", err
+			}
 			b, err := DecodeBase64([]byte(s), false)
 			if err != nil {
 				return "", funcError{err.Error()}
 			}
-			return x.built(string(b))
+			return string(b), nil
 		},
 		// fromJson parses a JSON value, to reach into it: (fromJson .db).host
 		"fromJson": func(s string) (any, error) {
-			// Charged before decoding, by the most a document of this
-			// length can decode to (a value per byte).
-			if err := x.charge(jsonCostPerByte * len(s)); err != nil {
+			// Charged before decoding, what decoding it allocates
+			// (jmes.DecodeCost counts its values without decoding).
+			if err := x.charge(jmes.DecodeCost(s)); err != nil {
 				return nil, err
 			}
 			v, err := jmes.DecodeJSON([]byte(s), true)
@@ -63,32 +80,53 @@ func (x *execution) funcs() template.FuncMap {
 		},
 		// toJson writes a value as compact JSON.
 		"toJson": func(v any) (string, error) {
-			if err := x.charge(jmes.Cost(v, x.left)); err != nil {
+			// encoding/json escapes a byte to at most six (\u003c), in a
+			// buffer that grows by doubling, copied out twice (the
+			// []byte and the string), and sorts each map's keys.
+			size, values, entries := sized(v, x.limit(), jmes.EscapedSize)
+			if err := x.charge(fmtFactor*(size+8*values) + mapEntryCost*entries); err != nil {
 				return "", err
 			}
 			b, err := json.Marshal(v)
 			if err != nil {
 				return "", funcError{"toJson: the value cannot be written as JSON"}
 			}
-			return x.built(string(b))
+			return string(b), nil
 		},
-		"upper":      str(strings.ToUpper),
-		"lower":      str(strings.ToLower),
+		"upper":      str(3, strings.ToUpper),
+		"lower":      str(3, strings.ToLower),
 		"trim":       strings.TrimSpace,
 		"trimPrefix": func(prefix, s string) string { return strings.TrimPrefix(s, prefix) },
 		"trimSuffix": func(suffix, s string) string { return strings.TrimSuffix(s, suffix) },
 		"replace": func(old, new, s string) (string, error) {
-			if err := x.charge(len(s) + strings.Count(s, old)*max(0, len(new)-len(old))); err != nil {
+			// The result, and the indexes of the matches.
+			if err := x.charge(2 * (len(s) + strings.Count(s, old)*max(0, len(new)-len(old)))); err != nil {
 				return "", err
 			}
 			return strings.ReplaceAll(s, old, new), nil
 		},
 		// indent prefixes every line with n spaces; nindent adds a newline
 		// first (for YAML blocks).
-		"indent":  x.indent,
-		"nindent": func(n int, s string) (string, error) { s, err := x.indent(n, s); return "\n" + s, err },
+		"indent": x.indent,
+		"nindent": func(n int, s string) (string, error) {
+			s, err := x.indent(n, s)
+			if err != nil {
+				return "", err
+			}
+			if err := x.charge(len(s)); err != nil { // the copy after the newline
+				return "", err
+			}
+			return "\n" + s, nil
+		},
 		// quote writes a value as a double-quoted string with escapes.
-		"quote": str(strconv.Quote),
+		// strconv.Quote writes up to four bytes a byte (\x01), in a
+		// buffer that grows by doubling, then copied out.
+		"quote": func(s string) (string, error) {
+			if err := x.charge(fmtFactor * jmes.EscapedSize(s)); err != nil {
+				return "", err
+			}
+			return strconv.Quote(s), nil
+		},
 		// default returns def when the value is empty.
 		"default": func(def, s string) string {
 			if s == "" {
@@ -105,18 +143,31 @@ func (x *execution) funcs() template.FuncMap {
 			return s, nil
 		},
 		"printf": func(format string, args ...any) (string, error) {
-			if err := x.checkFormat(format, args); err != nil {
+			if x.err != nil {
+				return "", x.err
+			}
+			cost, err := x.formatCost(format, args)
+			if err != nil {
 				return "", err
 			}
-			return x.built(fmt.Sprintf(format, args...))
+			if err := x.charge(cost); err != nil {
+				return "", err
+			}
+			return fmt.Sprintf(format, args...), nil
 		},
-		"print":    x.variadic(1, fmt.Sprint),
-		"println":  x.variadic(1, fmt.Sprintln),
-		"html":     x.variadic(5, template.HTMLEscaper), // &#34;
-		"js":       x.variadic(6, template.JSEscaper),   // \u003C
-		"urlquery": x.variadic(3, template.URLQueryEscaper),
-		stepFunc:   func() (string, error) { return x.step(1) },
-		callFunc:   func() (string, error) { return x.step(callSteps) },
+		"print":   x.variadic(1, nil, fmt.Sprint),
+		"println": x.variadic(1, nil, fmt.Sprintln),
+		"html": x.variadic(5, func(c byte) bool { // &#34;
+			return c == '<' || c == '>' || c == '&' || c == '\'' || c == '"' || c == 0
+		}, template.HTMLEscaper),
+		"js": x.variadic(6, func(c byte) bool { // \u003C
+			return c < 0x20 || c >= 0x7f || strings.IndexByte(`\'"<>&=`, c) >= 0
+		}, template.JSEscaper),
+		"urlquery": x.variadic(3, func(c byte) bool { // %2F
+			return !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("-_.~", c) >= 0)
+		}, template.URLQueryEscaper),
+		stepFunc: func(nodes int) (string, error) { return x.step(1, nodes) },
+		callFunc: func(nodes int) (string, error) { return x.step(callSteps, nodes) },
 	}
 }
 
@@ -138,74 +189,122 @@ func Functions() []string {
 var builtins = map[string]bool{"printf": true, "print": true, "println": true, "html": true, "js": true, "urlquery": true}
 
 // variadic budgets a builtin that prints any number of arguments (one
-// value may be passed thousands of times): before it runs, what it can
-// write, at most expansion bytes per byte of each argument and a
-// separator, must fit in the budget left.
-func (x *execution) variadic(expansion int, f func(...any) string) func(...any) (string, error) {
+// value, or the whole data map, may be passed thousands of times): before
+// it runs, what it allocates is charged. fmt.Sprint writes each argument
+// as %v does (printed), in a buffer that grows by doubling and is then
+// copied out (fmtFactor); an escaper then writes at most expansion bytes
+// per byte of that, in a buffer of its own (fmtFactor again).
+//
+// An escaper given one string escapes it without fmt, and only the bytes
+// special says it escapes grow (by expansion): a long value with none of
+// them is charged what it is, not five times it.
+func (x *execution) variadic(expansion int, special func(byte) bool, f func(...any) string) func(...any) (string, error) {
 	return func(args ...any) (string, error) {
 		if x.err != nil {
 			return "", x.err
 		}
+		if s, ok := oneString(args); ok && special != nil {
+			out := len(s)
+			for i := 0; i < len(s); i++ {
+				if special(s[i]) {
+					out += expansion - 1
+				}
+			}
+			if err := x.charge(fmtFactor * out); err != nil {
+				return "", err
+			}
+			return f(args...), nil
+		}
 		n := 0
 		for _, a := range args {
-			if n += expansion*x.argSize(a) + 1; n > x.left {
-				return "", x.fail(x.budget)
+			size, _, entries := printed(a, x.limit())
+			if n += size + 1 + entries*mapEntryCost; n > x.limit() {
+				return "", x.over()
 			}
 		}
-		return x.built(f(args...))
+		cost := fmtFactor * n
+		if expansion > 1 {
+			cost += fmtFactor * expansion * n
+		}
+		if err := x.charge(cost); err != nil {
+			return "", err
+		}
+		return f(args...), nil
 	}
+}
+
+// oneString reports whether args are one string.
+func oneString(args []any) (string, bool) {
+	if len(args) != 1 {
+		return "", false
+	}
+	s, ok := args[0].(string)
+	return s, ok
 }
 
 func (x *execution) indent(n int, s string) (string, error) {
 	if n < 0 {
 		return "", funcError{"indent: the count must not be negative"}
 	}
-	if err := x.charge(len(s) + n*(strings.Count(s, "\n")+1)); err != nil {
+	// The pad, the replacement, the result, and the result's copy with
+	// the first pad.
+	if err := x.charge(3 * (len(s) + n*(strings.Count(s, "\n")+1))); err != nil {
 		return "", err
 	}
 	pad := strings.Repeat(" ", n)
 	return pad + strings.ReplaceAll(s, "\n", "\n"+pad), nil
 }
 
-// checkFormat sizes a printf before it runs: the widths and precisions it
+// formatCost sizes a printf before it runs: the widths and precisions it
 // writes or passes with * (any int argument may be one, with explicit
-// argument indexes), and every argument each verb prints, as many times as
-// verbs print it (explicit indexes let a short format print one large
-// value thousands of times), times what the verb can make of a byte. The
-// total may not exceed the budget left.
-func (x *execution) checkFormat(format string, args []any) error {
+// argument indexes), each applied to every value the verb prints (fmt pads
+// every element of a list or map, keys and values), and every argument
+// each verb prints, as many times as verbs print it (explicit indexes let a
+// short format print one large value thousands of times), times what the
+// verb can make of a byte. It returns what the printf allocates: that
+// output, fmtFactor times (fmt's buffer doubles, then is copied), and the
+// keys fmt sorts of each map it prints. An estimate over the budget left
+// fails at once.
+func (x *execution) formatCost(format string, args []any) (int, error) {
 	if err := checkWidths(format); err != nil {
-		return err // see limits.go
+		return 0, err // see limits.go
 	}
+	limit := x.limit()
 	widest := 0 // the largest int argument
 	for _, a := range args {
 		if n, ok := a.(int); ok {
 			widest = max(widest, n, -n)
 		}
 	}
-	widest = min(widest, x.left+1) // so that sums cannot overflow
-	// Arguments no verb uses are printed once, after %!(EXTRA.
-	total := len(format)
-	for _, a := range args {
-		if total += x.argSize(a); total > x.left {
-			return x.fail(x.budget)
+	widest = min(widest, limit+1) // so that sums cannot overflow
+	type sized struct {
+		size, values, entries int
+		used                  bool
+	}
+	sizes := make([]sized, len(args))
+	total, entries := len(format), 0
+	for i, a := range args {
+		s := &sizes[i]
+		s.size, s.values, s.entries = printed(a, limit)
+		if s.size > limit {
+			return 0, x.over()
 		}
 	}
 	next := 0 // the argument the next verb or * takes, as fmt counts
-	for i := 0; i < len(format) && total <= x.left; i++ {
+	for i := 0; i < len(format) && total <= limit; i++ {
 		if format[i] != '%' {
 			continue
 		}
-		space, sharp := false, false
+		space, sharp, pad := false, false, 0
 	verb:
 		for i++; i < len(format); i++ {
 			c := format[i]
 			switch {
 			case c == '*':
 				if err := checkStarWidth(args, next); err != nil {
-					return err // see limits.go
+					return 0, err // see limits.go
 				}
-				total += widest
+				pad += widest
 				next++
 			case c == '[':
 				end := strings.IndexByte(format[i:], ']')
@@ -219,11 +318,11 @@ func (x *execution) checkFormat(format string, args []any) error {
 			case c >= '0' && c <= '9':
 				n := 0
 				for ; i < len(format) && format[i] >= '0' && format[i] <= '9'; i++ {
-					if n = n*10 + int(format[i]-'0'); n > x.left {
-						return x.fail(x.budget)
+					if n = n*10 + int(format[i]-'0'); n > limit {
+						return 0, x.over()
 					}
 				}
-				total += n
+				pad += n
 				i--
 			case c == ' ':
 				space = true
@@ -231,41 +330,124 @@ func (x *execution) checkFormat(format string, args []any) error {
 				sharp = true
 			case strings.IndexByte("+-.", c) >= 0:
 			case c == '%':
+				total += pad
 				break verb
 			default:
 				// The verb: what it prints of its argument, at most
-				// verbExpansion times the argument's size, plus the
-				// %!verb(type=...) of a wrong type.
+				// verbExpansion times the argument's size, the widths
+				// and precisions for each value it prints, and
+				// around each value its separators, quotes, a %#v's
+				// type names, a wrong type's %!d(map[string]string=).
+				values, size, sorts := 1, 0, 0
 				if next < len(args) {
-					total += verbExpansion(c, space, sharp)*x.argSize(args[next]) + verbOverhead
+					s := &sizes[next]
+					values, size, sorts = s.values, s.size, s.entries
+					s.used = true
 				}
+				pad = min(pad, limit+1)
+				if pad > 0 && values > (limit+1)/pad {
+					return 0, x.over()
+				}
+				total += verbExpansion(c, space, sharp)*size + (pad+verbOverhead)*values
+				entries += sorts
 				next++
 				break verb
 			}
 		}
 	}
-	if total > x.left {
-		return x.fail(x.budget)
+	// Arguments no verb uses are printed once, after %!(EXTRA.
+	for _, s := range sizes {
+		if !s.used {
+			total += s.size + verbOverhead
+			entries += s.entries
+		}
 	}
-	return nil
+	if total > limit {
+		return 0, x.over()
+	}
+	return fmtFactor*total + mapEntryCost*entries, nil
 }
 
-// verbOverhead is what fmt writes around one argument besides its value:
-// a number's digits, a wrong type's %!d(map[string]interface {}=...).
+// verbOverhead is the most fmt writes around one value besides the value:
+// a number's digits, separators and quotes, %#v's type names
+// (map[string]interface {}{...}), a wrong type's %!d(string=...).
 const verbOverhead = 64
 
-// argSize is an argument's size as printed by %v: a string's length, a
-// parsed JSON value's cost (never less than its text), walked no further
-// than the budget left.
-func (x *execution) argSize(a any) int {
-	if s, ok := a.(string); ok {
-		return len(s)
+// fmtFactor is what fmt (or an escaper's bytes.Buffer) allocates per byte
+// it writes: its buffer grows by doubling, so the buffers it allocated sum
+// to up to four times the output (just past a power of two), and Sprint
+// copies it into the string it returns.
+const fmtFactor = 5
+
+// mapEntryCost is what fmt allocates per entry of a map it prints: it
+// sorts the keys, in slices of reflect.Values (24 bytes each) of keys and
+// values.
+const mapEntryCost = 64
+
+// printed is what fmt writes for v with %v (never less; the printf verbs
+// that write more say so in verbExpansion), walked no further than limit;
+// values is how many values it pads with a width (v itself, and every
+// element, key and value within), entries how many map entries it sorts.
+// It reads any Go value: the data map (map[string]string), what fromJson
+// returns, what builtins such as slice return.
+func printed(v any, limit int) (size, values, entries int) {
+	return sized(v, limit, func(s string) int { return len(s) })
+}
+
+// sized walks v as printed does, sizing its strings (and map keys) with
+// str.
+func sized(v any, limit int, str func(string) int) (size, values, entries int) {
+	var walk func(v reflect.Value)
+	walk = func(v reflect.Value) {
+		if size > limit {
+			return
+		}
+		values++
+		switch v.Kind() {
+		case reflect.Invalid:
+			size += 5 // <nil>
+		case reflect.String:
+			size += str(v.String())
+		case reflect.Bool:
+			size += 5
+		case reflect.Interface, reflect.Pointer:
+			if v.IsNil() {
+				size += 5
+				return
+			}
+			values--
+			walk(v.Elem())
+		case reflect.Slice, reflect.Array:
+			size += 2
+			for i := 0; i < v.Len() && size <= limit; i++ {
+				size++
+				walk(v.Index(i))
+			}
+		case reflect.Map:
+			size += 5 // map[]
+			it := v.MapRange()
+			for it.Next() && size <= limit {
+				size += 2 // : and the separator
+				entries++
+				walk(it.Key())
+				walk(it.Value())
+			}
+		case reflect.Struct:
+			size += 2
+			for i := 0; i < v.NumField() && size <= limit; i++ {
+				size += 1 + len(v.Type().Field(i).Name)
+				walk(v.Field(i))
+			}
+		default:
+			size += 32 // a number's digits, a pointer, a function's address
+		}
 	}
-	return jmes.Cost(a, x.left)
+	walk(reflect.ValueOf(v))
+	return min(size, limit+1), values, entries
 }
 
 // verbExpansion is the most bytes a verb writes per byte of its argument:
-// hex writes two ("% #x" five: "0xab "), %q four (\x00).
+// hex writes two ("% #x" five: "0xab "), %q and %#v four (\x00).
 func verbExpansion(verb byte, space, sharp bool) int {
 	switch verb {
 	case 'x', 'X':
@@ -278,6 +460,10 @@ func verbExpansion(verb byte, space, sharp bool) int {
 		return 2
 	case 'q':
 		return 4
+	case 'v':
+		if sharp {
+			return 4
+		}
 	}
 	return 1
 }
@@ -292,12 +478,30 @@ const (
 	callSteps = 16
 )
 
+// What executing allocates besides what functions build, charged as work:
+// executeCost each Execute (the template's clone, its functions, the
+// output buffer's start); stepCost each range iteration and, callSteps
+// times, each template call (text/template's state and the values it
+// passes); nodeCost for every node of the body each step runs (the
+// arguments text/template evaluates and the calls it makes, whatever they
+// are); outputFactor per byte written (the output buffer grows by
+// doubling, and text/template prints a value through fmt, whose buffer
+// pool the race detector empties at random).
+const (
+	executeCost  = 16 << 10
+	stepCost     = 256
+	nodeCost     = 64
+	outputFactor = 3
+)
+
 // A budget bounds one execution of a set of templates (a Secret's, or a
 // mount's files):
 //   - output: what each template writes, at most what remains of the size
 //     limit (a limited writer, so output stops when full);
-//   - work: every string or value a function builds, in total, at most
-//     WorkFactor times the limit;
+//   - work: what functions, range iterations, template calls and the
+//     output allocate (charged before they run, at the worst case), in
+//     total at most WorkFactor times the limit plus workFloor, and at most
+//     what remains of the request's shared work.Budget when ctx has one;
 //   - steps: range iterations (one each) and template calls (callSteps
 //     each), at most maxSteps: each allocates a little in text/template;
 //     and the context's deadline.
@@ -305,9 +509,9 @@ const (
 // Nothing else in a template grows: text/template only writes and passes
 // values on, so these three bound its memory and time.
 const (
-	WorkFactor      = 8
-	jsonCostPerByte = 16
-	maxSteps        = 1 << 16
+	WorkFactor = 8
+	workFloor  = 64 << 10 // a small limit still runs a template (executeCost)
+	maxSteps   = 1 << 16
 )
 
 // Wording names, in messages, what the templates are rendered into and
@@ -328,17 +532,20 @@ type execution struct {
 	ctx    context.Context
 	words  Wording
 	budget error
-	left   int // work
+	left   int          // work
+	shared *work.Budget // the request's, nil if none
 	steps  int
 	err    error
 }
 
 // NewExecution starts executions whose output may total outputLimit
 // bytes (each Execute takes its own limit, at most that) and whose
-// functions may build WorkFactor times that, until ctx ends.
+// functions may build WorkFactor times that, until ctx ends. When ctx
+// carries a work.Budget, what they build is spent from it too, and
+// exhausting it fails with work.ErrExhausted.
 func NewExecution(ctx context.Context, outputLimit int, w Wording) *Execution {
-	return &execution{ctx: ctx, words: w, left: WorkFactor * outputLimit, steps: maxSteps,
-		budget: fmt.Errorf("the template builds more than its budget (%d times %s)", WorkFactor, w.Limit)}
+	return &execution{ctx: ctx, words: w, left: WorkFactor*outputLimit + workFloor, shared: work.FromContext(ctx), steps: maxSteps,
+		budget: fmt.Errorf("the template builds more than its budget (%d times %s, plus %d KiB)", WorkFactor, w.Limit, workFloor>>10)}
 }
 
 func (x *execution) fail(err error) error {
@@ -352,20 +559,36 @@ func (x *execution) charge(n int) error {
 	if x.err != nil {
 		return x.err
 	}
+	if n < 0 { // an estimate that overflowed
+		return x.over()
+	}
 	if x.left -= n; x.left < 0 {
 		return x.fail(x.budget)
+	}
+	if x.shared != nil && !x.shared.Spend(n) {
+		return x.fail(work.ErrExhausted)
 	}
 	return nil
 }
 
-func (x *execution) built(s string) (string, error) {
-	if err := x.charge(len(s)); err != nil {
-		return "", err
+// limit is the most the next charge may be: arguments are sized no
+// further, and an estimate over it fails at once.
+func (x *execution) limit() int {
+	if x.shared != nil {
+		return min(x.left, x.shared.Left())
 	}
-	return s, nil
+	return x.left
 }
 
-func (x *execution) step(n int) (string, error) {
+// over fails the execution for an estimate over limit.
+func (x *execution) over() error {
+	if x.shared != nil && x.shared.Left() < x.left {
+		return x.fail(work.ErrExhausted)
+	}
+	return x.fail(x.budget)
+}
+
+func (x *execution) step(n, nodes int) (string, error) {
 	if x.err != nil {
 		return "", x.err
 	}
@@ -374,6 +597,9 @@ func (x *execution) step(n int) (string, error) {
 	}
 	if x.steps -= n; x.steps < 0 {
 		return "", x.fail(fmt.Errorf("the template runs more than %d range iterations and template calls", maxSteps))
+	}
+	if err := x.charge(n*stepCost + min(max(nodes, 0), 1<<20)*nodeCost); err != nil {
+		return "", err
 	}
 	return "", nil
 }
@@ -411,6 +637,9 @@ func Parse(text string) (*Template, error) {
 			return nil, err
 		}
 		if err := checkFormats(tt.Tree); err != nil {
+			return nil, err
+		}
+		if err := checkGuards(tt.Tree); err != nil {
 			return nil, err
 		}
 	}
@@ -475,15 +704,32 @@ func checkRequired(tree *parse.Tree) error {
 	return err
 }
 
+// checkGuards refuses a template that calls the step guards itself: their
+// counts are charged, and a negative one would give work back.
+func checkGuards(tree *parse.Tree) error {
+	var err error
+	walk(tree.Root, func(n parse.Node) {
+		if id, ok := n.(*parse.IdentifierNode); ok && (id.Ident == stepFunc || id.Ident == callFunc) && err == nil {
+			location, _ := tree.ErrorContext(n)
+			err = fmt.Errorf("template: %s: function %q not defined", location, id.Ident)
+		}
+	})
+	return err
+}
+
 // addSteps puts a step guard at the start of every range body and of the
-// template's own body.
+// template's own body, with the number of nodes of that body: what one run
+// of it allocates grows with them.
 func addSteps(root *parse.ListNode) {
 	prepend := func(l *parse.ListNode, guard string) {
 		if l == nil {
 			return
 		}
+		nodes := 0
+		walk(l, func(parse.Node) { nodes++ })
+		count := &parse.NumberNode{NodeType: parse.NodeNumber, Pos: l.Pos, IsInt: true, Int64: int64(nodes), Text: strconv.Itoa(nodes)}
 		step := &parse.ActionNode{NodeType: parse.NodeAction, Pos: l.Pos, Pipe: &parse.PipeNode{NodeType: parse.NodePipe, Pos: l.Pos,
-			Cmds: []*parse.CommandNode{{NodeType: parse.NodeCommand, Pos: l.Pos, Args: []parse.Node{parse.NewIdentifier(guard).SetPos(l.Pos)}}}}}
+			Cmds: []*parse.CommandNode{{NodeType: parse.NodeCommand, Pos: l.Pos, Args: []parse.Node{parse.NewIdentifier(guard).SetPos(l.Pos), count}}}}}
 		l.Nodes = append([]parse.Node{step}, l.Nodes...)
 	}
 	walk(root, func(n parse.Node) {
@@ -549,7 +795,10 @@ func (x *execution) Execute(tm *Template, values map[string]string, limit int) (
 		return nil, errors.New("the template cannot be prepared")
 	}
 	t.Funcs(x.funcs())
-	out := &limitedWriter{limit: limit}
+	if err := x.charge(executeCost); err != nil {
+		return nil, x.describe(err, &limitedWriter{limit: limit})
+	}
+	out := &limitedWriter{limit: limit, x: x}
 	if err := t.Execute(out, values); err != nil {
 		return nil, x.describe(err, out)
 	}
@@ -563,11 +812,15 @@ var errOutputFull = errors.New("output over the limit")
 type limitedWriter struct {
 	buf   bytes.Buffer
 	limit int
+	x     *execution // charged for what the buffer allocates
 }
 
 func (w *limitedWriter) Write(p []byte) (int, error) {
 	if w.buf.Len()+len(p) > w.limit {
 		return 0, errOutputFull
+	}
+	if err := w.x.charge(outputFactor * len(p)); err != nil {
+		return 0, err
 	}
 	return w.buf.Write(p)
 }

@@ -43,7 +43,7 @@ func TestWording(t *testing.T) {
 	const canary = "canary-Zq9"
 	tests := map[string]struct{ text, want string }{
 		"output": {`{{ .pw }}{{ .pw }}`, "the output exceeds the 12 bytes left of the file's limit"},
-		"work":   {`{{ replace "" .pw .pw | replace "" .pw | len }}`, "the template builds more than its budget (8 times the file's limit)"},
+		"work":   {`{{ replace "" .pw .pw | replace "" .pw | replace "" .pw | replace "" .pw | len }}`, "the template builds more than its budget (8 times the file's limit, plus 64 KiB)"},
 		"key":    {`{{ .nope }}`, "line 1, column 3 ({{ .nope }}): reads an input the file does not name"},
 		"base64": {`{{ b64dec .pw }}`, "not valid base64"},
 	}
@@ -77,5 +77,48 @@ func TestDecodeBase64(t *testing.T) {
 	}
 	if _, err := DecodeBase64([]byte("secret!"), false); err == nil || strings.Contains(err.Error(), "secret") {
 		t.Errorf("DecodeBase64 of bad input = %v, want an error without the input", err)
+	}
+}
+
+// TestStepLimit: however large the work budget, range iterations and
+// template calls are bounded too.
+func TestStepLimit(t *testing.T) {
+	tm, err := Parse(`{{$l := fromJson .list}}{{range $l}}{{range $l}}{{end}}{{end}}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	list := "[" + strings.TrimSuffix(strings.Repeat("0,", 300), ",") + "]"
+	_, err = NewExecution(context.Background(), 64<<20, Wording{}).Execute(tm, map[string]string{"list": list}, 64<<20)
+	if err == nil || !strings.Contains(err.Error(), "range iterations and template calls") {
+		t.Fatalf("Execute = %v, want the step limit", err)
+	}
+}
+
+// TestLargeValuesFitTheBudget: the charges are worst cases, yet an
+// ordinary template over a value near a Secret's 1 MiB still fits its
+// budget: printing, quoting and encoding it once each.
+func TestLargeValuesFitTheBudget(t *testing.T) {
+	const limit = 1 << 20
+	values := map[string]string{"v": strings.Repeat("MIIEpAIBAAKCAQEAx", 900<<10/17)}
+	for _, text := range []string{`{{ .v }}`, `{{ printf "%s" .v }}`, `{{ print .v }}`, `{{ .v | quote }}`, `{{ .v | toJson }}`,
+		`{{ .v | upper }}`, `{{ .v | b64enc | len }}`, `{{ .v | b64dec | len }}`, `{{ indent 2 .v }}`, `{{ html .v }}`, `{{ replace "A" "a" .v }}`} {
+		tm, err := Parse(text)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := NewExecution(context.Background(), limit, Wording{Limit: "the limit"}).Execute(tm, values, limit); err != nil {
+			t.Errorf("%s: %v", text, err)
+		}
+	}
+}
+
+// TestGuardsCannotBeCalled: the step guards charge the count they are
+// given; a template that calls one (with a negative count, to get work
+// back) is refused when parsed.
+func TestGuardsCannotBeCalled(t *testing.T) {
+	for _, text := range []string{`{{ cofferStep -100000000 }}`, `{{ cofferCall -1 }}`, `{{ define "x" }}{{ cofferStep 0 }}{{ end }}`} {
+		if _, err := Parse(text); err == nil || !strings.Contains(err.Error(), "not defined") {
+			t.Errorf("Parse(%s) = %v, want the guard refused", text, err)
+		}
 	}
 }

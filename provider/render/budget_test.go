@@ -2,6 +2,7 @@ package render_test
 
 import (
 	"context"
+	"fmt"
 	"runtime"
 	"strings"
 	"testing"
@@ -129,5 +130,87 @@ func TestJMESPathComparisonBudget(t *testing.T) {
 				t.Fatalf("err = %v, want the path refused", err)
 			}
 		})
+	}
+}
+
+// TestJMESPathSharedBudget: the entries of one mount share one budget,
+// written or not. Each entry of the review's class (256 with writeFile:
+// false) stayed within an allowance of its own, and together they took a
+// mount that succeeded to 1.6 GB.
+func TestJMESPathSharedBudget(t *testing.T) {
+	const limit = 64 << 10
+	secret := `{"s":"` + strings.Repeat("x", 6000) + `"}`
+	multiplied := "length(to_string([@,@,@,@,@,@,@,@]))"
+	tests := map[string]struct {
+		path      string
+		entries   int
+		writeFile string
+	}{
+		// Each keeps a copy of the document's text.
+		"unwritten whole document": {"@", 256, "false"},
+		// Each builds within an allowance of its own and writes little.
+		"unwritten multiplied": {multiplied, 256, "false"},
+		"written multiplied":   {multiplied, 256, "true"},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			var entries []string
+			for i := range tc.entries {
+				entries = append(entries, fmt.Sprintf("{path: '%s', objectAlias: e%d, writeFile: %s}", tc.path, i, tc.writeFile))
+			}
+			cfg := parse(t, "- {objectName: s, objectType: secretsmanager, jmesPath: ["+strings.Join(entries, ", ")+"]}")
+			var err error
+			got := allocated(func() {
+				_, err = render.Files(context.Background(), []fetch.Value{{Object: cfg.Objects[0], Data: []byte(secret), Version: "v"}}, render.Options{MaxResponseBytes: limit})
+			})
+			if err == nil || !strings.Contains(err.Error(), "work budget") {
+				t.Fatalf("err = %v, want the shared budget", err)
+			}
+			if bound := uint64(maxAllocPerLimitByte*(limit+len(secret)) + allocSlack); got > bound {
+				t.Errorf("allocated %d bytes, over %d", got, bound)
+			}
+		})
+	}
+}
+
+// TestJMESPathDecodingIsCharged: decoding a document for jmesPath is
+// charged to the mount's budget before it runs: a document of the smallest
+// values decodes to sixty times its size ({"":0} is a map, a key and a
+// number), twice (with exact numbers and without).
+func TestJMESPathDecodingIsCharged(t *testing.T) {
+	const limit = 64 << 10
+	secret := "[" + strings.TrimSuffix(strings.Repeat(`{"":0},`, 150000), ",") + "]"
+	cfg := parse(t, "- {objectName: s, objectType: secretsmanager, jmesPath: [{path: 'length(@)', objectAlias: x}]}")
+	var err error
+	got := allocated(func() {
+		_, err = render.Files(context.Background(), []fetch.Value{{Object: cfg.Objects[0], Data: []byte(secret), Version: "v"}}, render.Options{MaxResponseBytes: limit})
+	})
+	if err == nil || !strings.Contains(err.Error(), "work budget") {
+		t.Fatalf("err = %v, want the shared budget", err)
+	}
+	if bound := uint64(maxAllocPerLimitByte*(limit+len(secret)) + allocSlack); got > bound {
+		t.Errorf("allocated %d bytes, over %d", got, bound)
+	}
+}
+
+// TestOrdinaryPathsFitTheBudget: the charges are worst cases, yet the
+// ordinary expressions of a class (selections, filters, to_string, keys)
+// over a 256 KiB secret, twenty entries of them, some unwritten, fit the
+// default response limit's budget.
+func TestOrdinaryPathsFitTheBudget(t *testing.T) {
+	var users []string
+	for i := range 2000 {
+		users = append(users, fmt.Sprintf(`{"name":"user%d","password":"%s","port":%d,"tags":["a","b"]}`, i, strings.Repeat("p", 80), 5000+i))
+	}
+	secret := `{"host":"db.example","users":[` + strings.Join(users, ",") + `]}`
+	paths := []string{"host", "users[0].password", "users[?name == 'user1999'].password | [0]", "length(users)", "users[*].name | [0]",
+		"to_string(users[0])", "keys(users[0])", "join(',', users[0].tags)", "max_by(users, &port).name", "users[-1].port"}
+	var entries []string
+	for i, p := range paths {
+		entries = append(entries, fmt.Sprintf("{path: \"%s\", objectAlias: w%d}", p, i), fmt.Sprintf("{path: \"%s\", objectAlias: u%d, writeFile: false}", p, i))
+	}
+	cfg := parse(t, "- {objectName: s, objectType: secretsmanager, jmesPath: ["+strings.Join(entries, ", ")+"]}")
+	if _, err := render.Files(context.Background(), []fetch.Value{{Object: cfg.Objects[0], Data: []byte(secret), Version: "v"}}, render.Options{}); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"strings"
 
 	"github.com/coffer-csi/coffer/internal/jmes"
+	"github.com/coffer-csi/coffer/internal/work"
 	"github.com/coffer-csi/coffer/provider/fetch"
 	"github.com/coffer-csi/coffer/provider/spc"
 )
@@ -90,6 +91,11 @@ type Options struct {
 // may build (in all its intermediate values) no more than a fixed multiple
 // of what remains of the response limit plus its document's size, and its
 // result must fit in what remains. Evaluation stops when ctx ends.
+//
+// All the evaluations of one call (every entry, written or not, and every
+// template) also draw from one shared budget (see MountWork): the one ctx
+// carries (work.NewContext), so that a caller rendering in several calls
+// (Secret sync, one object at a time) shares one, or else a new one.
 func Files(ctx context.Context, values []fetch.Value, opts Options) ([]File, error) {
 	limit := opts.MaxResponseBytes
 	if limit <= 0 {
@@ -97,6 +103,16 @@ func Files(ctx context.Context, values []fetch.Value, opts Options) ([]File, err
 	}
 	if opts.Evaluator != nil {
 		opts.Evaluator = &firstFailure{ev: opts.Evaluator}
+	}
+	if work.FromContext(ctx) == nil {
+		docs, decoding := 0, 0
+		for _, v := range values {
+			if len(v.Object.JMESPath) > 0 {
+				docs += len(v.Data)
+				decoding += decodeCost(v.Data)
+			}
+		}
+		ctx = work.NewContext(ctx, work.New(min(MountWork(limit, docs)+decoding, MaxWork)))
 	}
 	var files []File
 	var failed fetch.Errors
@@ -356,12 +372,39 @@ const (
 	workFloor           = 64 << 10
 )
 
+// MaxWork caps the work budget one mount, or one class's sync as one
+// ServiceAccount, shares across all its evaluations. Charges are at least
+// half of what evaluation really allocates (internal/jmes and
+// internal/tmpl test it for every function and verb), so one request
+// allocates at most about 64 MiB however many entries and templates it
+// repeats; an ordinary class (fields selected from a few KiB of JSON, a
+// template that formats a connection string) spends a few KiB of it.
+const MaxWork = 32 << 20
+
+// decodeCost is what extract's two decodings of a document allocate.
+func decodeCost(data []byte) int { return 2 * jmes.DecodeCost(data) }
+
+// MountWork is the budget shared by the evaluations of a request whose
+// response limit is limit, over documents of docs bytes in total: what one
+// evaluation may build, capped at MaxWork. Files adds what decoding the
+// documents costs (within the same cap).
+func MountWork(limit, docs int) int {
+	return min(workPerResponseByte*limit+workPerDocumentByte*docs+workFloor, MaxWork)
+}
+
 // extract applies an object's jmesPath entries. A jmesPath file's version is
 // its object's version: the extracted content can only change when the
 // object's content does. used is the response size rendered so far, limit
 // the response limit.
 func extract(ctx context.Context, v fetch.Value, limit, used int) ([]File, fetch.Errors) {
 	o := v.Object
+	// Decoding (twice: see below) is charged to the shared budget first: a
+	// document of small values ([0,0,...]) decodes to forty times its size.
+	if shared := work.FromContext(ctx); !shared.Spend(decodeCost(v.Data)) {
+		return nil, fetch.Errors{{Object: o, Entry: -1, Kind: fetch.KindInvalid,
+			Detail: fmt.Sprintf("decoding the value for jmesPath exceeds the work budget of %d bytes that all the paths and templates of one mount share", shared.Total()),
+			Hint:   sharedBudgetHint}}
+	}
 	doc, err := jmes.DecodeJSON(v.Data, false)
 	if err != nil {
 		return nil, fetch.Errors{{
@@ -382,11 +425,15 @@ func extract(ctx context.Context, v fetch.Value, limit, used int) ([]File, fetch
 			errs = append(errs, &fetch.ObjectError{Object: o, Entry: j, Kind: fetch.KindInvalid, Detail: detail, Hint: hint})
 		}
 		left := max(0, limit-used)
-		work := workPerResponseByte*left + workPerDocumentByte*len(v.Data) + workFloor
-		result, err := e.Compiled.Search(ctx, doc, work)
+		allowance := workPerResponseByte*left + workPerDocumentByte*len(v.Data) + workFloor
+		result, err := e.Compiled.Search(ctx, doc, allowance)
 		if err != nil {
+			if errors.Is(err, work.ErrExhausted) {
+				fail(sharedBudgetDetail(ctx, e.Expression), sharedBudgetHint)
+				continue
+			}
 			if errors.Is(err, jmes.ErrBudget) {
-				fail(fmt.Sprintf("evaluating path %q builds more than %d bytes of data (what remains of the %d-byte response limit, --max-response-bytes, sets the budget)", e.Expression, work, limit),
+				fail(fmt.Sprintf("evaluating path %q builds more than %d bytes of data (what remains of the %d-byte response limit, --max-response-bytes, sets the budget)", e.Expression, allowance, limit),
 					"simplify the expression; it should select from the secret's JSON, not multiply it")
 				continue
 			}
@@ -394,11 +441,20 @@ func extract(ctx context.Context, v fetch.Value, limit, used int) ([]File, fetch
 			continue
 		}
 		if _, isNumber := result.(float64); isNumber {
-			if n, err := e.Compiled.Search(ctx, exact, work); err == nil {
+			if n, err := e.Compiled.Search(ctx, exact, allowance); err == nil {
 				if num, ok := n.(json.Number); ok {
 					result = num
 				}
 			}
+		}
+		// The text is built (twice, with decoding) and kept whether the
+		// entry is written or not: it is spent from the shared budget, or
+		// a class repeating unwritten entries of the whole document would
+		// hold that many copies of it.
+		shared := work.FromContext(ctx)
+		if !shared.Spend(jmes.TextCost(result, shared.Left())) {
+			fail(sharedBudgetDetail(ctx, e.Expression), sharedBudgetHint)
+			continue
 		}
 		data, err := scalarText(result)
 		if err != nil {
@@ -418,6 +474,14 @@ func extract(ctx context.Context, v fetch.Value, limit, used int) ([]File, fetch
 		files = append(files, File{Path: e.Path, Mode: e.Mode, Data: data, Version: v.Version, Object: o})
 	}
 	return files, errs
+}
+
+const sharedBudgetHint = "select less: paths should select from the secrets' JSON, not multiply it; fewer entries, files or templates, or split the objects across several SecretProviderClasses"
+
+// sharedBudgetDetail says that the request's shared budget ran out at a
+// path.
+func sharedBudgetDetail(ctx context.Context, expr string) string {
+	return fmt.Sprintf("evaluating path %q exceeds the work budget of %d bytes that all the paths and templates of one mount share (written or not)", expr, work.FromContext(ctx).Total())
 }
 
 // scalarText renders a JMESPath result as file content: strings as they
