@@ -25,6 +25,26 @@ func New(n int) *Budget {
 	return b
 }
 
+// Part is a budget of left bytes that stands for what remains of one of
+// total: a worker process (internal/isolate) evaluates under it on behalf
+// of the request's own budget, whose messages name total.
+func Part(left, total int) *Budget {
+	b := &Budget{total: int64(total)}
+	b.left.Store(int64(left))
+	return b
+}
+
+// Spent is what was spent of a budget that started at start bytes left:
+// once the budget is over, more than start (so that spending it from the
+// budget it stands for puts that one over too).
+func (b *Budget) Spent(start int) int {
+	left := b.left.Load()
+	if left < 0 {
+		return start + 1
+	}
+	return start - int(left)
+}
+
 // Spend takes n bytes, and reports whether the budget covered them. Once
 // it has not, every further Spend fails: the request is over budget. A
 // negative n (an estimate that overflowed) is never covered: nothing gives

@@ -10,6 +10,7 @@ import (
 
 	"github.com/coffer-csi/coffer/internal/jmes"
 	"github.com/coffer-csi/coffer/internal/tmpl"
+	"github.com/coffer-csi/coffer/internal/work"
 	"github.com/coffer-csi/coffer/provider/fetch"
 	"github.com/coffer-csi/coffer/provider/spc"
 )
@@ -36,12 +37,24 @@ type Evaluator interface {
 type Job struct {
 	Extract   *ExtractJob  `json:",omitempty"`
 	Templates *TemplateJob `json:",omitempty"`
+	// Work is what remains of the request's shared work budget (see
+	// internal/work), and its size: the evaluation spends from it as if
+	// it ran in the caller's process, and its Outcome says how much.
+	Work *WorkShare `json:",omitempty"`
+}
+
+// WorkShare is the part of a request's work budget a Job may spend.
+type WorkShare struct {
+	Left, Total int
 }
 
 // Outcome is a Job's result: the field of the Job's kind is set.
 type Outcome struct {
 	Extract   *ExtractOutcome   `json:",omitempty"`
 	Templates []TemplateOutcome `json:",omitempty"`
+	// WorkSpent is what the evaluation spent of Job.Work (more than its
+	// Left when it ran out).
+	WorkSpent int `json:",omitempty"`
 }
 
 // ExtractJob applies an object's jmesPath entries to its value, as
@@ -110,14 +123,33 @@ type TemplateOutcome struct {
 
 // Run evaluates job in this process. It is what an evaluator's worker
 // runs, and what rendering does without an Evaluator.
+//
+// Under a ctx that carries no work budget (a worker's), the job's share of
+// its caller's budget stands in for it (the whole MaxWork when the job
+// names none), and the Outcome reports what was spent of it.
 func Run(ctx context.Context, job *Job) *Outcome {
+	var part *work.Budget
+	start := 0
+	if work.FromContext(ctx) == nil {
+		share := WorkShare{Left: MaxWork, Total: MaxWork}
+		if job.Work != nil {
+			share = *job.Work
+		}
+		start = share.Left
+		part = work.Part(share.Left, share.Total)
+		ctx = work.NewContext(ctx, part)
+	}
+	out := &Outcome{}
 	switch {
 	case job.Extract != nil:
-		return &Outcome{Extract: runExtract(ctx, job.Extract)}
+		out.Extract = runExtract(ctx, job.Extract)
 	case job.Templates != nil:
-		return &Outcome{Templates: runTemplates(ctx, job.Templates)}
+		out.Templates = runTemplates(ctx, job.Templates)
 	}
-	return &Outcome{}
+	if part != nil {
+		out.WorkSpent = part.Spent(start)
+	}
+	return out
 }
 
 // runExtract runs extract on an object made of the job's entries (entry j
@@ -214,12 +246,23 @@ func (f *firstFailure) Evaluate(ctx context.Context, tenant string, job *Job) (*
 	return out, err
 }
 
-// Evaluate runs job with ev, or in this process when ev is nil.
+// Evaluate runs job with ev, or in this process when ev is nil. Through
+// ev, the job carries what remains of the work budget ctx carries, and
+// what the evaluation spent of it is spent from that budget here: one
+// request shares one budget wherever its evaluations run.
 func Evaluate(ctx context.Context, ev Evaluator, tenant string, job *Job) (*Outcome, error) {
 	if ev == nil {
 		return Run(ctx, job), nil
 	}
-	return ev.Evaluate(ctx, tenant, job)
+	shared := work.FromContext(ctx)
+	if shared != nil {
+		job.Work = &WorkShare{Left: shared.Left(), Total: shared.Total()}
+	}
+	out, err := ev.Evaluate(ctx, tenant, job)
+	if err == nil && shared != nil {
+		shared.Spend(max(0, min(out.WorkSpent, job.Work.Left+1)))
+	}
+	return out, err
 }
 
 // extractWith applies an object's jmesPath entries through ev (in this
@@ -234,7 +277,7 @@ func extractWith(ctx context.Context, ev Evaluator, tenant string, v fetch.Value
 	for _, e := range o.JMESPath {
 		job.Entries = append(job.Entries, ExtractEntry{Expression: e.Expression, Decoding: e.Decoding})
 	}
-	res, err := ev.Evaluate(ctx, tenant, &Job{Extract: job})
+	res, err := Evaluate(ctx, ev, tenant, &Job{Extract: job})
 	if err == nil && res.Extract == nil {
 		err = errors.New("the evaluator gave no answer")
 	}

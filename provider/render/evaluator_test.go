@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -137,6 +138,63 @@ func TestOneWorkerPerRender(t *testing.T) {
 	for _, want := range []string{"objects[0] (a): evaluating its jmesPath (path \"x\") exceeded", "objects[1] (b): evaluating its jmesPath (path \"x\") was skipped: an earlier evaluation of this class could not finish"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("err = %v, want %q", err, want)
+		}
+	}
+}
+
+// spyEvaluator records what each job may spend of the shared budget.
+type spyEvaluator struct {
+	pipeEvaluator
+	shares []render.WorkShare
+}
+
+func (s *spyEvaluator) Evaluate(ctx context.Context, tenant string, job *render.Job) (*render.Outcome, error) {
+	if job.Work != nil {
+		s.shares = append(s.shares, *job.Work)
+	}
+	return s.pipeEvaluator.Evaluate(context.Background(), tenant, job)
+}
+
+// TestSharedBudgetCrossesTheEvaluator: a mount's evaluations share one work
+// budget in worker processes as in this one: each job carries what remains
+// of it, and what the worker spent is spent here, so four objects of 64
+// unwritten entries each (within every cap) fail as they do in process,
+// rather than each getting a fresh budget in its worker.
+func TestSharedBudgetCrossesTheEvaluator(t *testing.T) {
+	const limit = 64 << 10
+	secret := `{"s":"` + strings.Repeat("x", 6000) + `"}`
+	var objects []string
+	for o := range 4 {
+		var entries []string
+		for i := range 64 {
+			entries = append(entries, fmt.Sprintf("{path: 'length(to_string([@,@,@,@,@,@,@,@]))', objectAlias: e%d-%d, writeFile: false}", o, i))
+		}
+		objects = append(objects, fmt.Sprintf("- {objectName: s%d, objectType: secretsmanager, jmesPath: [%s]}", o, strings.Join(entries, ", ")))
+	}
+	cfg, err := spc.Parse(map[string]string{"objects": strings.Join(objects, "\n"), "region": "us-east-1"}, spc.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var values []fetch.Value
+	for _, o := range cfg.Objects {
+		values = append(values, fetch.Value{Object: o, Data: []byte(secret), Version: "v"})
+	}
+	_, local := render.Files(context.Background(), values, render.Options{MaxResponseBytes: limit})
+	spy := &spyEvaluator{}
+	_, through := render.Files(context.Background(), values, render.Options{MaxResponseBytes: limit, Evaluator: spy})
+	if local == nil || !strings.Contains(local.Error(), "work budget") {
+		t.Fatalf("in process: %v, want the shared work budget", local)
+	}
+	if through == nil || through.Error() != local.Error() {
+		t.Fatalf("through the evaluator:\n %v\nin process:\n %v", through, local)
+	}
+	if len(spy.shares) < 2 {
+		t.Fatalf("jobs carried %d shares of the budget", len(spy.shares))
+	}
+	for i := 1; i < len(spy.shares); i++ {
+		prev, now := spy.shares[i-1], spy.shares[i]
+		if (prev.Left > 0 && now.Left >= prev.Left) || now.Left > prev.Left || now.Total != spy.shares[0].Total {
+			t.Errorf("job %d may spend %+v after job %d's %+v: the budget did not shrink", i, now, i-1, prev)
 		}
 	}
 }
