@@ -52,7 +52,7 @@ func TestTemplateBudget(t *testing.T) {
 		"indent":       {`{{indent 999999999 .pw | len}}`, "the template builds more than its budget"},
 		// The review's: fmt pads every element of a list with the width,
 		// and prints the whole data map for each $ it is given.
-		"printf width per element": {`{{printf "%999999v" (fromJson .list) | len}}`, "the template builds more than its budget"},
+		"printf width per element": {`{{range fromJson .list}}{{printf "%256v" (fromJson $.list) | len}}{{end}}`, "the template builds more than its budget"},
 		"data map printed": {`{{range fromJson .list}}{{range fromJson $.list}}{{$x := html $ $ $ $ $ $ $ $ $ $ $ $ $ $ $ $}}{{end}}{{end}}`,
 			"the template builds more than its budget"},
 		"fromJson": {`{{range fromJson .list}}{{range fromJson $.list}}{{$j := fromJson $.list}}{{end}}{{end}}`, "the template builds more than its budget"},

@@ -320,16 +320,18 @@ func TestAccountingEscapesFailOnlyTheirEvaluation(t *testing.T) {
 }
 
 // TestLegitimateWorkFitsTheDefaults: the default limits leave room for the
-// largest legitimate evaluation: a 1 MiB JSON document (--max-value-bytes;
-// AWS's secrets are at most 64 KiB) searched with a projection and a
-// filter, and a Secret's 1 MiB of values through a template.
+// largest legitimate evaluation: a 64 KiB JSON document (the most a
+// Secrets Manager secret holds) searched with a projection and a filter,
+// and half a Secret's 1 MiB through a template. (A larger document
+// is refused before it reaches a worker: its decoding alone exceeds the
+// mount's shared work budget, render.MaxWork.)
 func TestLegitimateWorkFitsTheDefaults(t *testing.T) {
 	p := newPool(t, isolate.Config{Workers: 1, Timeout: time.Minute})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	var doc strings.Builder
 	doc.WriteString(`{"items":[`)
-	for i := 0; doc.Len() < 1<<20-64; i++ {
+	for i := 0; doc.Len() < 64<<10-64; i++ {
 		if i > 0 {
 			doc.WriteByte(',')
 		}
@@ -340,14 +342,17 @@ func TestLegitimateWorkFitsTheDefaults(t *testing.T) {
 		Entries: []render.ExtractEntry{{Expression: "items[*].name"}, {Expression: "items[?v > `100`].tag | length(@)"}}}}
 	out, err := p.Evaluate(ctx, "ns", job)
 	if err != nil || out.Extract == nil || len(out.Extract.Errors) != 0 || len(out.Extract.Files) != 2 {
-		t.Fatalf("1 MiB document: %v %+v", err, out.Extract.Errors)
+		t.Fatalf("64 KiB document: %v %+v", err, out.Extract.Errors)
 	}
-	value := strings.Repeat("x", 1<<20-1024)
+	// Half a Secret's 1 MiB, encoded, decoded and upper-cased: within the
+	// template's work budget (8 times its output limit), and the worker's
+	// memory.
+	value := strings.Repeat("x", 512<<10)
 	tjob := &render.Job{Templates: &render.TemplateJob{OutputLimit: 1 << 20, Left: 1 << 20,
 		Inputs: []map[string]string{{"v": value}},
 		Items:  []render.TemplateItem{{Text: `{{ .v | b64enc | b64dec | len }}:{{ .v | upper | len }}`}}}}
 	tout, err := p.Evaluate(ctx, "ns", tjob)
 	if err != nil || len(tout.Templates) != 1 || tout.Templates[0].Err != "" {
-		t.Fatalf("1 MiB template values: %v %+v", err, tout)
+		t.Fatalf("512 KiB template values: %v %+v", err, tout)
 	}
 }

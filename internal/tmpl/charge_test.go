@@ -113,13 +113,13 @@ func chargeCases() map[string][]string {
 	for _, v := range verbs {
 		star := ""
 		if strings.Contains(v, "*") {
-			star = "512 "
+			star = "256 "
 		}
 		for _, arg := range []string{".s", ".h", ".c", ".", "(fromJson .list)", "(fromJson .obj)", "(fromJson .nested)", "(fromJson .nums)", "(fromJson .empties)"} {
 			cases["printf"] = append(cases["printf"], fmt.Sprintf(`{{printf %q %s%s}}`, v, star, arg))
 		}
 	}
-	cases["printf"] = append(cases["printf"], `{{printf "%[1]v%[1]v%[1]v%[1]v" .}}`, `{{printf "%08.3v" (fromJson .empties)}}`, `{{printf "%8v" .}}`, `{{printf "%-300v" .}}`)
+	cases["printf"] = append(cases["printf"], `{{printf "%[1]v%[1]v%[1]v%[1]v" .}}`, `{{printf "%08.3v" (fromJson .empties)}}`, `{{printf "%8v" .}}`, `{{printf "%-256v" .}}`)
 	return cases
 }
 
@@ -202,7 +202,10 @@ func TestChargeCoversAllocation(t *testing.T) {
 // (and, with larger values, gigabytes) before its output was charged.
 func TestHostileArgumentsRefusedBeforeTheyAllocate(t *testing.T) {
 	const limit = 64 << 10
-	values := map[string]string{"big": strings.Repeat("<", 256<<10), "list": "[" + strings.TrimSuffix(strings.Repeat(`"",`, 512), ",") + "]"}
+	// Widths and precisions are at most 256 (limits.go): per element of a
+	// long list, that is still megabytes.
+	values := map[string]string{"big": strings.Repeat("<", 256<<10), "list": "[" + strings.TrimSuffix(strings.Repeat(`"",`, 16384), ",") + "]",
+		"nums": "[" + strings.TrimSuffix(strings.Repeat(`0,`, 16384), ",") + "]"}
 	many := strings.TrimSpace(strings.Repeat("$ ", 32))
 	tests := map[string]string{
 		"print":           `{{print ` + many + `}}`,
@@ -212,9 +215,9 @@ func TestHostileArgumentsRefusedBeforeTheyAllocate(t *testing.T) {
 		"urlquery":        `{{urlquery ` + many + `}}`,
 		"printf %v":       `{{printf "%v%v%v%v%v%v%v%v" $ $ $ $ $ $ $ $}}`,
 		"printf index":    `{{printf "%[1]v%[1]v%[1]v%[1]v%[1]v%[1]v%[1]v%[1]v" $}}`,
-		"width per item":  `{{printf "%32768v" (fromJson .list)}}`,
-		"star per item":   `{{printf "%*v" 32768 (fromJson .list)}}`,
-		"precision":       `{{printf "%.4096f" (fromJson "[1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31,32]")}}`,
+		"width per item":  `{{printf "%256v" (fromJson .list)}}`,
+		"star per item":   `{{printf "%*v" 256 (fromJson .list)}}`,
+		"precision":       `{{printf "%.256f" (fromJson .nums)}}`,
 		"toJson data map": `{{toJson $}}{{toJson $}}{{toJson $}}{{toJson $}}`,
 	}
 	for name, text := range tests {

@@ -154,19 +154,28 @@ func TestJMESPathSharedBudget(t *testing.T) {
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			var entries []string
-			for i := range tc.entries {
-				entries = append(entries, fmt.Sprintf("{path: '%s', objectAlias: e%d, writeFile: %s}", tc.path, i, tc.writeFile))
+			// 64 entries an object (the cap), over as many objects as it takes.
+			var objects []string
+			for o := 0; o*64 < tc.entries; o++ {
+				var entries []string
+				for i := o * 64; i < min(tc.entries, (o+1)*64); i++ {
+					entries = append(entries, fmt.Sprintf("{path: '%s', objectAlias: e%d, writeFile: %s}", tc.path, i, tc.writeFile))
+				}
+				objects = append(objects, fmt.Sprintf("- {objectName: s%d, objectType: secretsmanager, jmesPath: [%s]}", o, strings.Join(entries, ", ")))
 			}
-			cfg := parse(t, "- {objectName: s, objectType: secretsmanager, jmesPath: ["+strings.Join(entries, ", ")+"]}")
+			cfg := parse(t, strings.Join(objects, "\n"))
+			var values []fetch.Value
+			for _, o := range cfg.Objects {
+				values = append(values, fetch.Value{Object: o, Data: []byte(secret), Version: "v"})
+			}
 			var err error
 			got := allocated(func() {
-				_, err = render.Files(context.Background(), []fetch.Value{{Object: cfg.Objects[0], Data: []byte(secret), Version: "v"}}, render.Options{MaxResponseBytes: limit})
+				_, err = render.Files(context.Background(), values, render.Options{MaxResponseBytes: limit})
 			})
 			if err == nil || !strings.Contains(err.Error(), "work budget") {
 				t.Fatalf("err = %v, want the shared budget", err)
 			}
-			if bound := uint64(maxAllocPerLimitByte*(limit+len(secret)) + allocSlack); got > bound {
+			if bound := uint64(maxAllocPerLimitByte*(limit+len(values)*len(secret)) + allocSlack); got > bound {
 				t.Errorf("allocated %d bytes, over %d", got, bound)
 			}
 		})
