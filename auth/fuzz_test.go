@@ -17,7 +17,7 @@ func FuzzToken(f *testing.F) {
 	f.Add("a.b.c", "other", "")
 	f.Add("", "sts.amazonaws.com", "bad")
 	iss := fakeaws.NewTestIssuer(f, "https://fuzz")
-	v := NewVerifier(VerifierOptions{Keys: staticKeys(iss.JWKS())})
+	v := NewVerifier(VerifierOptions{Keys: staticKeys(iss.JWKS()), Issuers: []string{iss.URL()}})
 	f.Add(iss.Token("system:serviceaccount:ns:app", []string{AudienceSTS}, time.Hour), AudienceSTS, "")
 	f.Fuzz(func(t *testing.T, tok, audience, expiry string) {
 		const canary = "CANARYTOKEN"

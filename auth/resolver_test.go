@@ -34,7 +34,7 @@ func TestCredentialsRefreshBeforeExpiry(t *testing.T) {
 		t.Fatal(err)
 	}
 	kube := fake.NewClientset(&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "app", Annotations: map[string]string{RoleAnnotation: role}}})
-	r := NewResolver(ResolverOptions{AWS: fakeaws.AWSConfig(ts.URL, "us-east-1", "", "", ""), Kubernetes: kubetest.Wrap(kube), RefreshMargin: 5 * time.Minute, Verifier: NewVerifier(VerifierOptions{Keys: staticKeys(issuer.JWKS())})})
+	r := NewResolver(ResolverOptions{AWS: fakeaws.AWSConfig(ts.URL, "us-east-1", "", "", ""), Kubernetes: kubetest.Wrap(kube), RefreshMargin: 5 * time.Minute, Verifier: NewVerifier(VerifierOptions{Keys: staticKeys(issuer.JWKS()), Issuers: []string{issuer.URL()}})})
 	r.cache.now = clock
 
 	tokens, _ := json.Marshal(map[string]map[string]string{AudienceSTS: {"token": issuer.TokenWithClaims(fakeaws.TokenClaims{Subject: "system:serviceaccount:ns:app", Audiences: []string{AudienceSTS}, PodName: "p", PodUID: "uid-p", IssuedAt: clock().Add(-time.Minute), Expiry: clock().Add(2 * time.Hour)})}})

@@ -132,7 +132,7 @@ func newWorkloadHarness(t *testing.T, opts ...harnessOptions) (*harness, *cluste
 			return issuer.JWKS(), nil
 		}
 		return auth.NewResolver(auth.ResolverOptions{
-			Verifier:          auth.NewVerifier(auth.VerifierOptions{Keys: keys}),
+			Verifier:          auth.NewVerifier(auth.VerifierOptions{Keys: keys, Issuers: []string{issuer.URL()}}),
 			RefreshMargin:     o.refreshMargin,
 			AWS:               cfg,
 			Kubernetes:        kubetest.Wrap(c.kube),
@@ -312,11 +312,11 @@ func TestSessionNamesThePod(t *testing.T) {
 		// namesPod: the session name carries the pod's name.
 		namesPod bool
 	}{
-		{auth.SessionPerPod, "team-a", "arn:aws:sts::" + account + ":assumed-role/team-a/coffer-team-a-", secretOf("team-a"), true},
-		{auth.SessionPerPod, "team-a", "arn:aws:sts::222233334444:assumed-role/shared-reader/coffer-team-a-", chained, true},
+		{auth.SessionPerPod, "team-a", "arn:aws:sts::" + account + ":assumed-role/team-a/coffer-team-a.", secretOf("team-a"), true},
+		{auth.SessionPerPod, "team-a", "arn:aws:sts::222233334444:assumed-role/shared-reader/coffer-team-a.", chained, true},
 		{auth.SessionPerPod, "team-p", "arn:aws:sts::" + account + ":assumed-role/team-p/eks-", podIdentity, true},
-		{auth.SessionPerServiceAccount, "team-a", "arn:aws:sts::" + account + ":assumed-role/team-a/coffer-team-a-sa-app", secretOf("team-a"), false},
-		{auth.SessionPerServiceAccount, "team-a", "arn:aws:sts::222233334444:assumed-role/shared-reader/coffer-team-a-sa-app", chained, false},
+		{auth.SessionPerServiceAccount, "team-a", "arn:aws:sts::" + account + ":assumed-role/team-a/coffer-team-a@sa.app", secretOf("team-a"), false},
+		{auth.SessionPerServiceAccount, "team-a", "arn:aws:sts::222233334444:assumed-role/shared-reader/coffer-team-a@sa.app", chained, false},
 		{auth.SessionPerServiceAccount, "team-p", "arn:aws:sts::" + account + ":assumed-role/team-p/eks-", podIdentity, true},
 	} {
 		h, c := newWorkloadHarness(t, harnessOptions{sessionScope: tc.scope})
