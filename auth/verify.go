@@ -123,8 +123,9 @@ func readBounded(r io.Reader) ([]byte, error) {
 type VerifierOptions struct {
 	Keys KeySource
 	// MinRefresh is the least time between two reads of the keys, however
-	// many tokens name a key coffer does not know (default 30s): forged
-	// tokens cannot turn into a stream of requests to the apiserver.
+	// many tokens name a key (or an issuer) coffer does not know, and
+	// whether or not the keys ever loaded (default 30s): forged tokens
+	// cannot turn into a stream of requests to the apiserver.
 	MinRefresh time.Duration
 	// MaxAge: keys older than this are read again on the next token, so a
 	// key the cluster retired stops verifying (default 1h).
@@ -220,16 +221,11 @@ func (v *Verifier) verify(ctx context.Context, tok, audience string, req Request
 	if err := parsed.UnsafeClaimsWithoutVerification(&unverified); err != nil {
 		return false, unauthenticated("the ServiceAccount token for audience %q has claims that are not a JSON object", audience)
 	}
-	st, err := v.trusted(ctx, func(st *trust) bool { return st.issuer(unverified.Issuer) })
-	if err != nil {
+	if err := v.checkIssuer(ctx, unverified.Issuer, audience); err != nil {
 		return false, err
 	}
-	if !st.issuer(unverified.Issuer) {
-		return false, unauthenticated("the ServiceAccount token for audience %q was issued by %s, not by this cluster's ServiceAccount issuer (%s); if the cluster has several (kube-apiserver --service-account-issuer), name each with coffer's --service-account-issuer",
-			audience, quoteClaim(unverified.Issuer), strings.Join(st.issuers, ", "))
-	}
 	kid := parsed.Headers[0].KeyID
-	st, err = v.trusted(ctx, func(st *trust) bool { return find(st.keys, kid) != nil })
+	st, err := v.trusted(ctx, func(st *trust) bool { return find(st.keys, kid) != nil })
 	if err != nil {
 		return false, err
 	}
@@ -276,6 +272,26 @@ func (v *Verifier) verify(ctx context.Context, tok, audience string, req Request
 			req.Namespace, p.Name, p.UID, req.PodName, req.PodUID)
 	}
 	return k.Pod != nil, nil
+}
+
+// checkIssuer refuses a token whose issuer is none of the cluster's. With
+// configured issuers it reads nothing; a discovered issuer is read with the
+// keys (and read again, as they are, at most once per MinRefresh, when a
+// token names another: the cluster may have moved to a new issuer).
+func (v *Verifier) checkIssuer(ctx context.Context, iss, audience string) error {
+	issuers := v.issuers
+	if len(issuers) == 0 {
+		st, err := v.trusted(ctx, func(st *trust) bool { return st.issuer(iss) })
+		if err != nil {
+			return err
+		}
+		issuers = st.issuers
+	}
+	if iss == "" || !slices.Contains(issuers, iss) {
+		return unauthenticated("the ServiceAccount token for audience %q was issued by %s, not by this cluster's ServiceAccount issuer (%s); if the cluster has several (kube-apiserver --service-account-issuer), name each with coffer's --service-account-issuer",
+			audience, quoteClaim(iss), strings.Join(issuers, ", "))
+	}
+	return nil
 }
 
 // quoteClaim quotes a claim of an unverified token for a message, cut
