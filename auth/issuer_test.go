@@ -179,3 +179,25 @@ func TestForgedTokensBeforeKeysLoad(t *testing.T) {
 		})
 	}
 }
+
+// TestKeyReadThatPanics: a read of the keys that panics fails the tokens
+// waiting for it, and the ones after it until the next read is due, with
+// an error rather than a crash.
+func TestKeyReadThatPanics(t *testing.T) {
+	cluster := fakeaws.NewTestIssuer(t, "https://c")
+	var reads atomic.Int64
+	v := NewVerifier(VerifierOptions{Issuers: []string{"https://c"}, Keys: func(context.Context) ([]byte, error) {
+		reads.Add(1)
+		panic("boom")
+	}})
+	req := Request{Namespace: "team", ServiceAccount: "app", PodName: "app-0", PodUID: testPodUID}
+	tok := cluster.TokenWithClaims(fakeaws.TokenClaims{Subject: testSub, Audiences: []string{AudienceSTS}, PodName: "app-0", PodUID: testPodUID})
+	for range 3 {
+		if _, err := v.verify(context.Background(), tok, AudienceSTS, req); err == nil {
+			t.Fatal("a token was accepted without keys")
+		}
+	}
+	if n := reads.Load(); n != 1 {
+		t.Errorf("the keys were read %d times, want once", n)
+	}
+}

@@ -347,6 +347,9 @@ func (v *Verifier) refresh(ctx context.Context) (*trust, error) {
 		if st != nil {
 			return st, nil
 		}
+		if err == nil { // the last read ended without an answer (a panic)
+			err = &Error{Reason: ReasonUnreachable, Msg: "coffer has not read the cluster's ServiceAccount issuer keys yet; it tries again shortly"}
+		}
 		return nil, err
 	}
 	v.tried = now
