@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -109,5 +110,31 @@ func TestRedact(t *testing.T) {
 		if got := redact(tc.in, tok, tc.max); got != tc.want {
 			t.Errorf("%s: redact = %q, want %q", tc.name, got, tc.want)
 		}
+	}
+}
+
+// TestSTSErrorsHoldNoToken: an STS failure whose text echoes the web
+// identity token (whole or a piece) loses it; one that does not is kept
+// as it is, with its cause.
+func TestSTSErrorsHoldNoToken(t *testing.T) {
+	tok := testToken()
+	cause := context.DeadlineExceeded
+	for name, in := range map[string]*Error{
+		"message":   {Reason: ReasonInvalidToken, Msg: "STS would not let x assume role y (InvalidIdentityToken: bad token " + tok + ")"},
+		"cause":     {Reason: ReasonOther, Msg: "STS would not let x assume role y", Err: fmt.Errorf("decoding %s: %w", tok[:200], cause)},
+		"long echo": {Reason: ReasonOther, Msg: strings.Repeat("z", maxSTSMessage-10) + tok},
+	} {
+		out := withoutToken(in, tok)
+		var e *Error
+		if !errors.As(out, &e) || e.Reason != in.Reason {
+			t.Errorf("%s: %v, want an *Error with reason %s", name, out, in.Reason)
+		}
+		if frag := tokenFragment(out.Error(), tok); frag != "" {
+			t.Errorf("%s: the error holds token fragment %q", name, frag)
+		}
+	}
+	clean := &Error{Reason: ReasonUnreachable, Msg: "STS did not answer", Err: cause}
+	if out := withoutToken(clean, tok); out != error(clean) || !errors.Is(out, cause) {
+		t.Errorf("an error without the token changed: %v", out)
 	}
 }
