@@ -3,6 +3,8 @@ package auth
 import (
 	"context"
 	"errors"
+	"fmt"
+	"math/rand/v2"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -219,12 +221,12 @@ func TestCredentialCache(t *testing.T) {
 // own session name (CloudTrail names the pod) and so its own credentials.
 func TestLongSessionNamesStillNameThePod(t *testing.T) {
 	ns := "payments-production-eu-west-1"
-	a, b := sessionName(ns, "checkout-service-worker-5f7b9c8d6-x2x9k"), sessionName(ns, "checkout-service-worker-5f7b9c8d6-q8m4z")
+	a, b := sessionName(sessionPod, ns, "checkout-service-worker-5f7b9c8d6-x2x9k"), sessionName(sessionPod, ns, "checkout-service-worker-5f7b9c8d6-q8m4z")
 	if a == b {
 		t.Errorf("two pods share the session name %q", a)
 	}
 	for _, s := range []string{a, b} {
-		if len(s) > 64 || sessionUnsafe.MatchString(s) {
+		if !validSession(s) {
 			t.Errorf("session name %q is not a valid STS session name", s)
 		}
 	}
@@ -233,24 +235,115 @@ func TestLongSessionNamesStillNameThePod(t *testing.T) {
 	}
 }
 
+// validSession: what STS accepts as a RoleSessionName.
+func validSession(s string) bool {
+	return len(s) >= 2 && len(s) <= maxSessionName && !sessionUnsafe.MatchString(s)
+}
+
 func TestSessionName(t *testing.T) {
-	tests := map[string]struct{ ns, pod, want string }{
-		"plain":    {"team", "app-0", "coffer-team-app-0"},
-		"too long": {"n", strings.Repeat("p", 100), ("coffer-n-" + strings.Repeat("p", 100))[:55] + "-ce5fceed"},
-		"unsafe":   {"team", "a/b c", "coffer-team-a-b-c"},
-	}
-	// coffer sync reads as pod sync-<ServiceAccount>: two long
-	// ServiceAccounts that differ only at the end get two sessions.
-	long := strings.Repeat("a", 60)
-	one, two := sessionName("team", "sync-"+long+"-one"), sessionName("team", "sync-"+long+"-two")
-	if one == two || len(one) != maxSessionName || !strings.HasPrefix(one, "coffer-team-sync-aaa") {
-		t.Errorf("long sync session names %q and %q", one, two)
+	long := strings.Repeat("p", 100)
+	tests := map[string]struct {
+		kind         sessionKind
+		ns, name     string
+		want         string
+		wantDigestOf string // want the digested form starting so
+	}{
+		"pod":                  {kind: sessionPod, ns: "team", name: "app-0", want: "coffer-team.app-0"},
+		"pod with dots":        {kind: sessionPod, ns: "team", name: "web.v2-0", want: "coffer-team.web.v2-0"},
+		"serviceaccount scope": {kind: sessionServiceAccount, ns: "team", name: "app", want: "coffer-team@sa.app"},
+		"sync":                 {kind: sessionSync, ns: "team", name: "app", want: "coffer-team@sync.app"},
+		"exactly 64":           {kind: sessionPod, ns: "n", name: strings.Repeat("p", 55), want: "coffer-n." + strings.Repeat("p", 55)},
+		"too long":             {kind: sessionPod, ns: "n", name: long, wantDigestOf: ("coffer-n." + long)[:47]},
+		"unsafe":               {kind: sessionPod, ns: "team", name: "a/b c", wantDigestOf: "coffer-team.a-b-c="},
+		"uppercase":            {kind: sessionPod, ns: "team", name: "App", wantDigestOf: "coffer-team.App="},
+		"empty pod":            {kind: sessionPod, ns: "team", name: "", wantDigestOf: "coffer-team.="},
+		"not UTF-8":            {kind: sessionPod, ns: "team", name: "\xff\xfe", wantDigestOf: "coffer-team.-="},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			if got := sessionName(tc.ns, tc.pod); got != tc.want {
+			got := sessionName(tc.kind, tc.ns, tc.name)
+			if !validSession(got) {
+				t.Errorf("sessionName = %q, not a valid STS session name", got)
+			}
+			if tc.want != "" && got != tc.want {
 				t.Errorf("sessionName = %q, want %q", got, tc.want)
 			}
+			if tc.wantDigestOf != "" && (!strings.HasPrefix(got, tc.wantDigestOf) || !strings.Contains(got, sessionDigestMark)) {
+				t.Errorf("sessionName = %q, want a digested name starting %q", got, tc.wantDigestOf)
+			}
 		})
+	}
+}
+
+// TestSessionNamesDoNotCollide: pairs that the former coffer-<ns>-<pod>
+// gave one name (so one CloudTrail identity and one set of cached
+// credentials) get two. Each pair failed before the encoding changed.
+func TestSessionNamesDoNotCollide(t *testing.T) {
+	type who struct {
+		kind     sessionKind
+		ns, name string
+	}
+	long := strings.Repeat("a", 60)
+	for name, pair := range map[string][2]who{
+		"namespace and pod split differently":    {{sessionPod, "team-a", "web"}, {sessionPod, "team", "a-web"}},
+		"sync controller and a pod sync-<sa>":    {{sessionSync, "team", "app"}, {sessionPod, "team", "sync-app"}},
+		"sync controller and a pod <sa>":         {{sessionSync, "team", "app"}, {sessionPod, "team", "app"}},
+		"serviceaccount scope and a pod sa-<sa>": {{sessionServiceAccount, "team", "app"}, {sessionPod, "team", "sa-app"}},
+		"serviceaccount scope and sync":          {{sessionServiceAccount, "team", "app"}, {sessionSync, "team", "app"}},
+		"unsafe characters folded":               {{sessionPod, "team", "a/b"}, {sessionPod, "team", "a-b"}},
+		"unsafe characters folded alike":         {{sessionPod, "team", "a/b"}, {sessionPod, "team", "a b"}},
+		"trailing dash trimmed":                  {{sessionPod, "team", "a-"}, {sessionPod, "team", "a"}},
+		"long sync names differing at the end":   {{sessionSync, "team", long + "-one"}, {sessionSync, "team", long + "-two"}},
+		"long names split differently":           {{sessionPod, "team-" + long, "web"}, {sessionPod, "team", long + "-web"}},
+		// A readable name shaped like a digested one: readable names never
+		// hold the digest mark.
+		"readable name shaped like a digest": {{sessionPod, "n", strings.Repeat("p", 38) + "-AAAAAAAAAAAAAAAA"}, {sessionPod, "n", strings.Repeat("p", 100)}},
+	} {
+		a, b := sessionName(pair[0].kind, pair[0].ns, pair[0].name), sessionName(pair[1].kind, pair[1].ns, pair[1].name)
+		if a == b {
+			t.Errorf("%s: %+v and %+v share the session name %q", name, pair[0], pair[1], a)
+		}
+		for _, s := range []string{a, b} {
+			if !validSession(s) {
+				t.Errorf("%s: %q is not a valid STS session name", name, s)
+			}
+		}
+	}
+}
+
+// TestSessionNameIsInjective: over generated workloads (namespaces and
+// names from alphabets rich in separators, short and long, every kind),
+// no two distinct workloads share a session name, and every name is one
+// STS accepts. The generator is seeded: the same names every run.
+func TestSessionNameIsInjective(t *testing.T) {
+	rng := rand.New(rand.NewPCG(26, 64))
+	const nsAlphabet, nameAlphabet, oddAlphabet = "ab-0", "ab-.0", "a-._@=/ A\x00"
+	gen := func(alphabet string, max int) string {
+		b := make([]byte, rng.IntN(max+1))
+		for i := range b {
+			b[i] = alphabet[rng.IntN(len(alphabet))]
+		}
+		return string(b)
+	}
+	kinds := []sessionKind{sessionPod, sessionServiceAccount, sessionSync}
+	seen := map[string]string{}
+	for i := range 200000 {
+		ns, name := gen(nsAlphabet, 8), gen(nameAlphabet, 8)
+		switch i % 10 {
+		case 0: // long: the digested form
+			ns, name = gen(nsAlphabet, 40), gen(nameAlphabet, 60)
+		case 1: // anything at all
+			ns, name = gen(oddAlphabet, 6), gen(oddAlphabet, 6)
+		}
+		kind := kinds[rng.IntN(len(kinds))]
+		who := fmt.Sprintf("%q %q %q", kind, ns, name)
+		s := sessionName(kind, ns, name)
+		if !validSession(s) {
+			t.Fatalf("%s: %q is not a valid STS session name", who, s)
+		}
+		if other, ok := seen[s]; ok && other != who {
+			t.Fatalf("%s and %s share the session name %q", who, other, s)
+		}
+		seen[s] = who
 	}
 }

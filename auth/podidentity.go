@@ -152,6 +152,9 @@ func (a *PodIdentityAgent) fetch(ctx context.Context, client *http.Client, url, 
 	}, nil
 }
 
+// maxAgentMessage bounds the agent's message quoted in an error.
+const maxAgentMessage = 300
+
 // agentMessage extracts the agent's error message, bounded, without the
 // token should the agent ever echo it.
 func agentMessage(body []byte, token string) string {
@@ -163,18 +166,68 @@ func agentMessage(body []byte, token string) string {
 	if json.Unmarshal(body, &e) == nil && (e.Code != "" || e.Message != "") {
 		msg = strings.TrimSpace(e.Code + " " + e.Message)
 	}
-	if len(msg) > 300 {
-		msg = msg[:300] + "..."
-	}
 	if msg == "" {
-		msg = "no details"
+		return "no details"
 	}
-	return scrub(msg, token)
+	return redact(msg, token, maxAgentMessage)
+}
+
+// minTokenFragment is the shortest piece of a token redact removes. A
+// shorter one is no use to anyone: the signature alone is 43 characters
+// or more, and a JWT's first 16 characters are the same for every token.
+const minTokenFragment = 16
+
+// redact removes token from s, then cuts s to max bytes, then removes
+// every remaining run of at least minTokenFragment bytes that also occurs
+// in token: a prefix the agent echoed, or any part of it. The order is
+// what makes it hold: cut first, and a token straddling the cut survives
+// as a prefix that no longer equals the token.
+//
+// What remains holds no substring of token of minTokenFragment bytes or
+// more: every such window of s is masked, and the marker's brackets never
+// occur in a JWT. The work is bounded by max times len(token).
+func redact(s, token string, max int) string {
+	if token != "" {
+		s = strings.ReplaceAll(s, token, "[token]")
+	}
+	cut := len(s) > max
+	if cut {
+		s = strings.ToValidUTF8(s[:max], "")
+	}
+	if len(token) >= minTokenFragment && len(s) >= minTokenFragment {
+		masked := make([]bool, len(s))
+		found := false
+		for i := 0; i+minTokenFragment <= len(s); i++ {
+			if strings.Contains(token, s[i:i+minTokenFragment]) {
+				for j := i; j < i+minTokenFragment; j++ {
+					masked[j] = true
+				}
+				found = true
+			}
+		}
+		if found {
+			var b strings.Builder
+			for i := 0; i < len(s); i++ {
+				if !masked[i] {
+					b.WriteByte(s[i])
+					continue
+				}
+				if i == 0 || !masked[i-1] {
+					b.WriteString("[token]")
+				}
+			}
+			s = b.String()
+		}
+	}
+	if cut {
+		s += "..."
+	}
+	return s
 }
 
 func scrub(s, token string) string {
-	if token == "" {
-		return s
-	}
-	return strings.ReplaceAll(s, token, "[token]")
+	return redact(s, token, maxTransportError)
 }
+
+// maxTransportError bounds a transport error quoted in a message.
+const maxTransportError = 1024

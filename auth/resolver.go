@@ -47,11 +47,11 @@ type SessionScope string
 
 const (
 	// SessionPerPod names each session after the pod that mounted
-	// (coffer-<namespace>-<pod>): CloudTrail attributes every call to a
+	// (coffer-<namespace>.<pod>): CloudTrail attributes every call to a
 	// pod, and every pod makes its own STS call.
 	SessionPerPod SessionScope = "pod"
 	// SessionPerServiceAccount names each session after the ServiceAccount
-	// (coffer-<namespace>-sa-<name>): the pods of one ServiceAccount share
+	// (coffer-<namespace>@sa.<name>): the pods of one ServiceAccount share
 	// credentials (each pod's token is still verified first), so replicas
 	// starting together cost one STS call, and CloudTrail names the
 	// ServiceAccount, not the pod. EKS Pod Identity names its sessions
@@ -120,14 +120,20 @@ func NewResolver(o ResolverOptions) *Resolver {
 	}
 }
 
-// session names the STS session coffer opens for req. Credentials are
-// reused only under the same name (credentialKey), so the name is true for
-// every call made with them.
-func (r *Resolver) session(req Request) string {
-	if r.scope == SessionPerServiceAccount {
-		return sessionName(req.Namespace, "sa-"+req.ServiceAccount)
+// session names the STS session coffer opens for req, whose token was
+// verified as tok. Credentials are reused only under the same name
+// (credentialKey), so the name is true for every call made with them. A
+// token bound to no pod proves only its ServiceAccount, so its session
+// names the ServiceAccount, marked apart from every pod and from the
+// serviceaccount scope: CloudTrail tells a sync controller from a pod.
+func (r *Resolver) session(req Request, tok verified) string {
+	switch {
+	case !tok.podBound:
+		return sessionName(sessionSync, req.Namespace, req.ServiceAccount)
+	case r.scope == SessionPerServiceAccount:
+		return sessionName(sessionServiceAccount, req.Namespace, req.ServiceAccount)
 	}
-	return sessionName(req.Namespace, req.PodName)
+	return sessionName(sessionPod, req.Namespace, req.PodName)
 }
 
 // Identity resolves the AWS identity of the workload behind req.
@@ -140,69 +146,75 @@ func (r *Resolver) Identity(ctx context.Context, req Request) (Identity, error) 
 	}
 	subject := "system:serviceaccount:" + req.Namespace + ":" + req.ServiceAccount
 	var base Identity
+	var tok verified
 	var err error
 	if req.UsePodIdentity {
-		base, err = r.podIdentityIdentity(ctx, req, subject)
+		base, tok, err = r.podIdentityIdentity(ctx, req, subject)
 	} else {
-		base, err = r.irsaIdentity(ctx, req, subject)
+		base, tok, err = r.irsaIdentity(ctx, req, subject)
 	}
 	if err != nil || req.AssumeRoleARN == "" {
 		return base, err
 	}
-	return r.chain(ctx, req, base)
+	return r.chain(ctx, req, base, tok)
 }
 
-func (r *Resolver) irsaIdentity(ctx context.Context, req Request, subject string) (Identity, error) {
+func (r *Resolver) irsaIdentity(ctx context.Context, req Request, subject string) (Identity, verified, error) {
 	tok, err := r.verifier.token(ctx, req.Tokens, r.audience, req)
 	if err != nil {
-		return Identity{}, err
+		return Identity{}, tok, err
 	}
 	if r.roles == nil {
-		return Identity{}, &Error{Reason: ReasonConfig, Msg: "IRSA needs the Kubernetes API to read ServiceAccount role annotations, and coffer runs without one; run it in the cluster or pass --kubeconfig"}
+		return Identity{}, tok, &Error{Reason: ReasonConfig, Msg: "IRSA needs the Kubernetes API to read ServiceAccount role annotations, and coffer runs without one; run it in the cluster or pass --kubeconfig"}
 	}
 	role, err := r.roles.Role(ctx, req.Namespace, req.ServiceAccount)
 	if err != nil {
-		return Identity{}, err
+		return Identity{}, tok, err
 	}
 	key := strings.Join([]string{"irsa", req.Namespace, req.ServiceAccount, role, req.Region, r.endpoint}, "|")
-	session := r.session(req)
+	session := r.session(req, tok)
 	credKey := credentialKey(key, session)
 	creds, err := r.cache.get(ctx, credKey, func(ctx context.Context) (aws.Credentials, error) {
-		creds, err := r.sts.assumeRoleWithWebIdentity(ctx, req.Region, role, session, tok, subject)
+		creds, err := r.sts.assumeRoleWithWebIdentity(ctx, req.Region, role, session, tok.token, subject)
 		r.observe("irsa", err)
 		return creds, err
 	})
 	if err != nil {
-		return Identity{}, err
+		return Identity{}, tok, err
 	}
-	return identity(key, credKey, role, creds), nil
+	return identity(key, credKey, role, creds), tok, nil
 }
 
-func (r *Resolver) podIdentityIdentity(ctx context.Context, req Request, subject string) (Identity, error) {
+func (r *Resolver) podIdentityIdentity(ctx context.Context, req Request, subject string) (Identity, verified, error) {
 	tok, err := r.verifier.token(ctx, req.Tokens, AudiencePodIdentity, req)
 	if err != nil {
-		return Identity{}, err
+		return Identity{}, tok, err
 	}
 	// The role is whatever the EKS association of this ServiceAccount
 	// says; the key names the ServiceAccount, which determines it. EKS
 	// names the role session after the pod of the token, so credentials
-	// are reused per pod, whatever the session scope.
+	// are reused per pod, whatever the session scope (and a token bound to
+	// no pod gets the ServiceAccount's own).
 	key := strings.Join([]string{"podidentity", req.Namespace, req.ServiceAccount, req.Region, req.PreferredAddressType}, "|")
-	credKey := credentialKey(key, sessionName(req.Namespace, req.PodName))
+	session := sessionName(sessionPod, req.Namespace, req.PodName)
+	if !tok.podBound {
+		session = sessionName(sessionSync, req.Namespace, req.ServiceAccount)
+	}
+	credKey := credentialKey(key, session)
 	creds, err := r.cache.get(ctx, credKey, func(ctx context.Context) (aws.Credentials, error) {
-		creds, err := r.podIdentity.credentials(ctx, tok, req.PreferredAddressType, subject)
+		creds, err := r.podIdentity.credentials(ctx, tok.token, req.PreferredAddressType, subject)
 		r.observe("pod_identity", err)
 		return creds, err
 	})
 	if err != nil {
-		return Identity{}, err
+		return Identity{}, tok, err
 	}
-	return identity(key, credKey, "EKS Pod Identity of "+subject, creds), nil
+	return identity(key, credKey, "EKS Pod Identity of "+subject, creds), tok, nil
 }
 
 // chain assumes req.AssumeRoleARN with the pod's own credentials. coffer
 // never uses its own identity for this: the pod's role must be trusted.
-func (r *Resolver) chain(ctx context.Context, req Request, base Identity) (Identity, error) {
+func (r *Resolver) chain(ctx context.Context, req Request, base Identity, tok verified) (Identity, error) {
 	key := base.Key + "|chain|" + req.AssumeRoleARN
 	if req.AssumeRoleExternalID != "" {
 		// External ids are not secret, but keys appear in debugging output;
@@ -210,7 +222,7 @@ func (r *Resolver) chain(ctx context.Context, req Request, base Identity) (Ident
 		sum := sha256.Sum256([]byte(req.AssumeRoleExternalID))
 		key += "|extid:" + hex.EncodeToString(sum[:8])
 	}
-	session := r.session(req)
+	session := r.session(req, tok)
 	credKey := credentialKey(key, session)
 	creds, err := r.cache.get(ctx, credKey, func(ctx context.Context) (aws.Credentials, error) {
 		creds, err := r.sts.assumeRole(ctx, req.Region, base.Credentials, base.Description, req.AssumeRoleARN, req.AssumeRoleExternalID, session)

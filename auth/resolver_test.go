@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"sync"
+	"strings"
 	"testing"
 	"time"
 
@@ -34,7 +35,7 @@ func TestCredentialsRefreshBeforeExpiry(t *testing.T) {
 		t.Fatal(err)
 	}
 	kube := fake.NewClientset(&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "app", Annotations: map[string]string{RoleAnnotation: role}}})
-	r := NewResolver(ResolverOptions{AWS: fakeaws.AWSConfig(ts.URL, "us-east-1", "", "", ""), Kubernetes: kubetest.Wrap(kube), RefreshMargin: 5 * time.Minute, Verifier: NewVerifier(VerifierOptions{Keys: staticKeys(issuer.JWKS())})})
+	r := NewResolver(ResolverOptions{AWS: fakeaws.AWSConfig(ts.URL, "us-east-1", "", "", ""), Kubernetes: kubetest.Wrap(kube), RefreshMargin: 5 * time.Minute, Verifier: NewVerifier(VerifierOptions{Keys: staticKeys(issuer.JWKS()), Issuers: []string{issuer.URL()}})})
 	r.cache.now = clock
 
 	tokens, _ := json.Marshal(map[string]map[string]string{AudienceSTS: {"token": issuer.TokenWithClaims(fakeaws.TokenClaims{Subject: "system:serviceaccount:ns:app", Audiences: []string{AudienceSTS}, PodName: "p", PodUID: "uid-p", IssuedAt: clock().Add(-time.Minute), Expiry: clock().Add(2 * time.Hour)})}})
@@ -77,4 +78,45 @@ func TestCredentialsRefreshBeforeExpiry(t *testing.T) {
 // staticKeys serves a fixed key set.
 func staticKeys(jwks []byte) KeySource {
 	return func(context.Context) ([]byte, error) { return jwks, nil }
+}
+
+// TestSyncSessionIsNotAPodsSession: a token bound to no pod (coffer
+// sync's) gets the ServiceAccount's @sync session, whatever pod name the
+// request carries, and a pod named sync-<sa> keeps its own: the two never
+// share credentials or a CloudTrail identity, in either session scope.
+func TestSyncSessionIsNotAPodsSession(t *testing.T) {
+	f, ts := fakeaws.NewTestServer(t, fakeaws.Options{})
+	issuer := fakeaws.NewTestIssuer(t, "https://oidc.example")
+	if err := f.SetJWKS(issuer.JWKS()); err != nil {
+		t.Fatal(err)
+	}
+	const role = "arn:aws:iam::123456789012:role/app"
+	if err := f.AddRole(fakeaws.Role{ARN: role, TrustedSubjects: []string{"system:serviceaccount:team:app"}, Actions: []string{"*"}, Resources: []string{"*"}}); err != nil {
+		t.Fatal(err)
+	}
+	kube := fake.NewClientset(&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: "team", Name: "app", Annotations: map[string]string{RoleAnnotation: role}}})
+	request := func(pod string, unbound bool) Request {
+		tok := issuer.TokenWithClaims(fakeaws.TokenClaims{Subject: "system:serviceaccount:team:app", Audiences: []string{AudienceSTS}, PodName: pod, PodUID: "uid-" + pod, Unbound: unbound})
+		tokens, _ := json.Marshal(map[string]map[string]string{AudienceSTS: {"token": tok}})
+		return Request{Namespace: "team", ServiceAccount: "app", PodName: pod, PodUID: "uid-" + pod, Tokens: string(tokens), Region: "us-east-1"}
+	}
+	for _, scope := range []SessionScope{SessionPerPod, SessionPerServiceAccount} {
+		r := NewResolver(ResolverOptions{AWS: fakeaws.AWSConfig(ts.URL, "us-east-1", "", "", ""), Kubernetes: kubetest.Wrap(kube), SessionScope: scope,
+			Verifier: NewVerifier(VerifierOptions{Keys: staticKeys(issuer.JWKS()), Issuers: []string{issuer.URL()}})})
+		controller, err := r.Identity(context.Background(), request("sync-app", true))
+		if err != nil {
+			t.Fatal(err)
+		}
+		pod, err := r.Identity(context.Background(), request("sync-app", false))
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantPod := "coffer-team.sync-app"
+		if scope == SessionPerServiceAccount {
+			wantPod = "coffer-team@sa.app"
+		}
+		if !strings.HasSuffix(controller.CredentialKey, sessionSep+"coffer-team@sync.app") || !strings.HasSuffix(pod.CredentialKey, sessionSep+wantPod) {
+			t.Errorf("scope %s: the controller's credentials are %q and the pod's %q; want sessions coffer-team@sync.app and %s", scope, controller.CredentialKey, pod.CredentialKey, wantPod)
+		}
+	}
 }

@@ -40,8 +40,8 @@ func (s stsClients) assumeRoleWithWebIdentity(ctx context.Context, region, role,
 		WebIdentityToken: aws.String(token),
 	})
 	if err != nil {
-		return aws.Credentials{}, stsError(err, fmt.Sprintf("STS would not let %s assume role %s", subject, role),
-			fmt.Sprintf("the role's trust policy must allow sts:AssumeRoleWithWebIdentity from the cluster's OIDC provider for sub %q and aud %q", subject, AudienceSTS))
+		return aws.Credentials{}, withoutToken(stsError(err, fmt.Sprintf("STS would not let %s assume role %s", subject, role),
+			fmt.Sprintf("the role's trust policy must allow sts:AssumeRoleWithWebIdentity from the cluster's OIDC provider for sub %q and aud %q", subject, AudienceSTS)), token)
 	}
 	return stsCredentials(out.Credentials, "AssumeRoleWithWebIdentity")
 }
@@ -96,4 +96,23 @@ func stsError(err error, what, fix string) error {
 		return &Error{Reason: ReasonUnreachable, Msg: what + ": STS did not answer; check the node's network path to the STS endpoint", Err: err}
 	}
 	return &Error{Reason: ReasonOther, Msg: what, Err: err}
+}
+
+// maxSTSMessage bounds an STS failure's text once it had to be redacted.
+const maxSTSMessage = 4096
+
+// withoutToken makes sure err, whose text quotes what STS answered, holds
+// no piece of token: STS does not echo the token it was sent, but an
+// endpoint in between (AWS_ENDPOINT_URL_STS) might. An error that holds
+// one is replaced by its redacted text, cut to maxSTSMessage.
+func withoutToken(err error, token string) error {
+	var e *Error
+	if !errors.As(err, &e) {
+		return err
+	}
+	msg := e.Error()
+	if clean := redact(msg, token, maxSTSMessage); clean != msg {
+		return &Error{Reason: e.Reason, Msg: clean}
+	}
+	return err
 }

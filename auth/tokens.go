@@ -31,13 +31,13 @@ type serviceAccountToken struct {
 // cluster's signature, audience, expiry, and the workload it was issued
 // to) before anything else uses it: no cached credential is handed out
 // for a token coffer has not verified. Errors never contain the token.
-func (v *Verifier) token(ctx context.Context, raw, audience string, req Request) (string, error) {
+func (v *Verifier) token(ctx context.Context, raw, audience string, req Request) (verified, error) {
 	if raw == "" {
-		return "", &Error{Reason: ReasonNoToken, Msg: "the driver sent no ServiceAccount token (attribute csi.storage.k8s.io/serviceAccount.tokens is missing); " + tokenRequestsFix}
+		return verified{}, &Error{Reason: ReasonNoToken, Msg: "the driver sent no ServiceAccount token (attribute csi.storage.k8s.io/serviceAccount.tokens is missing); " + tokenRequestsFix}
 	}
 	var tokens map[string]serviceAccountToken
 	if err := json.Unmarshal([]byte(raw), &tokens); err != nil {
-		return "", &Error{Reason: ReasonInvalidToken, Msg: "the driver's csi.storage.k8s.io/serviceAccount.tokens attribute is not the JSON the driver sends ({\"<audience>\": {\"token\": ..., \"expirationTimestamp\": ...}})"}
+		return verified{}, &Error{Reason: ReasonInvalidToken, Msg: "the driver's csi.storage.k8s.io/serviceAccount.tokens attribute is not the JSON the driver sends ({\"<audience>\": {\"token\": ..., \"expirationTimestamp\": ...}})"}
 	}
 	t, ok := tokens[audience]
 	if !ok || t.Token == "" {
@@ -46,10 +46,19 @@ func (v *Verifier) token(ctx context.Context, raw, audience string, req Request)
 			have = append(have, aud)
 		}
 		sort.Strings(have)
-		return "", &Error{Reason: ReasonNoToken, Msg: fmt.Sprintf("the driver sent no token for audience %q (it sent: %s); %s", audience, strings.Join(have, ", "), tokenRequestsFix)}
+		return verified{}, &Error{Reason: ReasonNoToken, Msg: fmt.Sprintf("the driver sent no token for audience %q (it sent: %s); %s", audience, strings.Join(have, ", "), tokenRequestsFix)}
 	}
-	if err := v.verify(ctx, t.Token, audience, req); err != nil {
-		return "", err
+	podBound, err := v.verify(ctx, t.Token, audience, req)
+	if err != nil {
+		return verified{}, err
 	}
-	return t.Token, nil
+	return verified{token: t.Token, podBound: podBound}, nil
+}
+
+// verified is a token coffer verified, and what it proves.
+type verified struct {
+	token string
+	// podBound: the token names the pod that mounts (kubelet's always
+	// do); otherwise it proves only its ServiceAccount.
+	podBound bool
 }

@@ -7,6 +7,9 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -23,6 +26,48 @@ type KeySource func(ctx context.Context) ([]byte, error)
 
 // maxJWKSBytes bounds a key set document: a cluster has a handful of keys.
 const maxJWKSBytes = 1 << 20
+
+// IssuerSource reads the cluster's ServiceAccount issuer: the "issuer" of
+// the OpenID discovery document the kube-apiserver serves at
+// /.well-known/openid-configuration (its first --service-account-issuer,
+// the one it signs new tokens with).
+type IssuerSource func(ctx context.Context) (string, error)
+
+// DiscoveryPath is where the kube-apiserver serves its OpenID discovery
+// document.
+const DiscoveryPath = "/.well-known/openid-configuration"
+
+// maxIssuerBytes bounds an issuer URL (Kubernetes takes any URL; this is
+// far beyond any real one).
+const maxIssuerBytes = 2048
+
+// APIServerIssuer reads the issuer from the Kubernetes API's discovery
+// document, with the same credentials and permission as APIServerKeys.
+func APIServerIssuer(client rest.Interface) IssuerSource {
+	return func(ctx context.Context) (string, error) {
+		body, err := client.Get().AbsPath(DiscoveryPath).Stream(ctx)
+		if err != nil {
+			return "", err
+		}
+		defer body.Close()
+		raw, err := readBounded(body)
+		if err != nil {
+			return "", err
+		}
+		return parseIssuer(raw)
+	}
+}
+
+// parseIssuer takes the issuer out of an OpenID discovery document.
+func parseIssuer(raw []byte) (string, error) {
+	var doc struct {
+		Issuer string `json:"issuer"`
+	}
+	if err := json.Unmarshal(raw, &doc); err != nil || doc.Issuer == "" || len(doc.Issuer) > maxIssuerBytes {
+		return "", fmt.Errorf("the discovery document names no issuer of at most %d bytes", maxIssuerBytes)
+	}
+	return doc.Issuer, nil
+}
 
 // JWKSPath is where the kube-apiserver serves its token-signing keys.
 const JWKSPath = "/openid/v1/jwks"
@@ -78,14 +123,21 @@ func readBounded(r io.Reader) ([]byte, error) {
 type VerifierOptions struct {
 	Keys KeySource
 	// MinRefresh is the least time between two reads of the keys, however
-	// many tokens name a key coffer does not know (default 30s): forged
-	// tokens cannot turn into a stream of requests to the apiserver.
+	// many tokens name a key (or an issuer) coffer does not know, and
+	// whether or not the keys ever loaded (default 30s): forged tokens
+	// cannot turn into a stream of requests to the apiserver.
 	MinRefresh time.Duration
 	// MaxAge: keys older than this are read again on the next token, so a
 	// key the cluster retired stops verifying (default 1h).
 	MaxAge time.Duration
 	// Leeway is the clock skew allowed on exp, nbf and iat (default 30s).
 	Leeway time.Duration
+	// Issuers are the issuers ("iss") whose tokens are accepted: all of
+	// the kube-apiserver's --service-account-issuer values. When empty,
+	// Discover reads the one the cluster signs with, along with the keys.
+	// With neither, every token is refused.
+	Issuers  []string
+	Discover IssuerSource
 }
 
 // Verifier checks ServiceAccount tokens locally against the cluster's
@@ -93,13 +145,15 @@ type VerifierOptions struct {
 // no request to Kubernetes or AWS.
 type Verifier struct {
 	keys                       KeySource
+	issuers                    []string
+	discover                   IssuerSource
 	minRefresh, maxAge, leeway time.Duration
 	now                        func() time.Time
 
 	mu      sync.Mutex
-	set     *jose.JSONWebKeySet
-	fetched time.Time // last successful read
-	tried   time.Time // last attempt
+	state   *trust    // the last successful read; nil before the first
+	tried   time.Time // the last read's start
+	lastErr error     // the last read's failure
 	flights flight.Group
 }
 
@@ -114,7 +168,7 @@ func NewVerifier(o VerifierOptions) *Verifier {
 	if o.Leeway <= 0 {
 		o.Leeway = 30 * time.Second
 	}
-	return &Verifier{keys: o.Keys, minRefresh: o.MinRefresh, maxAge: o.MaxAge, leeway: o.Leeway, now: time.Now}
+	return &Verifier{keys: o.Keys, issuers: slices.Clone(o.Issuers), discover: o.Discover, minRefresh: o.MinRefresh, maxAge: o.MaxAge, leeway: o.Leeway, now: time.Now}
 }
 
 // maxTokenBytes bounds a token before it is parsed; Kubernetes tokens are
@@ -146,94 +200,189 @@ func unauthenticated(format string, args ...any) error {
 	return &Error{Reason: ReasonUnauthenticated, Msg: fmt.Sprintf(format, args...) + "; the mount is refused"}
 }
 
-// verify checks that tok is a ServiceAccount token signed by the cluster's
-// issuer, for audience, current, and issued to the workload req names:
-// its namespace and ServiceAccount and, when the token is bound to a pod
-// (as kubelet's always are), that pod's name and uid.
-func (v *Verifier) verify(ctx context.Context, tok, audience string, req Request) error {
+// verify checks that tok is a ServiceAccount token issued by one of the
+// cluster's issuers and signed with its keys, for audience, current, and
+// issued to the workload req names: its namespace and ServiceAccount and,
+// when the token is bound to a pod (as kubelet's always are), that pod's
+// name and uid. podBound says whether the token names a pod.
+func (v *Verifier) verify(ctx context.Context, tok, audience string, req Request) (podBound bool, err error) {
 	if len(tok) > maxTokenBytes {
-		return unauthenticated("the ServiceAccount token for audience %q is over %d bytes", audience, maxTokenBytes)
+		return false, unauthenticated("the ServiceAccount token for audience %q is over %d bytes", audience, maxTokenBytes)
 	}
 	parsed, err := jwt.ParseSigned(tok, []jose.SignatureAlgorithm{jose.RS256, jose.ES256})
 	if err != nil || len(parsed.Headers) != 1 {
-		return unauthenticated("the ServiceAccount token for audience %q is not a JWT signed with RS256 or ES256", audience)
+		return false, unauthenticated("the ServiceAccount token for audience %q is not a JWT signed with RS256 or ES256", audience)
 	}
-	key, err := v.key(ctx, parsed.Headers[0].KeyID)
+	// The issuer is checked before the signature, on the claims as sent:
+	// a token from another issuer is refused without a key lookup, so
+	// tokens minted anywhere else cost nothing. Acceptance still rests on
+	// the signature, and the issuer is checked again on the signed claims.
+	var unverified jwt.Claims
+	if err := parsed.UnsafeClaimsWithoutVerification(&unverified); err != nil {
+		return false, unauthenticated("the ServiceAccount token for audience %q has claims that are not a JSON object", audience)
+	}
+	if err := v.checkIssuer(ctx, unverified.Issuer, audience); err != nil {
+		return false, err
+	}
+	kid := parsed.Headers[0].KeyID
+	st, err := v.trusted(ctx, func(st *trust) bool { return find(st.keys, kid) != nil })
 	if err != nil {
-		return err
+		return false, err
+	}
+	key := find(st.keys, kid)
+	if key == nil {
+		return false, unauthenticated("the ServiceAccount token is signed with a key this cluster's ServiceAccount issuer does not have")
 	}
 	var c serviceAccountClaims
 	if err := parsed.Claims(key, &c); err != nil {
-		return unauthenticated("the ServiceAccount token for audience %q is not signed by this cluster's ServiceAccount issuer", audience)
+		return false, unauthenticated("the ServiceAccount token for audience %q is not signed by this cluster's ServiceAccount issuer", audience)
+	}
+	if !st.issuer(c.Issuer) {
+		return false, unauthenticated("the ServiceAccount token for audience %q was not issued by this cluster's ServiceAccount issuer", audience)
 	}
 	if err := c.ValidateWithLeeway(jwt.Expected{AnyAudience: jwt.Audience{audience}, Time: v.now()}, v.leeway); err != nil {
 		switch {
 		case errors.Is(err, jwt.ErrExpired):
-			return unauthenticated("the ServiceAccount token for audience %q has expired; kubelet should have refreshed it (is the node's clock right?)", audience)
+			return false, unauthenticated("the ServiceAccount token for audience %q has expired; kubelet should have refreshed it (is the node's clock right?)", audience)
 		case errors.Is(err, jwt.ErrInvalidAudience):
-			return unauthenticated("the ServiceAccount token sent for audience %q was issued for another audience", audience)
+			return false, unauthenticated("the ServiceAccount token sent for audience %q was issued for another audience", audience)
 		default:
-			return unauthenticated("the ServiceAccount token for audience %q is not valid yet (is the node's clock right?)", audience)
+			return false, unauthenticated("the ServiceAccount token for audience %q is not valid yet (is the node's clock right?)", audience)
 		}
 	}
 	if c.Expiry == nil {
-		return unauthenticated("the ServiceAccount token for audience %q never expires: only TokenRequest tokens (as kubelet sends) are accepted", audience)
+		return false, unauthenticated("the ServiceAccount token for audience %q never expires: only TokenRequest tokens (as kubelet sends) are accepted", audience)
 	}
 	want := "system:serviceaccount:" + req.Namespace + ":" + req.ServiceAccount
 	if c.Subject != want {
-		return unauthenticated("the ServiceAccount token is for %q but the mount's attributes say the pod runs as %q", c.Subject, want)
+		return false, unauthenticated("the ServiceAccount token is for %q but the mount's attributes say the pod runs as %q", c.Subject, want)
 	}
 	k := c.Kubernetes
 	if k == nil || k.Namespace != req.Namespace || k.ServiceAccount == nil || k.ServiceAccount.Name != req.ServiceAccount {
-		return unauthenticated("the ServiceAccount token for %q lacks matching kubernetes.io namespace and serviceaccount claims", want)
+		return false, unauthenticated("the ServiceAccount token for %q lacks matching kubernetes.io namespace and serviceaccount claims", want)
 	}
 	// A token bound to a pod proves which pod mounts: the attributes must
 	// name it, or a pod could pass itself off as another (the session
 	// name in CloudTrail names the pod). A token bound to no pod comes
 	// from the TokenRequest API directly (coffer sync, the Secrets Store
-	// sync controller): it proves only the ServiceAccount, which anyone
-	// holding it could present to AWS under any session name anyway.
+	// sync controller): it proves only the ServiceAccount, so its session
+	// names the ServiceAccount, never a pod (Resolver.session).
 	if p := k.Pod; p != nil && (p.Name != req.PodName || p.UID != req.PodUID) {
-		return unauthenticated("the ServiceAccount token was issued to pod %s/%s (uid %s), but the mount's attributes name pod %q (uid %q): the csi.storage.k8s.io/pod.* attributes must come from kubelet (CSIDriver podInfoOnMount: true)",
+		return false, unauthenticated("the ServiceAccount token was issued to pod %s/%s (uid %s), but the mount's attributes name pod %q (uid %q): the csi.storage.k8s.io/pod.* attributes must come from kubelet (CSIDriver podInfoOnMount: true)",
 			req.Namespace, p.Name, p.UID, req.PodName, req.PodUID)
+	}
+	return k.Pod != nil, nil
+}
+
+// checkIssuer refuses a token whose issuer is none of the cluster's. With
+// configured issuers it reads nothing; a discovered issuer is read with the
+// keys (and read again, as they are, at most once per MinRefresh, when a
+// token names another: the cluster may have moved to a new issuer).
+func (v *Verifier) checkIssuer(ctx context.Context, iss, audience string) error {
+	issuers := v.issuers
+	if len(issuers) == 0 {
+		st, err := v.trusted(ctx, func(st *trust) bool { return st.issuer(iss) })
+		if err != nil {
+			return err
+		}
+		issuers = st.issuers
+	}
+	if iss == "" || !slices.Contains(issuers, iss) {
+		return unauthenticated("the ServiceAccount token for audience %q was issued by %s, not by this cluster's ServiceAccount issuer (%s); if the cluster has several (kube-apiserver --service-account-issuer), name each with coffer's --service-account-issuer",
+			audience, quoteClaim(iss), strings.Join(issuers, ", "))
 	}
 	return nil
 }
 
-// key returns the issuer's key kid, reading the key set when it is unknown
-// or old, at most once per MinRefresh.
-func (v *Verifier) key(ctx context.Context, kid string) (*jose.JSONWebKey, error) {
-	v.mu.Lock()
-	set, fetched, tried := v.set, v.fetched, v.tried
-	v.mu.Unlock()
-	now := v.now()
-	if k := find(set, kid); k != nil && now.Sub(fetched) < v.maxAge {
-		return k, nil
+// quoteClaim quotes a claim of an unverified token for a message, cut
+// short: anyone can write it, at any length.
+func quoteClaim(s string) string {
+	const keep = 100
+	if len(s) > keep {
+		return strconv.Quote(s[:keep]) + "..."
 	}
-	if set == nil || now.Sub(tried) >= v.minRefresh {
-		fresh, err := flight.Do(ctx, &v.flights, "jwks", "waiting for the cluster's ServiceAccount issuer keys", 10*time.Second, v.refresh)
-		switch {
-		case err == nil:
-			set = fresh
-		case set == nil:
-			return nil, err
-		}
-	}
-	if k := find(set, kid); k != nil {
-		return k, nil
-	}
-	return nil, unauthenticated("the ServiceAccount token is signed with a key this cluster's ServiceAccount issuer does not have")
+	return strconv.Quote(s)
 }
 
-// refresh reads the key set. After a failed read, key keeps using the
-// previous keys (they were the cluster's a moment ago) and reports the
-// failure only when there are none.
-func (v *Verifier) refresh(ctx context.Context) (*jose.JSONWebKeySet, error) {
+// trust is what tokens are checked against, read together: the issuer's
+// keys and, unless configured, the issuer itself.
+type trust struct {
+	keys    *jose.JSONWebKeySet
+	issuers []string
+	fetched time.Time
+}
+
+func (t *trust) issuer(iss string) bool {
+	return iss != "" && slices.Contains(t.issuers, iss)
+}
+
+// trusted returns what tokens are checked against, reading it again when
+// it lacks what ok asks for (a key id, an issuer) or is older than MaxAge.
+// Reads happen at most once per MinRefresh, whether or not any ever
+// succeeded, and concurrent callers share one: however many tokens arrive,
+// forged or not, before the first read or after, they cost at most one
+// read per MinRefresh. While nothing was ever read, callers get the last
+// read's failure until the next read is due. After a failed read, the
+// previous trust stays in use (it was the cluster's a moment ago).
+func (v *Verifier) trusted(ctx context.Context, ok func(*trust) bool) (*trust, error) {
 	v.mu.Lock()
-	v.tried = v.now()
+	st := v.state
 	v.mu.Unlock()
+	if st != nil && ok(st) && v.now().Sub(st.fetched) < v.maxAge {
+		return st, nil
+	}
+	return flight.Do(ctx, &v.flights, "trust", "waiting for the cluster's ServiceAccount issuer keys", 10*time.Second, v.refresh)
+}
+
+// refresh reads the key set (and the issuer, when discovered), unless a
+// read started less than MinRefresh ago: then it returns what that read
+// left. The check runs inside the shared flight, so callers that raced
+// past trusted's look at the state still read at most once per MinRefresh.
+func (v *Verifier) refresh(ctx context.Context) (*trust, error) {
+	v.mu.Lock()
+	now := v.now()
+	if !v.tried.IsZero() && now.Sub(v.tried) < v.minRefresh {
+		st, err := v.state, v.lastErr
+		v.mu.Unlock()
+		if st != nil {
+			return st, nil
+		}
+		if err == nil { // the last read ended without an answer (a panic)
+			err = &Error{Reason: ReasonUnreachable, Msg: "coffer has not read the cluster's ServiceAccount issuer keys yet; it tries again shortly"}
+		}
+		return nil, err
+	}
+	v.tried = now
+	v.mu.Unlock()
+	st, err := v.read(ctx)
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if err != nil {
+		v.lastErr = err
+		if v.state != nil {
+			return v.state, nil
+		}
+		return nil, err
+	}
+	v.state, v.lastErr = st, nil
+	return st, nil
+}
+
+// read reads the key set and, unless issuers were configured, the issuer.
+func (v *Verifier) read(ctx context.Context) (*trust, error) {
 	if v.keys == nil {
 		return nil, &Error{Reason: ReasonConfig, Msg: "coffer has no source of the cluster's ServiceAccount issuer keys, so it cannot verify tokens"}
+	}
+	issuers := v.issuers
+	if len(issuers) == 0 {
+		if v.discover == nil {
+			return nil, &Error{Reason: ReasonConfig, Msg: "coffer knows no ServiceAccount issuer of this cluster, so it cannot verify tokens; set --service-account-issuer"}
+		}
+		iss, err := v.discover(ctx)
+		if err != nil {
+			return nil, &Error{Reason: ReasonUnreachable, Msg: "coffer could not read the cluster's ServiceAccount issuer (GET " + DiscoveryPath + "; coffer needs the ClusterRole system:service-account-issuer-discovery, bound by default to all ServiceAccounts, or --service-account-issuer)", Err: err}
+		}
+		issuers = []string{iss}
 	}
 	raw, err := v.keys(ctx)
 	if err != nil {
@@ -250,10 +399,7 @@ func (v *Verifier) refresh(ctx context.Context) (*jose.JSONWebKeySet, error) {
 		}
 	}
 	set.Keys = kept
-	v.mu.Lock()
-	v.set, v.fetched = &set, v.now()
-	v.mu.Unlock()
-	return &set, nil
+	return &trust{keys: &set, issuers: issuers, fetched: v.now()}, nil
 }
 
 func find(set *jose.JSONWebKeySet, kid string) *jose.JSONWebKey {

@@ -74,7 +74,7 @@ func TestVerifyToken(t *testing.T) {
 	attacker := fakeaws.NewTestIssuer(t, "https://cluster.example")
 	keys := &keySource{}
 	keys.set(cluster.JWKS(), nil)
-	v := NewVerifier(VerifierOptions{Keys: keys.source})
+	v := NewVerifier(VerifierOptions{Keys: keys.source, Issuers: []string{"https://cluster.example"}})
 	req := Request{Namespace: "team", ServiceAccount: "app", PodName: "app-0", PodUID: testPodUID}
 	claims := func(mod func(*fakeaws.TokenClaims)) fakeaws.TokenClaims {
 		c := fakeaws.TokenClaims{Subject: testSub, Audiences: []string{AudienceSTS}, PodName: "app-0", PodUID: testPodUID}
@@ -132,8 +132,8 @@ func TestVerifyToken(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			tok, err := v.token(context.Background(), tc.raw, AudienceSTS, req)
 			if tc.wantReason == "" {
-				if err != nil || tok == "" {
-					t.Fatalf("token = %q, %v", tok, err)
+				if err != nil || tok.token == "" {
+					t.Fatalf("token = %q, %v", tok.token, err)
 				}
 				return
 			}
@@ -166,13 +166,13 @@ func TestVerifierKeys(t *testing.T) {
 	first, second := fakeaws.NewTestIssuer(t, "https://c"), fakeaws.NewTestIssuer(t, "https://c")
 	keys := &keySource{}
 	keys.set(first.JWKS(), nil)
-	v := NewVerifier(VerifierOptions{Keys: keys.source, MinRefresh: time.Minute, MaxAge: time.Hour})
+	v := NewVerifier(VerifierOptions{Keys: keys.source, Issuers: []string{"https://c"}, MinRefresh: time.Minute, MaxAge: time.Hour})
 	v.now = clock
 	req := Request{Namespace: "team", ServiceAccount: "app", PodName: "app-0", PodUID: testPodUID}
 	tok := func(iss *fakeaws.Issuer) string {
 		return iss.TokenWithClaims(fakeaws.TokenClaims{Subject: testSub, Audiences: []string{AudienceSTS}, PodName: "app-0", PodUID: testPodUID, IssuedAt: clock()})
 	}
-	verify := func(tok string) error { return v.verify(context.Background(), tok, AudienceSTS, req) }
+	verify := func(tok string) error { return verifyErr(v, tok, req) }
 
 	// A burst of mounts reads the keys once; steady state reads nothing.
 	var wg sync.WaitGroup
@@ -231,14 +231,14 @@ func TestVerifierKeys(t *testing.T) {
 	}
 
 	// Without any keys, the failure is reported as such.
-	cold := NewVerifier(VerifierOptions{Keys: keys.source})
-	err := cold.verify(context.Background(), tok(first), AudienceSTS, req)
+	cold := NewVerifier(VerifierOptions{Keys: keys.source, Issuers: []string{"https://c"}})
+	err := verifyErr(cold, tok(first), req)
 	var ae *Error
 	if !errors.As(err, &ae) || ae.Reason != ReasonUnreachable || !strings.Contains(err.Error(), "could not read the cluster's ServiceAccount issuer keys") {
 		t.Errorf("no keys: %v", err)
 	}
 	keys.set([]byte(`{"keys":[]}`), nil)
-	if err := NewVerifier(VerifierOptions{Keys: keys.source}).verify(context.Background(), tok(first), AudienceSTS, req); err == nil || !strings.Contains(err.Error(), "not a JSON Web Key Set with keys") {
+	if err := verifyErr(NewVerifier(VerifierOptions{Keys: keys.source, Issuers: []string{"https://c"}}), tok(first), req); err == nil || !strings.Contains(err.Error(), "not a JSON Web Key Set with keys") {
 		t.Errorf("empty key set: %v", err)
 	}
 }
@@ -251,4 +251,10 @@ func jwkOf(t *testing.T, iss *fakeaws.Issuer) string {
 		t.Fatalf("key set: %v", err)
 	}
 	return string(set.Keys[0])
+}
+
+// verifyErr verifies tok for the STS audience.
+func verifyErr(v *Verifier, tok string, req Request) error {
+	_, err := v.verify(context.Background(), tok, AudienceSTS, req)
+	return err
 }

@@ -367,11 +367,10 @@ func (c *Controller) fetch(ctx context.Context, cfg *spc.Config, entries []*Secr
 	return files, err
 }
 
-// syncPodName is the pod name the controller reads AWS as, which the auth
-// package turns into the STS session name coffer-<namespace>-<pod>:
-// sync-<serviceAccount>, so CloudTrail shows coffer-<ns>-sync-<sa>. The
-// auth package fits a long one into STS's 64 characters, as it does pod
-// names, ending it in a digest that tells ServiceAccounts apart.
+// syncPodName is the pod name the controller's requests carry. The auth
+// package does not name the STS session after it: the controller's token
+// is bound to no pod, so the session names the ServiceAccount,
+// coffer-<ns>@sync.<sa>, which no pod's session (coffer-<ns>.<pod>) equals.
 func syncPodName(sa string) string { return "sync-" + sa }
 
 func (c *Controller) declarationFailed(ctx context.Context, owner *SPC, st *classState, r Result) (time.Time, bool) {

@@ -25,6 +25,7 @@ type identityFlags struct {
 	saCacheTTL    time.Duration
 	refreshMargin time.Duration
 	jwksURL       string
+	issuers       []string
 	sessionScope  string
 }
 
@@ -36,8 +37,9 @@ func (f *identityFlags) register(fs *pflag.FlagSet) {
 	fs.IntVar(&f.agentAttempts, "pod-identity-attempts", 3, "rounds of requests over the agent's addresses before giving up")
 	fs.DurationVar(&f.saCacheTTL, "serviceaccount-cache-ttl", 2*time.Minute, "how long a ServiceAccount's IRSA role annotation is reused before it is read again")
 	fs.DurationVar(&f.refreshMargin, "credential-refresh-margin", 5*time.Minute, "credentials are reused until this long before they expire")
-	fs.StringVar(&f.sessionScope, "sts-session-scope", string(auth.SessionPerPod), "what the STS sessions coffer opens name: pod (coffer-<namespace>-<pod>; one STS call per pod) or serviceaccount (coffer-<namespace>-sa-<name>; the pods of a ServiceAccount share credentials, one STS call for replicas starting together; CloudTrail then names the ServiceAccount, not the pod). EKS Pod Identity sessions always name the pod")
+	fs.StringVar(&f.sessionScope, "sts-session-scope", string(auth.SessionPerPod), "what the STS sessions coffer opens name: pod (coffer-<namespace>.<pod>; one STS call per pod) or serviceaccount (coffer-<namespace>@sa.<name>; the pods of a ServiceAccount share credentials, one STS call for replicas starting together; CloudTrail then names the ServiceAccount, not the pod). EKS Pod Identity sessions always name the pod")
 	fs.StringVar(&f.jwksURL, "service-account-jwks-url", "", "where ServiceAccount tokens' signing keys are read (a JSON Web Key Set); default: the Kubernetes API's /openid/v1/jwks")
+	fs.StringArrayVar(&f.issuers, "service-account-issuer", nil, "an issuer (iss) whose ServiceAccount tokens coffer accepts; repeat it to name each of the kube-apiserver's --service-account-issuer values (while migrating issuers). Default: the one the Kubernetes API names at /.well-known/openid-configuration, read with the keys")
 }
 
 func (f *identityFlags) validate() []error {
@@ -50,6 +52,11 @@ func (f *identityFlags) validate() []error {
 	}
 	if _, err := auth.ParseSessionScope(f.sessionScope); err != nil {
 		errs = append(errs, fmt.Errorf("--sts-session-scope: %w", err))
+	}
+	for _, iss := range f.issuers {
+		if iss == "" || len(iss) > 2048 {
+			errs = append(errs, fmt.Errorf("--service-account-issuer %q must be a non-empty issuer of at most 2048 bytes (the kube-apiserver's --service-account-issuer)", iss))
+		}
 	}
 	if f.jwksURL != "" {
 		if u, err := url.Parse(f.jwksURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
@@ -69,7 +76,7 @@ func (f *identityFlags) resolver(awsCfg aws.Config, client *kube.Client, onFetch
 		AWS:               awsCfg,
 		Kubernetes:        client,
 		Audience:          f.stsAudience,
-		Verifier:          auth.NewVerifier(auth.VerifierOptions{Keys: keys}),
+		Verifier:          auth.NewVerifier(auth.VerifierOptions{Keys: keys, Issuers: f.issuers, Discover: auth.APIServerIssuer(client.RESTClient())}),
 		PodIdentity:       &auth.PodIdentityAgent{IPv4URL: f.agentIPv4URL, IPv6URL: f.agentIPv6URL, Timeout: f.agentTimeout, Attempts: f.agentAttempts},
 		ServiceAccountTTL: f.saCacheTTL,
 		RefreshMargin:     f.refreshMargin,

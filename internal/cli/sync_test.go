@@ -22,6 +22,8 @@ func TestSyncFlags(t *testing.T) {
 		"not in the cluster":  {args: []string{"sync"}, code: 1, want: "connecting to the Kubernetes API"},
 		"bad session scope":   {args: []string{"sync", "--sts-session-scope=node"}, code: 1, want: `--sts-session-scope: "node" is not a session scope: use "pod" or "serviceaccount"`},
 		"serve session scope": {args: []string{"serve", "--sts-session-scope=Pod"}, code: 1, want: `--sts-session-scope: "Pod" is not a session scope`},
+		"empty issuer":        {args: []string{"serve", "--service-account-issuer=https://a", "--service-account-issuer="}, code: 1, want: `--service-account-issuer "" must be a non-empty issuer`},
+		"issuer listed":       {args: []string{"sync", "-h"}, code: 0, want: "--service-account-issuer"},
 		"negative debounce":   {args: []string{"sync", "--restart-debounce=-1s"}, code: 1, want: "--restart-debounce must not be negative"},
 		"restarts listed":     {args: []string{"sync", "-h"}, code: 0, want: "coffer-csi.github.io/restart-on-rotation"},
 	}

@@ -256,7 +256,7 @@ func cofferNode(t testing.TB, wd *fleetWorld, p fleetParams) mountFunc {
 	keys := func(context.Context) ([]byte, error) { return wd.issuer.JWKS(), nil }
 	m := &provider.Mounter{
 		Identities: auth.NewResolver(auth.ResolverOptions{
-			AWS: awsCfg, Kubernetes: kubetest.Wrap(wd.kube), Verifier: auth.NewVerifier(auth.VerifierOptions{Keys: keys}),
+			AWS: awsCfg, Kubernetes: kubetest.Wrap(wd.kube), Verifier: auth.NewVerifier(auth.VerifierOptions{Keys: keys, Issuers: []string{wd.issuer.URL()}}),
 		}),
 		Clients:          awsapi.NewClientCache(awsCfg, 0).Factory(),
 		Fetcher:          &fetch.Fetcher{Concurrency: 8, Cache: values, Reuse: reuse, MaxCallsPerIdentity: 16, MaxBytes: 8 << 20, Quota: q},

@@ -2,6 +2,9 @@ package socket_test
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"net/http/httptest"
@@ -41,10 +44,13 @@ const (
 // fake STS trusts, ServiceAccounts with role annotations, a node, and two
 // EKS Pod Identity agent addresses.
 type cluster struct {
-	issuer  *fakeaws.Issuer
-	kube    *fake.Clientset
-	v4, v6  string
-	saReads *counter
+	issuer *fakeaws.Issuer
+	// elsewhere signs with the cluster's key, under another issuer (one
+	// key shared by two clusters).
+	elsewhere *fakeaws.Issuer
+	kube      *fake.Clientset
+	v4, v6    string
+	saReads   *counter
 	// keyReads counts reads of the issuer's keys (/openid/v1/jwks).
 	keyReads *counter
 	tokens   []string // every token handed out, for leak checks
@@ -75,8 +81,19 @@ func grants(prefix string) fakeaws.Role {
 // through IRSA or Pod Identity against the fake.
 func newWorkloadHarness(t *testing.T, opts ...harnessOptions) (*harness, *cluster) {
 	t.Helper()
-	issuer := fakeaws.NewTestIssuer(t, "https://oidc.example/cluster")
-	c := &cluster{issuer: issuer, saReads: &counter{}, keyReads: &counter{}}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	issuer, err := fakeaws.NewIssuerWithKey("https://oidc.example/cluster", key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	elsewhere, err := fakeaws.NewIssuerWithKey("https://oidc.example/another-cluster", key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &cluster{issuer: issuer, elsewhere: elsewhere, saReads: &counter{}, keyReads: &counter{}}
 	sa := func(ns, name, role string) *corev1.ServiceAccount {
 		s := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}
 		if role != "" {
@@ -132,7 +149,7 @@ func newWorkloadHarness(t *testing.T, opts ...harnessOptions) (*harness, *cluste
 			return issuer.JWKS(), nil
 		}
 		return auth.NewResolver(auth.ResolverOptions{
-			Verifier:          auth.NewVerifier(auth.VerifierOptions{Keys: keys}),
+			Verifier:          auth.NewVerifier(auth.VerifierOptions{Keys: keys, Issuers: []string{issuer.URL()}}),
 			RefreshMargin:     o.refreshMargin,
 			AWS:               cfg,
 			Kubernetes:        kubetest.Wrap(c.kube),
@@ -312,11 +329,11 @@ func TestSessionNamesThePod(t *testing.T) {
 		// namesPod: the session name carries the pod's name.
 		namesPod bool
 	}{
-		{auth.SessionPerPod, "team-a", "arn:aws:sts::" + account + ":assumed-role/team-a/coffer-team-a-", secretOf("team-a"), true},
-		{auth.SessionPerPod, "team-a", "arn:aws:sts::222233334444:assumed-role/shared-reader/coffer-team-a-", chained, true},
+		{auth.SessionPerPod, "team-a", "arn:aws:sts::" + account + ":assumed-role/team-a/coffer-team-a.", secretOf("team-a"), true},
+		{auth.SessionPerPod, "team-a", "arn:aws:sts::222233334444:assumed-role/shared-reader/coffer-team-a.", chained, true},
 		{auth.SessionPerPod, "team-p", "arn:aws:sts::" + account + ":assumed-role/team-p/eks-", podIdentity, true},
-		{auth.SessionPerServiceAccount, "team-a", "arn:aws:sts::" + account + ":assumed-role/team-a/coffer-team-a-sa-app", secretOf("team-a"), false},
-		{auth.SessionPerServiceAccount, "team-a", "arn:aws:sts::222233334444:assumed-role/shared-reader/coffer-team-a-sa-app", chained, false},
+		{auth.SessionPerServiceAccount, "team-a", "arn:aws:sts::" + account + ":assumed-role/team-a/coffer-team-a@sa.app", secretOf("team-a"), false},
+		{auth.SessionPerServiceAccount, "team-a", "arn:aws:sts::222233334444:assumed-role/shared-reader/coffer-team-a@sa.app", chained, false},
 		{auth.SessionPerServiceAccount, "team-p", "arn:aws:sts::" + account + ":assumed-role/team-p/eks-", podIdentity, true},
 	} {
 		h, c := newWorkloadHarness(t, harnessOptions{sessionScope: tc.scope})
@@ -438,6 +455,47 @@ func TestForgedTokenWithWarmCredentials(t *testing.T) {
 	}
 	if got := sample(t, h.metrics, "coffer_mount_requests_total", map[string]string{"outcome": "error", "error_class": "identity_unauthenticated"}); got != 16 {
 		t.Errorf("identity_unauthenticated mounts = %v, want 16", got)
+	}
+	assertNoTokensOrCredentials(t, h, c)
+}
+
+// TestTokenOfAnotherIssuerWithWarmCredentials: after a pod of a
+// ServiceAccount mounted (its credentials are cached), a token signed with
+// the cluster's own key but issued by another issuer (a key shared with
+// another cluster) reads nothing and makes no AWS call: coffer checks iss
+// before any cache, for IRSA and Pod Identity.
+func TestTokenOfAnotherIssuerWithWarmCredentials(t *testing.T) {
+	h, c := newWorkloadHarness(t, harnessOptions{cache: cache.New(time.Minute, 1<<20)})
+	seedTeams(h.fake)
+	podIdentity := secretOf("team-p")
+	podIdentity["usePodIdentity"] = "true"
+	for _, tc := range []struct {
+		ns     string
+		params map[string]string
+	}{{"team-a", secretOf("team-a")}, {"team-p", podIdentity}} {
+		if _, err := h.mountAttrs(t, c.podAttrs(tc.ns, "app", "victim", tc.params)); err != nil {
+			t.Fatal(err)
+		}
+		tokens := map[string]map[string]string{}
+		for _, aud := range []string{auth.AudienceSTS, auth.AudiencePodIdentity} {
+			cl := fakeaws.TokenClaims{Subject: "system:serviceaccount:" + tc.ns + ":app", Audiences: []string{aud}, PodName: "victim", PodUID: podUID("victim")}
+			tokens[aud] = map[string]string{"token": c.keep(c.elsewhere.TokenWithClaims(cl))}
+		}
+		b, _ := json.Marshal(tokens)
+		h.fake.ResetCalls()
+		resp, err := h.mountAttrs(t, podAttrsWithTokens(tc.ns, "app", "victim", tc.params, string(b)))
+		if status.Code(err) != codes.Unauthenticated || len(resp.GetFiles()) != 0 {
+			t.Fatalf("%s: a token of another issuer: %v, %d files; want Unauthenticated", tc.ns, err, len(resp.GetFiles()))
+		}
+		if !strings.Contains(err.Error(), `issued by "https://oidc.example/another-cluster", not by this cluster's ServiceAccount issuer`) {
+			t.Errorf("the error does not say why: %v", err)
+		}
+		if n := len(h.fake.Calls()); n != 0 {
+			t.Errorf("a token of another issuer caused %d AWS calls", n)
+		}
+	}
+	if got := sample(t, h.metrics, "coffer_mount_requests_total", map[string]string{"outcome": "error", "error_class": "identity_unauthenticated"}); got != 2 {
+		t.Errorf("identity_unauthenticated mounts = %v, want 2", got)
 	}
 	assertNoTokensOrCredentials(t, h, c)
 }
