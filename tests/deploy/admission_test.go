@@ -501,7 +501,9 @@ func TestChartAdmissionPolicyNamespaced(t *testing.T) {
 		_, err := k.CoreV1().Secrets(namespace).Create(ctx, s, metav1.CreateOptions{})
 		return err
 	}
-	refused := func(err error, want string) bool { return apierrors.IsForbidden(err) && strings.Contains(err.Error(), want) }
+	refused := func(err error, want string) bool {
+		return apierrors.IsForbidden(err) && strings.Contains(err.Error(), want)
+	}
 	deadline := time.Now().Add(30 * time.Second)
 	for err := create(provider, out); !refused(err, scopeMsg); err = create(provider, out) {
 		if time.Now().After(deadline) {

@@ -608,7 +608,7 @@ secrets-store-csi-driver: {install: true, tokenRequests: [{audience: example.com
 		"cluster-wide tokens without the policy": {`
 sync: {controller: {enabled: true}}
 admissionPolicy: {enabled: false}`, "sync.controller.acceptRiskTokensForAnyServiceAccount=true"},
-		"sync without a ServiceAccount":  {`sync: {controller: {enabled: true, serviceAccount: {create: false}}}`, "sync.controller.serviceAccount.name"},
+		"sync without a ServiceAccount": {`sync: {controller: {enabled: true, serviceAccount: {create: false}}}`, "sync.controller.serviceAccount.name"},
 		"driver reading another directory": {`
 provider: {dir: /opt/providers}
 secrets-store-csi-driver: {install: true}`, "provider.dir"},
