@@ -538,10 +538,14 @@ func TestChartAdmissionPolicyNamespaced(t *testing.T) {
 		}, metav1.CreateOptions{})
 		return err
 	}
+	deadline = time.Now().Add(30 * time.Second)
+	for err := event(out); !refused(err, "coffer's DaemonSet records only"); err = event(out) {
+		if time.Now().After(deadline) {
+			t.Fatalf("a Secret sync event out of its namespaces: %v, want refused by the policy", err)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
 	if err := event(in); err != nil {
 		t.Errorf("a Secret sync event in its namespace: %v", err)
-	}
-	if err := event(out); !refused(err, "coffer's DaemonSet records only") {
-		t.Errorf("a Secret sync event out of its namespaces: %v, want refused by the policy", err)
 	}
 }
