@@ -178,12 +178,12 @@ func TestChartAdmissionPolicy(t *testing.T) {
 		{"create a managed Secret", create(provider, secret("ours", managed, created)), true},
 		{"create one owned by its SecretProviderClass", create(sync, ownedBy(secret("owned", managed, created), "secrets-store.csi.x-k8s.io/v1", "SecretProviderClass", "db")), true},
 		// Planting: a Secret with only the label, as coffer's check was.
-		{"create a Secret with only the managed-by label", create(provider, secret("planted", managed, nil)), false},
-		{"create one without the content hash", create(provider, secret("planted", managed, map[string]string{"coffer-csi.github.io/created-by": "db"})), false},
-		{"create one owned by another object", create(provider, ownedBy(secret("planted", managed, created), "apps/v1", "Deployment", "db")), false},
-		{"create one owned by another class", create(sync, ownedBy(secret("planted", managed, created), "secrets-store.csi.x-k8s.io/v1", "SecretProviderClass", "other")), false},
+		{"create a Secret with only the managed-by label", create(provider, secret("planted-label-only", managed, nil)), false},
+		{"create one without the content hash", create(provider, secret("planted-no-hash", managed, map[string]string{"coffer-csi.github.io/created-by": "db"})), false},
+		{"create one owned by another object", create(provider, ownedBy(secret("planted-foreign-owner", managed, created), "apps/v1", "Deployment", "db")), false},
+		{"create one owned by another class", create(sync, ownedBy(secret("planted-other-class", managed, created), "secrets-store.csi.x-k8s.io/v1", "SecretProviderClass", "other")), false},
 		{"create one with a finalizer", create(provider, func() *corev1.Secret {
-			s := secret("planted", managed, created)
+			s := secret("planted-finalizer", managed, created)
 			s.Finalizers = []string{"example.com/hold"}
 			return s
 		}()), false},
@@ -254,8 +254,10 @@ func TestChartAdmissionPolicy(t *testing.T) {
 		s.Annotations["coffer-csi.github.io/allow-merge-from"] != "app-secrets" || s.Annotations["coffer-csi.github.io/created-by"] != "" {
 		t.Errorf("coffer claimed the opted-in Secret: %+v, %v", s, err)
 	}
-	if _, err := admin.Get(ctx, "planted", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
-		t.Errorf("a planted Secret exists: %v", err)
+	for _, name := range []string{"planted-label-only", "planted-no-hash", "planted-foreign-owner", "planted-other-class", "planted-finalizer"} {
+		if _, err := admin.Get(ctx, name, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+			t.Errorf("planted Secret %s exists: %v", name, err)
+		}
 	}
 
 	podEvents(ctx, t, c.Kube, provider, team, refused)
