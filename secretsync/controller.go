@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -47,9 +48,11 @@ type Controller struct {
 	// ProviderName is the spec.provider coffer serves; other classes are
 	// ignored.
 	ProviderName string
-	// Namespace limits the controller to one namespace ("": all).
-	Namespace string
-	Config    ConfigOptions
+	// Namespaces limits the controller to these namespaces (none: all);
+	// it then lists and watches each on its own, so that Roles in those
+	// namespaces are all the RBAC it needs.
+	Namespaces []string
+	Config     ConfigOptions
 	// Workers reconcile classes in parallel (default 2).
 	Workers int
 	// SyncTimeout bounds one reconcile of a class (default 1m).
@@ -70,7 +73,7 @@ type Controller struct {
 
 	queue    workqueue.TypedRateLimitingInterface[string]
 	limiter  workqueue.TypedRateLimiter[string]
-	informer cache.SharedIndexInformer
+	informer *kube.Informer
 
 	mu    sync.Mutex
 	state map[string]*classState
@@ -117,8 +120,10 @@ func (c *Controller) Run(ctx context.Context) error {
 		defer secrets.wait()
 	}
 
-	c.informer = kube.NewInformer(c.Dynamic.Resource(SPCResource).Namespace(c.namespace()), &unstructured.Unstructured{})
-	if _, err := c.informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
+	c.informer = kube.NewNamespacedInformer(c.Namespaces, func(ns string) kube.ListWatcher[*unstructured.UnstructuredList] {
+		return c.Dynamic.Resource(SPCResource).Namespace(ns)
+	}, &unstructured.Unstructured{})
+	if err := c.informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc: c.enqueue,
 		UpdateFunc: func(oldObj, newObj any) {
 			o, okOld := oldObj.(*unstructured.Unstructured)
@@ -143,7 +148,7 @@ func (c *Controller) Run(ctx context.Context) error {
 		}
 		return errors.New("the SecretProviderClass informer never synced (RBAC: coffer sync needs list and watch on secretproviderclasses)")
 	}
-	c.logger().Info("secret sync controller started", "namespace", c.namespace(), "provider", c.ProviderName, "workers", c.workers())
+	c.logger().Info("secret sync controller started", "namespaces", c.namespaces(), "provider", c.ProviderName, "workers", c.workers())
 	var wg sync.WaitGroup
 	for range c.workers() {
 		wg.Add(1)
@@ -159,11 +164,12 @@ func (c *Controller) Run(ctx context.Context) error {
 	return nil
 }
 
-func (c *Controller) namespace() string {
-	if c.Namespace == "" {
-		return metav1.NamespaceAll
+// namespaces names the controller's scope in logs.
+func (c *Controller) namespaces() string {
+	if len(c.Namespaces) == 0 {
+		return "(all)"
 	}
-	return c.Namespace
+	return strings.Join(c.Namespaces, ",")
 }
 
 func (c *Controller) workers() int {
@@ -219,7 +225,7 @@ func (c *Controller) next(ctx context.Context) bool {
 // the class should be looked at again (zero: only when it changes) and
 // whether something failed and should be retried with backoff.
 func (c *Controller) reconcile(ctx context.Context, key string) (wake time.Time, retry bool) {
-	obj, exists, err := c.informer.GetIndexer().GetByKey(key)
+	obj, exists, err := c.informer.GetByKey(key)
 	if err != nil || !exists {
 		c.forget(key)
 		return time.Time{}, false

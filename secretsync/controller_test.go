@@ -349,7 +349,7 @@ func TestControllerRetriesWhenTheSecretChanges(t *testing.T) {
 	meta := metadatafake.NewSimpleMetadataClient(scheme, secretMetadata(theirs))
 	decl := `[{secretName: shared, creationPolicy: Merge, refreshInterval: 1h, serviceAccountName: reader, data: [{key: merged, objectName: cert}]}]`
 	e := startControllerWith(t, newEnv(t, theirs), func(c *Controller) {
-		secrets, err := NewSecretMetadata(meta, c.Namespace)
+		secrets, err := NewSecretMetadata(meta, c.Namespaces)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -442,4 +442,35 @@ func TestControllerSurvivesAPanic(t *testing.T) {
 	e := startControllerWith(t, newEnv(t), func(c *Controller) { c.Tokens = &panicOnce{next: c.Tokens} },
 		spcObject(testSPC, classParams(`[{secretName: s, serviceAccountName: reader, data: [{key: a, objectName: cert}]}]`)))
 	eventuallyT(t, "Secret after the retry", e.hasSecret("s"))
+}
+
+// TestControllerNamespaces: scoped to namespaces (coffer sync
+// --namespaces), the controller lists and watches classes in those
+// namespaces only, never across the cluster (which its Roles refuse), and
+// never syncs a class of another namespace.
+func TestControllerNamespaces(t *testing.T) {
+	decl := `[{secretName: app, serviceAccountName: reader, data: [{key: a, objectName: cert}]}]`
+	outside := spcObject("elsewhere", classParams(`[{secretName: planted, serviceAccountName: reader, data: [{key: a, objectName: cert}]}]`))
+	outside.SetNamespace("other")
+	outside.SetUID("spc-uid-2")
+	e := startControllerWith(t, newEnv(t), func(c *Controller) {
+		c.Namespaces = []string{testNS}
+	}, spcObject(testSPC, classParams(decl)), outside)
+	eventuallyT(t, "Secret app", e.hasSecret("app"))
+	e.ctrl.queue.ShutDown() // no more reconciles: what was done is all
+	for _, a := range e.dyn.Actions() {
+		if (a.GetVerb() == "list" || a.GetVerb() == "watch") && a.GetNamespace() != testNS {
+			t.Errorf("%s of %s in namespace %q: want only %q", a.GetVerb(), a.GetResource().Resource, a.GetNamespace(), testNS)
+		}
+	}
+	if l, _ := e.kube.CoreV1().Secrets("other").List(context.Background(), metav1.ListOptions{}); len(l.Items) != 0 {
+		t.Errorf("synced %d Secrets in a namespace out of scope", len(l.Items))
+	}
+	e.ff.mu.Lock()
+	defer e.ff.mu.Unlock()
+	for _, c := range e.ff.calls {
+		if c.Pod.Namespace != testNS {
+			t.Errorf("fetched for a class of namespace %s", c.Pod.Namespace)
+		}
+	}
 }

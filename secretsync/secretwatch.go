@@ -20,21 +20,24 @@ var secretsResource = schema.GroupVersionResource{Version: "v1", Resource: "secr
 // the controller says it is running without it.
 const secretWatchTimeout = 30 * time.Second
 
-// SecretMetadata is one informer on the metadata of Secrets in a namespace
-// (or all), shared by the controllers of one process: the sync controller
+// SecretMetadata is one informer on the metadata of Secrets in some
+// namespaces (or all), shared by the controllers of one process: the sync controller
 // retries an entry that waits for its Secret, the restart controller rolls
 // the workloads that consume a Secret coffer syncs. It lists
 // PartialObjectMetadata, so no value is ever sent or cached, and keeps of
 // each Secret only its name, namespace, UID, resourceVersion and coffer's
 // content hash (AnnotationContentHash).
 type SecretMetadata struct {
-	informer cache.SharedIndexInformer
+	informer *kube.Informer
 	started  atomic.Bool
 }
 
 // NewSecretMetadata returns the informer, not yet running.
-func NewSecretMetadata(md metadata.Interface, namespace string) (*SecretMetadata, error) {
-	inf := kube.NewInformer(md.Resource(secretsResource).Namespace(namespace), &metav1.PartialObjectMetadata{})
+// namespaces are those of Controller.Namespaces (none: all).
+func NewSecretMetadata(md metadata.Interface, namespaces []string) (*SecretMetadata, error) {
+	inf := kube.NewNamespacedInformer(namespaces, func(ns string) kube.ListWatcher[*metav1.PartialObjectMetadataList] {
+		return md.Resource(secretsResource).Namespace(ns)
+	}, &metav1.PartialObjectMetadata{})
 	if err := inf.SetTransform(stripSecret); err != nil {
 		return nil, fmt.Errorf("watching Secrets: %w", err)
 	}
@@ -57,7 +60,7 @@ func stripSecret(obj any) (any, error) {
 }
 
 // Informer is the shared informer, for handlers and its cache.
-func (s *SecretMetadata) Informer() cache.SharedIndexInformer { return s.informer }
+func (s *SecretMetadata) Informer() *kube.Informer { return s.informer }
 
 // Run runs the informer until ctx ends. Only the first call runs it; the
 // others return at once (every controller of the process calls Run: one
@@ -79,7 +82,7 @@ func (w secretWatch) wait() { <-w.done }
 // backoff instead.
 func (c *Controller) watchSecrets(ctx context.Context) (secretWatch, error) {
 	inf := c.Secrets.Informer()
-	if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+	if err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    c.secretChanged,
 		UpdateFunc: func(_, obj any) { c.secretChanged(obj) },
 		DeleteFunc: c.secretChanged,
@@ -95,7 +98,7 @@ func (c *Controller) watchSecrets(ctx context.Context) (secretWatch, error) {
 		wctx, cancel := context.WithTimeout(ctx, secretWatchTimeout)
 		defer cancel()
 		if !cache.WaitForCacheSync(wctx.Done(), inf.HasSynced) && ctx.Err() == nil {
-			c.logger().Warn("secret sync: watching Secrets' metadata has not started (RBAC: coffer sync needs list and watch on secrets); an entry waiting for its Secret is retried with backoff, at most every refreshInterval", "namespace", c.namespace())
+			c.logger().Warn("secret sync: watching Secrets' metadata has not started (RBAC: coffer sync needs list and watch on secrets); an entry waiting for its Secret is retried with backoff, at most every refreshInterval", "namespaces", c.namespaces())
 		}
 	}()
 	return w, nil

@@ -26,13 +26,13 @@ func TestSecretMetadataIsOneWatchForEveryController(t *testing.T) {
 		"kubectl.kubernetes.io/last-applied-configuration": `{"data":{"password":"CANARY-value"}}`,
 	}, Labels: map[string]string{"team": "a"}}}
 	meta := metadatafake.NewSimpleMetadataClient(scheme, secretMetadata(s))
-	secrets, err := NewSecretMetadata(meta, testNS)
+	secrets, err := NewSecretMetadata(meta, []string{testNS})
 	if err != nil {
 		t.Fatal(err)
 	}
 	var seen [2]atomic.Int64
 	for i := range seen {
-		if _, err := secrets.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{AddFunc: func(any) { seen[i].Add(1) }}); err != nil {
+		if err := secrets.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{AddFunc: func(any) { seen[i].Add(1) }}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -60,9 +60,9 @@ func TestSecretMetadataIsOneWatchForEveryController(t *testing.T) {
 	if verbs["list"] != 1 || verbs["watch"] != 1 {
 		t.Errorf("API calls %v, want one list and one watch", verbs)
 	}
-	objs := secrets.Informer().GetStore().List()
-	if len(objs) != 1 {
-		t.Fatalf("%d Secrets cached", len(objs))
+	objs, err := secrets.Informer().ByNamespace(testNS)
+	if err != nil || len(objs) != 1 {
+		t.Fatalf("%d Secrets cached (%v)", len(objs), err)
 	}
 	kept := objs[0].(*metav1.PartialObjectMetadata)
 	if len(kept.Annotations) != 1 || kept.Annotations[AnnotationContentHash] != "v1:abc" || len(kept.Labels) != 0 || kept.Name != "app" || kept.UID != "u1" {

@@ -9,12 +9,14 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/pflag"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/metadata"
 	"k8s.io/klog/v2"
@@ -37,6 +39,7 @@ type syncConfig struct {
 	kubeconfig       string
 	providerName     string
 	namespace        string
+	namespaces       []string
 	region           string
 	nodeName         string
 	fips             bool
@@ -64,7 +67,8 @@ func (c *syncConfig) register(fs *pflag.FlagSet) {
 	fs.StringVar(&c.kubeconfig, "kubeconfig", "", "kubeconfig for the Kubernetes API (default: in-cluster configuration)")
 	fs.StringVar(&c.metricsAddr, "metrics-addr", "", "address for Prometheus metrics at /metrics and /healthz, e.g. :8080 (empty: off)")
 	fs.StringVar(&c.providerName, "provider-name", "aws", "sync SecretProviderClasses whose spec.provider is this (coffer serve's --provider-name)")
-	fs.StringVar(&c.namespace, "namespace", "", "sync only this namespace (default: all; a namespaced install then needs only namespaced RBAC)")
+	fs.StringSliceVar(&c.namespaces, "namespaces", nil, "sync only these namespaces (comma-separated; default: all): every list and watch is then per namespace, so Roles in them are all the RBAC coffer sync needs on Secrets")
+	fs.StringVar(&c.namespace, "namespace", "", "one namespace to sync, as --namespaces (kept for old installs)")
 	fs.StringVar(&c.region, "region", os.Getenv("AWS_REGION"), "region for SecretProviderClasses that name none (default $AWS_REGION)")
 	fs.StringVar(&c.nodeName, "node-name", os.Getenv("NODE_NAME"), "the node coffer runs on, to read its topology.kubernetes.io/region label when no region is set (default $NODE_NAME)")
 	fs.BoolVar(&c.fips, "fips", false, "use FIPS endpoints for every AWS call")
@@ -103,6 +107,7 @@ func (c *syncConfig) validate() error {
 	if c.tokenTTL < 10*time.Minute {
 		errs = append(errs, errors.New("--token-ttl must be at least 10m (the shortest token the apiserver grants)"))
 	}
+	errs = append(errs, c.validateNamespaces()...)
 	errs = append(errs, c.identity.validate()...)
 	if c.restartDebounce < 0 {
 		errs = append(errs, errors.New("--restart-debounce must not be negative"))
@@ -111,6 +116,41 @@ func (c *syncConfig) validate() error {
 		errs = append(errs, errors.New("leader election needs 0 < --leader-election-retry-period < --leader-election-renew-deadline < --leader-election-lease-duration"))
 	}
 	return errors.Join(errs...)
+}
+
+// maxSyncNamespaces bounds --namespaces: each namespace is its own list
+// and watch of every resource coffer sync reads (up to seven), so a
+// hundred is already seven hundred watches; beyond that, cluster mode is
+// the better fit.
+const maxSyncNamespaces = 100
+
+// validateNamespaces checks --namespace and --namespaces: namespace names
+// (RFC 1123 labels), at most maxSyncNamespaces.
+func (c *syncConfig) validateNamespaces() []error {
+	var errs []error
+	all := c.scope()
+	if len(all) > maxSyncNamespaces {
+		errs = append(errs, fmt.Errorf("--namespaces names %d namespaces, more than the limit of %d (one list and watch each, per resource): sync every namespace instead (no --namespaces)", len(all), maxSyncNamespaces))
+		return errs
+	}
+	for _, ns := range all {
+		if msgs := validation.IsDNS1123Label(ns); len(msgs) > 0 {
+			errs = append(errs, fmt.Errorf("--namespaces: %q is not a namespace name (%s)", ns, strings.Join(msgs, "; ")))
+		}
+	}
+	return errs
+}
+
+// scope is the namespaces to sync, --namespace and --namespaces together,
+// each once (none: all).
+func (c *syncConfig) scope() []string {
+	var out []string
+	for _, ns := range append([]string{c.namespace}, c.namespaces...) {
+		if ns = strings.TrimSpace(ns); ns != "" && !slices.Contains(out, ns) {
+			out = append(out, ns)
+		}
+	}
+	return out
 }
 
 // runSync runs the Secret sync controller: SecretProviderClasses with
@@ -168,11 +208,11 @@ func runSync(ctx context.Context, c *syncConfig, stderr io.Writer) error {
 		Logger:        log,
 		Evaluator:     evaluator,
 	}
-	events, stopEvents := eventRecorder(kc, corev1.EventSource{Component: "coffer-sync"}, log)
+	events, stopEvents := eventRecorder(kc, corev1.EventSource{Component: "coffer-sync"}, false, log)
 	defer stopEvents()
 	region := &auth.NodeRegion{Configured: c.region, Client: kc, NodeName: c.nodeName}
 	// One watch of Secrets' metadata serves both controllers.
-	secrets, err := secretsync.NewSecretMetadata(meta, c.namespace)
+	secrets, err := secretsync.NewSecretMetadata(meta, c.scope())
 	if err != nil {
 		return err
 	}
@@ -186,17 +226,17 @@ func runSync(ctx context.Context, c *syncConfig, stderr io.Writer) error {
 		Tokens:       &secretsync.TokenSource{ServiceAccounts: kc, TTL: c.tokenTTL},
 		STSAudience:  c.identity.stsAudience,
 		ProviderName: c.providerName,
-		Namespace:    c.namespace,
+		Namespaces:   c.scope(),
 		Config:       secretsync.ConfigOptions{DefaultRegion: region.Region, MaxObjects: c.maxObjects},
 		Workers:      c.workers,
 		SyncTimeout:  c.syncTimeout,
 		Logger:       log,
 	}
-	log.Info("coffer sync starting", "version", version.Version, "provider", c.providerName, "namespace", c.namespace, "leaderElect", c.leaderElect, "restartWorkloads", c.restarts)
+	log.Info("coffer sync starting", "version", version.Version, "provider", c.providerName, "namespaces", c.scope(), "leaderElect", c.leaderElect, "restartWorkloads", c.restarts)
 	run := ctrl.Run
 	if c.restarts {
 		restarts := &restart.Controller{
-			Kube: kc, Dynamic: dyn, Metadata: meta, Secrets: secrets, Namespace: c.namespace,
+			Kube: kc, Dynamic: dyn, Metadata: meta, Secrets: secrets, Namespaces: c.scope(),
 			Debounce: c.restartDebounce, Events: events, OnRestart: m.WorkloadRestart, Logger: log,
 		}
 		run = runBoth(ctrl.Run, restarts.Run)
@@ -272,7 +312,9 @@ func enableMountSync(p *provider.Mounter, kubeconfig, nodeName string, log *slog
 	if err != nil {
 		return nil, err
 	}
-	events, stopEvents := eventRecorder(kc, corev1.EventSource{Component: "coffer", Host: nodeName}, log)
+	// The DaemonSet may create events, not patch them: a patch of an
+	// event is an update the admission policy cannot tie to a mount.
+	events, stopEvents := eventRecorder(kc, corev1.EventSource{Component: "coffer", Host: nodeName}, true, log)
 	trigger := &secretsync.MountTrigger{
 		SPCs:  dyn.Resource(secretsync.SPCResource),
 		Files: p.FetchFiles,
@@ -296,9 +338,10 @@ func enableMountSync(p *provider.Mounter, kubeconfig, nodeName string, log *slog
 }
 
 // eventRecorder records Events through the API; stop writes what is
-// queued, for a few seconds at most.
-func eventRecorder(kc *kube.Client, source corev1.EventSource, log *slog.Logger) (secretsync.EventRecorder, func()) {
-	rec := kube.NewRecorder(kc, kc.Scheme(), kube.RecorderOptions{Source: source, Logger: log})
+// queued, for a few seconds at most. createOnly: every event is created,
+// a repeat too (see kube.RecorderOptions).
+func eventRecorder(kc *kube.Client, source corev1.EventSource, createOnly bool, log *slog.Logger) (secretsync.EventRecorder, func()) {
+	rec := kube.NewRecorder(kc, kc.Scheme(), kube.RecorderOptions{Source: source, Logger: log, CreateOnly: createOnly})
 	return rec, func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 		defer cancel()

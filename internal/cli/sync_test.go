@@ -1,6 +1,8 @@
 package cli
 
 import (
+	"fmt"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -26,6 +28,11 @@ func TestSyncFlags(t *testing.T) {
 		"issuer listed":       {args: []string{"sync", "-h"}, code: 0, want: "--service-account-issuer"},
 		"negative debounce":   {args: []string{"sync", "--restart-debounce=-1s"}, code: 1, want: "--restart-debounce must not be negative"},
 		"restarts listed":     {args: []string{"sync", "-h"}, code: 0, want: "coffer-csi.github.io/restart-on-rotation"},
+		"namespaces listed":   {args: []string{"sync", "-h"}, code: 0, want: "--namespaces strings"},
+		"bad namespace":       {args: []string{"sync", "--namespaces=team-a,Team_B"}, code: 1, want: `--namespaces: "Team_B" is not a namespace name`},
+		"newline namespace":   {args: []string{"sync", "--namespace=a\nb"}, code: 1, want: `--namespaces: "a\nb" is not a namespace name`},
+		"too many namespaces": {args: []string{"sync", "--namespaces=" + manyNamespaces(maxSyncNamespaces+1)}, code: 1, want: "--namespaces names 101 namespaces, more than the limit of 100"},
+		"namespaces at limit": {args: []string{"sync", "--namespaces=" + manyNamespaces(maxSyncNamespaces)}, code: 1, want: "connecting to the Kubernetes API"},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -35,6 +42,34 @@ func TestSyncFlags(t *testing.T) {
 				t.Errorf("exit %d, want %d; output %q does not contain %q", code, tc.code, stdout+stderr, tc.want)
 			}
 		})
+	}
+}
+
+func manyNamespaces(n int) string {
+	names := make([]string, n)
+	for i := range names {
+		names[i] = fmt.Sprintf("team-%d", i)
+	}
+	return strings.Join(names, ",")
+}
+
+// TestSyncScope: --namespace (older installs) and --namespaces add up,
+// each namespace once.
+func TestSyncScope(t *testing.T) {
+	for _, tc := range []struct {
+		namespace  string
+		namespaces []string
+		want       []string
+	}{
+		{"", nil, nil},
+		{"a", nil, []string{"a"}},
+		{"", []string{"a", "b", "a"}, []string{"a", "b"}},
+		{"b", []string{"a", "b"}, []string{"b", "a"}},
+	} {
+		c := &syncConfig{namespace: tc.namespace, namespaces: tc.namespaces}
+		if got := c.scope(); !slices.Equal(got, tc.want) {
+			t.Errorf("scope(%q, %q) = %q, want %q", tc.namespace, tc.namespaces, got, tc.want)
+		}
 	}
 }
 

@@ -66,8 +66,9 @@ type Controller struct {
 	// controller of the same process (nil: one of the controller's own, on
 	// Metadata).
 	Secrets *secretsync.SecretMetadata
-	// Namespace limits the controller to one namespace ("": all).
-	Namespace string
+	// Namespaces limits the controller to these namespaces (none: all),
+	// each listed and watched on its own (see kube.Informer).
+	Namespaces []string
 	// Debounce is how long after the first change a restart waits, so
 	// that the changes of one rotation make one restart.
 	Debounce time.Duration
@@ -81,8 +82,8 @@ type Controller struct {
 	Now                 func() time.Time
 
 	queue                           workqueue.TypedRateLimitingInterface[string]
-	deployments, statefulSets, dSet cache.SharedIndexInformer
-	pods, spcps, secrets            cache.SharedIndexInformer
+	deployments, statefulSets, dSet *kube.Informer
+	pods, spcps, secrets            *kube.Informer
 
 	mu     sync.Mutex
 	states map[string]*workloadState
@@ -109,11 +110,13 @@ func (c *Controller) Run(ctx context.Context) error {
 		workqueue.TypedRateLimitingQueueConfig[string]{Name: "coffer-restart"})
 	defer c.queue.ShutDown()
 
-	ns := c.Namespace
-	c.deployments = kube.NewInformer(c.Kube.Deployments(ns), &appsv1.Deployment{})
-	c.statefulSets = kube.NewInformer(c.Kube.StatefulSets(ns), &appsv1.StatefulSet{})
-	c.dSet = kube.NewInformer(c.Kube.DaemonSets(ns), &appsv1.DaemonSet{})
-	c.pods = kube.NewInformer(c.Metadata.Resource(podsResource).Namespace(ns), &metav1.PartialObjectMetadata{})
+	ns := c.Namespaces
+	c.deployments = kube.NewNamespacedInformer(ns, func(n string) kube.ListWatcher[*appsv1.DeploymentList] { return c.Kube.Deployments(n) }, &appsv1.Deployment{})
+	c.statefulSets = kube.NewNamespacedInformer(ns, func(n string) kube.ListWatcher[*appsv1.StatefulSetList] { return c.Kube.StatefulSets(n) }, &appsv1.StatefulSet{})
+	c.dSet = kube.NewNamespacedInformer(ns, func(n string) kube.ListWatcher[*appsv1.DaemonSetList] { return c.Kube.DaemonSets(n) }, &appsv1.DaemonSet{})
+	c.pods = kube.NewNamespacedInformer(ns, func(n string) kube.ListWatcher[*metav1.PartialObjectMetadataList] {
+		return c.Metadata.Resource(podsResource).Namespace(n)
+	}, &metav1.PartialObjectMetadata{})
 	secrets := c.Secrets
 	if secrets == nil {
 		var err error
@@ -122,7 +125,9 @@ func (c *Controller) Run(ctx context.Context) error {
 		}
 	}
 	c.secrets = secrets.Informer()
-	c.spcps = kube.NewInformer(c.Dynamic.Resource(SPCPSResource).Namespace(ns), &unstructured.Unstructured{})
+	c.spcps = kube.NewNamespacedInformer(ns, func(n string) kube.ListWatcher[*unstructured.UnstructuredList] {
+		return c.Dynamic.Resource(SPCPSResource).Namespace(n)
+	}, &unstructured.Unstructured{})
 
 	for _, step := range []func() error{
 		func() error { return c.deployments.SetTransform(stripWorkload) },
@@ -142,7 +147,7 @@ func (c *Controller) Run(ctx context.Context) error {
 		}
 	}
 	var wg sync.WaitGroup
-	for _, inf := range []cache.SharedIndexInformer{c.deployments, c.statefulSets, c.dSet, c.pods, c.spcps} {
+	for _, inf := range []*kube.Informer{c.deployments, c.statefulSets, c.dSet, c.pods, c.spcps} {
 		wg.Go(func() { inf.RunWithContext(ctx) })
 	}
 	wg.Go(func() { secrets.Run(ctx) })
@@ -163,7 +168,7 @@ func (c *Controller) Run(ctx context.Context) error {
 		}
 		return errors.New("restarts: the informers never synced (RBAC: coffer sync --restart-workloads needs list and watch on deployments, statefulsets, daemonsets, pods, secrets and secretproviderclasspodstatuses)")
 	}
-	c.logger().Info("workload restarts started", "namespace", ns, "debounce", c.Debounce)
+	c.logger().Info("workload restarts started", "namespaces", namespaces(ns), "debounce", c.Debounce)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -178,7 +183,7 @@ func (c *Controller) Run(ctx context.Context) error {
 
 // watch sends the workload keys that keyOf finds for every change of inf's
 // objects to the queue.
-func (c *Controller) watch(inf cache.SharedIndexInformer, keyOf func(obj any) string) error {
+func (c *Controller) watch(inf *kube.Informer, keyOf func(obj any) string) error {
 	add := func(obj any) {
 		if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
 			obj = tomb.Obj
@@ -187,10 +192,9 @@ func (c *Controller) watch(inf cache.SharedIndexInformer, keyOf func(obj any) st
 			c.queue.Add(key)
 		}
 	}
-	_, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+	return inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc: add, UpdateFunc: func(_, obj any) { add(obj) }, DeleteFunc: add,
 	})
-	return err
 }
 
 func (c *Controller) workloadKey(kind string) func(obj any) string {
@@ -216,7 +220,7 @@ func (c *Controller) spcpsOwner(obj any) string {
 	if !ok {
 		return ""
 	}
-	pod, exists, err := c.pods.GetIndexer().GetByKey(m.Namespace + "/" + m.Pod)
+	pod, exists, err := c.pods.GetByKey(m.Namespace + "/" + m.Pod)
 	if err != nil || !exists {
 		return "" // the pod's own event brings its workload
 	}
@@ -236,7 +240,7 @@ func (c *Controller) watchSecrets() error {
 			return
 		}
 		for kind, inf := range c.workloadInformers() {
-			objs, _ := inf.GetIndexer().ByIndex(cache.NamespaceIndex, m.GetNamespace())
+			objs, _ := inf.ByNamespace(m.GetNamespace())
 			for _, o := range objs {
 				if w, ok := o.(metav1.Object); ok && w.GetAnnotations()[AnnotationRestartOn] != "" {
 					c.queue.Add(Key(kind, w.GetNamespace(), w.GetName()))
@@ -244,14 +248,13 @@ func (c *Controller) watchSecrets() error {
 			}
 		}
 	}
-	_, err := c.secrets.AddEventHandler(cache.ResourceEventHandlerFuncs{
+	return c.secrets.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc: changed, UpdateFunc: func(_, obj any) { changed(obj) }, DeleteFunc: changed,
 	})
-	return err
 }
 
-func (c *Controller) workloadInformers() map[string]cache.SharedIndexInformer {
-	return map[string]cache.SharedIndexInformer{KindDeployment: c.deployments, KindStatefulSet: c.statefulSets, KindDaemonSet: c.dSet}
+func (c *Controller) workloadInformers() map[string]*kube.Informer {
+	return map[string]*kube.Informer{KindDeployment: c.deployments, KindStatefulSet: c.statefulSets, KindDaemonSet: c.dSet}
 }
 
 func (c *Controller) next(ctx context.Context) bool {
@@ -287,7 +290,7 @@ func (c *Controller) reconcile(ctx context.Context, key string) (wake time.Time,
 	if !ok || inf == nil {
 		return time.Time{}, false
 	}
-	obj, exists, err := inf.GetIndexer().GetByKey(ns + "/" + name)
+	obj, exists, err := inf.GetByKey(ns + "/" + name)
 	if err != nil || !exists {
 		c.forget(key)
 		return time.Time{}, false
@@ -344,13 +347,13 @@ func (c *Controller) reconcile(ctx context.Context, key string) (wake time.Time,
 func (c *Controller) inputs(key, ns string, f Follow, generation string) Inputs {
 	var in Inputs
 	if len(f.Classes) > 0 {
-		objs, _ := c.spcps.GetIndexer().ByIndex(cache.NamespaceIndex, ns)
+		objs, _ := c.spcps.ByNamespace(ns)
 		for _, o := range objs {
 			m, ok := o.(*mountStatus)
 			if !ok || !m.Mounted || !f.Classes[m.Class] {
 				continue
 			}
-			p, exists, err := c.pods.GetIndexer().GetByKey(ns + "/" + m.Pod)
+			p, exists, err := c.pods.GetByKey(ns + "/" + m.Pod)
 			pod, ok := p.(metav1.Object)
 			if err != nil || !exists || !ok || c.podOwner(p) != key {
 				continue
@@ -364,7 +367,7 @@ func (c *Controller) inputs(key, ns string, f Follow, generation string) Inputs 
 		}
 	}
 	for name := range f.Secrets {
-		o, exists, err := c.secrets.GetIndexer().GetByKey(ns + "/" + name)
+		o, exists, err := c.secrets.GetByKey(ns + "/" + name)
 		if m, ok := o.(metav1.Object); err == nil && exists && ok {
 			if hash := m.GetAnnotations()[secretsync.AnnotationContentHash]; hash != "" {
 				in.Secrets = append(in.Secrets, SecretInput{Name: name, Hash: hash})
@@ -459,4 +462,12 @@ func controllerOf(m metav1.Object) *OwnerRef {
 		return &OwnerRef{Kind: ref.Kind, Name: ref.Name}
 	}
 	return nil
+}
+
+// namespaces names a scope in logs.
+func namespaces(ns []string) string {
+	if len(ns) == 0 {
+		return "(all)"
+	}
+	return strings.Join(ns, ",")
 }

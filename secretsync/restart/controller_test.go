@@ -59,6 +59,12 @@ type rig struct {
 
 func newRig(t *testing.T, workloads ...runtime.Object) *rig {
 	t.Helper()
+	return newRigIn(t, nil, workloads...)
+}
+
+// newRigIn is a rig whose controller is scoped to namespaces (none: all).
+func newRigIn(t *testing.T, namespaces []string, workloads ...runtime.Object) *rig {
+	t.Helper()
 	scheme := metadatafake.NewTestScheme()
 	if err := metav1.AddMetaToScheme(scheme); err != nil {
 		t.Fatal(err)
@@ -71,7 +77,7 @@ func newRig(t *testing.T, workloads ...runtime.Object) *rig {
 		log:    &syncBuffer{},
 	}
 	c := &Controller{
-		Kube: kubetest.Wrap(r.kube), Dynamic: r.dyn, Metadata: r.meta, Events: r.events,
+		Kube: kubetest.Wrap(r.kube), Dynamic: r.dyn, Metadata: r.meta, Events: r.events, Namespaces: namespaces,
 		OnRestart: func(kind, trigger, outcome string) {
 			r.mu.Lock()
 			defer r.mu.Unlock()
@@ -309,5 +315,32 @@ func TestControllerRestartsStatefulSetsAndDaemonSets(t *testing.T) {
 	got := strings.Join(r.metrics, ",")
 	if !strings.Contains(got, "StatefulSet/mount/restarted") || !strings.Contains(got, "DaemonSet/mount/restarted") || len(r.metrics) != 2 {
 		t.Errorf("metrics %v", r.metrics)
+	}
+}
+
+// TestControllerNamespaces: scoped to namespaces (coffer sync --namespaces
+// --restart-workloads), every informer (workloads, pods, Secrets, mount
+// statuses) lists and watches those namespaces only, never the cluster,
+// which the Roles of a namespaced install refuse.
+func TestControllerNamespaces(t *testing.T) {
+	other := deployment("web", "secret/app-db")
+	other.Namespace = "other"
+	r := newRigIn(t, []string{"ns", "ns2"}, deployment("web", "secret/app-db"), other)
+	seen := map[string]bool{}
+	for _, actions := range [][]k8stesting.Action{r.kube.Actions(), r.dyn.Actions(), r.meta.Actions()} {
+		for _, a := range actions {
+			if a.GetVerb() != "list" && a.GetVerb() != "watch" {
+				continue
+			}
+			seen[a.GetResource().Resource] = true
+			if ns := a.GetNamespace(); ns != "ns" && ns != "ns2" {
+				t.Errorf("%s of %s in namespace %q, want only ns and ns2", a.GetVerb(), a.GetResource().Resource, ns)
+			}
+		}
+	}
+	for _, res := range []string{"deployments", "statefulsets", "daemonsets", "pods", "secrets", "secretproviderclasspodstatuses"} {
+		if !seen[res] {
+			t.Errorf("%s never listed", res)
+		}
 	}
 }

@@ -128,11 +128,25 @@ func TestChartAdmissionPolicy(t *testing.T) {
 	// namespace) create, patch and delete any Secret; the policy narrows
 	// that to coffer's own.
 	const writeMsg = "coffer writes only the Secrets it manages"
+	const createMsg = "coffer creates a Secret only as its own"
 	const tokenTypeMsg = "coffer never writes Secrets of type kubernetes.io/service-account-token"
 	secret := func(name string, labels, annotations map[string]string) *corev1.Secret {
 		return &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: team, Labels: labels, Annotations: annotations}, Data: map[string][]byte{"k": []byte("v")}}
 	}
 	managed := map[string]string{"app.kubernetes.io/managed-by": "coffer"}
+	// What coffer's engine puts on a Secret it creates.
+	created := map[string]string{"coffer-csi.github.io/created-by": "db", "coffer-csi.github.io/content-hash": "v1:abc"}
+	ownedBy := func(s *corev1.Secret, apiVersion, kind, name string) *corev1.Secret {
+		yes := true
+		s.OwnerReferences = []metav1.OwnerReference{{APIVersion: apiVersion, Kind: kind, Name: name, UID: "3f1d6c1e-0000-4000-8000-000000000001", Controller: &yes}}
+		return s
+	}
+	create := func(k kubernetes.Interface, s *corev1.Secret) func() error {
+		return func() error {
+			_, err := k.CoreV1().Secrets(team).Create(ctx, s, metav1.CreateOptions{})
+			return err
+		}
+	}
 	admin := c.Kube.CoreV1().Secrets(team)
 	for _, s := range []*corev1.Secret{
 		secret("theirs", nil, nil),
@@ -143,7 +157,7 @@ func TestChartAdmissionPolicy(t *testing.T) {
 		}
 	}
 	deadline = time.Now().Add(30 * time.Second)
-	for _, err := provider.CoreV1().Secrets(team).Create(ctx, secret("probe", nil, nil), metav1.CreateOptions{}); !refused(err, writeMsg); _, err = provider.CoreV1().Secrets(team).Create(ctx, secret("probe", nil, nil), metav1.CreateOptions{}) {
+	for _, err := provider.CoreV1().Secrets(team).Create(ctx, secret("probe", nil, nil), metav1.CreateOptions{}); !refused(err, createMsg); _, err = provider.CoreV1().Secrets(team).Create(ctx, secret("probe", nil, nil), metav1.CreateOptions{}) {
 		if err == nil {
 			_ = admin.Delete(ctx, "probe", metav1.DeleteOptions{})
 		}
@@ -161,10 +175,18 @@ func TestChartAdmissionPolicy(t *testing.T) {
 		do    func() error
 		allow bool
 	}{
-		{"create a managed Secret", func() error {
-			_, err := provider.CoreV1().Secrets(team).Create(ctx, secret("ours", managed, nil), metav1.CreateOptions{})
-			return err
-		}, true},
+		{"create a managed Secret", create(provider, secret("ours", managed, created)), true},
+		{"create one owned by its SecretProviderClass", create(sync, ownedBy(secret("owned", managed, created), "secrets-store.csi.x-k8s.io/v1", "SecretProviderClass", "db")), true},
+		// Planting: a Secret with only the label, as coffer's check was.
+		{"create a Secret with only the managed-by label", create(provider, secret("planted-label-only", managed, nil)), false},
+		{"create one without the content hash", create(provider, secret("planted-no-hash", managed, map[string]string{"coffer-csi.github.io/created-by": "db"})), false},
+		{"create one owned by another object", create(provider, ownedBy(secret("planted-foreign-owner", managed, created), "apps/v1", "Deployment", "db")), false},
+		{"create one owned by another class", create(sync, ownedBy(secret("planted-other-class", managed, created), "secrets-store.csi.x-k8s.io/v1", "SecretProviderClass", "other")), false},
+		{"create one with a finalizer", create(provider, func() *corev1.Secret {
+			s := secret("planted-finalizer", managed, created)
+			s.Finalizers = []string{"example.com/hold"}
+			return s
+		}()), false},
 		{"patch it", func() error { return patch("ours", `{"data":{"k":"dzI="}}`) }, true},
 		{"strip its label", func() error { return patch("ours", `{"metadata":{"labels":{"app.kubernetes.io/managed-by":null}}}`) }, false},
 		{"patch a Secret it does not manage", func() error { return patch("theirs", `{"data":{"k":"eA=="}}`) }, false},
@@ -172,6 +194,32 @@ func TestChartAdmissionPolicy(t *testing.T) {
 			return patch("theirs", `{"metadata":{"labels":{"app.kubernetes.io/managed-by":"coffer"}}}`)
 		}, false},
 		{"merge into a Secret that opted in", func() error { return patch("opted-in", `{"data":{"c":"dg=="}}`) }, true},
+		{"merge as coffer does (its annotations, a declared label)", func() error {
+			return patch("opted-in", `{"data":{"c":"dw=="},"metadata":{"labels":{"team":"a"},"annotations":{"coffer-csi.github.io/merged-by":"db","coffer-csi.github.io/content-hash":"v1:abc"}}}`)
+		}, true},
+		// Claiming an opted-in Secret: after any of these, coffer could
+		// delete it, or it would outlive its owner's opt-in.
+		{"label an opted-in Secret as coffer's", func() error {
+			return patch("opted-in", `{"metadata":{"labels":{"app.kubernetes.io/managed-by":"coffer"},"annotations":{"coffer-csi.github.io/created-by":"db"}}}`)
+		}, false},
+		{"mark an opted-in Secret created by coffer", func() error {
+			return patch("opted-in", `{"metadata":{"annotations":{"coffer-csi.github.io/created-by":"db"}}}`)
+		}, false},
+		{"widen the opt-in", func() error {
+			return patch("opted-in", `{"metadata":{"annotations":{"coffer-csi.github.io/allow-merge-from":"app-secrets,db"}}}`)
+		}, false},
+		{"allow itself to overwrite a key", func() error {
+			return patch("opted-in", `{"metadata":{"annotations":{"coffer-csi.github.io/allow-merge-overwrite":"k"}}}`)
+		}, false},
+		{"own an opted-in Secret", func() error {
+			return patch("opted-in", `{"metadata":{"ownerReferences":[{"apiVersion":"secrets-store.csi.x-k8s.io/v1","kind":"SecretProviderClass","name":"db","uid":"3f1d6c1e-0000-4000-8000-000000000001"}]}}`)
+		}, false},
+		{"hold an opted-in Secret with a finalizer", func() error { return patch("opted-in", `{"metadata":{"finalizers":["example.com/hold"]}}`) }, false},
+		{"make an opted-in Secret immutable", func() error { return patch("opted-in", `{"immutable":true}`) }, false},
+		{"delete an opted-in Secret", func() error { return provider.CoreV1().Secrets(team).Delete(ctx, "opted-in", metav1.DeleteOptions{}) }, false},
+		{"hand its own Secret to another class", func() error {
+			return patch("ours", `{"metadata":{"annotations":{"coffer-csi.github.io/created-by":"other"}}}`)
+		}, false},
 		{"delete a Secret it does not manage", func() error { return provider.CoreV1().Secrets(team).Delete(ctx, "theirs", metav1.DeleteOptions{}) }, false},
 		{"delete its own", func() error { return provider.CoreV1().Secrets(team).Delete(ctx, "ours", metav1.DeleteOptions{}) }, true},
 		// A managed Secret the token controller would fill with a token of
@@ -188,21 +236,28 @@ func TestChartAdmissionPolicy(t *testing.T) {
 			_, err := provider.CoreV1().Secrets(team).Create(ctx, s, metav1.CreateOptions{})
 			return err
 		}, false},
-		{"coffer sync too is held by it", func() error {
-			_, err := sync.CoreV1().Secrets(team).Create(ctx, secret("by-sync", nil, nil), metav1.CreateOptions{})
-			return err
-		}, false},
+		{"coffer sync too is held by it", create(sync, secret("by-sync", nil, nil)), false},
+		{"coffer sync deleting a Secret it does not manage", func() error { return sync.CoreV1().Secrets(team).Delete(ctx, "theirs", metav1.DeleteOptions{}) }, false},
 	} {
 		err := tc.do()
 		switch {
 		case tc.allow && err != nil:
 			t.Errorf("%s: %v", tc.name, err)
-		case !tc.allow && !refused(err, writeMsg) && !refused(err, tokenTypeMsg):
+		case !tc.allow && !refused(err, writeMsg) && !refused(err, createMsg) && !refused(err, tokenTypeMsg):
 			t.Errorf("%s: %v, want refused by the policy", tc.name, err)
 		}
 	}
 	if s, err := admin.Get(ctx, "theirs", metav1.GetOptions{}); err != nil || string(s.Data["k"]) != "v" {
 		t.Errorf("the Secret coffer does not manage changed: %v, %v", s, err)
+	}
+	if s, err := admin.Get(ctx, "opted-in", metav1.GetOptions{}); err != nil || s.Labels["app.kubernetes.io/managed-by"] != "" || len(s.OwnerReferences) != 0 ||
+		s.Annotations["coffer-csi.github.io/allow-merge-from"] != "app-secrets" || s.Annotations["coffer-csi.github.io/created-by"] != "" {
+		t.Errorf("coffer claimed the opted-in Secret: %+v, %v", s, err)
+	}
+	for _, name := range []string{"planted-label-only", "planted-no-hash", "planted-foreign-owner", "planted-other-class", "planted-finalizer"} {
+		if _, err := admin.Get(ctx, name, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+			t.Errorf("planted Secret %s exists: %v", name, err)
+		}
 	}
 
 	podEvents(ctx, t, c.Kube, provider, team, refused)
@@ -231,6 +286,12 @@ func podEvents(ctx context.Context, t *testing.T, admin, provider kubernetes.Int
 		return err
 	}
 	warning := func(ev *corev1.Event) { ev.Type = corev1.EventTypeWarning }
+	syncEvent := func(reason, typ string) func(*corev1.Event) {
+		return func(ev *corev1.Event) {
+			ev.Reason, ev.Type = reason, typ
+			ev.InvolvedObject = corev1.ObjectReference{APIVersion: "secrets-store.csi.x-k8s.io/v1", Kind: "SecretProviderClass", Namespace: ns, Name: "db"}
+		}
+	}
 	deadline := time.Now().Add(30 * time.Second)
 	for err := event(warning); !refused(err, msg); err = event(warning) {
 		if time.Now().After(deadline) {
@@ -247,9 +308,19 @@ func podEvents(ctx context.Context, t *testing.T, admin, provider kubernetes.Int
 		{"SecretsRotated on a Secret", func(ev *corev1.Event) { ev.InvolvedObject.Kind = "Secret" }, false},
 		{"SecretsRotated about a Pod of another namespace", func(ev *corev1.Event) { ev.InvolvedObject.Namespace = "kube-system" }, false},
 		{"a Warning", warning, false},
-		{"Secret sync's own events (sync at mount)", func(ev *corev1.Event) {
-			ev.Reason, ev.InvolvedObject = "SecretCreated", corev1.ObjectReference{APIVersion: "secrets-store.csi.x-k8s.io/v1", Kind: "SecretProviderClass", Namespace: ns, Name: "db"}
-		}, true},
+		{"Secret sync's own events (sync at mount)", syncEvent("SecretCreated", corev1.EventTypeNormal), true},
+		{"a Secret sync warning", syncEvent("FetchFailed", corev1.EventTypeWarning), true},
+		// Before, sync at mount let the DaemonSet write any event at all.
+		{"another reason about a SecretProviderClass", syncEvent("BackOff", corev1.EventTypeWarning), false},
+		{"a Secret sync reason about a Pod", func(ev *corev1.Event) { ev.Reason = "SecretCreated" }, false},
+		{"a Secret sync reason about a Secret", func(ev *corev1.Event) {
+			syncEvent("SecretCreated", corev1.EventTypeNormal)(ev)
+			ev.InvolvedObject.Kind, ev.InvolvedObject.APIVersion = "Secret", "v1"
+		}, false},
+		{"a Secret sync event about a class of another namespace", func(ev *corev1.Event) {
+			syncEvent("SecretCreated", corev1.EventTypeNormal)(ev)
+			ev.InvolvedObject.Namespace = "kube-system"
+		}, false},
 	} {
 		err := event(tc.mutate)
 		switch {
@@ -262,6 +333,11 @@ func podEvents(ctx context.Context, t *testing.T, admin, provider kubernetes.Int
 	if _, err := admin.CoreV1().Events(ns).Create(ctx, &corev1.Event{ObjectMeta: metav1.ObjectMeta{Name: "admin.1", Namespace: ns},
 		InvolvedObject: corev1.ObjectReference{Kind: "Secret", Namespace: ns, Name: "x"}, Reason: "Other", Type: corev1.EventTypeWarning}, metav1.CreateOptions{}); err != nil {
 		t.Errorf("the admin's event: %v", err)
+	}
+	// A patch (a repeat's count, or a rewrite of any event): refused by
+	// RBAC (create only) and by the policy.
+	if _, err := provider.CoreV1().Events(ns).Patch(ctx, "admin.1", types.MergePatchType, []byte(`{"message":"rewritten","count":2}`), metav1.PatchOptions{}); !apierrors.IsForbidden(err) {
+		t.Errorf("the DaemonSet patching an event: %v, want forbidden", err)
 	}
 }
 
@@ -367,5 +443,111 @@ func workloadRestarts(ctx context.Context, t *testing.T, admin, sync kubernetes.
 	// The admin is not held by the policy.
 	if _, err := apps.Deployments(ns).Patch(ctx, "web", types.MergePatchType, []byte(`{"spec":{"replicas":3}}`), metav1.PatchOptions{}); err != nil {
 		t.Errorf("the admin scaling the Deployment: %v", err)
+	}
+}
+
+// TestChartAdmissionPolicyNamespaced: in namespaced mode
+// (sync.atMountNamespaces, sync.controller.namespaces) the policies hold
+// coffer's Secret writes and the DaemonSet's Secret sync events to those
+// namespaces, even where RBAC grants more (here a stray ClusterRole that
+// lets both ServiceAccounts create Secrets everywhere).
+func TestChartAdmissionPolicyNamespaced(t *testing.T) {
+	c := cluster(t)
+	ctx := context.Background()
+	const ns, in, out = "vap-scoped", "vap-in", "vap-out"
+	for _, n := range []string{ns, in, out} {
+		if err := c.EnsureNamespace(ctx, n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	objs := render(t, "scoped", ns, `sync: {atMount: true, atMountNamespaces: [vap-in], controller: {enabled: true, namespaces: [vap-in]}}`)
+	for _, kind := range []string{"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"} {
+		for _, o := range kinds(objs, kind) {
+			if _, err := c.Apply(ctx, o, false); err != nil {
+				t.Fatalf("%s: %v", ref(o), err)
+			}
+		}
+	}
+	users := []string{"system:serviceaccount:" + ns + ":scoped-coffer", "system:serviceaccount:" + ns + ":scoped-coffer-sync"}
+	stray := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": map[string]any{"name": "vap-stray-secrets"},
+		"rules": []any{map[string]any{"apiGroups": []any{""}, "resources": []any{"secrets"}, "verbs": []any{"create"}}},
+	}}
+	binding := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding", "metadata": map[string]any{"name": "vap-stray-secrets"},
+		"roleRef":  map[string]any{"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "vap-stray-secrets"},
+		"subjects": []any{map[string]any{"kind": "User", "name": users[0]}, map[string]any{"kind": "User", "name": users[1]}},
+	}}
+	for _, o := range []*unstructured.Unstructured{stray, binding} {
+		if _, err := c.Apply(ctx, o, false); err != nil {
+			t.Fatalf("%s: %v", ref(o), err)
+		}
+	}
+	as := func(user string) kubernetes.Interface {
+		cfg := rest.CopyConfig(apiServer.RESTConfig())
+		cfg.Impersonate = rest.ImpersonationConfig{UserName: user, Groups: []string{"system:serviceaccounts", "system:serviceaccounts:" + ns, "system:authenticated"}}
+		k, err := kubernetes.NewForConfig(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return k
+	}
+	provider, sync := as(users[0]), as(users[1])
+	const scopeMsg = "coffer writes Secrets only in the namespaces it syncs (vap-in)"
+	n := 0
+	create := func(k kubernetes.Interface, namespace string) error {
+		n++
+		s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("s%d", n), Namespace: namespace,
+			Labels:      map[string]string{"app.kubernetes.io/managed-by": "coffer"},
+			Annotations: map[string]string{"coffer-csi.github.io/created-by": "db", "coffer-csi.github.io/content-hash": "v1:abc"}}}
+		_, err := k.CoreV1().Secrets(namespace).Create(ctx, s, metav1.CreateOptions{})
+		return err
+	}
+	refused := func(err error, want string) bool {
+		return apierrors.IsForbidden(err) && strings.Contains(err.Error(), want)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for err := create(provider, out); !refused(err, scopeMsg); err = create(provider, out) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the DaemonSet creating a Secret out of its namespaces: %v, want refused by the policy", err)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	for _, tc := range []struct {
+		name  string
+		err   error
+		allow bool
+	}{
+		{"the DaemonSet in its namespace", create(provider, in), true},
+		{"coffer sync in its namespace", create(sync, in), true},
+		{"coffer sync out of its namespaces", create(sync, out), false},
+	} {
+		switch {
+		case tc.allow && tc.err != nil:
+			t.Errorf("%s: %v", tc.name, tc.err)
+		case !tc.allow && !refused(tc.err, scopeMsg):
+			t.Errorf("%s: %v, want refused by the policy", tc.name, tc.err)
+		}
+	}
+	// The DaemonSet's ClusterRole creates events everywhere (rotation
+	// events); Secret sync's events only where it syncs.
+	event := func(namespace string) error {
+		n++
+		_, err := provider.CoreV1().Events(namespace).Create(ctx, &corev1.Event{
+			ObjectMeta:     metav1.ObjectMeta{Name: fmt.Sprintf("db.%d", n), Namespace: namespace},
+			InvolvedObject: corev1.ObjectReference{APIVersion: "secrets-store.csi.x-k8s.io/v1", Kind: "SecretProviderClass", Namespace: namespace, Name: "db"},
+			Reason:         "SecretCreated", Type: corev1.EventTypeNormal, Message: `Secret "app" created`,
+		}, metav1.CreateOptions{})
+		return err
+	}
+	deadline = time.Now().Add(30 * time.Second)
+	for err := event(out); !refused(err, "coffer's DaemonSet records only"); err = event(out) {
+		if time.Now().After(deadline) {
+			t.Fatalf("a Secret sync event out of its namespaces: %v, want refused by the policy", err)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	if err := event(in); err != nil {
+		t.Errorf("a Secret sync event in its namespace: %v", err)
 	}
 }

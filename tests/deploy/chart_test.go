@@ -179,7 +179,7 @@ sync: {atMount: true, controller: {enabled: true, extraArgs: ["--token-ttl=20m"]
 		if got := ruleSummary(role); !slices.Equal(got, []string{
 			"/serviceaccounts:get", "/nodes:get", "/events:create", "secrets-store.csi.x-k8s.io/secretproviderclasses:get",
 			"secrets-store.csi.x-k8s.io/secretproviderclasses/finalizers:update",
-			"/secrets:get,create,patch,delete", "/events:create,patch"}) {
+			"/secrets:get,create,patch,delete", "/events:create"}) {
 			t.Errorf("coffer's ClusterRole with sync at mount: %v", got)
 		}
 		wantKinds(t, kinds(objs, "Deployment"), "Deployment")
@@ -255,7 +255,7 @@ sync: {atMount: true, atMountNamespaces: [team-a, team-b]}
 		for _, r := range kinds(objs, "Role") {
 			if got := ruleSummary(r); r.GetName() != "coffer-sync-at-mount" || !slices.Equal(got, []string{
 				"secrets-store.csi.x-k8s.io/secretproviderclasses:get", "secrets-store.csi.x-k8s.io/secretproviderclasses/finalizers:update",
-				"/secrets:get,create,patch,delete", "/events:create,patch"}) {
+				"/secrets:get,create,patch,delete", "/events:create"}) {
 				t.Errorf("Role %s/%s: %v", r.GetNamespace(), r.GetName(), got)
 			}
 			nss = append(nss, r.GetNamespace())
@@ -270,7 +270,7 @@ sync: {atMount: true, atMountNamespaces: [team-a, team-b]}
 		}
 	}},
 	{name: "no admission policies (Kubernetes before 1.30)", values: `
-sync: {atMount: true, controller: {enabled: true}}
+sync: {atMount: true, controller: {enabled: true, namespaces: [team-a]}}
 admissionPolicy: {enabled: false}
 `, check: func(t *testing.T, objs []*unstructured.Unstructured) {
 		if n := len(kinds(objs, "ValidatingAdmissionPolicy")) + len(kinds(objs, "ValidatingAdmissionPolicyBinding")); n != 0 {
@@ -290,9 +290,38 @@ sync: {controller: {enabled: true, namespace: team-a, replicas: 1, serviceAccoun
 				t.Errorf("namespaced sync with a region still creates ClusterRole %s", r.GetName())
 			}
 		}
-		if args := stringList(container(t, find(t, objs, "Deployment", "coffer-sync"), "sync")["args"]); !slices.Contains(args, "--namespace=team-a") || !slices.Contains(args, "--region=eu-central-1") {
+		if args := stringList(container(t, find(t, objs, "Deployment", "coffer-sync"), "sync")["args"]); !slices.Contains(args, "--namespaces=team-a") || !slices.Contains(args, "--region=eu-central-1") {
 			t.Errorf("coffer sync args %v", args)
 		}
+	}},
+	{name: "Secret sync in namespaced mode", values: `
+sync: {controller: {enabled: true, namespace: team-a, namespaces: [team-a, team-b], restarts: {enabled: true}}}
+`, check: func(t *testing.T, objs []*unstructured.Unstructured) {
+		var in []string
+		for _, r := range kinds(objs, "Role") {
+			if r.GetName() == "coffer-sync" {
+				in = append(in, r.GetNamespace())
+			}
+		}
+		if !slices.Equal(in, []string{"team-a", "team-b"}) {
+			t.Errorf("sync Roles in %q, want team-a and team-b", in)
+		}
+		// No ClusterRole grants anything on Secrets, tokens, classes or
+		// workloads: the nodes' region label only.
+		for _, r := range kinds(objs, "ClusterRole") {
+			if r.GetName() == "coffer-sync" || slices.ContainsFunc(ruleSummary(r), func(s string) bool { return strings.Contains(s, "secrets") || strings.Contains(s, "token") }) {
+				t.Errorf("namespaced mode renders ClusterRole %s: %v", r.GetName(), ruleSummary(r))
+			}
+		}
+		if args := stringList(container(t, find(t, objs, "Deployment", "coffer-sync"), "sync")["args"]); !slices.Contains(args, "--namespaces=team-a,team-b") {
+			t.Errorf("coffer sync args %v", args)
+		}
+	}},
+	{name: "cluster mode without the admission policy, risk accepted", values: `
+sync: {controller: {enabled: true, acceptRiskTokensForAnyServiceAccount: true}}
+admissionPolicy: {enabled: false}
+`, check: func(t *testing.T, objs []*unstructured.Unstructured) {
+		find(t, objs, "ClusterRole", "coffer-sync")
 	}},
 	{name: "with the driver chart", values: `
 secrets-store-csi-driver:
@@ -572,7 +601,14 @@ secrets-store-csi-driver: {install: true, tokenRequests: [{audience: example.com
 		"scrape interval":                {`metrics: {serviceMonitor: {interval: 1.5m}}`, "interval"},
 		"sync namespace":                 {`sync: {controller: {enabled: true, namespace: Team_A}}`, "namespace"},
 		"sync typo":                      {`sync: {atmount: true}`, "atmount"},
-		"sync without a ServiceAccount":  {`sync: {controller: {enabled: true, serviceAccount: {create: false}}}`, "sync.controller.serviceAccount.name"},
+		"sync namespaces":                {`sync: {controller: {enabled: true, namespaces: [team-a, "team a"]}}`, "namespaces"},
+		"sync namespaces twice":          {`sync: {controller: {enabled: true, namespaces: [team-a, team-a]}}`, "namespaces"},
+		// Cluster-wide create on serviceaccounts/token with nothing to hold
+		// the audiences: coffer sync could act as any ServiceAccount.
+		"cluster-wide tokens without the policy": {`
+sync: {controller: {enabled: true}}
+admissionPolicy: {enabled: false}`, "sync.controller.acceptRiskTokensForAnyServiceAccount=true"},
+		"sync without a ServiceAccount": {`sync: {controller: {enabled: true, serviceAccount: {create: false}}}`, "sync.controller.serviceAccount.name"},
 		"driver reading another directory": {`
 provider: {dir: /opt/providers}
 secrets-store-csi-driver: {install: true}`, "provider.dir"},
@@ -649,7 +685,8 @@ func TestChartRBAC(t *testing.T) {
 			{"coffer", core("create", "events", "team-a"), true},
 			{"coffer", core("update", "events", "team-a"), false},
 			{"coffer", core("delete", "events", "team-a"), false},
-			{"coffer", core("patch", "events", "team-a"), atMount},
+			// The at-mount recorder is create-only too.
+			{"coffer", core("patch", "events", "team-a"), false},
 			// Restarts are coffer sync's, never a node's.
 			{"coffer", authorizationv1.ResourceAttributes{Verb: "patch", Group: "apps", Resource: "deployments", Namespace: "team-a"}, false},
 		}
@@ -719,6 +756,9 @@ func TestChartRBAC(t *testing.T) {
 		{"rbac-sync", `sync: {atMount: true, controller: {enabled: true}}`, append(append(provider(true, true, true), syncController("", true)...), restarts("", false)...)},
 		{"rbac-sync-ns", `{region: us-east-1, sync: {controller: {enabled: true, namespace: team-a}}}`, append(provider(false, false, false), syncController("team-a", false)...)},
 		{"rbac-restarts", `{sync: {controller: {enabled: true, restarts: {enabled: true}}}}`, append(append(provider(true, false, false), syncController("", true)...), restarts("", true)...)},
+		// Namespaced mode in two namespaces: Roles there, nothing
+		// cluster-wide (team-b is outside; see syncController).
+		{"rbac-sync-namespaces", `{region: us-east-1, sync: {controller: {enabled: true, namespaces: [team-a, team-c], restarts: {enabled: true}}}}`, append(append(append(provider(false, false, false), syncController("team-a", false)...), syncController("team-c", false)...), restarts("team-c", true)...)},
 		{"rbac-restarts-ns", `{region: us-east-1, sync: {controller: {enabled: true, namespace: team-a, restarts: {enabled: true}}}}`, append(append(provider(false, false, false), syncController("team-a", false)...), restarts("team-a", true)...)},
 		{"rbac-no-rotation-events", `{rotationEvents: {enabled: false}}`, []access{
 			{"coffer", core("create", "events", "team-a"), false},
@@ -736,8 +776,10 @@ func TestChartRBAC(t *testing.T) {
 			if err := c.EnsureNamespace(ctx, ns); err != nil {
 				t.Fatal(err)
 			}
-			if err := c.EnsureNamespace(ctx, "team-a"); err != nil {
-				t.Fatal(err)
+			for _, team := range []string{"team-a", "team-c"} {
+				if err := c.EnsureNamespace(ctx, team); err != nil {
+					t.Fatal(err)
+				}
 			}
 			// Release names of their own: ServiceAccounts are the release's
 			// full names, coffer and coffer-sync with release "coffer".

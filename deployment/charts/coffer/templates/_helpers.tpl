@@ -100,6 +100,10 @@ coffer.checks fails the install on combinations the schema cannot express.
 {{- if and .Values.metrics.serviceMonitor.enabled (not .Values.metrics.enabled) }}
 {{- fail "metrics.serviceMonitor.enabled needs metrics.enabled" }}
 {{- end }}
+{{- $ctl := .Values.sync.controller }}
+{{- if and $ctl.enabled .Values.rbac.create (not (include "coffer.syncNamespaces" . | fromJsonArray)) (not .Values.admissionPolicy.enabled) (not $ctl.acceptRiskTokensForAnyServiceAccount) }}
+{{- fail "sync.controller in cluster mode (no sync.controller.namespaces) gets create on serviceaccounts/token in every namespace, and without admissionPolicy.enabled nothing holds those tokens to the AWS audiences: coffer sync could act as any ServiceAccount of the cluster. Enable admissionPolicy (Kubernetes 1.30+), or list the namespaces to sync in sync.controller.namespaces (Roles there only), or, if another admission control holds coffer sync's TokenRequests, set sync.controller.acceptRiskTokensForAnyServiceAccount=true" }}
+{{- end }}
 {{- end }}
 
 {{/*
@@ -134,7 +138,65 @@ them.
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["get", "create", "patch", "delete"]
+# create only: the DaemonSet never patches an event (coffer serve's
+# recorders are create-only), and admission.yaml holds what it creates.
+- apiGroups: [""]
+  resources: ["events"]
+  verbs: ["create"]
+{{- end }}
+
+{{/*
+coffer.syncNamespaces is the JSON list of the namespaces coffer sync is
+scoped to (sync.controller.namespace and namespaces, each once); [] is
+cluster mode. Use it with fromJsonArray.
+*/}}
+{{- define "coffer.syncNamespaces" -}}
+{{- $ctl := .Values.sync.controller }}
+{{- $all := list }}
+{{- with $ctl.namespace }}{{ $all = append $all . }}{{ end }}
+{{- range $ctl.namespaces }}{{ $all = append $all . }}{{ end }}
+{{- $all | uniq | toJson }}
+{{- end }}
+
+{{/*
+What coffer sync needs, in every namespace it syncs (a ClusterRole in
+cluster mode, a Role in each namespace of sync.controller.namespaces).
+*/}}
+{{- define "coffer.syncRules" -}}
+- apiGroups: ["secrets-store.csi.x-k8s.io"]
+  resources: ["secretproviderclasses"]
+  verbs: ["get", "list", "watch", "patch"]
+# blockOwnerDeletion on the owner references of Owner Secrets (the
+# OwnerReferencesPermissionEnforcement admission plugin checks it).
+- apiGroups: ["secrets-store.csi.x-k8s.io"]
+  resources: ["secretproviderclasses/finalizers"]
+  verbs: ["update"]
+# list and watch: Secrets' metadata only, to retry at once an entry that
+# waits for its Secret to change (an opt-in annotation, a deletion).
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create", "patch"]
+- apiGroups: [""]
+  resources: ["serviceaccounts"]
+  verbs: ["get"]
+- apiGroups: [""]
+  resources: ["serviceaccounts/token"]
+  verbs: ["create"]
+{{- if .Values.sync.controller.restarts.enabled }}
+# --restart-workloads: the opted-in workloads (patch: their pod template's
+# restart annotations, and nothing else by admission.yaml), their pods'
+# metadata and the driver's mount statuses (object versions).
+- apiGroups: ["apps"]
+  resources: ["deployments", "statefulsets", "daemonsets"]
+  verbs: ["list", "watch", "patch"]
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["list", "watch"]
+- apiGroups: ["secrets-store.csi.x-k8s.io"]
+  resources: ["secretproviderclasspodstatuses"]
+  verbs: ["list", "watch"]
+{{- end }}
 {{- end }}
