@@ -33,7 +33,7 @@ unit:
 FUZZTIME ?= 30s
 FUZZ_TARGETS := \
 	FuzzCheckFilePath:./provider/spc FuzzParse:./provider/spc FuzzParseARN:./provider/spc \
-	FuzzParseAttributes:./provider/spc FuzzRender:./provider/render FuzzToken:./auth \
+	FuzzParseAttributes:./provider/spc FuzzRender:./provider/render FuzzToken:./auth FuzzSessionName:./auth \
 	FuzzParseDeclaration:./secretsync FuzzTemplate:./secretsync FuzzTemplateFile:./provider/render \
 	FuzzAttackClass:./provider/render FuzzAttackDeclaration:./secretsync
 # Go's fuzzer sometimes ends a short run with a bare "context deadline

@@ -3,8 +3,8 @@ package auth
 import (
 	"context"
 	"encoding/json"
-	"sync"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
