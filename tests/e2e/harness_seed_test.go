@@ -62,6 +62,10 @@ var seedRoles = []role{
 	{name: "secretsync-reader", subjects: []string{sa("e2e-secretsync", "reader")}, resources: []string{secretARN("dev/*"), secretARN("ss/*")}},
 	{name: "mountsync-app", subjects: []string{sa("e2e-mountsync", "app")}, resources: []string{secretARN("ms/*")}},
 	{name: "synclife-reader", subjects: []string{sa("e2e-synclife", "reader")}, resources: []string{secretARN("sl/*")}},
+	// Hostile classes (scenario 14): the attacker reads its inputs, the
+	// benign namespace its own.
+	{name: "hostile-attacker", subjects: []string{sa("e2e-hostile", "attacker")}, resources: []string{secretARN("hx/*")}},
+	{name: "hostile-benign", subjects: []string{sa("e2e-benign", "reader")}, resources: []string{secretARN("hx/benign*")}},
 	// coffer's extensions: selecting by path and filters needs more actions,
 	// and BatchGetSecretValue and ListSecrets have no resource-level grants.
 	{name: "ext-app", subjects: []string{sa("e2e-extensions", "app")}, resources: []string{"*"},

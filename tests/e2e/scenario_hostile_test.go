@@ -60,6 +60,12 @@ func TestHostileClassesDoNotStopSync(t *testing.T) {
 	for i := range unwritten {
 		unwritten[i] = fmt.Sprintf("{path: '[@,@,@,@,@,@,@,@]', objectAlias: u%d, writeFile: false}", i)
 	}
+	// The same within every cap: 64 entries an object, four objects.
+	var within strings.Builder
+	for o := range 4 {
+		fmt.Fprintf(&within, "- {objectName: hx/big, objectType: secretsmanager, objectAlias: w%d, jmesPath: [%s]}\n", o,
+			strings.ReplaceAll(strings.Join(unwritten[64*o:64*(o+1)], ", "), "objectAlias: u", fmt.Sprintf("objectAlias: w%d-", o)))
+	}
 	objects := func(extra string) string {
 		return "- {objectName: hx/list, objectType: secretsmanager, objectAlias: list}\n" +
 			"- {objectName: hx/big, objectType: secretsmanager, objectAlias: big}\n" + extra
@@ -81,6 +87,13 @@ func TestHostileClassesDoNotStopSync(t *testing.T) {
 		"composite": {"objects": objects(""),
 			"syncSecrets": "- secretName: composite\n  serviceAccountName: attacker\n  data: [{key: big, objectName: big}]\n  template: {data: {x: '" +
 				strings.Repeat(`{{ print . . . . . . . . . . . . . . . . }}{{ html . . . . . . . . }}{{ printf "%v%v%v%v" . . . . }}`, 64) + "'}}"},
+		// The width at its cap, per element of the list: within every
+		// limit, refused by the accounting (or the evaluator's memory).
+		"wide-within": {"objects": objects(""),
+			"syncSecrets": "- secretName: wide-within\n  serviceAccountName: attacker\n  data: [{key: list, objectName: list}]\n  template: {data: {x: '" +
+				strings.Repeat(`{{ printf "%256v" (fromJson .list) }}`, 64) + "'}}"},
+		"unwritten-within": {"objects": objects(within.String()),
+			"syncSecrets": "- {secretName: unwritten-within, serviceAccountName: attacker, data: [{key: w0-0, objectName: w0-0}]}"},
 		// 256 entries never written, each multiplying a 64 KiB document.
 		"unwritten": {"objects": objects("- {objectName: hx/big, objectType: secretsmanager, objectAlias: u, jmesPath: [" + strings.Join(unwritten, ", ") + "]}"),
 			"syncSecrets": "- {secretName: unwritten, serviceAccountName: attacker, data: [{key: u0, objectName: u0}]}"},
