@@ -49,7 +49,7 @@ func newEnv(t testing.TB, latency time.Duration) *env {
 	}
 	fake.SetLatency(latency)
 	e := &env{fake: fake, url: ts.URL, issuer: issuer, roles: map[string]bool{}}
-	e.kube = newKubeAPI(t, roleFor, issuer.JWKS())
+	e.kube = newKubeAPI(t, roleFor, "https://oidc.bench", issuer.JWKS())
 	return e
 }
 

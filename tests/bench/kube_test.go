@@ -13,15 +13,15 @@ import (
 )
 
 // kubeAPI is the sliver of the Kubernetes API coffer reads: ServiceAccounts
-// (role annotations), its Node (region label) and the token issuer's keys
-// (/openid/v1/jwks). Every ServiceAccount
+// (role annotations), its Node (region label) and the token issuer
+// (/.well-known/openid-configuration) and its keys (/openid/v1/jwks). Every ServiceAccount
 // "ns/sa" exists and is annotated with the role roleFor(ns, sa).
 type kubeAPI struct {
 	server *httptest.Server
 	reads  atomic.Int64
 }
 
-func newKubeAPI(t testing.TB, roleFor func(ns, sa string) string, jwks []byte) *kubeAPI {
+func newKubeAPI(t testing.TB, roleFor func(ns, sa string) string, issuer string, jwks []byte) *kubeAPI {
 	k := &kubeAPI{}
 	k.server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		k.reads.Add(1)
@@ -30,6 +30,8 @@ func newKubeAPI(t testing.TB, roleFor func(ns, sa string) string, jwks []byte) *
 		switch {
 		case r.URL.Path == "/openid/v1/jwks":
 			w.Write(jwks)
+		case r.URL.Path == "/.well-known/openid-configuration":
+			json.NewEncoder(w).Encode(map[string]any{"issuer": issuer, "jwks_uri": "https://" + r.Host + "/openid/v1/jwks"})
 		case len(parts) == 6 && parts[2] == "namespaces" && parts[4] == "serviceaccounts":
 			json.NewEncoder(w).Encode(map[string]any{
 				"apiVersion": "v1", "kind": "ServiceAccount",
