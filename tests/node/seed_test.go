@@ -24,7 +24,7 @@ func sa(ns, name string) string { return "system:serviceaccount:" + ns + ":" + n
 var trusted = []string{
 	sa("t-read", "app"), sa("t-identity", "app"), sa("t-fail", "app"),
 	sa("t-rotate", "app"), sa("t-sync", "app"), sa("t-upgrade", "app"),
-	sa("t-restart", "app"),
+	sa("t-restart", "app"), sa("t-switch", "app"),
 }
 
 func fakeSeed() string {
@@ -48,6 +48,7 @@ secrets:
   - {region: us-east-1, name: node/api-key, string: canary-node-api-key}
   - {region: us-east-1, name: node/rotating, string: canary-node-rot-1}
   - {region: us-east-1, name: node/restart, string: canary-node-restart-1}
+  - {region: us-east-1, name: node/switch, string: canary-node-switch-1}
 parameters:
   - {region: us-east-1, name: /node/host, value: canary-node-host}
   - {region: us-east-1, name: /node/token, type: SecureString, value: canary-node-token}

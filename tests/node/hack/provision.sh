@@ -6,7 +6,10 @@
 # - containerd, runc and the CNI plugins, from Debian;
 # - node-driver-registrar and livenessprobe at the versions the driver's
 #   chart pins (static binaries, as their images ship them): see csi_sidecar
-#   below for where they come from. Cached by version.
+#   below for where they come from. Cached by version;
+# - AWS's provider (ASCP), built from its unmodified source with
+#   NODE_CSI_SOURCES/build-ascp.sh, cached by version, and its chart's
+#   directory there (the switch scenario installs it with its own chart).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -78,3 +81,23 @@ echo "NODE_REGISTRAR=$registrar"
 echo "NODE_REGISTRAR_VERSION=$REGISTRAR_VERSION"
 echo "NODE_LIVENESSPROBE=$liveness"
 echo "NODE_LIVENESSPROBE_VERSION=$LIVENESS_VERSION"
+
+# AWS's provider: its version is its chart's (the chart's image tag).
+ascp_chart=$NODE_CSI_SOURCES/secrets-store-csi-driver-provider-aws/charts/secrets-store-csi-driver-provider-aws
+if [ ! -f "$ascp_chart/Chart.yaml" ] || [ ! -x "$NODE_CSI_SOURCES/build-ascp.sh" ]; then
+	log "BLOCKED: AWS's provider (ASCP) is not served by the Go module proxy, and $NODE_CSI_SOURCES holds no build-ascp.sh or chart"
+	exit 3
+fi
+ASCP_VERSION=$(awk '/^  tag:/{print $2; exit}' "$ascp_chart/values.yaml")
+ascp_dir=$CACHE/ascp-$ASCP_VERSION
+if [ -x "$ascp_dir/secrets-store-csi-driver-provider-aws" ]; then
+	log "ascp $ASCP_VERSION cached in $ascp_dir"
+else
+	log "building ascp $ASCP_VERSION with $NODE_CSI_SOURCES/build-ascp.sh"
+	rm -rf "$ascp_dir.tmp" && mkdir -p "$ascp_dir.tmp"
+	"$NODE_CSI_SOURCES/build-ascp.sh" "$ascp_dir.tmp/secrets-store-csi-driver-provider-aws" >&2
+	rm -rf "$ascp_dir" && mv "$ascp_dir.tmp" "$ascp_dir"
+fi
+echo "NODE_ASCP=$ascp_dir/secrets-store-csi-driver-provider-aws"
+echo "NODE_ASCP_VERSION=$ASCP_VERSION"
+echo "NODE_ASCP_CHART=$(cd "$ascp_chart" && pwd)"
