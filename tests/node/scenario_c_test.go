@@ -174,8 +174,8 @@ func mustStart(t *testing.T, component string, install func(context.Context) err
 }
 
 // answered waits until the AWS fake has served, after mark, both an
-// AssumeRoleWithWebIdentity for the scenario's ServiceAccount and a
-// GetSecretValue of node/switch.
+// AssumeRoleWithWebIdentity for the scenario's ServiceAccount and a read
+// of node/switch.
 func answered(t *testing.T, ns string, mark int64, timeout time.Duration) {
 	t.Helper()
 	err := poll(timeout, func(context.Context) error {
@@ -183,12 +183,17 @@ func answered(t *testing.T, ns string, mark int64, timeout time.Duration) {
 		if !fakeCall(calls, "AssumeRoleWithWebIdentity", sa(ns, "app"), "ok") {
 			return errors.New("no AssumeRoleWithWebIdentity for " + sa(ns, "app"))
 		}
+		// ASCP asks DescribeSecret whether the version the driver
+		// passed is current, and reads the file back if it is; coffer
+		// reads the value (alone or in a batch).
 		for _, l := range strings.Split(calls, "\n") {
-			if strings.Contains(l, "operation=GetSecretValue") && strings.Contains(l, "node/switch") && strings.Contains(l, "outcome=ok") {
-				return nil
+			for _, op := range []string{"GetSecretValue", "BatchGetSecretValue", "DescribeSecret"} {
+				if strings.Contains(l, "operation="+op+" ") && strings.Contains(l, "node/switch") && strings.Contains(l, "outcome=ok") {
+					return nil
+				}
 			}
 		}
-		return errors.New("no GetSecretValue of node/switch")
+		return errors.New("no read of node/switch")
 	})
 	if err != nil {
 		t.Fatalf("no remount reached AWS: %v\nprovider pods:\n%s\ncomponent logs:\n%s", err, env.podReport(releaseNS), env.g.LogTailsSince(nil, 20))

@@ -27,6 +27,10 @@ var trusted = []string{
 	sa("t-restart", "app"), sa("t-switch", "app"),
 }
 
+// fakeSeed: appRole's policy is the one AWS's provider documents
+// (GetSecretValue and DescribeSecret, which ASCP calls on a rotation
+// remount to learn whether the version it has is still current; coffer
+// needs only GetSecretValue), plus ssm:GetParameters.
 func fakeSeed() string {
 	q := make([]string, len(trusted))
 	for i, s := range trusted {
@@ -41,7 +45,7 @@ func fakeSeed() string {
 roles:
   - arn: %s
     trustedSubjects: [%s]
-    actions: ["secretsmanager:GetSecretValue", "ssm:GetParameters"]
+    actions: ["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret", "ssm:GetParameters"]
     resources: ["arn:aws:secretsmanager:*:123456789012:secret:node/*", "arn:aws:ssm:*:123456789012:parameter/node/*"]
 secrets:
   - {region: us-east-1, name: node/db, string: '{"username":"canary-node-user","password":"canary-node-db-pw"}'}
