@@ -103,6 +103,7 @@ func TestSwitchFromAWSProvider(t *testing.T) {
 		answered(t, ns, mark, true, switchTimeout)
 		answered(t, ns, env.fake.LogSize(), false, switchTimeout)
 		for _, p := range pods {
+			t.Logf("pod %s: versions %v", p.Name, versions[p.Name])
 			newRound(t, p, switchWant(value))
 			if got := podStatusVersions(t, ns, p.Name, nil); !maps.Equal(got, versions[p.Name]) {
 				t.Fatalf("pod %s: after the switch to %s its SecretProviderClassPodStatus holds versions %v, before %v", p.Name, s.to, got, versions[p.Name])
@@ -194,6 +195,7 @@ func answered(t *testing.T, ns string, mark int64, sts bool, timeout time.Durati
 		for _, l := range strings.Split(calls, "\n") {
 			for _, op := range []string{"GetSecretValue", "BatchGetSecretValue", "DescribeSecret"} {
 				if strings.Contains(l, "operation="+op+" ") && strings.Contains(l, "node/switch") && strings.Contains(l, "outcome=ok") {
+					t.Logf("answered: %s of node/switch", op)
 					return nil
 				}
 			}
