@@ -66,7 +66,7 @@ func TestSwitchFromAWSProvider(t *testing.T) {
 			_ = env.helmUninstall(ascpRelease)
 		}
 	})
-	mustStart(t, "AWS's provider (ASCP, its own chart)", func(ctx context.Context) error { return env.installASCP(ctx, endpoint) })
+	mustStart(t, "AWS's provider (ASCP, its own chart)", ascpRelease, func(ctx context.Context) error { return env.installASCP(ctx, endpoint) })
 
 	ns := namespace(t, "switch")
 	secretProviderClass(t, ns, "app", map[string]any{"objects": switchObjects}, nil)
@@ -79,11 +79,11 @@ func TestSwitchFromAWSProvider(t *testing.T) {
 	}
 
 	steps := []struct {
-		to, from, newPod string
-		install          func(context.Context) error
+		to, release, from, newPod string
+		install                   func(context.Context) error
 	}{
-		{"coffer", ascpRelease, "under-coffer", func(ctx context.Context) error { return env.installCoffer(ctx, env.bins.cofferVersion) }},
-		{"ASCP", cofferRelease, "back-under-ascp", func(ctx context.Context) error { return env.installASCP(ctx, endpoint) }},
+		{"coffer", cofferRelease, ascpRelease, "under-coffer", func(ctx context.Context) error { return env.installCoffer(ctx, env.bins.cofferVersion) }},
+		{"ASCP", ascpRelease, cofferRelease, "back-under-ascp", func(ctx context.Context) error { return env.installASCP(ctx, endpoint) }},
 	}
 	for i, s := range steps {
 		t.Logf("switching to %s", s.to)
@@ -94,7 +94,7 @@ func TestSwitchFromAWSProvider(t *testing.T) {
 		// starts only once the old one's pods are gone.
 		providerGone(t, s.from)
 		mark := env.fake.LogSize()
-		mustStart(t, s.to, s.install)
+		mustStart(t, s.to, s.release, s.install)
 
 		// The running pods' next rotation remount is the new provider's:
 		// it assumes the pods' role anew. (kubelet backs off republishing
@@ -165,18 +165,64 @@ func providerGone(t *testing.T, release string) {
 	}
 }
 
-// mustStart runs a component's install; if it fails, the scenario stops at
-// once with the reason (the install's error carries the pods' states and
-// their logs' tails) and the command that reruns it.
-func mustStart(t *testing.T, component string, install func(context.Context) error) {
+// mustStart runs a component's install (helm --wait) while watching the
+// release's pods: a container that fails to start (exits, restarts, or
+// cannot be created) stops the scenario at once, without waiting for
+// helm's timeout, with the pods' states, their logs' tails and the command
+// that reruns the scenario.
+func mustStart(t *testing.T, component, release string, install func(context.Context) error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), helmTimeout+time.Minute)
 	defer cancel()
 	t0 := time.Now()
-	if err := install(ctx); err != nil {
-		t.Fatalf("%s did not start: %v\nrerun this scenario with: %s", component, err, rerunHint(t.Name()))
+	done := make(chan error, 1)
+	go func() { done <- install(ctx) }()
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("%s did not start: %v\nrerun this scenario with: %s", component, err, rerunHint(t.Name()))
+			}
+			t.Logf("%s ready in %s", component, time.Since(t0).Round(time.Millisecond))
+			return
+		case <-tick.C:
+			if why := failedToStart(release); why != "" {
+				cancel()
+				<-done
+				t.Fatalf("%s did not start: %s\npods in %s:\n%s\nrerun this scenario with: %s",
+					component, why, releaseNS, env.podReport(releaseNS), rerunHint(t.Name()))
+			}
+		}
 	}
-	t.Logf("%s ready in %s", component, time.Since(t0).Round(time.Millisecond))
+}
+
+// failedToStart names a container of the release's pods that exited,
+// restarted, or cannot be created or pulled; "" if none.
+func failedToStart(release string) string {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	pods, err := env.kube.CoreV1().Pods(releaseNS).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return ""
+	}
+	for _, p := range pods.Items {
+		if !strings.HasPrefix(p.Name, release+"-") || p.DeletionTimestamp != nil {
+			continue
+		}
+		for _, st := range p.Status.ContainerStatuses {
+			switch {
+			case st.RestartCount > 0:
+				return fmt.Sprintf("container %s of pod %s restarted %d times", st.Name, p.Name, st.RestartCount)
+			case st.State.Terminated != nil:
+				return fmt.Sprintf("container %s of pod %s exited: %s (exit %d)", st.Name, p.Name, st.State.Terminated.Reason, st.State.Terminated.ExitCode)
+			case st.State.Waiting != nil && st.State.Waiting.Reason != "ContainerCreating" && st.State.Waiting.Reason != "PodInitializing":
+				return fmt.Sprintf("container %s of pod %s: %s %s", st.Name, p.Name, st.State.Waiting.Reason, st.State.Waiting.Message)
+			}
+		}
+	}
+	return ""
 }
 
 // answered waits until the AWS fake has served, after mark, a read of
