@@ -235,9 +235,9 @@ func answered(t *testing.T, ns string, mark int64, sts bool, timeout time.Durati
 		if sts && !fakeCall(calls, "AssumeRoleWithWebIdentity", sa(ns, "app"), "ok") {
 			return errors.New("no AssumeRoleWithWebIdentity for " + sa(ns, "app"))
 		}
-		// ASCP asks DescribeSecret whether the version the driver
-		// passed is current, and reads the file back if it is; coffer
-		// reads the value (alone or in a batch).
+		// coffer reads the value (alone or in a batch); ASCP reads it,
+		// or, when the driver passes the pod's current versions, asks
+		// DescribeSecret whether they are current.
 		for _, l := range strings.Split(calls, "\n") {
 			for _, op := range []string{"GetSecretValue", "BatchGetSecretValue", "DescribeSecret"} {
 				if strings.Contains(l, "operation="+op+" ") && strings.Contains(l, "node/switch") && strings.Contains(l, "outcome=ok") {

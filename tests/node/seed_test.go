@@ -28,9 +28,9 @@ var trusted = []string{
 }
 
 // fakeSeed: appRole's policy is the one AWS's provider documents
-// (GetSecretValue and DescribeSecret, which ASCP calls on a rotation
-// remount to learn whether the version it has is still current; coffer
-// needs only GetSecretValue), plus ssm:GetParameters.
+// (GetSecretValue and DescribeSecret, which ASCP's code calls on a remount
+// when the driver passes the pod's current versions; coffer needs only
+// GetSecretValue), plus ssm:GetParameters.
 func fakeSeed() string {
 	q := make([]string, len(trusted))
 	for i, s := range trusted {
