@@ -72,24 +72,30 @@ func TestNodeProvisionWithoutSidecarsIsBlocked(t *testing.T) {
 }
 
 // TestNodeProvisionTakesSidecarsFromNodeCSIBinaries: binaries given in
-// NODE_CSI_BINARIES are cached by version and named on stdout.
+// NODE_CSI_BINARIES (the sidecars, and AWS's provider at its chart's
+// version) are cached by version and named on stdout.
 func TestNodeProvisionTakesSidecarsFromNodeCSIBinaries(t *testing.T) {
 	script, env := nodeProvisionSandbox(t)
 	bins := t.TempDir()
-	for _, b := range []string{"csi-node-driver-registrar-v9.9.9", "livenessprobe-v8.8.8"} {
+	chart := t.TempDir()
+	if err := os.WriteFile(filepath.Join(chart, "values.yaml"), []byte("image:\n  repository: example\n  tag: 7.7.7\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range []string{"csi-node-driver-registrar-v9.9.9", "livenessprobe-v8.8.8", "secrets-store-csi-driver-provider-aws-7.7.7"} {
 		if err := os.WriteFile(filepath.Join(bins, b), []byte("#!/bin/sh\n"), 0o755); err != nil {
 			t.Fatal(err)
 		}
 	}
 	cmd := exec.Command("bash", script)
-	cmd.Env = append(env, "NODE_CSI_BINARIES="+bins)
+	cmd.Env = append(env, "NODE_CSI_BINARIES="+bins, "NODE_ASCP_CHART="+chart)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	if err != nil {
 		t.Fatalf("provision.sh: %v\n%s", err, stderr.String())
 	}
-	for _, want := range []string{"E2E_PROVISIONED=1", "node-driver-registrar-v9.9.9/csi-node-driver-registrar", "NODE_LIVENESSPROBE_VERSION=v8.8.8", "livenessprobe-v8.8.8/livenessprobe"} {
+	for _, want := range []string{"E2E_PROVISIONED=1", "node-driver-registrar-v9.9.9/csi-node-driver-registrar", "NODE_LIVENESSPROBE_VERSION=v8.8.8", "livenessprobe-v8.8.8/livenessprobe",
+		"NODE_ASCP_VERSION=7.7.7", "ascp-7.7.7/secrets-store-csi-driver-provider-aws", "NODE_ASCP_CHART=" + chart} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("stdout lacks %q:\n%s", want, out)
 		}

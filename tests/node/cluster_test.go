@@ -42,6 +42,8 @@ type binaries struct {
 	registrarVersion, livenessVersion                               string
 	containerd, ctr, cniBin                                         string
 	cofferImage, cofferVersion, fakeaws, repo                       string
+	// AWS's provider (ASCP): its binary, version and chart directory.
+	ascp, ascpVersion, ascpChart string
 }
 
 var binaryEnv = []struct {
@@ -67,6 +69,9 @@ var binaryEnv = []struct {
 	{"NODE_COFFER_VERSION", func(b *binaries) *string { return &b.cofferVersion }, false},
 	{"NODE_FAKEAWS", func(b *binaries) *string { return &b.fakeaws }, true},
 	{"NODE_REPO", func(b *binaries) *string { return &b.repo }, true},
+	{"NODE_ASCP", func(b *binaries) *string { return &b.ascp }, true},
+	{"NODE_ASCP_VERSION", func(b *binaries) *string { return &b.ascpVersion }, false},
+	{"NODE_ASCP_CHART", func(b *binaries) *string { return &b.ascpChart }, true},
 }
 
 func binariesFromEnv() (b binaries, missing []string, err error) {

@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -15,6 +16,7 @@ import (
 	"helm.sh/helm/v3/pkg/action"
 	"helm.sh/helm/v3/pkg/chart/loader"
 	"helm.sh/helm/v3/pkg/cli"
+	"helm.sh/helm/v3/pkg/storage/driver"
 )
 
 const (
@@ -137,16 +139,35 @@ func (c *cluster) upgradeCoffer(ctx context.Context, version string) error {
 }
 
 func (c *cluster) uninstallCoffer() error {
+	return c.helmUninstall(cofferRelease)
+}
+
+func (c *cluster) helmUninstall(release string) error {
 	cfg, err := c.helmConfig(releaseNS)
 	if err != nil {
 		return err
 	}
 	un := action.NewUninstall(cfg)
 	un.Wait, un.Timeout = true, helmTimeout
-	if _, err := un.Run(cofferRelease); err != nil {
-		return fmt.Errorf("helm uninstall %s --wait: %w", cofferRelease, err)
+	if _, err := un.Run(release); err != nil {
+		return fmt.Errorf("helm uninstall %s --wait: %w", release, err)
 	}
 	return nil
+}
+
+// helmInstalled tells whether release is deployed.
+func (c *cluster) helmInstalled(release string) (bool, error) {
+	cfg, err := c.helmConfig(releaseNS)
+	if err != nil {
+		return false, err
+	}
+	if _, err := action.NewStatus(cfg).Run(release); err != nil {
+		if errors.Is(err, driver.ErrReleaseNotFound) {
+			return false, nil
+		}
+		return false, err
+	}
+	return true, nil
 }
 
 // podReport tells why a namespace's pods do not run: each pod's phase, its

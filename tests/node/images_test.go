@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/coffer-csi/coffer/hack/image"
+	"github.com/coffer-csi/coffer/tests/harness"
 )
 
 // Image references. The driver's images carry the references its chart
@@ -22,7 +23,18 @@ const (
 	driverRef   = "registry.k8s.io/csi-secrets-store/driver:v1.6.0"
 	crdsRef     = "registry.k8s.io/csi-secrets-store/driver-crds:v1.6.0"
 	cofferRepo  = "ghcr.io/coffer-csi/coffer"
+	// awsEndpointRef stands where AWS's public endpoints stand, for a
+	// provider that takes no endpoint settings (images/awsendpoint).
+	awsEndpointRef = "coffer.local/aws-endpoint:1"
+	// ascpRepo is the image AWS's chart names by default.
+	ascpRepo = "public.ecr.aws/aws-secrets-manager/secrets-store-csi-driver-provider-aws"
+	ascpBin  = "/bin/secrets-store-csi-driver-provider-aws"
 )
+
+// awsNames are the names the AWS endpoint's certificate holds: every
+// regional endpoint of the node's region (secretsmanager, ssm, sts) and
+// STS's global one.
+var awsNames = []string{"*." + nodeRegion + ".amazonaws.com", "sts.amazonaws.com"}
 
 func registrarRef(v string) string {
 	return "registry.k8s.io/sig-storage/csi-node-driver-registrar:" + v
@@ -100,6 +112,30 @@ func (c *cluster) buildImages(ctx context.Context) error {
 				files = append(files, f)
 			}
 			return image.Spec{Files: files, Entrypoint: []string{"/kubectl"}, WorkingDir: "/", Env: []string{"HOME=/tmp"}}, nil
+		}},
+		{awsEndpointRef, func() (image.Spec, error) {
+			f, err := goBin("./images/awsendpoint")
+			return image.Spec{Files: []image.File{f}, Entrypoint: []string{"/awsendpoint"}}, err
+		}},
+		// AWS's provider as its own image ships it (a static binary at
+		// ascpBin, a CA bundle, running as root), its bundle holding the
+		// AWS endpoint's CA besides the machine's.
+		{ascpRepo + ":" + c.bins.ascpVersion, func() (image.Spec, error) {
+			ca, err := harness.WriteServingCert(c.path("pki", "aws-endpoint.crt"), c.path("pki", "aws-endpoint.key"), "aws-endpoint", nil, awsNames)
+			if err != nil {
+				return image.Spec{}, err
+			}
+			files, err := image.Base("")
+			if err != nil {
+				return image.Spec{}, err
+			}
+			for i := range files {
+				if files[i].Path == image.CABundlePath {
+					files[i].Data = append(append(files[i].Data, '\n'), ca...)
+				}
+			}
+			bin, err := image.FromHost(c.bins.ascp, ascpBin)
+			return image.Spec{Files: append(files, bin), Entrypoint: []string{ascpBin}}, err
 		}},
 		{registrarRef(c.bins.registrarVersion), static(c.bins.registrar, "/csi-node-driver-registrar")},
 		{livenessRef(c.bins.livenessVersion), static(c.bins.livenessprobe, "/livenessprobe")},

@@ -24,9 +24,13 @@ func sa(ns, name string) string { return "system:serviceaccount:" + ns + ":" + n
 var trusted = []string{
 	sa("t-read", "app"), sa("t-identity", "app"), sa("t-fail", "app"),
 	sa("t-rotate", "app"), sa("t-sync", "app"), sa("t-upgrade", "app"),
-	sa("t-restart", "app"),
+	sa("t-restart", "app"), sa("t-switch", "app"),
 }
 
+// fakeSeed: appRole's policy is the one AWS's provider documents
+// (GetSecretValue and DescribeSecret, which ASCP's code calls on a remount
+// when the driver passes the pod's current versions; coffer needs only
+// GetSecretValue), plus ssm:GetParameters.
 func fakeSeed() string {
 	q := make([]string, len(trusted))
 	for i, s := range trusted {
@@ -41,13 +45,14 @@ func fakeSeed() string {
 roles:
   - arn: %s
     trustedSubjects: [%s]
-    actions: ["secretsmanager:GetSecretValue", "ssm:GetParameters"]
+    actions: ["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret", "ssm:GetParameters"]
     resources: ["arn:aws:secretsmanager:*:123456789012:secret:node/*", "arn:aws:ssm:*:123456789012:parameter/node/*"]
 secrets:
   - {region: us-east-1, name: node/db, string: '{"username":"canary-node-user","password":"canary-node-db-pw"}'}
   - {region: us-east-1, name: node/api-key, string: canary-node-api-key}
   - {region: us-east-1, name: node/rotating, string: canary-node-rot-1}
   - {region: us-east-1, name: node/restart, string: canary-node-restart-1}
+  - {region: us-east-1, name: node/switch, string: canary-node-switch-1}
 parameters:
   - {region: us-east-1, name: /node/host, value: canary-node-host}
   - {region: us-east-1, name: /node/token, type: SecureString, value: canary-node-token}

@@ -6,7 +6,10 @@
 # - containerd, runc and the CNI plugins, from Debian;
 # - node-driver-registrar and livenessprobe at the versions the driver's
 #   chart pins (static binaries, as their images ship them): see csi_sidecar
-#   below for where they come from. Cached by version.
+#   below for where they come from. Cached by version;
+# - AWS's provider (ASCP), built from its unmodified source with
+#   NODE_CSI_SOURCES/build-ascp.sh, cached by version, and its chart's
+#   directory there (the switch scenario installs it with its own chart).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -78,3 +81,34 @@ echo "NODE_REGISTRAR=$registrar"
 echo "NODE_REGISTRAR_VERSION=$REGISTRAR_VERSION"
 echo "NODE_LIVENESSPROBE=$liveness"
 echo "NODE_LIVENESSPROBE_VERSION=$LIVENESS_VERSION"
+
+# AWS's provider (ASCP), for the switch scenario: its chart (NODE_ASCP_CHART,
+# default the source beside the build scripts) names its version (the
+# image tag). The binary comes, as the sidecars do, from the cache, from
+# NODE_CSI_BINARIES/secrets-store-csi-driver-provider-aws-VERSION, or from
+# NODE_CSI_SOURCES/build-ascp.sh OUT.
+ascp_chart=${NODE_ASCP_CHART:-$NODE_CSI_SOURCES/secrets-store-csi-driver-provider-aws/charts/secrets-store-csi-driver-provider-aws}
+if [ ! -f "$ascp_chart/values.yaml" ]; then
+	log "BLOCKED: AWS's provider's chart is not at $ascp_chart (set NODE_ASCP_CHART, or NODE_CSI_SOURCES to ../shared/peers)"
+	exit 3
+fi
+ASCP_VERSION=$(awk '/^  tag:/{print $2; exit}' "$ascp_chart/values.yaml")
+ascp_cmd=secrets-store-csi-driver-provider-aws
+ascp_dir=$CACHE/ascp-$ASCP_VERSION
+if [ -x "$ascp_dir/$ascp_cmd" ]; then
+	log "ascp $ASCP_VERSION cached in $ascp_dir"
+elif [ -n "${NODE_CSI_BINARIES:-}" ] && [ -x "$NODE_CSI_BINARIES/$ascp_cmd-$ASCP_VERSION" ]; then
+	mkdir -p "$ascp_dir" && cp "$NODE_CSI_BINARIES/$ascp_cmd-$ASCP_VERSION" "$ascp_dir/$ascp_cmd"
+elif [ -x "$NODE_CSI_SOURCES/build-ascp.sh" ]; then
+	log "building ascp $ASCP_VERSION with $NODE_CSI_SOURCES/build-ascp.sh"
+	rm -rf "$ascp_dir.tmp" && mkdir -p "$ascp_dir.tmp"
+	"$NODE_CSI_SOURCES/build-ascp.sh" "$ascp_dir.tmp/$ascp_cmd" >&2
+	rm -rf "$ascp_dir" && mv "$ascp_dir.tmp" "$ascp_dir"
+else
+	log "BLOCKED: AWS's provider $ASCP_VERSION is not served by the Go module proxy, and no binary or build script was found"
+	log "provide \$NODE_CSI_BINARIES/$ascp_cmd-$ASCP_VERSION (static, linux/amd64), or $NODE_CSI_SOURCES/build-ascp.sh"
+	exit 3
+fi
+echo "NODE_ASCP=$ascp_dir/$ascp_cmd"
+echo "NODE_ASCP_VERSION=$ASCP_VERSION"
+echo "NODE_ASCP_CHART=$(cd "$ascp_chart" && pwd)"
