@@ -91,6 +91,13 @@ func FuzzAttackDeclaration(f *testing.F) {
 	f.Add(uint8(2), uint32(0), uint32(16), uint16(64))
 	f.Add(uint8(2), uint32(0), uint32(8), uint16(200))
 	f.Add(uint8(3), uint32(0), uint32(0), uint16(1000))
+	// Within every cap: nesting under 100, the widest width (256) per
+	// element of 2,000, the data map 31 times an action, 128 entries.
+	f.Add(uint8(0), uint32(90), uint32(0), uint16(0))
+	f.Add(uint8(0), uint32(45), uint32(1), uint16(0))
+	f.Add(uint8(1), uint32(0), uint32(256), uint16(255))
+	f.Add(uint8(2), uint32(0), uint32(31), uint16(255))
+	f.Add(uint8(3), uint32(0), uint32(0), uint16(127))
 	cfg, err := spc.Parse(map[string]string{"region": "us-east-1", "objects": "- {objectName: pw, objectType: secretsmanager}\n- {objectName: list, objectType: secretsmanager}"}, spc.Options{})
 	if err != nil {
 		f.Fatal(err)

@@ -95,6 +95,14 @@ func FuzzAttackClass(f *testing.F) {
 	f.Add(uint8(2), uint32(0), uint32(63), uint16(255), uint8(2))
 	f.Add(uint8(2), uint32(0), uint32(99_999_999), uint16(1), uint8(6+32))
 	f.Add(uint8(3), uint32(0), uint32(7), uint16(256), uint8(0))
+	// Within every cap: nesting just under 100 levels, the widest width
+	// (256) per element, 64 entries an object.
+	f.Add(uint8(0), uint32(45), uint32(0), uint16(0), uint8(1))
+	f.Add(uint8(1), uint32(90), uint32(0), uint16(0), uint8(1))
+	f.Add(uint8(2), uint32(0), uint32(256), uint16(255), uint8(5+16))
+	f.Add(uint8(2), uint32(0), uint32(256), uint16(255), uint8(6+16))
+	f.Add(uint8(2), uint32(0), uint32(63), uint16(255), uint8(2))
+	f.Add(uint8(3), uint32(0), uint32(13), uint16(64), uint8(0))
 	f.Fuzz(func(t *testing.T, shape uint8, depth, width uint32, count uint16, pick uint8) {
 		a := generate(shape, depth, width, count, pick)
 		start := time.Now()
