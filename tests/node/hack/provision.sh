@@ -46,8 +46,9 @@ ensure_runtime() {
 	echo "NODE_CNI_BIN=$NODE_CNI_BIN"
 }
 
-# csi_sidecar NAME VERSION CMD: the path of a kubernetes-csi sidecar binary.
-# The Go module proxy does not serve these two modules, so this repository
+# csi_sidecar NAME VERSION CMD: the path of a peer's binary: the two
+# kubernetes-csi sidecars, and AWS's provider (NAME ascp) for the switch
+# scenario. The Go module proxy does not serve these modules, so this repository
 # neither holds nor builds their source. They come, in this order, from
 # the cache ($CACHE/NAME-VERSION/CMD), from NODE_CSI_BINARIES (a directory
 # holding CMD-VERSION), or from a build script kept beside AWS's provider
@@ -84,31 +85,16 @@ echo "NODE_LIVENESSPROBE_VERSION=$LIVENESS_VERSION"
 
 # AWS's provider (ASCP), for the switch scenario: its chart (NODE_ASCP_CHART,
 # default the source beside the build scripts) names its version (the
-# image tag). The binary comes, as the sidecars do, from the cache, from
-# NODE_CSI_BINARIES/secrets-store-csi-driver-provider-aws-VERSION, or from
-# NODE_CSI_SOURCES/build-ascp.sh OUT.
+# image tag). The binary comes as the sidecars' do (csi_sidecar): from the
+# cache, from NODE_CSI_BINARIES/secrets-store-csi-driver-provider-aws-VERSION,
+# or from NODE_CSI_SOURCES/build-ascp.sh OUT (which ignores VERSION).
 ascp_chart=${NODE_ASCP_CHART:-$NODE_CSI_SOURCES/secrets-store-csi-driver-provider-aws/charts/secrets-store-csi-driver-provider-aws}
 if [ ! -f "$ascp_chart/values.yaml" ]; then
 	log "BLOCKED: AWS's provider's chart is not at $ascp_chart (set NODE_ASCP_CHART, or NODE_CSI_SOURCES to ../shared/peers)"
 	exit 3
 fi
 ASCP_VERSION=$(awk '/^  tag:/{print $2; exit}' "$ascp_chart/values.yaml")
-ascp_cmd=secrets-store-csi-driver-provider-aws
-ascp_dir=$CACHE/ascp-$ASCP_VERSION
-if [ -x "$ascp_dir/$ascp_cmd" ]; then
-	log "ascp $ASCP_VERSION cached in $ascp_dir"
-elif [ -n "${NODE_CSI_BINARIES:-}" ] && [ -x "$NODE_CSI_BINARIES/$ascp_cmd-$ASCP_VERSION" ]; then
-	mkdir -p "$ascp_dir" && cp "$NODE_CSI_BINARIES/$ascp_cmd-$ASCP_VERSION" "$ascp_dir/$ascp_cmd"
-elif [ -x "$NODE_CSI_SOURCES/build-ascp.sh" ]; then
-	log "building ascp $ASCP_VERSION with $NODE_CSI_SOURCES/build-ascp.sh"
-	rm -rf "$ascp_dir.tmp" && mkdir -p "$ascp_dir.tmp"
-	"$NODE_CSI_SOURCES/build-ascp.sh" "$ascp_dir.tmp/$ascp_cmd" >&2
-	rm -rf "$ascp_dir" && mv "$ascp_dir.tmp" "$ascp_dir"
-else
-	log "BLOCKED: AWS's provider $ASCP_VERSION is not served by the Go module proxy, and no binary or build script was found"
-	log "provide \$NODE_CSI_BINARIES/$ascp_cmd-$ASCP_VERSION (static, linux/amd64), or $NODE_CSI_SOURCES/build-ascp.sh"
-	exit 3
-fi
-echo "NODE_ASCP=$ascp_dir/$ascp_cmd"
+ascp=$(csi_sidecar ascp "$ASCP_VERSION" secrets-store-csi-driver-provider-aws)
+echo "NODE_ASCP=$ascp"
 echo "NODE_ASCP_VERSION=$ASCP_VERSION"
 echo "NODE_ASCP_CHART=$(cd "$ascp_chart" && pwd)"
