@@ -11,7 +11,7 @@
 # nothing more). The Helm chart runs the provider as uid 0 with every
 # capability dropped and a read-only root filesystem: the driver's provider
 # directory on the host is root's, and the socket must be created in it (see
-# the README, "Why root"). tests/deploy builds the binary exactly as the
+# docs/install.md, "Why root"). tests/deploy builds the binary exactly as the
 # build stage below does and runs it (make deploy-test).
 
 ARG GO_VERSION=1.26

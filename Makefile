@@ -136,7 +136,7 @@ deploy-test:
 ## (hack/image, with go-containerregistry): a static binary, a CA bundle, the nonroot user
 ## and the entrypoint, as the Dockerfile gives, written to bin/coffer-image.tar, tagged
 ## $(IMAGE):$(VERSION). `docker load`, `ctr images import`, `skopeo copy docker-archive:`
-## and `crane push` take it (see the README, "Image").
+## and `crane push` take it (see docs/install.md, "Build from source and the image").
 IMAGE ?= ghcr.io/coffer-csi/coffer
 IMAGE_ARCHIVE := $(BIN)/coffer-image.tar
 image:

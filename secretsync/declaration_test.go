@@ -354,6 +354,6 @@ func TestParseAmbiguousReference(t *testing.T) {
 func TestTemplateFunctionsDocumented(t *testing.T) {
 	want := "b64dec b64enc default fromJson indent lower nindent quote replace required toJson trim trimPrefix trimSuffix upper"
 	if got := strings.Join(tmpl.Functions(), " "); got != want {
-		t.Errorf("tmpl.Functions() = %s\nthe README documents %s", got, want)
+		t.Errorf("tmpl.Functions() = %s\ndocs/secret-sync.md documents %s", got, want)
 	}
 }

@@ -31,7 +31,7 @@ func TestHelpListsSubcommands(t *testing.T) {
 }
 
 // TestSubcommandHelp: every subcommand has --help with examples, and flags
-// are shown the POSIX way, --cache-ttl, as the README writes them.
+// are shown the POSIX way, --cache-ttl, as docs/cli.md writes them.
 func TestSubcommandHelp(t *testing.T) {
 	singleDash := regexp.MustCompile(`(?m)^\s+-[a-z][a-z-]+`)
 	tests := map[string][]string{

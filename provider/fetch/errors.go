@@ -243,7 +243,7 @@ func newObjectError(o *spc.Object, op, region string, t spc.Target, err error) *
 		e.Hint = "AWS rate limits were hit; spread pod starts, lengthen the rotation poll interval, or set failoverRegion"
 		if errors.Is(err, quota.ErrBudget) {
 			e.Detail = "not sent: this node's budget for the API would not allow the call before the mount's deadline"
-			e.Hint = "the node is spending its share of the account's AWS quota (--aws-quota-node-share, see Performance in the README); spread pod starts or lengthen the rotation poll interval"
+			e.Hint = "the node is spending its share of the account's AWS quota (--aws-quota-node-share, see docs/performance.md); spread pod starts or lengthen the rotation poll interval"
 		}
 	case KindUnavailable:
 		e.Detail = fmt.Sprintf("the service did not answer (%s)", awsMessage(err))

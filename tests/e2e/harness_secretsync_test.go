@@ -14,7 +14,7 @@ import (
 	"github.com/coffer-csi/coffer/tests/harness"
 )
 
-// The Secret sync's RBAC, exactly as the README documents it: the suite
+// The Secret sync's RBAC, exactly as docs/secret-sync.md documents it: the suite
 // fails if coffer needs more.
 const (
 	cofferSyncSA = "coffer-sync"

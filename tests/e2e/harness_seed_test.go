@@ -28,7 +28,7 @@ type role struct {
 	actions   []string // default readActions
 }
 
-// readActions are the permissions the README documents for coffer's roles:
+// readActions are the permissions docs/install.md documents for coffer's roles:
 // no BatchGetSecretValue, so coffer must cope without it.
 var readActions = []string{"secretsmanager:GetSecretValue", "ssm:GetParameters"}
 

@@ -2,7 +2,7 @@
 // real (etcd, kube-apiserver, kube-controller-manager, kube-scheduler,
 // kubelet, containerd, runc, the CNI bridge), the Secrets Store CSI Driver
 // installed with its Helm chart and coffer with its own, both from images
-// built on this machine, serving real pods. See the README, "The node
+// built on this machine, serving real pods. See CONTRIBUTING.md, "The node
 // tier". Run it with `make node-test` (root).
 //
 // The node lives in a network namespace of its own, which the suite creates

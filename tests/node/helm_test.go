@@ -22,9 +22,9 @@ import (
 const (
 	driverRelease = "csi-secrets-store"
 	cofferRelease = "coffer"
-	// Both installed into kube-system, as the README tells users.
+	// Both installed into kube-system, as docs/install.md tells users.
 	releaseNS = "kube-system"
-	// The driver's rotation settings as the README documents them, with
+	// The driver's rotation settings as docs/install.md documents them, with
 	// a poll interval short enough for a test, and coffer's cache TTL at
 	// half of it (the chart's guidance).
 	rotationPoll = 10 * time.Second
@@ -59,7 +59,7 @@ func (c *cluster) cofferChart() string {
 	return filepath.Join(c.bins.repo, "deployment/charts/coffer")
 }
 
-// driverValues are the README's: both token audiences, rotation, the
+// driverValues are docs/install.md's: both token audiences, rotation, the
 // driver's own Secret sync; plus where this node's kubelet keeps its root.
 func (c *cluster) driverValues() map[string]any {
 	return map[string]any{

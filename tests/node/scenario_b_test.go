@@ -21,7 +21,7 @@ import (
 
 // Scenario 3: a change in AWS reaches the file inside the running
 // container, with the driver's rotation (enableSecretRotation,
-// rotationPollInterval) and coffer's cache TTL as the README documents.
+// rotationPollInterval) and coffer's cache TTL as docs/install.md documents.
 func TestRotation(t *testing.T) {
 	ns := namespace(t, "rotate")
 	secretProviderClass(t, ns, "rot", map[string]any{"objects": "- objectName: node/rotating\n  objectType: secretsmanager\n  objectAlias: rotating\n"}, nil)
