@@ -1,5 +1,6 @@
-// Package docs holds the user documentation; its test keeps the security
-// model honest: every test a claim names must exist.
+// Package docs holds the user documentation; its tests keep it honest: every
+// test a security claim names must exist, every link and anchor resolves,
+// and the flag and Helm value tables match the commands and values.yaml.
 package docs
 
 import (
@@ -65,16 +66,16 @@ func defined(t *testing.T, dir, decl string) bool {
 	return found
 }
 
-// TestReadmeLayoutListsEveryPackage: the README's Layout table names every
+// TestLayoutListsEveryPackage: CONTRIBUTING.md's Layout table names every
 // directory of Go code down to two levels (cmd/coffer, provider/spc, ...).
-func TestReadmeLayoutListsEveryPackage(t *testing.T) {
-	readme, err := os.ReadFile("../README.md")
+func TestLayoutListsEveryPackage(t *testing.T) {
+	contributing, err := os.ReadFile("../CONTRIBUTING.md")
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, layout, ok := strings.Cut(string(readme), "\n## Layout\n")
+	_, layout, ok := strings.Cut(string(contributing), "\n## Layout\n")
 	if !ok {
-		t.Fatal(`README.md has no "## Layout" section`)
+		t.Fatal(`CONTRIBUTING.md has no "## Layout" section`)
 	}
 	layout, _, _ = strings.Cut(layout, "\n## ")
 	listed := map[string]bool{}
@@ -95,7 +96,7 @@ func TestReadmeLayoutListsEveryPackage(t *testing.T) {
 		}
 		if !d.IsDir() && strings.HasSuffix(path, ".go") {
 			if dir := filepath.Dir(rel); dir != "." && !listed[dir] {
-				t.Errorf("the README's Layout table does not list %s", dir)
+				t.Errorf("CONTRIBUTING.md's Layout table does not list %s", dir)
 				listed[dir] = true // once
 			}
 		}

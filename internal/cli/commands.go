@@ -180,3 +180,15 @@ file, version and size (never values). A failed mount writes nothing.`,
 	}
 	return cmd
 }
+
+// CommandFlags returns the flags of the subcommand name ("serve", "sync",
+// ...) exactly as the command line parses them, or nil for no such command.
+// docs/ checks its flag tables against them.
+func CommandFlags(name string) *pflag.FlagSet {
+	for _, cmd := range newRootCommand(io.Discard, io.Discard).Commands() {
+		if cmd.Name() == name {
+			return cmd.Flags()
+		}
+	}
+	return nil
+}
