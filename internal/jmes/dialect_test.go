@@ -126,7 +126,7 @@ func TestComparisonBudget(t *testing.T) {
 }
 
 // TestCommunityOnlyFunctions: the functions the standard library lacks
-// are the ones the README lists as evaluating differently.
+// are the ones docs/secretproviderclass.md lists as evaluating differently.
 func TestCommunityOnlyFunctions(t *testing.T) {
 	var only []string
 	for _, f := range functions.GetDefaultFunctions() {
@@ -135,22 +135,22 @@ func TestCommunityOnlyFunctions(t *testing.T) {
 		}
 	}
 	sort.Strings(only)
-	readme, err := os.ReadFile("../../README.md")
+	readme, err := os.ReadFile("../../docs/secretproviderclass.md")
 	if err != nil {
 		t.Fatal(err)
 	}
 	start := strings.Index(string(readme), "functions only the community library has")
 	if start < 0 {
-		t.Fatal("the README's jmesPath dialect section lists no community-only functions")
+		t.Fatal("docs/secretproviderclass.md's jmesPath dialect section lists no community-only functions")
 	}
 	section := string(readme)[start:]
 	section = section[:strings.Index(section, "unknown function")]
 	for _, name := range only {
 		if !strings.Contains(section, "`"+name+"`") {
-			t.Errorf("the README does not list the community-only function %s", name)
+			t.Errorf("docs/secretproviderclass.md does not list the community-only function %s", name)
 		}
 	}
 	if got := strings.Count(section, "`"); got != 2*len(only) {
-		t.Errorf("the README lists %d functions, the library has %d community-only ones: %v", got/2, len(only), only)
+		t.Errorf("docs/secretproviderclass.md lists %d functions, the library has %d community-only ones: %v", got/2, len(only), only)
 	}
 }

@@ -343,34 +343,29 @@ spec: {interval: 1h, chart: {spec: {chart: coffer}}}`,
 	}
 }
 
-// TestReadmeInstallPaths: every deployment/ path the README's install
-// section names exists.
-func TestReadmeInstallPaths(t *testing.T) {
-	readme := string(readFile(t, "README.md"))
-	start := strings.Index(readme, "\n## Install")
-	if start < 0 {
-		t.Fatal("README has no Install section")
-	}
-	section := readme[start+1:]
-	if end := strings.Index(section, "\n## "); end >= 0 {
-		section = section[:end]
-	}
-	var missing []string
-	for _, loc := range pathPattern.FindAllStringIndex(section, -1) {
-		if loc[1] < len(section) && section[loc[1]] == '$' {
-			continue // a template: deployment/iam/policy-$p.json
+// TestInstallDocPaths: every deployment/ path the README and
+// docs/install.md name exists, and docs/install.md shows every way to install.
+func TestInstallDocPaths(t *testing.T) {
+	for _, doc := range []string{"README.md", "docs/install.md"} {
+		text := string(readFile(t, doc))
+		var missing []string
+		for _, loc := range pathPattern.FindAllStringIndex(text, -1) {
+			if loc[1] < len(text) && text[loc[1]] == '$' {
+				continue // a template: deployment/iam/policy-$p.json
+			}
+			f := strings.TrimRight(text[loc[0]:loc[1]], ".,:)")
+			if _, err := os.Stat(filepath.Join(repoRoot(t), f)); err != nil && !slices.Contains(missing, f) {
+				missing = append(missing, f)
+			}
 		}
-		f := strings.TrimRight(section[loc[0]:loc[1]], ".,:)")
-		if _, err := os.Stat(filepath.Join(repoRoot(t), f)); err != nil && !slices.Contains(missing, f) {
-			missing = append(missing, f)
+		if len(missing) > 0 {
+			t.Errorf("%s names missing paths: %v", doc, missing)
 		}
 	}
-	if len(missing) > 0 {
-		t.Errorf("the README's Install section names missing paths: %v", missing)
-	}
+	install := string(readFile(t, "docs/install.md"))
 	for _, want := range []string{"helm install", "kubectl apply -f", "HelmRelease", "eksctl", "deployment/iam/"} {
-		if !strings.Contains(section, want) {
-			t.Errorf("the Install section does not show %q", want)
+		if !strings.Contains(install, want) {
+			t.Errorf("docs/install.md does not show %q", want)
 		}
 	}
 }
