@@ -210,6 +210,7 @@ func TestReport(t *testing.T) {
 			t.Run("S4 many mounts", func(t *testing.T) { manyMounts(t, run, cofferSubject) })
 			t.Run("S5 extensions", func(t *testing.T) { extensions(t, run) })
 			t.Run("S6 leaks and load", func(t *testing.T) { leaks(t, run) })
+			t.Run("S6 at once", func(t *testing.T) { atOnce(t, run) })
 			t.Run("S7 restart under load", func(t *testing.T) { restartUnderLoad(t, run) })
 			t.Run("S8 outage", func(t *testing.T) { outage(t, run, cofferSubject) })
 			t.Run("S9 hostile tenants", func(t *testing.T) { hostileTenants(t, run) })
@@ -256,6 +257,21 @@ func renderMarkdown(r *report) string {
 	for _, p := range r.Peer {
 		peer[p.Scenario+"\x00"+p.Metric] = p
 	}
+	var missed []string
+	for _, res := range r.Results {
+		if ok, known := meetsTarget(res.Value, res.Target); known && !ok {
+			missed = append(missed, fmt.Sprintf("%s: %s is %s, target %s", res.Scenario, res.Metric, formatValue(res), res.Target))
+		}
+	}
+	if len(missed) > 0 {
+		fmt.Fprintf(&b, "**%d figures miss their targets** (marked MISSED below):\n", len(missed))
+		for _, m := range missed {
+			fmt.Fprintf(&b, "- %s\n", m)
+		}
+		b.WriteString("\n")
+	} else {
+		b.WriteString("Every figure with a numeric target meets it.\n\n")
+	}
 	b.WriteString("| scenario | metric | coffer | AWS provider (ASCP v3.1.1, measured) | ASCP / coffer | target |\n|---|---|---|---|---|---|\n")
 	for _, res := range r.Results {
 		var theirs, ratio string
@@ -265,9 +281,38 @@ func renderMarkdown(r *report) string {
 				ratio = fmt.Sprintf("%.1fx", p.Value/res.Value)
 			}
 		}
-		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s |\n", res.Scenario, res.Metric, formatValue(res), theirs, ratio, res.Target)
+		target := res.Target
+		if ok, known := meetsTarget(res.Value, res.Target); known && !ok {
+			target += " **MISSED**"
+		}
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s |\n", res.Scenario, res.Metric, formatValue(res), theirs, ratio, target)
 	}
 	return b.String()
+}
+
+// targetPattern reads a numeric target: "0", "3", "≤ 40 MiB", "< 96 MiB",
+// "≤ 10000 ms", "≤ 60 (baseline ...)". Targets in words ("no attack's p99
+// + a bounded delay") are not checked.
+var targetPattern = regexp.MustCompile(`^(≤|<)?\s*([0-9]+(?:\.[0-9]+)?)(?:\s|$)`)
+
+// meetsTarget reports whether value meets a numeric target, and whether the
+// target is one (known).
+func meetsTarget(value float64, target string) (ok, known bool) {
+	m := targetPattern.FindStringSubmatch(strings.TrimSpace(target))
+	if m == nil {
+		return false, false
+	}
+	limit, err := strconv.ParseFloat(m[2], 64)
+	if err != nil {
+		return false, false
+	}
+	switch m[1] {
+	case "<":
+		return value < limit, true
+	case "≤":
+		return value <= limit, true
+	}
+	return value == limit, true
 }
 
 func formatValue(res Row) string {
@@ -622,9 +667,43 @@ func TestMerge(t *testing.T) {
 		t.Errorf("median of two runs = %v, want their mean 15", got[0].Value)
 	}
 	md := renderMarkdown(&report{Commit: "abc123", Runs: 3, Results: want})
+	if !strings.Contains(md, "Every figure with a numeric target meets it.") {
+		t.Errorf("markdown flags a miss:\n%s", md)
+	}
 	for _, w := range []string{"at commit abc123", "median of 3 runs", "| S3 burst | AWS calls in all | 15 calls (15–17) |  |  |  |", "| p99 Mount latency | 80.00 ms (70.00–90.00) |", "| failed mounts of 3390–3414 | 0 errors |  |  | 0 |"} {
 		if !strings.Contains(md, w) {
 			t.Errorf("markdown lacks %q:\n%s", w, md)
 		}
+	}
+}
+
+// TestTargetsAreChecked: the report flags a figure that misses its numeric
+// target (the DaemonSet's 40 MiB in S1, a failed mount in S6), and ignores
+// targets in words.
+func TestTargetsAreChecked(t *testing.T) {
+	tests := []struct {
+		value     float64
+		target    string
+		ok, known bool
+	}{
+		{39.9, "≤ 40 MiB", true, true},
+		{40.1, "≤ 40 MiB", false, true},
+		{96, "< 96 MiB", false, true},
+		{0, "0", true, true},
+		{334, "0", false, true},
+		{3, "3", true, true},
+		{18, "≤ 60 (baseline + the keep-alive pool, 2 per connection)", true, true},
+		{57, "no attack's p99 + a bounded delay", false, false},
+		{1, "", false, false},
+		{200, "200 (one per pod: each session names its pod in CloudTrail)", true, true},
+	}
+	for _, tc := range tests {
+		if ok, known := meetsTarget(tc.value, tc.target); ok != tc.ok || known != tc.known {
+			t.Errorf("meetsTarget(%v, %q) = %v, %v; want %v, %v", tc.value, tc.target, ok, known, tc.ok, tc.known)
+		}
+	}
+	md := renderMarkdown(&report{Results: []Row{{Result: Result{"S1 cold-start run", "provider peak RSS", 41, "MiB", "≤ 40 MiB"}}}})
+	if !strings.Contains(md, "1 figures miss their targets") || !strings.Contains(md, "≤ 40 MiB **MISSED**") {
+		t.Errorf("a missed target is not flagged:\n%s", md)
 	}
 }
