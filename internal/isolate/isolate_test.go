@@ -12,77 +12,15 @@ import (
 	"time"
 
 	"github.com/coffer-csi/coffer/internal/isolate"
+	"github.com/coffer-csi/coffer/internal/isolate/isolatetest"
 	"github.com/coffer-csi/coffer/provider/render"
 )
 
-// workerEnv makes the test binary a worker (TestMain), so tests run real
-// worker processes with a handler whose accounting is switched off.
-const workerEnv = "ISOLATE_TEST_WORKER"
-
 func TestMain(m *testing.M) {
-	if os.Getenv(workerEnv) == "1" {
-		if err := isolate.Serve(os.Stdin, os.Stdout, hostileHandler); err != nil {
-			os.Exit(3)
-		}
-		os.Exit(0)
-	}
+	// Tests run real workers: this binary, with the accounting switched
+	// off for the hostile expressions (isolatetest).
+	isolatetest.ServeIfWorker()
 	os.Exit(m.Run())
-}
-
-var sink [][]byte
-
-// hostileHandler evaluates with no accounting at all when the first
-// expression asks: it allocates, spins, recurses or exits without bound,
-// as an evaluation the budgets underestimate would. Anything else is
-// coffer's own evaluation.
-func hostileHandler(ctx context.Context, job *render.Job) *render.Outcome {
-	if job.Extract == nil || len(job.Extract.Entries) == 0 {
-		return render.Run(ctx, job)
-	}
-	switch job.Extract.Entries[0].Expression {
-	case "hostile:alloc":
-		for {
-			b := make([]byte, 1<<20)
-			for i := range b {
-				b[i] = 1 // resident, not just reserved
-			}
-			sink = append(sink, b)
-		}
-	case "hostile:spin":
-		for i := 0; ; i++ {
-			_ = strconv.Itoa(i)
-		}
-	case "hostile:stack":
-		return recurse(0)
-	case "hostile:exit":
-		os.Exit(7)
-	case "hostile:large":
-		return &render.Outcome{Extract: &render.ExtractOutcome{Files: []render.EntryData{{Data: make([]byte, 8<<20)}}}}
-	}
-	return render.Run(ctx, job)
-}
-
-// recurse recurses until the stack or memory limit ends the worker (the
-// bound is never reached).
-func recurse(n int) *render.Outcome {
-	if n > 1<<40 {
-		return nil
-	}
-	var pad [128]byte
-	pad[n%128] = byte(n)
-	if out := recurse(n + 1); out != nil || pad[0] == 1 {
-		return out
-	}
-	return nil
-}
-
-func newPool(t *testing.T, cfg isolate.Config) *isolate.Pool {
-	t.Helper()
-	cfg.Command = []string{os.Args[0]}
-	cfg.Env = []string{workerEnv + "=1"}
-	p := isolate.New(cfg)
-	t.Cleanup(p.Close)
-	return p
 }
 
 func extractJob(expr string) *render.Job {
@@ -102,45 +40,26 @@ func benign(ctx context.Context, p *isolate.Pool, tenant string) error {
 	return nil
 }
 
-func highWater(t *testing.T) int64 {
-	t.Helper()
-	b, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for line := range strings.SplitSeq(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return kb << 10
-		}
-	}
-	t.Fatal("no VmHWM")
-	return 0
-}
-
 // TestBackstopHoldsWithoutAccounting: an evaluation that allocates without
 // any accounting fails with the memory limit in its message, the pool's
 // process stays small (its peak RSS grows by less than the worker's
 // limit), another tenant's evaluation succeeds meanwhile, and the next
 // evaluation after the worker's death works (a new worker).
 func TestBackstopHoldsWithoutAccounting(t *testing.T) {
-	p := newPool(t, isolate.Config{Workers: 2, MemoryBytes: 64 << 20, Timeout: time.Minute})
+	p := isolatetest.NewPool(t, isolate.Config{Workers: 2, MemoryBytes: 64 << 20, Timeout: time.Minute})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	if err := benign(ctx, p, "warm"); err != nil { // the first worker's start is not the attack's
 		t.Fatal(err)
 	}
 	runtime.GC()
-	before := highWater(t)
+	before := isolatetest.PeakRSS(t)
 	var wg sync.WaitGroup
 	var hostileErr, benignErr error
 	wg.Add(2)
 	go func() {
 		defer wg.Done()
-		_, hostileErr = p.Evaluate(ctx, "attacker", extractJob("hostile:alloc"))
+		_, hostileErr = p.Evaluate(ctx, "attacker", extractJob(isolatetest.Alloc))
 	}()
 	go func() {
 		defer wg.Done()
@@ -155,7 +74,7 @@ func TestBackstopHoldsWithoutAccounting(t *testing.T) {
 	if benignErr != nil {
 		t.Errorf("benign evaluation beside it: %v", benignErr)
 	}
-	if grew := highWater(t) - before; grew > 32<<20 {
+	if grew := isolatetest.PeakRSS(t) - before; grew > 32<<20 {
 		t.Errorf("the pool's process grew by %d MiB during the attack, want far less than the worker's 64", grew>>20)
 	}
 	if err := benign(ctx, p, "attacker"); err != nil {
@@ -171,14 +90,14 @@ func TestWorkerEnds(t *testing.T) {
 		expr, cause, msg string
 		timeout          time.Duration
 	}{
-		"spins past the time limit": {"hostile:spin", isolate.CauseTime, "ran longer than the evaluator's 300ms time limit (--evaluator-timeout)", 300 * time.Millisecond},
-		"recurses without end":      {"hostile:stack", isolate.CauseMemory, "", time.Minute},
-		"exits":                     {"hostile:exit", isolate.CauseCrash, "ended the evaluator process unexpectedly", time.Minute},
-		"answers past its limit":    {"hostile:large", isolate.CauseTooLarge, "gave a result larger than its output limit", time.Minute},
+		"spins past the time limit": {isolatetest.Spin, isolate.CauseTime, "ran longer than the evaluator's 300ms time limit (--evaluator-timeout)", 300 * time.Millisecond},
+		"recurses without end":      {isolatetest.Stack, isolate.CauseMemory, "", time.Minute},
+		"exits":                     {isolatetest.Exit, isolate.CauseCrash, "ended the evaluator process unexpectedly", time.Minute},
+		"answers past its limit":    {isolatetest.Large, isolate.CauseTooLarge, "gave a result larger than its output limit", time.Minute},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			p := newPool(t, isolate.Config{Workers: 1, MemoryBytes: 64 << 20, Timeout: tc.timeout})
+			p := isolatetest.NewPool(t, isolate.Config{Workers: 1, MemoryBytes: 64 << 20, Timeout: tc.timeout})
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
 			job := extractJob(tc.expr)
@@ -198,10 +117,10 @@ func TestWorkerEnds(t *testing.T) {
 // TestDeadline: an evaluation still running when its caller's deadline
 // passes is killed, and says so.
 func TestDeadline(t *testing.T) {
-	p := newPool(t, isolate.Config{Workers: 1, Timeout: time.Minute})
+	p := isolatetest.NewPool(t, isolate.Config{Workers: 1, Timeout: time.Minute})
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
-	_, err := p.Evaluate(ctx, "ns", extractJob("hostile:spin"))
+	_, err := p.Evaluate(ctx, "ns", extractJob(isolatetest.Spin))
 	var e *isolate.Error
 	if !errors.As(err, &e) || e.Cause != isolate.CauseDeadline || !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("err = %v, want the deadline", err)
@@ -212,7 +131,7 @@ func TestDeadline(t *testing.T) {
 // themselves hold and queue for the pool, another tenant's evaluation is
 // answered before any of them ends: a tenant never holds the last slot.
 func TestFairness(t *testing.T) {
-	p := newPool(t, isolate.Config{Workers: 2, Timeout: time.Minute})
+	p := isolatetest.NewPool(t, isolate.Config{Workers: 2, Timeout: time.Minute})
 	hostile, stop := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	var mu sync.Mutex
@@ -221,7 +140,7 @@ func TestFairness(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_, _ = p.Evaluate(hostile, "attacker", extractJob("hostile:spin"))
+			_, _ = p.Evaluate(hostile, "attacker", extractJob(isolatetest.Spin))
 			mu.Lock()
 			ended++
 			mu.Unlock()
@@ -253,7 +172,7 @@ func TestFairness(t *testing.T) {
 // TestLazyAndIdle: no worker starts before the first evaluation, and an
 // idle worker exits.
 func TestLazyAndIdle(t *testing.T) {
-	p := newPool(t, isolate.Config{IdleTimeout: 50 * time.Millisecond})
+	p := isolatetest.NewPool(t, isolate.Config{IdleTimeout: 50 * time.Millisecond})
 	if n := p.Processes(); n != 0 {
 		t.Fatalf("%d workers before any evaluation, want 0", n)
 	}
@@ -272,7 +191,7 @@ func TestLazyAndIdle(t *testing.T) {
 
 // TestTemplatesInWorker: templates run in the worker as in the process.
 func TestTemplatesInWorker(t *testing.T) {
-	p := newPool(t, isolate.Config{})
+	p := isolatetest.NewPool(t, isolate.Config{})
 	job := &render.Job{Templates: &render.TemplateJob{OutputLimit: 1 << 10, Left: 1 << 10,
 		Inputs: []map[string]string{{"a": "x"}},
 		Items:  []render.TemplateItem{{Text: `{{ .a | upper }}-{{ .a }}`}, {Text: `{{ .b }}`}}}}
@@ -294,14 +213,14 @@ func TestTemplatesInWorker(t *testing.T) {
 // (refused by a budget, or ended by the memory limit), the pool's process
 // stays small, and the worker pool serves the next evaluation.
 func TestAccountingEscapesFailOnlyTheirEvaluation(t *testing.T) {
-	p := newPool(t, isolate.Config{Workers: 1, MemoryBytes: 40 << 20, Timeout: time.Minute})
+	p := isolatetest.NewPool(t, isolate.Config{Workers: 1, MemoryBytes: 40 << 20, Timeout: time.Minute})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	if err := benign(ctx, p, "ns"); err != nil {
 		t.Fatal(err)
 	}
 	runtime.GC()
-	before := highWater(t)
+	before := isolatetest.PeakRSS(t)
 	list := "[" + strings.TrimSuffix(strings.Repeat("0,", 1000), ",") + "]"
 	job := &render.Job{Templates: &render.TemplateJob{OutputLimit: 4 << 20, Left: 4 << 20,
 		Inputs: []map[string]string{{"list": list}},
@@ -310,7 +229,7 @@ func TestAccountingEscapesFailOnlyTheirEvaluation(t *testing.T) {
 	if err == nil && (len(out.Templates) != 1 || out.Templates[0].Err == "") {
 		t.Fatalf("the attack succeeded: %+v", out)
 	}
-	if grew := highWater(t) - before; grew > 32<<20 {
+	if grew := isolatetest.PeakRSS(t) - before; grew > 32<<20 {
 		t.Errorf("the pool's process grew by %d MiB during the attack", grew>>20)
 	}
 	if err := benign(ctx, p, "ns"); err != nil {
@@ -326,7 +245,7 @@ func TestAccountingEscapesFailOnlyTheirEvaluation(t *testing.T) {
 // is refused before it reaches a worker: its decoding alone exceeds the
 // mount's shared work budget, render.MaxWork.)
 func TestLegitimateWorkFitsTheDefaults(t *testing.T) {
-	p := newPool(t, isolate.Config{Workers: 1, Timeout: time.Minute})
+	p := isolatetest.NewPool(t, isolate.Config{Workers: 1, Timeout: time.Minute})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	var doc strings.Builder

@@ -274,14 +274,19 @@ func (c *coffer) sampleAnon() (peak func() float64) {
 
 // anonMiB reads the process's current anonymous resident memory.
 func (c *coffer) anonMiB() float64 {
-	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", c.cmd.Process.Pid))
+	return statusKiB(c.cmd.Process.Pid, "RssAnon") / 1024
+}
+
+// statusKiB reads one kB field of /proc/pid/status.
+func statusKiB(pid int, field string) float64 {
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return 0
 	}
 	for _, line := range strings.Split(string(status), "\n") {
-		if v, ok := strings.CutPrefix(line, "RssAnon:"); ok {
+		if v, ok := strings.CutPrefix(line, field+":"); ok {
 			kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
-			return kb / 1024
+			return kb
 		}
 	}
 	return 0
@@ -290,16 +295,10 @@ func (c *coffer) anonMiB() float64 {
 // usage reads the process's peak resident memory and CPU time from /proc.
 func (c *coffer) usage(t testing.TB) (peakRSSMiB float64, cpuSeconds float64) {
 	pid := c.cmd.Process.Pid
-	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
+	if _, err := os.Stat(fmt.Sprintf("/proc/%d/status", pid)); err != nil {
 		t.Fatal(err)
 	}
-	for _, line := range strings.Split(string(status), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-			kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
-			peakRSSMiB = kb / 1024
-		}
-	}
+	peakRSSMiB = statusKiB(pid, "VmHWM") / 1024
 	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		t.Fatal(err)

@@ -175,21 +175,6 @@ func descendants(pid int) []int {
 	return out
 }
 
-// statusKiB reads one kB field of /proc/pid/status.
-func statusKiB(pid int, field string) float64 {
-	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(status), "\n") {
-		if v, ok := strings.CutPrefix(line, field+":"); ok {
-			kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
-			return kb
-		}
-	}
-	return 0
-}
-
 // sampleTree samples the resident memory of the provider and all its
 // descendants together every 10 ms until the returned function is called,
 // which returns the peak in MiB.
