@@ -13,7 +13,7 @@ import (
 	"github.com/spf13/pflag"
 	"gopkg.in/yaml.v3"
 
-	"github.com/coffer-csi/coffer/internal/cli"
+	"github.com/coffer-csi/coffer/cli"
 )
 
 // pages are the Markdown files whose links are checked: the README,

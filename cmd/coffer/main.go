@@ -9,7 +9,7 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/coffer-csi/coffer/internal/cli"
+	"github.com/coffer-csi/coffer/cli"
 )
 
 func main() {
