@@ -3,6 +3,8 @@ package fetch
 import (
 	"context"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
@@ -199,4 +201,34 @@ func (r noThrottleRetry) GetAttemptToken(ctx context.Context) (func(error) error
 		return v2.GetAttemptToken(ctx)
 	}
 	return r.GetInitialToken(), nil
+}
+
+// denyList remembers, for a while, identities refused an optional API.
+type denyList struct {
+	mu      sync.Mutex
+	entries map[string]time.Time
+}
+
+// denyFor is how long a refusal is remembered: a role's policy may be fixed,
+// and retrying once an hour costs nothing.
+const denyFor = time.Hour
+
+func (d *denyList) denied(scope string) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	until, ok := d.entries[scope]
+	if ok && time.Now().After(until) {
+		delete(d.entries, scope)
+		return false
+	}
+	return ok
+}
+
+func (d *denyList) deny(scope string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.entries == nil || len(d.entries) >= 10000 {
+		d.entries = map[string]time.Time{}
+	}
+	d.entries[scope] = time.Now().Add(denyFor)
 }
