@@ -24,7 +24,7 @@ func coalesce[T any](ctx context.Context, f *Fetcher, scope, key string, call fu
 	}
 	run := func(key string) (timed, error) {
 		return flight.Do(ctx, &f.calls, key, "", time.Minute, func(ctx context.Context) (timed, error) {
-			at := time.Now()
+			at := f.clock().Now()
 			f.inFlight.start(key, at)
 			defer f.inFlight.end(key)
 			release, err := f.limits.acquire(ctx, scope, f.MaxCallsPerIdentity)

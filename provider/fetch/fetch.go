@@ -15,6 +15,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
+	"k8s.io/utils/clock"
 
 	"github.com/coffer-csi/coffer/internal/flight"
 	"github.com/coffer-csi/coffer/internal/panics"
@@ -107,6 +108,12 @@ type Fetcher struct {
 	// budgets, always batch).
 	Quota *quota.Controller
 
+	// Clock is the time source: when values were read, the freshness and
+	// stale bounds, the waits of pacing and jitter, how long a refusal is
+	// remembered (nil: the real clock). Deadlines come from the caller's
+	// context, which runs on the real clock.
+	Clock clock.Clock
+
 	// calls coalesces identical in-flight AWS calls of one identity;
 	// inFlight says when each started.
 	calls    flight.Group
@@ -170,6 +177,13 @@ func (f *Fetcher) Fetch(ctx context.Context, cfg *spc.Config, clients Clients, s
 		return fetched, failed
 	}
 	return fetched, nil
+}
+
+func (f *Fetcher) clock() clock.Clock {
+	if f.Clock == nil {
+		return clock.RealClock{}
+	}
+	return f.Clock
 }
 
 func (f *Fetcher) concurrency() int {

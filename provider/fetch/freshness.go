@@ -33,7 +33,7 @@ func freshnessOf(ctx context.Context) Freshness {
 // freshAfter is the earliest read time a value served from the cache may
 // have.
 func (f *Fetcher) freshAfter(ctx context.Context) time.Time {
-	after := time.Now().Add(-f.Reuse)
+	after := f.clock().Now().Add(-f.Reuse)
 	if nb := freshnessOf(ctx).NotBefore; nb.After(after) {
 		return nb
 	}
@@ -45,7 +45,7 @@ func (f *Fetcher) freshAfter(ctx context.Context) time.Time {
 // within ServeStale, and not before the pod's previous mount). Answers
 // such as not found, access denied or a KMS failure are never replaced.
 func (f *Fetcher) serveStale(ctx context.Context, cfg *spc.Config, scope string, u unit, res []outcome) {
-	notBefore := time.Now().Add(-f.ServeStale)
+	notBefore := f.clock().Now().Add(-f.ServeStale)
 	if nb := freshnessOf(ctx).NotBefore; nb.After(notBefore) {
 		notBefore = nb
 	}
@@ -72,7 +72,7 @@ func (f *Fetcher) serveStale(ctx context.Context, cfg *spc.Config, scope string,
 		if !ok {
 			continue
 		}
-		v.Stale = &Stale{Age: time.Since(best.At), Reason: r.err.Kind}
+		v.Stale = &Stale{Age: f.clock().Since(best.At), Reason: r.err.Kind}
 		res[i] = outcome{value: v, at: best.At}
 	}
 }

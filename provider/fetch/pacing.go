@@ -25,10 +25,10 @@ func (f *Fetcher) jitter(ctx context.Context, scope, region string, objects []*s
 	if d <= 0 {
 		return missing
 	}
-	t := time.NewTimer(d)
+	t := f.clock().NewTimer(d)
 	defer t.Stop()
 	select {
-	case <-t.C:
+	case <-t.C():
 	case <-ctx.Done():
 		return missing
 	}
@@ -71,9 +71,9 @@ func paced[T any](ctx context.Context, f *Fetcher, api quota.API, shift bool, ca
 		if !ok || time.Until(deadline) < 2*d {
 			return v, err
 		}
-		t := time.NewTimer(d)
+		t := f.clock().NewTimer(d)
 		select {
-		case <-t.C:
+		case <-t.C():
 		case <-ctx.Done():
 			t.Stop()
 			return v, err

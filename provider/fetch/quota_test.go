@@ -70,7 +70,7 @@ func TestThrottledBatchShiftsToSingleCallsAndBack(t *testing.T) {
 	// The controller's time is a fake clock, stepped past each cooldown:
 	// real sleeps against a 300 ms cooldown failed on a loaded machine.
 	clock := clocktesting.NewFakeClock(time.Now())
-	q, err := quota.New(quota.Options{Quotas: quota.Published(false), Cooldown: 300 * time.Millisecond, Now: clock.Now}, quota.Events{})
+	q, err := quota.New(quota.Options{Quotas: quota.Published(false), Cooldown: 300 * time.Millisecond, Clock: clock}, quota.Events{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,7 +10,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 	"github.com/aws/smithy-go"
+	"k8s.io/utils/clock"
 
+	"github.com/coffer-csi/coffer/internal/bounded"
 	"github.com/coffer-csi/coffer/provider/quota"
 	"github.com/coffer-csi/coffer/provider/spc"
 )
@@ -72,7 +74,7 @@ func secretData(binary []byte, str *string) []byte {
 // its secrets are read with single calls at once, which spend another
 // quota.
 func (f *Fetcher) secretBatch(ctx context.Context, clients Clients, scope, region string, objects []*spc.Object, targets []spc.Target) []outcome {
-	if f.Quota.PlanSecrets(len(objects), f.batchDenied.denied(scope)) == quota.Singles {
+	if f.Quota.PlanSecrets(len(objects), f.batchDenied.denied(f.clock(), scope)) == quota.Singles {
 		return f.secrets(ctx, clients, scope, region, objects, targets)
 	}
 	ids := uniqueNames(targets)
@@ -85,7 +87,7 @@ func (f *Fetcher) secretBatch(ctx context.Context, clients Clients, scope, regio
 	if err != nil {
 		switch Classify(err) {
 		case KindAccessDenied:
-			f.batchDenied.deny(scope)
+			f.batchDenied.deny(f.clock(), scope)
 			return f.secrets(ctx, clients, scope, region, objects, targets)
 		case KindThrottled:
 			if f.Quota != nil && ctx.Err() == nil {
@@ -203,32 +205,35 @@ func (r noThrottleRetry) GetAttemptToken(ctx context.Context) (func(error) error
 	return r.GetInitialToken(), nil
 }
 
-// denyList remembers, for a while, identities refused an optional API.
+// denyList remembers, for denyFor, identities refused an optional API.
 type denyList struct {
-	mu      sync.Mutex
-	entries map[string]time.Time
+	once sync.Once
+	// entries holds at most maxDenied identities, each until denyFor after
+	// its refusal; when full, the identity least recently checked or refused
+	// is forgotten (its next mount asks the API once more).
+	entries *bounded.LRU[struct{}]
 }
 
 // denyFor is how long a refusal is remembered: a role's policy may be fixed,
 // and retrying once an hour costs nothing.
 const denyFor = time.Hour
 
-func (d *denyList) denied(scope string) bool {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	until, ok := d.entries[scope]
-	if ok && time.Now().After(until) {
-		delete(d.entries, scope)
-		return false
-	}
+// maxDenied bounds the identities remembered: far more than one node mounts
+// for.
+const maxDenied = 10000
+
+// list returns the entries, made on first use (the Fetcher's zero value is
+// usable).
+func (d *denyList) list(clk clock.PassiveClock) *bounded.LRU[struct{}] {
+	d.once.Do(func() { d.entries = bounded.NewLRU[struct{}](maxDenied, clk) })
+	return d.entries
+}
+
+func (d *denyList) denied(clk clock.PassiveClock, scope string) bool {
+	_, ok := d.list(clk).Get(scope)
 	return ok
 }
 
-func (d *denyList) deny(scope string) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.entries == nil || len(d.entries) >= 10000 {
-		d.entries = map[string]time.Time{}
-	}
-	d.entries[scope] = time.Now().Add(denyFor)
+func (d *denyList) deny(clk clock.PassiveClock, scope string) {
+	d.list(clk).AddUntil(scope, struct{}{}, clk.Now().Add(denyFor))
 }

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"golang.org/x/time/rate"
+	"k8s.io/utils/clock"
 )
 
 // API is an AWS operation, or a group of operations that share a quota.
@@ -117,15 +118,16 @@ type Options struct {
 	// (0: none), so that rotation sweeps of many nodes that line up do
 	// not reach AWS in the same second.
 	Jitter time.Duration
-	// Now is the clock (default time.Now).
-	Now func() time.Time
+	// Clock is the time source of budgets, cooldowns and waits (nil: the
+	// real clock).
+	Clock clock.Clock
 }
 
 // Controller is one node's budgets and throttle memory. A nil Controller
 // allows every call at once and plans as if no quota existed.
 type Controller struct {
 	opts    Options
-	now     func() time.Time
+	clock   clock.Clock
 	mu      sync.Mutex
 	budgets map[API]*budget
 	events  Events
@@ -180,11 +182,11 @@ func New(o Options, ev Events) (*Controller, error) {
 	if o.Jitter < 0 {
 		return nil, fmt.Errorf("the remount jitter must not be negative, not %v", o.Jitter)
 	}
-	now := o.Now
-	if now == nil {
-		now = time.Now
+	clk := o.Clock
+	if clk == nil {
+		clk = clock.RealClock{}
 	}
-	c := &Controller{opts: o, now: now, budgets: map[API]*budget{}, events: ev}
+	c := &Controller{opts: o, clock: clk, budgets: map[API]*budget{}, events: ev}
 	for _, api := range APIs {
 		if api == GetParametersByPath && o.Quotas.SharedParameterQuota {
 			continue
@@ -246,7 +248,7 @@ func (c *Controller) Wait(ctx context.Context, api API, noWait bool) error {
 	}
 	c.mu.Lock()
 	b := c.budgetOf(api)
-	now := c.now()
+	now := c.clock.Now()
 	c.refresh(b, now)
 	r := b.limiter.ReserveN(now, 1)
 	c.mu.Unlock()
@@ -267,10 +269,10 @@ func (c *Controller) Wait(ctx context.Context, api API, noWait bool) error {
 		r.CancelAt(now)
 		return fmt.Errorf("%s (%.3g calls per second on this node now; the next in %v): %w", api, float64(b.limiter.Limit()), delay.Round(time.Millisecond), ErrBudget)
 	}
-	t := time.NewTimer(delay)
+	t := c.clock.NewTimer(delay)
 	defer t.Stop()
 	select {
-	case <-t.C:
+	case <-t.C():
 		if c.events.Waited != nil {
 			c.events.Waited(api, delay)
 		}
@@ -295,7 +297,7 @@ func (c *Controller) Throttled(api API) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	b := c.budgetOf(api)
-	now := c.now()
+	now := c.clock.Now()
 	c.refresh(b, now)
 	if !b.until.IsZero() && now.Sub(b.lastCut) < time.Second {
 		return
@@ -332,7 +334,7 @@ func (c *Controller) State(api API) State {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	b := c.budgetOf(api)
-	now := c.now()
+	now := c.clock.Now()
 	c.refresh(b, now)
 	return State{Avoided: !b.until.IsZero(), Tokens: b.limiter.TokensAt(now), Burst: float64(b.limiter.Burst()), Rate: float64(b.limiter.Limit())}
 }

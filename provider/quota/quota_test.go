@@ -6,6 +6,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	clocktesting "k8s.io/utils/clock/testing"
 )
 
 func TestChooseSecrets(t *testing.T) {
@@ -75,11 +77,6 @@ func TestNewRejects(t *testing.T) {
 	}
 }
 
-// clock is a settable time source.
-type clock struct{ t time.Time }
-
-func (c *clock) now() time.Time { return c.t }
-
 func TestBudgetSharesParameterQuotaWithStandardThroughput(t *testing.T) {
 	c, err := New(Options{Quotas: Published(false), NodeShare: 0.1}, Events{})
 	if err != nil {
@@ -133,9 +130,9 @@ func TestWaitFailsFastPastDeadline(t *testing.T) {
 // halves its budget; throttling within the cooldown doubles the cooldown;
 // a quiet cooldown restores both.
 func TestThrottleShiftsAndRecovers(t *testing.T) {
-	clk := &clock{t: time.Unix(1000, 0)}
+	clk := clocktesting.NewFakeClock(time.Unix(1000, 0))
 	var throttles, shifts int
-	c, err := New(Options{Quotas: Published(false), NodeShare: 0.1, Cooldown: 10 * time.Second, MaxCooldown: 25 * time.Second, Now: clk.now},
+	c, err := New(Options{Quotas: Published(false), NodeShare: 0.1, Cooldown: 10 * time.Second, MaxCooldown: 25 * time.Second, Clock: clk},
 		Events{Throttled: func(API) { throttles++ }, Shifted: func(from, to API) { shifts++ }})
 	if err != nil {
 		t.Fatal(err)
@@ -154,34 +151,34 @@ func TestThrottleShiftsAndRecovers(t *testing.T) {
 	if s := c.State(BatchGetSecretValue); s.Rate != 5 {
 		t.Errorf("two throttles within a second cut the budget twice: %v", s.Rate)
 	}
-	clk.t = clk.t.Add(5 * time.Second)
+	clk.Step(5 * time.Second)
 	c.Throttled(BatchGetSecretValue) // still throttling: 20 s now
-	clk.t = clk.t.Add(15 * time.Second)
+	clk.Step(15 * time.Second)
 	if s := c.State(BatchGetSecretValue); !s.Avoided || s.Rate != 2.5 {
 		t.Fatalf("throttling went on: %+v, want still avoided at 2.5/s", s)
 	}
-	clk.t = clk.t.Add(6 * time.Second)
+	clk.Step(6 * time.Second)
 	if s := c.State(BatchGetSecretValue); s.Avoided || s.Rate != 5 {
 		t.Fatalf("after a quiet cooldown: %+v, want no longer avoided, budget doubled to 5/s", s)
 	}
 	if p := c.PlanSecrets(5, false); p != Batch {
 		t.Fatalf("recovered: %v, want batch", p)
 	}
-	clk.t = clk.t.Add(10 * time.Second) // half of the 20 s cooldown
+	clk.Step(10 * time.Second) // half of the 20 s cooldown
 	if s := c.State(BatchGetSecretValue); s.Rate != 10 {
 		t.Fatalf("half a cooldown later: %+v, want back at 10/s", s)
 	}
 	// Throttled again soon after recovering: throttling went on, the
 	// cooldown doubles (capped at 25 s).
 	c.Throttled(BatchGetSecretValue)
-	clk.t = clk.t.Add(24 * time.Second)
+	clk.Step(24 * time.Second)
 	if s := c.State(BatchGetSecretValue); !s.Avoided {
 		t.Error("throttling resumed right after a cooldown, and the cooldown did not grow")
 	}
 	// After a quiet cooldown, a throttle starts from the base time again.
-	clk.t = clk.t.Add(30 * time.Second)
+	clk.Step(30 * time.Second)
 	c.Throttled(BatchGetSecretValue)
-	clk.t = clk.t.Add(10 * time.Second)
+	clk.Step(10 * time.Second)
 	if s := c.State(BatchGetSecretValue); s.Avoided {
 		t.Error("cooldown not back to its base after a quiet one")
 	}
