@@ -11,6 +11,8 @@ import (
 	"sort"
 	"time"
 
+	"k8s.io/utils/clock"
+
 	"github.com/coffer-csi/coffer/auth"
 	"github.com/coffer-csi/coffer/internal/metrics"
 	"github.com/coffer-csi/coffer/internal/panics"
@@ -69,6 +71,10 @@ type Mounter struct {
 	// Evaluator runs the classes' jmesPath and templates (nil: in this
 	// process), each mount as its pod's namespace.
 	Evaluator render.Evaluator
+	// Clock is the time source of mount durations and of the marks' mount
+	// times, which it compares with the Fetcher's read times: give both the
+	// same clock (nil: the real clock).
+	Clock clock.PassiveClock
 }
 
 // Mounted describes a successful mount to AfterMount.
@@ -167,7 +173,7 @@ type Result struct {
 // Mount fetches and renders every object of the request's
 // SecretProviderClass.
 func (m *Mounter) Mount(ctx context.Context, req Request) (*Result, error) {
-	start := time.Now()
+	start := m.clock().Now()
 	done := m.Metrics.MountStarted()
 	ctx, calls := awsapi.WithCallCounter(ctx)
 	log := m.logger()
@@ -188,7 +194,7 @@ func (m *Mounter) Mount(ctx context.Context, req Request) (*Result, error) {
 	log = log.With("pod", namespace+"/"+attrs[spc.AttrPodName], "secretProviderClass", attrs[spc.AttrSPCName])
 
 	res, objects, err := m.mount(ctx, req, attrs, log)
-	duration := time.Since(start).Round(time.Millisecond)
+	duration := m.clock().Since(start).Round(time.Millisecond)
 	if err != nil {
 		class := ErrorClass(err)
 		done(namespace, class, 0, 0)
@@ -241,7 +247,7 @@ func (m *Mounter) mount(ctx context.Context, req Request, attrs map[string]strin
 	if renderErr != nil {
 		return nil, len(cfg.Objects), renderErr
 	}
-	m.Marks.Mounted(cfg.Pod.UID, time.Now())
+	m.Marks.Mounted(cfg.Pod.UID, m.clock().Now())
 	m.reportStale(cfg, values)
 	// Files with writeFile: false serve templates and Secret sync
 	// (AfterMount), not the mount.
@@ -304,6 +310,13 @@ func logPanics(log *slog.Logger, err error) {
 			log.Error("a panic failed this mount", "error", e, "stack", stack)
 		}
 	}
+}
+
+func (m *Mounter) clock() clock.PassiveClock {
+	if m.Clock == nil {
+		return clock.RealClock{}
+	}
+	return m.Clock
 }
 
 func (m *Mounter) logger() *slog.Logger {

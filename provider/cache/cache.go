@@ -10,9 +10,11 @@
 package cache
 
 import (
-	"container/list"
 	"sync"
 	"time"
+
+	"k8s.io/utils/clock"
+	"k8s.io/utils/lru"
 )
 
 // Entry is a cached value.
@@ -33,20 +35,26 @@ const entryOverhead = 128
 type Cache struct {
 	maxAge   time.Duration
 	maxBytes int64
-	now      func() time.Time
+	clock    clock.PassiveClock
 
-	mu    sync.Mutex
-	bytes int64
-	lru   *list.List // front: most recently used
-	items map[string]*list.Element
-	stats Stats
+	mu sync.Mutex
+	// entries holds at most maxBytes of keys, values and entryOverhead:
+	// putting an entry evicts the least recently looked up or written ones
+	// until it fits. Each entry expires maxAge after its At, checked on read.
+	// k8s.io/utils/lru bounds by count, so the byte bound is kept here: the
+	// LRU itself is unbounded (size 0) and Put removes its oldest entries.
+	entries *lru.Cache
+	bytes   int64
+	stats   Stats
+	// evicting is set while Put makes room, so that onRemove tells an
+	// eviction from the removal of an expired or replaced entry.
+	evicting bool
 	// evictedAt is the newest At among entries evicted to make room: what
 	// was forgotten early, for users that must not lose a time (Marks).
 	evictedAt time.Time
 }
 
 type item struct {
-	key   string
 	entry Entry
 	size  int64
 }
@@ -65,11 +73,21 @@ func New(maxAge time.Duration, maxBytes int64) *Cache {
 	if maxAge <= 0 || maxBytes <= 0 {
 		return nil
 	}
-	return &Cache{maxAge: maxAge, maxBytes: maxBytes, now: time.Now, lru: list.New(), items: map[string]*list.Element{}}
+	c := &Cache{maxAge: maxAge, maxBytes: maxBytes, clock: clock.RealClock{}}
+	c.entries = lru.NewWithEvictionFunc(0, c.onRemove)
+	return c
 }
 
-// SetClock replaces the clock (tests).
-func (c *Cache) SetClock(now func() time.Time) { c.now = now }
+// SetClock replaces the time source that expiry and zero read times use
+// (default: the real clock). A nil cache ignores it.
+func (c *Cache) SetClock(clk clock.PassiveClock) {
+	if c == nil || clk == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.clock = clk
+}
 
 // Get returns the entry for key if it was read at or after notBefore (and
 // within the cache's maximum age), counting a hit or a miss.
@@ -89,31 +107,26 @@ func (c *Cache) lookup(key string, notBefore time.Time, count bool) (Entry, bool
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	el, ok := c.items[key]
-	if !ok {
-		if count {
-			c.stats.Misses++
-		}
-		return Entry{}, false
-	}
-	it := el.Value.(*item)
-	if c.now().Sub(it.entry.At) >= c.maxAge {
-		c.removeLocked(el)
+	v, ok := c.entries.Get(key)
+	var it *item
+	switch {
+	case !ok:
+	case c.clock.Since(v.(*item).entry.At) >= c.maxAge:
+		c.entries.Remove(key)
 		c.stats.Expirations++
-		if count {
-			c.stats.Misses++
-		}
-		return Entry{}, false
+	case v.(*item).entry.At.Before(notBefore):
+	default:
+		it = v.(*item)
 	}
-	if it.entry.At.Before(notBefore) {
-		if count {
-			c.stats.Misses++
-		}
-		return Entry{}, false
-	}
-	c.lru.MoveToFront(el)
 	if count {
-		c.stats.Hits++
+		if it != nil {
+			c.stats.Hits++
+		} else {
+			c.stats.Misses++
+		}
+	}
+	if it == nil {
+		return Entry{}, false
 	}
 	return it.entry, true
 }
@@ -134,25 +147,35 @@ func (c *Cache) Put(key string, e Entry) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if e.At.IsZero() {
-		e.At = c.now()
+		e.At = c.clock.Now()
 	}
-	if el, ok := c.items[key]; ok {
-		if el.Value.(*item).entry.At.After(e.At) {
-			c.lru.MoveToFront(el)
+	if v, ok := c.entries.Get(key); ok { // now the most recently used
+		if v.(*item).entry.At.After(e.At) {
 			return
 		}
-		c.removeLocked(el)
+		c.entries.Remove(key)
 	}
+	c.evicting = true
 	for c.bytes+size > c.maxBytes {
-		back := c.lru.Back()
-		if at := back.Value.(*item).entry.At; at.After(c.evictedAt) {
-			c.evictedAt = at
-		}
-		c.removeLocked(back)
-		c.stats.Evictions++
+		c.entries.RemoveOldest()
 	}
-	c.items[key] = c.lru.PushFront(&item{key: key, entry: e, size: size})
+	c.evicting = false
+	c.entries.Add(key, &item{entry: e, size: size})
 	c.bytes += size
+}
+
+// onRemove accounts for an entry leaving the LRU. The LRU calls it with
+// c.mu held (every call into c.entries is made under it).
+func (c *Cache) onRemove(_ lru.Key, v any) {
+	it := v.(*item)
+	c.bytes -= it.size
+	if !c.evicting {
+		return
+	}
+	c.stats.Evictions++
+	if it.entry.At.After(c.evictedAt) {
+		c.evictedAt = it.entry.At
+	}
 }
 
 // EvictedAt returns the newest At among the entries evicted so far to make
@@ -167,13 +190,6 @@ func (c *Cache) EvictedAt() time.Time {
 	return c.evictedAt
 }
 
-func (c *Cache) removeLocked(el *list.Element) {
-	it := el.Value.(*item)
-	c.lru.Remove(el)
-	delete(c.items, it.key)
-	c.bytes -= it.size
-}
-
 // Stats returns a snapshot of the counters.
 func (c *Cache) Stats() Stats {
 	if c == nil {
@@ -182,7 +198,7 @@ func (c *Cache) Stats() Stats {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	s := c.stats
-	s.Entries = len(c.items)
+	s.Entries = c.entries.Len()
 	s.Bytes = c.bytes
 	return s
 }

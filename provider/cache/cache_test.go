@@ -6,12 +6,14 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	clocktesting "k8s.io/utils/clock/testing"
 )
 
 func TestCache(t *testing.T) {
-	now := time.Now()
+	clk := clocktesting.NewFakePassiveClock(time.Now())
 	c := New(time.Minute, 1000)
-	c.SetClock(func() time.Time { return now })
+	c.SetClock(clk)
 
 	c.Put("id-a|us-east-1|x", Entry{Data: []byte("a"), Version: "1"})
 	if e, ok := c.Get("id-a|us-east-1|x", time.Time{}); !ok || string(e.Data) != "a" || e.Version != "1" {
@@ -20,7 +22,7 @@ func TestCache(t *testing.T) {
 	if _, ok := c.Get("id-b|us-east-1|x", time.Time{}); ok {
 		t.Fatal("another identity's key hit")
 	}
-	now = now.Add(time.Minute)
+	clk.SetTime(clk.Now().Add(time.Minute))
 	if _, ok := c.Get("id-a|us-east-1|x", time.Time{}); ok {
 		t.Fatal("expired entry served")
 	}
@@ -107,10 +109,10 @@ func TestCacheConcurrent(t *testing.T) {
 }
 
 func TestCacheReadTimes(t *testing.T) {
-	now := time.Now()
+	clk := clocktesting.NewFakePassiveClock(time.Now())
 	c := New(time.Minute, 10000)
-	c.SetClock(func() time.Time { return now })
-	read := now.Add(-10 * time.Second)
+	c.SetClock(clk)
+	read := clk.Now().Add(-10 * time.Second)
 	c.Put("k", Entry{Data: []byte("v1"), At: read})
 	tests := []struct {
 		name      string
@@ -132,7 +134,7 @@ func TestCacheReadTimes(t *testing.T) {
 		t.Errorf("older read replaced the newer: %q", e.Data)
 	}
 	// Expiry counts from the read, not from the Put.
-	now = read.Add(time.Minute)
+	clk.SetTime(read.Add(time.Minute))
 	if _, ok := c.Last("k", time.Time{}); ok {
 		t.Error("entry served a minute after it was read")
 	}
@@ -143,9 +145,10 @@ func TestCacheReadTimes(t *testing.T) {
 }
 
 func TestMarks(t *testing.T) {
-	now := time.Now()
+	clk := clocktesting.NewFakePassiveClock(time.Now())
+	now := clk.Now()
 	m := NewMarks(time.Minute, 4)
-	m.c.SetClock(func() time.Time { return now })
+	m.c.SetClock(clk)
 	if nb := m.NotBefore("pod-a"); !nb.IsZero() {
 		t.Fatalf("unknown pod has a mark: %v", nb)
 	}
@@ -179,6 +182,7 @@ func TestMarks(t *testing.T) {
 	}
 	// Marks expire with the window: a pod gone is forgotten.
 	now = now.Add(2 * time.Hour)
+	clk.SetTime(now)
 	if nb := m.NotBefore("pod-9"); nb.After(now.Add(-time.Minute)) {
 		t.Errorf("a mark older than the window still constrains: %v", nb)
 	}

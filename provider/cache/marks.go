@@ -4,6 +4,8 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"time"
+
+	"k8s.io/utils/clock"
 )
 
 // markBytes is what one mark costs against its store's bound: the
@@ -46,6 +48,14 @@ func (m *Marks) NotBefore(pod string) time.Time {
 		return e.At
 	}
 	return m.c.EvictedAt()
+}
+
+// SetClock replaces the time source of the marks' expiry (default: the
+// real clock). Nil marks ignore it.
+func (m *Marks) SetClock(clk clock.PassiveClock) {
+	if m != nil {
+		m.c.SetClock(clk)
+	}
 }
 
 // Mounted records that pod's mount succeeded at the given time.

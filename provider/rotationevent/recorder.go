@@ -19,8 +19,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/utils/lru"
+	"k8s.io/utils/clock"
 
+	"github.com/coffer-csi/coffer/internal/bounded"
 	"github.com/coffer-csi/coffer/internal/panics"
 )
 
@@ -67,7 +68,9 @@ type Options struct {
 	// OnRateLimited counts a rotation left unrecorded by these limits (for
 	// metrics; the writer reports what became of the others).
 	OnRateLimited func()
-	Now           func() time.Time
+	// Clock is the time source of the per-pod interval and the node's
+	// rate (nil: the real clock).
+	Clock clock.PassiveClock
 }
 
 // Recorder is safe for concurrent use.
@@ -76,9 +79,15 @@ type Recorder struct {
 	o       Options
 	limiter *rate.Limiter
 
-	mu       sync.Mutex
-	versions *lru.Cache // pod UID/class → map[id]version
-	lastSent *lru.Cache // pod UID → time.Time
+	mu sync.Mutex
+	// versions holds the versions last mounted by pod UID and class, for at
+	// most MaxPods mounts; when full, the mount least recently observed is
+	// forgotten.
+	versions *bounded.LRU[map[string]string]
+	// lastSent holds the pods that had an event within PerPodInterval, each
+	// until the interval ends; at most MaxPods, the least recently observed
+	// forgotten first.
+	lastSent *bounded.LRU[struct{}]
 }
 
 // New returns a recorder that writes through events.
@@ -101,15 +110,15 @@ func New(events Events, o Options) *Recorder {
 	if o.OnRateLimited == nil {
 		o.OnRateLimited = func() {}
 	}
-	if o.Now == nil {
-		o.Now = time.Now
+	if o.Clock == nil {
+		o.Clock = clock.RealClock{}
 	}
 	return &Recorder{
 		events:   events,
 		o:        o,
 		limiter:  rate.NewLimiter(rate.Limit(o.QPS), o.Burst),
-		versions: lru.New(o.MaxPods),
-		lastSent: lru.New(o.MaxPods),
+		versions: bounded.NewLRU[map[string]string](o.MaxPods, o.Clock),
+		lastSent: bounded.NewLRU[struct{}](o.MaxPods, o.Clock),
 	}
 }
 
@@ -133,9 +142,7 @@ func (r *Recorder) observe(pod Pod, previous map[string]string, mounted []Versio
 	key := pod.UID + "/" + pod.Class
 	r.mu.Lock()
 	if len(previous) == 0 {
-		if old, ok := r.versions.Get(key); ok {
-			previous, _ = old.(map[string]string)
-		}
+		previous, _ = r.versions.Get(key)
 	}
 	r.versions.Add(key, now)
 	changed := Changed(previous, mounted)
@@ -143,20 +150,13 @@ func (r *Recorder) observe(pod Pod, previous map[string]string, mounted []Versio
 		r.mu.Unlock()
 		return
 	}
-	t := r.o.Now()
-	if last, ok := r.lastSent.Get(pod.UID); ok {
-		if lt, _ := last.(time.Time); t.Sub(lt) < r.o.PerPodInterval {
-			r.mu.Unlock()
-			r.o.OnRateLimited()
-			return
-		}
-	}
-	if !r.limiter.AllowN(t, 1) {
+	t := r.o.Clock.Now()
+	if _, recent := r.lastSent.Get(pod.UID); recent || !r.limiter.AllowN(t, 1) {
 		r.mu.Unlock()
 		r.o.OnRateLimited()
 		return
 	}
-	r.lastSent.Add(pod.UID, t)
+	r.lastSent.AddUntil(pod.UID, struct{}{}, t.Add(r.o.PerPodInterval))
 	r.mu.Unlock()
 	ref := &corev1.ObjectReference{APIVersion: "v1", Kind: "Pod", Namespace: pod.Namespace, Name: pod.Name, UID: types.UID(pod.UID)}
 	r.events.Eventf(ref, corev1.EventTypeNormal, Reason, "%s", Message(pod.Class, changed))

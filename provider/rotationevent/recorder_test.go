@@ -13,6 +13,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
+	clocktesting "k8s.io/utils/clock/testing"
 
 	"github.com/coffer-csi/coffer/internal/kube"
 )
@@ -111,10 +112,10 @@ func TestRecorderRemembersVersionsWhenTheDriverSendsNone(t *testing.T) {
 }
 
 func TestRecorderRateLimits(t *testing.T) {
-	now := time.Unix(1000, 0)
+	clk := clocktesting.NewFakePassiveClock(time.Unix(1000, 0))
 	s := &sink{}
 	limited := 0
-	r := New(s, Options{PerPodInterval: time.Minute, QPS: 1, Burst: 2, Now: func() time.Time { return now }, OnRateLimited: func() { limited++ }})
+	r := New(s, Options{PerPodInterval: time.Minute, QPS: 1, Burst: 2, Clock: clk, OnRateLimited: func() { limited++ }})
 	rotate := func(p Pod, v string) {
 		r.Observe(p, map[string]string{"k": "old-" + v}, []Version{{"k", v}})
 	}
@@ -125,7 +126,7 @@ func TestRecorderRateLimits(t *testing.T) {
 	if s.count() != 2 || limited != 2 {
 		t.Errorf("%d events, %d rate limited; want 2 and 2", s.count(), limited)
 	}
-	now = now.Add(2 * time.Minute)
+	clk.SetTime(clk.Now().Add(2 * time.Minute))
 	rotate(pod("a"), "3")
 	if s.count() != 3 {
 		t.Errorf("%d events after the interval, want 3", s.count())
