@@ -17,7 +17,9 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
+	clocktesting "k8s.io/utils/clock/testing"
 
+	"github.com/coffer-csi/coffer/internal/bounded"
 	"github.com/coffer-csi/coffer/internal/kube/kubetest"
 )
 
@@ -47,9 +49,8 @@ func TestRoleLookup(t *testing.T) {
 		serviceAccount("team", "bad", "not-an-arn"),
 	)
 	gets := countGets(cs)
-	l := NewRoleLookup(kubetest.Wrap(cs), time.Minute)
-	now := time.Now()
-	l.now = func() time.Time { return now }
+	clk := clocktesting.NewFakeClock(time.Now())
+	l := newRoleLookup(kubetest.Wrap(cs), time.Minute, clk)
 	ctx := context.Background()
 
 	tests := map[string]struct {
@@ -90,7 +91,7 @@ func TestRoleLookup(t *testing.T) {
 		t.Errorf("cached lookups made %d API calls", n)
 	}
 	// After the TTL, one call refreshes it; a negative answer is retried sooner.
-	now = now.Add(2 * time.Minute)
+	clk.Step(2 * time.Minute)
 	l.Role(ctx, "team", "app")
 	l.Role(ctx, "team", "app")
 	if n := gets.Load() - before; n != 1 {
@@ -156,9 +157,8 @@ func TestNodeRegion(t *testing.T) {
 }
 
 func TestCredentialCache(t *testing.T) {
-	now := time.Now()
-	c := newCredentialCache(5*time.Minute, 3)
-	c.now = func() time.Time { return now }
+	clk := clocktesting.NewFakeClock(time.Now())
+	c := newCredentialCache(5*time.Minute, 3, clk)
 	var fetches atomic.Int64
 	fetch := func(exp time.Time) func(context.Context) (aws.Credentials, error) {
 		return func(context.Context) (aws.Credentials, error) {
@@ -172,7 +172,7 @@ func TestCredentialCache(t *testing.T) {
 	var wg sync.WaitGroup
 	for range 100 {
 		wg.Go(func() {
-			if _, err := c.get(ctx, "k1", fetch(now.Add(time.Hour))); err != nil {
+			if _, err := c.get(ctx, "k1", fetch(clk.Now().Add(time.Hour))); err != nil {
 				t.Error(err)
 			}
 		})
@@ -181,20 +181,20 @@ func TestCredentialCache(t *testing.T) {
 	if n := fetches.Load(); n != 1 {
 		t.Fatalf("a burst of 100 fetched %d times, want 1", n)
 	}
-	now = now.Add(54 * time.Minute) // still 6 minutes left: reused
-	c.get(ctx, "k1", fetch(now.Add(time.Hour)))
+	clk.Step(54 * time.Minute) // still 6 minutes left: reused
+	c.get(ctx, "k1", fetch(clk.Now().Add(time.Hour)))
 	if n := fetches.Load(); n != 1 {
 		t.Errorf("fetched again %d with time left", n)
 	}
-	now = now.Add(2 * time.Minute) // inside the refresh margin: refetched
-	c.get(ctx, "k1", fetch(now.Add(time.Hour)))
+	clk.Step(2 * time.Minute) // inside the refresh margin: refetched
+	c.get(ctx, "k1", fetch(clk.Now().Add(time.Hour)))
 	if n := fetches.Load(); n != 2 {
 		t.Errorf("fetches = %d, want a refresh inside the margin", n)
 	}
 
 	// Bounded: a fourth identity evicts one.
 	for _, k := range []string{"k2", "k3", "k4"} {
-		c.get(ctx, k, fetch(now.Add(time.Hour)))
+		c.get(ctx, k, fetch(clk.Now().Add(time.Hour)))
 	}
 	if n := c.len(); n > 3 {
 		t.Errorf("cache holds %d entries, bound is 3", n)
@@ -345,5 +345,66 @@ func TestSessionNameIsInjective(t *testing.T) {
 			t.Fatalf("%s and %s share the session name %q", who, other, s)
 		}
 		seen[s] = who
+	}
+}
+
+// TestCredentialCacheEvictsLeastRecentlyUsed: a full cache drops the
+// identity used least recently, not the one expiring soonest (as it did
+// before): a busy identity whose credentials expire first keeps them, and
+// an idle one goes.
+func TestCredentialCacheEvictsLeastRecentlyUsed(t *testing.T) {
+	clk := clocktesting.NewFakeClock(time.Now())
+	c := newCredentialCache(5*time.Minute, 2, clk)
+	creds := func(life time.Duration) aws.Credentials {
+		return aws.Credentials{AccessKeyID: "ASIA", CanExpire: true, Expires: clk.Now().Add(life)}
+	}
+	c.store("idle", creds(10*time.Hour))
+	c.store("busy", creds(time.Hour))
+	if _, ok := c.lookup("busy"); !ok {
+		t.Fatal("busy identity not cached")
+	}
+	c.store("new", creds(10*time.Hour))
+	for key, want := range map[string]bool{"idle": false, "busy": true, "new": true} {
+		if _, ok := c.lookup(key); ok != want {
+			t.Errorf("%s cached = %v, want %v", key, ok, want)
+		}
+	}
+	// Credentials too close to expiry are not stored at all.
+	c.store("lapsing", creds(time.Minute))
+	if _, ok := c.lookup("lapsing"); ok {
+		t.Error("credentials within the refresh margin cached")
+	}
+}
+
+// TestRoleLookupEvictsLeastRecentlyUsed: a full cache drops the
+// ServiceAccount looked up least recently; before, it emptied itself, so
+// every ServiceAccount's next mount read the API again.
+func TestRoleLookupEvictsLeastRecentlyUsed(t *testing.T) {
+	const role = "arn:aws:iam::111122223333:role/app"
+	cs := fake.NewClientset(serviceAccount("team", "a", role), serviceAccount("team", "b", role), serviceAccount("team", "c", role))
+	gets := countGets(cs)
+	clk := clocktesting.NewFakeClock(time.Now())
+	l := newRoleLookup(kubetest.Wrap(cs), time.Minute, clk)
+	l.entries = bounded.NewLRU[roleEntry](2, clk)
+	ctx := context.Background()
+	for _, name := range []string{"a", "b", "a", "c"} {
+		if _, err := l.Role(ctx, "team", name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := gets.Load(); n != 3 {
+		t.Fatalf("%d API calls for three ServiceAccounts, want 3", n)
+	}
+	for _, tc := range []struct {
+		name  string
+		calls int64
+	}{{"a", 0}, {"c", 0}, {"b", 1}} {
+		before := gets.Load()
+		if _, err := l.Role(ctx, "team", tc.name); err != nil {
+			t.Fatal(err)
+		}
+		if n := gets.Load() - before; n != tc.calls {
+			t.Errorf("%s: %d API calls, want %d", tc.name, n, tc.calls)
+		}
 	}
 }

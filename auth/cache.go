@@ -2,11 +2,12 @@ package auth
 
 import (
 	"context"
-	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"k8s.io/utils/clock"
 
+	"github.com/coffer-csi/coffer/internal/bounded"
 	"github.com/coffer-csi/coffer/internal/flight"
 )
 
@@ -19,16 +20,20 @@ type credentialCache struct {
 	margin time.Duration
 	// fetchTimeout bounds a shared fetch, which outlives any one caller.
 	fetchTimeout time.Duration
-	maxEntries   int
-	now          func() time.Time
+	clock        clock.PassiveClock
 
-	mu      sync.Mutex
-	entries map[string]aws.Credentials
+	// entries holds at most maxEntries identities' credentials, each until
+	// margin before it expires; when full, the identity least recently
+	// used is dropped (its next mount asks STS again).
+	entries *bounded.LRU[aws.Credentials]
 	flights flight.Group
 }
 
-func newCredentialCache(margin time.Duration, maxEntries int) *credentialCache {
-	return &credentialCache{margin: margin, fetchTimeout: 30 * time.Second, maxEntries: maxEntries, now: time.Now, entries: map[string]aws.Credentials{}}
+func newCredentialCache(margin time.Duration, maxEntries int, clk clock.PassiveClock) *credentialCache {
+	if clk == nil {
+		clk = clock.RealClock{}
+	}
+	return &credentialCache{margin: margin, fetchTimeout: 30 * time.Second, clock: clk, entries: bounded.NewLRU[aws.Credentials](maxEntries, clk)}
 }
 
 // get returns the cached credentials of key, or fetches them once for all
@@ -50,62 +55,29 @@ func (c *credentialCache) get(ctx context.Context, key string, fetch func(contex
 	})
 }
 
-func (c *credentialCache) usable(creds aws.Credentials) bool {
-	return !creds.CanExpire || c.now().Add(c.margin).Before(creds.Expires)
+// usableUntil is when creds stop being handed out: margin before they
+// expire (zero: never, for credentials that do not expire).
+func (c *credentialCache) usableUntil(creds aws.Credentials) time.Time {
+	if !creds.CanExpire {
+		return time.Time{}
+	}
+	return creds.Expires.Add(-c.margin)
 }
 
 func (c *credentialCache) lookup(key string) (aws.Credentials, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	creds, ok := c.entries[key]
-	if ok && !c.usable(creds) {
-		delete(c.entries, key)
-		return aws.Credentials{}, false
-	}
-	return creds, ok
+	return c.entries.Get(key)
 }
 
 func (c *credentialCache) store(key string, creds aws.Credentials) {
-	if !c.usable(creds) {
+	until := c.usableUntil(creds)
+	if !until.IsZero() && !c.clock.Now().Before(until) {
 		return // already too close to expiry to be worth keeping
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if len(c.entries) >= c.maxEntries {
-		c.evictLocked()
-	}
-	c.entries[key] = creds
-}
-
-// evictLocked drops unusable entries and, if the cache is still full, the
-// one expiring soonest.
-func (c *credentialCache) evictLocked() {
-	var soonestKey string
-	var soonest time.Time
-	for k, creds := range c.entries {
-		if !c.usable(creds) {
-			delete(c.entries, k)
-			continue
-		}
-		if soonestKey == "" || creds.Expires.Before(soonest) {
-			soonestKey, soonest = k, creds.Expires
-		}
-	}
-	if len(c.entries) >= c.maxEntries && soonestKey != "" {
-		delete(c.entries, soonestKey)
-	}
+	c.entries.AddUntil(key, creds, until)
 }
 
 // len reports the number of cached credentials (for tests and metrics).
-func (c *credentialCache) len() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return len(c.entries)
-}
+func (c *credentialCache) len() int { return c.entries.Len() }
 
 // remove drops key's credentials.
-func (c *credentialCache) remove(key string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	delete(c.entries, key)
-}
+func (c *credentialCache) remove(key string) { c.entries.Remove(key) }

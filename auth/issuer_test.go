@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	clocktesting "k8s.io/utils/clock/testing"
+
 	"github.com/coffer-csi/coffer/tests/fakeaws"
 )
 
@@ -114,10 +116,8 @@ func TestIssuerFromDiscovery(t *testing.T) {
 // the keys per MinRefresh, not one per token: concurrent ones share a
 // read, and later ones get its failure until the next read is due.
 func TestForgedTokensBeforeKeysLoad(t *testing.T) {
-	now := time.Now()
-	var clockMu sync.Mutex
-	clock := func() time.Time { clockMu.Lock(); defer clockMu.Unlock(); return now }
-	advance := func(d time.Duration) { clockMu.Lock(); now = now.Add(d); clockMu.Unlock() }
+	clk := clocktesting.NewFakeClock(time.Now())
+	clock, advance := clk.Now, clk.Step
 	cluster, attacker := fakeaws.NewTestIssuer(t, "https://c"), fakeaws.NewTestIssuer(t, "https://c")
 	var reads, discoveries atomic.Int64
 	var down atomic.Bool
@@ -147,7 +147,7 @@ func TestForgedTokensBeforeKeysLoad(t *testing.T) {
 			discoveries.Store(0)
 			down.Store(true)
 			v := NewVerifier(o)
-			v.now = clock
+			v.clock = clk
 			flood := func() {
 				var wg sync.WaitGroup
 				for range 1000 {

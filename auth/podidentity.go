@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"k8s.io/utils/clock"
 )
 
 // The EKS Pod Identity agent's node-local addresses.
@@ -28,6 +29,9 @@ type PodIdentityAgent struct {
 	Timeout  time.Duration
 	Attempts int
 	Client   *http.Client
+	// Clock is the time source of the waits between rounds (nil: the real
+	// clock).
+	Clock clock.Clock
 }
 
 // agentCredentials is the agent's answer, the container credentials format.
@@ -72,12 +76,16 @@ func (a *PodIdentityAgent) credentials(ctx context.Context, token, preferred, su
 	if client == nil {
 		client = http.DefaultClient
 	}
+	clk := a.Clock
+	if clk == nil {
+		clk = clock.RealClock{}
+	}
 	var failures []string
 	backoff := 100 * time.Millisecond
 	for attempt := 0; attempt < attempts; attempt++ {
 		if attempt > 0 {
 			select {
-			case <-time.After(backoff):
+			case <-clk.After(backoff):
 				backoff *= 2
 			case <-ctx.Done():
 				return aws.Credentials{}, a.unreachable(subject, failures, ctx.Err())

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/clock"
 
 	"github.com/coffer-csi/coffer/internal/kube"
 )
@@ -26,6 +27,8 @@ type NodeRegion struct {
 	// RetryAfter spaces lookups after a failure (default 10s), so a
 	// misconfigured node does not turn every mount into an API call.
 	RetryAfter time.Duration
+	// Clock is the time source of RetryAfter (nil: the real clock).
+	Clock clock.PassiveClock
 
 	mu      sync.Mutex
 	region  string
@@ -47,10 +50,14 @@ func (n *NodeRegion) Region(ctx context.Context) (string, error) {
 	if retry <= 0 {
 		retry = 10 * time.Second
 	}
-	if n.lastErr != nil && time.Since(n.lastTry) < retry {
+	clk := n.Clock
+	if clk == nil {
+		clk = clock.RealClock{}
+	}
+	if n.lastErr != nil && clk.Since(n.lastTry) < retry {
 		return "", n.lastErr
 	}
-	n.lastTry = time.Now()
+	n.lastTry = clk.Now()
 	n.region, n.lastErr = n.lookup(ctx)
 	return n.region, n.lastErr
 }

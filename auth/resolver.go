@@ -10,6 +10,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
+	"k8s.io/utils/clock"
 
 	"github.com/coffer-csi/coffer/internal/kube"
 )
@@ -40,6 +41,9 @@ type ResolverOptions struct {
 	// SessionScope says what the STS sessions coffer opens name, and so
 	// which mounts share credentials (default SessionPerPod).
 	SessionScope SessionScope
+	// Clock is the time source of the credential and role caches (nil: the
+	// real clock).
+	Clock clock.PassiveClock
 }
 
 // SessionScope is what an STS session that coffer names stands for.
@@ -82,7 +86,6 @@ type Resolver struct {
 	// credentials obtained through one endpoint are never handed out for
 	// another.
 	endpoint string
-	now      func() time.Time
 	onFetch  func(mode string, err error)
 	scope    SessionScope
 }
@@ -103,7 +106,7 @@ func NewResolver(o ResolverOptions) *Resolver {
 	}
 	var roles *RoleLookup
 	if o.Kubernetes != nil {
-		roles = NewRoleLookup(o.Kubernetes, o.ServiceAccountTTL)
+		roles = newRoleLookup(o.Kubernetes, o.ServiceAccountTTL, o.Clock)
 	}
 	endpoint := fmt.Sprintf("endpoint=%s", aws.ToString(o.AWS.BaseEndpoint))
 	return &Resolver{
@@ -112,9 +115,8 @@ func NewResolver(o ResolverOptions) *Resolver {
 		sts:         stsClients{base: o.AWS},
 		roles:       roles,
 		podIdentity: o.PodIdentity,
-		cache:       newCredentialCache(o.RefreshMargin, o.MaxCachedIdentities),
+		cache:       newCredentialCache(o.RefreshMargin, o.MaxCachedIdentities, o.Clock),
 		endpoint:    endpoint,
-		now:         time.Now,
 		onFetch:     o.OnCredentialFetch,
 		scope:       o.SessionScope,
 	}

@@ -4,13 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes/fake"
+	clocktesting "k8s.io/utils/clock/testing"
 
 	"github.com/coffer-csi/coffer/internal/kube/kubetest"
 	"github.com/coffer-csi/coffer/tests/fakeaws"
@@ -21,10 +21,8 @@ import (
 // once, and that the new ones work.
 func TestCredentialsRefreshBeforeExpiry(t *testing.T) {
 	// One clock for the fake and the cache, so credential lifetimes agree.
-	var mu sync.Mutex
-	now := time.Now()
-	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
-	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
+	clk := clocktesting.NewFakeClock(time.Now())
+	clock, advance := clk.Now, clk.Step
 	f, ts := fakeaws.NewTestServer(t, fakeaws.Options{Now: clock})
 	issuer := fakeaws.NewTestIssuer(t, "https://oidc.example")
 	if err := f.SetJWKS(issuer.JWKS()); err != nil {
@@ -35,8 +33,7 @@ func TestCredentialsRefreshBeforeExpiry(t *testing.T) {
 		t.Fatal(err)
 	}
 	kube := fake.NewClientset(&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "app", Annotations: map[string]string{RoleAnnotation: role}}})
-	r := NewResolver(ResolverOptions{AWS: fakeaws.AWSConfig(ts.URL, "us-east-1", "", "", ""), Kubernetes: kubetest.Wrap(kube), RefreshMargin: 5 * time.Minute, Verifier: NewVerifier(VerifierOptions{Keys: staticKeys(issuer.JWKS()), Issuers: []string{issuer.URL()}})})
-	r.cache.now = clock
+	r := NewResolver(ResolverOptions{AWS: fakeaws.AWSConfig(ts.URL, "us-east-1", "", "", ""), Kubernetes: kubetest.Wrap(kube), RefreshMargin: 5 * time.Minute, Clock: clk, Verifier: NewVerifier(VerifierOptions{Keys: staticKeys(issuer.JWKS()), Issuers: []string{issuer.URL()}})})
 
 	tokens, _ := json.Marshal(map[string]map[string]string{AudienceSTS: {"token": issuer.TokenWithClaims(fakeaws.TokenClaims{Subject: "system:serviceaccount:ns:app", Audiences: []string{AudienceSTS}, PodName: "p", PodUID: "uid-p", IssuedAt: clock().Add(-time.Minute), Expiry: clock().Add(2 * time.Hour)})}})
 	req := Request{Namespace: "ns", ServiceAccount: "app", PodName: "p", PodUID: "uid-p", Tokens: string(tokens), Region: "us-east-1"}

@@ -3,12 +3,13 @@ package auth
 import (
 	"context"
 	"fmt"
-	"sync"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/clock"
 
+	"github.com/coffer-csi/coffer/internal/bounded"
 	"github.com/coffer-csi/coffer/internal/kube"
 
 	"github.com/coffer-csi/coffer/internal/flight"
@@ -26,25 +27,34 @@ type RoleLookup struct {
 	// ttl is how long an answer is reused; negativeTTL how long "no such
 	// ServiceAccount / no annotation" is, shorter so a fix shows up quickly.
 	ttl, negativeTTL time.Duration
-	now              func() time.Time
+	clock            clock.PassiveClock
 
-	mu      sync.Mutex
-	entries map[string]roleEntry
+	// entries holds the answers of at most maxRoleEntries ServiceAccounts,
+	// each until its ttl (or negativeTTL) ends; when full, the
+	// ServiceAccount least recently looked up is dropped.
+	entries *bounded.LRU[roleEntry]
 	flights flight.Group
 }
 
 type roleEntry struct {
-	role    string
-	err     error
-	expires time.Time
+	role string
+	err  error
 }
 
 // NewRoleLookup returns a lookup that reuses answers for ttl (default 2m).
 func NewRoleLookup(client kube.ServiceAccountsGetter, ttl time.Duration) *RoleLookup {
+	return newRoleLookup(client, ttl, nil)
+}
+
+// newRoleLookup is NewRoleLookup on clk (nil: the real clock).
+func newRoleLookup(client kube.ServiceAccountsGetter, ttl time.Duration, clk clock.PassiveClock) *RoleLookup {
 	if ttl <= 0 {
 		ttl = 2 * time.Minute
 	}
-	return &RoleLookup{client: client, ttl: ttl, negativeTTL: min(ttl, 10*time.Second), now: time.Now, entries: map[string]roleEntry{}}
+	if clk == nil {
+		clk = clock.RealClock{}
+	}
+	return &RoleLookup{client: client, ttl: ttl, negativeTTL: min(ttl, 10*time.Second), clock: clk, entries: bounded.NewLRU[roleEntry](maxRoleEntries, clk)}
 }
 
 // maxRoleEntries bounds the cache: far more ServiceAccounts than one node
@@ -54,10 +64,7 @@ const maxRoleEntries = 10000
 // Role returns the role ARN annotated on namespace/name.
 func (l *RoleLookup) Role(ctx context.Context, namespace, name string) (string, error) {
 	key := namespace + "/" + name
-	l.mu.Lock()
-	e, ok := l.entries[key]
-	l.mu.Unlock()
-	if ok && l.now().Before(e.expires) {
+	if e, ok := l.entries.Get(key); ok {
 		return e.role, e.err
 	}
 	// The answer serves every caller waiting for it.
@@ -68,27 +75,10 @@ func (l *RoleLookup) Role(ctx context.Context, namespace, name string) (string, 
 			ttl = l.negativeTTL
 		}
 		if _, transient := err.(*transientError); !transient {
-			l.store(key, roleEntry{role: role, err: err, expires: l.now().Add(ttl)})
+			l.entries.AddUntil(key, roleEntry{role: role, err: err}, l.clock.Now().Add(ttl))
 		}
 		return role, err
 	})
-}
-
-func (l *RoleLookup) store(key string, e roleEntry) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if len(l.entries) >= maxRoleEntries {
-		now := l.now()
-		for k, old := range l.entries {
-			if !now.Before(old.expires) {
-				delete(l.entries, k)
-			}
-		}
-		if len(l.entries) >= maxRoleEntries {
-			clear(l.entries)
-		}
-	}
-	l.entries[key] = e
 }
 
 // transientError marks lookup failures that must not be cached.

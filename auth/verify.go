@@ -16,6 +16,7 @@ import (
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
 	"k8s.io/client-go/rest"
+	"k8s.io/utils/clock"
 
 	"github.com/coffer-csi/coffer/internal/flight"
 )
@@ -138,6 +139,9 @@ type VerifierOptions struct {
 	// With neither, every token is refused.
 	Issuers  []string
 	Discover IssuerSource
+	// Clock is the time source of token expiry and key refreshes (nil: the
+	// real clock).
+	Clock clock.PassiveClock
 }
 
 // Verifier checks ServiceAccount tokens locally against the cluster's
@@ -148,7 +152,7 @@ type Verifier struct {
 	issuers                    []string
 	discover                   IssuerSource
 	minRefresh, maxAge, leeway time.Duration
-	now                        func() time.Time
+	clock                      clock.PassiveClock
 
 	mu      sync.Mutex
 	state   *trust    // the last successful read; nil before the first
@@ -168,7 +172,10 @@ func NewVerifier(o VerifierOptions) *Verifier {
 	if o.Leeway <= 0 {
 		o.Leeway = 30 * time.Second
 	}
-	return &Verifier{keys: o.Keys, issuers: slices.Clone(o.Issuers), discover: o.Discover, minRefresh: o.MinRefresh, maxAge: o.MaxAge, leeway: o.Leeway, now: time.Now}
+	if o.Clock == nil {
+		o.Clock = clock.RealClock{}
+	}
+	return &Verifier{keys: o.Keys, issuers: slices.Clone(o.Issuers), discover: o.Discover, minRefresh: o.MinRefresh, maxAge: o.MaxAge, leeway: o.Leeway, clock: o.Clock}
 }
 
 // maxTokenBytes bounds a token before it is parsed; Kubernetes tokens are
@@ -240,7 +247,7 @@ func (v *Verifier) verify(ctx context.Context, tok, audience string, req Request
 	if !st.issuer(c.Issuer) {
 		return false, unauthenticated("the ServiceAccount token for audience %q was not issued by this cluster's ServiceAccount issuer", audience)
 	}
-	if err := c.ValidateWithLeeway(jwt.Expected{AnyAudience: jwt.Audience{audience}, Time: v.now()}, v.leeway); err != nil {
+	if err := c.ValidateWithLeeway(jwt.Expected{AnyAudience: jwt.Audience{audience}, Time: v.clock.Now()}, v.leeway); err != nil {
 		switch {
 		case errors.Is(err, jwt.ErrExpired):
 			return false, unauthenticated("the ServiceAccount token for audience %q has expired; kubelet should have refreshed it (is the node's clock right?)", audience)
@@ -328,7 +335,7 @@ func (v *Verifier) trusted(ctx context.Context, ok func(*trust) bool) (*trust, e
 	v.mu.Lock()
 	st := v.state
 	v.mu.Unlock()
-	if st != nil && ok(st) && v.now().Sub(st.fetched) < v.maxAge {
+	if st != nil && ok(st) && v.clock.Now().Sub(st.fetched) < v.maxAge {
 		return st, nil
 	}
 	return flight.Do(ctx, &v.flights, "trust", "waiting for the cluster's ServiceAccount issuer keys", 10*time.Second, v.refresh)
@@ -340,7 +347,7 @@ func (v *Verifier) trusted(ctx context.Context, ok func(*trust) bool) (*trust, e
 // past trusted's look at the state still read at most once per MinRefresh.
 func (v *Verifier) refresh(ctx context.Context) (*trust, error) {
 	v.mu.Lock()
-	now := v.now()
+	now := v.clock.Now()
 	if !v.tried.IsZero() && now.Sub(v.tried) < v.minRefresh {
 		st, err := v.state, v.lastErr
 		v.mu.Unlock()
@@ -399,7 +406,7 @@ func (v *Verifier) read(ctx context.Context) (*trust, error) {
 		}
 	}
 	set.Keys = kept
-	return &trust{keys: &set, issuers: issuers, fetched: v.now()}, nil
+	return &trust{keys: &set, issuers: issuers, fetched: v.clock.Now()}, nil
 }
 
 func find(set *jose.JSONWebKeySet, kid string) *jose.JSONWebKey {

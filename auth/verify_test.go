@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	clocktesting "k8s.io/utils/clock/testing"
+
 	"github.com/coffer-csi/coffer/tests/fakeaws"
 )
 
@@ -159,15 +161,13 @@ func TestVerifyToken(t *testing.T) {
 }
 
 func TestVerifierKeys(t *testing.T) {
-	now := time.Now()
-	var clockMu sync.Mutex
-	clock := func() time.Time { clockMu.Lock(); defer clockMu.Unlock(); return now }
-	advance := func(d time.Duration) { clockMu.Lock(); now = now.Add(d); clockMu.Unlock() }
+	clk := clocktesting.NewFakeClock(time.Now())
+	clock, advance := clk.Now, clk.Step
 	first, second := fakeaws.NewTestIssuer(t, "https://c"), fakeaws.NewTestIssuer(t, "https://c")
 	keys := &keySource{}
 	keys.set(first.JWKS(), nil)
 	v := NewVerifier(VerifierOptions{Keys: keys.source, Issuers: []string{"https://c"}, MinRefresh: time.Minute, MaxAge: time.Hour})
-	v.now = clock
+	v.clock = clk
 	req := Request{Namespace: "team", ServiceAccount: "app", PodName: "app-0", PodUID: testPodUID}
 	tok := func(iss *fakeaws.Issuer) string {
 		return iss.TokenWithClaims(fakeaws.TokenClaims{Subject: testSub, Audiences: []string{AudienceSTS}, PodName: "app-0", PodUID: testPodUID, IssuedAt: clock()})
