@@ -71,9 +71,9 @@ type Mounter struct {
 	// Evaluator runs the classes' jmesPath and templates (nil: in this
 	// process), each mount as its pod's namespace.
 	Evaluator render.Evaluator
-	// Clock is the time source of mount durations and of the marks' mount
-	// times, which it compares with the Fetcher's read times: give both the
-	// same clock (nil: the real clock).
+	// Clock is the time source of the marks' mount times, which are
+	// compared with the Fetcher's read times: give both the same clock
+	// (nil: the real clock).
 	Clock clock.PassiveClock
 }
 
@@ -173,7 +173,7 @@ type Result struct {
 // Mount fetches and renders every object of the request's
 // SecretProviderClass.
 func (m *Mounter) Mount(ctx context.Context, req Request) (*Result, error) {
-	start := m.clock().Now()
+	start := time.Now() // the real time a mount took, for its log line
 	done := m.Metrics.MountStarted()
 	ctx, calls := awsapi.WithCallCounter(ctx)
 	log := m.logger()
@@ -194,7 +194,7 @@ func (m *Mounter) Mount(ctx context.Context, req Request) (*Result, error) {
 	log = log.With("pod", namespace+"/"+attrs[spc.AttrPodName], "secretProviderClass", attrs[spc.AttrSPCName])
 
 	res, objects, err := m.mount(ctx, req, attrs, log)
-	duration := m.clock().Since(start).Round(time.Millisecond)
+	duration := time.Since(start).Round(time.Millisecond)
 	if err != nil {
 		class := ErrorClass(err)
 		done(namespace, class, 0, 0)

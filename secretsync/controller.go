@@ -16,6 +16,7 @@ import (
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/util/workqueue"
+	"k8s.io/utils/clock"
 
 	"github.com/coffer-csi/coffer/auth"
 	"github.com/coffer-csi/coffer/internal/kube"
@@ -61,7 +62,9 @@ type Controller struct {
 	// and 5m).
 	RetryBase, RetryMax time.Duration
 	Logger              *slog.Logger
-	Now                 func() time.Time
+	// Clock is the time source of due times, backoff and the work queue's
+	// delays (nil: the real clock).
+	Clock clock.WithTicker
 	// Secrets, when set, watches the metadata of Secrets (never their
 	// values) in the controller's namespaces, so that an entry waiting for
 	// its Secret to change (an opt-in annotation, a Secret created or
@@ -110,7 +113,7 @@ func (c *Controller) Run(ctx context.Context) error {
 	}
 	c.limiter = workqueue.NewTypedItemExponentialFailureRateLimiter[string](base, maxDelay)
 	c.queue = workqueue.NewTypedRateLimitingQueueWithConfig(c.limiter,
-		workqueue.TypedRateLimitingQueueConfig[string]{Name: "coffer-sync"})
+		workqueue.TypedRateLimitingQueueConfig[string]{Name: "coffer-sync", Clock: c.clock()})
 	defer c.queue.ShutDown()
 	if c.Secrets != nil {
 		secrets, err := c.watchSecrets(ctx)
@@ -216,7 +219,7 @@ func (c *Controller) next(ctx context.Context) bool {
 		c.queue.Forget(key)
 	}
 	if !wake.IsZero() {
-		c.queue.AddAfter(key, time.Until(wake))
+		c.queue.AddAfter(key, wake.Sub(c.now()))
 	}
 	return true
 }
@@ -491,11 +494,13 @@ func (c *Controller) secretChanged(obj any) {
 	}
 }
 
-func (c *Controller) now() time.Time {
-	if c.Now != nil {
-		return c.Now()
+func (c *Controller) now() time.Time { return c.clock().Now() }
+
+func (c *Controller) clock() clock.WithTicker {
+	if c.Clock == nil {
+		return clock.RealClock{}
 	}
-	return time.Now()
+	return c.Clock
 }
 
 func (c *Controller) logger() *slog.Logger {

@@ -10,7 +10,9 @@ import (
 	authenticationv1 "k8s.io/api/authentication/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/clock"
 
+	"github.com/coffer-csi/coffer/internal/bounded"
 	"github.com/coffer-csi/coffer/internal/kube"
 )
 
@@ -24,10 +26,16 @@ type TokenSource struct {
 	// TTL is the lifetime requested (default and minimum: 10 minutes, the
 	// shortest the apiserver grants).
 	TTL time.Duration
-	Now func() time.Time
+	// Clock is the time source of token reuse (nil: the real clock).
+	Clock clock.PassiveClock
 
-	mu    sync.Mutex
-	cache map[string]authenticationv1.TokenRequestStatus
+	once sync.Once
+	// maxTokens bounds cache (0: maxCachedTokens).
+	maxTokens int
+	// cache holds at most maxTokens tokens, one per ServiceAccount
+	// and audience, each until half its life is gone; when full, the token
+	// least recently used is dropped.
+	cache *bounded.LRU[authenticationv1.TokenRequestStatus]
 }
 
 // maxCachedTokens bounds the cache: one entry per ServiceAccount and
@@ -53,15 +61,20 @@ func (t *TokenSource) Tokens(ctx context.Context, namespace, serviceAccount stri
 }
 
 func (t *TokenSource) token(ctx context.Context, namespace, sa, audience string) (authenticationv1.TokenRequestStatus, error) {
-	now := t.now()
+	t.once.Do(func() {
+		if t.Clock == nil {
+			t.Clock = clock.RealClock{}
+		}
+		if t.maxTokens <= 0 {
+			t.maxTokens = maxCachedTokens
+		}
+		t.cache = bounded.NewLRU[authenticationv1.TokenRequestStatus](t.maxTokens, t.Clock)
+	})
 	ttl := max(t.TTL, 10*time.Minute)
 	key := namespace + "/" + sa + "/" + audience
-	t.mu.Lock()
-	if tok, ok := t.cache[key]; ok && now.Add(ttl/2).Before(tok.ExpirationTimestamp.Time) {
-		t.mu.Unlock()
+	if tok, ok := t.cache.Get(key); ok {
 		return tok, nil
 	}
-	t.mu.Unlock()
 
 	seconds := int64(ttl / time.Second)
 	res, err := t.ServiceAccounts.ServiceAccounts(namespace).CreateToken(ctx, sa, &authenticationv1.TokenRequest{
@@ -75,18 +88,6 @@ func (t *TokenSource) token(ctx context.Context, namespace, sa, audience string)
 	case err != nil:
 		return authenticationv1.TokenRequestStatus{}, fmt.Errorf("requesting a token of ServiceAccount %s/%s for audience %s: %s", namespace, sa, audience, apiError(err))
 	}
-	t.mu.Lock()
-	if t.cache == nil || len(t.cache) >= maxCachedTokens {
-		t.cache = map[string]authenticationv1.TokenRequestStatus{}
-	}
-	t.cache[key] = res.Status
-	t.mu.Unlock()
+	t.cache.AddUntil(key, res.Status, res.Status.ExpirationTimestamp.Add(-ttl/2))
 	return res.Status, nil
-}
-
-func (t *TokenSource) now() time.Time {
-	if t.Now != nil {
-		return t.Now()
-	}
-	return time.Now()
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 
 	"github.com/coffer-csi/coffer/auth"
+	"github.com/coffer-csi/coffer/internal/bounded"
 	"github.com/coffer-csi/coffer/internal/sdkhttp"
 	"github.com/coffer-csi/coffer/provider/fetch"
 )
@@ -120,28 +121,30 @@ func (c *Clients) ParameterStore(region string) fetch.ParameterStoreAPI {
 
 // ClientCache reuses the clients of an identity across its mounts until
 // its credentials change (refreshed), so steady-state mounts build no SDK
-// clients. Bounded: when full, the least recently used identity goes.
+// clients.
 type ClientCache struct {
 	base aws.Config
-	max  int
-
-	mu      sync.Mutex
-	tick    uint64
-	entries map[string]*cachedClients
+	// mu makes a look-up and the store of new clients one step, so
+	// concurrent first mounts of an identity build its clients once.
+	mu sync.Mutex
+	// entries holds the clients of at most max identities; when full, the
+	// identity least recently used goes. Clients do not expire: new
+	// credentials replace them.
+	entries *bounded.LRU[cachedClients]
 }
 
 type cachedClients struct {
-	clients  *Clients
-	akid     string
-	lastUsed uint64
+	clients *Clients
+	akid    string
 }
 
-// NewClientCache returns a cache of at most max identities' clients.
+// NewClientCache returns a cache of at most max identities' clients
+// (default 1000).
 func NewClientCache(base aws.Config, max int) *ClientCache {
 	if max <= 0 {
 		max = 1000
 	}
-	return &ClientCache{base: base, max: max, entries: map[string]*cachedClients{}}
+	return &ClientCache{base: base, entries: bounded.NewLRU[cachedClients](max, nil)}
 }
 
 // For returns the clients of the identity key signing with creds.
@@ -153,23 +156,11 @@ func (c *ClientCache) For(ctx context.Context, key string, creds aws.Credentials
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.tick++
-	if e, ok := c.entries[key]; ok && e.akid == v.AccessKeyID {
-		e.lastUsed = c.tick
+	if e, ok := c.entries.Get(key); ok && e.akid == v.AccessKeyID {
 		return e.clients
 	}
-	if len(c.entries) >= c.max {
-		var oldest string
-		var oldestTick uint64
-		for k, e := range c.entries {
-			if oldest == "" || e.lastUsed < oldestTick {
-				oldest, oldestTick = k, e.lastUsed
-			}
-		}
-		delete(c.entries, oldest)
-	}
-	e := &cachedClients{clients: NewClients(c.base, creds), akid: v.AccessKeyID, lastUsed: c.tick}
-	c.entries[key] = e
+	e := cachedClients{clients: NewClients(c.base, creds), akid: v.AccessKeyID}
+	c.entries.Add(key, e)
 	return e.clients
 }
 

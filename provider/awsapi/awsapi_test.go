@@ -29,7 +29,7 @@ func TestClientCache(t *testing.T) {
 	for i := range 5 {
 		c.For(ctx, fmt.Sprintf("other-%d", i), credsB)
 	}
-	if n := len(c.entries); n > 2 {
+	if n := c.entries.Len(); n > 2 {
 		t.Errorf("cache holds %d identities, bound is 2", n)
 	}
 	if c.For(ctx, "", credsA1) == c.For(ctx, "", credsA1) {

@@ -22,6 +22,7 @@ import (
 	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/util/workqueue"
+	"k8s.io/utils/clock"
 
 	"github.com/coffer-csi/coffer/internal/kube"
 	"github.com/coffer-csi/coffer/internal/panics"
@@ -79,7 +80,9 @@ type Controller struct {
 	// (default 5s and 5m).
 	RetryBase, RetryMax time.Duration
 	Logger              *slog.Logger
-	Now                 func() time.Time
+	// Clock is the time source of due times, backoff and the work queue's
+	// delays (nil: the real clock).
+	Clock clock.WithTicker
 
 	queue                           workqueue.TypedRateLimitingInterface[string]
 	deployments, statefulSets, dSet *kube.Informer
@@ -107,7 +110,7 @@ func (c *Controller) Run(ctx context.Context) error {
 	}
 	c.queue = workqueue.NewTypedRateLimitingQueueWithConfig(
 		workqueue.NewTypedItemExponentialFailureRateLimiter[string](base, maxDelay),
-		workqueue.TypedRateLimitingQueueConfig[string]{Name: "coffer-restart"})
+		workqueue.TypedRateLimitingQueueConfig[string]{Name: "coffer-restart", Clock: c.clock()})
 	defer c.queue.ShutDown()
 
 	ns := c.Namespaces
@@ -277,7 +280,7 @@ func (c *Controller) next(ctx context.Context) bool {
 	}
 	c.queue.Forget(key)
 	if !wake.IsZero() {
-		c.queue.AddAfter(key, time.Until(wake))
+		c.queue.AddAfter(key, wake.Sub(c.now()))
 	}
 	return true
 }
@@ -431,11 +434,13 @@ func (c *Controller) forget(key string) {
 	delete(c.states, key)
 }
 
-func (c *Controller) now() time.Time {
-	if c.Now != nil {
-		return c.Now()
+func (c *Controller) now() time.Time { return c.clock().Now() }
+
+func (c *Controller) clock() clock.WithTicker {
+	if c.Clock == nil {
+		return clock.RealClock{}
 	}
-	return time.Now()
+	return c.Clock
 }
 
 func (c *Controller) logger() *slog.Logger {
