@@ -32,6 +32,8 @@ import (
 	"syscall"
 	"time"
 
+	"k8s.io/utils/clock"
+
 	"github.com/coffer-csi/coffer/provider/render"
 )
 
@@ -62,6 +64,9 @@ type Config struct {
 	// passed on.
 	Env    []string
 	Logger *slog.Logger
+	// Clock times idle workers and the grace a closed worker has to exit
+	// (nil: the real clock). Evaluations' time limits are their contexts'.
+	Clock clock.WithDelayedExecution
 }
 
 // Pool runs evaluations in worker processes; it implements
@@ -88,6 +93,9 @@ func New(cfg Config) *Pool {
 	}
 	if cfg.IdleTimeout <= 0 {
 		cfg.IdleTimeout = DefaultIdleTimeout
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = clock.RealClock{}
 	}
 	if len(cfg.Command) == 0 {
 		// The running binary, even if the file was replaced since.
@@ -236,7 +244,7 @@ func (p *Pool) put(w *worker) {
 		return
 	}
 	p.idle = append(p.idle, w)
-	w.idleTimer = time.AfterFunc(p.cfg.IdleTimeout, func() { p.retire(w) })
+	w.idleTimer = p.cfg.Clock.AfterFunc(p.cfg.IdleTimeout, func() { p.retire(w) })
 }
 
 // retire ends w if it is still idle.
@@ -293,7 +301,9 @@ type worker struct {
 	stderr    *headBuffer
 	done      chan struct{} // closed when the process has been reaped
 	waitErr   error
-	idleTimer *time.Timer
+	idleTimer clock.Timer
+	// clock times the grace a closed worker has to exit.
+	clock clock.Clock
 	// killedForTime is set (before the kill) when the pool ended the
 	// evaluation for its deadline.
 	killedForTime bool
@@ -319,7 +329,7 @@ func start(cfg Config) (*worker, error) {
 		MemoryEnv + "=" + strconv.FormatInt(cfg.MemoryBytes, 10),
 	}, cfg.Env...)
 	cmd.Stdin, cmd.Stdout = inR, outW
-	w := &worker{cmd: cmd, in: inW, out: outR, stderr: &headBuffer{}, done: make(chan struct{})}
+	w := &worker{cmd: cmd, in: inW, out: outR, stderr: &headBuffer{}, done: make(chan struct{}), clock: cfg.Clock}
 	cmd.Stderr = w.stderr
 	// Its own process group, so a kill reaches anything it started; and
 	// it dies with the provider.
@@ -391,7 +401,7 @@ func (w *worker) close() {
 	go func() {
 		select {
 		case <-w.done:
-		case <-time.After(5 * time.Second):
+		case <-w.clock.After(5 * time.Second):
 			w.kill()
 			<-w.done
 		}

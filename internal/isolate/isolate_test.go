@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	clocktesting "k8s.io/utils/clock/testing"
+
 	"github.com/coffer-csi/coffer/internal/isolate"
 	"github.com/coffer-csi/coffer/internal/isolate/isolatetest"
 	"github.com/coffer-csi/coffer/provider/render"
@@ -172,7 +174,8 @@ func TestFairness(t *testing.T) {
 // TestLazyAndIdle: no worker starts before the first evaluation, and an
 // idle worker exits.
 func TestLazyAndIdle(t *testing.T) {
-	p := isolatetest.NewPool(t, isolate.Config{IdleTimeout: 50 * time.Millisecond})
+	clk := clocktesting.NewFakeClock(time.Now())
+	p := isolatetest.NewPool(t, isolate.Config{IdleTimeout: time.Minute, Clock: clk})
 	if n := p.Processes(); n != 0 {
 		t.Fatalf("%d workers before any evaluation, want 0", n)
 	}
@@ -181,11 +184,13 @@ func TestLazyAndIdle(t *testing.T) {
 	if err := benign(ctx, p, "ns"); err != nil {
 		t.Fatal(err)
 	}
-	for p.Processes() != 0 {
-		if ctx.Err() != nil {
-			t.Fatal("the idle worker did not exit within 10s")
-		}
-		time.Sleep(10 * time.Millisecond)
+	clk.Step(time.Minute - time.Nanosecond)
+	if n := p.Processes(); n != 1 {
+		t.Fatalf("%d workers before the idle timeout, want the warm one", n)
+	}
+	clk.Step(time.Nanosecond)
+	if n := p.Processes(); n != 0 {
+		t.Fatalf("%d workers after the idle timeout, want 0", n)
 	}
 }
 

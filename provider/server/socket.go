@@ -17,6 +17,7 @@ import (
 	grpchealth "google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
+	"k8s.io/utils/clock"
 	"sigs.k8s.io/secrets-store-csi-driver/provider/v1alpha1"
 )
 
@@ -67,6 +68,8 @@ type ServeOptions struct {
 	// Register adds more services (health) to the gRPC server.
 	Register func(*grpc.Server)
 	Logger   *slog.Logger
+	// Clock times ShutdownTimeout (nil: the real clock).
+	Clock clock.Clock
 }
 
 // Serve serves the provider on lis until ctx ends, then stops accepting,
@@ -82,6 +85,9 @@ func Serve(ctx context.Context, lis net.Listener, srv v1alpha1.CSIDriverProvider
 	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
+	}
+	if opts.Clock == nil {
+		opts.Clock = clock.RealClock{}
 	}
 	g := grpc.NewServer(grpc.MaxRecvMsgSize(opts.MaxMessageBytes), grpc.MaxSendMsgSize(opts.MaxMessageBytes),
 		grpc.UnaryInterceptor(recoverPanics(log)))
@@ -110,7 +116,7 @@ func Serve(ctx context.Context, lis net.Listener, srv v1alpha1.CSIDriverProvider
 	select {
 	case <-stopped:
 		log.Info("shut down cleanly")
-	case <-time.After(opts.ShutdownTimeout):
+	case <-opts.Clock.After(opts.ShutdownTimeout):
 		log.Warn("in-flight mounts did not finish in time; stopping them", "timeout", opts.ShutdownTimeout)
 		g.Stop()
 	}
