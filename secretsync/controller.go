@@ -103,6 +103,9 @@ type classState struct {
 // Run watches and reconciles until ctx ends.
 func (c *Controller) Run(ctx context.Context) error {
 	c.state = map[string]*classState{}
+	if c.Clock == nil {
+		c.Clock = clock.RealClock{}
+	}
 	c.waiting, c.waitingFor = map[string]map[string]bool{}, map[string][]string{}
 	base, maxDelay := c.RetryBase, c.RetryMax
 	if base <= 0 {
@@ -113,7 +116,7 @@ func (c *Controller) Run(ctx context.Context) error {
 	}
 	c.limiter = workqueue.NewTypedItemExponentialFailureRateLimiter[string](base, maxDelay)
 	c.queue = workqueue.NewTypedRateLimitingQueueWithConfig(c.limiter,
-		workqueue.TypedRateLimitingQueueConfig[string]{Name: "coffer-sync", Clock: c.clock()})
+		workqueue.TypedRateLimitingQueueConfig[string]{Name: "coffer-sync", Clock: c.Clock})
 	defer c.queue.ShutDown()
 	if c.Secrets != nil {
 		secrets, err := c.watchSecrets(ctx)
@@ -219,7 +222,7 @@ func (c *Controller) next(ctx context.Context) bool {
 		c.queue.Forget(key)
 	}
 	if !wake.IsZero() {
-		c.queue.AddAfter(key, wake.Sub(c.now()))
+		c.queue.AddAfter(key, wake.Sub(c.Clock.Now()))
 	}
 	return true
 }
@@ -255,7 +258,7 @@ func (c *Controller) reconcile(ctx context.Context, key string) (wake time.Time,
 		}
 		return time.Time{}, false
 	}
-	now := c.now()
+	now := c.Clock.Now()
 	st := c.classState(key, owner)
 
 	// The class's own parameters, for a workload in its namespace; the
@@ -492,15 +495,6 @@ func (c *Controller) secretChanged(obj any) {
 		c.queue.Forget(key)
 		c.queue.Add(key)
 	}
-}
-
-func (c *Controller) now() time.Time { return c.clock().Now() }
-
-func (c *Controller) clock() clock.WithTicker {
-	if c.Clock == nil {
-		return clock.RealClock{}
-	}
-	return c.Clock
 }
 
 func (c *Controller) logger() *slog.Logger {

@@ -101,6 +101,9 @@ type workloadState struct {
 // Run watches and restarts until ctx ends.
 func (c *Controller) Run(ctx context.Context) error {
 	c.states = map[string]*workloadState{}
+	if c.Clock == nil {
+		c.Clock = clock.RealClock{}
+	}
 	base, maxDelay := c.RetryBase, c.RetryMax
 	if base <= 0 {
 		base = 5 * time.Second
@@ -110,7 +113,7 @@ func (c *Controller) Run(ctx context.Context) error {
 	}
 	c.queue = workqueue.NewTypedRateLimitingQueueWithConfig(
 		workqueue.NewTypedItemExponentialFailureRateLimiter[string](base, maxDelay),
-		workqueue.TypedRateLimitingQueueConfig[string]{Name: "coffer-restart", Clock: c.clock()})
+		workqueue.TypedRateLimitingQueueConfig[string]{Name: "coffer-restart", Clock: c.Clock})
 	defer c.queue.ShutDown()
 
 	ns := c.Namespaces
@@ -280,7 +283,7 @@ func (c *Controller) next(ctx context.Context) bool {
 	}
 	c.queue.Forget(key)
 	if !wake.IsZero() {
-		c.queue.AddAfter(key, wake.Sub(c.now()))
+		c.queue.AddAfter(key, wake.Sub(c.Clock.Now()))
 	}
 	return true
 }
@@ -324,12 +327,12 @@ func (c *Controller) reconcile(ctx context.Context, key string) (wake time.Time,
 	follow = follow.Resolve(&tmpl.Spec)
 	before := tmpl.Annotations[AnnotationRestartedAt]
 	in := c.inputs(key, ns, follow, st.Generation(before))
-	d := st.Plan(in, c.now(), c.Debounce)
+	d := st.Plan(in, c.Clock.Now(), c.Debounce)
 	c.logger().Debug("workload restarts: observed", "workload", key, "follows", follow.Describe(), "mounts", len(in.Mounts), "secrets", len(in.Secrets), "restart", d.Restart, "wake", d.Wake)
 	if !d.Restart {
 		return d.Wake, false
 	}
-	at := c.now().UTC().Format(time.RFC3339Nano)
+	at := c.Clock.Now().UTC().Format(time.RFC3339Nano)
 	summary := Summary(d.Changes)
 	if err := c.patch(ctx, kind, ns, name, at, summary); err != nil {
 		c.OnRestart(kind, d.Trigger, OutcomeFailed)
@@ -432,15 +435,6 @@ func (c *Controller) forget(key string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	delete(c.states, key)
-}
-
-func (c *Controller) now() time.Time { return c.clock().Now() }
-
-func (c *Controller) clock() clock.WithTicker {
-	if c.Clock == nil {
-		return clock.RealClock{}
-	}
-	return c.Clock
 }
 
 func (c *Controller) logger() *slog.Logger {
