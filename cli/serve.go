@@ -159,7 +159,7 @@ func runServe(ctx context.Context, c *serveConfig, stderr io.Writer) error {
 	keep := max(reuse, c.serveStale)
 	values := cache.New(keep, c.cacheMaxBytes)
 	registry := prometheus.NewRegistry()
-	m := metrics.New(registry, metrics.Options{NamespaceLabel: c.metricsNamespace, Version: version.Version, Cache: values})
+	m := metrics.New(registry, metrics.Options{NamespaceLabel: c.metricsNamespace, Version: version.Version, CacheStats: cacheStats(values)})
 	awsapi.Instrument(&awsCfg, m.AWSCall)
 	budgets, err := c.quota.controller(m)
 	if err != nil {
@@ -259,4 +259,16 @@ func (c *serveConfig) startOps(ctx context.Context, ready func(context.Context) 
 		go ops.Serve(ctx, listeners[i], ep.handler, log)
 	}
 	return nil
+}
+
+// cacheStats reports values' counters to metrics at each scrape; nil (no
+// coffer_cache_* series) when there is no cache.
+func cacheStats(values *cache.Cache) func() metrics.CacheStats {
+	if values == nil {
+		return nil
+	}
+	return func() metrics.CacheStats {
+		s := values.Stats()
+		return metrics.CacheStats{Hits: s.Hits, Misses: s.Misses, Evictions: s.Evictions, Entries: s.Entries, Bytes: s.Bytes}
+	}
 }
