@@ -166,7 +166,7 @@ func runServe(ctx context.Context, c *serveConfig, stderr io.Writer) error {
 		return err
 	}
 	p := &provider.Mounter{
-		Clients:            awsapi.NewClientCache(awsCfg, 0).Factory(),
+		Clients:            provider.SharedClients(awsapi.NewClientCache(awsCfg, 0)),
 		Fetcher:            &fetch.Fetcher{Concurrency: c.fetchConcurrency, Cache: values, Reuse: reuse, ServeStale: c.serveStale, MaxCallsPerIdentity: c.maxCallsPerID, MaxBytes: fetchAllowance * c.maxResponseBytes, Quota: budgets},
 		Marks:              cache.NewMarks(keep, maxMarkedPods),
 		MaxObjects:         c.maxObjects,
