@@ -12,12 +12,12 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
-	"github.com/coffer-csi/coffer/internal/isolate"
 	"github.com/coffer-csi/coffer/provider/render"
+	"github.com/coffer-csi/coffer/provider/render/isolate"
 )
 
 // evaluatorFlags configure the worker processes that evaluate classes'
-// jmesPath and templates (internal/isolate), for serve, sync and mount.
+// jmesPath and templates (provider/render/isolate), for serve, sync and mount.
 type evaluatorFlags struct {
 	workers int
 	memory  int64

@@ -74,10 +74,24 @@ func (f *quotaFlags) validate() []error {
 
 // controller builds this node's budgets, reporting to m.
 func (f *quotaFlags) controller(m *metrics.Metrics) (*quota.Controller, error) {
-	c, err := quota.New(quota.Options{Quotas: f.quotas(), NodeShare: f.nodeShare, Cooldown: f.cooldown, Jitter: f.jitter}, m.QuotaEvents())
+	c, err := quota.New(quota.Options{Quotas: f.quotas(), NodeShare: f.nodeShare, Cooldown: f.cooldown, Jitter: f.jitter}, quota.Events{
+		Throttled: func(api quota.API) { m.QuotaThrottled(string(api)) },
+		Waited:    func(api quota.API, d time.Duration) { m.QuotaWaited(string(api), d) },
+		Shifted:   func(from, to quota.API) { m.QuotaShifted(string(from), string(to)) },
+	})
 	if err != nil {
 		return nil, err
 	}
-	m.WatchQuota(c)
+	m.WatchQuota(func() []metrics.QuotaBudget { return quotaBudgets(c) })
 	return c, nil
+}
+
+// quotaBudgets is what c reports to metrics at a scrape.
+func quotaBudgets(c *quota.Controller) []metrics.QuotaBudget {
+	quotas := c.Quotas()
+	var out []metrics.QuotaBudget
+	for api, s := range c.Budgets() {
+		out = append(out, metrics.QuotaBudget{Operation: string(api), Account: quotas.Of(api), Rate: s.Rate, Tokens: s.Tokens, Avoided: s.Avoided})
+	}
+	return out
 }

@@ -159,14 +159,14 @@ func runServe(ctx context.Context, c *serveConfig, stderr io.Writer) error {
 	keep := max(reuse, c.serveStale)
 	values := cache.New(keep, c.cacheMaxBytes)
 	registry := prometheus.NewRegistry()
-	m := metrics.New(registry, metrics.Options{NamespaceLabel: c.metricsNamespace, Version: version.Version, Cache: values})
+	m := metrics.New(registry, metrics.Options{NamespaceLabel: c.metricsNamespace, Version: version.Version, CacheStats: cacheStats(values)})
 	awsapi.Instrument(&awsCfg, m.AWSCall)
 	budgets, err := c.quota.controller(m)
 	if err != nil {
 		return err
 	}
 	p := &provider.Mounter{
-		Clients:            awsapi.NewClientCache(awsCfg, 0).Factory(),
+		Clients:            provider.SharedClients(awsapi.NewClientCache(awsCfg, 0)),
 		Fetcher:            &fetch.Fetcher{Concurrency: c.fetchConcurrency, Cache: values, Reuse: reuse, ServeStale: c.serveStale, MaxCallsPerIdentity: c.maxCallsPerID, MaxBytes: fetchAllowance * c.maxResponseBytes, Quota: budgets},
 		Marks:              cache.NewMarks(keep, maxMarkedPods),
 		MaxObjects:         c.maxObjects,
@@ -259,4 +259,16 @@ func (c *serveConfig) startOps(ctx context.Context, ready func(context.Context) 
 		go ops.Serve(ctx, listeners[i], ep.handler, log)
 	}
 	return nil
+}
+
+// cacheStats reports values' counters to metrics at each scrape; nil (no
+// coffer_cache_* series) when there is no cache.
+func cacheStats(values *cache.Cache) func() metrics.CacheStats {
+	if values == nil {
+		return nil
+	}
+	return func() metrics.CacheStats {
+		s := values.Stats()
+		return metrics.CacheStats{Hits: s.Hits, Misses: s.Misses, Evictions: s.Evictions, Entries: s.Entries, Bytes: s.Bytes}
+	}
 }

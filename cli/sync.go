@@ -200,7 +200,7 @@ func runSync(ctx context.Context, c *syncConfig, stderr io.Writer) error {
 	}
 	p := &provider.Mounter{
 		Identities: c.identity.resolver(awsCfg, kc, m.CredentialFetch),
-		Clients:    awsapi.NewClientCache(awsCfg, 0).Factory(),
+		Clients:    provider.SharedClients(awsapi.NewClientCache(awsCfg, 0)),
 		// No value cache: every refresh reads AWS.
 		Fetcher:       &fetch.Fetcher{Concurrency: c.fetchConcurrency, MaxBytes: fetchAllowance * render.DriverMaxResponseBytes},
 		MaxObjects:    c.maxObjects,

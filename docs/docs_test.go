@@ -16,7 +16,7 @@ import (
 var packages = map[string]string{
 	"auth": "../auth", "spc": "../provider/spc", "fetch": "../provider/fetch", "render": "../provider/render",
 	"server": "../provider/server", "cache": "../provider/cache", "awsapi": "../provider/awsapi",
-	"cli": "../cli", "isolate": "../internal/isolate", "secretsync": "../secretsync", "e2e": "../tests/e2e", "fuzz": "..",
+	"cli": "../cli", "isolate": "../provider/render/isolate", "secretsync": "../secretsync", "e2e": "../tests/e2e", "fuzz": "..",
 	"jmes": "../internal/jmes", "flight": "../internal/flight", "panics": "../internal/panics", "provider": "../provider",
 	"deploy": "../tests/deploy", "socket": "../tests/socket",
 	"rotationevent": "../provider/rotationevent", "restart": "../secretsync/restart", "kube": "../internal/kube",

@@ -31,6 +31,14 @@ type IdentitySource interface {
 // ClientFactory returns the AWS clients of one identity.
 type ClientFactory func(ctx context.Context, id auth.Identity) fetch.Clients
 
+// SharedClients is the ClientFactory that reuses each identity's clients
+// from c until its credentials change.
+func SharedClients(c *awsapi.ClientCache) ClientFactory {
+	return func(ctx context.Context, id auth.Identity) fetch.Clients {
+		return c.For(ctx, id.CredentialKey, id.Credentials)
+	}
+}
+
 // Mounter serves the driver's Mounts of SecretProviderClasses, and the same
 // fetch and rendering to Secret sync (FetchFiles).
 type Mounter struct {

@@ -24,7 +24,7 @@ func TestSyncOverProviderFiles(t *testing.T) {
 	awsCfg := fakeaws.AWSConfig(ts.URL, "us-east-1", "AKIDSYNC", "sync-secret", "")
 	p := &provider.Mounter{
 		Identities: auth.NodeCredentials{Credentials: awsCfg.Credentials},
-		Clients:    awsapi.NewClientCache(awsCfg, 0).Factory(),
+		Clients:    provider.SharedClients(awsapi.NewClientCache(awsCfg, 0)),
 		Fetcher:    &fetch.Fetcher{},
 	}
 	cfg, err := spc.Parse(map[string]string{

@@ -8,8 +8,6 @@ import (
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/coffer-csi/coffer/provider/cache"
 )
 
 // describer collects the names of every metric registered with it.
@@ -35,7 +33,7 @@ func (d *describer) Unregister(prometheus.Collector) bool { return false }
 
 func registeredNames() map[string]string {
 	d := &describer{names: map[string]string{}}
-	New(d, Options{Version: "test", Cache: cache.New(1, 1)})
+	New(d, Options{Version: "test", CacheStats: func() CacheStats { return CacheStats{} }})
 	return d.names
 }
 

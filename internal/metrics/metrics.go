@@ -1,6 +1,11 @@
 // Package metrics defines coffer's Prometheus metrics. Labels are bounded
 // sets (outcomes, error classes, AWS operations): never an object name, a
 // value, or (unless enabled) a namespace. docs/metrics.md documents each.
+//
+// Metrics are told, they do not ask: domain packages call its methods with
+// plain values, and what is read at scrape time (the value cache's counters,
+// the AWS budgets) comes from functions the wiring registers. So this
+// package imports none of coffer's own.
 package metrics
 
 import (
@@ -8,8 +13,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-
-	"github.com/coffer-csi/coffer/provider/cache"
 )
 
 // Metrics holds coffer's collectors. A nil *Metrics records nothing.
@@ -38,8 +41,16 @@ type Options struct {
 	// default: namespaces are many, and cardinality is memory.
 	NamespaceLabel bool
 	Version        string
-	// Cache, when set, is exported as coffer_cache_*.
-	Cache *cache.Cache
+	// CacheStats, when set, is read at each scrape and exported as
+	// coffer_cache_*.
+	CacheStats func() CacheStats
+}
+
+// CacheStats are the value cache's counters (the cache's Stats).
+type CacheStats struct {
+	Hits, Misses, Evictions uint64
+	Entries                 int
+	Bytes                   int64
 }
 
 // New creates coffer's metrics and registers them, with build info and the
@@ -122,8 +133,8 @@ func New(reg prometheus.Registerer, o Options) *Metrics {
 		m.awsCalls, m.awsCallDuration, m.credFetches, m.secretSyncs, m.staleAnswers, m.rotationEvents, m.restarts, m.quota, buildInfo,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	reg.MustRegister(m.optionalSkips)
-	if o.Cache != nil {
-		reg.MustRegister(&cacheCollector{cache: o.Cache})
+	if o.CacheStats != nil {
+		reg.MustRegister(&cacheCollector{stats: o.CacheStats})
 	}
 	return m
 }
@@ -179,7 +190,7 @@ func (m *Metrics) CredentialFetch(mode string, err error) {
 }
 
 // cacheCollector exports the value cache's counters at scrape time.
-type cacheCollector struct{ cache *cache.Cache }
+type cacheCollector struct{ stats func() CacheStats }
 
 var (
 	cacheRequestsDesc  = prometheus.NewDesc("coffer_cache_requests_total", "Value cache lookups, by result (hit, miss).", []string{"result"}, nil)
@@ -196,7 +207,7 @@ func (c *cacheCollector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (c *cacheCollector) Collect(ch chan<- prometheus.Metric) {
-	s := c.cache.Stats()
+	s := c.stats()
 	ch <- prometheus.MustNewConstMetric(cacheRequestsDesc, prometheus.CounterValue, float64(s.Hits), "hit")
 	ch <- prometheus.MustNewConstMetric(cacheRequestsDesc, prometheus.CounterValue, float64(s.Misses), "miss")
 	ch <- prometheus.MustNewConstMetric(cacheEvictionsDesc, prometheus.CounterValue, float64(s.Evictions))

@@ -5,17 +5,29 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/coffer-csi/coffer/provider/quota"
 )
 
-// quotaMetrics are the node's AWS budgets (read from the quota Controller
-// at scrape time) and what the Controller did.
+// QuotaBudget is one AWS API's budget on this node now, as the quota
+// controller reports it at scrape time.
+type QuotaBudget struct {
+	// Operation is the API (a bounded label: the operations coffer calls).
+	Operation string
+	// Account is the account-wide quota planned with, in requests per
+	// second; Rate this node's budget now; Tokens the calls it allows at
+	// once (below 0 while calls wait).
+	Account, Rate, Tokens float64
+	// Avoided is set while AWS's recent throttling makes coffer avoid the
+	// API where an alternative exists.
+	Avoided bool
+}
+
+// quotaMetrics are the node's AWS budgets (read at scrape time) and what
+// the quota controller did.
 type quotaMetrics struct {
 	throttles *prometheus.CounterVec
 	waits     *prometheus.HistogramVec
 	shifts    *prometheus.CounterVec
-	ctrl      atomic.Pointer[quota.Controller]
+	budgets   atomic.Pointer[func() []QuotaBudget]
 }
 
 var (
@@ -61,40 +73,49 @@ func (q *quotaMetrics) Collect(ch chan<- prometheus.Metric) {
 	q.throttles.Collect(ch)
 	q.waits.Collect(ch)
 	q.shifts.Collect(ch)
-	c := q.ctrl.Load()
-	if c == nil {
+	budgets := q.budgets.Load()
+	if budgets == nil {
 		return
 	}
-	quotas := c.Quotas()
-	for api, s := range c.Budgets() {
-		op := string(api)
-		ch <- prometheus.MustNewConstMetric(quotaAccountDesc, prometheus.GaugeValue, quotas.Of(api), op)
-		ch <- prometheus.MustNewConstMetric(quotaBudgetDesc, prometheus.GaugeValue, s.Rate, op)
-		ch <- prometheus.MustNewConstMetric(quotaTokensDesc, prometheus.GaugeValue, max(0, s.Tokens), op)
+	for _, b := range (*budgets)() {
+		ch <- prometheus.MustNewConstMetric(quotaAccountDesc, prometheus.GaugeValue, b.Account, b.Operation)
+		ch <- prometheus.MustNewConstMetric(quotaBudgetDesc, prometheus.GaugeValue, b.Rate, b.Operation)
+		ch <- prometheus.MustNewConstMetric(quotaTokensDesc, prometheus.GaugeValue, max(0, b.Tokens), b.Operation)
 		avoided := 0.0
-		if s.Avoided {
+		if b.Avoided {
 			avoided = 1
 		}
-		ch <- prometheus.MustNewConstMetric(quotaAvoidedDesc, prometheus.GaugeValue, avoided, op)
+		ch <- prometheus.MustNewConstMetric(quotaAvoidedDesc, prometheus.GaugeValue, avoided, b.Operation)
 	}
 }
 
-// QuotaEvents returns the events a quota Controller reports to these
-// metrics (all no-ops for a nil *Metrics).
-func (m *Metrics) QuotaEvents() quota.Events {
-	if m == nil {
-		return quota.Events{}
-	}
-	return quota.Events{
-		Throttled: func(api quota.API) { m.quota.throttles.WithLabelValues(string(api)).Inc() },
-		Waited:    func(api quota.API, d time.Duration) { m.quota.waits.WithLabelValues(string(api)).Observe(d.Seconds()) },
-		Shifted:   func(from, to quota.API) { m.quota.shifts.WithLabelValues(string(from), string(to)).Inc() },
-	}
-}
-
-// WatchQuota exports c's budgets from now on.
-func (m *Metrics) WatchQuota(c *quota.Controller) {
+// QuotaThrottled records AWS answering a call to operation with
+// throttling, after the SDK's retries.
+func (m *Metrics) QuotaThrottled(operation string) {
 	if m != nil {
-		m.quota.ctrl.Store(c)
+		m.quota.throttles.WithLabelValues(operation).Inc()
+	}
+}
+
+// QuotaWaited records a call to operation waiting d for this node's budget.
+func (m *Metrics) QuotaWaited(operation string, d time.Duration) {
+	if m != nil {
+		m.quota.waits.WithLabelValues(operation).Observe(d.Seconds())
+	}
+}
+
+// QuotaShifted records a read planned on operation to instead of from,
+// because from had no headroom.
+func (m *Metrics) QuotaShifted(from, to string) {
+	if m != nil {
+		m.quota.shifts.WithLabelValues(from, to).Inc()
+	}
+}
+
+// WatchQuota exports the budgets that budgets reports, read at each scrape
+// from now on.
+func (m *Metrics) WatchQuota(budgets func() []QuotaBudget) {
+	if m != nil && budgets != nil {
+		m.quota.budgets.Store(&budgets)
 	}
 }

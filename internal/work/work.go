@@ -26,8 +26,8 @@ func New(n int) *Budget {
 }
 
 // Part is a budget of left bytes that stands for what remains of one of
-// total: a worker process (internal/isolate) evaluates under it on behalf
-// of the request's own budget, whose messages name total.
+// total: a worker process (provider/render/isolate) evaluates under it on
+// behalf of the request's own budget, whose messages name total.
 func Part(left, total int) *Budget {
 	b := &Budget{total: int64(total)}
 	b.left.Store(int64(left))

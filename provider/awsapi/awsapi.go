@@ -1,7 +1,9 @@
 // Package awsapi builds the AWS SDK configuration and clients coffer uses:
 // the SDK's standard settings (AWS_ENDPOINT_URL and the per-service
 // variants, FIPS, dual-stack, shared config), bounded retries, and clients
-// per identity and region, created once and reused.
+// per identity and region, created once and reused. It is the layer under
+// fetch: it names the AWS operations coffer calls (SecretsManagerAPI,
+// ParameterStoreAPI) and knows nothing of workloads or mounts.
 package awsapi
 
 import (
@@ -16,11 +18,22 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 
-	"github.com/coffer-csi/coffer/auth"
 	"github.com/coffer-csi/coffer/internal/bounded"
 	"github.com/coffer-csi/coffer/internal/sdkhttp"
-	"github.com/coffer-csi/coffer/provider/fetch"
 )
+
+// SecretsManagerAPI is the part of the Secrets Manager client coffer uses:
+// fetch calls it, tests put fakes behind it.
+type SecretsManagerAPI interface {
+	GetSecretValue(ctx context.Context, in *secretsmanager.GetSecretValueInput, optFns ...func(*secretsmanager.Options)) (*secretsmanager.GetSecretValueOutput, error)
+	BatchGetSecretValue(ctx context.Context, in *secretsmanager.BatchGetSecretValueInput, optFns ...func(*secretsmanager.Options)) (*secretsmanager.BatchGetSecretValueOutput, error)
+}
+
+// ParameterStoreAPI is the part of the SSM client coffer uses.
+type ParameterStoreAPI interface {
+	GetParameters(ctx context.Context, in *ssm.GetParametersInput, optFns ...func(*ssm.Options)) (*ssm.GetParametersOutput, error)
+	GetParametersByPath(ctx context.Context, in *ssm.GetParametersByPathInput, optFns ...func(*ssm.Options)) (*ssm.GetParametersByPathOutput, error)
+}
 
 // Settings adjust the SDK's defaults.
 type Settings struct {
@@ -80,8 +93,6 @@ type Clients struct {
 	param map[string]*ssm.Client
 }
 
-var _ fetch.Clients = (*Clients)(nil)
-
 // NewClients returns clients that sign with creds and otherwise use base.
 func NewClients(base aws.Config, creds aws.CredentialsProvider) *Clients {
 	cfg := base.Copy()
@@ -96,7 +107,7 @@ func (c *Clients) regional(region string) aws.Config {
 }
 
 // SecretsManager returns the Secrets Manager client for region.
-func (c *Clients) SecretsManager(region string) fetch.SecretsManagerAPI {
+func (c *Clients) SecretsManager(region string) SecretsManagerAPI {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	cl, ok := c.sm[region]
@@ -108,7 +119,7 @@ func (c *Clients) SecretsManager(region string) fetch.SecretsManagerAPI {
 }
 
 // ParameterStore returns the SSM client for region.
-func (c *Clients) ParameterStore(region string) fetch.ParameterStoreAPI {
+func (c *Clients) ParameterStore(region string) ParameterStoreAPI {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	cl, ok := c.param[region]
@@ -148,7 +159,7 @@ func NewClientCache(base aws.Config, max int) *ClientCache {
 }
 
 // For returns the clients of the identity key signing with creds.
-func (c *ClientCache) For(ctx context.Context, key string, creds aws.CredentialsProvider) fetch.Clients {
+func (c *ClientCache) For(ctx context.Context, key string, creds aws.CredentialsProvider) *Clients {
 	v, err := creds.Retrieve(ctx)
 	if err != nil || key == "" {
 		// Nothing to key on: do not share.
@@ -162,11 +173,4 @@ func (c *ClientCache) For(ctx context.Context, key string, creds aws.Credentials
 	e := cachedClients{clients: NewClients(c.base, creds), akid: v.AccessKeyID}
 	c.entries.Add(key, e)
 	return e.clients
-}
-
-// Factory adapts the cache to the provider's client factory.
-func (c *ClientCache) Factory() func(ctx context.Context, id auth.Identity) fetch.Clients {
-	return func(ctx context.Context, id auth.Identity) fetch.Clients {
-		return c.For(ctx, id.CredentialKey, id.Credentials)
-	}
 }

@@ -32,7 +32,8 @@ func TestClientCache(t *testing.T) {
 	if n := c.entries.Len(); n > 2 {
 		t.Errorf("cache holds %d identities, bound is 2", n)
 	}
-	if c.For(ctx, "", credsA1) == c.For(ctx, "", credsA1) {
+	first, second := c.For(ctx, "", credsA1), c.For(ctx, "", credsA1)
+	if first == second {
 		t.Error("clients without an identity key were shared")
 	}
 }

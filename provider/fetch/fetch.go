@@ -13,28 +13,22 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
-	"github.com/aws/aws-sdk-go-v2/service/ssm"
 	"k8s.io/utils/clock"
 
 	"github.com/coffer-csi/coffer/internal/flight"
 	"github.com/coffer-csi/coffer/internal/panics"
+	"github.com/coffer-csi/coffer/provider/awsapi"
 	"github.com/coffer-csi/coffer/provider/cache"
 	"github.com/coffer-csi/coffer/provider/quota"
 	"github.com/coffer-csi/coffer/provider/spc"
 )
 
-// SecretsManagerAPI is the part of the Secrets Manager client coffer uses.
-type SecretsManagerAPI interface {
-	GetSecretValue(ctx context.Context, in *secretsmanager.GetSecretValueInput, optFns ...func(*secretsmanager.Options)) (*secretsmanager.GetSecretValueOutput, error)
-	BatchGetSecretValue(ctx context.Context, in *secretsmanager.BatchGetSecretValueInput, optFns ...func(*secretsmanager.Options)) (*secretsmanager.BatchGetSecretValueOutput, error)
-}
-
-// ParameterStoreAPI is the part of the SSM client coffer uses.
-type ParameterStoreAPI interface {
-	GetParameters(ctx context.Context, in *ssm.GetParametersInput, optFns ...func(*ssm.Options)) (*ssm.GetParametersOutput, error)
-	GetParametersByPath(ctx context.Context, in *ssm.GetParametersByPathInput, optFns ...func(*ssm.Options)) (*ssm.GetParametersByPathOutput, error)
-}
+// The AWS operations coffer calls, named by the layer below (awsapi), so
+// that awsapi's clients satisfy Clients without importing fetch.
+type (
+	SecretsManagerAPI = awsapi.SecretsManagerAPI
+	ParameterStoreAPI = awsapi.ParameterStoreAPI
+)
 
 // Clients hands out AWS clients of one workload identity, per region.
 type Clients interface {

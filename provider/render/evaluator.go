@@ -17,9 +17,9 @@ import (
 
 // Evaluator runs the evaluations of a class's expressions (jmesPath
 // extraction and templates) somewhere the class cannot hurt the caller: a
-// worker process whose memory the kernel limits (internal/isolate). Their
-// accounting (jmes and tmpl budgets) bounds what an evaluation builds; an
-// Evaluator holds even where that accounting is wrong.
+// worker process whose memory the kernel limits (provider/render/isolate).
+// Their accounting (jmes and tmpl budgets) bounds what an evaluation builds;
+// an Evaluator holds even where that accounting is wrong.
 //
 // Evaluate returns the Outcome that Run would, or an error when the
 // evaluation could not finish: it outlived ctx, or its worker died (over

@@ -258,7 +258,7 @@ func cofferNode(t testing.TB, wd *fleetWorld, p fleetParams) mountFunc {
 		Identities: auth.NewResolver(auth.ResolverOptions{
 			AWS: awsCfg, Kubernetes: kubetest.Wrap(wd.kube), Verifier: auth.NewVerifier(auth.VerifierOptions{Keys: keys, Issuers: []string{wd.issuer.URL()}}),
 		}),
-		Clients:          awsapi.NewClientCache(awsCfg, 0).Factory(),
+		Clients:          provider.SharedClients(awsapi.NewClientCache(awsCfg, 0)),
 		Fetcher:          &fetch.Fetcher{Concurrency: 8, Cache: values, Reuse: reuse, MaxCallsPerIdentity: 16, MaxBytes: 8 << 20, Quota: q},
 		Marks:            cache.NewMarks(reuse, 8192),
 		Region:           provider.StaticRegion(region),

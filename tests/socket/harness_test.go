@@ -119,7 +119,14 @@ func newHarness(t *testing.T, opts ...harnessOptions) *harness {
 		t.Fatal(err)
 	}
 	registry := prometheus.NewRegistry()
-	m := metrics.New(registry, metrics.Options{Version: "test", Cache: o.cache})
+	var cacheStats func() metrics.CacheStats
+	if o.cache != nil {
+		cacheStats = func() metrics.CacheStats {
+			s := o.cache.Stats()
+			return metrics.CacheStats{Hits: s.Hits, Misses: s.Misses, Evictions: s.Evictions, Entries: s.Entries, Bytes: s.Bytes}
+		}
+	}
+	m := metrics.New(registry, metrics.Options{Version: "test", CacheStats: cacheStats})
 	awsapi.Instrument(&awsCfg, m.AWSCall)
 
 	logs := &syncBuffer{}

@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/coffer-csi/coffer/internal/isolate"
-	"github.com/coffer-csi/coffer/internal/isolate/isolatetest"
+	"github.com/coffer-csi/coffer/provider/render/isolate"
+	"github.com/coffer-csi/coffer/provider/render/isolate/isolatetest"
 )
 
 func TestMain(m *testing.M) {

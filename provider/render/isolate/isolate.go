@@ -16,6 +16,10 @@
 // One evaluation at a time per worker; a tenant (namespace) holds at most
 // all slots but one (see scheduler), so one namespace's hostile class
 // cannot keep the others' mounts waiting.
+//
+// The pool is part of rendering, and lives under it: it evaluates render's
+// jobs with render.Run, implements render.Evaluator, and bounds its reads
+// by what a job may output.
 package isolate
 
 import (

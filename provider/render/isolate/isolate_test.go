@@ -13,9 +13,9 @@ import (
 
 	clocktesting "k8s.io/utils/clock/testing"
 
-	"github.com/coffer-csi/coffer/internal/isolate"
-	"github.com/coffer-csi/coffer/internal/isolate/isolatetest"
 	"github.com/coffer-csi/coffer/provider/render"
+	"github.com/coffer-csi/coffer/provider/render/isolate"
+	"github.com/coffer-csi/coffer/provider/render/isolate/isolatetest"
 )
 
 func TestMain(m *testing.M) {

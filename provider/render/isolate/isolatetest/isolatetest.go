@@ -1,7 +1,7 @@
 // Package isolatetest runs a test binary as an evaluator worker whose
-// accounting can be switched off, so tests of the pool (internal/isolate)
-// and of the whole stack (tests/socket) show the backstop holding where the
-// budgets would not.
+// accounting can be switched off, so tests of the pool
+// (provider/render/isolate) and of the whole stack (tests/socket) show the
+// backstop holding where the budgets would not.
 package isolatetest
 
 import (
@@ -11,8 +11,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/coffer-csi/coffer/internal/isolate"
 	"github.com/coffer-csi/coffer/provider/render"
+	"github.com/coffer-csi/coffer/provider/render/isolate"
 )
 
 // workerEnv makes the test binary a worker (ServeIfWorker).
