@@ -14,6 +14,7 @@ import (
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -206,7 +207,11 @@ func newHarness(t *testing.T, api *fakeEvents, o RecorderOptions) *harness {
 	if o.Source.Component == "" {
 		o.Source.Component = "coffer"
 	}
-	h.rec = NewRecorder(api, nil, o)
+	s, err := Scheme()
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.rec = NewRecorder(api, s, o)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), guard)
 		defer cancel()
@@ -262,10 +267,6 @@ func podRef(name string) *corev1.ObjectReference {
 // another field path) and reasons written apart, an object without a
 // namespace's event in "default".
 func TestRecorderWritesEvents(t *testing.T) {
-	s, err := Scheme()
-	if err != nil {
-		t.Fatal(err)
-	}
 	testPod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "foo", Namespace: "baz", UID: "bar"}}
 	testRef := &corev1.ObjectReference{Kind: "Pod", Name: "foo", Namespace: "baz", UID: "bar", APIVersion: "v1", FieldPath: "spec.containers[2]"}
 	testRef2 := &corev1.ObjectReference{Kind: "Pod", Name: "foo", Namespace: "baz", UID: "differentUid", APIVersion: "v1", FieldPath: "spec.containers[3]"}
@@ -300,7 +301,6 @@ func TestRecorderWritesEvents(t *testing.T) {
 	}
 	api := &fakeEvents{}
 	h := newHarness(t, api, RecorderOptions{Source: corev1.EventSource{Component: "eventTest"}})
-	h.rec.scheme = s
 	for i, item := range table {
 		h.clock.Step(time.Second)
 		h.rec.Eventf(item.obj, corev1.EventTypeNormal, item.reason, "%s", item.message)
@@ -600,6 +600,28 @@ func TestRecorderForgetsLeastRecentlyUsed(t *testing.T) {
 		}
 		if o := h.send(b, corev1.EventTypeNormal, "Spent", "spent"); o != OutcomeRecorded {
 			t.Errorf("b, the least recently used, is still remembered: %s", o)
+		}
+	})
+	t.Run("similar events", func(t *testing.T) {
+		api := &fakeEvents{}
+		h := newHarness(t, api, RecorderOptions{CreateOnly: true})
+		a, b := podRef("a"), podRef("b")
+		for _, obj := range []*corev1.ObjectReference{a, b} {
+			for i := range AggregateAfter - 1 {
+				h.send(obj, corev1.EventTypeNormal, "Varied", fmt.Sprint("message ", i))
+			}
+		}
+		fill(h, "other-", MaxTracked-2)
+		h.send(a, corev1.EventTypeNormal, "Varied", "message 0") // seen: a is the most recent
+		fill(h, "new-", 1)                                       // forgets b
+		h.send(a, corev1.EventTypeNormal, "Varied", "one more")
+		h.send(b, corev1.EventTypeNormal, "Varied", "one more")
+		created, _ := api.writes()
+		if got := created[len(created)-2]; got.InvolvedObject.Name != "a" || got.Message != combinedPrefix+"one more" {
+			t.Errorf("a's %dth message: %q, want it combined", AggregateAfter, got.Message)
+		}
+		if got := created[len(created)-1]; got.InvolvedObject.Name != "b" || got.Message != "one more" {
+			t.Errorf("b, forgotten: %q, want it alone", got.Message)
 		}
 	})
 	t.Run("repeats", func(t *testing.T) {
@@ -919,10 +941,6 @@ func TestNonRacyShutdown(t *testing.T) {
 // written half-named. An object with the longest name still gets a valid
 // event name.
 func TestRecorderNamesObjects(t *testing.T) {
-	s, err := Scheme()
-	if err != nil {
-		t.Fatal(err)
-	}
 	pod := &unstructured.Unstructured{}
 	pod.SetAPIVersion("v1")
 	pod.SetKind("Pod")
@@ -941,18 +959,13 @@ func TestRecorderNamesObjects(t *testing.T) {
 		"an unstructured pod":        {object: pod, eventType: corev1.EventTypeNormal, outcome: OutcomeRecorded, kind: "Pod", apiVer: "v1"},
 		"a typed Deployment":         {object: &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: "team", Name: "web", UID: "d1"}}, eventType: corev1.EventTypeNormal, outcome: OutcomeRecorded, kind: "Deployment", apiVer: "apps/v1"},
 		"the longest name":           {object: long, eventType: corev1.EventTypeWarning, outcome: OutcomeRecorded, kind: "Pod", apiVer: "v1"},
-		"a kind of no scheme":        {object: &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "kindless"}}, eventType: corev1.EventTypeNormal, outcome: OutcomeFailed},
+		"a kind of no scheme":        {object: &batchv1.Job{ObjectMeta: metav1.ObjectMeta{Namespace: "team", Name: "kindless"}}, eventType: corev1.EventTypeNormal, outcome: OutcomeFailed},
 		"not an object":              {object: &metav1.Status{}, eventType: corev1.EventTypeNormal, outcome: OutcomeFailed},
 		"neither Normal nor Warning": {object: podRef("web-0"), eventType: "Fatal", outcome: OutcomeFailed},
 	} {
 		t.Run(name, func(t *testing.T) {
 			api := &fakeEvents{}
 			h := newHarness(t, api, RecorderOptions{CreateOnly: true})
-			if name != "a kind of no scheme" {
-				h.rec.scheme = s
-			} else {
-				h.rec.scheme = runtime.NewScheme()
-			}
 			h.rec.Eventf(tc.object, tc.eventType, "Tested", "tested")
 			if o := h.outcome(); o != tc.outcome {
 				t.Fatalf("outcome %s, want %s", o, tc.outcome)
