@@ -118,9 +118,6 @@ type RecorderOptions struct {
 	// Clock times events, budgets, aggregation, retries and the request
 	// timeout; the real clock by default.
 	Clock clock.WithDelayedExecution
-
-	// correlator overrides the correlator's bounds, for tests.
-	correlator correlatorOptions
 }
 
 // NewRecorder starts a recorder writing through events; scheme names the
@@ -135,11 +132,10 @@ func NewRecorder(events EventsGetter, scheme *runtime.Scheme, o RecorderOptions)
 	if o.Clock == nil {
 		o.Clock = clock.RealClock{}
 	}
-	o.correlator.countRepeats = !o.CreateOnly
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &Recorder{
 		events: events, scheme: scheme, source: o.Source, logger: o.Logger, outcome: o.Outcome, clock: o.Clock,
-		correlator: newCorrelator(o.Clock, o.correlator),
+		correlator: newCorrelator(o.Clock, correlatorOptions{countRepeats: !o.CreateOnly}),
 		queue:      make(chan *corev1.Event, QueueLength), done: make(chan struct{}), stopping: make(chan struct{}),
 		ctx: ctx, cancel: cancel,
 	}
