@@ -23,10 +23,10 @@ import (
 )
 
 // Recorder writes core/v1 Events in the background as client-go's event
-// recorder (tools/record) does, which the node binary cannot link: with
-// its strategic merge patches it brings the clientset's scheme of every
-// API group and the OpenAPI libraries (cmd/coffer:
-// TestBinaryLinksNoClientset). client-go's own test cases, ported in
+// recorder (tools/record) does, which the node binary does not link: its
+// strategic merge patches bring the OpenAPI libraries, and its sink is
+// the clientset's typed core client, with a scheme of every API group
+// (cmd/coffer: TestBinaryLinksNoClientset). client-go's own test cases, ported in
 // events_test.go with a fake clock, hold it to client-go's behaviour:
 //   - Eventf never blocks: events wait in a queue of QueueLength, one
 //     goroutine writes them, and an event that finds the queue full is
