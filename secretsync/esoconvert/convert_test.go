@@ -251,4 +251,3 @@ func TestTableKeys(t *testing.T) {
 		}
 	}
 }
-

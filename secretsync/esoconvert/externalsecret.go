@@ -13,16 +13,16 @@ import (
 )
 
 var (
-	esKeys          = []string{"apiVersion", "kind", "metadata", "spec", "status"}
-	metadataKeys    = []string{"name", "namespace", "labels", "annotations", "ownerReferences", "finalizers", "uid", "resourceVersion", "generation", "creationTimestamp", "managedFields", "selfLink", "generateName", "deletionTimestamp", "deletionGracePeriodSeconds"}
-	esSpecKeys      = []string{"secretStoreRef", "target", "refreshPolicy", "refreshInterval", "syncWindows", "data", "dataFrom"}
-	storeRefKeys    = []string{"name", "kind"}
-	targetKeys      = []string{"name", "creationPolicy", "deletionPolicy", "template", "manifest", "immutable"}
-	templateKeys    = []string{"type", "engineVersion", "metadata", "mergePolicy", "data", "templateFrom"}
-	tmplMetaKeys    = []string{"labels", "annotations", "finalizers"}
-	dataKeys        = []string{"secretKey", "remoteRef", "sourceRef"}
-	remoteRefKeys   = []string{"key", "metadataPolicy", "property", "version", "conversionStrategy", "decodingStrategy", "nullBytePolicy"}
-	dataFromKeys    = []string{"extract", "find", "rewrite", "sourceRef"}
+	esKeys        = []string{"apiVersion", "kind", "metadata", "spec", "status"}
+	metadataKeys  = []string{"name", "namespace", "labels", "annotations", "ownerReferences", "finalizers", "uid", "resourceVersion", "generation", "creationTimestamp", "managedFields", "selfLink", "generateName", "deletionTimestamp", "deletionGracePeriodSeconds"}
+	esSpecKeys    = []string{"secretStoreRef", "target", "refreshPolicy", "refreshInterval", "syncWindows", "data", "dataFrom"}
+	storeRefKeys  = []string{"name", "kind"}
+	targetKeys    = []string{"name", "creationPolicy", "deletionPolicy", "template", "manifest", "immutable"}
+	templateKeys  = []string{"type", "engineVersion", "metadata", "mergePolicy", "data", "templateFrom"}
+	tmplMetaKeys  = []string{"labels", "annotations", "finalizers"}
+	dataKeys      = []string{"secretKey", "remoteRef", "sourceRef"}
+	remoteRefKeys = []string{"key", "metadataPolicy", "property", "version", "conversionStrategy", "decodingStrategy", "nullBytePolicy"}
+	dataFromKeys  = []string{"extract", "find", "rewrite", "sourceRef"}
 )
 
 // metadata reads a manifest's metadata into cls (nil: a store's, whose
