@@ -69,6 +69,9 @@ func runConvert(c *convertConfig, stdin io.Reader, stdout, stderr io.Writer) err
 	for _, l := range res.Lines {
 		fmt.Fprintln(stderr, l)
 	}
+	if res.MoreLines > 0 {
+		fmt.Fprintf(stderr, "... and %d more lines (at most %d are printed)\n", res.MoreLines, esoconvert.MaxLines)
+	}
 	if c.out != "" {
 		if err := os.WriteFile(c.out, res.YAML, 0o644); err != nil {
 			return failed(err)
@@ -77,13 +80,7 @@ func runConvert(c *convertConfig, stdin io.Reader, stdout, stderr io.Writer) err
 		return failed(err)
 	}
 	if res.Dropped() {
-		n := 0
-		for _, l := range res.Lines {
-			if l.Dropped {
-				n++
-			}
-		}
-		return &commandError{fmt.Errorf("%d field(s) not carried over (the DROPPED lines); %d SecretProviderClass(es) written", n, res.Classes), 2}
+		return &commandError{fmt.Errorf("fields not carried over (the DROPPED lines); %d SecretProviderClass(es) written", res.Classes), 2}
 	}
 	return nil
 }

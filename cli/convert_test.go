@@ -50,7 +50,7 @@ spec:
 			stderr: []string{
 				"DROPPED ClusterSecretStore/aws spec.provider.aws.auth.secretRef: not converted: coffer never reads static keys",
 				"DROPPED ExternalSecret/db spec.target.creationPolicy: not converted: coffer creates (Owner, Orphan)",
-				"coffer convert: 2 field(s) not carried over (the DROPPED lines); 1 SecretProviderClass(es) written",
+				"coffer convert: fields not carried over (the DROPPED lines); 1 SecretProviderClass(es) written",
 			},
 			validClass: true,
 		},

@@ -18,6 +18,8 @@ import (
 	"strings"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/coffer-csi/coffer/internal/yamlcheck"
 )
 
 // Options fill in what the manifests may leave out.
@@ -47,9 +49,11 @@ func (l Line) String() string {
 	if l.Dropped {
 		tag = "DROPPED"
 	}
-	s := fmt.Sprintf("%s %s/%s %s: %s", tag, l.Kind, l.Name, l.Field, l.Reason)
+	// Names and keys come from the input: yamlcheck.Name quotes one
+	// that could break the line or hide text.
+	s := fmt.Sprintf("%s %s/%s %s: %s", tag, yamlcheck.Name(l.Kind), yamlcheck.Name(l.Name), yamlcheck.Name(l.Field), l.Reason)
 	if l.Detail != "" {
-		s += ": " + l.Detail
+		s += ": " + strings.Join(strings.Fields(l.Detail), " ")
 	}
 	return s
 }
@@ -61,12 +65,18 @@ type Result struct {
 	YAML []byte
 	// Classes counts them.
 	Classes int
-	// Lines are the DROPPED and NOTE lines, in input order.
-	Lines []Line
+	// Lines are the DROPPED and NOTE lines, in input order, at most
+	// MaxLines; MoreLines counts those left out.
+	Lines       []Line
+	MoreLines   int
+	moreDropped bool
 }
 
 // Dropped reports whether any field was not carried over.
 func (r *Result) Dropped() bool {
+	if r.moreDropped {
+		return true
+	}
 	for _, l := range r.Lines {
 		if l.Dropped {
 			return true
@@ -128,7 +138,7 @@ func Convert(input []byte, opts Options) (*Result, error) {
 		res.Classes++
 	}
 	res.YAML = out.Bytes()
-	res.Lines = c.lines
+	res.Lines, res.MoreLines, res.moreDropped = c.lines, c.more, c.moreDropped
 	return res, nil
 }
 
@@ -147,9 +157,6 @@ func readDocuments(input []byte) ([]*yaml.Node, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(input))
 	var docs []*yaml.Node
 	for i := 0; ; i++ {
-		if i >= MaxDocuments {
-			return nil, fmt.Errorf("the input holds more than %d YAML documents; convert the manifests in several runs", MaxDocuments)
-		}
 		var n yaml.Node
 		err := dec.Decode(&n)
 		if errors.Is(err, io.EOF) {
@@ -157,6 +164,9 @@ func readDocuments(input []byte) ([]*yaml.Node, error) {
 		}
 		if err != nil {
 			return nil, fmt.Errorf("reading YAML document %d: %w", i+1, err)
+		}
+		if i >= MaxDocuments {
+			return nil, fmt.Errorf("the input holds more than %d YAML documents; convert the manifests in several runs", MaxDocuments)
 		}
 		if len(n.Content) == 0 || n.Content[0].Kind != yaml.MappingNode {
 			continue
@@ -201,20 +211,29 @@ type converter struct {
 	parsed map[storeKey]*store
 	lines  []Line
 	said   map[Line]bool
+	// more counts the lines past MaxLines; moreDropped says one dropped
+	// a field.
+	more        int
+	moreDropped bool
 }
 
 func (c *converter) drop(r ref, field, key, detail string) {
-	c.add(Line{Dropped: true, Kind: r.kind, Name: r.name, Field: field, Reason: row(key).Reason(), Detail: detail})
+	c.add(Line{Dropped: true, Kind: r.kind, Name: r.name, Field: field, Reason: reason(key), Detail: detail})
 }
 
 func (c *converter) note(r ref, field, key string) {
-	c.add(Line{Kind: r.kind, Name: r.name, Field: field, Reason: row(key).Reason()})
+	c.add(Line{Kind: r.kind, Name: r.name, Field: field, Reason: reason(key)})
 }
 
 // add appends l unless it was said already (a store's line, for the
 // second ExternalSecret that uses the store).
 func (c *converter) add(l Line) {
 	if c.said[l] {
+		return
+	}
+	if len(c.lines) >= MaxLines {
+		c.more++
+		c.moreDropped = c.moreDropped || l.Dropped
 		return
 	}
 	c.said[l] = true
@@ -260,6 +279,9 @@ func (c *converter) scalar(r ref, f map[string]*yaml.Node, key, path string) str
 func (c *converter) stringMap(r ref, n *yaml.Node, path string) map[string]string {
 	if n.Kind != yaml.MappingNode {
 		c.drop(r, path, "malformed", "want a mapping of strings")
+		return nil
+	}
+	if !c.within(r, n, path, max(maxData, maxMetadata)) {
 		return nil
 	}
 	out := map[string]string{}

@@ -220,7 +220,7 @@ func TestUnreadableInput(t *testing.T) {
 		{"not YAML", "a: [b\n", "reading YAML document 1"},
 		{"too large", strings.Repeat("#", MaxInputBytes+1), "over the limit of"},
 		{"too deep", strings.Repeat("[", MaxNesting+1), "brackets"},
-		{"too many documents", strings.Repeat("---\na: 1\n", MaxDocuments+1), "more than 4096 YAML documents"},
+		{"too many documents", strings.Repeat("---\na: 1\n", MaxDocuments+1), "more than 1024 YAML documents"},
 		{"aliases", "apiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: &m {name: x}\nspec: {target: *m}\n", "aliases"},
 	} {
 		t.Run(c.name, func(t *testing.T) {

@@ -92,11 +92,17 @@ func (c *converter) externalSecret(d *yaml.Node) *class {
 		c.drop(r, "spec.syncWindows", "spec.syncWindows", "")
 	}
 	if n, ok := spec["data"]; ok {
+		if !c.within(r, n, "spec.data", maxData) {
+			return nil
+		}
 		for i, item := range c.list(r, n, "spec.data") {
 			c.dataItem(cls, item, fmt.Sprintf("spec.data[%d]", i))
 		}
 	}
 	if n, ok := spec["dataFrom"]; ok {
+		if !c.within(r, n, "spec.dataFrom", maxDataFrom) {
+			return nil
+		}
 		for i, item := range c.list(r, n, "spec.dataFrom") {
 			c.dataFromItem(cls, item, fmt.Sprintf("spec.dataFrom[%d]", i))
 		}

@@ -27,7 +27,7 @@ type Row struct {
 // Reason is the row's coffer cell as plain text (without backticks, a pipe unescaped), as
 // DROPPED and NOTE lines print it.
 func (r Row) Reason() string {
-	return strings.NewReplacer("`", "", `\|`, "|").Replace(r.Coffer)
+	return strings.ReplaceAll(strings.ReplaceAll(r.Coffer, "`", ""), `\|`, "|")
 }
 
 // Table is the mapping, in the order the documentation shows it.
@@ -119,14 +119,24 @@ var Table = []Row{
 	{Key: "hash", ESO: "data hash (`reconcile.external-secrets.io/data-hash`)", Coffer: "`coffer-csi.github.io/content-hash`, over versions not values"},
 }
 
-// row returns the row named key; an unknown key is a bug of this package.
-func row(key string) Row {
+// reasons are the rows' reasons by key, computed once (never written
+// after).
+var reasons = func() map[string]string {
+	m := make(map[string]string, len(Table))
 	for _, r := range Table {
-		if r.Key == key {
-			return r
-		}
+		m[r.Key] = r.Reason()
 	}
-	panic(fmt.Sprintf("esoconvert: no table row %q", key))
+	return m
+}()
+
+// reason returns the reason of the row named key; an unknown key is a
+// bug of this package.
+func reason(key string) string {
+	s, ok := reasons[key]
+	if !ok {
+		panic(fmt.Sprintf("esoconvert: no table row %q", key))
+	}
+	return s
 }
 
 // Markdown renders Table as docs/migrating-from-eso.md shows it.

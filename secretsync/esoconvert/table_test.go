@@ -59,3 +59,28 @@ func TestDocsTableIsTable(t *testing.T) {
 		}
 	}
 }
+
+// TestDocsShowTheSeed: docs/migrating-from-eso.md shows the seed-shaped
+// ExternalSecret and store as testdata/seed.yaml holds them, and exactly
+// what coffer convert prints for them.
+func TestDocsShowTheSeed(t *testing.T) {
+	page, err := os.ReadFile(docsPage)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seed, err := os.ReadFile("testdata/seed.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var input []string
+	for _, line := range strings.Split(string(seed), "\n") {
+		if !strings.HasPrefix(line, "#") {
+			input = append(input, line)
+		}
+	}
+	for what, text := range map[string]string{"the input": "```yaml\n" + strings.Join(input, "\n") + "```", "the output": "```yaml\n" + seedOutput + "```"} {
+		if !strings.Contains(string(page), text) {
+			t.Errorf("%s does not show %s of TestSeedExternalSecret:\n%s", docsPage, what, text)
+		}
+	}
+}
