@@ -88,7 +88,7 @@ func TestDroppedFields(t *testing.T) {
 		{"Certificate Manager", strings.Replace(esoInput(jwtAuth, oneKey), "service: SecretsManager", "service: CertificateManager", 1), Options{}, "SecretStore/aws spec.provider.aws.service", "store.service-acm", 0},
 		{"role name", esoInput(jwtAuth+"\nrole: team-b", oneKey), Options{}, "SecretStore/aws spec.provider.aws.role", "store.role-name", 1},
 		{"additional roles", esoInput(jwtAuth+"\nrole: arn:aws:iam::123456789012:role/b\nadditionalRoles: [arn:aws:iam::123456789012:role/hop]", oneKey), Options{}, "SecretStore/aws spec.provider.aws.additionalRoles", "store.additionalRoles", 1},
-		{"ServiceAccount elsewhere", esoInput("auth: {jwt: {serviceAccountRef: {name: eso, namespace: external-secrets}}}", oneKey), Options{}, "SecretStore/aws spec.provider.aws.auth.jwt.serviceAccountRef.namespace", "store.jwt-namespace", 1},
+		{"ServiceAccount elsewhere", strings.Replace(strings.Replace(esoInput("auth: {jwt: {serviceAccountRef: {name: eso, namespace: external-secrets}}}", oneKey), "kind: SecretStore\nmetadata: {name: aws, namespace: team-a}", "kind: ClusterSecretStore\nmetadata: {name: aws}", 1), "secretStoreRef: {name: aws}", "secretStoreRef: {name: aws, kind: ClusterSecretStore}", 1), Options{}, "ClusterSecretStore/aws spec.provider.aws.auth.jwt.serviceAccountRef.namespace", "store.jwt-namespace", 1},
 		{"audiences", esoInput("auth: {jwt: {serviceAccountRef: {name: app, audiences: [x]}}}", oneKey), Options{}, "SecretStore/aws spec.provider.aws.auth.jwt.serviceAccountRef.audiences", "store.jwt-audiences", 1},
 		{"static keys", esoInput("auth: {secretRef: {accessKeyIDSecretRef: {name: k, key: id}}}", oneKey), Options{}, "SecretStore/aws spec.provider.aws.auth.secretRef", "store.secretRef", 1},
 		{"no auth", esoInput("", oneKey), Options{}, "SecretStore/aws spec.provider.aws.auth", "store.no-auth-missing", 1},
@@ -162,6 +162,7 @@ dataFrom: [{extract: {key: app/all, decodingStrategy: Base64}}]
 `+oneKey), Options{},
 			[]string{"assumeRoleArn: arn:aws:iam::123456789012:role/b", "assumeRoleExternalId: ext-1", "secretName: out", "creationPolicy: Orphan", "immutable: true", "type: kubernetes.io/basic-auth", "team: a", "note: x", "refreshInterval: \"0\"", "mergePolicy: Merge", "- {extract: app/all, decoding: base64}"}},
 		{"service account flag", esoInput("", oneKey), Options{ServiceAccount: "app"}, []string{"serviceAccountName: app"}},
+		{"SecretStore's ServiceAccount namespace", esoInput("auth: {jwt: {serviceAccountRef: {name: app, namespace: elsewhere}}}", oneKey), Options{}, []string{"serviceAccountName: app"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

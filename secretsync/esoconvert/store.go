@@ -145,8 +145,11 @@ func (c *converter) readStore(r ref, d *yaml.Node) *store {
 // in namespace ns, printing what differs from the store.
 func (c *converter) identity(es ref, s *store, storeRef ref, ns string) string {
 	const saPath = "spec.provider.aws.auth.jwt.serviceAccountRef"
+	// ESO ignores the namespace of a SecretStore's ServiceAccount: it is
+	// the store's own, the ExternalSecret's.
+	sameNamespace := s.serviceAccountNamespace == "" || s.serviceAccountNamespace == ns || storeRef.kind == "SecretStore"
 	switch {
-	case s.serviceAccount != "" && (s.serviceAccountNamespace == "" || s.serviceAccountNamespace == ns):
+	case s.serviceAccount != "" && sameNamespace:
 		return s.serviceAccount
 	case s.serviceAccount != "" && c.opts.ServiceAccount != "":
 		c.note(es, "spec.secretStoreRef", "store.no-auth")
