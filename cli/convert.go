@@ -24,7 +24,8 @@ func newConvertCommand(stdout, stderr io.Writer) *cobra.Command {
 		Use:   "convert -f FILE [-f FILE]... [flags]",
 		Short: "Convert External Secrets Operator manifests (AWS) into SecretProviderClasses with syncSecrets",
 		Long: `Reads ExternalSecret, SecretStore and ClusterSecretStore manifests for ESO's AWS provider
-(external-secrets.io/v1beta1 and v1; other kinds are skipped) and prints one SecretProviderClass
+(external-secrets.io/v1beta1 and v1, also as the items of kubectl get -o yaml's List; other
+kinds are skipped) and prints one SecretProviderClass
 per ExternalSecret, declaring the same Secret with syncSecrets. Each ExternalSecret's store is
 taken from the same input, by kind and name. Every class printed passes coffer validate.
 

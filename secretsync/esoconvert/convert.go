@@ -144,7 +144,8 @@ func Convert(input []byte, opts Options) (*Result, error) {
 
 const esoGroup = "external-secrets.io"
 
-// readDocuments parses input into its YAML documents' root mappings,
+// readDocuments parses input into its YAML documents' root mappings (a
+// List's items each),
 // within the limits (limits.go): the size before any parsing, the count
 // and depth of documents as they are read.
 func readDocuments(input []byte) ([]*yaml.Node, error) {
@@ -174,9 +175,28 @@ func readDocuments(input []byte) ([]*yaml.Node, error) {
 		if aliases(&n) > 0 {
 			return nil, fmt.Errorf("YAML document %d (line %d) uses aliases (*name); ESO manifests need none: write the values out", i+1, n.Line)
 		}
-		docs = append(docs, n.Content[0])
+		docs = append(docs, listItems(n.Content[0])...)
+		if len(docs) > MaxDocuments {
+			return nil, fmt.Errorf("the input holds more than %d manifests; convert them in several runs", MaxDocuments)
+		}
 	}
 	return docs, nil
+}
+
+// listItems returns the manifests of a kind: List (what kubectl get -o
+// yaml prints for several objects), or the document itself.
+func listItems(d *yaml.Node) []*yaml.Node {
+	items := field(d, "items")
+	if scalarField(d, "kind") != "List" || scalarField(d, "apiVersion") != "v1" || items == nil || items.Kind != yaml.SequenceNode {
+		return []*yaml.Node{d}
+	}
+	var out []*yaml.Node
+	for _, item := range items.Content {
+		if item.Kind == yaml.MappingNode {
+			out = append(out, item)
+		}
+	}
+	return out
 }
 
 // aliases counts the alias nodes under n: a converter that copies values

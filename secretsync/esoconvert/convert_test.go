@@ -210,6 +210,55 @@ func golden(res *Result) string {
 	return b.String()
 }
 
+// TestKubectlList: what kubectl get -o yaml prints for several objects, a
+// v1 List with the server's fields, converts as the manifests would.
+func TestKubectlList(t *testing.T) {
+	list := `apiVersion: v1
+kind: List
+metadata: {resourceVersion: ""}
+items:
+- apiVersion: external-secrets.io/v1
+  kind: ExternalSecret
+  metadata:
+    name: slack-url
+    namespace: team-a
+    uid: 0b9a3c1e-5f1e-4a53-9d52-7a1f0c1d2e3f
+    resourceVersion: "4242"
+    generation: 2
+    creationTimestamp: "2026-11-27T18:54:40Z"
+    managedFields: [{manager: kubectl, operation: Apply}]
+    annotations:
+      kubectl.kubernetes.io/last-applied-configuration: '{}'
+  spec:
+    refreshInterval: 1h
+    secretStoreRef: {name: aws, kind: SecretStore}
+    target: {name: slack-url, creationPolicy: Owner, deletionPolicy: Delete}
+    data:
+    - secretKey: address
+      remoteRef: {key: dev/slackurl}
+  status:
+    conditions: [{type: Ready, status: "True", reason: SecretSynced}]
+    refreshTime: "2026-11-27T18:54:40Z"
+- apiVersion: external-secrets.io/v1
+  kind: SecretStore
+  metadata: {name: aws, namespace: team-a, uid: 1c2d}
+  spec:
+    provider:
+      aws:
+        service: SecretsManager
+        region: us-east-1
+        auth: {jwt: {serviceAccountRef: {name: notifier}}}
+  status: {capabilities: ReadWrite}
+`
+	res, err := Convert([]byte(list), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(res.YAML) != seedOutput || len(res.Lines) != 0 {
+		t.Errorf("output:\n%s\nlines: %v\nwant:\n%s", res.YAML, res.Lines, seedOutput)
+	}
+}
+
 // TestUnreadableInput: input that is not YAML, over a limit or without an
 // ExternalSecret fails whole, naming why.
 func TestUnreadableInput(t *testing.T) {

@@ -34,6 +34,7 @@ func (r Row) Reason() string {
 var Table = []Row{
 	// The ExternalSecret itself.
 	{Key: "apiVersion", ESO: "`apiVersion: external-secrets.io/v1` or `v1beta1`, `kind: ExternalSecret`", Coffer: "one SecretProviderClass (`provider: aws`) with one `syncSecrets` entry and the `objects` it reads"},
+	{Key: "list", ESO: "`apiVersion: v1`, `kind: List` (what `kubectl get -o yaml` prints for several objects)", Coffer: "its `items`, each read as a manifest of its own"},
 	{Key: "apiVersion-other", ESO: "other `apiVersion`s of `external-secrets.io` (`v1alpha1`)", Coffer: "not converted: convert the manifest to external-secrets.io/v1 first", Dropped: true},
 	{Key: "kind-cluster", ESO: "`kind: ClusterExternalSecret`", Coffer: "not converted: a SecretProviderClass lives in one namespace; write its externalSecretSpec as an ExternalSecret in each namespace and convert those", Dropped: true},
 	{Key: "metadata.name", ESO: "`metadata.name`", Coffer: "the class's `metadata.name`, and `secretName` when `spec.target.name` is unset"},
