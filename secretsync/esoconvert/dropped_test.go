@@ -161,6 +161,8 @@ target:
 dataFrom: [{extract: {key: app/all, decodingStrategy: Base64}}]
 `+oneKey), Options{},
 			[]string{"assumeRoleArn: arn:aws:iam::123456789012:role/b", "assumeRoleExternalId: ext-1", "secretName: out", "creationPolicy: Orphan", "immutable: true", "type: kubernetes.io/basic-auth", "team: a", "note: x", "refreshInterval: \"0\"", "mergePolicy: Merge", "- {extract: app/all, decoding: base64}"}},
+		{"an ARN's own service", esoInput(jwtAuth, "data: [{secretKey: k, remoteRef: {key: 'arn:aws:ssm:us-east-1:123456789012:parameter/app/k', version: '2'}}]"), Options{},
+			[]string{"objectType: ssmparameter", "objectVersion: \"2\""}},
 		{"service account flag", esoInput("", oneKey), Options{ServiceAccount: "app"}, []string{"serviceAccountName: app"}},
 		{"SecretStore's ServiceAccount namespace", esoInput("auth: {jwt: {serviceAccountRef: {name: app, namespace: elsewhere}}}", oneKey), Options{}, []string{"serviceAccountName: app"}},
 	}

@@ -364,7 +364,9 @@ func (c *converter) remoteRef(cls *class, n *yaml.Node, path, secretKey string) 
 	if !ok {
 		return remote{}, false
 	}
-	o := cls.objects.get(cls.objectType, cls.prefix+key, c.version(cls, f, path))
+	name := cls.prefix + key
+	t := objectType(cls.objectType, name)
+	o := cls.objects.get(t, name, version(t, c.scalar(r, f, "version", path)))
 	out.source = source{object: o}
 	if expr != "" {
 		out.source.jmes = cls.objects.jmes(o, expr, secretKey)
@@ -372,31 +374,36 @@ func (c *converter) remoteRef(cls *class, n *yaml.Node, path, secretKey string) 
 	return out, true
 }
 
-// version maps remoteRef.version to the object's version selector.
-func (c *converter) version(cls *class, f map[string]*yaml.Node, path string) selector {
-	v := c.scalar(cls.ref, f, "version", path)
-	if v == "" {
-		return selector{}
-	}
-	t := cls.objectType
-	if strings.HasPrefix(cls.prefix+c.scalar(cls.ref, f, "key", path), "arn:aws") {
-		if a, err := spc.ParseARN(cls.prefix + c.scalar(cls.ref, f, "key", path)); err == nil && a.Service == "ssm" {
-			t = spc.ParameterStore
-		} else if err == nil {
-			t = spc.SecretsManager
+// objectType is the service an object is read from: its ARN's, else the
+// store's.
+func objectType(store spc.ObjectType, name string) spc.ObjectType {
+	if a, err := spc.ParseARN(name); err == nil {
+		switch a.Service {
+		case "ssm":
+			return spc.ParameterStore
+		case "secretsmanager":
+			return spc.SecretsManager
 		}
 	}
-	if t == spc.ParameterStore {
+	return store
+}
+
+// version maps remoteRef.version to the object's version selector, as
+// ESO's AWS provider reads it for the object's service.
+func version(t spc.ObjectType, v string) selector {
+	switch {
+	case v == "":
+		return selector{}
+	case t == spc.ParameterStore:
 		if n, err := strconv.ParseUint(v, 10, 64); err == nil && n > 0 {
 			return selector{version: v}
 		}
 		return selector{label: v}
+	case v == "AWSCURRENT":
+		return selector{} // Secrets Manager's default, as the AWS provider's
 	}
 	if id, ok := strings.CutPrefix(v, "uuid/"); ok {
 		return selector{version: id}
-	}
-	if v == "AWSCURRENT" {
-		return selector{} // Secrets Manager's default, as the AWS provider's
 	}
 	return selector{label: v}
 }
