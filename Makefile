@@ -35,7 +35,8 @@ FUZZ_TARGETS := \
 	FuzzCheckFilePath:./provider/spc FuzzParse:./provider/spc FuzzParseARN:./provider/spc \
 	FuzzParseAttributes:./provider/spc FuzzRender:./provider/render FuzzToken:./auth FuzzSessionName:./auth \
 	FuzzParseDeclaration:./secretsync FuzzTemplate:./secretsync FuzzTemplateFile:./provider/render \
-	FuzzAttackClass:./provider/render FuzzAttackDeclaration:./secretsync
+	FuzzAttackClass:./provider/render FuzzAttackDeclaration:./secretsync \
+	FuzzConvert:./secretsync/esoconvert
 # Go's fuzzer sometimes ends a short run with a bare "context deadline
 # exceeded" when -fuzztime runs out while it minimizes an input (no failing
 # input is written): such a run is tried once more; any real failure fails.

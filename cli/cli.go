@@ -30,6 +30,9 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 0
 	case errors.As(err, &cmdErr):
 		fmt.Fprintf(stderr, "%s: %v\n", cmd.CommandPath(), cmdErr.err)
+		if cmdErr.code != 0 {
+			return cmdErr.code
+		}
 		return 1
 	default:
 		// Everything else comes from parsing the command line.
@@ -39,8 +42,12 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 }
 
 // commandError marks the errors of a command's own work, so that Run tells
-// them from the command-line errors cobra and pflag return.
-type commandError struct{ err error }
+// them from the command-line errors cobra and pflag return. code is the
+// exit status when not 1 (coffer convert exits 2 when it dropped fields).
+type commandError struct {
+	err  error
+	code int
+}
 
 func (e *commandError) Error() string { return e.err.Error() }
 func (e *commandError) Unwrap() error { return e.err }
@@ -50,7 +57,7 @@ func failed(err error) error {
 	if err == nil {
 		return nil
 	}
-	return &commandError{err}
+	return &commandError{err: err}
 }
 
 // logFlags are the logging flags every long-running command shares.

@@ -60,6 +60,7 @@ tries SecretProviderClasses on your machine (coffer validate, coffer mount).`,
 		newSyncCommand(stderr),
 		newValidateCommand(stdout),
 		newMountCommand(stdout),
+		newConvertCommand(stdout, stderr),
 		newEvaluatorCommand(),
 		&cobra.Command{
 			Use:   "version",

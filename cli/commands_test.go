@@ -8,7 +8,7 @@ import (
 	"github.com/coffer-csi/coffer/internal/version"
 )
 
-var subcommands = []string{"serve", "sync", "validate", "mount", "version", "completion", "help"}
+var subcommands = []string{"serve", "sync", "validate", "mount", "convert", "version", "completion", "help"}
 
 // TestHelpListsSubcommands: "coffer", "coffer --help" and "coffer help"
 // print the same overview on stdout, and "coffer" alone starts nothing
@@ -39,6 +39,7 @@ func TestSubcommandHelp(t *testing.T) {
 		"sync":     {"Examples:", "coffer sync --kubeconfig", "--leader-elect ", "--token-ttl duration"},
 		"validate": {"Examples:", "coffer validate secretproviderclass.yaml", "--region string"},
 		"mount":    {"Examples:", "coffer mount --spc", "--set stringArray", "--timeout duration"},
+		"convert":  {"Examples:", "coffer convert -f externalsecret.yaml", "--service-account string", "DROPPED <kind>/<name> <field>", "2 when any"},
 	}
 	for cmd, want := range tests {
 		t.Run(cmd, func(t *testing.T) {

@@ -264,7 +264,7 @@ func zero(f *pflag.Flag) bool {
 	return false
 }
 
-// TestFlagTables: every row of the `coffer serve` and `coffer sync` flag
+// TestFlagTables: every row of the `coffer serve`, `coffer sync` and `coffer convert` flag
 // tables in cli.md names flags the command has, with the defaults it has,
 // and every flag of each command is in its table.
 func TestFlagTables(t *testing.T) {
@@ -272,6 +272,7 @@ func TestFlagTables(t *testing.T) {
 	for _, c := range []struct{ command, heading string }{
 		{"serve", "## `coffer serve` flags"},
 		{"sync", "## `coffer sync` flags"},
+		{"convert", "## `coffer convert` flags"},
 	} {
 		flags := cli.CommandFlags(c.command)
 		if flags == nil {

@@ -44,9 +44,9 @@ var layers = []layer{
 	},
 	{
 		name:     "sync",
-		what:     "Kubernetes Secrets from `syncSecrets`, and restarts",
-		packages: []string{"secretsync", "secretsync/restart"},
-		within:   map[string][]string{"secretsync/restart": {"secretsync"}},
+		what:     "Kubernetes Secrets from `syncSecrets`, restarts, and ExternalSecrets converted",
+		packages: []string{"secretsync", "secretsync/restart", "secretsync/esoconvert"},
+		within:   map[string][]string{"secretsync/restart": {"secretsync"}, "secretsync/esoconvert": {"secretsync"}},
 	},
 	{
 		name:     "mount",
