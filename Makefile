@@ -9,7 +9,7 @@ TAGS     := grpcnotrace
 BIN      := bin
 export GOFLAGS ?= -mod=readonly
 
-.PHONY: all build test unit lint fuzz e2e bench bench-hostile bench-fleet demo clean manifests deploy-test image image-docker node-test tools-test
+.PHONY: all build test unit lint fuzz align-modules e2e bench bench-hostile bench-fleet demo clean manifests deploy-test image image-docker node-test tools-test
 
 all: build
 
@@ -115,6 +115,11 @@ bench-fleet:
 	COFFER_FLEET_NODES=$(FLEET_NODES) COFFER_FLEET_REPORT=$(CURDIR)/tests/bench/fleet \
 	  $(GO) test -count=1 -run '^TestFleet$$' -v -timeout 60m ./tests/bench/
 	cd tests/bench/fleetplot && $(GO) run . -in ../fleet.json -out ../fleet.png
+
+## align-modules: one version of each dependency in every go.mod of the repository (the go
+## command's selection over all modules at once, then tidy); tests/modules checks it in make test
+align-modules:
+	./hack/align-modules.sh
 
 ## manifests: write the plain installer deployment/coffer.yaml (and its copy in the Kustomize
 ## base) from the Helm chart; make deploy-test fails when they are stale
