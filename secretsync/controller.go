@@ -126,7 +126,7 @@ func (c *Controller) Run(ctx context.Context) error {
 		defer secrets.wait()
 	}
 
-	c.informer = kube.NewNamespacedInformer(c.Namespaces, func(ns string) kube.ListWatcher[*unstructured.UnstructuredList] {
+	c.informer = kube.NewNamespacedInformer(c.Dynamic, c.Namespaces, func(ns string) kube.ListWatcher[*unstructured.UnstructuredList] {
 		return c.Dynamic.Resource(SPCResource).Namespace(ns)
 	}, &unstructured.Unstructured{})
 	if err := c.informer.AddEventHandler(cache.ResourceEventHandlerFuncs{

@@ -35,7 +35,7 @@ type SecretMetadata struct {
 // NewSecretMetadata returns the informer, not yet running.
 // namespaces are those of Controller.Namespaces (none: all).
 func NewSecretMetadata(md metadata.Interface, namespaces []string) (*SecretMetadata, error) {
-	inf := kube.NewNamespacedInformer(namespaces, func(ns string) kube.ListWatcher[*metav1.PartialObjectMetadataList] {
+	inf := kube.NewNamespacedInformer(md, namespaces, func(ns string) kube.ListWatcher[*metav1.PartialObjectMetadataList] {
 		return md.Resource(secretsResource).Namespace(ns)
 	}, &metav1.PartialObjectMetadata{})
 	if err := inf.SetTransform(stripSecret); err != nil {

@@ -24,7 +24,12 @@ type ListWatcher[L runtime.Object] interface {
 // metadatainformer build, without their shared factories, which link
 // client-go's typed informers for every API group (see the package
 // comment). Run it with RunWithContext.
-func NewInformer[L runtime.Object](r ListWatcher[L], example runtime.Object) cache.SharedIndexInformer {
+//
+// client is the client r comes from: it says whether it can stream the
+// initial list of a watch (client-go's watch-list, on by default since
+// v0.35). client-go's fake clients cannot, and say so; the reflector then
+// lists instead of waiting for a bookmark that never comes.
+func NewInformer[L runtime.Object](client any, r ListWatcher[L], example runtime.Object) cache.SharedIndexInformer {
 	lw := &cache.ListWatch{
 		ListWithContextFunc: func(ctx context.Context, opts metav1.ListOptions) (runtime.Object, error) {
 			return r.List(ctx, opts)
@@ -33,7 +38,7 @@ func NewInformer[L runtime.Object](r ListWatcher[L], example runtime.Object) cac
 			return r.Watch(ctx, opts)
 		},
 	}
-	return cache.NewSharedIndexInformer(lw, example, 0, cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc})
+	return cache.NewSharedIndexInformer(cache.ToListWatcherWithWatchListSemantics(lw, client), example, 0, cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc})
 }
 
 // Informer watches one resource in a set of namespaces (or in all): one
@@ -52,7 +57,8 @@ type Informer struct {
 // NewNamespacedInformer is an informer (see NewInformer) on resource(ns)
 // for every namespace of namespaces; none, or metav1.NamespaceAll among
 // them, means one informer on all namespaces. Duplicates count once.
-func NewNamespacedInformer[L runtime.Object](namespaces []string, resource func(namespace string) ListWatcher[L], example runtime.Object) *Informer {
+// client is the client the resources come from (see NewInformer).
+func NewNamespacedInformer[L runtime.Object](client any, namespaces []string, resource func(namespace string) ListWatcher[L], example runtime.Object) *Informer {
 	inf := &Informer{byNamespace: map[string]cache.SharedIndexInformer{}}
 	if len(namespaces) == 0 || slices.Contains(namespaces, metav1.NamespaceAll) {
 		namespaces = []string{metav1.NamespaceAll}
@@ -61,7 +67,7 @@ func NewNamespacedInformer[L runtime.Object](namespaces []string, resource func(
 		if _, dup := inf.byNamespace[ns]; dup {
 			continue
 		}
-		inf.byNamespace[ns] = NewInformer(resource(ns), example)
+		inf.byNamespace[ns] = NewInformer(client, resource(ns), example)
 		inf.order = append(inf.order, ns)
 	}
 	return inf

@@ -36,7 +36,7 @@ func TestNamespacedInformer(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			md := metadatafake.NewSimpleMetadataClient(scheme, obj("team-a", "x"), obj("team-b", "y"), obj("other", "z"))
-			inf := NewNamespacedInformer(tc.namespaces, func(ns string) ListWatcher[*metav1.PartialObjectMetadataList] {
+			inf := NewNamespacedInformer(md, tc.namespaces, func(ns string) ListWatcher[*metav1.PartialObjectMetadataList] {
 				return md.Resource(gvr).Namespace(ns)
 			}, &metav1.PartialObjectMetadata{})
 			var mu sync.Mutex

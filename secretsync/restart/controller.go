@@ -117,10 +117,10 @@ func (c *Controller) Run(ctx context.Context) error {
 	defer c.queue.ShutDown()
 
 	ns := c.Namespaces
-	c.deployments = kube.NewNamespacedInformer(ns, func(n string) kube.ListWatcher[*appsv1.DeploymentList] { return c.Kube.Deployments(n) }, &appsv1.Deployment{})
-	c.statefulSets = kube.NewNamespacedInformer(ns, func(n string) kube.ListWatcher[*appsv1.StatefulSetList] { return c.Kube.StatefulSets(n) }, &appsv1.StatefulSet{})
-	c.dSet = kube.NewNamespacedInformer(ns, func(n string) kube.ListWatcher[*appsv1.DaemonSetList] { return c.Kube.DaemonSets(n) }, &appsv1.DaemonSet{})
-	c.pods = kube.NewNamespacedInformer(ns, func(n string) kube.ListWatcher[*metav1.PartialObjectMetadataList] {
+	c.deployments = kube.NewNamespacedInformer(c.Kube, ns, func(n string) kube.ListWatcher[*appsv1.DeploymentList] { return c.Kube.Deployments(n) }, &appsv1.Deployment{})
+	c.statefulSets = kube.NewNamespacedInformer(c.Kube, ns, func(n string) kube.ListWatcher[*appsv1.StatefulSetList] { return c.Kube.StatefulSets(n) }, &appsv1.StatefulSet{})
+	c.dSet = kube.NewNamespacedInformer(c.Kube, ns, func(n string) kube.ListWatcher[*appsv1.DaemonSetList] { return c.Kube.DaemonSets(n) }, &appsv1.DaemonSet{})
+	c.pods = kube.NewNamespacedInformer(c.Metadata, ns, func(n string) kube.ListWatcher[*metav1.PartialObjectMetadataList] {
 		return c.Metadata.Resource(podsResource).Namespace(n)
 	}, &metav1.PartialObjectMetadata{})
 	secrets := c.Secrets
@@ -131,7 +131,7 @@ func (c *Controller) Run(ctx context.Context) error {
 		}
 	}
 	c.secrets = secrets.Informer()
-	c.spcps = kube.NewNamespacedInformer(ns, func(n string) kube.ListWatcher[*unstructured.UnstructuredList] {
+	c.spcps = kube.NewNamespacedInformer(c.Dynamic, ns, func(n string) kube.ListWatcher[*unstructured.UnstructuredList] {
 		return c.Dynamic.Resource(SPCPSResource).Namespace(n)
 	}, &unstructured.Unstructured{})
 

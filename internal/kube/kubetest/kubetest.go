@@ -16,6 +16,14 @@ func Wrap(cs kubernetes.Interface) kube.Interface { return clientset{cs} }
 
 type clientset struct{ cs kubernetes.Interface }
 
+// IsWatchListSemanticsUnSupported passes on what the wrapped clientset
+// says of watch-list streams (the fake cannot send them), which informers
+// ask the client their resources come from (kube.NewInformer).
+func (c clientset) IsWatchListSemanticsUnSupported() bool {
+	u, ok := c.cs.(interface{ IsWatchListSemanticsUnSupported() bool })
+	return ok && u.IsWatchListSemanticsUnSupported()
+}
+
 func (c clientset) Secrets(ns string) kube.SecretInterface { return c.cs.CoreV1().Secrets(ns) }
 func (c clientset) ServiceAccounts(ns string) kube.ServiceAccountInterface {
 	return c.cs.CoreV1().ServiceAccounts(ns)
