@@ -104,8 +104,9 @@ func (c *serveConfig) validate() error {
 }
 
 // ServeConfig is the Config coffer serve builds from args, its flags
-// (none: its defaults, with $AWS_REGION and $NODE_NAME); the whole-stack
-// suite takes its configuration from it.
+// (none: its defaults, with $AWS_REGION and $NODE_NAME), through the same
+// registration and validation as the command; the whole-stack suite takes
+// its configuration from it.
 func ServeConfig(args ...string) (wiring.Config, error) {
 	var c serveConfig
 	fs := pflag.NewFlagSet("serve", pflag.ContinueOnError)
@@ -113,6 +114,11 @@ func ServeConfig(args ...string) (wiring.Config, error) {
 	if err := fs.Parse(args); err != nil {
 		return wiring.Config{}, err
 	}
+	return c.config()
+}
+
+// config is the Config the flags describe, once they are valid.
+func (c *serveConfig) config() (wiring.Config, error) {
 	if err := c.validate(); err != nil {
 		return wiring.Config{}, err
 	}
@@ -120,15 +126,15 @@ func ServeConfig(args ...string) (wiring.Config, error) {
 }
 
 func runServe(ctx context.Context, c *serveConfig, stderr io.Writer) error {
-	if err := c.validate(); err != nil {
+	cfg, err := c.config()
+	if err != nil {
 		return err
 	}
 	log, err := c.log.logger(stderr)
 	if err != nil {
 		return err
 	}
-	limitMemory(c.cfg.Evaluator, log)
-	cfg := c.cfg
+	limitMemory(cfg.Evaluator, log)
 	cfg.Logger = log
 	coffer, err := wiring.New(ctx, cfg)
 	if err != nil {
