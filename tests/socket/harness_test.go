@@ -103,13 +103,18 @@ const retryBackoff = 10 * time.Millisecond
 
 // pointAtFakes is every difference between what the harness builds and
 // coffer serve's defaults, besides what one test sets: the logs, the
-// evaluator's workers (this test binary, see TestMain), the SDK's retry
-// wait, and either the node's credentials (the fake's test key) or, in
-// newWorkloadHarness, the fake cluster, its keys and Pod Identity agent.
+// evaluator's workers (this test binary, see TestMain), two waits
+// (the SDK's between retries, and the remount jitter: nearly every
+// mount here remounts one pod, and would wait up to a second for
+// nothing; provider/fetch's TestRemountJitterSpreadsReads shows what it
+// spreads), and either the node's credentials (the fake's test key) or,
+// in newWorkloadHarness, the fake cluster, its keys and Pod Identity
+// agent.
 func pointAtFakes(cfg *wiring.Config, log *slog.Logger) {
 	cfg.Logger = log
 	cfg.Evaluator.Command, cfg.Evaluator.Env = isolatetest.Worker()
 	cfg.AWS.MaxBackoff = retryBackoff
+	cfg.Quota.RemountJitter = 0
 	cfg.NodeCredentials = true
 }
 
@@ -257,6 +262,11 @@ func TestHarnessRunsServeDefaults(t *testing.T) {
 		got.Logger = nil
 		got.Evaluator.Command, got.Evaluator.Env = want.Evaluator.Command, want.Evaluator.Env
 		got.AWS.MaxBackoff = want.AWS.MaxBackoff
+		if got.Quota != nil {
+			q := *got.Quota
+			q.RemountJitter = want.Quota.RemountJitter
+			got.Quota = &q
+		}
 		got.NodeCredentials = want.NodeCredentials
 		got.Kubernetes, got.NodeName = want.Kubernetes, want.NodeName
 		id := &got.Identity

@@ -265,11 +265,19 @@ func TestMountFailover(t *testing.T) {
 		}
 	})
 	t.Run("primary throttles: failover used", func(t *testing.T) {
-		h := newHarness(t)
+		// With the node's quota, a throttled call is sent again while the
+		// primary's share of the deadline (half) leaves room for the
+		// backoff, and only then fails over: up to 15 s of serve's 30 s
+		// mount timeout (12 s in one run), up to 2 s of this one.
+		h := newHarness(t, harnessOptions{config: func(c *wiring.Config) { c.Server.MountTimeout = 4 * time.Second }})
 		seed(h)
 		h.fake.InjectFault(fakeaws.Fault{Region: primary, Kind: fakeaws.FaultThrottle})
-		if _, err := h.mount(t, params); err != nil {
+		resp, err := h.mount(t, params)
+		if err != nil {
 			t.Fatal(err)
+		}
+		if got, _ := files(resp); string(got["db"].Contents) != "replica-db" {
+			t.Errorf("got %q; want the failover region's value", got["db"].Contents)
 		}
 	})
 	t.Run("primary hangs: failover used within the deadline", func(t *testing.T) {
