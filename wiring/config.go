@@ -62,7 +62,8 @@ type Config struct {
 	Events secretsync.EventRecorder
 	// Logger receives every component's logs (nil: none).
 	Logger *slog.Logger
-	// Clock is the time of every component that takes one (nil: real).
+	// Clock is the time of the pieces that take one: the value cache, the
+	// quota, rotation events, the controllers (nil: real).
 	Clock clock.Clock
 }
 

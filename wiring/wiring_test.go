@@ -12,10 +12,12 @@ import (
 	dynamicfake "k8s.io/client-go/dynamic/fake"
 	"k8s.io/client-go/kubernetes/fake"
 	metadatafake "k8s.io/client-go/metadata/fake"
+	clocktesting "k8s.io/utils/clock/testing"
 
 	"github.com/coffer-csi/coffer/auth"
 	"github.com/coffer-csi/coffer/internal/kube/kubetest"
 	"github.com/coffer-csi/coffer/provider"
+	"github.com/coffer-csi/coffer/provider/cache"
 	"github.com/coffer-csi/coffer/secretsync"
 )
 
@@ -164,5 +166,28 @@ func TestNewWithKubernetes(t *testing.T) {
 				tc.check(t, c)
 			}
 		})
+	}
+}
+
+// TestNewGivesTheClock: the value cache keeps time by Config.Clock.
+func TestNewGivesTheClock(t *testing.T) {
+	noAWSConfig(t)
+	start := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	clk := clocktesting.NewFakeClock(start)
+	cfg := Defaults()
+	cfg.NodeCredentials, cfg.Clock = true, clk
+	c, err := New(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	values := c.Provider.Fetcher.Cache
+	values.Put("k", cache.Entry{Data: []byte("v"), At: start})
+	if _, ok := values.Get("k", start); !ok {
+		t.Fatal("a value read now is not in the cache")
+	}
+	clk.Step(cfg.Cache.keep() + time.Second)
+	if _, ok := values.Get("k", start); ok {
+		t.Error("the value outlived the cache's window on the given clock")
 	}
 }
