@@ -41,7 +41,7 @@ func (c *serveConfig) register(fs *pflag.FlagSet) {
 	d := wiring.Defaults()
 	c.cfg.Quota = &wiring.Quota{}
 	fs.StringVar(&c.providerDir, "provider-dir", "/var/run/secrets-store-csi-providers", "directory the driver looks for provider sockets in")
-	fs.StringVar(&c.providerName, "provider-name", "aws", "provider name: the socket is <provider-dir>/<provider-name>.sock and SecretProviderClasses select it with spec.provider")
+	fs.StringVar(&c.providerName, "provider-name", wiring.DefaultController().ProviderName, "provider name: the socket is <provider-dir>/<provider-name>.sock and SecretProviderClasses select it with spec.provider")
 	fs.DurationVar(&c.cfg.Server.MountTimeout, "mount-timeout", d.Server.MountTimeout, "deadline of each Mount, AWS calls and retries included")
 	fs.DurationVar(&c.cfg.Server.ShutdownTimeout, "shutdown-timeout", d.Server.ShutdownTimeout, "how long in-flight Mounts may finish after SIGTERM")
 	fs.StringVar(&c.cfg.Region, "region", os.Getenv("AWS_REGION"), "region for SecretProviderClasses that name none (default $AWS_REGION)")

@@ -35,7 +35,7 @@ type Config struct {
 	Limits          Limits
 	Cache           Cache
 	// Quota is the node's budget per AWS API (nil: no budgets, always
-	// batch; coffer sync, which runs on no node, has none).
+	// batch; coffer sync, not a node's DaemonSet, has none).
 	Quota     *Quota
 	Evaluator Evaluator
 	// MetricsNamespaceLabel adds the pod's namespace to mount metrics
