@@ -7,53 +7,36 @@ import (
 	"runtime/debug"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
-	"github.com/coffer-csi/coffer/provider/render"
 	"github.com/coffer-csi/coffer/provider/render/isolate"
+	"github.com/coffer-csi/coffer/provider/render"
+	"github.com/coffer-csi/coffer/wiring"
 )
 
-// evaluatorFlags configure the worker processes that evaluate classes'
-// jmesPath and templates (provider/render/isolate), for serve, sync and mount.
-type evaluatorFlags struct {
-	workers int
-	memory  int64
-	timeout time.Duration
+// registerEvaluator registers the flags of the worker processes that
+// evaluate classes' jmesPath and templates (internal/isolate), for serve,
+// sync and mount.
+func registerEvaluator(fs *pflag.FlagSet, e *wiring.Evaluator, d wiring.Evaluator) {
+	fs.IntVar(&e.Workers, "evaluator-workers", d.Workers, "worker processes that evaluate jmesPath and templates, each one evaluation at a time; one namespace holds at most all but one (0: evaluate in this process, without the memory backstop)")
+	fs.Int64Var(&e.MemoryBytes, "evaluator-memory-bytes", d.MemoryBytes, "memory one evaluator worker may allocate; the kernel ends a worker past it and only its evaluation fails")
+	fs.DurationVar(&e.Timeout, "evaluator-timeout", d.Timeout, "longest one evaluation (one object's jmesPath, or a class's or Secret's templates) may run, within the mount's deadline")
 }
 
-func (e *evaluatorFlags) register(fs *pflag.FlagSet) {
-	fs.IntVar(&e.workers, "evaluator-workers", isolate.DefaultWorkers, "worker processes that evaluate jmesPath and templates, each one evaluation at a time; one namespace holds at most all but one (0: evaluate in this process, without the memory backstop)")
-	fs.Int64Var(&e.memory, "evaluator-memory-bytes", isolate.DefaultMemoryBytes, "memory one evaluator worker may allocate; the kernel ends a worker past it and only its evaluation fails")
-	fs.DurationVar(&e.timeout, "evaluator-timeout", isolate.DefaultTimeout, "longest one evaluation (one object's jmesPath, or a class's or Secret's templates) may run, within the mount's deadline")
-}
-
-func (e *evaluatorFlags) validate() []error {
+func validateEvaluator(e wiring.Evaluator) []error {
 	var errs []error
-	if e.workers < 0 {
+	if e.Workers < 0 {
 		errs = append(errs, errors.New("--evaluator-workers must not be negative"))
 	}
-	if e.memory < 16<<20 {
+	if e.MemoryBytes < 16<<20 {
 		errs = append(errs, errors.New("--evaluator-memory-bytes must be at least 16777216 (16 MiB): a worker needs that much to evaluate anything"))
 	}
-	if e.timeout <= 0 {
+	if e.Timeout <= 0 {
 		errs = append(errs, errors.New("--evaluator-timeout must be positive"))
 	}
 	return errs
-}
-
-// pool returns the evaluator pool (nil with --evaluator-workers=0: in
-// process) and a function that ends its workers. It starts no process:
-// workers start on the first evaluation.
-func (e *evaluatorFlags) pool(log *slog.Logger) (render.Evaluator, func()) {
-	if e.workers == 0 {
-		log.Warn("evaluating jmesPath and templates in this process (--evaluator-workers=0): a class the accounting underestimates can exhaust it")
-		return nil, func() {}
-	}
-	p := isolate.New(isolate.Config{Workers: e.workers, MemoryBytes: e.memory, Timeout: e.timeout, Logger: log})
-	return p, p.Close
 }
 
 // limitMemory sets the Go runtime's soft memory limit of a long-running
@@ -62,7 +45,7 @@ func (e *evaluatorFlags) pool(log *slog.Logger) (render.Evaluator, func()) {
 // the evaluator workers, which share the container, leave. The collector
 // then works harder as the limit nears instead of the kernel killing the
 // container. It only ever lowers the limit.
-func (e *evaluatorFlags) limitMemory(log *slog.Logger) {
+func limitMemory(e wiring.Evaluator, log *slog.Logger) {
 	container := cgroupMemoryMax()
 	if current := debug.SetMemoryLimit(-1); current != mathMaxInt64 && (container == 0 || current < container) {
 		container = current // GOMEMLIMIT
@@ -70,9 +53,9 @@ func (e *evaluatorFlags) limitMemory(log *slog.Logger) {
 	if container <= 0 {
 		return
 	}
-	if own := softLimit(container, e.workers, e.memory); own < debug.SetMemoryLimit(-1) {
+	if own := softLimit(container, e.Workers, e.MemoryBytes); own < debug.SetMemoryLimit(-1) {
 		debug.SetMemoryLimit(own)
-		log.Info("memory limit", "containerBytes", container, "evaluatorWorkers", e.workers, "goMemLimitBytes", own)
+		log.Info("memory limit", "containerBytes", container, "evaluatorWorkers", e.Workers, "goMemLimitBytes", own)
 	}
 }
 

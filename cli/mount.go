@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,12 +13,10 @@ import (
 
 	"github.com/spf13/pflag"
 
-	"github.com/coffer-csi/coffer/auth"
 	"github.com/coffer-csi/coffer/provider"
-	"github.com/coffer-csi/coffer/provider/awsapi"
-	"github.com/coffer-csi/coffer/provider/fetch"
 	"github.com/coffer-csi/coffer/provider/render"
 	"github.com/coffer-csi/coffer/provider/spc"
+	"github.com/coffer-csi/coffer/wiring"
 )
 
 type mountConfig struct {
@@ -29,7 +26,7 @@ type mountConfig struct {
 	region    string
 	timeout   time.Duration
 	sets      []string
-	evaluator evaluatorFlags
+	evaluator wiring.Evaluator
 }
 
 func (c *mountConfig) register(fs *pflag.FlagSet) {
@@ -40,11 +37,22 @@ func (c *mountConfig) register(fs *pflag.FlagSet) {
 	fs.DurationVar(&c.timeout, "timeout", 30*time.Second, "deadline for the whole mount")
 	// StringArray, not StringSlice: a value may hold commas (objects YAML).
 	fs.StringArrayVar(&c.sets, "set", nil, "override a parameter, key=value (repeatable), as a pod's volumeAttributes would")
-	c.evaluator.register(fs)
+	registerEvaluator(fs, &c.evaluator, wiring.Defaults().Evaluator)
+}
+
+// config is the Config coffer mount builds from: coffer serve's defaults,
+// reading AWS with the caller's own credentials, as the node would with
+// --insecure-node-credentials.
+func (c *mountConfig) config() wiring.Config {
+	cfg := wiring.Defaults()
+	cfg.NodeCredentials = true
+	cfg.Region = c.region
+	cfg.Evaluator = c.evaluator
+	return cfg
 }
 
 func runMount(ctx context.Context, c *mountConfig, stdout io.Writer) error {
-	if err := errors.Join(c.evaluator.validate()...); err != nil {
+	if err := errors.Join(validateEvaluator(c.evaluator)...); err != nil {
 		return err
 	}
 	m, err := pickManifest(c.spc, c.name)
@@ -64,22 +72,12 @@ func runMount(ctx context.Context, c *mountConfig, stdout io.Writer) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
-	awsCfg, err := awsapi.LoadConfig(ctx, awsapi.Settings{})
+	coffer, err := wiring.New(ctx, c.config())
 	if err != nil {
 		return err
 	}
-	p := &provider.Mounter{
-		Identities: auth.NodeCredentials{Credentials: awsCfg.Credentials},
-		Clients: func(_ context.Context, id auth.Identity) fetch.Clients {
-			return awsapi.NewClients(awsCfg, id.Credentials)
-		},
-		Fetcher: &fetch.Fetcher{},
-		Region:  provider.StaticRegion(c.region),
-	}
-	evaluator, stopEvaluator := c.evaluator.pool(slog.New(slog.DiscardHandler))
-	defer stopEvaluator()
-	p.Evaluator = evaluator
-	res, err := p.Mount(ctx, provider.Request{Attributes: encodeAttributes(attrs)})
+	defer coffer.Close()
+	res, err := coffer.Provider.Mount(ctx, provider.Request{Attributes: encodeAttributes(attrs)})
 	if err != nil {
 		return err
 	}

@@ -27,18 +27,3 @@ func TestServeQuotaFlags(t *testing.T) {
 		}
 	}
 }
-
-func TestQuotaFlagsDefaults(t *testing.T) {
-	std := (&quotaFlags{batch: 100, single: 10000, nodeShare: 0.1}).quotas()
-	if std.GetParameters != 40 || std.GetParametersByPath != 40 || !std.SharedParameterQuota {
-		t.Errorf("standard throughput: %+v", std)
-	}
-	high := (&quotaFlags{higherThroughput: true, batch: 100, single: 10000, nodeShare: 0.1}).quotas()
-	if high.GetParameters != 3000 || high.GetParametersByPath != 100 || high.SharedParameterQuota {
-		t.Errorf("higher throughput: %+v", high)
-	}
-	own := (&quotaFlags{higherThroughput: true, batch: 100, single: 10000, params: 5000, byPath: 200, nodeShare: 0.1}).quotas()
-	if own.GetParameters != 5000 || own.GetParametersByPath != 200 {
-		t.Errorf("raised quotas: %+v", own)
-	}
-}

@@ -13,7 +13,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/pflag"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
@@ -21,17 +20,13 @@ import (
 	"k8s.io/client-go/metadata"
 	"k8s.io/klog/v2"
 
-	"github.com/coffer-csi/coffer/auth"
 	"github.com/coffer-csi/coffer/internal/kube"
-	"github.com/coffer-csi/coffer/internal/metrics"
 	"github.com/coffer-csi/coffer/internal/ops"
 	"github.com/coffer-csi/coffer/internal/version"
-	"github.com/coffer-csi/coffer/provider"
-	"github.com/coffer-csi/coffer/provider/awsapi"
-	"github.com/coffer-csi/coffer/provider/fetch"
 	"github.com/coffer-csi/coffer/provider/render"
 	"github.com/coffer-csi/coffer/secretsync"
 	"github.com/coffer-csi/coffer/secretsync/restart"
+	"github.com/coffer-csi/coffer/wiring"
 )
 
 type syncConfig struct {
@@ -44,7 +39,7 @@ type syncConfig struct {
 	nodeName         string
 	fips             bool
 	dualStack        bool
-	identity         identityFlags
+	identity         wiring.Identity
 	maxObjects       int
 	maxValueBytes    int
 	fetchConcurrency int
@@ -59,36 +54,37 @@ type syncConfig struct {
 	retryPeriod      time.Duration
 	restarts         bool
 	restartDebounce  time.Duration
-	evaluator        evaluatorFlags
+	evaluator        wiring.Evaluator
 	log              logFlags
 }
 
 func (c *syncConfig) register(fs *pflag.FlagSet) {
+	d, dc := wiring.Defaults(), wiring.DefaultController()
 	fs.StringVar(&c.kubeconfig, "kubeconfig", "", "kubeconfig for the Kubernetes API (default: in-cluster configuration)")
 	fs.StringVar(&c.metricsAddr, "metrics-addr", "", "address for Prometheus metrics at /metrics and /healthz, e.g. :8080 (empty: off)")
-	fs.StringVar(&c.providerName, "provider-name", "aws", "sync SecretProviderClasses whose spec.provider is this (coffer serve's --provider-name)")
+	fs.StringVar(&c.providerName, "provider-name", dc.ProviderName, "sync SecretProviderClasses whose spec.provider is this (coffer serve's --provider-name)")
 	fs.StringSliceVar(&c.namespaces, "namespaces", nil, "sync only these namespaces (comma-separated; default: all): every list and watch is then per namespace, so Roles in them are all the RBAC coffer sync needs on Secrets")
 	fs.StringVar(&c.namespace, "namespace", "", "one namespace to sync, as --namespaces (kept for old installs)")
 	fs.StringVar(&c.region, "region", os.Getenv("AWS_REGION"), "region for SecretProviderClasses that name none (default $AWS_REGION)")
 	fs.StringVar(&c.nodeName, "node-name", os.Getenv("NODE_NAME"), "the node coffer runs on, to read its topology.kubernetes.io/region label when no region is set (default $NODE_NAME)")
 	fs.BoolVar(&c.fips, "fips", false, "use FIPS endpoints for every AWS call")
 	fs.BoolVar(&c.dualStack, "dual-stack", false, "use dual-stack (IPv6) AWS endpoints")
-	c.identity.register(fs)
-	fs.IntVar(&c.maxObjects, "max-objects", 256, "most objects one SecretProviderClass may list")
-	fs.IntVar(&c.maxValueBytes, "max-value-bytes", 1<<20, "largest single value (secret, parameter, selected entry) a sync may fetch")
-	fs.IntVar(&c.fetchConcurrency, "fetch-concurrency", 8, "AWS calls one sync may have in flight")
-	fs.IntVar(&c.workers, "workers", 2, "SecretProviderClasses synced in parallel")
-	c.evaluator.register(fs)
-	fs.DurationVar(&c.syncTimeout, "sync-timeout", time.Minute, "deadline of one SecretProviderClass's sync, AWS calls included")
-	fs.DurationVar(&c.tokenTTL, "token-ttl", 10*time.Minute, "lifetime of the ServiceAccount tokens coffer requests (at least 10m); reused for half of it")
+	registerIdentity(fs, &c.identity, d.Identity)
+	fs.IntVar(&c.maxObjects, "max-objects", d.Limits.MaxObjects, "most objects one SecretProviderClass may list")
+	fs.IntVar(&c.maxValueBytes, "max-value-bytes", d.Limits.MaxValueBytes, "largest single value (secret, parameter, selected entry) a sync may fetch")
+	fs.IntVar(&c.fetchConcurrency, "fetch-concurrency", d.Limits.FetchConcurrency, "AWS calls one sync may have in flight")
+	fs.IntVar(&c.workers, "workers", dc.Workers, "SecretProviderClasses synced in parallel")
+	registerEvaluator(fs, &c.evaluator, d.Evaluator)
+	fs.DurationVar(&c.syncTimeout, "sync-timeout", dc.SyncTimeout, "deadline of one SecretProviderClass's sync, AWS calls included")
+	fs.DurationVar(&c.tokenTTL, "token-ttl", dc.TokenTTL, "lifetime of the ServiceAccount tokens coffer requests (at least 10m); reused for half of it")
 	fs.BoolVar(&c.leaderElect, "leader-elect", true, "run only while holding a Lease, so that one of several replicas syncs")
 	fs.StringVar(&c.leaseNamespace, "leader-election-namespace", os.Getenv("POD_NAMESPACE"), "namespace of the Lease (default $POD_NAMESPACE, else the in-cluster namespace)")
 	fs.StringVar(&c.leaseName, "leader-election-id", "coffer-sync", "name of the Lease")
 	fs.DurationVar(&c.leaseDuration, "leader-election-lease-duration", 15*time.Second, "how long a leader's Lease lasts without renewal")
 	fs.DurationVar(&c.renewDeadline, "leader-election-renew-deadline", 10*time.Second, "how long the leader keeps trying to renew before it gives up")
 	fs.DurationVar(&c.retryPeriod, "leader-election-retry-period", 2*time.Second, "how often candidates try to acquire or renew the Lease")
-	fs.BoolVar(&c.restarts, "restart-workloads", false, "roll Deployments, StatefulSets and DaemonSets annotated "+restart.AnnotationRestartOn+" when an object they mount (SecretProviderClassPodStatus versions) or a Secret coffer syncs for them changes (needs RBAC: list and watch on those kinds, pods and secretproviderclasspodstatuses; patch on the workloads)")
-	fs.DurationVar(&c.restartDebounce, "restart-debounce", 30*time.Second, "with --restart-workloads: how long after the first change a restart waits, so that one rotation (all pods, all objects) makes one restart")
+	fs.BoolVar(&c.restarts, "restart-workloads", dc.RestartWorkloads, "roll Deployments, StatefulSets and DaemonSets annotated "+restart.AnnotationRestartOn+" when an object they mount (SecretProviderClassPodStatus versions) or a Secret coffer syncs for them changes (needs RBAC: list and watch on those kinds, pods and secretproviderclasspodstatuses; patch on the workloads)")
+	fs.DurationVar(&c.restartDebounce, "restart-debounce", dc.RestartDebounce, "with --restart-workloads: how long after the first change a restart waits, so that one rotation (all pods, all objects) makes one restart")
 	c.log.register(fs)
 }
 
@@ -103,12 +99,12 @@ func (c *syncConfig) validate() error {
 	if c.syncTimeout <= 0 {
 		errs = append(errs, errors.New("--sync-timeout must be positive"))
 	}
-	errs = append(errs, c.evaluator.validate()...)
+	errs = append(errs, validateEvaluator(c.evaluator)...)
 	if c.tokenTTL < 10*time.Minute {
 		errs = append(errs, errors.New("--token-ttl must be at least 10m (the shortest token the apiserver grants)"))
 	}
 	errs = append(errs, c.validateNamespaces()...)
-	errs = append(errs, c.identity.validate()...)
+	errs = append(errs, validateIdentity(c.identity)...)
 	if c.restartDebounce < 0 {
 		errs = append(errs, errors.New("--restart-debounce must not be negative"))
 	}
@@ -153,6 +149,30 @@ func (c *syncConfig) scope() []string {
 	return out
 }
 
+// config is the Config coffer sync builds from its flags: no value cache
+// (every refresh reads AWS), no node quota, no bound on one identity's
+// calls in flight, and its controllers.
+func (c *syncConfig) config() wiring.Config {
+	cfg := wiring.Config{
+		Region:   c.region,
+		NodeName: c.nodeName,
+		AWS:      wiring.AWS{FIPS: c.fips, DualStack: c.dualStack},
+		Identity: c.identity,
+		Limits: wiring.Limits{
+			MaxObjects: c.maxObjects, MaxValueBytes: c.maxValueBytes, FetchConcurrency: c.fetchConcurrency,
+			// What a fetch may read: as for a mount, twice what the driver
+			// takes (a Secret holds less still).
+			MaxResponseBytes: render.DriverMaxResponseBytes,
+		},
+		Evaluator: c.evaluator,
+		Controller: &wiring.Controller{
+			ProviderName: c.providerName, Namespaces: c.scope(), Workers: c.workers, SyncTimeout: c.syncTimeout,
+			TokenTTL: c.tokenTTL, RestartWorkloads: c.restarts, RestartDebounce: c.restartDebounce,
+		},
+	}
+	return cfg
+}
+
 // runSync runs the Secret sync controller: SecretProviderClasses with
 // syncSecrets become Kubernetes Secrets without any pod.
 func runSync(ctx context.Context, c *syncConfig, stderr io.Writer) error {
@@ -164,9 +184,7 @@ func runSync(ctx context.Context, c *syncConfig, stderr io.Writer) error {
 		return err
 	}
 	klog.SetSlogLogger(log) // client-go's own messages, in coffer's format
-	c.evaluator.limitMemory(log)
-	evaluator, stopEvaluator := c.evaluator.pool(log)
-	defer stopEvaluator()
+	limitMemory(c.evaluator, log)
 	rc, err := restConfig(c.kubeconfig)
 	if err != nil {
 		return err
@@ -183,13 +201,18 @@ func runSync(ctx context.Context, c *syncConfig, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	awsCfg, err := awsapi.LoadConfig(ctx, awsapi.Settings{FIPS: c.fips, DualStack: c.dualStack})
+	events, stopEvents := eventRecorder(kc, corev1.EventSource{Component: "coffer-sync"}, false, log)
+	defer stopEvents()
+	cfg := c.config()
+	cfg.Kubernetes = &wiring.Kubernetes{Client: kc, Dynamic: dyn, Metadata: meta}
+	cfg.Events = events
+	cfg.Logger = log
+	coffer, err := wiring.New(ctx, cfg)
 	if err != nil {
 		return err
 	}
-	registry := prometheus.NewRegistry()
-	m := metrics.New(registry, metrics.Options{Version: version.Version})
-	awsapi.Instrument(&awsCfg, m.AWSCall)
+	defer coffer.Close()
+	registry := coffer.Registry
 	if c.metricsAddr != "" {
 		lis, err := ops.Listen(c.metricsAddr)
 		if err != nil {
@@ -198,48 +221,10 @@ func runSync(ctx context.Context, c *syncConfig, stderr io.Writer) error {
 		// Alive is all a controller can say: leadership is the Lease's.
 		go ops.Serve(ctx, lis, ops.Handler(func(context.Context) error { return nil }, registry), log)
 	}
-	p := &provider.Mounter{
-		Identities: c.identity.resolver(awsCfg, kc, m.CredentialFetch),
-		Clients:    provider.SharedClients(awsapi.NewClientCache(awsCfg, 0)),
-		// No value cache: every refresh reads AWS.
-		Fetcher:       &fetch.Fetcher{Concurrency: c.fetchConcurrency, MaxBytes: fetchAllowance * render.DriverMaxResponseBytes},
-		MaxObjects:    c.maxObjects,
-		MaxValueBytes: c.maxValueBytes,
-		Logger:        log,
-		Evaluator:     evaluator,
-	}
-	events, stopEvents := eventRecorder(kc, corev1.EventSource{Component: "coffer-sync"}, false, log)
-	defer stopEvents()
-	region := &auth.NodeRegion{Configured: c.region, Client: kc, NodeName: c.nodeName}
-	// One watch of Secrets' metadata serves both controllers.
-	secrets, err := secretsync.NewSecretMetadata(meta, c.scope())
-	if err != nil {
-		return err
-	}
-	ctrl := &secretsync.Controller{
-		Dynamic: dyn,
-		Secrets: secrets,
-		Engine: &secretsync.Engine{Secrets: kc, Events: events, Logger: log, Evaluator: evaluator, OnResult: func(_ *secretsync.SPC, r secretsync.Result) {
-			m.SecretSync("controller", r.Reason)
-		}},
-		Files:        p.FetchFiles,
-		Tokens:       &secretsync.TokenSource{ServiceAccounts: kc, TTL: c.tokenTTL},
-		STSAudience:  c.identity.stsAudience,
-		ProviderName: c.providerName,
-		Namespaces:   c.scope(),
-		Config:       secretsync.ConfigOptions{DefaultRegion: region.Region, MaxObjects: c.maxObjects},
-		Workers:      c.workers,
-		SyncTimeout:  c.syncTimeout,
-		Logger:       log,
-	}
 	log.Info("coffer sync starting", "version", version.Version, "provider", c.providerName, "namespaces", c.scope(), "leaderElect", c.leaderElect, "restartWorkloads", c.restarts)
-	run := ctrl.Run
-	if c.restarts {
-		restarts := &restart.Controller{
-			Kube: kc, Dynamic: dyn, Metadata: meta, Secrets: secrets, Namespaces: c.scope(),
-			Debounce: c.restartDebounce, Events: events, OnRestart: m.WorkloadRestart, Logger: log,
-		}
-		run = runBoth(ctrl.Run, restarts.Run)
+	run := coffer.Sync.Run
+	if coffer.Restarts != nil {
+		run = runBoth(coffer.Sync.Run, coffer.Restarts.Run)
 	}
 	if !c.leaderElect {
 		return run(ctx)
@@ -294,47 +279,6 @@ func (c *syncConfig) runElected(ctx context.Context, kc *kube.Client, fn func(co
 		return errors.New("lost the leader Lease; exiting so that a restart competes again")
 	}
 	return err
-}
-
-// enableMountSync makes p sync the Secrets a class declares after each
-// successful mount (coffer serve --sync-secrets). The returned stop lets
-// syncs in flight finish briefly.
-func enableMountSync(p *provider.Mounter, kubeconfig, nodeName string, log *slog.Logger) (stop func(), err error) {
-	rc, err := restConfig(kubeconfig)
-	if err != nil {
-		return nil, err
-	}
-	kc, err := kube.New(rc)
-	if err != nil {
-		return nil, err
-	}
-	dyn, err := dynamic.NewForConfig(rc)
-	if err != nil {
-		return nil, err
-	}
-	// The DaemonSet may create events, not patch them: a patch of an
-	// event is an update the admission policy cannot tie to a mount.
-	events, stopEvents := eventRecorder(kc, corev1.EventSource{Component: "coffer", Host: nodeName}, true, log)
-	trigger := &secretsync.MountTrigger{
-		SPCs:  dyn.Resource(secretsync.SPCResource),
-		Files: p.FetchFiles,
-		Engine: &secretsync.Engine{Secrets: kc, Events: events, Logger: log, Evaluator: p.Evaluator, OnResult: func(_ *secretsync.SPC, r secretsync.Result) {
-			p.Metrics.SecretSync("mount", r.Reason)
-		}},
-		Config: secretsync.ConfigOptions{MaxObjects: p.MaxObjects},
-		Logger: log,
-	}
-	if p.Region != nil {
-		trigger.Config.DefaultRegion = p.Region.Region
-	}
-	p.AfterMount = trigger.AfterMount
-	log.Info("secret sync at mount enabled")
-	return func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		trigger.Wait(ctx)
-		stopEvents()
-	}, nil
 }
 
 // eventRecorder records Events through the API; stop writes what is

@@ -8,8 +8,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/coffer-csi/coffer/provider/cache"
 	"github.com/coffer-csi/coffer/tests/fakeaws"
+	"github.com/coffer-csi/coffer/wiring"
 )
 
 // The freshness guarantees, through the socket and the AWS fake. The bound
@@ -45,7 +45,7 @@ func TestUpdateThenNewPodGetsNewValue(t *testing.T) {
 	const bound = 300 * time.Millisecond
 	// The cache keeps values an hour (as for serving through an outage):
 	// only the freshness bound decides what a new pod may reuse.
-	h := newHarness(t, harnessOptions{cache: cache.New(time.Hour, 1<<20), reuse: bound})
+	h := newHarness(t, harnessOptions{config: func(c *wiring.Config) { c.Cache.MaxStaleness = bound }})
 	h.fake.PutSecretString(primary, "app/db", "v1")
 	mustValue(t, h, "pod-1", "v1")
 	// Within the bound, pods of one identity share the read.
@@ -62,7 +62,7 @@ func TestUpdateThenNewPodGetsNewValue(t *testing.T) {
 func TestChangeThenRemountGetsNewValue(t *testing.T) {
 	// The opt-in long reuse window (--cache-ttl): remounts still read AWS
 	// after the pod's previous mount.
-	h := newHarness(t, harnessOptions{cache: cache.New(time.Hour, 1<<20), reuse: time.Hour})
+	h := newHarness(t, harnessOptions{config: func(c *wiring.Config) { c.Cache.MaxStaleness = time.Hour }})
 	h.fake.PutSecretString(primary, "app/db", "v1")
 	v1 := mustValue(t, h, "pod-1", "v1")
 	mustValue(t, h, "pod-2", "v1")
@@ -94,7 +94,7 @@ func TestChangeThenRemountGetsNewValue(t *testing.T) {
 
 func TestRevokeThenNewPodIsRefused(t *testing.T) {
 	const bound = 300 * time.Millisecond
-	h, c := newWorkloadHarness(t, harnessOptions{cache: cache.New(time.Hour, 1<<20), reuse: bound})
+	h, c := newWorkloadHarness(t, harnessOptions{config: func(c *wiring.Config) { c.Cache.MaxStaleness = bound }})
 	seedTeams(h.fake)
 	if _, err := h.mountAttrs(t, c.podAttrs("team-a", "app", "pod-1", secretOf("team-a"))); err != nil {
 		t.Fatal(err)
@@ -138,11 +138,12 @@ func TestOutageServesLastGoodValueOnlyWhenAllowed(t *testing.T) {
 		for _, on := range []bool{true, false} {
 			name := tc.name + map[bool]string{true: ", serve-stale on", false: ", serve-stale off"}[on]
 			t.Run(name, func(t *testing.T) {
-				o := harnessOptions{cache: cache.New(time.Hour, 1<<20), reuse: time.Nanosecond, mountTimeout: 2 * time.Second}
-				if on {
-					o.serveStale = time.Hour
-				}
-				h := newHarness(t, o)
+				h := newHarness(t, harnessOptions{config: func(c *wiring.Config) {
+					c.Cache.MaxStaleness, c.Server.MountTimeout = time.Nanosecond, 2*time.Second
+					if on {
+						c.Cache.ServeStale = time.Hour
+					}
+				}})
 				h.fake.PutSecretString(primary, "app/db", "last-good")
 				mustValue(t, h, "pod-1", "last-good")
 				tc.inject(h.fake)
@@ -199,7 +200,7 @@ func TestOutageNeverHidesAnswers(t *testing.T) {
 	}
 	for _, tc := range answers {
 		t.Run(tc.name, func(t *testing.T) {
-			h := newHarness(t, harnessOptions{cache: cache.New(time.Hour, 1<<20), reuse: time.Nanosecond, serveStale: time.Hour})
+			h := newHarness(t, harnessOptions{config: func(c *wiring.Config) { c.Cache.MaxStaleness, c.Cache.ServeStale = time.Nanosecond, time.Hour }})
 			h.fake.PutSecretString(primary, "app/db", "last-good")
 			mustValue(t, h, "pod-1", "last-good")
 			tc.inject(h.fake)
@@ -219,7 +220,9 @@ func TestOutageNeverHidesAnswers(t *testing.T) {
 
 func TestOutageStaleValueBounds(t *testing.T) {
 	t.Run("older than allowed", func(t *testing.T) {
-		h := newHarness(t, harnessOptions{cache: cache.New(time.Hour, 1<<20), reuse: time.Nanosecond, serveStale: 200 * time.Millisecond})
+		h := newHarness(t, harnessOptions{config: func(c *wiring.Config) {
+			c.Cache.MaxStaleness, c.Cache.ServeStale = time.Nanosecond, 200*time.Millisecond
+		}})
 		h.fake.PutSecretString(primary, "app/db", "last-good")
 		mustValue(t, h, "pod-1", "last-good")
 		h.fake.SetRegionDown(primary, true)
@@ -229,7 +232,7 @@ func TestOutageStaleValueBounds(t *testing.T) {
 		}
 	})
 	t.Run("every region failing", func(t *testing.T) {
-		h := newHarness(t, harnessOptions{cache: cache.New(time.Hour, 1<<20), reuse: time.Nanosecond, serveStale: time.Hour})
+		h := newHarness(t, harnessOptions{config: func(c *wiring.Config) { c.Cache.MaxStaleness, c.Cache.ServeStale = time.Nanosecond, time.Hour }})
 		for _, r := range []string{primary, failover} {
 			h.fake.PutSecretString(r, "app/db", "in-"+r)
 		}
@@ -261,7 +264,7 @@ func TestOutageStaleValueBounds(t *testing.T) {
 }
 
 func TestOutageNeverCrossesIdentities(t *testing.T) {
-	h, c := newWorkloadHarness(t, harnessOptions{cache: cache.New(time.Hour, 1<<20), reuse: time.Nanosecond, serveStale: time.Hour})
+	h, c := newWorkloadHarness(t, harnessOptions{config: func(c *wiring.Config) { c.Cache.MaxStaleness, c.Cache.ServeStale = time.Nanosecond, time.Hour }})
 	seedTeams(h.fake)
 	// Both teams have credentials; team A has read its secrets.
 	for _, team := range []string{"team-a", "team-b"} {

@@ -4,28 +4,25 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"reflect"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"sigs.k8s.io/secrets-store-csi-driver/provider/v1alpha1"
 
-	"github.com/coffer-csi/coffer/auth"
-	"github.com/coffer-csi/coffer/internal/metrics"
-	"github.com/coffer-csi/coffer/provider"
-	"github.com/coffer-csi/coffer/provider/awsapi"
-	"github.com/coffer-csi/coffer/provider/cache"
-	"github.com/coffer-csi/coffer/provider/fetch"
-	"github.com/coffer-csi/coffer/provider/render"
+	"github.com/coffer-csi/coffer/cli"
+	"github.com/coffer-csi/coffer/provider/render/isolate/isolatetest"
 	"github.com/coffer-csi/coffer/provider/server"
 	"github.com/coffer-csi/coffer/tests/fakeaws"
+	"github.com/coffer-csi/coffer/wiring"
 )
 
 const (
@@ -53,15 +50,19 @@ func (b *syncBuffer) String() string {
 	return b.buf.String()
 }
 
-// harness is a provider served over a real Unix socket, reading from the
-// AWS fake through the real SDK, configured as in production through the
-// SDK's standard environment settings.
+// harness is coffer built by wiring.New from coffer serve's default
+// configuration (cli.ServeConfig), served over a real Unix socket, reading
+// from the AWS fake through the real SDK, configured as in production
+// through the SDK's standard environment settings. Only what points it at
+// the fakes differs from serve's defaults (pointAtFakes).
 type harness struct {
 	fake   *fakeaws.Server
 	url    string
 	client v1alpha1.CSIDriverProviderClient
 	logs   *syncBuffer
 	socket string
+	// cfg is the configuration coffer was built from.
+	cfg wiring.Config
 	// metrics is the provider's registry, for scraping in tests.
 	metrics *prometheus.Registry
 	// stop shuts the server down and waits for Serve to return.
@@ -69,30 +70,52 @@ type harness struct {
 }
 
 type harnessOptions struct {
-	mountTimeout     time.Duration
-	maxResponseBytes int
-	// identities builds the identity source from the SDK configuration
-	// (default: the node's credentials, the fake's test key).
-	identities func(fake *fakeaws.Server, cfg aws.Config, m *metrics.Metrics) provider.IdentitySource
-	region     provider.RegionSource
-	// cache holds values across mounts (default: off); with it, pods'
-	// mounts are marked as in production.
-	cache *cache.Cache
-	// reuse is the freshness bound (default with a cache: a minute);
-	// serveStale the outage allowance (default: off).
-	reuse, serveStale time.Duration
+	// config changes serve's configuration for one test (a flag set
+	// differently), after the harness pointed it at the fakes.
+	config func(c *wiring.Config)
 	// fakeNow is the AWS fake's clock (default: real time).
 	fakeNow func() time.Time
-	// Workload identity: credential refresh margin and the fake's session
-	// lifetime (0: defaults).
-	refreshMargin, credentialLifetime time.Duration
-	// Limits (0: none).
-	maxAttributesBytes, maxValueBytes, maxMounts, maxCallsPerIdentity int
-	// sessionScope is the workload harness's STS session scope (default:
-	// per pod).
-	sessionScope auth.SessionScope
-	// evaluator runs jmesPath and templates (default: in process).
-	evaluator render.Evaluator
+	// credentialLifetime is the fake STS's session lifetime (0: its
+	// default).
+	credentialLifetime time.Duration
+	// workload points coffer at the fake cluster (newWorkloadHarness);
+	// without it, coffer reads AWS with the node's credentials.
+	workload func(f *fakeaws.Server, c *wiring.Config)
+}
+
+// serveDefaults is coffer serve's configuration with no flags, and no
+// region or node name from the environment.
+func serveDefaults(t *testing.T) wiring.Config {
+	t.Helper()
+	t.Setenv("AWS_REGION", "")
+	t.Setenv("NODE_NAME", "")
+	cfg, err := cli.ServeConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+// retryBackoff replaces the SDK's 2 s bound between retries: the same
+// retries, sooner, so that tests of throttling and outages take
+// milliseconds.
+const retryBackoff = 10 * time.Millisecond
+
+// pointAtFakes is every difference between what the harness builds and
+// coffer serve's defaults, besides what one test sets: the logs, the
+// evaluator's workers (this test binary, see TestMain), two waits
+// (the SDK's between retries, and the remount jitter: nearly every
+// mount here remounts one pod, and would wait up to a second for
+// nothing; provider/fetch's TestRemountJitterSpreadsReads shows what it
+// spreads), and either the node's credentials (the fake's test key) or,
+// in newWorkloadHarness, the fake cluster, its keys and Pod Identity
+// agent.
+func pointAtFakes(cfg *wiring.Config, log *slog.Logger) {
+	cfg.Logger = log
+	cfg.Evaluator.Command, cfg.Evaluator.Env = isolatetest.Worker()
+	cfg.AWS.MaxBackoff = retryBackoff
+	cfg.Quota.RemountJitter = 0
+	cfg.NodeCredentials = true
 }
 
 func newHarness(t *testing.T, opts ...harnessOptions) *harness {
@@ -100,9 +123,6 @@ func newHarness(t *testing.T, opts ...harnessOptions) *harness {
 	var o harnessOptions
 	if len(opts) > 0 {
 		o = opts[0]
-	}
-	if o.mountTimeout == 0 {
-		o.mountTimeout = 10 * time.Second
 	}
 	fake, ts := fakeaws.NewTestServer(t, fakeaws.Options{Now: o.fakeNow})
 	fake.AddIdentity(fakeaws.AllowAll(testKey, testPass))
@@ -114,60 +134,31 @@ func newHarness(t *testing.T, opts ...harnessOptions) *harness {
 	t.Setenv("AWS_CONFIG_FILE", filepath.Join(t.TempDir(), "none"))
 	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(t.TempDir(), "none"))
 	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
-	awsCfg, err := awsapi.LoadConfig(context.Background(), awsapi.Settings{MaxAttempts: 2, MaxBackoff: 10 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	registry := prometheus.NewRegistry()
-	var cacheStats func() metrics.CacheStats
-	if o.cache != nil {
-		cacheStats = func() metrics.CacheStats {
-			s := o.cache.Stats()
-			return metrics.CacheStats{Hits: s.Hits, Misses: s.Misses, Evictions: s.Evictions, Entries: s.Entries, Bytes: s.Bytes}
-		}
-	}
-	m := metrics.New(registry, metrics.Options{Version: "test", CacheStats: cacheStats})
-	awsapi.Instrument(&awsCfg, m.AWSCall)
 
 	logs := &syncBuffer{}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	var identities provider.IdentitySource = auth.NodeCredentials{Credentials: awsCfg.Credentials}
-	if o.identities != nil {
-		identities = o.identities(fake, awsCfg, m)
+	cfg := serveDefaults(t)
+	pointAtFakes(&cfg, log)
+	if o.workload != nil {
+		o.workload(fake, &cfg)
 	}
-	var marks *cache.Marks
-	if o.cache != nil {
-		marks = cache.NewMarks(time.Hour, 1024)
-		if o.reuse == 0 {
-			o.reuse = time.Minute
-		}
+	if o.config != nil {
+		o.config(&cfg)
 	}
-	p := &provider.Mounter{
-		Marks:      marks,
-		Identities: identities,
-		Region:     o.region,
-		Clients: func(_ context.Context, id auth.Identity) fetch.Clients {
-			return awsapi.NewClients(awsCfg, id.Credentials)
-		},
-		Fetcher:            &fetch.Fetcher{Concurrency: 4, Cache: o.cache, Reuse: o.reuse, ServeStale: o.serveStale, MaxCallsPerIdentity: o.maxCallsPerIdentity},
-		MaxValueBytes:      o.maxValueBytes,
-		MaxAttributesBytes: o.maxAttributesBytes,
-		MaxObjects:         50,
-		MaxResponseBytes:   o.maxResponseBytes,
-		Logger:             log,
-		Metrics:            m,
-		Evaluator:          o.evaluator,
+	coffer, err := wiring.New(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
 	}
 	socket := filepath.Join(shortTempDir(t), "aws.sock")
 	lis, err := server.Listen(socket)
 	if err != nil {
+		coffer.Close()
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	srv := &server.Server{Mounter: p, MountTimeout: o.mountTimeout, BuildVersion: "test", Logger: log, Slots: server.NewSlots(o.maxMounts)}
 	go func() {
-		done <- server.Serve(ctx, lis, srv, server.ServeOptions{Logger: log, ShutdownTimeout: 5 * time.Second})
+		done <- coffer.Serve(ctx, lis)
 	}()
 
 	conn, err := grpc.NewClient("unix://"+socket, grpc.WithTransportCredentials(insecure.NewCredentials()))
@@ -181,13 +172,14 @@ func newHarness(t *testing.T, opts ...harnessOptions) *harness {
 			if err := <-done; err != nil {
 				t.Errorf("Serve: %v", err)
 			}
+			coffer.Close()
 		})
 	}
 	t.Cleanup(func() {
 		conn.Close()
 		stop(t)
 	})
-	return &harness{fake: fake, url: ts.URL, client: v1alpha1.NewCSIDriverProviderClient(conn), logs: logs, socket: socket, stop: stop, metrics: registry}
+	return &harness{fake: fake, url: ts.URL, client: v1alpha1.NewCSIDriverProviderClient(conn), logs: logs, socket: socket, stop: stop, cfg: cfg, metrics: coffer.Registry}
 }
 
 // shortTempDir returns a temporary directory with a short path: Unix socket
@@ -250,4 +242,50 @@ func files(resp *v1alpha1.MountResponse) (map[string]*v1alpha1.File, map[string]
 		vs[v.GetId()] = v.GetVersion()
 	}
 	return fs, vs
+}
+
+// TestHarnessRunsServeDefaults: both harnesses build coffer from coffer
+// serve's default flags (cli.ServeConfig) and differ from them only in
+// what points coffer at the fakes (pointAtFakes, newWorkloadHarness), so
+// the suite runs what ships: serve's quota, byte limits, cache, evaluator
+// pool and server. It fails if a harness sets anything else by default.
+func TestHarnessRunsServeDefaults(t *testing.T) {
+	want := serveDefaults(t)
+	plain := newHarness(t)
+	workload, _ := newWorkloadHarness(t)
+	for name, h := range map[string]*harness{"newHarness": plain, "newWorkloadHarness": workload} {
+		got := h.cfg
+		if got.AWS.MaxBackoff != retryBackoff || got.Logger == nil || got.Evaluator.Command == nil {
+			t.Errorf("%s: retry wait %v, logger %v, evaluator command %q: not pointed at the fakes", name, got.AWS.MaxBackoff, got.Logger, got.Evaluator.Command)
+		}
+		// The fakes, and nothing else.
+		got.Logger = nil
+		got.Evaluator.Command, got.Evaluator.Env = want.Evaluator.Command, want.Evaluator.Env
+		got.AWS.MaxBackoff = want.AWS.MaxBackoff
+		if got.Quota != nil {
+			q := *got.Quota
+			q.RemountJitter = want.Quota.RemountJitter
+			got.Quota = &q
+		}
+		got.NodeCredentials = want.NodeCredentials
+		got.Kubernetes, got.NodeName = want.Kubernetes, want.NodeName
+		id := &got.Identity
+		id.JWKSURL, id.Issuers = want.Identity.JWKSURL, want.Identity.Issuers
+		id.PodIdentityIPv4URL, id.PodIdentityIPv6URL = want.Identity.PodIdentityIPv4URL, want.Identity.PodIdentityIPv6URL
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("%s builds coffer from\n%s\nnot coffer serve's defaults\n%s", name, describe(got), describe(want))
+		}
+	}
+	if plain.cfg.Quota == nil || plain.cfg.Cache.MaxStaleness == 0 || plain.cfg.Limits.MaxValueBytes == 0 || plain.cfg.Evaluator.Workers == 0 {
+		t.Errorf("serve's defaults have no quota, cache, value limit or evaluator workers: %s", describe(plain.cfg))
+	}
+}
+
+// describe prints a Config with its quota.
+func describe(c wiring.Config) string {
+	s := fmt.Sprintf("%+v", c)
+	if c.Quota != nil {
+		s += fmt.Sprintf("\nquota %+v", *c.Quota)
+	}
+	return s
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/coffer-csi/coffer/internal/hostile"
 	"github.com/coffer-csi/coffer/provider/spc"
+	"github.com/coffer-csi/coffer/wiring"
 )
 
 // TestHostileClassesRefused: through the real socket, every hostile class
@@ -16,7 +17,7 @@ import (
 // syncSecrets) is refused as invalid input naming the limit, and the
 // provider keeps serving: a benign mount afterwards succeeds.
 func TestHostileClassesRefused(t *testing.T) {
-	h := newHarness(t, harnessOptions{maxAttributesBytes: 1 << 20})
+	h := newHarness(t, harnessOptions{config: func(c *wiring.Config) { c.Limits.MaxAttributesBytes = 1 << 20 }})
 	h.fake.PutSecretString(primary, "benign", "v")
 	for name, c := range hostile.Classes() {
 		if _, ok := c.Parameters[spc.KeySyncSecrets]; ok {

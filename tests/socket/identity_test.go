@@ -1,19 +1,18 @@
 package socket_test
 
 import (
-	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	corev1 "k8s.io/api/core/v1"
@@ -24,10 +23,8 @@ import (
 
 	"github.com/coffer-csi/coffer/auth"
 	"github.com/coffer-csi/coffer/internal/kube/kubetest"
-	"github.com/coffer-csi/coffer/internal/metrics"
-	"github.com/coffer-csi/coffer/provider"
-	"github.com/coffer-csi/coffer/provider/cache"
 	"github.com/coffer-csi/coffer/tests/fakeaws"
+	"github.com/coffer-csi/coffer/wiring"
 )
 
 const (
@@ -115,7 +112,7 @@ func newWorkloadHarness(t *testing.T, opts ...harnessOptions) (*harness, *cluste
 	if len(opts) > 0 {
 		o = opts[0]
 	}
-	o.identities = func(f *fakeaws.Server, cfg aws.Config, m *metrics.Metrics) provider.IdentitySource {
+	o.workload = func(f *fakeaws.Server, cfg *wiring.Config) {
 		f.SetIssuer(issuer.URL())
 		if err := f.SetJWKS(issuer.JWKS()); err != nil {
 			t.Fatal(err)
@@ -144,22 +141,19 @@ func newWorkloadHarness(t *testing.T, opts ...harnessOptions) (*harness, *cluste
 		t.Cleanup(v4.Close)
 		t.Cleanup(v6.Close)
 		c.v4, c.v6 = v4.URL+"/v1/credentials", v6.URL+"/v1/credentials"
-		keys := func(context.Context) ([]byte, error) {
+		// The cluster's keys, as --service-account-jwks-url serves them.
+		jwks := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 			c.keyReads.add()
-			return issuer.JWKS(), nil
-		}
-		return auth.NewResolver(auth.ResolverOptions{
-			Verifier:          auth.NewVerifier(auth.VerifierOptions{Keys: keys, Issuers: []string{issuer.URL()}}),
-			RefreshMargin:     o.refreshMargin,
-			AWS:               cfg,
-			Kubernetes:        kubetest.Wrap(c.kube),
-			PodIdentity:       &auth.PodIdentityAgent{IPv4URL: c.v4, IPv6URL: c.v6, Timeout: 500 * time.Millisecond, Attempts: 2},
-			OnCredentialFetch: m.CredentialFetch,
-			SessionScope:      o.sessionScope,
-		})
-	}
-	if o.region == nil {
-		o.region = &auth.NodeRegion{Client: kubetest.Wrap(c.kube), NodeName: nodeName}
+			w.Header().Set("Content-Type", "application/json")
+			w.Write(issuer.JWKS())
+		}))
+		t.Cleanup(jwks.Close)
+		cfg.NodeCredentials = false
+		cfg.Kubernetes = &wiring.Kubernetes{Client: kubetest.Wrap(c.kube)}
+		cfg.NodeName = nodeName
+		cfg.Identity.JWKSURL = jwks.URL
+		cfg.Identity.Issuers = []string{issuer.URL()}
+		cfg.Identity.PodIdentityIPv4URL, cfg.Identity.PodIdentityIPv6URL = c.v4, c.v6
 	}
 
 	h := newHarness(t, o)
@@ -232,7 +226,7 @@ func seedTeams(f *fakeaws.Server) {
 
 func TestIsolationBetweenServiceAccounts(t *testing.T) {
 	// The value cache is on: isolation must hold with it.
-	h, c := newWorkloadHarness(t, harnessOptions{cache: cache.New(time.Minute, 1<<20)})
+	h, c := newWorkloadHarness(t, harnessOptions{config: func(c *wiring.Config) { c.Cache.MaxStaleness = time.Minute }})
 	seedTeams(h.fake)
 	for round := range 3 {
 		for _, team := range []string{"team-a", "team-b"} {
@@ -336,7 +330,7 @@ func TestSessionNamesThePod(t *testing.T) {
 		{auth.SessionPerServiceAccount, "team-a", "arn:aws:sts::222233334444:assumed-role/shared-reader/coffer-team-a@sa.app", chained, false},
 		{auth.SessionPerServiceAccount, "team-p", "arn:aws:sts::" + account + ":assumed-role/team-p/eks-", podIdentity, true},
 	} {
-		h, c := newWorkloadHarness(t, harnessOptions{sessionScope: tc.scope})
+		h, c := newWorkloadHarness(t, harnessOptions{config: func(c *wiring.Config) { c.Identity.SessionScope = tc.scope }})
 		seedTeams(h.fake)
 		for _, pod := range []string{"web-1", "web-2", "web-1"} {
 			h.fake.ResetCalls()
@@ -361,7 +355,9 @@ func TestSessionNamesThePod(t *testing.T) {
 // forged or names another pod still gets nothing from the shared
 // credentials, and another ServiceAccount gets its own.
 func TestReplicasShareOneSessionPerServiceAccount(t *testing.T) {
-	h, c := newWorkloadHarness(t, harnessOptions{sessionScope: auth.SessionPerServiceAccount, cache: cache.New(time.Minute, 1<<20)})
+	h, c := newWorkloadHarness(t, harnessOptions{config: func(c *wiring.Config) {
+		c.Identity.SessionScope, c.Cache.MaxStaleness = auth.SessionPerServiceAccount, time.Minute
+	}})
 	seedTeams(h.fake)
 	var wg sync.WaitGroup
 	for i := range 20 {
@@ -405,7 +401,7 @@ func TestReplicasShareOneSessionPerServiceAccount(t *testing.T) {
 // signed by any other key, claiming that ServiceAccount, must read
 // nothing, for IRSA and for Pod Identity, and make no AWS call at all.
 func TestForgedTokenWithWarmCredentials(t *testing.T) {
-	h, c := newWorkloadHarness(t, harnessOptions{cache: cache.New(time.Minute, 1<<20)})
+	h, c := newWorkloadHarness(t, harnessOptions{config: func(c *wiring.Config) { c.Cache.MaxStaleness = time.Minute }})
 	seedTeams(h.fake)
 	attacker := fakeaws.NewTestIssuer(t, c.issuer.URL())
 	podIdentity := secretOf("team-p")
@@ -465,7 +461,7 @@ func TestForgedTokenWithWarmCredentials(t *testing.T) {
 // another cluster) reads nothing and makes no AWS call: coffer checks iss
 // before any cache, for IRSA and Pod Identity.
 func TestTokenOfAnotherIssuerWithWarmCredentials(t *testing.T) {
-	h, c := newWorkloadHarness(t, harnessOptions{cache: cache.New(time.Minute, 1<<20)})
+	h, c := newWorkloadHarness(t, harnessOptions{config: func(c *wiring.Config) { c.Cache.MaxStaleness = time.Minute }})
 	seedTeams(h.fake)
 	podIdentity := secretOf("team-p")
 	podIdentity["usePodIdentity"] = "true"
@@ -688,8 +684,8 @@ func TestPodIdentity(t *testing.T) {
 		if status.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), "Pod Identity agent did not answer") {
 			t.Errorf("err = %v", err)
 		}
-		if n := agentCalls(h.fake, "ipv4"); n != 2 {
-			t.Errorf("agent attempts = %d, want 2 (retried)", n)
+		if n, want := agentCalls(h.fake, "ipv4"), h.cfg.Identity.PodIdentityAttempts; n != want || want < 2 {
+			t.Errorf("agent attempts = %d, want %d (--pod-identity-attempts: retried)", n, want)
 		}
 	})
 	t.Run("no association", func(t *testing.T) {

@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/coffer-csi/coffer/provider/render/isolate"
 	"github.com/coffer-csi/coffer/provider/render/isolate/isolatetest"
+	"github.com/coffer-csi/coffer/wiring"
 )
 
 func TestMain(m *testing.M) {
@@ -26,8 +26,11 @@ func TestMain(m *testing.M) {
 // memory barely moves, and it serves the hostile namespace's benign class
 // afterwards.
 func TestHostileClassFailsOnlyItsOwnMount(t *testing.T) {
-	pool := isolatetest.NewPool(t, isolate.Config{Workers: 2, MemoryBytes: 64 << 20, Timeout: 20 * time.Second})
-	h := newHarness(t, harnessOptions{evaluator: pool, mountTimeout: 25 * time.Second})
+	h := newHarness(t, harnessOptions{config: func(c *wiring.Config) {
+		c.Server.MountTimeout = 25 * time.Second
+		c.Evaluator.Workers, c.Evaluator.MemoryBytes, c.Evaluator.Timeout = 2, 64<<20, 20*time.Second
+
+	}})
 	h.fake.PutSecretString(primary, "app/db", `{"username":"app","password":"pw"}`)
 	benign := map[string]string{"objects": `[{objectName: app/db, objectType: secretsmanager, jmesPath: [{path: username, objectAlias: user}]}]`}
 	hostile := map[string]string{"objects": `[{objectName: app/db, objectType: secretsmanager, jmesPath: [{path: hostile_alloc, objectAlias: x}]}]`,

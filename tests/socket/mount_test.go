@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
@@ -13,7 +14,9 @@ import (
 	"google.golang.org/grpc/status"
 	"sigs.k8s.io/secrets-store-csi-driver/provider/v1alpha1"
 
+	"github.com/coffer-csi/coffer/internal/version"
 	"github.com/coffer-csi/coffer/tests/fakeaws"
+	"github.com/coffer-csi/coffer/wiring"
 )
 
 func TestMountMixedObjects(t *testing.T) {
@@ -262,15 +265,23 @@ func TestMountFailover(t *testing.T) {
 		}
 	})
 	t.Run("primary throttles: failover used", func(t *testing.T) {
-		h := newHarness(t)
+		// With the node's quota, a throttled call is sent again while the
+		// primary's share of the deadline (half) leaves room for the
+		// backoff, and only then fails over: up to 15 s of serve's 30 s
+		// mount timeout (12 s in one run), up to 2 s of this one.
+		h := newHarness(t, harnessOptions{config: func(c *wiring.Config) { c.Server.MountTimeout = 4 * time.Second }})
 		seed(h)
 		h.fake.InjectFault(fakeaws.Fault{Region: primary, Kind: fakeaws.FaultThrottle})
-		if _, err := h.mount(t, params); err != nil {
+		resp, err := h.mount(t, params)
+		if err != nil {
 			t.Fatal(err)
+		}
+		if got, _ := files(resp); string(got["db"].Contents) != "replica-db" {
+			t.Errorf("got %q; want the failover region's value", got["db"].Contents)
 		}
 	})
 	t.Run("primary hangs: failover used within the deadline", func(t *testing.T) {
-		h := newHarness(t, harnessOptions{mountTimeout: 2e9})
+		h := newHarness(t, harnessOptions{config: func(c *wiring.Config) { c.Server.MountTimeout = 2 * time.Second }})
 		seed(h)
 		h.fake.InjectFault(fakeaws.Fault{Region: primary, Kind: fakeaws.FaultHang})
 		if _, err := h.mount(t, params); err != nil {
@@ -399,7 +410,7 @@ func TestMountInvalidSecretProviderClass(t *testing.T) {
 }
 
 func TestMountResponseTooLarge(t *testing.T) {
-	h := newHarness(t, harnessOptions{maxResponseBytes: 1000})
+	h := newHarness(t, harnessOptions{config: func(c *wiring.Config) { c.Limits.MaxResponseBytes = 1000 }})
 	h.fake.PutSecretString(primary, "big", strings.Repeat("x", 800))
 	h.fake.PutSecretString(primary, "small", "y")
 	h.fake.PutSecretString(primary, "big2", strings.Repeat("z", 600))
@@ -457,7 +468,7 @@ func TestVersion(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if v.Version != "v1alpha1" || v.RuntimeName != "coffer" || v.RuntimeVersion != "test" {
+	if v.Version != "v1alpha1" || v.RuntimeName != "coffer" || v.RuntimeVersion != version.Version {
 		t.Errorf("Version = %+v", v)
 	}
 }

@@ -43,12 +43,17 @@ func ServeIfWorker() {
 	os.Exit(0)
 }
 
+// Worker is the command and environment (isolate.Config's Command and
+// Env) that start this test binary as a hostile worker (ServeIfWorker).
+func Worker() (command, env []string) {
+	return []string{os.Args[0]}, []string{workerEnv + "=1"}
+}
+
 // NewPool is a pool whose workers are this test binary, serving hostile
 // jobs (see ServeIfWorker), closed when the test ends.
 func NewPool(t testing.TB, cfg isolate.Config) *isolate.Pool {
 	t.Helper()
-	cfg.Command = []string{os.Args[0]}
-	cfg.Env = []string{workerEnv + "=1"}
+	cfg.Command, cfg.Env = Worker()
 	p := isolate.New(cfg)
 	t.Cleanup(p.Close)
 	return p
