@@ -3,7 +3,6 @@ package cli
 import (
 	"context"
 	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -112,10 +111,29 @@ func (c *syncConfig) validate() error {
 	if c.restartDebounce < 0 {
 		errs = append(errs, errors.New("--restart-debounce must not be negative"))
 	}
-	if c.leaderElect && !(c.retryPeriod > 0 && c.retryPeriod < c.renewDeadline && c.renewDeadline < c.leaseDuration) {
-		errs = append(errs, errors.New("leader election needs 0 < --leader-election-retry-period < --leader-election-renew-deadline < --leader-election-lease-duration"))
+	if c.leaderElect {
+		errs = append(errs, c.validateElection()...)
 	}
 	return errors.Join(errs...)
+}
+
+// jitterFactor is client-go's leaderelection.JitterFactor: a candidate
+// waits up to 2.2 retry periods between tries, so the renew deadline must
+// leave room for more than one (client-go refuses a shorter one).
+const jitterFactor = 1.2
+
+// validateElection checks the election's timings as client-go's
+// leaderelection.NewLeaderElector does, and that the Lease duration is
+// whole seconds: the Lease records seconds, and others judge it by them.
+func (c *syncConfig) validateElection() []error {
+	var errs []error
+	if !(c.retryPeriod > 0 && c.renewDeadline > time.Duration(jitterFactor*float64(c.retryPeriod)) && c.renewDeadline < c.leaseDuration) {
+		errs = append(errs, errors.New("leader election needs 0 < 1.2 x --leader-election-retry-period < --leader-election-renew-deadline < --leader-election-lease-duration"))
+	}
+	if c.leaseDuration%time.Second != 0 {
+		errs = append(errs, fmt.Errorf("--leader-election-lease-duration %v: use whole seconds (the Lease records seconds)", c.leaseDuration))
+	}
+	return errs
 }
 
 // maxSyncNamespaces bounds --namespaces: each namespace is its own list
@@ -154,8 +172,9 @@ func (c *syncConfig) scope() []string {
 }
 
 // runSync runs the Secret sync controller: SecretProviderClasses with
-// syncSecrets become Kubernetes Secrets without any pod.
-func runSync(ctx context.Context, c *syncConfig, stderr io.Writer) error {
+// syncSecrets become Kubernetes Secrets without any pod. parts brings the
+// election and the event recorder, which only the controller binary links.
+func runSync(ctx context.Context, c *syncConfig, parts ControllerParts, stderr io.Writer) error {
 	if err := c.validate(); err != nil {
 		return err
 	}
@@ -208,7 +227,10 @@ func runSync(ctx context.Context, c *syncConfig, stderr io.Writer) error {
 		Logger:        log,
 		Evaluator:     evaluator,
 	}
-	events, stopEvents := eventRecorder(kc, corev1.EventSource{Component: "coffer-sync"}, false, log)
+	events, stopEvents, err := parts.Events(rc, kc.Scheme(), corev1.EventSource{Component: "coffer-sync"}, log)
+	if err != nil {
+		return err
+	}
 	defer stopEvents()
 	region := &auth.NodeRegion{Configured: c.region, Client: kc, NodeName: c.nodeName}
 	// One watch of Secrets' metadata serves both controllers.
@@ -232,7 +254,7 @@ func runSync(ctx context.Context, c *syncConfig, stderr io.Writer) error {
 		SyncTimeout:  c.syncTimeout,
 		Logger:       log,
 	}
-	log.Info("coffer sync starting", "version", version.Version, "provider", c.providerName, "namespaces", c.scope(), "leaderElect", c.leaderElect, "restartWorkloads", c.restarts)
+	log.Info("coffer-controller sync starting", "version", version.Version, "provider", c.providerName, "namespaces", c.scope(), "leaderElect", c.leaderElect, "restartWorkloads", c.restarts)
 	run := ctrl.Run
 	if c.restarts {
 		restarts := &restart.Controller{
@@ -244,7 +266,42 @@ func runSync(ctx context.Context, c *syncConfig, stderr io.Writer) error {
 	if !c.leaderElect {
 		return run(ctx)
 	}
-	return c.runElected(ctx, kc, run, log)
+	election, err := c.election()
+	if err != nil {
+		return err
+	}
+	lease := election.Namespace + "/" + election.Name
+	log.Info("waiting for the Lease", "lease", lease, "identity", election.Identity)
+	return parts.Elect(ctx, rc, election, func(ctx context.Context) error {
+		log.Info("leading: syncing Secrets", "lease", lease, "identity", election.Identity)
+		return run(ctx)
+	}, log.With("lease", lease))
+}
+
+// Election is the Lease election --leader-election-* configure, and the
+// identity this process competes as.
+type Election struct {
+	Namespace, Name, Identity                 string
+	LeaseDuration, RenewDeadline, RetryPeriod time.Duration
+}
+
+// election is the Lease election the flags configure. The identity is the
+// host name (the pod's) and a random suffix, so that a restarted process
+// never renews the Lease its predecessor held.
+func (c *syncConfig) election() (Election, error) {
+	ns := c.leaseNamespace
+	if ns == "" {
+		b, err := os.ReadFile("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+		if err != nil {
+			return Election{}, errors.New("leader election needs a namespace for its Lease: set --leader-election-namespace or POD_NAMESPACE (or --leader-elect=false)")
+		}
+		ns = strings.TrimSpace(string(b))
+	}
+	host, _ := os.Hostname()
+	return Election{
+		Namespace: ns, Name: c.leaseName, Identity: host + "_" + rand.Text()[:8],
+		LeaseDuration: c.leaseDuration, RenewDeadline: c.renewDeadline, RetryPeriod: c.retryPeriod,
+	}, nil
 }
 
 // runBoth runs a and b until ctx ends or one of them fails, which ends
@@ -263,37 +320,6 @@ func runBoth(a, b func(context.Context) error) func(context.Context) error {
 		}
 		return errors.Join(<-errs, <-errs)
 	}
-}
-
-// runElected runs fn while this process holds the Lease. Losing it ends the
-// process with an error (a restart competes again); SIGTERM releases it.
-func (c *syncConfig) runElected(ctx context.Context, kc *kube.Client, fn func(context.Context) error, log *slog.Logger) error {
-	ns := c.leaseNamespace
-	if ns == "" {
-		b, err := os.ReadFile("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
-		if err != nil {
-			return errors.New("leader election needs a namespace for its Lease: set --leader-election-namespace or POD_NAMESPACE (or --leader-elect=false)")
-		}
-		ns = strings.TrimSpace(string(b))
-	}
-	host, _ := os.Hostname()
-	suffix := make([]byte, 4)
-	_, _ = rand.Read(suffix)
-	id := host + "_" + hex.EncodeToString(suffix)
-	election := &kube.Election{
-		Leases: kc.Leases(ns), Name: c.leaseName, Identity: id,
-		LeaseDuration: c.leaseDuration, RenewDeadline: c.renewDeadline, RetryPeriod: c.retryPeriod,
-		Logger: log.With("lease", ns+"/"+c.leaseName),
-	}
-	log.Info("waiting for the Lease", "lease", ns+"/"+c.leaseName, "identity", id)
-	err := election.Run(ctx, func(ctx context.Context) error {
-		log.Info("leading: syncing Secrets", "lease", ns+"/"+c.leaseName, "identity", id)
-		return fn(ctx)
-	})
-	if errors.Is(err, kube.ErrLostLease) {
-		return errors.New("lost the leader Lease; exiting so that a restart competes again")
-	}
-	return err
 }
 
 // enableMountSync makes p sync the Secrets a class declares after each
