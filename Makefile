@@ -13,9 +13,11 @@ export GOFLAGS ?= -mod=readonly
 
 all: build
 
-## build: the coffer binary and the AWS fake, into ./bin
+## build: the node's binary (coffer), the controller's (coffer-controller) and the AWS fake,
+## into ./bin
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -tags $(TAGS) -ldflags '$(LDFLAGS)' -o $(BIN)/coffer ./cmd/coffer
+	CGO_ENABLED=0 $(GO) build -trimpath -tags $(TAGS) -ldflags '$(LDFLAGS)' -o $(BIN)/coffer-controller ./cmd/coffer-controller
 	$(GO) build -o $(BIN)/fakeaws ./tests/fakeaws/cmd/fakeaws
 
 ## test: lint, and every unit and integration test with the race detector. Every fuzz
@@ -133,7 +135,7 @@ deploy-test:
 	  $(GO) test -count=1 -timeout 15m ./...
 
 ## image: coffer's container image, built from source with no Docker daemon and no registry
-## (hack/image, with go-containerregistry): a static binary, a CA bundle, the nonroot user
+## (hack/image, with go-containerregistry): two static binaries (coffer, coffer-controller), a CA bundle, the nonroot user
 ## and the entrypoint, as the Dockerfile gives, written to bin/coffer-image.tar, tagged
 ## $(IMAGE):$(VERSION). `docker load`, `ctr images import`, `skopeo copy docker-archive:`
 ## and `crane push` take it (see docs/install.md, "Build from source and the image").

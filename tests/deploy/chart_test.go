@@ -185,9 +185,12 @@ sync: {atMount: true, controller: {enabled: true, extraArgs: ["--token-ttl=20m"]
 		wantKinds(t, kinds(objs, "Deployment"), "Deployment")
 		dep := find(t, objs, "Deployment", "coffer-sync")
 		c := container(t, dep, "sync")
+		if cmd := stringList(c["command"]); !slices.Equal(cmd, []string{"/usr/local/bin/coffer-controller"}) {
+			t.Errorf("the sync Deployment's command %v, want the controller's binary", cmd)
+		}
 		args := stringList(c["args"])
 		if args[0] != "sync" || !slices.Contains(args, "--token-ttl=20m") || !slices.Contains(args, "--provider-name=aws") {
-			t.Errorf("coffer sync args %v", args)
+			t.Errorf("coffer-controller sync args %v", args)
 		}
 		if sa, _, _ := unstructured.NestedString(dep.Object, "spec", "template", "spec", "serviceAccountName"); sa != "coffer-sync" {
 			t.Errorf("coffer sync runs as %q", sa)
