@@ -84,7 +84,7 @@ e2e:
 	cd tests/deploy && $(GO) run ./cmd/policies -values 'sync: {atMount: true, controller: {enabled: true, restarts: {enabled: true}}}' > $(CURDIR)/$(BIN)/e2e-policies.json
 	cd tests/e2e && $(GO) vet ./...
 	cd tests/e2e && env $$(cat $(CURDIR)/$(E2E_ENV)) \
-	  E2E_COFFER=$(CURDIR)/$(BIN)/coffer E2E_FAKEAWS=$(CURDIR)/$(BIN)/fakeaws E2E_POLICIES=$(CURDIR)/$(BIN)/e2e-policies.json \
+	  E2E_COFFER=$(CURDIR)/$(BIN)/coffer E2E_COFFER_CONTROLLER=$(CURDIR)/$(BIN)/coffer-controller E2E_FAKEAWS=$(CURDIR)/$(BIN)/fakeaws E2E_POLICIES=$(CURDIR)/$(BIN)/e2e-policies.json \
 	  $(GO) test -count=1 -v -timeout 15m -run '$(E2E_RUN)' ./...
 
 ## bench: the provider benchmark (real binary over its socket, AWS fake with 20 ms per call):

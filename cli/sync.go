@@ -274,7 +274,9 @@ func runSync(ctx context.Context, c *syncConfig, parts ControllerParts, stderr i
 	log.Info("waiting for the Lease", "lease", lease, "identity", election.Identity)
 	return parts.Elect(ctx, rc, election, func(ctx context.Context) error {
 		log.Info("leading: syncing Secrets", "lease", lease, "identity", election.Identity)
-		return run(ctx)
+		err := run(ctx)
+		log.Info("stopped leading", "lease", lease, "identity", election.Identity)
+		return err
 	}, log.With("lease", lease))
 }
 
