@@ -142,6 +142,8 @@ func TestLeaderElectionTwoReplicas(t *testing.T) {
 		if got := bSpans[0].start.Sub(renewed); got < leaseDuration-100*time.Millisecond {
 			t.Errorf("b took over %v after a's last renewal, before the Lease (%v) expired", got, leaseDuration)
 		}
+		t.Logf("hung apiserver: a stopped leading %v after its last renewal (renew deadline %v), b took over %v after it (Lease %v)",
+			aStop.Sub(renewed).Round(time.Millisecond), renewDeadline, bSpans[0].start.Sub(renewed).Round(time.Millisecond), leaseDuration)
 		oneLeaderAtATime(t, a, b)
 	})
 
@@ -157,6 +159,7 @@ func TestLeaderElectionTwoReplicas(t *testing.T) {
 		if got := c.spans()[0].start.Sub(renewed); got < leaseDuration-100*time.Millisecond {
 			t.Errorf("c took over %v after b's last renewal, before the Lease (%v) expired", got, leaseDuration)
 		}
+		t.Logf("paused leader: c took over %v after b's last renewal (Lease %v)", c.spans()[0].start.Sub(renewed).Round(time.Millisecond), leaseDuration)
 		time.Sleep(leaseDuration) // c leads, and the paused b's timers are all due
 		resumed := time.Now()
 		if err := syscall.Kill(b.p.Pid(), syscall.SIGCONT); err != nil {
@@ -202,6 +205,32 @@ func TestLeaderElectionTwoReplicas(t *testing.T) {
 		if log := c.p.LogSince(0); !strings.Contains(log, "stopped leading") || strings.Contains(log, "lost the leader Lease") {
 			t.Errorf("c's log after SIGTERM:\n%s", tail(c.p))
 		}
+	})
+
+	// What each binary costs, idle plus syncing one class: a fresh
+	// controller replica, alone, once it has synced; and the node's coffer
+	// serve once it has answered one mount whose class syncs a Secret.
+	t.Run("peak memory of both binaries", func(t *testing.T) {
+		d := start("election-d", env.cofferSyncKubeconfig)
+		waitLeads(d)
+		time.Sleep(2 * time.Second)
+		ctlPeak, err := peakRSS(d.p.Pid())
+		if err != nil {
+			t.Fatal(err)
+		}
+		createSPC(ctx, t, ns, spcSpec{name: "node", params: map[string]string{"region": region,
+			"objects":     "- {objectName: el/value, objectType: secretsmanager, objectAlias: value}",
+			"syncSecrets": "- {secretName: el-node, serviceAccountName: reader, refreshInterval: \"0\", data: [{key: value, objectName: value}]}"}})
+		pod := createPod(ctx, t, ns, "node-0", "reader", "node")
+		pod.mount(ctx)
+		waitSecretData(ctx, t, ns, "el-node", map[string]string{"value": "canary-el-1"})
+		time.Sleep(2 * time.Second)
+		nodePeak, err := peakRSS(env.coffer.Pid())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("peak RSS (VmHWM): coffer-controller sync %.1f MiB (leading, %d syncs); coffer serve %.1f MiB (one mount, its Secret synced)",
+			float64(ctlPeak)/(1<<20), len(d.reconciles()), float64(nodePeak)/(1<<20))
 	})
 }
 
