@@ -37,7 +37,7 @@ type ControllerParts struct {
 	// the Lease is lost, after fn has returned.
 	Elect func(ctx context.Context, rc *rest.Config, e Election, fn func(context.Context) error, log *slog.Logger) error
 	// Events returns the recorder of the controller's events, and stop,
-	// which writes what is queued for a few seconds at most.
+	// which ends it (events still queued then may be dropped).
 	Events func(rc *rest.Config, scheme *runtime.Scheme, source corev1.EventSource, log *slog.Logger) (rec secretsync.EventRecorder, stop func(), err error)
 }
 
