@@ -35,17 +35,18 @@ func Elect(ctx context.Context, rc *rest.Config, e cli.Election, fn func(context
 	return lead(ctx, cs.CoordinationV1(), clock.RealClock{}, e, fn, log)
 }
 
-// lead runs fn under client-go's LeaderElector, with one addition: fn's
+// lead runs fn under client-go's LeaderElector, with two additions. fn's
 // context ends RenewDeadline after the start of the last renewal that
-// succeeded, whatever the elector is doing then. client-go ends its
+// succeeded, whatever the elector is doing then: client-go ends its
 // leader's context only when its Run returns, which with ReleaseOnCancel
 // is after the release request; against a hung apiserver that request
 // takes up to another RenewDeadline, so the old leader would still run
 // when a standby, LeaseDuration after the last renewal it saw, takes over.
-// A renewal's start is no later than the renewTime the apiserver stores,
-// and a standby waits LeaseDuration from when it read that, so fn stops
-// LeaseDuration-RenewDeadline before anyone else may lead, even if this
-// process was paused.
+// A renewal starts before the apiserver stores it, and a standby waits
+// LeaseDuration from when it reads it, so fn's context ends
+// LeaseDuration-RenewDeadline before anyone else may lead; a process
+// paused past that finds it ended when it resumes. And the release
+// never clears a Lease another candidate holds (termLock).
 func lead(ctx context.Context, leases coordinationv1client.LeasesGetter, clk clock.WithDelayedExecution, e cli.Election, fn func(context.Context) error, log *slog.Logger) error {
 	runCtx, stopRunning := context.WithCancel(ctx)
 	defer stopRunning()
