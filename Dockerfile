@@ -1,8 +1,11 @@
 # syntax=docker/dockerfile:1
 #
-# coffer's container image: one static binary (CGO off, version stamped)
+# coffer's container image: two static binaries (CGO off, version stamped)
 # on distroless/static, which adds CA certificates, tzdata and a nonroot user
-# and nothing else: no shell, no package manager.
+# and nothing else: no shell, no package manager. coffer is the node's
+# (the DaemonSet, the default command); coffer-controller the sync
+# controller's (the chart's sync Deployment runs it as its command), which
+# links client-go's election and event recorder the node's leaves out.
 #
 #   docker build --build-arg VERSION=v0.1.0 -t ghcr.io/coffer-csi/coffer:0.1.0 .
 #   docker buildx build --platform linux/amd64,linux/arm64 --build-arg VERSION=v0.1.0 ...
@@ -30,10 +33,11 @@ RUN --mount=type=cache,target=/go/pkg/mod \
     --mount=type=cache,target=/root/.cache/go-build \
     CGO_ENABLED=0 GOOS=${TARGETOS} GOARCH=${TARGETARCH} \
     go build -trimpath -tags grpcnotrace -ldflags "-s -w -X github.com/coffer-csi/coffer/internal/version.Version=${VERSION}" \
-      -o bin/coffer ./cmd/coffer
+      -o bin/ ./cmd/coffer ./cmd/coffer-controller
 
 FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /src/bin/coffer /usr/local/bin/coffer
+COPY --from=build /src/bin/coffer-controller /usr/local/bin/coffer-controller
 USER 65532:65532
 ENTRYPOINT ["/usr/local/bin/coffer"]
 CMD ["serve"]

@@ -13,9 +13,11 @@ export GOFLAGS ?= -mod=readonly
 
 all: build
 
-## build: the coffer binary and the AWS fake, into ./bin
+## build: the node's binary (coffer), the controller's (coffer-controller) and the AWS fake,
+## into ./bin
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -tags $(TAGS) -ldflags '$(LDFLAGS)' -o $(BIN)/coffer ./cmd/coffer
+	CGO_ENABLED=0 $(GO) build -trimpath -tags $(TAGS) -ldflags '$(LDFLAGS)' -o $(BIN)/coffer-controller ./cmd/coffer-controller
 	$(GO) build -o $(BIN)/fakeaws ./tests/fakeaws/cmd/fakeaws
 
 ## test: lint, and every unit and integration test with the race detector. Every fuzz
@@ -83,7 +85,7 @@ e2e:
 	cd tests/deploy && $(GO) run ./cmd/policies -values 'sync: {atMount: true, controller: {enabled: true, restarts: {enabled: true}}}' > $(CURDIR)/$(BIN)/e2e-policies.json
 	cd tests/e2e && $(GO) vet ./...
 	cd tests/e2e && env $$(cat $(CURDIR)/$(E2E_ENV)) \
-	  E2E_COFFER=$(CURDIR)/$(BIN)/coffer E2E_FAKEAWS=$(CURDIR)/$(BIN)/fakeaws E2E_POLICIES=$(CURDIR)/$(BIN)/e2e-policies.json \
+	  E2E_COFFER=$(CURDIR)/$(BIN)/coffer E2E_COFFER_CONTROLLER=$(CURDIR)/$(BIN)/coffer-controller E2E_FAKEAWS=$(CURDIR)/$(BIN)/fakeaws E2E_POLICIES=$(CURDIR)/$(BIN)/e2e-policies.json \
 	  $(GO) test -count=1 -v -timeout 15m -run '$(E2E_RUN)' ./...
 
 ## bench: the provider benchmark (real binary over its socket, AWS fake with 20 ms per call):
@@ -139,7 +141,7 @@ deploy-test:
 	  $(GO) test -count=1 -timeout 15m ./...
 
 ## image: coffer's container image, built from source with no Docker daemon and no registry
-## (hack/image, with go-containerregistry): a static binary, a CA bundle, the nonroot user
+## (hack/image, with go-containerregistry): two static binaries (coffer, coffer-controller), a CA bundle, the nonroot user
 ## and the entrypoint, as the Dockerfile gives, written to bin/coffer-image.tar, tagged
 ## $(IMAGE):$(VERSION). `docker load`, `ctr images import`, `skopeo copy docker-archive:`
 ## and `crane push` take it (see docs/install.md, "Build from source and the image").

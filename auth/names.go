@@ -31,7 +31,7 @@ const (
 	// --sts-session-scope=serviceaccount (coffer-<ns>@sa.<name>).
 	sessionServiceAccount sessionKind = "@sa."
 	// sessionSync: a token bound to no pod, which a sync controller
-	// (coffer sync, the Secrets Store sync controller) requests for the
+	// (coffer-controller sync, the Secrets Store sync controller) requests for the
 	// ServiceAccount itself (coffer-<ns>@sync.<name>). No pod can be named
 	// so: pod names hold no '@'.
 	sessionSync sessionKind = "@sync."

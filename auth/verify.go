@@ -271,7 +271,7 @@ func (v *Verifier) verify(ctx context.Context, tok, audience string, req Request
 	// A token bound to a pod proves which pod mounts: the attributes must
 	// name it, or a pod could pass itself off as another (the session
 	// name in CloudTrail names the pod). A token bound to no pod comes
-	// from the TokenRequest API directly (coffer sync, the Secrets Store
+	// from the TokenRequest API directly (coffer-controller sync, the Secrets Store
 	// sync controller): it proves only the ServiceAccount, so its session
 	// names the ServiceAccount, never a pod (Resolver.session).
 	if p := k.Pod; p != nil && (p.Name != req.PodName || p.UID != req.PodUID) {

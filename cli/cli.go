@@ -11,14 +11,43 @@ import (
 	"io"
 	"log/slog"
 
+	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/rest"
+
+	"github.com/coffer-csi/coffer/secretsync"
 )
 
 // Run runs the subcommand named by args and returns the process exit code:
 // 0, 1 when the command failed, 2 when the command line is wrong (unknown
 // command or flag, missing argument).
 func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	root := newRootCommand(stdout, stderr)
+	return execute(ctx, newRootCommand(stdout, stderr), args, stderr)
+}
+
+// ControllerParts are what the sync command takes from the controller
+// binary (cli/controller): client-go's Lease election and event recorder,
+// which link every API group's scheme and so stay out of the node's
+// binary.
+type ControllerParts struct {
+	// Elect runs fn while this process holds the Lease e names. It returns
+	// nil when ctx ends (the Lease released), fn's error, or an error when
+	// the Lease is lost, after fn has returned.
+	Elect func(ctx context.Context, rc *rest.Config, e Election, fn func(context.Context) error, log *slog.Logger) error
+	// Events returns the recorder of the controller's events, and stop,
+	// which ends it (events still queued then may be dropped).
+	Events func(rc *rest.Config, scheme *runtime.Scheme, source corev1.EventSource, log *slog.Logger) (rec secretsync.EventRecorder, stop func(), err error)
+}
+
+// RunController runs the controller binary's subcommand named by args, as
+// Run does the node's.
+func RunController(ctx context.Context, args []string, stdout, stderr io.Writer, parts ControllerParts) int {
+	return execute(ctx, newControllerRootCommand(stdout, stderr, parts), args, stderr)
+}
+
+func execute(ctx context.Context, root *cobra.Command, args []string, stderr io.Writer) int {
 	if args == nil {
 		args = []string{} // nil would make cobra read os.Args
 	}

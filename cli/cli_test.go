@@ -23,6 +23,25 @@ func run(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	return code, out.String(), errOut.String()
 }
 
+// runController runs coffer-controller with args, without its election
+// and recorder (tests of it stop before it connects to Kubernetes).
+func runController(t *testing.T, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	code = RunController(context.Background(), args, &out, &errOut, ControllerParts{})
+	return code, out.String(), errOut.String()
+}
+
+// runBinary runs the binary that has the command args name: sync is
+// coffer-controller's, the others coffer's.
+func runBinary(t *testing.T, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	if len(args) > 0 && args[0] == "sync" {
+		return runController(t, args...)
+	}
+	return run(t, args...)
+}
+
 func writeFile(t *testing.T, name, content string) string {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), name)

@@ -21,9 +21,10 @@ func newRootCommand(stdout, stderr io.Writer) *cobra.Command {
 		Short: "AWS Secrets Manager and Parameter Store for the Secrets Store CSI Driver",
 		Long: `coffer: AWS Secrets Manager and Parameter Store for the Secrets Store CSI Driver.
 
-It runs on every node as a provider plugin of the driver (coffer serve), syncs the
-Kubernetes Secrets that SecretProviderClasses declare (coffer sync), and checks and
-tries SecretProviderClasses on your machine (coffer validate, coffer mount).`,
+It runs on every node as a provider plugin of the driver (coffer serve), and checks and
+tries SecretProviderClasses on your machine (coffer validate, coffer mount). The
+Kubernetes Secrets that SecretProviderClasses declare are synced without pods by the
+controller binary in the same image (coffer-controller sync).`,
 		Example: `  # Check a SecretProviderClass before applying it
   coffer validate secretproviderclass.yaml
 
@@ -57,18 +58,62 @@ tries SecretProviderClasses on your machine (coffer validate, coffer mount).`,
 	})
 	root.AddCommand(
 		serve,
-		newSyncCommand(stderr),
+		movedSyncCommand(),
 		newValidateCommand(stdout),
 		newMountCommand(stdout),
 		newConvertCommand(stdout, stderr),
 		newEvaluatorCommand(),
-		&cobra.Command{
-			Use:   "version",
-			Short: "Print the version",
-			Args:  cobra.NoArgs,
-			Run:   func(cmd *cobra.Command, _ []string) { fmt.Fprintln(cmd.OutOrStdout(), version.Version) },
-		},
+		newVersionCommand(),
 	)
+	return root
+}
+
+func newVersionCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print the version",
+		Args:  cobra.NoArgs,
+		Run:   func(cmd *cobra.Command, _ []string) { fmt.Fprintln(cmd.OutOrStdout(), version.Version) },
+	}
+}
+
+// movedSyncCommand answers "coffer sync", which the controller binary now
+// runs, with where it went: users' args change only in the binary's name.
+func movedSyncCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:                "sync",
+		Hidden:             true,
+		DisableFlagParsing: true,
+		RunE: func(*cobra.Command, []string) error {
+			return failed(errors.New("the sync controller is the coffer-controller binary (in the same image): run coffer-controller sync with the same flags"))
+		},
+	}
+}
+
+// newControllerRootCommand is the controller binary's command tree: the
+// sync controller, and the evaluator worker internal/isolate re-executes
+// (/proc/self/exe evaluator).
+func newControllerRootCommand(stdout, stderr io.Writer, parts ControllerParts) *cobra.Command {
+	root := &cobra.Command{
+		Use:   "coffer-controller",
+		Short: "Sync the Kubernetes Secrets SecretProviderClasses declare (coffer's controller)",
+		Long: `coffer-controller: the controller of coffer, in the same image as the node's coffer binary.
+
+It syncs the Kubernetes Secrets that SecretProviderClasses declare in syncSecrets,
+without pods (coffer-controller sync), as a Deployment of one or two replicas that
+elect a leader with client-go's Lease election.`,
+		Example:       `  coffer-controller sync --provider-name aws`,
+		Version:       version.Version,
+		Args:          rootArgs,
+		RunE:          func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
+		SilenceErrors: true,
+		SilenceUsage:  true,
+	}
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	root.Flags().Bool("version", false, "print the version")
+	root.SetVersionTemplate("{{.Version}}\n")
+	root.AddCommand(newSyncCommand(stderr, parts), newEvaluatorCommand(), newVersionCommand())
 	return root
 }
 
@@ -111,7 +156,7 @@ then lets in-flight Mounts finish (--shutdown-timeout) and removes the socket.`,
 	return cmd
 }
 
-func newSyncCommand(stderr io.Writer) *cobra.Command {
+func newSyncCommand(stderr io.Writer, parts ControllerParts) *cobra.Command {
 	var c syncConfig
 	cmd := &cobra.Command{
 		Use:   "sync [flags]",
@@ -120,13 +165,13 @@ func newSyncCommand(stderr io.Writer) *cobra.Command {
 pods: each entry is read from AWS as its serviceAccountName, every refreshInterval and
 whenever the class changes. Run it as a Deployment; replicas elect a leader.`,
 		Example: `  # In the cluster, as the chart's Deployment runs it
-  coffer sync --provider-name aws
+  coffer-controller sync --provider-name aws
 
   # From your machine against a test cluster, one namespace, no leader election
-  coffer sync --kubeconfig ~/.kube/config --namespace team-a --leader-elect=false`,
+  coffer-controller sync --kubeconfig ~/.kube/config --namespace team-a --leader-elect=false`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return failed(runSync(cmd.Context(), &c, stderr))
+			return failed(runSync(cmd.Context(), &c, parts, stderr))
 		},
 	}
 	c.register(cmd.Flags())
@@ -182,13 +227,17 @@ file, version and size (never values). A failed mount writes nothing.`,
 	return cmd
 }
 
-// CommandFlags returns the flags of the subcommand name ("serve", "sync",
-// ...) exactly as the command line parses them, or nil for no such command.
-// docs/ checks its flag tables against them.
+// CommandFlags returns the flags of the subcommand name ("serve" of coffer,
+// "sync" of coffer-controller, ...) exactly as the command line parses
+// them, or nil for no such command. docs/ checks its flag tables against
+// them.
 func CommandFlags(name string) *pflag.FlagSet {
-	for _, cmd := range newRootCommand(io.Discard, io.Discard).Commands() {
-		if cmd.Name() == name {
-			return cmd.Flags()
+	roots := []*cobra.Command{newRootCommand(io.Discard, io.Discard), newControllerRootCommand(io.Discard, io.Discard, ControllerParts{})}
+	for _, root := range roots {
+		for _, cmd := range root.Commands() {
+			if cmd.Name() == name && !cmd.Hidden {
+				return cmd.Flags()
+			}
 		}
 	}
 	return nil

@@ -8,7 +8,7 @@ import (
 	"github.com/coffer-csi/coffer/internal/version"
 )
 
-var subcommands = []string{"serve", "sync", "validate", "mount", "convert", "version", "completion", "help"}
+var subcommands = []string{"serve", "validate", "mount", "convert", "version", "completion", "help"}
 
 // TestHelpListsSubcommands: "coffer", "coffer --help" and "coffer help"
 // print the same overview on stdout, and "coffer" alone starts nothing
@@ -36,14 +36,14 @@ func TestSubcommandHelp(t *testing.T) {
 	singleDash := regexp.MustCompile(`(?m)^\s+-[a-z][a-z-]+`)
 	tests := map[string][]string{
 		"serve":    {"Examples:", "coffer serve --provider-dir", "--cache-ttl duration", "--provider-name string", "--insecure-node-credentials"},
-		"sync":     {"Examples:", "coffer sync --kubeconfig", "--leader-elect ", "--token-ttl duration"},
+		"sync":     {"Examples:", "coffer-controller sync --kubeconfig", "--leader-elect ", "--token-ttl duration"},
 		"validate": {"Examples:", "coffer validate secretproviderclass.yaml", "--region string"},
 		"mount":    {"Examples:", "coffer mount --spc", "--set stringArray", "--timeout duration"},
 		"convert":  {"Examples:", "coffer convert -f externalsecret.yaml", "--service-account string", "DROPPED <kind>/<name> <field>", "2 when any"},
 	}
 	for cmd, want := range tests {
 		t.Run(cmd, func(t *testing.T) {
-			code, stdout, stderr := run(t, cmd, "--help")
+			code, stdout, stderr := runBinary(t, cmd, "--help")
 			if code != 0 || stderr != "" {
 				t.Fatalf("exit %d, stderr %q", code, stderr)
 			}

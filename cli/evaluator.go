@@ -11,8 +11,8 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
-	"github.com/coffer-csi/coffer/provider/render/isolate"
 	"github.com/coffer-csi/coffer/provider/render"
+	"github.com/coffer-csi/coffer/provider/render/isolate"
 	"github.com/coffer-csi/coffer/wiring"
 )
 

@@ -23,7 +23,7 @@ func TestEvaluatorFlags(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			t.Setenv("KUBERNETES_SERVICE_HOST", "")
 			t.Setenv("COFFER_EVALUATOR_MEMORY", "")
-			code, stdout, stderr := run(t, tc.args...)
+			code, stdout, stderr := runBinary(t, tc.args...)
 			if code != tc.code || !strings.Contains(stdout+stderr, tc.want) {
 				t.Errorf("exit %d, want %d; output %q does not contain %q", code, tc.code, stdout+stderr, tc.want)
 			}

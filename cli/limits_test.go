@@ -10,7 +10,7 @@ import (
 )
 
 // TestValidateRefusesHostileClasses: coffer validate applies the same
-// limits as a Mount and coffer sync, with the same messages.
+// limits as a Mount and coffer-controller sync, with the same messages.
 func TestValidateRefusesHostileClasses(t *testing.T) {
 	for name, c := range hostile.Classes() {
 		t.Run(name, func(t *testing.T) {

@@ -46,7 +46,7 @@ func TestServeConfigFlags(t *testing.T) {
 	}
 }
 
-// TestSyncConfig: coffer sync shares serve's identity and limits
+// TestSyncConfig: coffer-controller sync shares serve's identity and limits
 // defaults, and runs with no value cache and no node quota.
 func TestSyncConfig(t *testing.T) {
 	var c syncConfig

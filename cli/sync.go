@@ -3,11 +3,9 @@ package cli
 import (
 	"context"
 	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"slices"
 	"strings"
@@ -24,7 +22,6 @@ import (
 	"github.com/coffer-csi/coffer/internal/ops"
 	"github.com/coffer-csi/coffer/internal/version"
 	"github.com/coffer-csi/coffer/provider/render"
-	"github.com/coffer-csi/coffer/secretsync"
 	"github.com/coffer-csi/coffer/secretsync/restart"
 	"github.com/coffer-csi/coffer/wiring"
 )
@@ -63,7 +60,7 @@ func (c *syncConfig) register(fs *pflag.FlagSet) {
 	fs.StringVar(&c.kubeconfig, "kubeconfig", "", "kubeconfig for the Kubernetes API (default: in-cluster configuration)")
 	fs.StringVar(&c.metricsAddr, "metrics-addr", "", "address for Prometheus metrics at /metrics and /healthz, e.g. :8080 (empty: off)")
 	fs.StringVar(&c.providerName, "provider-name", dc.ProviderName, "sync SecretProviderClasses whose spec.provider is this (coffer serve's --provider-name)")
-	fs.StringSliceVar(&c.namespaces, "namespaces", nil, "sync only these namespaces (comma-separated; default: all): every list and watch is then per namespace, so Roles in them are all the RBAC coffer sync needs on Secrets")
+	fs.StringSliceVar(&c.namespaces, "namespaces", nil, "sync only these namespaces (comma-separated; default: all): every list and watch is then per namespace, so Roles in them are all the RBAC coffer-controller sync needs on Secrets")
 	fs.StringVar(&c.namespace, "namespace", "", "one namespace to sync, as --namespaces (kept for old installs)")
 	fs.StringVar(&c.region, "region", os.Getenv("AWS_REGION"), "region for SecretProviderClasses that name none (default $AWS_REGION)")
 	fs.StringVar(&c.nodeName, "node-name", os.Getenv("NODE_NAME"), "the node coffer runs on, to read its topology.kubernetes.io/region label when no region is set (default $NODE_NAME)")
@@ -108,14 +105,33 @@ func (c *syncConfig) validate() error {
 	if c.restartDebounce < 0 {
 		errs = append(errs, errors.New("--restart-debounce must not be negative"))
 	}
-	if c.leaderElect && !(c.retryPeriod > 0 && c.retryPeriod < c.renewDeadline && c.renewDeadline < c.leaseDuration) {
-		errs = append(errs, errors.New("leader election needs 0 < --leader-election-retry-period < --leader-election-renew-deadline < --leader-election-lease-duration"))
+	if c.leaderElect {
+		errs = append(errs, c.validateElection()...)
 	}
 	return errors.Join(errs...)
 }
 
+// jitterFactor is client-go's leaderelection.JitterFactor: a candidate
+// waits up to 2.2 retry periods between tries, so the renew deadline must
+// leave room for more than one (client-go refuses a shorter one).
+const jitterFactor = 1.2
+
+// validateElection checks the election's timings as client-go's
+// leaderelection.NewLeaderElector does, and that the Lease duration is
+// whole seconds: the Lease records seconds, and others judge it by them.
+func (c *syncConfig) validateElection() []error {
+	var errs []error
+	if !(c.retryPeriod > 0 && c.renewDeadline > time.Duration(jitterFactor*float64(c.retryPeriod)) && c.renewDeadline < c.leaseDuration) {
+		errs = append(errs, errors.New("leader election needs 0 < 1.2 x --leader-election-retry-period < --leader-election-renew-deadline < --leader-election-lease-duration"))
+	}
+	if c.leaseDuration%time.Second != 0 {
+		errs = append(errs, fmt.Errorf("--leader-election-lease-duration %v: use whole seconds (the Lease records seconds)", c.leaseDuration))
+	}
+	return errs
+}
+
 // maxSyncNamespaces bounds --namespaces: each namespace is its own list
-// and watch of every resource coffer sync reads (up to seven), so a
+// and watch of every resource coffer-controller sync reads (up to seven), so a
 // hundred is already seven hundred watches; beyond that, cluster mode is
 // the better fit.
 const maxSyncNamespaces = 100
@@ -149,7 +165,7 @@ func (c *syncConfig) scope() []string {
 	return out
 }
 
-// config is the Config coffer sync builds from its flags: no value cache
+// config is the Config coffer-controller sync builds from its flags: no value cache
 // (every refresh reads AWS), no node quota, no bound on one identity's
 // calls in flight, and its controllers.
 func (c *syncConfig) config() wiring.Config {
@@ -174,8 +190,9 @@ func (c *syncConfig) config() wiring.Config {
 }
 
 // runSync runs the Secret sync controller: SecretProviderClasses with
-// syncSecrets become Kubernetes Secrets without any pod.
-func runSync(ctx context.Context, c *syncConfig, stderr io.Writer) error {
+// syncSecrets become Kubernetes Secrets without any pod. parts brings the
+// election and the event recorder, which only the controller binary links.
+func runSync(ctx context.Context, c *syncConfig, parts ControllerParts, stderr io.Writer) error {
 	if err := c.validate(); err != nil {
 		return err
 	}
@@ -201,7 +218,10 @@ func runSync(ctx context.Context, c *syncConfig, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	events, stopEvents := eventRecorder(kc, corev1.EventSource{Component: "coffer-sync"}, false, log)
+	events, stopEvents, err := parts.Events(rc, kc.Scheme(), corev1.EventSource{Component: "coffer-sync"}, log)
+	if err != nil {
+		return err
+	}
 	defer stopEvents()
 	cfg := c.config()
 	cfg.Kubernetes = &wiring.Kubernetes{Client: kc, Dynamic: dyn, Metadata: meta}
@@ -221,7 +241,7 @@ func runSync(ctx context.Context, c *syncConfig, stderr io.Writer) error {
 		// Alive is all a controller can say: leadership is the Lease's.
 		go ops.Serve(ctx, lis, ops.Handler(func(context.Context) error { return nil }, registry), log)
 	}
-	log.Info("coffer sync starting", "version", version.Version, "provider", c.providerName, "namespaces", c.scope(), "leaderElect", c.leaderElect, "restartWorkloads", c.restarts)
+	log.Info("coffer-controller sync starting", "version", version.Version, "provider", c.providerName, "namespaces", c.scope(), "leaderElect", c.leaderElect, "restartWorkloads", c.restarts)
 	run := coffer.Sync.Run
 	if coffer.Restarts != nil {
 		run = runBoth(coffer.Sync.Run, coffer.Restarts.Run)
@@ -229,7 +249,44 @@ func runSync(ctx context.Context, c *syncConfig, stderr io.Writer) error {
 	if !c.leaderElect {
 		return run(ctx)
 	}
-	return c.runElected(ctx, kc, run, log)
+	election, err := c.election()
+	if err != nil {
+		return err
+	}
+	lease := election.Namespace + "/" + election.Name
+	log.Info("waiting for the Lease", "lease", lease, "identity", election.Identity)
+	return parts.Elect(ctx, rc, election, func(ctx context.Context) error {
+		log.Info("leading: syncing Secrets", "lease", lease, "identity", election.Identity)
+		err := run(ctx)
+		log.Info("stopped leading", "lease", lease, "identity", election.Identity)
+		return err
+	}, log.With("lease", lease))
+}
+
+// Election is the Lease election --leader-election-* configure, and the
+// identity this process competes as.
+type Election struct {
+	Namespace, Name, Identity                 string
+	LeaseDuration, RenewDeadline, RetryPeriod time.Duration
+}
+
+// election is the Lease election the flags configure. The identity is the
+// host name (the pod's) and a random suffix, so that a restarted process
+// never renews the Lease its predecessor held.
+func (c *syncConfig) election() (Election, error) {
+	ns := c.leaseNamespace
+	if ns == "" {
+		b, err := os.ReadFile("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+		if err != nil {
+			return Election{}, errors.New("leader election needs a namespace for its Lease: set --leader-election-namespace or POD_NAMESPACE (or --leader-elect=false)")
+		}
+		ns = strings.TrimSpace(string(b))
+	}
+	host, _ := os.Hostname()
+	return Election{
+		Namespace: ns, Name: c.leaseName, Identity: host + "_" + rand.Text()[:8],
+		LeaseDuration: c.leaseDuration, RenewDeadline: c.renewDeadline, RetryPeriod: c.retryPeriod,
+	}, nil
 }
 
 // runBoth runs a and b until ctx ends or one of them fails, which ends
@@ -247,48 +304,5 @@ func runBoth(a, b func(context.Context) error) func(context.Context) error {
 			}()
 		}
 		return errors.Join(<-errs, <-errs)
-	}
-}
-
-// runElected runs fn while this process holds the Lease. Losing it ends the
-// process with an error (a restart competes again); SIGTERM releases it.
-func (c *syncConfig) runElected(ctx context.Context, kc *kube.Client, fn func(context.Context) error, log *slog.Logger) error {
-	ns := c.leaseNamespace
-	if ns == "" {
-		b, err := os.ReadFile("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
-		if err != nil {
-			return errors.New("leader election needs a namespace for its Lease: set --leader-election-namespace or POD_NAMESPACE (or --leader-elect=false)")
-		}
-		ns = strings.TrimSpace(string(b))
-	}
-	host, _ := os.Hostname()
-	suffix := make([]byte, 4)
-	_, _ = rand.Read(suffix)
-	id := host + "_" + hex.EncodeToString(suffix)
-	election := &kube.Election{
-		Leases: kc.Leases(ns), Name: c.leaseName, Identity: id,
-		LeaseDuration: c.leaseDuration, RenewDeadline: c.renewDeadline, RetryPeriod: c.retryPeriod,
-		Logger: log.With("lease", ns+"/"+c.leaseName),
-	}
-	log.Info("waiting for the Lease", "lease", ns+"/"+c.leaseName, "identity", id)
-	err := election.Run(ctx, func(ctx context.Context) error {
-		log.Info("leading: syncing Secrets", "lease", ns+"/"+c.leaseName, "identity", id)
-		return fn(ctx)
-	})
-	if errors.Is(err, kube.ErrLostLease) {
-		return errors.New("lost the leader Lease; exiting so that a restart competes again")
-	}
-	return err
-}
-
-// eventRecorder records Events through the API; stop writes what is
-// queued, for a few seconds at most. createOnly: every event is created,
-// a repeat too (see kube.RecorderOptions).
-func eventRecorder(kc *kube.Client, source corev1.EventSource, createOnly bool, log *slog.Logger) (secretsync.EventRecorder, func()) {
-	rec := kube.NewRecorder(kc, kc.Scheme(), kube.RecorderOptions{Source: source, Logger: log, CreateOnly: createOnly})
-	return rec, func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-		defer cancel()
-		rec.Shutdown(ctx)
 	}
 }

@@ -13,11 +13,13 @@ func TestSyncFlags(t *testing.T) {
 		code int
 		want string
 	}{
-		"help":                {args: []string{"sync", "-h"}, code: 0, want: "coffer sync [flags]"},
-		"unknown flag":        {args: []string{"sync", "--nope"}, code: 2, want: "coffer sync: unknown flag: --nope"},
+		"help":                {args: []string{"sync", "-h"}, code: 0, want: "coffer-controller sync [flags]"},
+		"unknown flag":        {args: []string{"sync", "--nope"}, code: 2, want: "coffer-controller sync: unknown flag: --nope"},
 		"short token":         {args: []string{"sync", "--token-ttl=1m"}, code: 1, want: "--token-ttl must be at least 10m"},
 		"bad provider name":   {args: []string{"sync", "--provider-name=a b"}, code: 1, want: "--provider-name"},
 		"bad lease timings":   {args: []string{"sync", "--leader-election-renew-deadline=20s"}, code: 1, want: "leader election needs"},
+		"renew within jitter": {args: []string{"sync", "--leader-election-renew-deadline=2400ms"}, code: 1, want: "leader election needs 0 < 1.2 x --leader-election-retry-period"},
+		"fractional lease":    {args: []string{"sync", "--leader-election-lease-duration=15500ms"}, code: 1, want: "--leader-election-lease-duration 15.5s: use whole seconds"},
 		"no workers":          {args: []string{"sync", "--workers=0"}, code: 1, want: "--workers"},
 		"no value limit":      {args: []string{"sync", "--max-value-bytes=0"}, code: 1, want: "--max-value-bytes must be positive"},
 		"value limit listed":  {args: []string{"sync", "-h"}, code: 0, want: "-max-value-bytes"},
@@ -37,7 +39,7 @@ func TestSyncFlags(t *testing.T) {
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
 			t.Setenv("KUBERNETES_SERVICE_HOST", "")
-			code, stdout, stderr := run(t, tc.args...)
+			code, stdout, stderr := runBinary(t, tc.args...)
 			if code != tc.code || !strings.Contains(stdout+stderr, tc.want) {
 				t.Errorf("exit %d, want %d; output %q does not contain %q", code, tc.code, stdout+stderr, tc.want)
 			}
@@ -82,9 +84,32 @@ func TestServeSyncSecretsNeedsKubernetes(t *testing.T) {
 	}
 }
 
+// TestUsageListsSync: the controller's help lists sync; the node's binary
+// does not, and names the controller's when asked for it.
 func TestUsageListsSync(t *testing.T) {
-	_, out, _ := run(t, "help")
-	if !strings.Contains(out, "coffer sync") {
-		t.Errorf("usage does not list sync:\n%s", out)
+	if _, out, _ := runController(t, "help"); !strings.Contains(out, "coffer-controller sync") || !strings.Contains(out, "  sync ") {
+		t.Errorf("coffer-controller's usage does not list sync:\n%s", out)
+	}
+	if _, out, _ := run(t, "help"); strings.Contains(out, "  sync ") {
+		t.Errorf("coffer's usage lists sync:\n%s", out)
+	}
+	for _, args := range [][]string{{"sync"}, {"sync", "--provider-name", "aws", "--leader-elect=false"}} {
+		code, stdout, stderr := run(t, args...)
+		if code != 1 || stdout != "" || !strings.Contains(stderr, "run coffer-controller sync with the same flags") {
+			t.Errorf("coffer %q: exit %d, stdout %q, stderr %q", args, code, stdout, stderr)
+		}
+	}
+}
+
+// TestControllerServesEvaluator: internal/isolate re-executes the running
+// binary as "evaluator", so the controller has that command too (hidden).
+func TestControllerServesEvaluator(t *testing.T) {
+	t.Setenv("COFFER_EVALUATOR_MEMORY", "")
+	code, _, stderr := runController(t, "evaluator")
+	if code != 1 || !strings.Contains(stderr, "COFFER_EVALUATOR_MEMORY must be a positive number of bytes") {
+		t.Errorf("coffer-controller evaluator: exit %d, stderr %q", code, stderr)
+	}
+	if _, out, _ := runController(t, "help"); strings.Contains(out, "evaluator") {
+		t.Errorf("coffer-controller's help lists the evaluator command:\n%s", out)
 	}
 }

@@ -73,7 +73,7 @@ func TestAnchor(t *testing.T) {
 	for heading, want := range map[string]string{
 		"Rotation: events and restarts":                "rotation-events-and-restarts",
 		"Kubernetes Secrets (`syncSecrets`)":           "kubernetes-secrets-syncsecrets",
-		"Without pods: `coffer sync`":                  "without-pods-coffer-sync",
+		"Without pods: `coffer-controller sync`":       "without-pods-coffer-controller-sync",
 		"`coffer serve` flags":                         "coffer-serve-flags",
 		"Hostile tenants, and what the resources hold": "hostile-tenants-and-what-the-resources-hold",
 		"1. The driver, with ServiceAccount tokens":    "1-the-driver-with-serviceaccount-tokens",
@@ -264,14 +264,14 @@ func zero(f *pflag.Flag) bool {
 	return false
 }
 
-// TestFlagTables: every row of the `coffer serve`, `coffer sync` and `coffer convert` flag
+// TestFlagTables: every row of the `coffer serve`, `coffer-controller sync` and `coffer convert` flag
 // tables in cli.md names flags the command has, with the defaults it has,
 // and every flag of each command is in its table.
 func TestFlagTables(t *testing.T) {
 	serve := cli.CommandFlags("serve")
 	for _, c := range []struct{ command, heading string }{
 		{"serve", "## `coffer serve` flags"},
-		{"sync", "## `coffer sync` flags"},
+		{"sync", "## `coffer-controller sync` flags"},
 		{"convert", "## `coffer convert` flags"},
 	} {
 		flags := cli.CommandFlags(c.command)

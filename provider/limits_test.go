@@ -11,9 +11,9 @@ import (
 )
 
 // TestMountRefusesHostileClasses: a Mount applies the same limits as
-// coffer sync and coffer validate, refusing the class as invalid input
+// coffer-controller sync and coffer validate, refusing the class as invalid input
 // (before any identity or AWS call) with the same messages. The
-// syncSecrets attacks are coffer sync's: a Mount ignores syncSecrets.
+// syncSecrets attacks are coffer-controller sync's: a Mount ignores syncSecrets.
 func TestMountRefusesHostileClasses(t *testing.T) {
 	m, _ := nodeMounter(t)
 	for name, c := range hostile.Classes() {

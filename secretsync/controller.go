@@ -152,7 +152,7 @@ func (c *Controller) Run(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return nil
 		}
-		return errors.New("the SecretProviderClass informer never synced (RBAC: coffer sync needs list and watch on secretproviderclasses)")
+		return errors.New("the SecretProviderClass informer never synced (RBAC: coffer-controller sync needs list and watch on secretproviderclasses)")
 	}
 	c.logger().Info("secret sync controller started", "namespaces", c.namespaces(), "provider", c.ProviderName, "workers", c.workers())
 	var wg sync.WaitGroup
@@ -205,7 +205,7 @@ func (c *Controller) next(ctx context.Context) bool {
 	rctx, cancel := context.WithTimeout(ctx, timeout)
 	var wake time.Time
 	var retry bool
-	// A panic here would end coffer sync, and every class's sync with it:
+	// A panic here would end coffer-controller sync, and every class's sync with it:
 	// it fails this reconcile only, which is retried with backoff.
 	if err := panics.Run("reconciling a SecretProviderClass", func() { wake, retry = c.reconcile(rctx, key) }); err != nil {
 		c.logger().Error("secret sync failed", "secretProviderClass", key, "error", err, "stack", panics.Stack(err))
@@ -413,7 +413,7 @@ func (c *Controller) writeStatus(ctx context.Context, owner *SPC, status *Status
 	}
 	_, err = c.Dynamic.Resource(SPCResource).Namespace(owner.Namespace).Patch(ctx, owner.Name, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: FieldManager})
 	if err != nil {
-		c.logger().Warn("secret sync: writing the status annotation failed (RBAC: coffer sync needs patch on secretproviderclasses)", "secretProviderClass", owner.Namespace+"/"+owner.Name, "error", err)
+		c.logger().Warn("secret sync: writing the status annotation failed (RBAC: coffer-controller sync needs patch on secretproviderclasses)", "secretProviderClass", owner.Namespace+"/"+owner.Name, "error", err)
 	}
 }
 

@@ -437,14 +437,14 @@ func (p *panicOnce) Tokens(ctx context.Context, ns, sa string, audiences []strin
 
 // TestControllerSurvivesAPanic: a panic while reconciling one class (a
 // bug reached by one class's declaration) fails that reconcile, which is
-// retried; it never ends coffer sync, which every class depends on.
+// retried; it never ends coffer-controller sync, which every class depends on.
 func TestControllerSurvivesAPanic(t *testing.T) {
 	e := startControllerWith(t, newEnv(t), func(c *Controller) { c.Tokens = &panicOnce{next: c.Tokens} },
 		spcObject(testSPC, classParams(`[{secretName: s, serviceAccountName: reader, data: [{key: a, objectName: cert}]}]`)))
 	eventuallyT(t, "Secret after the retry", e.hasSecret("s"))
 }
 
-// TestControllerNamespaces: scoped to namespaces (coffer sync
+// TestControllerNamespaces: scoped to namespaces (coffer-controller sync
 // --namespaces), the controller lists and watches classes in those
 // namespaces only, never across the cluster (which its Roles refuse), and
 // never syncs a class of another namespace.

@@ -98,7 +98,7 @@ func (c *Controller) watchSecrets(ctx context.Context) (secretWatch, error) {
 		wctx, cancel := context.WithTimeout(ctx, secretWatchTimeout)
 		defer cancel()
 		if !cache.WaitForCacheSync(wctx.Done(), inf.HasSynced) && ctx.Err() == nil {
-			c.logger().Warn("secret sync: watching Secrets' metadata has not started (RBAC: coffer sync needs list and watch on secrets); an entry waiting for its Secret is retried with backoff, at most every refreshInterval", "namespaces", c.namespaces())
+			c.logger().Warn("secret sync: watching Secrets' metadata has not started (RBAC: coffer-controller sync needs list and watch on secrets); an entry waiting for its Secret is retried with backoff, at most every refreshInterval", "namespaces", c.namespaces())
 		}
 	}()
 	return w, nil

@@ -139,7 +139,7 @@ func secretStatus(r Result, sa string, prev SecretStatus, now time.Time) SecretS
 // (and, with deletionPolicy Delete, delete) it with its own credentials.
 func noServiceAccountMessage(name string) string {
 	return fmt.Sprintf("Secret %q not synced: the entry names no serviceAccountName; set it to the ServiceAccount whose AWS identity fills this Secret "+
-		"(pods of that ServiceAccount sync it at mount, coffer sync reads AWS as it), so that no other workload's credentials can write it", name)
+		"(pods of that ServiceAccount sync it at mount, coffer-controller sync reads AWS as it), so that no other workload's credentials can write it", name)
 }
 
 func noServiceAccountStatus(name string) SecretStatus {

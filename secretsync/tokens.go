@@ -84,7 +84,7 @@ func (t *TokenSource) token(ctx context.Context, namespace, sa, audience string)
 	case apierrors.IsNotFound(err):
 		return authenticationv1.TokenRequestStatus{}, fmt.Errorf("ServiceAccount %s/%s does not exist; create it, or fix serviceAccountName", namespace, sa)
 	case apierrors.IsForbidden(err):
-		return authenticationv1.TokenRequestStatus{}, fmt.Errorf("coffer may not request tokens of ServiceAccount %s/%s (RBAC: coffer sync needs create on serviceaccounts/token): %s", namespace, sa, apiError(err))
+		return authenticationv1.TokenRequestStatus{}, fmt.Errorf("coffer may not request tokens of ServiceAccount %s/%s (RBAC: coffer-controller sync needs create on serviceaccounts/token): %s", namespace, sa, apiError(err))
 	case err != nil:
 		return authenticationv1.TokenRequestStatus{}, fmt.Errorf("requesting a token of ServiceAccount %s/%s for audience %s: %s", namespace, sa, audience, apiError(err))
 	}

@@ -35,7 +35,7 @@ type Config struct {
 	Limits          Limits
 	Cache           Cache
 	// Quota is the node's budget per AWS API (nil: no budgets, always
-	// batch; coffer sync, not a node's DaemonSet, has none).
+	// batch; coffer-controller sync, not a node's DaemonSet, has none).
 	Quota     *Quota
 	Evaluator Evaluator
 	// MetricsNamespaceLabel adds the pod's namespace to mount metrics
@@ -48,7 +48,7 @@ type Config struct {
 	// a version (coffer serve --rotation-events; never with
 	// NodeCredentials: the pods' identities are not verified).
 	RotationEvents bool
-	// Controller, when set, builds coffer sync's controllers.
+	// Controller, when set, builds coffer-controller sync's controllers.
 	Controller *Controller
 
 	// Kubeconfig is the Kubernetes API's configuration file (empty:
@@ -57,7 +57,7 @@ type Config struct {
 	// Kubernetes is the API coffer talks to (nil: connect through
 	// Kubeconfig, and only if something needs it).
 	Kubernetes *Kubernetes
-	// Events records the controller's events (coffer sync's recorder,
+	// Events records the controller's events (coffer-controller sync's recorder,
 	// which its caller owns and stops); required with Controller.
 	Events secretsync.EventRecorder
 	// Logger receives every component's logs (nil: none).
@@ -83,7 +83,7 @@ type AWS struct {
 }
 
 // Identity configures workload identity, the same for coffer serve and
-// coffer sync.
+// coffer-controller sync.
 type Identity struct {
 	// STSAudience is the audience of the token exchanged with STS
 	// (--sts-audience).
@@ -206,7 +206,7 @@ type Evaluator struct {
 	Command, Env []string
 }
 
-// Controller configures coffer sync's controllers.
+// Controller configures coffer-controller sync's controllers.
 type Controller struct {
 	// ProviderName is the spec.provider whose classes are synced
 	// (--provider-name).
@@ -241,7 +241,7 @@ const maxMarkedPods = 8192
 
 // Defaults is coffer serve's configuration when no flag is given, without
 // what comes from the environment ($AWS_REGION, $NODE_NAME): the flags
-// take their defaults from it. Commands that do less (coffer sync: no
+// take their defaults from it. Commands that do less (coffer-controller sync: no
 // cache, no quota) say so in their own Config.
 func Defaults() Config {
 	return Config{
@@ -276,7 +276,7 @@ func Defaults() Config {
 	}
 }
 
-// DefaultController is coffer sync's controller configuration when no
+// DefaultController is coffer-controller sync's controller configuration when no
 // flag is given.
 func DefaultController() Controller {
 	return Controller{

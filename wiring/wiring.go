@@ -3,7 +3,7 @@
 // credential cache, the node's quota, the value cache and pods' mount
 // marks, the fetcher, the evaluator pool, the provider and the driver's
 // gRPC server, Secret sync after mounts, SecretsRotated events, and
-// coffer sync's controllers. coffer serve, coffer sync and coffer mount
+// coffer-controller sync's controllers. coffer serve, coffer-controller sync and coffer mount
 // turn their flags into a Config and call New; so does the whole-stack
 // suite (tests/socket), with coffer serve's defaults, so that it runs what
 // ships. It sits at the command layer: nothing below it imports it.
@@ -50,7 +50,7 @@ type Coffer struct {
 	// Registry holds coffer's metrics, for the /metrics endpoint.
 	Registry *prometheus.Registry
 	Metrics  *metrics.Metrics
-	// Sync is coffer sync's controller, and Restarts the workload
+	// Sync is coffer-controller sync's controller, and Restarts the workload
 	// restarts (nil unless Config.Controller, and RestartWorkloads).
 	Sync     *secretsync.Controller
 	Restarts *restart.Controller
@@ -327,20 +327,20 @@ func (c *Coffer) rotationEvents(k *Kubernetes, nodeName string, clk clock.Passiv
 	return nil
 }
 
-// controllers builds coffer sync's controllers: Secrets from syncSecrets
+// controllers builds coffer-controller sync's controllers: Secrets from syncSecrets
 // without pods, and, when enabled, workload restarts. One watch of
 // Secrets' metadata serves both.
 func (c *Coffer) controllers(cc Controller, cfg Config, k *Kubernetes, clk clock.WithTicker, log *slog.Logger) error {
 	if cfg.Events == nil {
-		return errors.New("coffer sync's controllers need an event recorder")
+		return errors.New("coffer-controller sync's controllers need an event recorder")
 	}
 	if k.Dynamic == nil || k.Metadata == nil {
-		return errors.New("coffer sync's controllers need the Kubernetes API's dynamic and metadata clients")
+		return errors.New("coffer-controller sync's controllers need the Kubernetes API's dynamic and metadata clients")
 	}
 	p, m := c.Provider, c.Metrics
 	secrets, err := secretsync.NewSecretMetadata(k.Metadata, cc.Namespaces)
 	if err != nil {
-		return fmt.Errorf("coffer sync: %w", err)
+		return fmt.Errorf("coffer-controller sync: %w", err)
 	}
 	c.Sync = &secretsync.Controller{
 		Dynamic: k.Dynamic,

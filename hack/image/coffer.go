@@ -8,8 +8,13 @@ import (
 	"runtime"
 )
 
-// CofferBinary is where coffer's image has its binary, as in the Dockerfile.
+// CofferBinary is where coffer's image has the node's binary, its
+// entrypoint, as in the Dockerfile.
 const CofferBinary = "/usr/local/bin/coffer"
+
+// ControllerBinary is where coffer's image has the controller's binary,
+// which the chart's sync Deployment runs as its command.
+const ControllerBinary = "/usr/local/bin/coffer-controller"
 
 // BuildTags are the Go build tags of coffer's binary, as the Makefile's
 // TAGS and the Dockerfile give them.
@@ -24,8 +29,9 @@ type CofferOptions struct {
 	GOARCH   string // "" for the build machine's
 }
 
-// BuildCoffer builds coffer from its source as the Dockerfile's build stage
-// does (static, -trimpath, version stamped) and returns the image's spec:
+// BuildCoffer builds coffer's two binaries from source as the Dockerfile's
+// build stage does (static, -trimpath, version stamped) and returns the
+// image's spec:
 // what distroless/static:nonroot plus the Dockerfile's last stage give.
 func BuildCoffer(o CofferOptions) (Spec, string, error) {
 	arch := o.GOARCH
@@ -37,24 +43,26 @@ func BuildCoffer(o CofferOptions) (Spec, string, error) {
 		return Spec{}, "", err
 	}
 	defer os.RemoveAll(tmp)
-	bin := filepath.Join(tmp, "coffer")
-	cmd := exec.Command("go", "build", "-trimpath", "-tags", BuildTags,
-		"-ldflags", "-s -w -X github.com/coffer-csi/coffer/internal/version.Version="+o.Version,
-		"-o", bin, "./cmd/coffer")
-	cmd.Dir = o.Repo
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+arch)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return Spec{}, "", fmt.Errorf("go build ./cmd/coffer: %w\n%s", err, out)
-	}
-	data, err := os.ReadFile(bin)
-	if err != nil {
-		return Spec{}, "", err
-	}
 	files, err := Base(o.CABundle)
 	if err != nil {
 		return Spec{}, "", err
 	}
-	files = append(files, File{Path: CofferBinary, Mode: 0o755, Data: data})
+	for _, b := range []struct{ pkg, path string }{{"./cmd/coffer", CofferBinary}, {"./cmd/coffer-controller", ControllerBinary}} {
+		bin := filepath.Join(tmp, filepath.Base(b.path))
+		cmd := exec.Command("go", "build", "-trimpath", "-tags", BuildTags,
+			"-ldflags", "-s -w -X github.com/coffer-csi/coffer/internal/version.Version="+o.Version,
+			"-o", bin, b.pkg)
+		cmd.Dir = o.Repo
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+arch)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return Spec{}, "", fmt.Errorf("go build %s: %w\n%s", b.pkg, err, out)
+		}
+		data, err := os.ReadFile(bin)
+		if err != nil {
+			return Spec{}, "", err
+		}
+		files = append(files, File{Path: b.path, Mode: 0o755, Data: data})
+	}
 	labels := map[string]string{
 		"org.opencontainers.image.title":       "coffer",
 		"org.opencontainers.image.description": "AWS Secrets Manager and SSM Parameter Store provider for the Secrets Store CSI Driver",

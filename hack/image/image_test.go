@@ -63,7 +63,7 @@ func readArchive(t *testing.T, file string) (*v1.ConfigFile, map[string]*tar.Hea
 }
 
 // TestCofferImage builds coffer's image exactly as `make image` does and
-// checks what the Dockerfile promises: a static binary with its version,
+// checks what the Dockerfile promises: two static binaries with their version,
 // the nonroot user, the entrypoint and default command, a CA bundle that
 // parses, and the OCI labels.
 func TestCofferImage(t *testing.T) {
@@ -108,24 +108,26 @@ func TestCofferImage(t *testing.T) {
 		}
 	}
 
-	bin, ok := data["/usr/local/bin/coffer"]
-	if !ok {
-		t.Fatal("no /usr/local/bin/coffer in the image")
-	}
-	if m := headers["/usr/local/bin/coffer"].Mode; m&0o111 == 0 {
-		t.Errorf("binary mode %o is not executable", m)
-	}
-	ef, err := elf.NewFile(bytes.NewReader(bin))
-	if err != nil {
-		t.Fatalf("binary is not ELF: %v", err)
-	}
-	for _, p := range ef.Progs {
-		if p.Type == elf.PT_INTERP {
-			t.Error("binary is dynamically linked: the image has no libc (build with CGO_ENABLED=0)")
+	for _, path := range []string{CofferBinary, ControllerBinary} {
+		bin, ok := data[path]
+		if !ok {
+			t.Fatalf("no %s in the image", path)
 		}
-	}
-	if !bytes.Contains(bin, []byte(version)) {
-		t.Errorf("binary does not carry version %s (ldflags)", version)
+		if m := headers[path].Mode; m&0o111 == 0 {
+			t.Errorf("%s: mode %o is not executable", path, m)
+		}
+		ef, err := elf.NewFile(bytes.NewReader(bin))
+		if err != nil {
+			t.Fatalf("%s is not ELF: %v", path, err)
+		}
+		for _, p := range ef.Progs {
+			if p.Type == elf.PT_INTERP {
+				t.Errorf("%s is dynamically linked: the image has no libc (build with CGO_ENABLED=0)", path)
+			}
+		}
+		if !bytes.Contains(bin, []byte(version)) {
+			t.Errorf("%s does not carry version %s (ldflags)", path, version)
+		}
 	}
 
 	pool := x509.NewCertPool()

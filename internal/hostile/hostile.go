@@ -1,6 +1,6 @@
 // Package hostile builds SecretProviderClass parameters that attack the
 // static limits (spc, secretsync, jmes, tmpl limits.go), for the tests of
-// every entry point that parses a class: a Mount, coffer sync's
+// every entry point that parses a class: a Mount, coffer-controller sync's
 // declaration load and coffer validate. Each class must be refused, with
 // a message naming the field and the limit, before any parser runs long.
 package hostile

@@ -11,7 +11,11 @@
 // help and coffer's templates use, and which makes the linker keep every
 // exported method of every type it reaches), that made coffer's binary
 // 62 MB instead of about 34 MB, and most of the difference was paged into
-// every DaemonSet pod's memory. See docs/architecture.md.
+// every DaemonSet pod's memory. So the node's binary (cmd/coffer) links
+// this package and none of those (cmd/coffer: TestBinaryLinksNoClientset);
+// the controller's (cmd/coffer-controller), one or two replicas, also
+// links client-go's Lease election and event recorder (cli/controller),
+// and has no election here. See docs/architecture.md.
 package kube
 
 import (
@@ -20,7 +24,6 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	authenticationv1 "k8s.io/api/authentication/v1"
-	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -81,13 +84,6 @@ type EventsGetter interface {
 	Events(namespace string) EventInterface
 }
 
-// LeaseInterface reads and writes the Leases of one namespace.
-type LeaseInterface interface {
-	Get(ctx context.Context, name string, opts metav1.GetOptions) (*coordinationv1.Lease, error)
-	Create(ctx context.Context, lease *coordinationv1.Lease, opts metav1.CreateOptions) (*coordinationv1.Lease, error)
-	Update(ctx context.Context, lease *coordinationv1.Lease, opts metav1.UpdateOptions) (*coordinationv1.Lease, error)
-}
-
 // WorkloadInterface reads, watches and patches the workloads of one kind
 // in one namespace (all namespaces for ""), e.g. their pod templates.
 type WorkloadInterface[T, L runtime.Object] interface {
@@ -104,7 +100,6 @@ type Interface interface {
 	ServiceAccountsGetter
 	NodesGetter
 	EventsGetter
-	Leases(namespace string) LeaseInterface
 	Workloads
 	// RESTClient reaches the core API group and absolute paths such as
 	// /openid/v1/jwks.
@@ -122,7 +117,7 @@ type Workloads interface {
 // else.
 func Scheme() (*runtime.Scheme, error) {
 	s := runtime.NewScheme()
-	for _, add := range []func(*runtime.Scheme) error{corev1.AddToScheme, authenticationv1.AddToScheme, coordinationv1.AddToScheme, appsv1.AddToScheme} {
+	for _, add := range []func(*runtime.Scheme) error{corev1.AddToScheme, authenticationv1.AddToScheme, appsv1.AddToScheme} {
 		if err := add(s); err != nil {
 			return nil, fmt.Errorf("registering API types: %w", err)
 		}
@@ -132,9 +127,9 @@ func Scheme() (*runtime.Scheme, error) {
 
 // Client is the Interface over a real API server.
 type Client struct {
-	scheme                   *runtime.Scheme
-	params                   runtime.ParameterCodec
-	core, coordination, apps rest.Interface
+	scheme     *runtime.Scheme
+	params     runtime.ParameterCodec
+	core, apps rest.Interface
 }
 
 var _ Interface = (*Client)(nil)
@@ -158,9 +153,6 @@ func New(cfg *rest.Config) (*Client, error) {
 	}
 	k := &Client{scheme: s, params: runtime.NewParameterCodec(s)}
 	if k.core, err = client("/api", &corev1.SchemeGroupVersion); err != nil {
-		return nil, fmt.Errorf("the Kubernetes API client: %w", err)
-	}
-	if k.coordination, err = client("/apis", &coordinationv1.SchemeGroupVersion); err != nil {
 		return nil, fmt.Errorf("the Kubernetes API client: %w", err)
 	}
 	if k.apps, err = client("/apis", &appsv1.SchemeGroupVersion); err != nil {
@@ -189,11 +181,6 @@ func (k *Client) Nodes() NodeInterface {
 // Events of namespace.
 func (k *Client) Events(namespace string) EventInterface {
 	return typed[*corev1.Event]{resource: "events", client: k.core, params: k.params, namespace: namespace, newObject: func() *corev1.Event { return &corev1.Event{} }}
-}
-
-// Leases of namespace.
-func (k *Client) Leases(namespace string) LeaseInterface {
-	return typed[*coordinationv1.Lease]{resource: "leases", client: k.coordination, params: k.params, namespace: namespace, newObject: func() *coordinationv1.Lease { return &coordinationv1.Lease{} }}
 }
 
 // Deployments of namespace.

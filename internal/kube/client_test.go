@@ -61,8 +61,6 @@ func TestClientRequests(t *testing.T) {
 			return 404, metav1.Status{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Status"}, Status: "Failure", Reason: metav1.StatusReasonNotFound, Code: 404, Message: `secrets "missing" not found`}
 		case strings.HasSuffix(r.path, "/token"):
 			return 201, authenticationv1.TokenRequest{TypeMeta: metav1.TypeMeta{APIVersion: "authentication.k8s.io/v1", Kind: "TokenRequest"}, Status: authenticationv1.TokenRequestStatus{Token: "t0ken"}}
-		case strings.Contains(r.path, "/leases/"):
-			return 200, map[string]any{"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": map[string]any{"name": "l", "namespace": "ops"}, "spec": map[string]any{"holderIdentity": "me"}}
 		case strings.Contains(r.path, "/nodes/"):
 			return 200, corev1.Node{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Node"}, ObjectMeta: metav1.ObjectMeta{Name: "n1", Labels: map[string]string{"topology.kubernetes.io/region": "eu-west-1"}}}
 		case strings.Contains(r.path, "/deployments/"):
@@ -94,9 +92,6 @@ func TestClientRequests(t *testing.T) {
 	if n, err := k.Nodes().Get(ctx, "n1", metav1.GetOptions{}); err != nil || n.Labels["topology.kubernetes.io/region"] != "eu-west-1" {
 		t.Errorf("Get node: %v, %+v", err, n)
 	}
-	if l, err := k.Leases("ops").Get(ctx, "l", metav1.GetOptions{}); err != nil || ptr.Deref(l.Spec.HolderIdentity, "") != "me" {
-		t.Errorf("Get lease: %v, %+v", err, l)
-	}
 	if _, err := k.Deployments("team").Patch(ctx, "web", types.StrategicMergePatchType, []byte(`{}`), metav1.PatchOptions{}); err != nil {
 		t.Error(err)
 	}
@@ -108,7 +103,6 @@ func TestClientRequests(t *testing.T) {
 		{method: "DELETE", path: "/api/v1/namespaces/team/secrets/db", contentType: "application/json"},
 		{method: "POST", path: "/api/v1/namespaces/team/serviceaccounts/app/token", contentType: "application/json"},
 		{method: "GET", path: "/api/v1/nodes/n1"},
-		{method: "GET", path: "/apis/coordination.k8s.io/v1/namespaces/ops/leases/l"},
 		{method: "PATCH", path: "/apis/apps/v1/namespaces/team/deployments/web", contentType: "application/strategic-merge-patch+json"},
 	}
 	got := seen()

@@ -42,7 +42,7 @@ func NewInformer[L runtime.Object](client any, r ListWatcher[L], example runtime
 }
 
 // Informer watches one resource in a set of namespaces (or in all): one
-// informer per namespace, seen as one. A namespaced install (coffer sync
+// informer per namespace, seen as one. A namespaced install (coffer-controller sync
 // --namespaces) has RBAC in those namespaces only, where a list or watch
 // of all namespaces would be refused, so each namespace is listed and
 // watched on its own, as controller-runtime's multi-namespace cache does

@@ -119,7 +119,7 @@ func New(reg prometheus.Registerer, o Options) *Metrics {
 		}, []string{"outcome"}),
 		restarts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "coffer_workload_restarts_total",
-			Help: "Rolling restarts of opted-in workloads by coffer sync, by kind (Deployment, StatefulSet, DaemonSet), trigger (mount, secret, both) and outcome (restarted, failed).",
+			Help: "Rolling restarts of opted-in workloads by coffer-controller sync, by kind (Deployment, StatefulSet, DaemonSet), trigger (mount, secret, both) and outcome (restarted, failed).",
 		}, []string{"kind", "trigger", "outcome"}),
 	}
 	m.quota = newQuotaMetrics()

@@ -4,7 +4,7 @@ import "github.com/coffer-csi/coffer/internal/yamlcheck"
 
 // Static limits of a SecretProviderClass, checked before its YAML is
 // parsed (the size) or before a list's entries are read (the counts). The
-// three entry points share them: a Mount (Parse), coffer sync (the
+// three entry points share them: a Mount (Parse), coffer-controller sync (the
 // controller's SPC.Config calls Parse) and coffer validate
 // (Manifest.Check calls Parse). A class is written by any team that can
 // create one in its namespace, and one provider or controller serves all

@@ -251,7 +251,7 @@ func (cls *class) render() ([]byte, []string) {
 	return []byte(encode(m, false)), nil
 }
 
-// validate parses the class as a mount and coffer sync do.
+// validate parses the class as a mount and coffer-controller sync do.
 func validate(attrs map[string]string) []string {
 	cfg, err := spc.Parse(attrs, spc.Options{})
 	if err == nil {

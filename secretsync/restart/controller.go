@@ -46,7 +46,7 @@ const (
 // controller says it has not started.
 const syncWarning = 30 * time.Second
 
-// FieldManager names coffer sync's restart patches.
+// FieldManager names coffer-controller sync's restart patches.
 const FieldManager = "coffer-sync"
 
 var (
@@ -56,7 +56,7 @@ var (
 )
 
 // Controller restarts opted-in workloads when what they mount or consume
-// changes. One controller runs per cluster (in coffer sync, under its
+// changes. One controller runs per cluster (in coffer-controller sync, under its
 // leader election).
 type Controller struct {
 	// Kube reads, watches and patches the workloads.
@@ -164,7 +164,7 @@ func (c *Controller) Run(ctx context.Context) error {
 		defer cancel()
 		if !cache.WaitForCacheSync(wctx.Done(), c.deployments.HasSynced, c.statefulSets.HasSynced, c.dSet.HasSynced,
 			c.pods.HasSynced, c.secrets.HasSynced, c.spcps.HasSynced) && ctx.Err() == nil {
-			c.logger().Warn("workload restarts have not started: the informers have not synced (RBAC: coffer sync --restart-workloads needs list and watch on deployments, statefulsets, daemonsets, pods, secrets and secretproviderclasspodstatuses)", "after", syncWarning)
+			c.logger().Warn("workload restarts have not started: the informers have not synced (RBAC: coffer-controller sync --restart-workloads needs list and watch on deployments, statefulsets, daemonsets, pods, secrets and secretproviderclasspodstatuses)", "after", syncWarning)
 		}
 	}()
 	if !cache.WaitForCacheSync(ctx.Done(), c.deployments.HasSynced, c.statefulSets.HasSynced, c.dSet.HasSynced,
@@ -172,7 +172,7 @@ func (c *Controller) Run(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return nil
 		}
-		return errors.New("restarts: the informers never synced (RBAC: coffer sync --restart-workloads needs list and watch on deployments, statefulsets, daemonsets, pods, secrets and secretproviderclasspodstatuses)")
+		return errors.New("restarts: the informers never synced (RBAC: coffer-controller sync --restart-workloads needs list and watch on deployments, statefulsets, daemonsets, pods, secrets and secretproviderclasspodstatuses)")
 	}
 	c.logger().Info("workload restarts started", "namespaces", namespaces(ns), "debounce", c.Debounce)
 	done := make(chan struct{})
@@ -336,7 +336,7 @@ func (c *Controller) reconcile(ctx context.Context, key string) (wake time.Time,
 	summary := Summary(d.Changes)
 	if err := c.patch(ctx, kind, ns, name, at, summary); err != nil {
 		c.OnRestart(kind, d.Trigger, OutcomeFailed)
-		c.Events.Eventf(w, corev1.EventTypeWarning, ReasonRestartFailed, "rolling restart for changed %s failed (%s); retrying with backoff (RBAC: coffer sync needs patch on %ss)", summary, apiReason(err), strings.ToLower(kind))
+		c.Events.Eventf(w, corev1.EventTypeWarning, ReasonRestartFailed, "rolling restart for changed %s failed (%s); retrying with backoff (RBAC: coffer-controller sync needs patch on %ss)", summary, apiReason(err), strings.ToLower(kind))
 		c.logger().Warn("workload restart failed", "workload", key, "changes", summary, "error", err)
 		return time.Time{}, true
 	}

@@ -318,7 +318,7 @@ func TestControllerRestartsStatefulSetsAndDaemonSets(t *testing.T) {
 	}
 }
 
-// TestControllerNamespaces: scoped to namespaces (coffer sync --namespaces
+// TestControllerNamespaces: scoped to namespaces (coffer-controller sync --namespaces
 // --restart-workloads), every informer (workloads, pods, Secrets, mount
 // statuses) lists and watches those namespaces only, never the cluster,
 // which the Roles of a namespaced install refuse.

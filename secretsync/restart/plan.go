@@ -1,7 +1,7 @@
 // Package restart rolls opted-in Deployments, StatefulSets and DaemonSets (a
 // pod-template annotation, as kubectl rollout restart does) when a value they
 // mount through the driver or consume from a Secret coffer syncs changes. It
-// runs in coffer sync, never in the DaemonSet: no node agent may restart
+// runs in coffer-controller sync, never in the DaemonSet: no node agent may restart
 // workloads.
 package restart
 

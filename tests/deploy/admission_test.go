@@ -20,10 +20,10 @@ import (
 
 // TestChartAdmissionPolicy installs the chart's ServiceAccounts, RBAC and
 // ValidatingAdmissionPolicies on the real kube-apiserver and acts as
-// coffer's ServiceAccounts (impersonation): coffer sync may request tokens
+// coffer's ServiceAccounts (impersonation): coffer-controller sync may request tokens
 // only for the audiences coffer exchanges with AWS, coffer's Secret
 // writes reach only the Secrets it manages, the DaemonSet's events are
-// SecretsRotated events on pods, and coffer sync's restarts change nothing
+// SecretsRotated events on pods, and coffer-controller sync's restarts change nothing
 // on a workload but its pod template's restart annotations.
 func TestChartAdmissionPolicy(t *testing.T) {
 	c := cluster(t)
@@ -114,7 +114,7 @@ func TestChartAdmissionPolicy(t *testing.T) {
 		err := token(tc.audiences...)
 		switch {
 		case tc.allow && err != nil:
-			t.Errorf("%s: coffer sync's TokenRequest refused: %v", tc.name, err)
+			t.Errorf("%s: coffer-controller sync's TokenRequest refused: %v", tc.name, err)
 		case !tc.allow && !refused(err, audienceMsg):
 			t.Errorf("%s: %v, want refused by the policy", tc.name, err)
 		}
@@ -236,8 +236,8 @@ func TestChartAdmissionPolicy(t *testing.T) {
 			_, err := provider.CoreV1().Secrets(team).Create(ctx, s, metav1.CreateOptions{})
 			return err
 		}, false},
-		{"coffer sync too is held by it", create(sync, secret("by-sync", nil, nil)), false},
-		{"coffer sync deleting a Secret it does not manage", func() error { return sync.CoreV1().Secrets(team).Delete(ctx, "theirs", metav1.DeleteOptions{}) }, false},
+		{"coffer-controller sync too is held by it", create(sync, secret("by-sync", nil, nil)), false},
+		{"coffer-controller sync deleting a Secret it does not manage", func() error { return sync.CoreV1().Secrets(team).Delete(ctx, "theirs", metav1.DeleteOptions{}) }, false},
 	} {
 		err := tc.do()
 		switch {
@@ -341,12 +341,12 @@ func podEvents(ctx context.Context, t *testing.T, admin, provider kubernetes.Int
 	}
 }
 
-// workloadRestarts: RBAC lets coffer sync patch Deployments, StatefulSets
+// workloadRestarts: RBAC lets coffer-controller sync patch Deployments, StatefulSets
 // and DaemonSets; the policy lets it change only the restart annotations
 // of their pod templates, as kubectl rollout restart does.
 func workloadRestarts(ctx context.Context, t *testing.T, admin, sync kubernetes.Interface, ns string, refused func(error, string) bool) {
 	t.Helper()
-	const msg = "coffer sync may change nothing on a workload but the pod template's coffer-csi.github.io/restarted-at"
+	const msg = "coffer-controller sync may change nothing on a workload but the pod template's coffer-csi.github.io/restarted-at"
 	labels := map[string]string{"app": "web"}
 	tmpl := corev1.PodTemplateSpec{
 		ObjectMeta: metav1.ObjectMeta{Labels: labels, Annotations: map[string]string{"team.example/config": "1"}},
@@ -391,7 +391,7 @@ func workloadRestarts(ctx context.Context, t *testing.T, admin, sync kubernetes.
 	deadline := time.Now().Add(30 * time.Second)
 	for err := patchers["Deployment"](replicasPatch); !refused(err, msg); err = patchers["Deployment"](replicasPatch) {
 		if time.Now().After(deadline) {
-			t.Fatalf("coffer sync scaling a Deployment: %v, want refused by the policy", err)
+			t.Fatalf("coffer-controller sync scaling a Deployment: %v, want refused by the policy", err)
 		}
 		time.Sleep(250 * time.Millisecond)
 	}
@@ -430,7 +430,7 @@ func workloadRestarts(ctx context.Context, t *testing.T, admin, sync kubernetes.
 		}
 	}
 	if err := sync.AppsV1().Deployments(ns).Delete(ctx, "web", metav1.DeleteOptions{}); !apierrors.IsForbidden(err) {
-		t.Errorf("coffer sync deleting a Deployment: %v, want forbidden", err)
+		t.Errorf("coffer-controller sync deleting a Deployment: %v, want forbidden", err)
 	}
 	d, err := apps.Deployments(ns).Get(ctx, "web", metav1.GetOptions{})
 	if err != nil {
@@ -438,7 +438,7 @@ func workloadRestarts(ctx context.Context, t *testing.T, admin, sync kubernetes.
 	}
 	if *d.Spec.Replicas != 2 || d.Spec.Template.Spec.Containers[0].Image != "registry.example/app:1" || d.Spec.Template.Annotations["team.example/config"] != "1" ||
 		d.Spec.Template.Annotations["coffer-csi.github.io/restarted-at"] != "2026-01-01T00:05:00Z" {
-		t.Errorf("the Deployment after coffer sync's attempts: replicas %d, template %+v", *d.Spec.Replicas, d.Spec.Template)
+		t.Errorf("the Deployment after coffer-controller sync's attempts: replicas %d, template %+v", *d.Spec.Replicas, d.Spec.Template)
 	}
 	// The admin is not held by the policy.
 	if _, err := apps.Deployments(ns).Patch(ctx, "web", types.MergePatchType, []byte(`{"spec":{"replicas":3}}`), metav1.PatchOptions{}); err != nil {
@@ -519,8 +519,8 @@ func TestChartAdmissionPolicyNamespaced(t *testing.T) {
 		allow bool
 	}{
 		{"the DaemonSet in its namespace", create(provider, in), true},
-		{"coffer sync in its namespace", create(sync, in), true},
-		{"coffer sync out of its namespaces", create(sync, out), false},
+		{"coffer-controller sync in its namespace", create(sync, in), true},
+		{"coffer-controller sync out of its namespaces", create(sync, out), false},
 	} {
 		switch {
 		case tc.allow && tc.err != nil:

@@ -185,15 +185,18 @@ sync: {atMount: true, controller: {enabled: true, extraArgs: ["--token-ttl=20m"]
 		wantKinds(t, kinds(objs, "Deployment"), "Deployment")
 		dep := find(t, objs, "Deployment", "coffer-sync")
 		c := container(t, dep, "sync")
+		if cmd := stringList(c["command"]); !slices.Equal(cmd, []string{"/usr/local/bin/coffer-controller"}) {
+			t.Errorf("the sync Deployment's command %v, want the controller's binary", cmd)
+		}
 		args := stringList(c["args"])
 		if args[0] != "sync" || !slices.Contains(args, "--token-ttl=20m") || !slices.Contains(args, "--provider-name=aws") {
-			t.Errorf("coffer sync args %v", args)
+			t.Errorf("coffer-controller sync args %v", args)
 		}
 		if sa, _, _ := unstructured.NestedString(dep.Object, "spec", "template", "spec", "serviceAccountName"); sa != "coffer-sync" {
-			t.Errorf("coffer sync runs as %q", sa)
+			t.Errorf("coffer-controller sync runs as %q", sa)
 		}
 		if nonRoot, _, _ := unstructured.NestedBool(dep.Object, "spec", "template", "spec", "securityContext", "runAsNonRoot"); !nonRoot {
-			t.Error("coffer sync runs as root")
+			t.Error("coffer-controller sync runs as root")
 		}
 		find(t, objs, "ClusterRole", "coffer-sync")
 		find(t, objs, "ClusterRole", "coffer-sync-nodes")
@@ -208,11 +211,11 @@ sync: {controller: {enabled: true, restarts: {enabled: true, debounce: 1m}}}
 `, check: func(t *testing.T, objs []*unstructured.Unstructured) {
 		args := stringList(container(t, find(t, objs, "Deployment", "coffer-sync"), "sync")["args"])
 		if !slices.Contains(args, "--restart-workloads") || !slices.Contains(args, "--restart-debounce=1m") {
-			t.Errorf("coffer sync args %v", args)
+			t.Errorf("coffer-controller sync args %v", args)
 		}
 		if got := ruleSummary(find(t, objs, "ClusterRole", "coffer-sync")); !slices.Contains(got, "apps/deployments:list,watch,patch") ||
 			!slices.Contains(got, "/pods:list,watch") || !slices.Contains(got, "secrets-store.csi.x-k8s.io/secretproviderclasspodstatuses:list,watch") {
-			t.Errorf("coffer sync's ClusterRole: %v", got)
+			t.Errorf("coffer-controller sync's ClusterRole: %v", got)
 		}
 		find(t, objs, "ValidatingAdmissionPolicy", "coffer-sync-workload-restarts")
 		find(t, objs, "ValidatingAdmissionPolicyBinding", "coffer-sync-workload-restarts")
@@ -233,7 +236,7 @@ rotationEvents: {enabled: false}
 		}
 		for _, r := range ruleSummary(find(t, objs, "ClusterRole", "coffer-sync")) {
 			if strings.HasPrefix(r, "apps/") || strings.HasPrefix(r, "/pods") {
-				t.Errorf("coffer sync's ClusterRole without restarts: %s", r)
+				t.Errorf("coffer-controller sync's ClusterRole without restarts: %s", r)
 			}
 		}
 		if got := ruleSummary(find(t, objs, "ClusterRole", "coffer")); slices.Contains(got, "/events:create") {
@@ -291,7 +294,7 @@ sync: {controller: {enabled: true, namespace: team-a, replicas: 1, serviceAccoun
 			}
 		}
 		if args := stringList(container(t, find(t, objs, "Deployment", "coffer-sync"), "sync")["args"]); !slices.Contains(args, "--namespaces=team-a") || !slices.Contains(args, "--region=eu-central-1") {
-			t.Errorf("coffer sync args %v", args)
+			t.Errorf("coffer-controller sync args %v", args)
 		}
 	}},
 	{name: "Secret sync in namespaced mode", values: `
@@ -314,7 +317,7 @@ sync: {controller: {enabled: true, namespace: team-a, namespaces: [team-a, team-
 			}
 		}
 		if args := stringList(container(t, find(t, objs, "Deployment", "coffer-sync"), "sync")["args"]); !slices.Contains(args, "--namespaces=team-a,team-b") {
-			t.Errorf("coffer sync args %v", args)
+			t.Errorf("coffer-controller sync args %v", args)
 		}
 	}},
 	{name: "cluster mode without the admission policy, risk accepted", values: `
@@ -540,7 +543,7 @@ func TestHelmLint(t *testing.T) {
 }
 
 // TestChartFlagsExist checks that every flag the chart renders, in every
-// value set, is a flag of `coffer serve` (the DaemonSet) or `coffer sync`
+// value set, is a flag of `coffer serve` (the DaemonSet) or `coffer-controller sync`
 // (the sync Deployment) in the binary the image holds.
 func TestChartFlagsExist(t *testing.T) {
 	serve, sync := serveFlags(t), commandFlags(t, "sync")
@@ -604,7 +607,7 @@ secrets-store-csi-driver: {install: true, tokenRequests: [{audience: example.com
 		"sync namespaces":                {`sync: {controller: {enabled: true, namespaces: [team-a, "team a"]}}`, "namespaces"},
 		"sync namespaces twice":          {`sync: {controller: {enabled: true, namespaces: [team-a, team-a]}}`, "namespaces"},
 		// Cluster-wide create on serviceaccounts/token with nothing to hold
-		// the audiences: coffer sync could act as any ServiceAccount.
+		// the audiences: coffer-controller sync could act as any ServiceAccount.
 		"cluster-wide tokens without the policy": {`
 sync: {controller: {enabled: true}}
 admissionPolicy: {enabled: false}`, "sync.controller.acceptRiskTokensForAnyServiceAccount=true"},
@@ -641,7 +644,7 @@ func TestChartDryRun(t *testing.T) {
 }
 
 // TestChartRBAC installs the chart's ServiceAccounts and RBAC for real and
-// asks the apiserver's authoriser what coffer (and coffer sync) may do: what
+// asks the apiserver's authoriser what coffer (and coffer-controller sync) may do: what
 // they need, and nothing else.
 func TestChartRBAC(t *testing.T) {
 	c := cluster(t)
@@ -687,11 +690,11 @@ func TestChartRBAC(t *testing.T) {
 			{"coffer", core("delete", "events", "team-a"), false},
 			// The at-mount recorder is create-only too.
 			{"coffer", core("patch", "events", "team-a"), false},
-			// Restarts are coffer sync's, never a node's.
+			// Restarts are coffer-controller sync's, never a node's.
 			{"coffer", authorizationv1.ResourceAttributes{Verb: "patch", Group: "apps", Resource: "deployments", Namespace: "team-a"}, false},
 		}
 	}
-	// coffer sync --restart-workloads in ns (or everywhere, with "").
+	// coffer-controller sync --restart-workloads in ns (or everywhere, with "").
 	restarts := func(ns string, enabled bool) []access {
 		other := "team-b"
 		if ns == "" {

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 
@@ -145,7 +146,7 @@ func TestDockerfileStructure(t *testing.T) {
 	if tags == nil {
 		t.Fatal("the Makefile sets no TAGS")
 	}
-	for _, want := range []string{"CGO_ENABLED=0", "-trimpath", "-tags " + string(tags[1]), "-X github.com/coffer-csi/coffer/internal/version.Version=${VERSION}", "./cmd/coffer", "GOARCH=${TARGETARCH}"} {
+	for _, want := range []string{"CGO_ENABLED=0", "-trimpath", "-tags " + string(tags[1]), "-X github.com/coffer-csi/coffer/internal/version.Version=${VERSION}", "./cmd/coffer ./cmd/coffer-controller", "GOARCH=${TARGETARCH}"} {
 		if !strings.Contains(buildCmd, want) {
 			t.Errorf("the go build RUN lacks %q: %s", want, buildCmd)
 		}
@@ -157,15 +158,15 @@ func TestDockerfileStructure(t *testing.T) {
 	if !strings.HasPrefix(final.BaseName, "gcr.io/distroless/static-debian12:") {
 		t.Errorf("final stage FROM %s: want gcr.io/distroless/static-debian12 (it carries /etc/ssl/certs/ca-certificates.crt)", final.BaseName)
 	}
-	var copied, user string
-	var entrypoint []string
+	var user string
+	var copied, entrypoint []string
 	for _, c := range final.Commands {
 		switch c := c.(type) {
 		case *instructions.CopyCommand:
 			if c.From != "build" {
-				t.Errorf("final stage copies from %q: only the build stage's binary belongs in the image", c.From)
+				t.Errorf("final stage copies from %q: only the build stage's binaries belong in the image", c.From)
 			}
-			copied = c.DestPath
+			copied = append(copied, c.DestPath)
 		case *instructions.UserCommand:
 			user = c.User
 		case *instructions.EntrypointCommand:
@@ -177,8 +178,13 @@ func TestDockerfileStructure(t *testing.T) {
 			t.Error("the final stage runs a command; distroless/static has no shell")
 		}
 	}
-	if len(entrypoint) == 0 || entrypoint[0] != copied {
-		t.Errorf("ENTRYPOINT %v does not run the copied binary %s", entrypoint, copied)
+	// The node's binary is the entrypoint; the chart's sync Deployment
+	// names the controller's as its command.
+	if want := []string{"/usr/local/bin/coffer", "/usr/local/bin/coffer-controller"}; !slices.Equal(copied, want) {
+		t.Errorf("the final stage copies %v, want %v", copied, want)
+	}
+	if len(entrypoint) == 0 || entrypoint[0] != "/usr/local/bin/coffer" {
+		t.Errorf("ENTRYPOINT %v does not run the node's binary /usr/local/bin/coffer", entrypoint)
 	}
 	if !regexp.MustCompile(`^[1-9][0-9]*:[1-9][0-9]*$`).MatchString(user) {
 		t.Errorf("USER %q: want a numeric non-root uid:gid, so runAsNonRoot can be verified", user)
@@ -270,21 +276,22 @@ func copyTree(src, dst string) error {
 // build context is what .dockerignore leaves, the stage's filesystem root
 // is a directory under dir, ARGs get the values a build for this machine's
 // architecture with --build-arg VERSION=version would, and RUN runs with
-// /bin/sh. It returns the path of the binary the final stage copies.
+// /bin/sh. It returns the binaries the final stage copies: their path here
+// by their path in the image.
 // Instructions it cannot emulate fail it, so the Dockerfile cannot drift
 // away from what is checked.
-func emulateImageBuild(root, dir, version string) (string, error) {
+func emulateImageBuild(root, dir, version string) (map[string]string, error) {
 	res, err := parser.Parse(bytes.NewReader(mustRead(filepath.Join(root, "Dockerfile"))))
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	stages, metaArgs, err := instructions.Parse(res.AST, nil)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	ctxDir, fsRoot := filepath.Join(dir, "context"), filepath.Join(dir, "rootfs")
 	if _, err := buildContext(root, ctxDir); err != nil {
-		return "", err
+		return nil, err
 	}
 	args := map[string]string{
 		"BUILDPLATFORM": "linux/" + runtime.GOARCH, "TARGETPLATFORM": "linux/" + runtime.GOARCH,
@@ -298,12 +305,12 @@ func emulateImageBuild(root, dir, version string) (string, error) {
 		}
 	}
 	var build *instructions.Stage
-	var artifact string
+	artifacts := map[string]string{} // in the image: in the build stage
 	final := stages[len(stages)-1]
 	for _, c := range final.Commands {
 		if cp, ok := c.(*instructions.CopyCommand); ok && cp.From != "" {
 			if len(cp.SourceContents) > 0 || len(cp.SourcePaths) != 1 {
-				return "", fmt.Errorf("final stage COPY %v: want one source path", cp.SourcePaths)
+				return nil, fmt.Errorf("final stage COPY %v: want one source path", cp.SourcePaths)
 			}
 			for i := range stages {
 				if stages[i].Name == cp.From {
@@ -311,13 +318,13 @@ func emulateImageBuild(root, dir, version string) (string, error) {
 				}
 			}
 			if build == nil {
-				return "", fmt.Errorf("final stage copies from unknown stage %q", cp.From)
+				return nil, fmt.Errorf("final stage copies from unknown stage %q", cp.From)
 			}
-			artifact = cp.SourcePaths[0]
+			artifacts[cp.DestPath] = cp.SourcePaths[0]
 		}
 	}
 	if build == nil {
-		return "", fmt.Errorf("the final stage copies nothing from a build stage")
+		return nil, fmt.Errorf("the final stage copies nothing from a build stage")
 	}
 	workdir := "/"
 	env := map[string]string{}
@@ -342,11 +349,11 @@ func emulateImageBuild(root, dir, version string) (string, error) {
 		case *instructions.WorkdirCommand:
 			workdir = path.Join(workdir, c.Path)
 			if err := os.MkdirAll(host(workdir), 0o755); err != nil {
-				return "", err
+				return nil, err
 			}
 		case *instructions.CopyCommand:
 			if c.From != "" || len(c.SourceContents) > 0 {
-				return "", fmt.Errorf("build stage: COPY %v not emulated", c.SourcePaths)
+				return nil, fmt.Errorf("build stage: COPY %v not emulated", c.SourcePaths)
 			}
 			dest := c.DestPath
 			if !path.IsAbs(dest) {
@@ -356,7 +363,7 @@ func emulateImageBuild(root, dir, version string) (string, error) {
 				s := filepath.Join(ctxDir, filepath.FromSlash(src))
 				fi, err := os.Stat(s)
 				if err != nil {
-					return "", fmt.Errorf("COPY %s: not in the build context (.dockerignore?): %w", src, err)
+					return nil, fmt.Errorf("COPY %s: not in the build context (.dockerignore?): %w", src, err)
 				}
 				if fi.IsDir() {
 					err = copyTree(s, host(dest))
@@ -364,12 +371,12 @@ func emulateImageBuild(root, dir, version string) (string, error) {
 					err = copyFile(s, filepath.Join(host(dest), filepath.Base(src)))
 				}
 				if err != nil {
-					return "", err
+					return nil, err
 				}
 			}
 		case *instructions.RunCommand:
 			if !c.PrependShell {
-				return "", fmt.Errorf("build stage: exec-form RUN %v not emulated", c.CmdLine)
+				return nil, fmt.Errorf("build stage: exec-form RUN %v not emulated", c.CmdLine)
 			}
 			cmd := exec.Command("/bin/sh", "-c", strings.Join(c.CmdLine, " "))
 			cmd.Dir = host(workdir)
@@ -378,16 +385,20 @@ func emulateImageBuild(root, dir, version string) (string, error) {
 				cmd.Env = append(cmd.Env, k+"="+v)
 			}
 			if out, err := cmd.CombinedOutput(); err != nil {
-				return "", fmt.Errorf("RUN %s: %w\n%s", strings.Join(c.CmdLine, " "), err, out)
+				return nil, fmt.Errorf("RUN %s: %w\n%s", strings.Join(c.CmdLine, " "), err, out)
 			}
 		default:
-			return "", fmt.Errorf("build stage: %T not emulated", c)
+			return nil, fmt.Errorf("build stage: %T not emulated", c)
 		}
 	}
-	if !path.IsAbs(artifact) {
-		return "", fmt.Errorf("final stage copies %q: want an absolute path in the build stage", artifact)
+	bins := map[string]string{}
+	for dest, artifact := range artifacts {
+		if !path.IsAbs(artifact) || !path.IsAbs(dest) || strings.HasSuffix(dest, "/") {
+			return nil, fmt.Errorf("final stage copies %q to %q: want absolute paths, the destination a file", artifact, dest)
+		}
+		bins[dest] = host(artifact)
 	}
-	return host(artifact), nil
+	return bins, nil
 }
 
 func mustRead(p string) []byte {
@@ -416,7 +427,7 @@ func TestDockerBuildContext(t *testing.T) {
 			t.Errorf("%s is in the build context", f)
 		}
 	}
-	for _, need := range []string{"go.mod", "go.sum", "cmd/coffer/main.go"} {
+	for _, need := range []string{"go.mod", "go.sum", "cmd/coffer/main.go", "cmd/coffer-controller/main.go"} {
 		if !set[need] {
 			t.Errorf("%s is not in the build context", need)
 		}

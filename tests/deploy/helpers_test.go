@@ -165,7 +165,7 @@ func stringList(v any) []string {
 
 var (
 	imageBinOnce sync.Once
-	imageBinPath string
+	imageBins    map[string]string // the image's path of each binary: its path here
 	imageBinErr  error
 	imageBinDir  string
 )
@@ -179,17 +179,35 @@ const imageVersion = "v0.0.0-deploytest"
 // checked against the program the image contains.
 func cofferBinary(t testing.TB) string {
 	t.Helper()
+	return imageBinary(t, "/usr/local/bin/coffer")
+}
+
+// controllerBinary is coffer-controller, built as cofferBinary is: the
+// binary the chart's sync Deployment runs.
+func controllerBinary(t testing.TB) string {
+	t.Helper()
+	return imageBinary(t, "/usr/local/bin/coffer-controller")
+}
+
+// imageBinary is the binary the image has at path, built as the
+// Dockerfile's build stage builds it.
+func imageBinary(t testing.TB, path string) string {
+	t.Helper()
 	imageBinOnce.Do(func() {
 		imageBinDir, imageBinErr = os.MkdirTemp("", "coffer-deploy-image-")
 		if imageBinErr != nil {
 			return
 		}
-		imageBinPath, imageBinErr = emulateImageBuild(repoRoot(t), imageBinDir, imageVersion)
+		imageBins, imageBinErr = emulateImageBuild(repoRoot(t), imageBinDir, imageVersion)
 	})
 	if imageBinErr != nil {
 		t.Fatalf("building coffer as the Dockerfile does: %v", imageBinErr)
 	}
-	return imageBinPath
+	bin, ok := imageBins[path]
+	if !ok {
+		t.Fatalf("the image has no %s (it has %v)", path, imageBins)
+	}
+	return bin
 }
 
 // flagPattern matches a flag in pflag's help: "      --cache-ttl duration   ...".
@@ -201,10 +219,15 @@ func serveFlags(t testing.TB) map[string]bool {
 	return commandFlags(t, "serve")
 }
 
-// commandFlags lists the flags `coffer <command> -h` documents.
+// commandFlags lists the flags `coffer <command> -h` documents (sync:
+// `coffer-controller sync -h`).
 func commandFlags(t testing.TB, command string) map[string]bool {
 	t.Helper()
-	out, err := exec.Command(cofferBinary(t), command, "-h").CombinedOutput()
+	bin := cofferBinary(t)
+	if command == "sync" {
+		bin = controllerBinary(t)
+	}
+	out, err := exec.Command(bin, command, "-h").CombinedOutput()
 	if err != nil {
 		t.Fatalf("coffer %s -h: %v\n%s", command, err, out)
 	}

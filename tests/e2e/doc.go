@@ -8,7 +8,7 @@
 // Files: harness_*_test.go start and drive the cluster (processes, the
 // kube-apiserver's objects, kubelet's part, the AWS fake's seed, helpers)
 // and hold no Test functions but TestMain; scenario_*_test.go hold the
-// scenarios, one Test each, numbered 1 to 14 in their comments. Each
+// scenarios, one Test each, numbered 1 to 15 in their comments. Each
 // scenario works in a namespace of its own and reads logs from a mark it
 // takes, so none depends on another having run. A new scenario goes into
 // the scenario file of its area with the next number; a helper two

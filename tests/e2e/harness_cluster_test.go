@@ -51,6 +51,8 @@ var (
 // `make e2e` sets up.
 type binaries struct {
 	etcd, apiserver, controllerManager, driver, driverCRDs, coffer, fakeaws string
+	// controller is coffer-controller, which runs coffer's sync controller.
+	controller string
 	// policies is the chart's ValidatingAdmissionPolicies, rendered for
 	// coffer's ServiceAccounts here (make e2e renders them).
 	policies string
@@ -66,6 +68,7 @@ var binaryEnv = []struct {
 	{"E2E_DRIVER", func(b *binaries) *string { return &b.driver }},
 	{"E2E_DRIVER_CRDS", func(b *binaries) *string { return &b.driverCRDs }},
 	{"E2E_COFFER", func(b *binaries) *string { return &b.coffer }},
+	{"E2E_COFFER_CONTROLLER", func(b *binaries) *string { return &b.controller }},
 	{"E2E_FAKEAWS", func(b *binaries) *string { return &b.fakeaws }},
 	{"E2E_POLICIES", func(b *binaries) *string { return &b.policies }},
 }
@@ -103,7 +106,7 @@ type cluster struct {
 	agentURL   string // the fake Pod Identity agent's credentials URL
 
 	etcd, apiserver, controllerManager, fake, coffer, driver *process
-	cofferSync                                               *process // coffer sync, the Secret sync controller
+	cofferSync                                               *process // coffer-controller sync, the Secret sync controller
 	cofferSyncKubeconfig                                     string
 	procs                                                    *harness.Group
 	closers                                                  []func() // in-process helpers to stop
@@ -160,7 +163,7 @@ func (c *cluster) start(ctx context.Context, seed string) error {
 		{"kube-controller-manager", c.startControllerManager},
 		{"AWS fake", func(ctx context.Context) error { return c.startFake(ctx, seed) }},
 		{"coffer", c.startCoffer},
-		{"coffer sync", c.startCofferSync},
+		{"coffer-controller sync", c.startCofferSync},
 		{"CSI driver", c.startDriver},
 	}
 	for _, s := range steps {

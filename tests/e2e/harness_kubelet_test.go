@@ -71,6 +71,7 @@ func createServiceAccount(ctx context.Context, t *testing.T, ns, name, role stri
 // spcSpec is a SecretProviderClass for provider aws.
 type spcSpec struct {
 	name          string
+	provider      string // spec.provider; "" is aws
 	params        map[string]string
 	secretObjects []any // spec.secretObjects, as unstructured
 }
@@ -81,7 +82,11 @@ func createSPC(ctx context.Context, t *testing.T, ns string, s spcSpec) {
 	for k, v := range s.params {
 		params[k] = v
 	}
-	spec := map[string]any{"provider": "aws", "parameters": params}
+	provider := s.provider
+	if provider == "" {
+		provider = "aws"
+	}
+	spec := map[string]any{"provider": provider, "parameters": params}
 	if s.secretObjects != nil {
 		spec["secretObjects"] = s.secretObjects
 	}

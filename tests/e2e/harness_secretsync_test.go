@@ -18,9 +18,9 @@ import (
 // fails if coffer needs more.
 const (
 	cofferSyncSA = "coffer-sync"
-	// syncLease is the Lease coffer sync replicas elect a leader with.
+	// syncLease is the Lease coffer-controller sync replicas elect a leader with.
 	syncLease = "coffer-sync"
-	// restartDebounce is coffer sync's --restart-debounce.
+	// restartDebounce is coffer-controller sync's --restart-debounce.
 	restartDebounce = 3 * time.Second
 )
 
@@ -32,7 +32,7 @@ var (
 	// spcFinalizers: blockOwnerDeletion on Owner Secrets' owner references
 	// (the apiserver runs OwnerReferencesPermissionEnforcement).
 	spcFinalizers = rbacv1.PolicyRule{APIGroups: []string{"secrets-store.csi.x-k8s.io"}, Resources: []string{"secretproviderclasses/finalizers"}, Verbs: []string{"update"}}
-	// secretWatch: coffer sync watches Secrets' metadata, to retry an entry
+	// secretWatch: coffer-controller sync watches Secrets' metadata, to retry an entry
 	// waiting for its Secret to change as soon as it does.
 	secretWatch = rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: []string{"list", "watch"}}
 )
@@ -114,7 +114,7 @@ func (c *cluster) bootstrapSecretSync(ctx context.Context) error {
 // ServiceAccount, leader election in coffer's namespace.
 func (c *cluster) startCofferSync(ctx context.Context) error {
 	var err error
-	c.cofferSync, err = c.spawn("coffer-sync", c.bins.coffer, append(c.awsEnv(), "POD_NAMESPACE="+cofferNamespace),
+	c.cofferSync, err = c.spawn("coffer-sync", c.bins.controller, append(c.awsEnv(), "POD_NAMESPACE="+cofferNamespace),
 		"sync",
 		"--kubeconfig="+c.cofferSyncKubeconfig,
 		"--region=",
@@ -137,7 +137,7 @@ func (c *cluster) startCofferSync(ctx context.Context) error {
 			return errors.New("the Lease has no holder")
 		}
 		if !strings.Contains(c.cofferSync.LogSince(0), "secret sync controller started") {
-			return errors.New(`coffer sync has not logged "secret sync controller started"`)
+			return errors.New(`coffer-controller sync has not logged "secret sync controller started"`)
 		}
 		return nil
 	})

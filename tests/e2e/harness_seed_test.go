@@ -62,6 +62,7 @@ var seedRoles = []role{
 	{name: "secretsync-reader", subjects: []string{sa("e2e-secretsync", "reader")}, resources: []string{secretARN("dev/*"), secretARN("ss/*")}},
 	{name: "mountsync-app", subjects: []string{sa("e2e-mountsync", "app")}, resources: []string{secretARN("ms/*")}},
 	{name: "synclife-reader", subjects: []string{sa("e2e-synclife", "reader")}, resources: []string{secretARN("sl/*")}},
+	{name: "election-reader", subjects: []string{sa("e2e-election", "reader")}, resources: []string{secretARN("el/*")}},
 	// Hostile classes (scenario 14): the attacker reads its inputs, the
 	// benign namespace its own.
 	{name: "hostile-attacker", subjects: []string{sa("e2e-hostile", "attacker")}, resources: []string{secretARN("hx/*")}},

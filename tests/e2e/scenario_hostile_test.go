@@ -14,12 +14,12 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
-// syncPeakBound is the most resident memory coffer sync may ever have
+// syncPeakBound is the most resident memory coffer-controller sync may ever have
 // reached once the hostile classes below were refused: the chart's memory
 // limit for the controller.
 const syncPeakBound = 256 << 20
 
-// 14. A hostile tenant cannot stop coffer sync: classes written to crash or
+// 14. A hostile tenant cannot stop coffer-controller sync: classes written to crash or
 // exhaust the controller (nesting deep enough to overflow a parser's stack,
 // formats padded per element, composite arguments, outputs never written)
 // each fail alone, reported on their own class with a Warning Event and
@@ -119,15 +119,15 @@ func TestHostileClassesDoNotStopSync(t *testing.T) {
 	waitSecretData(ctx, t, benignNS, "benign-before", map[string]string{"b": "canary-benign-2"})
 
 	if exited, err := env.cofferSync.Exited(); exited {
-		t.Fatalf("coffer sync exited during the attack: %v", err)
+		t.Fatalf("coffer-controller sync exited during the attack: %v", err)
 	}
 	peak, err := peakRSS(env.cofferSync.Pid())
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("coffer sync's peak resident memory: %d MiB", peak>>20)
+	t.Logf("coffer-controller sync's peak resident memory: %d MiB", peak>>20)
 	if peak > syncPeakBound {
-		t.Errorf("coffer sync's peak resident memory is %d MiB, over the %d MiB bound", peak>>20, syncPeakBound>>20)
+		t.Errorf("coffer-controller sync's peak resident memory is %d MiB, over the %d MiB bound", peak>>20, syncPeakBound>>20)
 	}
 }
 

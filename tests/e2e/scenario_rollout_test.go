@@ -16,7 +16,7 @@ import (
 	"k8s.io/client-go/rest"
 )
 
-// coffer sync's restarts (package secretsync/restart).
+// coffer-controller sync's restarts (package secretsync/restart).
 const (
 	annRestartOn    = "coffer-csi.github.io/restart-on-rotation"
 	annRestartedAt  = "coffer-csi.github.io/restarted-at"
@@ -29,7 +29,7 @@ const (
 // consumes the synced Secret each restart exactly once, through a
 // pod-template annotation, though three pods rotated and the restart's own
 // pods mount the new version; the Deployment that did not opt in is left
-// alone; and the chart's admission policy refuses coffer sync every other
+// alone; and the chart's admission policy refuses coffer-controller sync every other
 // change to a workload.
 func TestRestartOnRotation(t *testing.T) {
 	const ns, region = "e2e-rollout", "us-east-1"
@@ -54,7 +54,7 @@ func TestRestartOnRotation(t *testing.T) {
 		p.mount(ctx)
 		oldPods = append(oldPods, p)
 	}
-	// coffer sync's baseline: what each pod started with, the Secret's content.
+	// coffer-controller sync's baseline: what each pod started with, the Secret's content.
 	waitLog(ctx, t, env.cofferSync, mark, "workload=Deployment/e2e-rollout/opted follows=secretproviderclass/db mounts=3 secrets=0")
 	waitLog(ctx, t, env.cofferSync, mark, "workload=Deployment/e2e-rollout/consumer follows=secret/app-db mounts=0 secrets=1")
 
@@ -97,16 +97,16 @@ func TestRestartOnRotation(t *testing.T) {
 	log := env.cofferSync.LogSince(mark)
 	for _, w := range []string{"opted", "consumer"} {
 		if n := strings.Count(log, `msg="workload restarted" workload=Deployment/e2e-rollout/`+w+" "); n != 1 {
-			t.Errorf("coffer sync restarted %s %d times, want 1", w, n)
+			t.Errorf("coffer-controller sync restarted %s %d times, want 1", w, n)
 		}
 	}
 	if d, _ := env.kube.AppsV1().Deployments(ns).Get(ctx, "plain", metav1.GetOptions{}); d != nil && len(d.Spec.Template.Annotations) != 0 {
 		t.Errorf("the Deployment that did not opt in was changed: %v", d.Spec.Template.Annotations)
 	}
 
-	// 3. The admission policy lets coffer sync change nothing else.
+	// 3. The admission policy lets coffer-controller sync change nothing else.
 	asSync := impersonate(t, "system:serviceaccount:"+cofferNamespace+":"+cofferSyncSA)
-	const refusal = "coffer sync may change nothing on a workload but the pod template's coffer-csi.github.io/restarted-at"
+	const refusal = "coffer-controller sync may change nothing on a workload but the pod template's coffer-csi.github.io/restarted-at"
 	for name, body := range map[string]string{
 		"scale it":                  `{"spec":{"replicas":10}}`,
 		"change the image":          `{"spec":{"template":{"spec":{"containers":[{"name":"app","image":"attacker.example/app:1"}]}}}}`,
@@ -116,18 +116,18 @@ func TestRestartOnRotation(t *testing.T) {
 	} {
 		_, err := asSync.AppsV1().Deployments(ns).Patch(ctx, "opted", types.MergePatchType, []byte(body), metav1.PatchOptions{})
 		if !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), refusal) {
-			t.Errorf("coffer sync may %s: %v, want refused by the admission policy", name, err)
+			t.Errorf("coffer-controller sync may %s: %v, want refused by the admission policy", name, err)
 		}
 	}
 	if err := asSync.AppsV1().Deployments(ns).Delete(ctx, "plain", metav1.DeleteOptions{}); !apierrors.IsForbidden(err) {
-		t.Errorf("coffer sync deleting a Deployment: %v, want forbidden", err)
+		t.Errorf("coffer-controller sync deleting a Deployment: %v, want forbidden", err)
 	}
 	d, err := env.kube.AppsV1().Deployments(ns).Get(ctx, "opted", metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if d.Generation != 2 || *d.Spec.Replicas != 3 || d.Spec.Template.Spec.Containers[0].Image != "registry.example/app:1" {
-		t.Errorf("the opted-in Deployment after coffer sync's refused changes: generation %d, replicas %d, image %s", d.Generation, *d.Spec.Replicas, d.Spec.Template.Spec.Containers[0].Image)
+		t.Errorf("the opted-in Deployment after coffer-controller sync's refused changes: generation %d, replicas %d, image %s", d.Generation, *d.Spec.Replicas, d.Spec.Template.Spec.Containers[0].Image)
 	}
 }
 

@@ -21,7 +21,7 @@ const (
 	annStatus     = "coffer-csi.github.io/sync-status"
 )
 
-// 9. The controller (coffer sync) keeps Secrets declared by
+// 9. The controller (coffer-controller sync) keeps Secrets declared by
 // SecretProviderClasses without any pod, reading AWS as each entry's
 // serviceAccountName: created, refreshed, left alone when not coffer's,
 // merged when opted in, deleted with their source under deletionPolicy
@@ -235,7 +235,7 @@ func TestSecretSyncAtMount(t *testing.T) {
 		t.Errorf("the mount wrote Secret nobodys, which names no ServiceAccount (%v)", err)
 	}
 
-	// refreshInterval 0: coffer sync leaves app-db alone until the class
+	// refreshInterval 0: coffer-controller sync leaves app-db alone until the class
 	// changes; the new value comes from the pod's rotation.
 	putSecretString(ctx, t, region, "ms/db", "canary-ms-pw-2")
 	pod.republish(ctx)

@@ -29,7 +29,7 @@ const (
 	// half of it (the chart's guidance).
 	rotationPoll = 10 * time.Second
 	cofferTTL    = 5 * time.Second
-	// restartDebounce is coffer sync's --restart-debounce (scenario 7).
+	// restartDebounce is coffer-controller sync's --restart-debounce (scenario 7).
 	restartDebounce = 5 * time.Second
 	helmTimeout     = 4 * time.Minute
 )

@@ -33,7 +33,7 @@ func TestRotation(t *testing.T) {
 }
 
 // Scenario 4: the driver's secretObjects become a Secret a container reads
-// as env; coffer's own syncSecrets are kept by the `coffer sync`
+// as env; coffer's own syncSecrets are kept by the `coffer-controller sync`
 // Deployment, a real pod of coffer's chart, with no pod mounting the class.
 func TestSync(t *testing.T) {
 	ns := namespace(t, "sync")
@@ -65,7 +65,7 @@ func TestSync(t *testing.T) {
 		t.Fatalf("env from the driver's Secret: %v", err)
 	}
 
-	// coffer sync: no pod mounts this class; the controller reads AWS as
+	// coffer-controller sync: no pod mounts this class; the controller reads AWS as
 	// ServiceAccount app and keeps Secret api-key.
 	secretProviderClass(t, ns, "coffer-sync", map[string]any{
 		"objects": "- objectName: node/api-key\n  objectType: secretsmanager\n",
@@ -85,7 +85,7 @@ func TestSync(t *testing.T) {
 		}
 		return nil
 	}); err != nil {
-		t.Fatalf("coffer sync did not create Secret %s/api-key: %v\nsync controller pods:\n%s", ns, err, podsOf(releaseNS, "sync"))
+		t.Fatalf("coffer-controller sync did not create Secret %s/api-key: %v\nsync controller pods:\n%s", ns, err, podsOf(releaseNS, "sync"))
 	}
 }
 
@@ -107,7 +107,7 @@ func podsOf(ns, nameContains string) string {
 
 // Scenario 7 (before scenario 5, which uninstalls coffer): an application
 // that reads its secret once, at start, gets the rotated value: coffer
-// records SecretsRotated on its pod, and `coffer sync` (the chart's
+// records SecretsRotated on its pod, and `coffer-controller sync` (the chart's
 // Deployment, with sync.controller.restarts) rolls the opted-in Deployment
 // once; its new pod prints the new value, while the old one had printed
 // only the old.

@@ -13,7 +13,7 @@ import (
 )
 
 // TestHostileClassesRefused: through the real socket, every hostile class
-// of the corpus (the syncSecrets ones are coffer sync's: a Mount ignores
+// of the corpus (the syncSecrets ones are coffer-controller sync's: a Mount ignores
 // syncSecrets) is refused as invalid input naming the limit, and the
 // provider keeps serving: a benign mount afterwards succeeds.
 func TestHostileClassesRefused(t *testing.T) {

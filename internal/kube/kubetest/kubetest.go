@@ -30,7 +30,6 @@ func (c clientset) ServiceAccounts(ns string) kube.ServiceAccountInterface {
 }
 func (c clientset) Nodes() kube.NodeInterface            { return c.cs.CoreV1().Nodes() }
 func (c clientset) Events(ns string) kube.EventInterface { return c.cs.CoreV1().Events(ns) }
-func (c clientset) Leases(ns string) kube.LeaseInterface { return c.cs.CoordinationV1().Leases(ns) }
 func (c clientset) RESTClient() rest.Interface           { return c.cs.CoreV1().RESTClient() }
 func (c clientset) Deployments(ns string) kube.WorkloadInterface[*appsv1.Deployment, *appsv1.DeploymentList] {
 	return c.cs.AppsV1().Deployments(ns)

@@ -102,7 +102,7 @@ coffer.checks fails the install on combinations the schema cannot express.
 {{- end }}
 {{- $ctl := .Values.sync.controller }}
 {{- if and $ctl.enabled .Values.rbac.create (not (include "coffer.syncNamespaces" . | fromJsonArray)) (not .Values.admissionPolicy.enabled) (not $ctl.acceptRiskTokensForAnyServiceAccount) }}
-{{- fail "sync.controller in cluster mode (no sync.controller.namespaces) gets create on serviceaccounts/token in every namespace, and without admissionPolicy.enabled nothing holds those tokens to the AWS audiences: coffer sync could act as any ServiceAccount of the cluster. Enable admissionPolicy (Kubernetes 1.30+), or list the namespaces to sync in sync.controller.namespaces (Roles there only), or, if another admission control holds coffer sync's TokenRequests, set sync.controller.acceptRiskTokensForAnyServiceAccount=true" }}
+{{- fail "sync.controller in cluster mode (no sync.controller.namespaces) gets create on serviceaccounts/token in every namespace, and without admissionPolicy.enabled nothing holds those tokens to the AWS audiences: coffer-controller sync could act as any ServiceAccount of the cluster. Enable admissionPolicy (Kubernetes 1.30+), or list the namespaces to sync in sync.controller.namespaces (Roles there only), or, if another admission control holds coffer-controller sync's TokenRequests, set sync.controller.acceptRiskTokensForAnyServiceAccount=true" }}
 {{- end }}
 {{- end }}
 
@@ -146,7 +146,7 @@ them.
 {{- end }}
 
 {{/*
-coffer.syncNamespaces is the JSON list of the namespaces coffer sync is
+coffer.syncNamespaces is the JSON list of the namespaces coffer-controller sync is
 scoped to (sync.controller.namespace and namespaces, each once); [] is
 cluster mode. Use it with fromJsonArray.
 */}}
@@ -159,7 +159,7 @@ cluster mode. Use it with fromJsonArray.
 {{- end }}
 
 {{/*
-What coffer sync needs, in every namespace it syncs (a ClusterRole in
+What coffer-controller sync needs, in every namespace it syncs (a ClusterRole in
 cluster mode, a Role in each namespace of sync.controller.namespaces).
 */}}
 {{- define "coffer.syncRules" -}}
