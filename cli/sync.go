@@ -14,8 +14,6 @@ import (
 	"github.com/spf13/pflag"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
-	"k8s.io/client-go/dynamic"
-	"k8s.io/client-go/metadata"
 	"k8s.io/klog/v2"
 
 	"github.com/coffer-csi/coffer/internal/kube"
@@ -202,29 +200,21 @@ func runSync(ctx context.Context, c *syncConfig, parts ControllerParts, stderr i
 	}
 	klog.SetSlogLogger(log) // client-go's own messages, in coffer's format
 	limitMemory(c.evaluator, log)
-	rc, err := restConfig(c.kubeconfig)
+	k8s, err := wiring.Connect(c.kubeconfig)
 	if err != nil {
 		return err
 	}
-	kc, err := kube.New(rc)
+	scheme, err := kube.Scheme()
 	if err != nil {
 		return err
 	}
-	dyn, err := dynamic.NewForConfig(rc)
-	if err != nil {
-		return err
-	}
-	meta, err := metadata.NewForConfig(rc)
-	if err != nil {
-		return err
-	}
-	events, stopEvents, err := parts.Events(rc, kc.Scheme(), corev1.EventSource{Component: "coffer-sync"}, log)
+	events, stopEvents, err := parts.Events(k8s.Config, scheme, corev1.EventSource{Component: "coffer-sync"}, log)
 	if err != nil {
 		return err
 	}
 	defer stopEvents()
 	cfg := c.config()
-	cfg.Kubernetes = &wiring.Kubernetes{Client: kc, Dynamic: dyn, Metadata: meta}
+	cfg.Kubernetes = k8s
 	cfg.Events = events
 	cfg.Logger = log
 	coffer, err := wiring.New(ctx, cfg)
@@ -255,7 +245,7 @@ func runSync(ctx context.Context, c *syncConfig, parts ControllerParts, stderr i
 	}
 	lease := election.Namespace + "/" + election.Name
 	log.Info("waiting for the Lease", "lease", lease, "identity", election.Identity)
-	return parts.Elect(ctx, rc, election, func(ctx context.Context) error {
+	return parts.Elect(ctx, k8s.Config, election, func(ctx context.Context) error {
 		log.Info("leading: syncing Secrets", "lease", lease, "identity", election.Identity)
 		err := run(ctx)
 		log.Info("stopped leading", "lease", lease, "identity", election.Identity)
