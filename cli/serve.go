@@ -44,9 +44,7 @@ func (c *serveConfig) register(fs *pflag.FlagSet) {
 	fs.StringVar(&c.providerName, "provider-name", wiring.DefaultController().ProviderName, "provider name: the socket is <provider-dir>/<provider-name>.sock and SecretProviderClasses select it with spec.provider")
 	fs.DurationVar(&c.cfg.Server.MountTimeout, "mount-timeout", d.Server.MountTimeout, "deadline of each Mount, AWS calls and retries included")
 	fs.DurationVar(&c.cfg.Server.ShutdownTimeout, "shutdown-timeout", d.Server.ShutdownTimeout, "how long in-flight Mounts may finish after SIGTERM")
-	fs.StringVar(&c.cfg.Region, "region", os.Getenv("AWS_REGION"), "region for SecretProviderClasses that name none (default $AWS_REGION)")
-	fs.BoolVar(&c.cfg.AWS.FIPS, "fips", d.AWS.FIPS, "use FIPS endpoints for every AWS call")
-	fs.BoolVar(&c.cfg.AWS.DualStack, "dual-stack", d.AWS.DualStack, "use dual-stack (IPv6) AWS endpoints")
+	registerCluster(fs, &c.cfg)
 	fs.IntVar(&c.cfg.Limits.MaxObjects, "max-objects", d.Limits.MaxObjects, "most objects one SecretProviderClass may list")
 	fs.IntVar(&c.cfg.Limits.MaxResponseBytes, "max-response-bytes", d.Limits.MaxResponseBytes, "most bytes of file content one Mount may return (the driver's default receive limit is 4 MiB)")
 	fs.IntVar(&c.cfg.Limits.FetchConcurrency, "fetch-concurrency", d.Limits.FetchConcurrency, "AWS calls one Mount may have in flight")
@@ -55,8 +53,6 @@ func (c *serveConfig) register(fs *pflag.FlagSet) {
 	fs.IntVar(&c.cfg.Server.MaxConcurrentMounts, "max-concurrent-mounts", d.Server.MaxConcurrentMounts, "Mounts served at once; more wait for a slot within their deadline")
 	fs.IntVar(&c.cfg.Limits.MaxCallsPerIdentity, "max-aws-calls-per-identity", d.Limits.MaxCallsPerIdentity, "AWS calls one workload identity may have in flight across all its mounts")
 	fs.BoolVar(&c.cfg.NodeCredentials, "insecure-node-credentials", d.NodeCredentials, "DEVELOPMENT ONLY: read AWS with the provider's own credentials for every pod instead of each pod's IRSA or Pod Identity role")
-	fs.StringVar(&c.cfg.Kubeconfig, "kubeconfig", "", "kubeconfig for the Kubernetes API (default: in-cluster configuration)")
-	fs.StringVar(&c.cfg.NodeName, "node-name", os.Getenv("NODE_NAME"), "this node's name, to read its topology.kubernetes.io/region label when no region is set (default $NODE_NAME)")
 	registerIdentity(fs, &c.cfg.Identity, d.Identity)
 	fs.StringVar(&c.metricsAddr, "metrics-addr", "", "address for Prometheus metrics at /metrics, e.g. :8080 (empty: off)")
 	fs.StringVar(&c.healthAddr, "health-addr", "", "address for /healthz (alive) and /readyz (the gRPC server answers on the socket), e.g. :8081 (empty: off)")
@@ -194,4 +190,16 @@ func (c *serveConfig) startOps(ctx context.Context, ready func(context.Context) 
 		go ops.Serve(ctx, listeners[i], ep.handler, log)
 	}
 	return nil
+}
+
+// registerCluster registers the flags serve and sync share about where
+// coffer runs: the Kubernetes API, the node (for its region label), the
+// default region and the AWS endpoints.
+func registerCluster(fs *pflag.FlagSet, cfg *wiring.Config) {
+	d := wiring.Defaults()
+	fs.StringVar(&cfg.Kubeconfig, "kubeconfig", "", "kubeconfig for the Kubernetes API (default: in-cluster configuration)")
+	fs.StringVar(&cfg.NodeName, "node-name", os.Getenv("NODE_NAME"), "the node coffer runs on, to read its topology.kubernetes.io/region label when no region is set (default $NODE_NAME)")
+	fs.StringVar(&cfg.Region, "region", os.Getenv("AWS_REGION"), "region for SecretProviderClasses that name none (default $AWS_REGION)")
+	fs.BoolVar(&cfg.AWS.FIPS, "fips", d.AWS.FIPS, "use FIPS endpoints for every AWS call")
+	fs.BoolVar(&cfg.AWS.DualStack, "dual-stack", d.AWS.DualStack, "use dual-stack (IPv6) AWS endpoints")
 }
