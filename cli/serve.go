@@ -5,14 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
-	"net"
-	"net/http"
-	"os"
 	"path/filepath"
 	"regexp"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/pflag"
 
 	"github.com/coffer-csi/coffer/internal/ops"
@@ -144,62 +139,11 @@ func runServe(ctx context.Context, c *serveConfig, stderr io.Writer) error {
 	}
 	probe := &ops.SocketProbe{Socket: socket}
 	defer probe.Close()
-	if err := c.startOps(ctx, probe.Check, coffer.Registry, log); err != nil {
+	if err := startOps(ctx, opsAddrs{health: c.healthAddr, metrics: c.metricsAddr, pprof: c.pprofAddr}, probe.Check, coffer.Registry, log); err != nil {
 		lis.Close()
 		return err
 	}
 	log.Info("serving", "socket", socket, "version", version.Version, "mountTimeout", cfg.Server.MountTimeout,
 		"metricsAddr", c.metricsAddr, "healthAddr", c.healthAddr)
 	return coffer.Serve(ctx, lis)
-}
-
-// startOps opens the operational HTTP listeners (health, metrics, pprof);
-// health and metrics share one listener when given the same address.
-func (c *serveConfig) startOps(ctx context.Context, ready func(context.Context) error, reg *prometheus.Registry, log *slog.Logger) error {
-	type endpoint struct {
-		addr    string
-		handler http.Handler
-	}
-	var eps []endpoint
-	switch {
-	case c.healthAddr != "" && c.healthAddr == c.metricsAddr:
-		eps = append(eps, endpoint{c.healthAddr, ops.Handler(ready, reg)})
-	default:
-		if c.healthAddr != "" {
-			eps = append(eps, endpoint{c.healthAddr, ops.Handler(ready, nil)})
-		}
-		if c.metricsAddr != "" {
-			eps = append(eps, endpoint{c.metricsAddr, ops.Handler(ready, reg)})
-		}
-	}
-	if c.pprofAddr != "" {
-		eps = append(eps, endpoint{c.pprofAddr, ops.PprofHandler()})
-	}
-	listeners := make([]net.Listener, 0, len(eps))
-	for _, ep := range eps {
-		lis, err := ops.Listen(ep.addr)
-		if err != nil {
-			for _, l := range listeners {
-				l.Close()
-			}
-			return err
-		}
-		listeners = append(listeners, lis)
-	}
-	for i, ep := range eps {
-		go ops.Serve(ctx, listeners[i], ep.handler, log)
-	}
-	return nil
-}
-
-// registerCluster registers the flags serve and sync share about where
-// coffer runs: the Kubernetes API, the node (for its region label), the
-// default region and the AWS endpoints.
-func registerCluster(fs *pflag.FlagSet, cfg *wiring.Config) {
-	d := wiring.Defaults()
-	fs.StringVar(&cfg.Kubeconfig, "kubeconfig", "", "kubeconfig for the Kubernetes API (default: in-cluster configuration)")
-	fs.StringVar(&cfg.NodeName, "node-name", os.Getenv("NODE_NAME"), "the node coffer runs on, to read its topology.kubernetes.io/region label when no region is set (default $NODE_NAME)")
-	fs.StringVar(&cfg.Region, "region", os.Getenv("AWS_REGION"), "region for SecretProviderClasses that name none (default $AWS_REGION)")
-	fs.BoolVar(&cfg.AWS.FIPS, "fips", d.AWS.FIPS, "use FIPS endpoints for every AWS call")
-	fs.BoolVar(&cfg.AWS.DualStack, "dual-stack", d.AWS.DualStack, "use dual-stack (IPv6) AWS endpoints")
 }

@@ -17,7 +17,6 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/coffer-csi/coffer/internal/kube"
-	"github.com/coffer-csi/coffer/internal/ops"
 	"github.com/coffer-csi/coffer/internal/version"
 	"github.com/coffer-csi/coffer/provider/render"
 	"github.com/coffer-csi/coffer/secretsync/restart"
@@ -199,14 +198,10 @@ func runSync(ctx context.Context, c *syncConfig, parts ControllerParts, stderr i
 		return err
 	}
 	defer coffer.Close()
-	registry := coffer.Registry
-	if c.metricsAddr != "" {
-		lis, err := ops.Listen(c.metricsAddr)
-		if err != nil {
-			return err
-		}
-		// Alive is all a controller can say: leadership is the Lease's.
-		go ops.Serve(ctx, lis, ops.Handler(func(context.Context) error { return nil }, registry), log)
+	// Alive is all a controller can say: leadership is the Lease's.
+	alive := func(context.Context) error { return nil }
+	if err := startOps(ctx, opsAddrs{metrics: c.metricsAddr}, alive, coffer.Registry, log); err != nil {
+		return err
 	}
 	log.Info("coffer-controller sync starting", "version", version.Version, "provider", cfg.Controller.ProviderName, "namespaces", cfg.Controller.Namespaces, "leaderElect", c.leaderElect, "restartWorkloads", cfg.Controller.RestartWorkloads)
 	run := coffer.Sync.Run
