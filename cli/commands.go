@@ -16,13 +16,14 @@ import (
 // is a run function returning an error.
 
 func newRootCommand(stdout, stderr io.Writer) *cobra.Command {
-	root := &cobra.Command{
+	root := newRoot(stdout, stderr, &cobra.Command{
 		Use:   "coffer",
 		Short: "AWS Secrets Manager and Parameter Store for the Secrets Store CSI Driver",
 		Long: `coffer: AWS Secrets Manager and Parameter Store for the Secrets Store CSI Driver.
 
-It runs on every node as a provider plugin of the driver (coffer serve), and checks and
-tries SecretProviderClasses on your machine (coffer validate, coffer mount). The
+It runs on every node as a provider plugin of the driver (coffer serve), checks and
+tries SecretProviderClasses on your machine (coffer validate, coffer mount), and turns
+External Secrets Operator manifests into SecretProviderClasses (coffer convert). The
 Kubernetes Secrets that SecretProviderClasses declare are synced without pods by the
 controller binary in the same image (coffer-controller sync).`,
 		Example: `  # Check a SecretProviderClass before applying it
@@ -31,22 +32,12 @@ controller binary in the same image (coffer-controller sync).`,
   # Fetch its objects with your own AWS credentials and look at the files
   coffer mount --spc secretproviderclass.yaml --out ./mnt
 
+  # Turn ExternalSecret and SecretStore manifests into SecretProviderClasses
+  coffer convert -f externalsecret.yaml -f secretstore.yaml
+
   # The DaemonSet's command
   coffer serve --provider-dir /var/run/secrets-store-csi-providers`,
-		Version: version.Version,
-		// Without a subcommand coffer prints this help: the server starts
-		// only when asked for, as the DaemonSet does with "coffer serve".
-		Args:          rootArgs,
-		RunE:          func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
-		SilenceErrors: true,
-		SilenceUsage:  true,
-	}
-	root.SetOut(stdout)
-	root.SetErr(stderr)
-	// --version without the -v shorthand, which Kubernetes tools use for
-	// verbosity; it prints the bare version, as "coffer version" does.
-	root.Flags().Bool("version", false, "print the version")
-	root.SetVersionTemplate("{{.Version}}\n")
+	})
 	serve := newServeCommand(stderr)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
 		// "coffer --provider-dir ..." served before coffer had commands.
@@ -91,10 +82,10 @@ func movedSyncCommand() *cobra.Command {
 }
 
 // newControllerRootCommand is the controller binary's command tree: the
-// sync controller, and the evaluator worker internal/isolate re-executes
-// (/proc/self/exe evaluator).
+// sync controller, and the evaluator worker provider/render/isolate
+// re-executes (/proc/self/exe evaluator).
 func newControllerRootCommand(stdout, stderr io.Writer, parts ControllerParts) *cobra.Command {
-	root := &cobra.Command{
+	root := newRoot(stdout, stderr, &cobra.Command{
 		Use:   "coffer-controller",
 		Short: "Sync the Kubernetes Secrets SecretProviderClasses declare (coffer's controller)",
 		Long: `coffer-controller: the controller of coffer, in the same image as the node's coffer binary.
@@ -102,18 +93,26 @@ func newControllerRootCommand(stdout, stderr io.Writer, parts ControllerParts) *
 It syncs the Kubernetes Secrets that SecretProviderClasses declare in syncSecrets,
 without pods (coffer-controller sync), as a Deployment of one or two replicas that
 elect a leader with client-go's Lease election.`,
-		Example:       `  coffer-controller sync --provider-name aws`,
-		Version:       version.Version,
-		Args:          rootArgs,
-		RunE:          func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
-		SilenceErrors: true,
-		SilenceUsage:  true,
-	}
+		Example: `  coffer-controller sync --provider-name aws`,
+	})
+	root.AddCommand(newSyncCommand(stderr, parts), newEvaluatorCommand(), newVersionCommand())
+	return root
+}
+
+// newRoot completes a binary's root command as both binaries share it:
+// without a subcommand it prints its help (a server starts only when
+// asked for, as the DaemonSet does with "coffer serve"), --version without
+// the -v shorthand (which Kubernetes tools use for verbosity) prints the
+// bare version as "version" does, and errors are left to execute.
+func newRoot(stdout, stderr io.Writer, root *cobra.Command) *cobra.Command {
+	root.Version = version.Version
+	root.Args = rootArgs
+	root.RunE = func(cmd *cobra.Command, _ []string) error { return cmd.Help() }
+	root.SilenceErrors, root.SilenceUsage = true, true
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.Flags().Bool("version", false, "print the version")
 	root.SetVersionTemplate("{{.Version}}\n")
-	root.AddCommand(newSyncCommand(stderr, parts), newEvaluatorCommand(), newVersionCommand())
 	return root
 }
 

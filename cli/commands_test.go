@@ -95,14 +95,24 @@ func TestCommandLineErrors(t *testing.T) {
 	}
 }
 
+// TestVersion: both binaries' roots print the bare version for --version
+// and "version", and their help without a subcommand.
 func TestVersion(t *testing.T) {
 	old := version.Version
 	version.Version = "v9.8.7-test"
 	t.Cleanup(func() { version.Version = old })
-	for _, args := range [][]string{{"--version"}, {"version"}} {
-		code, stdout, stderr := run(t, args...)
-		if code != 0 || stdout != "v9.8.7-test\n" || stderr != "" {
-			t.Errorf("coffer %s: exit %d, stdout %q, stderr %q", args[0], code, stdout, stderr)
+	for _, bin := range []struct {
+		name string
+		run  func(*testing.T, ...string) (int, string, string)
+	}{{"coffer", run}, {"coffer-controller", runController}} {
+		for _, args := range [][]string{{"--version"}, {"version"}} {
+			code, stdout, stderr := bin.run(t, args...)
+			if code != 0 || stdout != "v9.8.7-test\n" || stderr != "" {
+				t.Errorf("%s %s: exit %d, stdout %q, stderr %q", bin.name, args[0], code, stdout, stderr)
+			}
+		}
+		if code, stdout, stderr := bin.run(t); code != 0 || !strings.Contains(stdout, "Usage:\n  "+bin.name+" [flags]") || stderr != "" {
+			t.Errorf("%s: exit %d, stdout %q, stderr %q; want its help", bin.name, code, stdout, stderr)
 		}
 	}
 }

@@ -17,7 +17,7 @@ import (
 )
 
 // registerEvaluator registers the flags of the worker processes that
-// evaluate classes' jmesPath and templates (internal/isolate), for serve,
+// evaluate classes' jmesPath and templates (provider/render/isolate), for serve,
 // sync and mount.
 func registerEvaluator(fs *pflag.FlagSet, e *wiring.Evaluator, d wiring.Evaluator) {
 	fs.IntVar(&e.Workers, "evaluator-workers", d.Workers, "worker processes that evaluate jmesPath and templates, each one evaluation at a time; one namespace holds at most all but one (0: evaluate in this process, without the memory backstop)")

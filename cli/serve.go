@@ -5,14 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
-	"net"
-	"net/http"
-	"os"
 	"path/filepath"
 	"regexp"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/pflag"
 
 	"github.com/coffer-csi/coffer/internal/ops"
@@ -44,9 +39,7 @@ func (c *serveConfig) register(fs *pflag.FlagSet) {
 	fs.StringVar(&c.providerName, "provider-name", wiring.DefaultController().ProviderName, "provider name: the socket is <provider-dir>/<provider-name>.sock and SecretProviderClasses select it with spec.provider")
 	fs.DurationVar(&c.cfg.Server.MountTimeout, "mount-timeout", d.Server.MountTimeout, "deadline of each Mount, AWS calls and retries included")
 	fs.DurationVar(&c.cfg.Server.ShutdownTimeout, "shutdown-timeout", d.Server.ShutdownTimeout, "how long in-flight Mounts may finish after SIGTERM")
-	fs.StringVar(&c.cfg.Region, "region", os.Getenv("AWS_REGION"), "region for SecretProviderClasses that name none (default $AWS_REGION)")
-	fs.BoolVar(&c.cfg.AWS.FIPS, "fips", d.AWS.FIPS, "use FIPS endpoints for every AWS call")
-	fs.BoolVar(&c.cfg.AWS.DualStack, "dual-stack", d.AWS.DualStack, "use dual-stack (IPv6) AWS endpoints")
+	registerCluster(fs, &c.cfg)
 	fs.IntVar(&c.cfg.Limits.MaxObjects, "max-objects", d.Limits.MaxObjects, "most objects one SecretProviderClass may list")
 	fs.IntVar(&c.cfg.Limits.MaxResponseBytes, "max-response-bytes", d.Limits.MaxResponseBytes, "most bytes of file content one Mount may return (the driver's default receive limit is 4 MiB)")
 	fs.IntVar(&c.cfg.Limits.FetchConcurrency, "fetch-concurrency", d.Limits.FetchConcurrency, "AWS calls one Mount may have in flight")
@@ -55,8 +48,6 @@ func (c *serveConfig) register(fs *pflag.FlagSet) {
 	fs.IntVar(&c.cfg.Server.MaxConcurrentMounts, "max-concurrent-mounts", d.Server.MaxConcurrentMounts, "Mounts served at once; more wait for a slot within their deadline")
 	fs.IntVar(&c.cfg.Limits.MaxCallsPerIdentity, "max-aws-calls-per-identity", d.Limits.MaxCallsPerIdentity, "AWS calls one workload identity may have in flight across all its mounts")
 	fs.BoolVar(&c.cfg.NodeCredentials, "insecure-node-credentials", d.NodeCredentials, "DEVELOPMENT ONLY: read AWS with the provider's own credentials for every pod instead of each pod's IRSA or Pod Identity role")
-	fs.StringVar(&c.cfg.Kubeconfig, "kubeconfig", "", "kubeconfig for the Kubernetes API (default: in-cluster configuration)")
-	fs.StringVar(&c.cfg.NodeName, "node-name", os.Getenv("NODE_NAME"), "this node's name, to read its topology.kubernetes.io/region label when no region is set (default $NODE_NAME)")
 	registerIdentity(fs, &c.cfg.Identity, d.Identity)
 	fs.StringVar(&c.metricsAddr, "metrics-addr", "", "address for Prometheus metrics at /metrics, e.g. :8080 (empty: off)")
 	fs.StringVar(&c.healthAddr, "health-addr", "", "address for /healthz (alive) and /readyz (the gRPC server answers on the socket), e.g. :8081 (empty: off)")
@@ -148,50 +139,11 @@ func runServe(ctx context.Context, c *serveConfig, stderr io.Writer) error {
 	}
 	probe := &ops.SocketProbe{Socket: socket}
 	defer probe.Close()
-	if err := c.startOps(ctx, probe.Check, coffer.Registry, log); err != nil {
+	if err := startOps(ctx, opsAddrs{health: c.healthAddr, metrics: c.metricsAddr, pprof: c.pprofAddr}, probe.Check, coffer.Registry, log); err != nil {
 		lis.Close()
 		return err
 	}
 	log.Info("serving", "socket", socket, "version", version.Version, "mountTimeout", cfg.Server.MountTimeout,
 		"metricsAddr", c.metricsAddr, "healthAddr", c.healthAddr)
 	return coffer.Serve(ctx, lis)
-}
-
-// startOps opens the operational HTTP listeners (health, metrics, pprof);
-// health and metrics share one listener when given the same address.
-func (c *serveConfig) startOps(ctx context.Context, ready func(context.Context) error, reg *prometheus.Registry, log *slog.Logger) error {
-	type endpoint struct {
-		addr    string
-		handler http.Handler
-	}
-	var eps []endpoint
-	switch {
-	case c.healthAddr != "" && c.healthAddr == c.metricsAddr:
-		eps = append(eps, endpoint{c.healthAddr, ops.Handler(ready, reg)})
-	default:
-		if c.healthAddr != "" {
-			eps = append(eps, endpoint{c.healthAddr, ops.Handler(ready, nil)})
-		}
-		if c.metricsAddr != "" {
-			eps = append(eps, endpoint{c.metricsAddr, ops.Handler(ready, reg)})
-		}
-	}
-	if c.pprofAddr != "" {
-		eps = append(eps, endpoint{c.pprofAddr, ops.PprofHandler()})
-	}
-	listeners := make([]net.Listener, 0, len(eps))
-	for _, ep := range eps {
-		lis, err := ops.Listen(ep.addr)
-		if err != nil {
-			for _, l := range listeners {
-				l.Close()
-			}
-			return err
-		}
-		listeners = append(listeners, lis)
-	}
-	for i, ep := range eps {
-		go ops.Serve(ctx, listeners[i], ep.handler, log)
-	}
-	return nil
 }

@@ -65,3 +65,28 @@ func TestSyncConfig(t *testing.T) {
 		t.Errorf("sync's controller defaults %+v, want %+v", cc, want)
 	}
 }
+
+// TestSyncConfigFlags: coffer-controller sync's flags land in the Config
+// as serve's do, the flags both commands share included.
+func TestSyncConfigFlags(t *testing.T) {
+	var c syncConfig
+	fs := pflag.NewFlagSet("sync", pflag.ContinueOnError)
+	c.register(fs)
+	if err := fs.Parse([]string{"--kubeconfig=/k", "--region=eu-west-1", "--node-name=n", "--fips", "--dual-stack", "--max-objects=7",
+		"--workers=3", "--token-ttl=20m", "--restart-workloads", "--namespaces=a,b", "--namespace=c", "--evaluator-workers=0", "--sts-audience=x"}); err != nil {
+		t.Fatal(err)
+	}
+	got := c.config()
+	if got.Kubeconfig != "/k" || got.Region != "eu-west-1" || got.NodeName != "n" || got.AWS != (wiring.AWS{FIPS: true, DualStack: true}) ||
+		got.Limits.MaxObjects != 7 || got.Evaluator.Workers != 0 || got.Identity.STSAudience != "x" {
+		t.Errorf("config %+v", got)
+	}
+	if cc := got.Controller; cc.Workers != 3 || cc.TokenTTL != 20*time.Minute || !cc.RestartWorkloads || !reflect.DeepEqual(cc.Namespaces, []string{"c", "a", "b"}) {
+		t.Errorf("controller %+v", cc)
+	}
+	// serve registers the shared flags through the same function.
+	sc, err := ServeConfig("--kubeconfig=/k", "--region=eu-west-1", "--node-name=n", "--fips", "--dual-stack")
+	if err != nil || sc.Kubeconfig != got.Kubeconfig || sc.Region != got.Region || sc.NodeName != got.NodeName || sc.AWS != got.AWS {
+		t.Errorf("serve's shared flags: %+v, %v", sc, err)
+	}
+}

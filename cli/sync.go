@@ -14,95 +14,79 @@ import (
 	"github.com/spf13/pflag"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
-	"k8s.io/client-go/dynamic"
-	"k8s.io/client-go/metadata"
 	"k8s.io/klog/v2"
 
 	"github.com/coffer-csi/coffer/internal/kube"
-	"github.com/coffer-csi/coffer/internal/ops"
 	"github.com/coffer-csi/coffer/internal/version"
 	"github.com/coffer-csi/coffer/provider/render"
 	"github.com/coffer-csi/coffer/secretsync/restart"
 	"github.com/coffer-csi/coffer/wiring"
 )
 
+// syncConfig is coffer-controller sync's command line: the Config its
+// flags feed, as serve's do, and what only the command uses (the
+// namespaces as given, the election, the metrics endpoint, logs).
 type syncConfig struct {
-	metricsAddr      string
-	kubeconfig       string
-	providerName     string
-	namespace        string
-	namespaces       []string
-	region           string
-	nodeName         string
-	fips             bool
-	dualStack        bool
-	identity         wiring.Identity
-	maxObjects       int
-	maxValueBytes    int
-	fetchConcurrency int
-	workers          int
-	syncTimeout      time.Duration
-	tokenTTL         time.Duration
-	leaderElect      bool
-	leaseNamespace   string
-	leaseName        string
-	leaseDuration    time.Duration
-	renewDeadline    time.Duration
-	retryPeriod      time.Duration
-	restarts         bool
-	restartDebounce  time.Duration
-	evaluator        wiring.Evaluator
-	log              logFlags
+	cfg            wiring.Config
+	metricsAddr    string
+	namespace      string
+	namespaces     []string
+	leaderElect    bool
+	leaseNamespace string
+	leaseName      string
+	leaseDuration  time.Duration
+	renewDeadline  time.Duration
+	retryPeriod    time.Duration
+	log            logFlags
 }
 
 func (c *syncConfig) register(fs *pflag.FlagSet) {
 	d, dc := wiring.Defaults(), wiring.DefaultController()
-	fs.StringVar(&c.kubeconfig, "kubeconfig", "", "kubeconfig for the Kubernetes API (default: in-cluster configuration)")
+	c.cfg.Controller = &wiring.Controller{}
+	cc := c.cfg.Controller
+	registerCluster(fs, &c.cfg)
 	fs.StringVar(&c.metricsAddr, "metrics-addr", "", "address for Prometheus metrics at /metrics and /healthz, e.g. :8080 (empty: off)")
-	fs.StringVar(&c.providerName, "provider-name", dc.ProviderName, "sync SecretProviderClasses whose spec.provider is this (coffer serve's --provider-name)")
+	fs.StringVar(&cc.ProviderName, "provider-name", dc.ProviderName, "sync SecretProviderClasses whose spec.provider is this (coffer serve's --provider-name)")
 	fs.StringSliceVar(&c.namespaces, "namespaces", nil, "sync only these namespaces (comma-separated; default: all): every list and watch is then per namespace, so Roles in them are all the RBAC coffer-controller sync needs on Secrets")
 	fs.StringVar(&c.namespace, "namespace", "", "one namespace to sync, as --namespaces (kept for old installs)")
-	fs.StringVar(&c.region, "region", os.Getenv("AWS_REGION"), "region for SecretProviderClasses that name none (default $AWS_REGION)")
-	fs.StringVar(&c.nodeName, "node-name", os.Getenv("NODE_NAME"), "the node coffer runs on, to read its topology.kubernetes.io/region label when no region is set (default $NODE_NAME)")
-	fs.BoolVar(&c.fips, "fips", false, "use FIPS endpoints for every AWS call")
-	fs.BoolVar(&c.dualStack, "dual-stack", false, "use dual-stack (IPv6) AWS endpoints")
-	registerIdentity(fs, &c.identity, d.Identity)
-	fs.IntVar(&c.maxObjects, "max-objects", d.Limits.MaxObjects, "most objects one SecretProviderClass may list")
-	fs.IntVar(&c.maxValueBytes, "max-value-bytes", d.Limits.MaxValueBytes, "largest single value (secret, parameter, selected entry) a sync may fetch")
-	fs.IntVar(&c.fetchConcurrency, "fetch-concurrency", d.Limits.FetchConcurrency, "AWS calls one sync may have in flight")
-	fs.IntVar(&c.workers, "workers", dc.Workers, "SecretProviderClasses synced in parallel")
-	registerEvaluator(fs, &c.evaluator, d.Evaluator)
-	fs.DurationVar(&c.syncTimeout, "sync-timeout", dc.SyncTimeout, "deadline of one SecretProviderClass's sync, AWS calls included")
-	fs.DurationVar(&c.tokenTTL, "token-ttl", dc.TokenTTL, "lifetime of the ServiceAccount tokens coffer requests (at least 10m); reused for half of it")
+	registerIdentity(fs, &c.cfg.Identity, d.Identity)
+	fs.IntVar(&c.cfg.Limits.MaxObjects, "max-objects", d.Limits.MaxObjects, "most objects one SecretProviderClass may list")
+	fs.IntVar(&c.cfg.Limits.MaxValueBytes, "max-value-bytes", d.Limits.MaxValueBytes, "largest single value (secret, parameter, selected entry) a sync may fetch")
+	fs.IntVar(&c.cfg.Limits.FetchConcurrency, "fetch-concurrency", d.Limits.FetchConcurrency, "AWS calls one sync may have in flight")
+	fs.IntVar(&cc.Workers, "workers", dc.Workers, "SecretProviderClasses synced in parallel")
+	registerEvaluator(fs, &c.cfg.Evaluator, d.Evaluator)
+	fs.DurationVar(&cc.SyncTimeout, "sync-timeout", dc.SyncTimeout, "deadline of one SecretProviderClass's sync, AWS calls included")
+	fs.DurationVar(&cc.TokenTTL, "token-ttl", dc.TokenTTL, "lifetime of the ServiceAccount tokens coffer requests (at least 10m); reused for half of it")
 	fs.BoolVar(&c.leaderElect, "leader-elect", true, "run only while holding a Lease, so that one of several replicas syncs")
 	fs.StringVar(&c.leaseNamespace, "leader-election-namespace", os.Getenv("POD_NAMESPACE"), "namespace of the Lease (default $POD_NAMESPACE, else the in-cluster namespace)")
 	fs.StringVar(&c.leaseName, "leader-election-id", "coffer-sync", "name of the Lease")
 	fs.DurationVar(&c.leaseDuration, "leader-election-lease-duration", 15*time.Second, "how long a leader's Lease lasts without renewal")
 	fs.DurationVar(&c.renewDeadline, "leader-election-renew-deadline", 10*time.Second, "how long the leader keeps trying to renew before it gives up")
 	fs.DurationVar(&c.retryPeriod, "leader-election-retry-period", 2*time.Second, "how often candidates try to acquire or renew the Lease")
-	fs.BoolVar(&c.restarts, "restart-workloads", dc.RestartWorkloads, "roll Deployments, StatefulSets and DaemonSets annotated "+restart.AnnotationRestartOn+" when an object they mount (SecretProviderClassPodStatus versions) or a Secret coffer syncs for them changes (needs RBAC: list and watch on those kinds, pods and secretproviderclasspodstatuses; patch on the workloads)")
-	fs.DurationVar(&c.restartDebounce, "restart-debounce", dc.RestartDebounce, "with --restart-workloads: how long after the first change a restart waits, so that one rotation (all pods, all objects) makes one restart")
+	fs.BoolVar(&cc.RestartWorkloads, "restart-workloads", dc.RestartWorkloads, "roll Deployments, StatefulSets and DaemonSets annotated "+restart.AnnotationRestartOn+" when an object they mount (SecretProviderClassPodStatus versions) or a Secret coffer syncs for them changes (needs RBAC: list and watch on those kinds, pods and secretproviderclasspodstatuses; patch on the workloads)")
+	fs.DurationVar(&cc.RestartDebounce, "restart-debounce", dc.RestartDebounce, "with --restart-workloads: how long after the first change a restart waits, so that one rotation (all pods, all objects) makes one restart")
 	c.log.register(fs)
 }
 
 func (c *syncConfig) validate() error {
 	var errs []error
-	if !providerNamePattern.MatchString(c.providerName) {
-		errs = append(errs, fmt.Errorf("--provider-name %q: use 1-30 letters, digits, _ or - (the driver's rule for spec.provider)", c.providerName))
+	cc, l := c.cfg.Controller, c.cfg.Limits
+	if !providerNamePattern.MatchString(cc.ProviderName) {
+		errs = append(errs, fmt.Errorf("--provider-name %q: use 1-30 letters, digits, _ or - (the driver's rule for spec.provider)", cc.ProviderName))
 	}
-	if c.workers <= 0 || c.fetchConcurrency <= 0 || c.maxObjects <= 0 || c.maxValueBytes <= 0 {
+	if cc.Workers <= 0 || l.FetchConcurrency <= 0 || l.MaxObjects <= 0 || l.MaxValueBytes <= 0 {
 		errs = append(errs, errors.New("--workers, --fetch-concurrency, --max-objects and --max-value-bytes must be positive"))
 	}
-	if c.syncTimeout <= 0 {
+	if cc.SyncTimeout <= 0 {
 		errs = append(errs, errors.New("--sync-timeout must be positive"))
 	}
-	errs = append(errs, validateEvaluator(c.evaluator)...)
-	if c.tokenTTL < 10*time.Minute {
+	errs = append(errs, validateEvaluator(c.cfg.Evaluator)...)
+	if cc.TokenTTL < 10*time.Minute {
 		errs = append(errs, errors.New("--token-ttl must be at least 10m (the shortest token the apiserver grants)"))
 	}
 	errs = append(errs, c.validateNamespaces()...)
-	errs = append(errs, validateIdentity(c.identity)...)
-	if c.restartDebounce < 0 {
+	errs = append(errs, validateIdentity(c.cfg.Identity)...)
+	if cc.RestartDebounce < 0 {
 		errs = append(errs, errors.New("--restart-debounce must not be negative"))
 	}
 	if c.leaderElect {
@@ -165,27 +149,17 @@ func (c *syncConfig) scope() []string {
 	return out
 }
 
-// config is the Config coffer-controller sync builds from its flags: no value cache
-// (every refresh reads AWS), no node quota, no bound on one identity's
-// calls in flight, and its controllers.
+// config is the Config coffer-controller sync builds from its flags: no
+// value cache (every refresh reads AWS), no node quota, no bound on one
+// identity's calls in flight, and its controllers.
 func (c *syncConfig) config() wiring.Config {
-	cfg := wiring.Config{
-		Region:   c.region,
-		NodeName: c.nodeName,
-		AWS:      wiring.AWS{FIPS: c.fips, DualStack: c.dualStack},
-		Identity: c.identity,
-		Limits: wiring.Limits{
-			MaxObjects: c.maxObjects, MaxValueBytes: c.maxValueBytes, FetchConcurrency: c.fetchConcurrency,
-			// What a fetch may read: as for a mount, twice what the driver
-			// takes (a Secret holds less still).
-			MaxResponseBytes: render.DriverMaxResponseBytes,
-		},
-		Evaluator: c.evaluator,
-		Controller: &wiring.Controller{
-			ProviderName: c.providerName, Namespaces: c.scope(), Workers: c.workers, SyncTimeout: c.syncTimeout,
-			TokenTTL: c.tokenTTL, RestartWorkloads: c.restarts, RestartDebounce: c.restartDebounce,
-		},
-	}
+	cfg := c.cfg
+	// What a fetch may read: as for a mount, twice what the driver takes
+	// (a Secret holds less still).
+	cfg.Limits.MaxResponseBytes = render.DriverMaxResponseBytes
+	cc := *c.cfg.Controller
+	cc.Namespaces = c.scope()
+	cfg.Controller = &cc
 	return cfg
 }
 
@@ -201,30 +175,22 @@ func runSync(ctx context.Context, c *syncConfig, parts ControllerParts, stderr i
 		return err
 	}
 	klog.SetSlogLogger(log) // client-go's own messages, in coffer's format
-	limitMemory(c.evaluator, log)
-	rc, err := restConfig(c.kubeconfig)
+	limitMemory(c.cfg.Evaluator, log)
+	k8s, err := wiring.Connect(c.cfg.Kubeconfig)
 	if err != nil {
 		return err
 	}
-	kc, err := kube.New(rc)
+	scheme, err := kube.Scheme()
 	if err != nil {
 		return err
 	}
-	dyn, err := dynamic.NewForConfig(rc)
-	if err != nil {
-		return err
-	}
-	meta, err := metadata.NewForConfig(rc)
-	if err != nil {
-		return err
-	}
-	events, stopEvents, err := parts.Events(rc, kc.Scheme(), corev1.EventSource{Component: "coffer-sync"}, log)
+	events, stopEvents, err := parts.Events(k8s.Config, scheme, corev1.EventSource{Component: "coffer-sync"}, log)
 	if err != nil {
 		return err
 	}
 	defer stopEvents()
 	cfg := c.config()
-	cfg.Kubernetes = &wiring.Kubernetes{Client: kc, Dynamic: dyn, Metadata: meta}
+	cfg.Kubernetes = k8s
 	cfg.Events = events
 	cfg.Logger = log
 	coffer, err := wiring.New(ctx, cfg)
@@ -232,16 +198,12 @@ func runSync(ctx context.Context, c *syncConfig, parts ControllerParts, stderr i
 		return err
 	}
 	defer coffer.Close()
-	registry := coffer.Registry
-	if c.metricsAddr != "" {
-		lis, err := ops.Listen(c.metricsAddr)
-		if err != nil {
-			return err
-		}
-		// Alive is all a controller can say: leadership is the Lease's.
-		go ops.Serve(ctx, lis, ops.Handler(func(context.Context) error { return nil }, registry), log)
+	// Alive is all a controller can say: leadership is the Lease's.
+	alive := func(context.Context) error { return nil }
+	if err := startOps(ctx, opsAddrs{metrics: c.metricsAddr}, alive, coffer.Registry, log); err != nil {
+		return err
 	}
-	log.Info("coffer-controller sync starting", "version", version.Version, "provider", c.providerName, "namespaces", c.scope(), "leaderElect", c.leaderElect, "restartWorkloads", c.restarts)
+	log.Info("coffer-controller sync starting", "version", version.Version, "provider", cfg.Controller.ProviderName, "namespaces", cfg.Controller.Namespaces, "leaderElect", c.leaderElect, "restartWorkloads", cfg.Controller.RestartWorkloads)
 	run := coffer.Sync.Run
 	if coffer.Restarts != nil {
 		run = runBoth(coffer.Sync.Run, coffer.Restarts.Run)
@@ -255,7 +217,7 @@ func runSync(ctx context.Context, c *syncConfig, parts ControllerParts, stderr i
 	}
 	lease := election.Namespace + "/" + election.Name
 	log.Info("waiting for the Lease", "lease", lease, "identity", election.Identity)
-	return parts.Elect(ctx, rc, election, func(ctx context.Context) error {
+	return parts.Elect(ctx, k8s.Config, election, func(ctx context.Context) error {
 		log.Info("leading: syncing Secrets", "lease", lease, "identity", election.Identity)
 		err := run(ctx)
 		log.Info("stopped leading", "lease", lease, "identity", election.Identity)

@@ -101,7 +101,7 @@ func TestUsageListsSync(t *testing.T) {
 	}
 }
 
-// TestControllerServesEvaluator: internal/isolate re-executes the running
+// TestControllerServesEvaluator: provider/render/isolate re-executes the running
 // binary as "evaluator", so the controller has that command too (hidden).
 func TestControllerServesEvaluator(t *testing.T) {
 	t.Setenv("COFFER_EVALUATOR_MEMORY", "")

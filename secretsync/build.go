@@ -7,6 +7,8 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 
@@ -50,7 +52,7 @@ func (s *Secret) BuildWith(ctx context.Context, files map[string]render.File, ev
 		if err != nil {
 			return nil, fmt.Errorf("%s: %v", w, err)
 		}
-		for _, k := range sortedKeys(kv) {
+		for _, k := range slices.Sorted(maps.Keys(kv)) {
 			if msg := checkSecretKey(k); msg != "" {
 				return nil, fmt.Errorf("%s: %q (%s) gives key %q, which %s; rename it in AWS, or map the values you need with data", w, e.Source.Ref, e.Source.Object.Describe(), k, msg)
 			}
@@ -122,7 +124,7 @@ func checkContent(t corev1.SecretType, values map[string][]byte) error {
 		total += len(v)
 	}
 	if missing := missingKeys(t, keys); missing != "" {
-		return fmt.Errorf("a %s Secret needs %s; the declaration produced %s", t, missing, strings.Join(sortedKeys(keys), ", "))
+		return fmt.Errorf("a %s Secret needs %s; the declaration produced %s", t, missing, strings.Join(slices.Sorted(maps.Keys(keys)), ", "))
 	}
 	for _, k := range jsonKeys[t] {
 		if _, err := decodeJSON(values[k]); err != nil {
@@ -249,7 +251,7 @@ func (s *Secret) Hash(files map[string]render.File) string {
 	if s.Template != nil {
 		doc.MergePolicy, doc.Templates = string(s.Template.MergePolicy), s.Template.texts
 	}
-	for _, p := range sortedKeys(versions) {
+	for _, p := range slices.Sorted(maps.Keys(versions)) {
 		doc.Versions = append(doc.Versions, [2]string{p, versions[p]})
 	}
 	b, err := json.Marshal(doc)

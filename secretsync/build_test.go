@@ -3,6 +3,8 @@ package secretsync
 import (
 	"context"
 	"encoding/base64"
+	"maps"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -195,7 +197,7 @@ func TestBuild(t *testing.T) {
 				gotS[k] = string(v)
 			}
 			if len(gotS) != len(tc.want) {
-				t.Errorf("keys %v, want %v", sortedKeys(gotS), sortedKeys(tc.want))
+				t.Errorf("keys %v, want %v", slices.Sorted(maps.Keys(gotS)), slices.Sorted(maps.Keys(tc.want)))
 			}
 			for k, v := range tc.want {
 				if gotS[k] != v {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"sort"
 	"strings"
@@ -318,7 +319,7 @@ func (e *Engine) write(ctx context.Context, owner *SPC, s *Secret, d *desired) R
 			if _, err := e.adoptFields(ctx, created); err != nil {
 				e.logger().Warn("taking server-side apply ownership of a new Secret failed; retried on the next sync", "secret", owner.Namespace+"/"+d.name, "error", err)
 			}
-			return ready(s.Name, ReasonCreated, "Secret %q created with %s", d.name, describeKeys(sortedKeys(d.data)))
+			return ready(s.Name, ReasonCreated, "Secret %q created with %s", d.name, describeKeys(slices.Sorted(maps.Keys(d.data))))
 		}
 		if err != nil {
 			return failed(s.Name, ReasonWriteFailed, "reading Secret %q: %v", d.name, apiError(err))
@@ -453,7 +454,7 @@ func (d *desired) checkTakeover(live *corev1.Secret, s *Secret) *Result {
 	}
 	ours := appliedDataKeys(live)
 	var taken []string
-	for _, k := range sortedKeys(d.data) {
+	for _, k := range slices.Sorted(maps.Keys(d.data)) {
 		if _, has := live.Data[k]; has && !ours[k] && !listed(live.Annotations[AnnotationAllowOverwrite], k) {
 			taken = append(taken, k)
 		}

@@ -3,6 +3,8 @@ package secretsync
 import (
 	"context"
 	"errors"
+	"maps"
+	"slices"
 	"strings"
 	"testing"
 
@@ -26,7 +28,7 @@ func TestOwnerCreateUpdateUnchanged(t *testing.T) {
 	wantResult(t, r, true, ReasonCreated, `Secret "slack-url" created with key "address"`)
 	s := e.secret("slack-url")
 	if got := data(s); len(got) != 1 || got["address"] != c["dev_slackurl"] {
-		t.Errorf("data %v", sortedKeys(got))
+		t.Errorf("data %v", slices.Sorted(maps.Keys(got)))
 	}
 	if s.Type != corev1.SecretTypeOpaque || s.Labels[LabelManagedBy] != ManagedByValue || s.Annotations[AnnotationCreatedBy] != testSPC ||
 		!strings.HasPrefix(s.Annotations[AnnotationContentHash], "v1:") {
@@ -98,7 +100,7 @@ func TestDeclarationChangesApplyServerSide(t *testing.T) {
 	wantResult(t, e.one(second, c, "v1", nil), true, ReasonUpdated)
 	s = e.secret("s")
 	if got := data(s); len(got) != 2 || got["user"] != "app" || got["theirs"] != "t" {
-		t.Errorf("data after dropping pw: %v", sortedKeys(got))
+		t.Errorf("data after dropping pw: %v", slices.Sorted(maps.Keys(got)))
 	}
 	if _, ok := s.Labels["b"]; ok || s.Labels["a"] != "1" {
 		t.Errorf("labels %v", s.Labels)
@@ -200,7 +202,7 @@ func TestMerge(t *testing.T) {
 	s := e.secret("shared")
 	want := map[string]string{"tls.crt": "c", "tls.key": "k", "ca.crt": c["cert"], "extra": "app"}
 	if got := data(s); len(got) != len(want) || got["tls.crt"] != "c" || got["ca.crt"] != c["cert"] || got["extra"] != "app" {
-		t.Errorf("merged data %v", sortedKeys(got))
+		t.Errorf("merged data %v", slices.Sorted(maps.Keys(got)))
 	}
 	if s.Type != corev1.SecretTypeTLS || s.Labels["team"] != "a" || s.Labels["synced"] != "yes" || s.Annotations[AnnotationMergedBy] != testSPC || len(s.OwnerReferences) != 0 {
 		t.Errorf("merged metadata: type %s labels %v annotations %v owners %v", s.Type, s.Labels, s.Annotations, s.OwnerReferences)
@@ -216,7 +218,7 @@ func TestMerge(t *testing.T) {
 	// Dropping a key from the declaration removes only that key of coffer's.
 	wantResult(t, e.one(`[{secretName: shared, creationPolicy: Merge, data: [{key: ca.crt, objectName: cert}]}]`, c, "v1", nil), true, ReasonUpdated)
 	if got := data(e.secret("shared")); len(got) != 3 || got["tls.key"] != "k" {
-		t.Errorf("after dropping extra: %v", sortedKeys(got))
+		t.Errorf("after dropping extra: %v", slices.Sorted(maps.Keys(got)))
 	}
 	// A declared type that differs is refused.
 	wantResult(t, e.one(`[{secretName: shared, creationPolicy: Merge, type: Opaque, data: [{key: ca.crt, objectName: cert}]}]`, c, "v1", nil),
@@ -404,7 +406,7 @@ func TestMergeDoesNotTakeOverTheOwnersKeys(t *testing.T) {
 		t.Errorf("%d writes to a Secret whose keys coffer may not take over", n)
 	}
 	if got := data(e.secret("shared")); len(got) != 2 || got["password"] != "owners-own" {
-		t.Errorf("the owner's keys changed: %v", sortedKeys(got))
+		t.Errorf("the owner's keys changed: %v", slices.Sorted(maps.Keys(got)))
 	}
 
 	// Opting in for one key: the other is still refused.
@@ -418,7 +420,7 @@ func TestMergeDoesNotTakeOverTheOwnersKeys(t *testing.T) {
 	decl = `[{secretName: shared, creationPolicy: Merge, data: [{key: password, objectName: db-pass}, {key: extra, objectName: cert}]}]`
 	wantResult(t, e.one(decl, c, "v1", nil), true, ReasonUpdated)
 	if got := data(e.secret("shared")); got["password"] != c["db-pass"] || got["user"] != "owners-user" || got["extra"] != c["cert"] {
-		t.Errorf("merged data %v", sortedKeys(got))
+		t.Errorf("merged data %v", slices.Sorted(maps.Keys(got)))
 	}
 	// Keys coffer added are its own: a new value is no takeover.
 	c["cert"] = "new " + canary

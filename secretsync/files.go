@@ -2,6 +2,8 @@ package secretsync
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 
 	"github.com/coffer-csi/coffer/provider/render"
@@ -51,11 +53,11 @@ func indexFiles(cfg *spc.Config) *fileIndex {
 			x.byName[e.Alias] = append(x.byName[e.Alias], src)
 		}
 	}
-	x.paths = sortedKeys(x.byPath)
-	for _, d := range sortedKeys(x.dirs) {
+	x.paths = slices.Sorted(maps.Keys(x.byPath))
+	for _, d := range slices.Sorted(maps.Keys(x.dirs)) {
 		x.paths = append(x.paths, d+"/<name>")
 	}
-	x.candidates = append(sortedKeys(x.byName), x.paths...)
+	x.candidates = append(slices.Sorted(maps.Keys(x.byName)), x.paths...)
 	return x
 }
 
@@ -102,7 +104,7 @@ func (x *fileIndex) resolve(ref string) (Source, string) {
 		}
 		return Source{}, fmt.Sprintf("%q is not a file this SecretProviderClass writes; %suse one of: %s%s", ref, guess, strings.Join(list, ", "), more)
 	}
-	return Source{}, fmt.Sprintf("%q names several files (%s); use the file name", ref, strings.Join(sortedKeys(found), ", "))
+	return Source{}, fmt.Sprintf("%q names several files (%s); use the file name", ref, strings.Join(slices.Sorted(maps.Keys(found)), ", "))
 }
 
 // nearest is the name ref most likely meant, or "".
@@ -123,7 +125,7 @@ func (s Source) covered(files map[string]render.File) []render.File {
 		return nil
 	}
 	var out []render.File
-	for _, p := range sortedKeys(files) {
+	for _, p := range slices.Sorted(maps.Keys(files)) {
 		if strings.HasPrefix(p, s.Path+"/") {
 			out = append(out, files[p])
 		}

@@ -2,6 +2,8 @@ package secretsync
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -288,7 +290,7 @@ func (p *parser) checkStaticKeys(s *Secret, where string) {
 		return
 	}
 	if missing := missingKeys(s.Type, keys); missing != "" {
-		p.Add(where, "type", "%q needs %s, which the declaration does not produce (it produces %s); add them to data or template.data", s.Type, missing, strings.Join(sortedKeys(keys), ", "))
+		p.Add(where, "type", "%q needs %s, which the declaration does not produce (it produces %s); add them to data or template.data", s.Type, missing, strings.Join(slices.Sorted(maps.Keys(keys)), ", "))
 	}
 }
 
@@ -559,13 +561,4 @@ func parseBool(v string) (bool, bool) {
 		return false, true
 	}
 	return false, false
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

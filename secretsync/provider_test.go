@@ -3,6 +3,8 @@ package secretsync
 import (
 	"context"
 	"errors"
+	"maps"
+	"slices"
 	"strings"
 	"testing"
 
@@ -59,7 +61,7 @@ func TestSyncOverProviderFiles(t *testing.T) {
 	wantResult(t, res[1], true, ReasonAbsent)
 	wantResult(t, res[2], false, ReasonFetchFailed, "team/missing", "not found")
 	if got := data(e.secret("db")); got["password"] != canary || got["host"] != canary+"-host" {
-		t.Errorf("db keys %v", sortedKeys(got))
+		t.Errorf("db keys %v", slices.Sorted(maps.Keys(got)))
 	}
 	for _, r := range res {
 		if strings.Contains(r.Message, canary) {

@@ -192,7 +192,7 @@ func (q Quota) Quotas() quota.Quotas {
 }
 
 // Evaluator configures the worker processes that evaluate classes'
-// jmesPath and templates (internal/isolate).
+// jmesPath and templates (provider/render/isolate).
 type Evaluator struct {
 	// Workers evaluate at once (0: in this process, without the memory
 	// backstop; --evaluator-workers).

@@ -5,6 +5,7 @@ import (
 
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/metadata"
+	"k8s.io/client-go/rest"
 
 	"github.com/coffer-csi/coffer/internal/kube"
 	"github.com/coffer-csi/coffer/internal/version"
@@ -18,10 +19,15 @@ type Kubernetes struct {
 	Client   kube.Interface
 	Dynamic  dynamic.Interface
 	Metadata metadata.Interface
+	// Config is what the clients were made from (nil with fakes): the
+	// controller binary makes client-go's election and event recorder
+	// from it, so that every client of a process is set up one way.
+	Config *rest.Config
 }
 
 // Connect connects to the Kubernetes API: in-cluster, or through a
-// kubeconfig file. It makes no request.
+// kubeconfig file. It makes no request. It is the one place coffer's
+// clients are set up (user agent, rate limits).
 func Connect(kubeconfig string) (*Kubernetes, error) {
 	rc, err := kube.Config(kubeconfig, "coffer/"+version.Version)
 	if err != nil {
@@ -39,5 +45,5 @@ func Connect(kubeconfig string) (*Kubernetes, error) {
 	if err != nil {
 		return nil, fmt.Errorf("the Kubernetes API's metadata client: %w", err)
 	}
-	return &Kubernetes{Client: kc, Dynamic: dyn, Metadata: meta}, nil
+	return &Kubernetes{Client: kc, Dynamic: dyn, Metadata: meta, Config: rc}, nil
 }

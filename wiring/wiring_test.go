@@ -2,6 +2,7 @@ package wiring
 
 import (
 	"context"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -189,5 +190,40 @@ func TestNewGivesTheClock(t *testing.T) {
 	clk.Step(cfg.Cache.keep() + time.Second)
 	if _, ok := values.Get("k", start); ok {
 		t.Error("the value outlived the cache's window on the given clock")
+	}
+}
+
+// TestConnect: one kubeconfig gives every client a process uses, and the
+// configuration they were made from, which the controller's election and
+// event recorder are made from too.
+func TestConnect(t *testing.T) {
+	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := os.WriteFile(kubeconfig, []byte(`apiVersion: v1
+kind: Config
+clusters:
+- name: c
+  cluster: {server: "https://198.18.0.9:6443"}
+users:
+- name: u
+  user: {token: "t"}
+contexts:
+- name: x
+  context: {cluster: c, user: u}
+current-context: x
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	k, err := Connect(kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k.Client == nil || k.Dynamic == nil || k.Metadata == nil || k.Config == nil {
+		t.Fatalf("Connect = %+v, want every client and the configuration", k)
+	}
+	if k.Config.Host != "https://198.18.0.9:6443" || !strings.HasPrefix(k.Config.UserAgent, "coffer/") {
+		t.Errorf("configuration: host %q, user agent %q", k.Config.Host, k.Config.UserAgent)
+	}
+	if _, err := Connect(filepath.Join(t.TempDir(), "none")); err == nil || !strings.Contains(err.Error(), "connecting to the Kubernetes API") {
+		t.Errorf("Connect(no such file) = %v", err)
 	}
 }

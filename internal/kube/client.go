@@ -10,7 +10,7 @@
 // libraries. Linked together with text/template (which cobra's
 // help and coffer's templates use, and which makes the linker keep every
 // exported method of every type it reaches), that made coffer's binary
-// 62 MB instead of about 34 MB, and most of the difference was paged into
+// 62 MB instead of 36 MB, and most of the difference was paged into
 // every DaemonSet pod's memory. So the node's binary (cmd/coffer) links
 // this package and none of those (cmd/coffer: TestBinaryLinksNoClientset);
 // the controller's (cmd/coffer-controller), one or two replicas, also

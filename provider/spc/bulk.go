@@ -3,6 +3,7 @@ package spc
 import (
 	"fmt"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -128,7 +129,7 @@ func (p *objectParser) filters(n *yaml.Node, where string) []Filter {
 		}
 		ff := p.ps.Fields(item, filterEntryKeys, w)
 		flt := Filter{Key: p.ps.Scalar(ff, "key", w)}
-		if !contains(filterKeys, flt.Key) {
+		if !slices.Contains(filterKeys, flt.Key) {
 			p.ps.Add(w, "key", "%q is not a Secrets Manager filter key; use one of %s", flt.Key, strings.Join(filterKeys, ", "))
 		}
 		vn, ok := ff["values"]
@@ -170,13 +171,4 @@ func (p *objectParser) decoding(f map[string]*yaml.Node, where string) string {
 		p.ps.Add(where, keyDecoding, "%q is not a decoding; use base64, base64url or none", v)
 		return DecodingNone
 	}
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }

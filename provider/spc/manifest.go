@@ -4,7 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"sort"
+	"maps"
+	"slices"
 	"strings"
 
 	"gopkg.in/yaml.v3"
@@ -164,7 +165,7 @@ func (m Manifest) Check(opts Options) (*Config, error) {
 			for j, d := range so.Data {
 				if !files[d.ObjectName] {
 					ps.Add(fmt.Sprintf("secretObjects[%d] (%s).data[%d]", i, yamlcheck.Name(so.SecretName), j), "objectName",
-						"%q is not a file this SecretProviderClass writes; use one of: %s", d.ObjectName, strings.Join(sortedKeys(files), ", "))
+						"%q is not a file this SecretProviderClass writes; use one of: %s", d.ObjectName, strings.Join(slices.Sorted(maps.Keys(files)), ", "))
 				}
 			}
 		}
@@ -173,13 +174,4 @@ func (m Manifest) Check(opts Options) (*Config, error) {
 		return nil, err
 	}
 	return cfg, nil
-}
-
-func sortedKeys(m map[string]bool) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

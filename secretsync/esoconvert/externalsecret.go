@@ -2,6 +2,8 @@ package esoconvert
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -250,7 +252,7 @@ func (c *converter) template(cls *class, n *yaml.Node) {
 	}
 	data := c.stringMap(r, dn, path+".data")
 	out := map[string]string{}
-	for _, k := range sortedKeys(data) {
+	for _, k := range slices.Sorted(maps.Keys(data)) {
 		if _, err := tmpl.Parse(data[k]); err != nil {
 			c.drop(r, path+".data."+k, "template.data-function", err.Error())
 			continue

@@ -232,7 +232,12 @@ func (wd *fleetWorld) pods(node int, w fleetWorkload) []*fleetPod {
 // mountFunc mounts (or remounts) one pod and reports the error.
 type mountFunc func(ctx context.Context, p *fleetPod) error
 
-// cofferNode is one node's coffer, wired as coffer serve wires it.
+// cofferNode is one node's coffer: the provider, fetcher, quota and caches
+// coffer serve builds, with its default limits, assembled here rather than
+// by wiring.New because the simulation runs time p.compress times faster:
+// the quota's rates, backoff, cooldown and jitter and the SDK's backoff
+// are scaled, which wiring.Config does not set, and the node share is the
+// committed results' 0.1.
 func cofferNode(t testing.TB, wd *fleetWorld, p fleetParams) mountFunc {
 	awsCfg, err := awsapi.LoadConfig(context.Background(), awsapi.Settings{MaxAttempts: 3, MaxBackoff: p.compressed(2 * time.Second)})
 	if err != nil {
