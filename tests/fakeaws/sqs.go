@@ -207,9 +207,11 @@ func (s *Server) sqsReceiveMessage(rc *reqCtx) (any, *apiError) {
 // waitForQueue waits for d on the server's clock, or for the queue to
 // change; it reports false when the client or the server gave up.
 func (s *Server) waitForQueue(ctx context.Context, changed <-chan struct{}, d time.Duration) bool {
+	timer := s.clock.NewTimer(d)
+	defer timer.Stop()
 	select {
 	case <-changed:
-	case <-s.clock.After(d):
+	case <-timer.C():
 	case <-ctx.Done():
 		return false
 	case <-s.closed:
