@@ -58,7 +58,7 @@ type Fault struct {
 	// Region is e.g. "us-east-1", or the name of a Pod Identity agent
 	// (PodIdentityAgentNamed), compared with Call.Region.
 	Region      string
-	Service     string // ServiceSecretsManager, ServiceSSM, ServiceSTS or ServiceEKSAuth
+	Service     string // ServiceSecretsManager, ServiceSSM, ServiceSTS, ServiceSQS or ServiceEKSAuth
 	Operation   string // e.g. "GetSecretValue", "AssumeRoleWithWebIdentity"
 	AccessKeyID string // only requests signed with this key
 
