@@ -14,6 +14,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 	ssmtypes "github.com/aws/aws-sdk-go-v2/service/ssm/types"
+	"github.com/aws/aws-sdk-go-v2/service/sts"
 
 	"github.com/coffer-csi/coffer/tests/fakeaws"
 )
@@ -339,5 +340,34 @@ func TestDeliveryFaults(t *testing.T) {
 	clean := faultRun(t, fakeaws.Delivery{})
 	if len(clean) != 40 || !slices.IsSorted(clean) {
 		t.Errorf("without faults: %d messages, in order %v", len(clean), slices.IsSorted(clean))
+	}
+}
+
+// TestChangeRoleApplies: ChangeRole changes what the role's live sessions
+// may do (a policy change) and who may assume it (a trust change), besides
+// announcing it.
+func TestChangeRoleApplies(t *testing.T) {
+	e := newSQSEnv(t)
+	ctx := context.Background()
+	const role = "arn:aws:iam::123456789012:role/app"
+	noErr(t, e.srv.AddRole(fakeaws.Role{ARN: role, TrustedRoles: []string{"arn:aws:iam::123456789012:user/" + adminKey}, Actions: []string{"ssm:GetParameters"}, Resources: []string{"*"}}))
+	e.srv.PutParameter(east, "/p", "v", "")
+	out, err := sts.NewFromConfig(fakeaws.AWSConfig(e.ts.URL, east, adminKey, adminPass, "")).AssumeRole(ctx, &sts.AssumeRoleInput{RoleArn: aws.String(role), RoleSessionName: aws.String("session")})
+	noErr(t, err)
+	session := creds{aws.ToString(out.Credentials.AccessKeyId), aws.ToString(out.Credentials.SecretAccessKey), aws.ToString(out.Credentials.SessionToken)}
+	noErr(t, getParam(ctx, e.ssm(east, session)))
+
+	noErr(t, e.srv.ChangeRole(role, fakeaws.RoleChange{EventName: fakeaws.IAMDeleteRolePolicy, PolicyName: "fakeaws"}))
+	wantCode(t, getParam(ctx, e.ssm(east, session)), "AccessDeniedException")
+
+	noErr(t, e.srv.ChangeRole(role, fakeaws.RoleChange{EventName: fakeaws.IAMUpdateAssumeRolePolicy, TrustedSubjects: []string{"system:serviceaccount:b:app"}}))
+	if err := e.srv.ChangeRole(role, fakeaws.RoleChange{EventName: "CreateRole"}); err == nil {
+		t.Error("ChangeRole took an IAM call it does not know")
+	}
+	if err := e.srv.ChangeRole("arn:aws:iam::123456789012:role/none", fakeaws.RoleChange{EventName: fakeaws.IAMPutRolePolicy}); err == nil {
+		t.Error("ChangeRole changed a role that does not exist")
+	}
+	if n := len(e.srv.QueueBodies(east, eventsQueue)); n != 3 {
+		t.Errorf("%d messages, want 3 (the parameter and two role changes)", n)
 	}
 }

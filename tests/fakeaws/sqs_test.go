@@ -104,8 +104,9 @@ func (e *sqsEnv) poll(wait int32) (<-chan polled, <-chan struct{}) {
 }
 
 // TestLongPolling: a long poll answers as soon as a message arrives, without
-// the clock moving; on an empty queue it waits WaitTimeSeconds and answers
-// with no message; without WaitTimeSeconds it answers at once.
+// the clock moving, or as soon as a delayed one becomes visible; on an
+// empty queue it waits WaitTimeSeconds and answers with no message; without
+// WaitTimeSeconds it answers at once.
 func TestLongPolling(t *testing.T) {
 	e := newSQSEnv(t)
 	start := e.clk.Now()
@@ -124,6 +125,17 @@ func TestLongPolling(t *testing.T) {
 	if !e.clk.Now().Equal(start) {
 		t.Error("the clock moved")
 	}
+
+	// A message delayed on its way wakes the poll when it becomes visible.
+	noErr(t, e.srv.SetDelivery(fakeaws.Delivery{Delay: 3 * time.Second}))
+	res, done = e.poll(20)
+	e.waitForPoll(t, done)
+	e.srv.PutParameter(east, "/app/p", "v2", "")
+	e.clk.Step(3 * time.Second)
+	if r := <-res; r.err != nil || len(r.msgs) != 1 {
+		t.Fatalf("long poll with a delayed arrival: %d messages, %v", len(r.msgs), r.err)
+	}
+	noErr(t, e.srv.SetDelivery(fakeaws.Delivery{}))
 
 	res, done = e.poll(5)
 	e.waitForPoll(t, done)

@@ -74,9 +74,6 @@ func validationErr(format string, args ...any) *apiError {
 	return clientErr("ValidationException", "1 validation error detected: "+format, args...)
 }
 
-// writeJSON writes a successful JSON 1.1 response.
-func writeJSON(w http.ResponseWriter, v any) { writeJSONAs(w, jsonContentType, v) }
-
 // contentTypeOf is the JSON protocol version a service speaks.
 func contentTypeOf(service string) string {
 	if service == ServiceSQS {
@@ -85,6 +82,7 @@ func contentTypeOf(service string) string {
 	return jsonContentType
 }
 
+// writeJSONAs writes a successful JSON response.
 func writeJSONAs(w http.ResponseWriter, contentType string, v any) {
 	var buf bytes.Buffer
 	if err := json.NewEncoder(&buf).Encode(v); err != nil {
