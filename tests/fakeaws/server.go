@@ -31,6 +31,8 @@ type Options struct {
 	// Clock keeps SQS's time: message delays, visibility timeouts, long
 	// polls and event delivery delays; defaults to the real clock. Tests
 	// step a fake one (k8s.io/utils/clock/testing) instead of waiting.
+	// Now defaults to it, so a fake clock stepped past SigV4's 15 minutes
+	// of skew needs Now set to time.Now.
 	Clock clock.Clock
 }
 

@@ -284,6 +284,11 @@ func TestSQSErrors(t *testing.T) {
 			_, err := c.GetQueueUrl(ctx, &sqs.GetQueueUrlInput{QueueName: aws.String("nope")})
 			return err
 		}, "AWS.SimpleQueueService.NonExistentQueue"},
+		{"no permission", func() error {
+			e.srv.AddIdentity(fakeaws.Identity{AccessKeyID: "AKIDNONE", SecretAccessKey: "none-secret"})
+			_, err := e.sqs(east, creds{"AKIDNONE", "none-secret", ""}).ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: e.queueURL()})
+			return err
+		}, "AccessDenied"},
 		{"unknown queue attribute", func() error {
 			_, err := c.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: e.queueURL(), AttributeNames: []sqstypes.QueueAttributeName{"Nope"}})
 			return err

@@ -122,6 +122,9 @@ func writeError(w http.ResponseWriter, service string, e *apiError) {
 	case ServiceSQS:
 		msgKey = "message"
 		errType = "com.amazonaws.sqs#" + e.Code
+		if e.QueryCode == "" && e.Code == "AccessDeniedException" {
+			e = &apiError{Status: e.Status, Code: e.Code, Message: e.Message, QueryCode: "AccessDenied"}
+		}
 		if e.QueryCode != "" {
 			fault := "Sender"
 			if e.Status >= 500 {
