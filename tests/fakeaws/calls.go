@@ -18,8 +18,8 @@ const (
 // names, so call logs are safe to print.
 type Call struct {
 	Time time.Time
-	// Service is ServiceSecretsManager, ServiceSSM, ServiceSTS or
-	// ServiceEKSAuth ("" if the request was unrecognised).
+	// Service is ServiceSecretsManager, ServiceSSM, ServiceSTS, ServiceSQS
+	// or ServiceEKSAuth ("" if the request was unrecognised).
 	Service   string
 	Operation string // e.g. "GetSecretValue", "AssumeRoleWithWebIdentity"
 	// Region comes from the SigV4 credential scope. Unsigned requests (STS

@@ -12,11 +12,12 @@ type FaultKind int
 const (
 	// FaultThrottle answers HTTP 400 ThrottlingException ("Rate exceeded"),
 	// which the SDK's standard retryer treats as retryable. STS answers 400
-	// Throttling and the Pod Identity agent 429 ThrottlingException.
+	// Throttling, the Pod Identity agent 429 ThrottlingException and SQS
+	// 403 RequestThrottled.
 	FaultThrottle FaultKind = iota + 1
 	// FaultServerError answers HTTP 500 InternalServiceError (Secrets
-	// Manager), InternalServerError (SSM), InternalFailure (STS) or
-	// InternalServerException (Pod Identity agent).
+	// Manager), InternalServerError (SSM), InternalFailure (STS),
+	// InternalServerException (Pod Identity agent) or InternalError (SQS).
 	FaultServerError
 	// FaultHang never answers: the handler blocks until the client gives up
 	// (its context is cancelled or its connection closes) or the Server is
@@ -57,7 +58,7 @@ type Fault struct {
 	// Region is e.g. "us-east-1", or the name of a Pod Identity agent
 	// (PodIdentityAgentNamed), compared with Call.Region.
 	Region      string
-	Service     string // ServiceSecretsManager, ServiceSSM, ServiceSTS or ServiceEKSAuth
+	Service     string // ServiceSecretsManager, ServiceSSM, ServiceSTS, ServiceSQS or ServiceEKSAuth
 	Operation   string // e.g. "GetSecretValue", "AssumeRoleWithWebIdentity"
 	AccessKeyID string // only requests signed with this key
 
@@ -181,6 +182,8 @@ func faultError(service string, f Fault) *apiError {
 			return clientErr("Throttling", "Rate exceeded")
 		case ServiceEKSAuth:
 			return newErr(http.StatusTooManyRequests, "ThrottlingException", "Rate exceeded")
+		case ServiceSQS:
+			return sqsThrottled()
 		}
 		return clientErr("ThrottlingException", "Rate exceeded")
 	case FaultServerError, FaultDecryptionFailure:
@@ -190,6 +193,9 @@ func faultError(service string, f Fault) *apiError {
 			return newErr(http.StatusInternalServerError, "InternalFailure", "An internal error occurred.")
 		case ServiceEKSAuth:
 			return newErr(http.StatusInternalServerError, "InternalServerException", "An internal error occurred.")
+		case ServiceSQS:
+			// SQS has no KMS-encrypted reads here: a decryption fault is a server error.
+			return sqsErr(http.StatusInternalServerError, "InternalError", "InternalError", "We encountered an internal error. Please try again.")
 		case ServiceSSM:
 			if f.Kind == FaultDecryptionFailure {
 				return clientErr("InvalidKeyId", "The KMS key used to encrypt the parameter could not be used to decrypt it.")

@@ -131,15 +131,23 @@ func validParamType(t string) bool {
 
 // PutParameter stores a value in region as a new version (creating the
 // parameter at version 1) and returns the version. typ defaults to String on
-// creation and to the current type afterwards. It panics on an unknown type,
-// a programming error in the test that calls it.
+// creation and to the current type afterwards. The change is announced as
+// PutParameter's (Create or Update). It panics on an unknown type, a
+// programming error in the test that calls it.
 func (s *Server) PutParameter(region, name, value, typ string) (version int64) {
 	if typ != "" && !validParamType(typ) {
 		panic(fmt.Sprintf("fakeaws: PutParameter(%q): unknown parameter type %q", name, typ))
 	}
 	s.dataMu.Lock()
-	defer s.dataMu.Unlock()
-	return s.putParamLocked(region, name, value, typ)
+	operation := "Create"
+	if _, exists := s.regionRead(region).params[name]; exists {
+		operation = "Update"
+	}
+	version = s.putParamLocked(region, name, value, typ)
+	ev := s.ssmEvent(region, operation, name, s.regionRead(region).params[name].latest().typ, "")
+	s.dataMu.Unlock()
+	s.publish(ev)
+	return version
 }
 
 func (s *Server) putParamLocked(region, name, value, typ string) int64 {
@@ -158,8 +166,26 @@ func (s *Server) putParamLocked(region, name, value, typ string) int64 {
 }
 
 // LabelParameter attaches labels to a version of a parameter (moving them
-// from other versions).
+// from other versions), announced as LabelParameterVersion would be.
 func (s *Server) LabelParameter(region, name string, version int64, labels ...string) error {
+	if err := s.labelParameter(region, name, version, labels); err != nil {
+		return err
+	}
+	s.publish(s.ssmEvent(region, "LabelParameterVersion", name, s.paramType(region, name), ""))
+	return nil
+}
+
+// paramType is the type of a parameter's latest version ("" if gone).
+func (s *Server) paramType(region, name string) string {
+	s.dataMu.RLock()
+	defer s.dataMu.RUnlock()
+	if p, ok := s.regionRead(region).params[name]; ok {
+		return p.latest().typ
+	}
+	return ""
+}
+
+func (s *Server) labelParameter(region, name string, version int64, labels []string) error {
 	s.dataMu.Lock()
 	defer s.dataMu.Unlock()
 	p, ok := s.regionRead(region).params[name]
@@ -181,15 +207,19 @@ func (s *Server) LabelParameter(region, name string, version int64, labels ...st
 }
 
 // DeleteParameter removes a parameter and all its versions, reporting
-// whether it existed.
+// whether it existed (and announcing it, as DeleteParameter would).
 func (s *Server) DeleteParameter(region, name string) bool {
 	s.dataMu.Lock()
-	defer s.dataMu.Unlock()
 	rd := s.regionRead(region)
-	if _, ok := rd.params[name]; !ok {
+	p, ok := rd.params[name]
+	if !ok {
+		s.dataMu.Unlock()
 		return false
 	}
 	delete(rd.params, name)
+	ev := s.ssmEvent(region, "Delete", name, p.latest().typ, "")
+	s.dataMu.Unlock()
+	s.publish(ev)
 	return true
 }
 

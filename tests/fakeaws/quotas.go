@@ -15,7 +15,7 @@ import (
 // at Rate per second. A request finding it empty is answered
 // ThrottlingException ("Rate exceeded", HTTP 400), as AWS answers.
 type Quota struct {
-	Service    string   // ServiceSecretsManager, ServiceSSM or ServiceSTS
+	Service    string   // ServiceSecretsManager, ServiceSSM, ServiceSTS or ServiceSQS
 	Operations []string // operations spending this quota
 	Rate       float64  // requests per second
 	Burst      int
@@ -27,7 +27,8 @@ type Quota struct {
 // GetParametersByPath) or its higher throughput (3,000 for GetParameter and
 // GetParameters, 100 for GetParametersByPath). Scale multiplies every rate
 // (a simulation of a fleet with fewer nodes scales them down in
-// proportion).
+// proportion). SQS has none here: its ReceiveMessage and DeleteMessageBatch
+// quotas are effectively unlimited, so a consumer never meets them.
 func PublishedQuotas(higherThroughput bool, scale float64) []Quota {
 	q := []Quota{
 		{Service: ServiceSecretsManager, Operations: []string{"BatchGetSecretValue"}, Rate: 100},

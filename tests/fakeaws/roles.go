@@ -3,6 +3,7 @@ package fakeaws
 import (
 	"crypto/sha256"
 	"encoding/base32"
+	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
@@ -99,8 +100,128 @@ func (s *Server) AddRole(r Role) error {
 // session already issued for it: as in AWS, where a role's permission
 // policies are evaluated when each request is made, so revoking access
 // takes effect for live sessions too (unlike AddRole, which models a new
-// role definition).
+// role definition). It is announced as IAM's PutRolePolicy of an inline
+// policy named "fakeaws"; ChangeRole names another IAM call.
 func (s *Server) SetRolePermissions(arn string, actions, resources []string, statements []Statement) error {
+	return s.ChangeRole(arn, RoleChange{
+		EventName: "PutRolePolicy", PolicyName: "fakeaws",
+		Actions: actions, Resources: resources, Statements: statements,
+	})
+}
+
+// IAM calls that change a role, as RoleChange.EventName names them.
+const (
+	IAMPutRolePolicy          = "PutRolePolicy"
+	IAMDeleteRolePolicy       = "DeleteRolePolicy"
+	IAMAttachRolePolicy       = "AttachRolePolicy"
+	IAMDetachRolePolicy       = "DetachRolePolicy"
+	IAMUpdateAssumeRolePolicy = "UpdateAssumeRolePolicy"
+)
+
+// RoleChange is a change to a role as one IAM call makes it. The fake has
+// no IAM API: its permission model is not IAM's policy documents, so a
+// test changes a role through ChangeRole, which applies the change and
+// announces it as the IAM call's CloudTrail event would be.
+type RoleChange struct {
+	// EventName is the IAM call: one of the IAM* constants.
+	EventName string
+	// PolicyName names the inline policy (PutRolePolicy, DeleteRolePolicy).
+	PolicyName string
+	// PolicyARN names the managed policy (AttachRolePolicy,
+	// DetachRolePolicy).
+	PolicyARN string
+	// Actions, Resources and Statements are the role's permissions after
+	// a policy change. UpdateAssumeRolePolicy leaves them as they were.
+	Actions    []string
+	Resources  []string
+	Statements []Statement
+	// TrustedSubjects replace the role's web identity subjects, for
+	// UpdateAssumeRolePolicy.
+	TrustedSubjects []string
+}
+
+// ChangeRole applies a change to a role and its live sessions (see
+// SetRolePermissions) and announces it, in us-east-1, as IAM's CloudTrail
+// event.
+func (s *Server) ChangeRole(arn string, c RoleChange) error {
+	_, roleName, ok := parseRoleARN(arn)
+	if !ok {
+		return fmt.Errorf("fakeaws: invalid role ARN %q", arn)
+	}
+	req := map[string]any{"roleName": roleName}
+	switch c.EventName {
+	case IAMPutRolePolicy:
+		req["policyName"] = c.PolicyName
+		req["policyDocument"] = policyDocument(c.Actions, c.Resources, c.Statements)
+	case IAMDeleteRolePolicy:
+		req["policyName"] = c.PolicyName
+	case IAMAttachRolePolicy, IAMDetachRolePolicy:
+		req["policyArn"] = c.PolicyARN
+	case IAMUpdateAssumeRolePolicy:
+		if err := s.setRoleTrust(arn, c.TrustedSubjects); err != nil {
+			return err
+		}
+		req["policyDocument"] = trustDocument(c.TrustedSubjects)
+		s.publish(s.cloudTrailEvent(iamEventRegion, SourceIAM, c.EventName, s.controlCaller(), req, nil))
+		return nil
+	default:
+		return fmt.Errorf("fakeaws: unknown IAM call %q", c.EventName)
+	}
+	if err := s.setRolePermissions(arn, c.Actions, c.Resources, c.Statements); err != nil {
+		return err
+	}
+	s.publish(s.cloudTrailEvent(iamEventRegion, SourceIAM, c.EventName, s.controlCaller(), req, nil))
+	return nil
+}
+
+// policyDocument renders permissions as an IAM policy document (JSON).
+func policyDocument(actions, resources []string, statements []Statement) string {
+	type stmt struct {
+		Effect   string   `json:"Effect"`
+		Action   []string `json:"Action"`
+		Resource []string `json:"Resource"`
+	}
+	doc := struct {
+		Version   string `json:"Version"`
+		Statement []stmt `json:"Statement"`
+	}{Version: "2012-10-17", Statement: []stmt{}}
+	if len(actions) > 0 {
+		doc.Statement = append(doc.Statement, stmt{"Allow", actions, resources})
+	}
+	for _, st := range statements {
+		doc.Statement = append(doc.Statement, stmt{"Allow", st.Actions, st.Resources})
+	}
+	b, _ := json.Marshal(doc)
+	return string(b)
+}
+
+// trustDocument renders web identity subjects as a trust policy (JSON).
+func trustDocument(subjects []string) string {
+	b, _ := json.Marshal(map[string]any{
+		"Version": "2012-10-17",
+		"Statement": []any{map[string]any{
+			"Effect":    "Allow",
+			"Action":    "sts:AssumeRoleWithWebIdentity",
+			"Condition": map[string]any{"StringLike": map[string]any{"sub": subjects}},
+		}},
+	})
+	return string(b)
+}
+
+func (s *Server) setRoleTrust(arn string, subjects []string) error {
+	s.iamMu.Lock()
+	defer s.iamMu.Unlock()
+	r, ok := s.roles[arn]
+	if !ok {
+		return fmt.Errorf("fakeaws: no role %q", arn)
+	}
+	updated := *r
+	updated.TrustedSubjects = slices.Clone(subjects)
+	s.roles[arn] = &updated
+	return nil
+}
+
+func (s *Server) setRolePermissions(arn string, actions, resources []string, statements []Statement) error {
 	s.iamMu.Lock()
 	r, ok := s.roles[arn]
 	if !ok {

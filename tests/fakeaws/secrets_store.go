@@ -199,10 +199,10 @@ func (s *Server) putSecretVersion(region, name string, str *string, bin []byte, 
 
 // PutSecretString stores a string secret in region. If the secret exists,
 // the value becomes a new AWSCURRENT version (the old one AWSPREVIOUS), as
-// with PutSecretValue.
+// with PutSecretValue, and is announced as PutSecretValue (CreateSecret for
+// a new secret).
 func (s *Server) PutSecretString(region, name, value string) (arn, versionID string) {
-	arn, versionID, _ = s.putSecretVersion(region, name, &value, nil, "", nil)
-	return arn, versionID
+	return s.putSecretAnnounced(region, name, &value, nil)
 }
 
 // PutSecretBinary is PutSecretString for a SecretBinary value.
@@ -210,7 +210,19 @@ func (s *Server) PutSecretBinary(region, name string, value []byte) (arn, versio
 	if value == nil {
 		value = []byte{}
 	}
-	arn, versionID, _ = s.putSecretVersion(region, name, nil, value, "", nil)
+	return s.putSecretAnnounced(region, name, nil, value)
+}
+
+func (s *Server) putSecretAnnounced(region, name string, str *string, bin []byte) (arn, versionID string) {
+	s.dataMu.RLock()
+	_, exists := s.regionRead(region).secrets[name]
+	s.dataMu.RUnlock()
+	arn, versionID, _ = s.putSecretVersion(region, name, str, bin, "", nil)
+	if exists {
+		s.publish(s.smEvent(region, "PutSecretValue", s.controlCaller(), arn, map[string]any{"secretId": name, "clientRequestToken": versionID}))
+	} else {
+		s.publish(s.smEvent(region, "CreateSecret", s.controlCaller(), arn, map[string]any{"name": name, "clientRequestToken": versionID}))
+	}
 	return arn, versionID
 }
 
@@ -229,6 +241,9 @@ func (s *Server) SetSecretStage(region, name, versionID, stage string) error {
 	}
 	sec.attachStage(stage, v)
 	sec.changed = s.now()
+	ev := s.smEvent(region, "UpdateSecretVersionStage", s.controlCaller(), sec.arn,
+		map[string]any{"secretId": name, "versionStage": stage, "moveToVersionId": versionID})
+	defer s.publish(ev) // under dataMu: sqsMu is only ever taken after it
 	return nil
 }
 
@@ -262,16 +277,19 @@ func (sec *secret) setTag(k, v string) {
 	sec.tags = append(sec.tags, tag{k, v})
 }
 
-// DeleteSecret removes a secret immediately (like ForceDeleteWithoutRecovery)
-// and reports whether it existed.
+// DeleteSecret removes a secret immediately (like ForceDeleteWithoutRecovery,
+// and announced as such) and reports whether it existed.
 func (s *Server) DeleteSecret(region, name string) bool {
 	s.dataMu.Lock()
-	defer s.dataMu.Unlock()
 	rd := s.regionRead(region)
-	if _, ok := rd.secrets[name]; !ok {
+	sec, ok := rd.secrets[name]
+	if !ok {
+		s.dataMu.Unlock()
 		return false
 	}
 	delete(rd.secrets, name)
+	s.dataMu.Unlock()
+	s.publish(s.smEvent(region, "DeleteSecret", s.controlCaller(), sec.arn, map[string]any{"secretId": name, "forceDeleteWithoutRecovery": true}))
 	return true
 }
 

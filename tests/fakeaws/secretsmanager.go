@@ -37,6 +37,10 @@ func (s *Server) smDispatch(rc *reqCtx) (any, *apiError) {
 		return s.smDeleteSecret(rc)
 	case "RestoreSecret":
 		return s.smRestoreSecret(rc)
+	case "UpdateSecret":
+		return s.smUpdateSecret(rc)
+	case "PutResourcePolicy":
+		return s.smPutResourcePolicy(rc)
 	}
 	return nil, unknownOperation(rc.call.Operation)
 }
@@ -536,6 +540,14 @@ func (s *Server) smCreateSecret(rc *reqCtx) (any, *apiError) {
 		out.VersionId = id
 	}
 	rd.secrets[in.Name] = sec
+	req := map[string]any{"name": in.Name}
+	if in.Description != "" {
+		req["description"] = in.Description
+	}
+	if out.VersionId != "" {
+		req["clientRequestToken"] = out.VersionId
+	}
+	rc.emit(s.smEvent(rc.call.Region, "CreateSecret", s.callerOf(rc), sec.arn, req))
 	return out, nil
 }
 
@@ -580,6 +592,11 @@ func (s *Server) smPutSecretValue(rc *reqCtx) (any, *apiError) {
 	} else {
 		v = sec.addVersion(id, in.SecretString, in.SecretBinary, in.VersionStages, s.now())
 	}
+	req := map[string]any{"secretId": in.SecretId, "clientRequestToken": id}
+	if len(in.VersionStages) > 0 {
+		req["versionStages"] = slices.Clone(in.VersionStages)
+	}
+	rc.emit(s.smEvent(rc.call.Region, "PutSecretValue", s.callerOf(rc), sec.arn, req))
 	return struct {
 		ARN           string   `json:"ARN"`
 		Name          string   `json:"Name"`
@@ -634,6 +651,14 @@ func (s *Server) smUpdateSecretVersionStage(rc *reqCtx) (any, *apiError) {
 		return nil, clientErr("InvalidParameterException", "You must specify MoveToVersionId or RemoveFromVersionId.")
 	}
 	sec.changed = s.now()
+	req := map[string]any{"secretId": in.SecretId, "versionStage": in.VersionStage}
+	if in.MoveToVersionId != "" {
+		req["moveToVersionId"] = in.MoveToVersionId
+	}
+	if in.RemoveFromVersionId != "" {
+		req["removeFromVersionId"] = in.RemoveFromVersionId
+	}
+	rc.emit(s.smEvent(rc.call.Region, "UpdateSecretVersionStage", s.callerOf(rc), sec.arn, req))
 	return struct {
 		ARN  string `json:"ARN"`
 		Name string `json:"Name"`
@@ -682,6 +707,13 @@ func (s *Server) smDeleteSecret(rc *reqCtx) (any, *apiError) {
 		}
 		deletion = sec.purgeAt
 	}
+	req := map[string]any{"secretId": in.SecretId}
+	if in.ForceDeleteWithoutRecovery {
+		req["forceDeleteWithoutRecovery"] = true
+	} else {
+		req["recoveryWindowInDays"] = window
+	}
+	rc.emit(s.smEvent(rc.call.Region, "DeleteSecret", s.callerOf(rc), sec.arn, req))
 	return struct {
 		ARN          string     `json:"ARN"`
 		Name         string     `json:"Name"`
@@ -707,6 +739,91 @@ func (s *Server) smRestoreSecret(rc *reqCtx) (any, *apiError) {
 		return nil, e
 	}
 	sec.deleted, sec.purgeAt = time.Time{}, time.Time{}
+	rc.emit(s.smEvent(rc.call.Region, "RestoreSecret", s.callerOf(rc), sec.arn, map[string]any{"secretId": in.SecretId}))
+	return struct {
+		ARN  string `json:"ARN"`
+		Name string `json:"Name"`
+	}{sec.arn, sec.name}, nil
+}
+
+// --- UpdateSecret -----------------------------------------------------------
+
+type smUpdateSecretInput struct {
+	SecretId           string
+	ClientRequestToken string
+	Description        *string
+	SecretString       *string
+	SecretBinary       []byte
+}
+
+// smUpdateSecret changes a secret's description and, given a value, adds
+// it as a new AWSCURRENT version, as PutSecretValue would.
+func (s *Server) smUpdateSecret(rc *reqCtx) (any, *apiError) {
+	var in smUpdateSecretInput
+	if e := decodeInput(rc.body, &in); e != nil {
+		return nil, e
+	}
+	rc.call.Resources = []string{in.SecretId}
+	if in.SecretString != nil && in.SecretBinary != nil {
+		return nil, clientErr("InvalidParameterException", "You can't specify both a binary secret value and a string secret value in the same secret.")
+	}
+	s.dataMu.Lock()
+	defer s.dataMu.Unlock()
+	sec, e := s.smLookup(rc, "UpdateSecret", in.SecretId)
+	if e != nil {
+		return nil, e
+	}
+	if !sec.deleted.IsZero() {
+		return nil, errMarkedForDeletion
+	}
+	req := map[string]any{"secretId": in.SecretId}
+	if in.Description != nil {
+		sec.description = *in.Description
+		req["description"] = *in.Description
+	}
+	out := struct {
+		ARN       string `json:"ARN"`
+		Name      string `json:"Name"`
+		VersionId string `json:"VersionId,omitempty"`
+	}{ARN: sec.arn, Name: sec.name}
+	if in.SecretString != nil || in.SecretBinary != nil {
+		id := in.ClientRequestToken
+		if id == "" {
+			id = newUUID()
+		}
+		if _, exists := sec.versions[id]; exists {
+			return nil, clientErr("ResourceExistsException", "You can't modify an existing version, you can only create a new version.")
+		}
+		sec.addVersion(id, in.SecretString, in.SecretBinary, nil, s.now())
+		out.VersionId = id
+		req["clientRequestToken"] = id
+	}
+	sec.changed = s.now()
+	rc.emit(s.smEvent(rc.call.Region, "UpdateSecret", s.callerOf(rc), sec.arn, req))
+	return out, nil
+}
+
+// --- PutResourcePolicy ------------------------------------------------------
+
+// smPutResourcePolicy accepts and announces a secret's resource policy.
+// The fake's permission model has no resource policies: it changes no
+// answer, but a consumer of events sees the change as AWS would send it.
+func (s *Server) smPutResourcePolicy(rc *reqCtx) (any, *apiError) {
+	var in struct{ SecretId, ResourcePolicy string }
+	if e := decodeInput(rc.body, &in); e != nil {
+		return nil, e
+	}
+	rc.call.Resources = []string{in.SecretId}
+	if in.ResourcePolicy == "" {
+		return nil, validationErr("Value null at 'resourcePolicy' failed to satisfy constraint: Member must not be null")
+	}
+	s.dataMu.Lock()
+	defer s.dataMu.Unlock()
+	sec, e := s.smLookup(rc, "PutResourcePolicy", in.SecretId)
+	if e != nil {
+		return nil, e
+	}
+	rc.emit(s.smEvent(rc.call.Region, "PutResourcePolicy", s.callerOf(rc), sec.arn, map[string]any{"secretId": in.SecretId}))
 	return struct {
 		ARN  string `json:"ARN"`
 		Name string `json:"Name"`

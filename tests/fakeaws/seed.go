@@ -50,12 +50,45 @@ import (
 //	  - namespace: team-a
 //	    serviceAccount: app
 //	    roleArn: arn:aws:iam::123456789012:role/team-a
+//	queues:                        # SQS; created after the data, so seeding sends no events
+//	  - region: us-east-1
+//	    name: coffer-events
+//	    eventSources: [aws.ssm, aws.secretsmanager, aws.iam]   # EventBridge rules targeting it
+//	    visibilityTimeout: 30s
+//	eventDelivery:                 # faults of event delivery (Delivery)
+//	  seed: 1
+//	  delay: 2s
+//	  jitter: 1s
+//	  loss: 0.01
+//	  duplicate: 0.05
+//	  reorderWindow: 3
 type Seed struct {
 	Identities              []SeedIdentity               `yaml:"identities"`
 	Secrets                 []SeedSecret                 `yaml:"secrets"`
 	Parameters              []SeedParameter              `yaml:"parameters"`
 	Roles                   []SeedRole                   `yaml:"roles"`
 	PodIdentityAssociations []SeedPodIdentityAssociation `yaml:"podIdentityAssociations"`
+	Queues                  []SeedQueue                  `yaml:"queues"`
+	EventDelivery           *SeedDelivery                `yaml:"eventDelivery"`
+}
+
+// SeedQueue mirrors Queue, in one or more regions.
+type SeedQueue struct {
+	Region            string        `yaml:"region"`
+	Regions           []string      `yaml:"regions"`
+	Name              string        `yaml:"name"`
+	EventSources      []string      `yaml:"eventSources"`
+	VisibilityTimeout time.Duration `yaml:"visibilityTimeout"`
+}
+
+// SeedDelivery mirrors Delivery.
+type SeedDelivery struct {
+	Seed          uint64        `yaml:"seed"`
+	Delay         time.Duration `yaml:"delay"`
+	Jitter        time.Duration `yaml:"jitter"`
+	Loss          float64       `yaml:"loss"`
+	Duplicate     float64       `yaml:"duplicate"`
+	ReorderWindow int           `yaml:"reorderWindow"`
 }
 
 // SeedIdentity mirrors Identity.
@@ -234,6 +267,19 @@ func (seed *Seed) validate() error {
 			errs = append(errs, fmt.Errorf("podIdentityAssociations[%d]: invalid role ARN %q", i, a.RoleARN))
 		}
 	}
+	for i, q := range seed.Queues {
+		if len(regionsOf(q.Region, q.Regions)) == 0 {
+			errs = append(errs, fmt.Errorf("queues[%d] (%s): region or regions is required", i, q.Name))
+		}
+		if err := (Queue{Name: q.Name, EventSources: q.EventSources, VisibilityTimeout: q.VisibilityTimeout}).validate(); err != nil {
+			errs = append(errs, fmt.Errorf("queues[%d]: %w", i, err))
+		}
+	}
+	if d := seed.EventDelivery; d != nil {
+		if err := d.delivery().validate(); err != nil {
+			errs = append(errs, fmt.Errorf("eventDelivery: %w", err))
+		}
+	}
 	if len(errs) > 0 {
 		return fmt.Errorf("fakeaws: invalid seed: %w", errors.Join(errs...))
 	}
@@ -292,7 +338,21 @@ func (s *Server) ApplySeed(seed *Seed) error {
 			s.applySeedParameter(region, p)
 		}
 	}
+	for _, q := range seed.Queues {
+		for _, region := range regionsOf(q.Region, q.Regions) {
+			if err := s.AddQueue(region, Queue{Name: q.Name, EventSources: q.EventSources, VisibilityTimeout: q.VisibilityTimeout}); err != nil {
+				return err
+			}
+		}
+	}
+	if d := seed.EventDelivery; d != nil {
+		return s.SetDelivery(d.delivery())
+	}
 	return nil
+}
+
+func (d *SeedDelivery) delivery() Delivery {
+	return Delivery{Seed: d.Seed, Delay: d.Delay, Jitter: d.Jitter, Loss: d.Loss, Duplicate: d.Duplicate, ReorderWindow: d.ReorderWindow}
 }
 
 func (s *Server) applySeedSecret(region string, sec SeedSecret) error {

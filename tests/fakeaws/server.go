@@ -10,6 +10,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"k8s.io/utils/clock"
 )
 
 // DefaultAccountID is the account that owns every resource unless
@@ -24,12 +26,19 @@ type Options struct {
 	Logger *slog.Logger
 	// Now is the server clock used for credential expiry, resource
 	// timestamps and the SigV4 15-minute skew check (so it must stay within
-	// minutes of the signer's clock); defaults to time.Now.
+	// minutes of the signer's clock); defaults to Clock's Now.
 	Now func() time.Time
+	// Clock keeps SQS's time: message delays, visibility timeouts, long
+	// polls and event delivery delays; defaults to the real clock. Tests
+	// step a fake one (k8s.io/utils/clock/testing) instead of waiting.
+	// Now defaults to it, so a fake clock stepped past SigV4's 15 minutes
+	// of skew needs Now set to time.Now.
+	Clock clock.Clock
 }
 
-// Server is a fake AWS Secrets Manager, SSM Parameter Store and STS
-// endpoint, plus an EKS Pod Identity agent (PodIdentityAgent). All regions
+// Server is a fake AWS Secrets Manager, SSM Parameter Store, STS and SQS
+// endpoint, plus an EKS Pod Identity agent (PodIdentityAgent), with the
+// EventBridge rules that send change events to queues (events.go). All regions
 // are served from one URL; the region of a request is taken from its SigV4
 // credential scope, and data is partitioned by region.
 //
@@ -65,6 +74,12 @@ type Server struct {
 	lastSweep time.Time          // server clock, see sweepSessions
 
 	oidc *oidcVerifier
+
+	clock clock.Clock
+	sqsMu sync.Mutex
+	// queues are by region, then name. Guarded by sqsMu, as is delivery.
+	queues   map[string]map[string]*queue
+	delivery deliveryState
 }
 
 // regionData is everything stored in one region.
@@ -88,13 +103,19 @@ func New(opts Options) *Server {
 		podAssoc:    map[string]string{},
 		sessions:    map[string]session{},
 		oidc:        newOIDCVerifier(),
+		clock:       opts.Clock,
+		queues:      map[string]map[string]*queue{},
 	}
 	if s.account == "" {
 		s.account = DefaultAccountID
 	}
-	if s.now == nil {
-		s.now = time.Now
+	if s.clock == nil {
+		s.clock = clock.RealClock{}
 	}
+	if s.now == nil {
+		s.now = s.clock.Now
+	}
+	s.delivery.reset(Delivery{})
 	return s
 }
 
@@ -139,6 +160,8 @@ type reqCtx struct {
 	form  url.Values // parsed body of STS (AWS query protocol) requests
 	call  Call
 	ident *Identity
+	// events are the change events of a write, published once it succeeded.
+	events []event
 }
 
 // authorize checks the caller's permission for an IAM action on a resource
@@ -223,6 +246,8 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, unsignedRegion st
 		out, e = s.smDispatch(rc)
 	case ServiceSSM:
 		out, e = s.ssmDispatch(rc)
+	case ServiceSQS:
+		out, e = s.sqsDispatch(rc)
 	}
 	if e != nil {
 		s.fail(w, rc, errService, e)
@@ -230,7 +255,10 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, unsignedRegion st
 	}
 	rc.call.Outcome = OutcomeOK
 	s.record(rc)
-	writeJSON(w, out)
+	// The change's events are queued before the writer hears of its
+	// success, as AWS has recorded a call by the time it answers.
+	s.publish(rc.events...)
+	writeJSONAs(w, contentTypeOf(rc.call.Service), out)
 }
 
 // checkOutage answers 503 if the request's region (or Pod Identity agent
@@ -349,6 +377,8 @@ func parseTarget(target string) (service, operation string) {
 		return ServiceSecretsManager, op
 	case ssmTargetPrefix:
 		return ServiceSSM, op
+	case sqsTargetPrefix:
+		return ServiceSQS, op
 	}
 	return "", ""
 }

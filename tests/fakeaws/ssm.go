@@ -28,6 +28,8 @@ func (s *Server) ssmDispatch(rc *reqCtx) (any, *apiError) {
 		return s.ssmLabelParameterVersion(rc)
 	case "DeleteParameter":
 		return s.ssmDeleteParameter(rc)
+	case "DeleteParameters":
+		return s.ssmDeleteParameters(rc)
 	}
 	return nil, unknownOperation(rc.call.Operation)
 }
@@ -324,10 +326,11 @@ func (s *Server) ssmGetParametersByPath(rc *reqCtx) (any, *apiError) {
 // --- PutParameter / LabelParameterVersion / DeleteParameter -----------------
 
 type ssmPutParameterInput struct {
-	Name      string
-	Value     *string
-	Type      string
-	Overwrite bool
+	Name        string
+	Value       *string
+	Type        string
+	Overwrite   bool
+	Description string
 }
 
 func (s *Server) ssmPutParameter(rc *reqCtx) (any, *apiError) {
@@ -350,7 +353,9 @@ func (s *Server) ssmPutParameter(rc *reqCtx) (any, *apiError) {
 	}
 	s.dataMu.Lock()
 	defer s.dataMu.Unlock()
+	operation := "Create"
 	if _, exists := s.regionRead(rc.call.Region).params[in.Name]; exists {
+		operation = "Update"
 		if !in.Overwrite {
 			return nil, clientErr("ParameterAlreadyExists", "The parameter already exists. To overwrite this value, set the overwrite option in the request to true.")
 		}
@@ -358,6 +363,8 @@ func (s *Server) ssmPutParameter(rc *reqCtx) (any, *apiError) {
 		return nil, clientErr("ValidationException", "A parameter type is required when you create a parameter.")
 	}
 	version := s.putParamLocked(rc.call.Region, in.Name, *in.Value, in.Type)
+	typ := s.regionRead(rc.call.Region).params[in.Name].latest().typ
+	rc.emit(s.ssmEvent(rc.call.Region, operation, in.Name, typ, in.Description))
 	return struct {
 		Version int64  `json:"Version"`
 		Tier    string `json:"Tier"`
@@ -413,6 +420,7 @@ func (s *Server) ssmLabelParameterVersion(rc *reqCtx) (any, *apiError) {
 	if e != nil {
 		return nil, e
 	}
+	rc.emit(s.ssmEvent(rc.call.Region, "LabelParameterVersion", p.name, v.typ, ""))
 	return struct {
 		InvalidLabels    []string `json:"InvalidLabels"`
 		ParameterVersion int64    `json:"ParameterVersion"`
@@ -439,5 +447,47 @@ func (s *Server) ssmDeleteParameter(rc *reqCtx) (any, *apiError) {
 		return nil, paramNotFound()
 	}
 	delete(rd.params, p.name)
+	rc.emit(s.ssmEvent(rc.call.Region, "Delete", p.name, p.latest().typ, ""))
 	return struct{}{}, nil
+}
+
+// ssmDeleteParameters deletes up to ten parameters; the names it cannot
+// find are listed, not errors. Each deletion is an event of its own.
+func (s *Server) ssmDeleteParameters(rc *reqCtx) (any, *apiError) {
+	var in struct{ Names []string }
+	if e := decodeInput(rc.body, &in); e != nil {
+		return nil, e
+	}
+	rc.call.Resources = slices.Clone(in.Names)
+	switch {
+	case len(in.Names) == 0:
+		return nil, validationErr("Value '[]' at 'names' failed to satisfy constraint: Member must have length greater than or equal to 1")
+	case len(in.Names) > maxGetParametersNames:
+		return nil, validationErr("Value '%v' at 'names' failed to satisfy constraint: Member must have length less than or equal to %d", in.Names, maxGetParametersNames)
+	}
+	refs := make([]paramRef, len(in.Names))
+	for i, n := range in.Names {
+		refs[i] = s.parseParamRef(rc.call.Region, n)
+		if e := rc.authorize(ssmActionPrefix+"DeleteParameters", refs[i].arn); e != nil {
+			return nil, e
+		}
+	}
+	out := struct {
+		DeletedParameters []string `json:"DeletedParameters"`
+		InvalidParameters []string `json:"InvalidParameters"`
+	}{DeletedParameters: []string{}, InvalidParameters: []string{}}
+	s.dataMu.Lock()
+	defer s.dataMu.Unlock()
+	rd := s.regionRead(rc.call.Region)
+	for _, ref := range refs {
+		p := rd.findParam(ref)
+		if p == nil {
+			out.InvalidParameters = append(out.InvalidParameters, ref.raw)
+			continue
+		}
+		delete(rd.params, p.name)
+		out.DeletedParameters = append(out.DeletedParameters, ref.raw)
+		rc.emit(s.ssmEvent(rc.call.Region, "Delete", p.name, p.latest().typ, ""))
+	}
+	return out, nil
 }

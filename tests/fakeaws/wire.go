@@ -18,16 +18,21 @@ import (
 // exact modeled spelling ("ARN", not "Arn").
 const (
 	jsonContentType = "application/x-amz-json-1.1"
+	// SQS speaks AWS JSON 1.0, which differs from 1.1 only in this header
+	// (and in error type names, which the SDK reads either way).
+	json10ContentType = "application/x-amz-json-1.0"
 
 	// Target prefixes, as the SDK builds them from the service shape name.
 	smTargetPrefix  = "secretsmanager"
 	ssmTargetPrefix = "AmazonSSM"
+	sqsTargetPrefix = "AmazonSQS"
 
 	// Service names as they appear in SigV4 credential scopes, IAM actions
 	// and ARNs.
 	ServiceSecretsManager = "secretsmanager"
 	ServiceSSM            = "ssm"
 	ServiceSTS            = "sts"
+	ServiceSQS            = "sqs"
 	// ServiceEKSAuth names calls to the Pod Identity agent, after the EKS
 	// Auth API (AssumeRoleForPodIdentity) that the real agent calls.
 	ServiceEKSAuth = "eks-auth"
@@ -43,6 +48,9 @@ type apiError struct {
 	Status  int
 	Code    string
 	Message string
+	// QueryCode is the error's code in the AWS query protocol, which
+	// query-compatible JSON services (SQS) send in X-Amzn-Query-Error.
+	QueryCode string
 }
 
 func (e *apiError) Error() string { return e.Code + ": " + e.Message }
@@ -66,8 +74,16 @@ func validationErr(format string, args ...any) *apiError {
 	return clientErr("ValidationException", "1 validation error detected: "+format, args...)
 }
 
-// writeJSON writes a successful JSON 1.1 response.
-func writeJSON(w http.ResponseWriter, v any) {
+// contentTypeOf is the JSON protocol version a service speaks.
+func contentTypeOf(service string) string {
+	if service == ServiceSQS {
+		return json10ContentType
+	}
+	return jsonContentType
+}
+
+// writeJSONAs writes a successful JSON response.
+func writeJSONAs(w http.ResponseWriter, contentType string, v any) {
 	var buf bytes.Buffer
 	if err := json.NewEncoder(&buf).Encode(v); err != nil {
 		// Every output type in this package is plain data; failing to encode
@@ -75,7 +91,7 @@ func writeJSON(w http.ResponseWriter, v any) {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return
 	}
-	w.Header().Set("Content-Type", jsonContentType)
+	w.Header().Set("Content-Type", contentType)
 	w.Header().Set("Content-Length", strconv.Itoa(buf.Len()))
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(buf.Bytes())
@@ -99,12 +115,27 @@ func writeError(w http.ResponseWriter, service string, e *apiError) {
 		return
 	}
 	msgKey := "Message"
-	if service == ServiceSSM {
+	errType := e.Code
+	switch service {
+	case ServiceSSM:
 		msgKey = "message"
+	case ServiceSQS:
+		msgKey = "message"
+		errType = "com.amazonaws.sqs#" + e.Code
+		if e.QueryCode == "" && e.Code == "AccessDeniedException" {
+			e = &apiError{Status: e.Status, Code: e.Code, Message: e.Message, QueryCode: "AccessDenied"}
+		}
+		if e.QueryCode != "" {
+			fault := "Sender"
+			if e.Status >= 500 {
+				fault = "Receiver"
+			}
+			w.Header().Set("X-Amzn-Query-Error", e.QueryCode+";"+fault)
+		}
 	}
-	body, _ := json.Marshal(map[string]string{"__type": e.Code, msgKey: e.Message})
-	w.Header().Set("Content-Type", jsonContentType)
-	w.Header().Set("X-Amzn-ErrorType", e.Code)
+	body, _ := json.Marshal(map[string]string{"__type": errType, msgKey: e.Message})
+	w.Header().Set("Content-Type", contentTypeOf(service))
+	w.Header().Set("X-Amzn-ErrorType", errType)
 	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
 	w.WriteHeader(e.Status)
 	_, _ = w.Write(body)

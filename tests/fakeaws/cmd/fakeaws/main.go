@@ -1,6 +1,7 @@
 // Command fakeaws serves the fake Secrets Manager / SSM Parameter Store / STS
-// endpoint, and optionally an EKS Pod Identity agent, for demos and
-// end-to-end tests.
+// / SQS endpoint, and optionally an EKS Pod Identity agent, for demos and
+// end-to-end tests. The seed's queues receive the change events of writes,
+// with its eventDelivery faults (see fakeaws.Seed).
 //
 //	fakeaws --addr 127.0.0.1:4566 --seed demo-seed.yaml --ready-file /tmp/fakeaws.url \
 //	    --jwks-url https://kubernetes.default.svc/openid/v1/jwks \
@@ -52,7 +53,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs := flag.NewFlagSet("fakeaws", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&o.addr, "addr", "127.0.0.1:0", "listen address (port 0 picks a free port)")
-	fs.StringVar(&o.seedPath, "seed", "", "YAML seed file with identities, roles, Pod Identity associations, secrets and parameters")
+	fs.StringVar(&o.seedPath, "seed", "", "YAML seed file with identities, roles, Pod Identity associations, secrets, parameters, queues and event delivery faults")
 	fs.StringVar(&o.readyFile, "ready-file", "", "write the server URL to this file once listening")
 	fs.StringVar(&o.account, "account-id", fakeaws.DefaultAccountID, "AWS account id used in ARNs")
 	o.oidc.register(fs)
@@ -179,7 +180,7 @@ func applySeedFile(srv *fakeaws.Server, path string, logger *slog.Logger) error 
 	}
 	logger.Info("seed loaded", "file", path, "identities", len(seed.Identities), "roles", len(seed.Roles),
 		"podIdentityAssociations", len(seed.PodIdentityAssociations),
-		"secrets", len(seed.Secrets), "parameters", len(seed.Parameters))
+		"secrets", len(seed.Secrets), "parameters", len(seed.Parameters), "queues", len(seed.Queues))
 	return nil
 }
 
