@@ -220,7 +220,7 @@ func (s fluxStep) fail(t *testing.T, msg, controller string) {
 	var b strings.Builder
 	b.WriteString(msg)
 	if p := s.procs[controller]; p != nil {
-		fmt.Fprintf(&b, "\n----- %s: last lines of its log -----\n%s", controller, harness.Tail(p.LogSince(0), 40))
+		fmt.Fprintf(&b, "\n----- %s: last lines of its log -----\n%s", controller, harness.Tail(p.LogSince(0), 20))
 	}
 	fmt.Fprintf(&b, "\nrerun this step (with the steps before it, which it builds on): "+fluxRerunStep, s.n)
 	t.Fatal(b.String())
