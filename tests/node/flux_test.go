@@ -16,7 +16,6 @@ import (
 	"testing"
 	"time"
 
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -40,13 +39,12 @@ var (
 	gvrHelmRelease    = schema.GroupVersionResource{Group: "helm.toolkit.fluxcd.io", Version: "v2", Resource: "helmreleases"}
 )
 
-const (
-	fluxNS = "flux-system"
-	// The controllers' ports, on the node's own addresses (the suite's
-	// network namespace): source-controller serves its artifacts on the
-	// node's address, where the other two fetch them.
-	fluxStoragePort = 9790
-)
+const fluxNS = "flux-system"
+
+// fluxStorage is where source-controller serves its artifacts, on the
+// node's address, and where the other two controllers fetch them. Every
+// port here is in the suite's own network namespace.
+var fluxStorage = nodeIP + ":9790"
 
 var fluxController = map[schema.GroupVersionResource]string{
 	gvrGitRepository:  "source-controller",
@@ -64,7 +62,6 @@ type flux struct {
 	gitURL  string // the fleet repository, as GitRepository's url
 	helmURL string // the Helm repository, as HelmRepository's url
 	work    string // the fleet repository's working copy
-	charts  string // the Helm repository's directory
 }
 
 // startFlux applies the controllers' CRDs, starts source-controller,
@@ -77,10 +74,10 @@ func (c *cluster) startFlux(ctx context.Context) (*flux, error) {
 	if f.dyn, err = dynamic.NewForConfig(c.restConfig(c.api.AdminToken)); err != nil {
 		return nil, err
 	}
-	bins := []struct{ name, bin string }{
-		{"source-controller", c.bins.fluxSource},
-		{"kustomize-controller", c.bins.fluxKustomize},
-		{"helm-controller", c.bins.fluxHelm},
+	bins := []struct{ name, bin, metrics, health string }{
+		{"source-controller", c.bins.fluxSource, "127.0.0.1:9791", "127.0.0.1:9792"},
+		{"kustomize-controller", c.bins.fluxKustomize, "127.0.0.1:9793", "127.0.0.1:9794"},
+		{"helm-controller", c.bins.fluxHelm, "127.0.0.1:9795", "127.0.0.1:9796"},
 	}
 	for _, b := range bins {
 		if err := c.kubectl(ctx, "apply", "--server-side", "-f", filepath.Join(filepath.Dir(b.bin), "crds")); err != nil {
@@ -98,18 +95,16 @@ func (c *cluster) startFlux(ctx context.Context) (*flux, error) {
 		return nil, err
 	}
 	env := []string{"KUBECONFIG=" + c.adminKubeconfig, "RUNTIME_NAMESPACE=" + fluxNS}
-	for i, b := range bins {
-		health := fmt.Sprintf("127.0.0.1:%d", fluxStoragePort+2+2*i)
+	for _, b := range bins {
 		args := []string{
-			fmt.Sprintf("--metrics-addr=127.0.0.1:%d", fluxStoragePort+1+2*i),
-			"--health-addr=" + health,
+			"--metrics-addr=" + b.metrics,
+			"--health-addr=" + b.health,
 			"--enable-leader-election=false",
 			"--log-encoding=console",
 		}
 		switch b.name {
 		case "source-controller":
-			addr := fmt.Sprintf("%s:%d", nodeIP, fluxStoragePort)
-			args = append(args, "--storage-path="+storage, "--storage-addr="+addr, "--storage-adv-addr="+addr)
+			args = append(args, "--storage-path="+storage, "--storage-addr="+fluxStorage, "--storage-adv-addr="+fluxStorage)
 		default:
 			// dependsOn is checked again this often (30 s by default).
 			args = append(args, "--requeue-dependency=5s")
@@ -121,8 +116,8 @@ func (c *cluster) startFlux(ctx context.Context) (*flux, error) {
 		f.procs[b.name] = p
 	}
 	hc := &http.Client{Timeout: 5 * time.Second}
-	for i, b := range bins {
-		url := fmt.Sprintf("http://127.0.0.1:%d/readyz", fluxStoragePort+2+2*i)
+	for _, b := range bins {
+		url := "http://" + b.health + "/readyz"
 		if err := harness.WaitReady(ctx, f.procs[b.name], time.Minute, func(ctx context.Context) error {
 			return harness.HTTPOK(ctx, hc, url, "")
 		}); err != nil {
@@ -251,7 +246,6 @@ func (f *flux) commit(t *testing.T, message string, files map[string]string) str
 // (as `helm repo index` writes it).
 func (f *flux) newHelmRepo(t *testing.T, dir, driverChart, cofferChart string, cofferVersions ...string) {
 	t.Helper()
-	f.charts = dir
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -369,6 +363,3 @@ func conditions(u *unstructured.Unstructured) string {
 	}
 	return b.String()
 }
-
-// notFound reports whether err is the API's NotFound.
-func notFound(err error) bool { return apierrors.IsNotFound(err) }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/Masterminds/semver/v3"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -262,7 +263,7 @@ func (s fluxStep) secretIs(t *testing.T, want map[string]string, timeout time.Du
 	err := poll(timeout, func(ctx context.Context) error {
 		got, err := env.kube.CoreV1().Secrets(fluxNotifierNS).Get(ctx, "slack-url", metav1.GetOptions{})
 		if want == nil {
-			if notFound(err) {
+			if apierrors.IsNotFound(err) {
 				return nil
 			}
 			if err == nil {
@@ -432,7 +433,7 @@ func TestFlux(t *testing.T) {
 			s.applied(t, "coffer-secretproviderclasses", sha)
 			if err := poll(time.Minute, func(ctx context.Context) error {
 				_, err := f.dyn.Resource(gvrSPC).Namespace(fluxNotifierNS).Get(ctx, "slack-url", metav1.GetOptions{})
-				if notFound(err) {
+				if apierrors.IsNotFound(err) {
 					return nil
 				}
 				return fmt.Errorf("SecretProviderClass slack-url not pruned: %v", err)
