@@ -164,7 +164,8 @@ image-docker:
 
 ## node-test: the node tier (tests/node, as root): a one-node cluster with a real kubelet,
 ## containerd, runc and CNI bridge; the CSI driver and coffer installed by their Helm
-## charts from images built here; real pods. One scenario: make node-test NODE_RUN=TestReadFiles
+## charts from images built here; real pods; Flux's own controllers reconciling deployment/flux
+## (TestFlux). One scenario: make node-test NODE_RUN=TestReadFiles
 NODE_ENV := $(BIN)/node.env
 NODE_RUN ?= .
 node-test:

@@ -86,6 +86,16 @@ func TestNodeProvisionTakesSidecarsFromNodeCSIBinaries(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// Flux's controllers are already cached, each with its CRDs.
+	cache := envValue(env, "COFFER_E2E_CACHE")
+	for _, c := range []string{"source-controller-v1.7.3/source-controller", "kustomize-controller-v1.7.3/kustomize-controller", "helm-controller-v1.4.5/helm-controller"} {
+		if err := os.MkdirAll(filepath.Join(cache, filepath.Dir(c), "crds"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(cache, c), []byte("#!/bin/sh\n"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
 	cmd := exec.Command("bash", script)
 	cmd.Env = append(env, "NODE_CSI_BINARIES="+bins, "NODE_ASCP_CHART="+chart)
 	var stderr bytes.Buffer
@@ -95,9 +105,23 @@ func TestNodeProvisionTakesSidecarsFromNodeCSIBinaries(t *testing.T) {
 		t.Fatalf("provision.sh: %v\n%s", err, stderr.String())
 	}
 	for _, want := range []string{"E2E_PROVISIONED=1", "node-driver-registrar-v9.9.9/csi-node-driver-registrar", "NODE_LIVENESSPROBE_VERSION=v8.8.8", "livenessprobe-v8.8.8/livenessprobe",
-		"NODE_ASCP_VERSION=7.7.7", "ascp-7.7.7/secrets-store-csi-driver-provider-aws", "NODE_ASCP_CHART=" + chart} {
+		"NODE_ASCP_VERSION=7.7.7", "ascp-7.7.7/secrets-store-csi-driver-provider-aws", "NODE_ASCP_CHART=" + chart,
+		"NODE_FLUX_SOURCE_CONTROLLER=" + filepath.Join(cache, "source-controller-v1.7.3/source-controller"),
+		"NODE_FLUX_HELM_CONTROLLER=" + filepath.Join(cache, "helm-controller-v1.4.5/helm-controller")} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("stdout lacks %q:\n%s", want, out)
 		}
 	}
+}
+
+// envValue is the value of key in env (KEY=value entries), the last one
+// winning as in exec.
+func envValue(env []string, key string) string {
+	v := ""
+	for _, kv := range env {
+		if k, val, ok := strings.Cut(kv, "="); ok && k == key {
+			v = val
+		}
+	}
+	return v
 }

@@ -44,6 +44,8 @@ type binaries struct {
 	cofferImage, cofferVersion, fakeaws, repo                       string
 	// AWS's provider (ASCP): its binary, version and chart directory.
 	ascp, ascpVersion, ascpChart string
+	// Flux's controllers, each with its CRDs in crds/ beside it.
+	fluxSource, fluxKustomize, fluxHelm string
 }
 
 var binaryEnv = []struct {
@@ -72,6 +74,9 @@ var binaryEnv = []struct {
 	{"NODE_ASCP", func(b *binaries) *string { return &b.ascp }, true},
 	{"NODE_ASCP_VERSION", func(b *binaries) *string { return &b.ascpVersion }, false},
 	{"NODE_ASCP_CHART", func(b *binaries) *string { return &b.ascpChart }, true},
+	{"NODE_FLUX_SOURCE_CONTROLLER", func(b *binaries) *string { return &b.fluxSource }, true},
+	{"NODE_FLUX_KUSTOMIZE_CONTROLLER", func(b *binaries) *string { return &b.fluxKustomize }, true},
+	{"NODE_FLUX_HELM_CONTROLLER", func(b *binaries) *string { return &b.fluxHelm }, true},
 }
 
 func binariesFromEnv() (b binaries, missing []string, err error) {

@@ -24,8 +24,16 @@ func sa(ns, name string) string { return "system:serviceaccount:" + ns + ":" + n
 var trusted = []string{
 	sa("t-read", "app"), sa("t-identity", "app"), sa("t-fail", "app"),
 	sa("t-rotate", "app"), sa("t-sync", "app"), sa("t-upgrade", "app"),
-	sa("t-restart", "app"), sa("t-switch", "app"),
+	sa("t-restart", "app"), sa("t-switch", "app"), sa("t-flux-mount", "app"),
 }
+
+// The Flux scenario's Secret sync reads AWS as ServiceAccount notifier of
+// the namespace the fleet repository delivers, through the role its
+// overlay's patch names; the role trusts that ServiceAccount alone.
+const (
+	fluxNotifierNS   = "t-flux"
+	fluxNotifierRole = "node-flux-notifier"
+)
 
 // fakeSeed: appRole's policy is the one AWS's provider documents
 // (GetSecretValue and DescribeSecret, which ASCP's code calls on a remount
@@ -47,14 +55,21 @@ roles:
     trustedSubjects: [%s]
     actions: ["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret", "ssm:GetParameters"]
     resources: ["arn:aws:secretsmanager:*:123456789012:secret:node/*", "arn:aws:ssm:*:123456789012:parameter/node/*"]
+  - arn: %s
+    trustedSubjects: [%q]
+    actions: ["secretsmanager:GetSecretValue"]
+    resources: ["arn:aws:secretsmanager:*:123456789012:secret:dev/*"]
 secrets:
   - {region: us-east-1, name: node/db, string: '{"username":"canary-node-user","password":"canary-node-db-pw"}'}
   - {region: us-east-1, name: node/api-key, string: canary-node-api-key}
   - {region: us-east-1, name: node/rotating, string: canary-node-rot-1}
   - {region: us-east-1, name: node/restart, string: canary-node-restart-1}
   - {region: us-east-1, name: node/switch, string: canary-node-switch-1}
+  - {region: us-east-1, name: node/flux-rotating, string: canary-node-flux-1}
+  - {region: us-east-1, name: dev/slackurl, string: canary-node-slack-url}
+  - {region: us-east-1, name: dev/slackchannel, string: canary-node-slack-channel}
 parameters:
   - {region: us-east-1, name: /node/host, value: canary-node-host}
   - {region: us-east-1, name: /node/token, type: SecureString, value: canary-node-token}
-`, adminKeyID, adminSecret, roleARN(appRole), strings.Join(q, ", "))
+`, adminKeyID, adminSecret, roleARN(appRole), strings.Join(q, ", "), roleARN(fluxNotifierRole), sa(fluxNotifierNS, "notifier"))
 }
