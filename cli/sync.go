@@ -176,7 +176,7 @@ func runSync(ctx context.Context, c *syncConfig, parts ControllerParts, stderr i
 	}
 	klog.SetSlogLogger(log) // client-go's own messages, in coffer's format
 	limitMemory(c.cfg.Evaluator, log)
-	k8s, err := wiring.Connect(c.cfg.Kubeconfig)
+	k8s, err := wiring.Connect(c.cfg.Kubeconfig, true)
 	if err != nil {
 		return err
 	}

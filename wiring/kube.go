@@ -27,8 +27,12 @@ type Kubernetes struct {
 
 // Connect connects to the Kubernetes API: in-cluster, or through a
 // kubeconfig file. It makes no request. It is the one place coffer's
-// clients are set up (user agent, rate limits).
-func Connect(kubeconfig string) (*Kubernetes, error) {
+// clients are set up (user agent, rate limits). The dynamic and metadata
+// clients are made only when untyped says so (Secret sync reads
+// SecretProviderClasses and Secrets' metadata through them): a node that
+// only mounts never runs their code, which is memory paged into every
+// DaemonSet pod (bench S1).
+func Connect(kubeconfig string, untyped bool) (*Kubernetes, error) {
 	rc, err := kube.Config(kubeconfig, "coffer/"+version.Version)
 	if err != nil {
 		return nil, err
@@ -36,6 +40,9 @@ func Connect(kubeconfig string) (*Kubernetes, error) {
 	kc, err := kube.New(rc)
 	if err != nil {
 		return nil, err
+	}
+	if !untyped {
+		return &Kubernetes{Client: kc, Config: rc}, nil
 	}
 	dyn, err := dynamic.NewForConfig(rc)
 	if err != nil {

@@ -85,7 +85,7 @@ func New(ctx context.Context, cfg Config) (_ *Coffer, err error) {
 	kubernetes := func() (*Kubernetes, error) {
 		if k8s == nil {
 			var err error
-			if k8s, err = Connect(cfg.Kubeconfig); err != nil {
+			if k8s, err = Connect(cfg.Kubeconfig, cfg.SyncAtMount || cfg.Controller != nil); err != nil {
 				return nil, err
 			}
 		}

@@ -213,17 +213,20 @@ current-context: x
 `), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	k, err := Connect(kubeconfig)
+	k, err := Connect(kubeconfig, true)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if k.Client == nil || k.Dynamic == nil || k.Metadata == nil || k.Config == nil {
 		t.Fatalf("Connect = %+v, want every client and the configuration", k)
 	}
+	if typed, err := Connect(kubeconfig, false); err != nil || typed.Client == nil || typed.Config == nil || typed.Dynamic != nil || typed.Metadata != nil {
+		t.Fatalf("Connect(typed only) = %+v, %v; want the typed client and the configuration only", typed, err)
+	}
 	if k.Config.Host != "https://198.18.0.9:6443" || !strings.HasPrefix(k.Config.UserAgent, "coffer/") {
 		t.Errorf("configuration: host %q, user agent %q", k.Config.Host, k.Config.UserAgent)
 	}
-	if _, err := Connect(filepath.Join(t.TempDir(), "none")); err == nil || !strings.Contains(err.Error(), "connecting to the Kubernetes API") {
+	if _, err := Connect(filepath.Join(t.TempDir(), "none"), true); err == nil || !strings.Contains(err.Error(), "connecting to the Kubernetes API") {
 		t.Errorf("Connect(no such file) = %v", err)
 	}
 }
