@@ -157,6 +157,26 @@ func (q *Queue[T]) WaitProcessed(ctx context.Context, item T, n int) error {
 	return q.WaitIdle(ctx)
 }
 
+// Until returns once cond holds, checked now and after every change of
+// the queue (an item added, handed out or done): for what a worker's
+// processing makes true, which it has done by the time it calls Done. It
+// fails when ctx ends first.
+func (q *Queue[T]) Until(ctx context.Context, what string, cond func() bool) error {
+	for {
+		q.mu.Lock()
+		changed := q.changed // before cond: a change in between is not missed
+		q.mu.Unlock()
+		if cond() {
+			return nil
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return fmt.Errorf("%s: %w", what, ctx.Err())
+		}
+	}
+}
+
 // wait returns once cond, called with q.mu held, holds.
 func (q *Queue[T]) wait(ctx context.Context, what string, cond func() bool) error {
 	for {
