@@ -417,7 +417,7 @@ func (c *Controller) writeStatus(ctx context.Context, owner *SPC, status *Status
 	}
 	_, err = c.Dynamic.Resource(SPCResource).Namespace(owner.Namespace).Patch(ctx, owner.Name, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: FieldManager})
 	if err != nil {
-		c.logger().Warn("secret sync: writing the status annotation failed (RBAC: coffer-controller sync needs patch on secretproviderclasses)", "secretProviderClass", owner.Namespace+"/"+owner.Name, "error", err)
+		logAPIFailure(ctx, c.logger(), "writing the status annotation", "coffer-controller sync needs patch on secretproviderclasses", err, "secretProviderClass", owner.Namespace+"/"+owner.Name)
 	}
 }
 
