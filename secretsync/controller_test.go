@@ -100,21 +100,16 @@ func (e *ctrlEnv) reconciled(t *testing.T, key string, n int) {
 	}
 }
 
-// reconciledUntil waits for reconciles of class key until cond holds. It
-// serves changes that come through a watch, where the reconcile they cause
-// may come after one that the watch's first list caused.
-func (e *ctrlEnv) reconciledUntil(t *testing.T, key, what string, cond func() bool) {
+// reconciledUntil waits until cond holds, checked whenever the controller
+// has processed a class. It serves changes that come through a watch,
+// where the reconcile they cause may come after one that the watch's first
+// list caused.
+func (e *ctrlEnv) reconciledUntil(t *testing.T, what string, cond func() bool) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	for {
-		n := e.queue.Processed(key) // before cond: a reconcile in between is not missed
-		if cond() {
-			return
-		}
-		if err := e.queue.WaitProcessed(ctx, key, n+1); err != nil {
-			t.Fatalf("%s: %v", what, err)
-		}
+	if err := e.queue.Until(ctx, what, cond); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -372,7 +367,7 @@ func TestControllerRetriesWhenTheSecretChanges(t *testing.T) {
 	// The owner opts in; the apiserver's watch tells coffer. The clock
 	// never moves: the backoff (an hour) cannot be what retries it.
 	optIn(t, e.env, meta)
-	e.reconciledUntil(t, testKey, "merged after the opt-in", func() bool {
+	e.reconciledUntil(t, "merged after the opt-in", func() bool {
 		_, ok := e.secret("shared").Data["merged"]
 		return ok
 	})
