@@ -482,7 +482,7 @@ func appliedDataKeys(live *corev1.Secret) map[string]bool {
 			continue
 		}
 		var set fieldpath.Set
-		if err := set.FromJSON(bytes.NewReader(mf.FieldsV1.Raw)); err != nil {
+		if err := set.FromJSON(mf.FieldsV1.GetRawReader()); err != nil {
 			continue // unreadable: coffer owns none of its keys
 		}
 		set.WithPrefix(fieldpath.PathElement{FieldName: &data}).Iterate(func(p fieldpath.Path) {
