@@ -9,6 +9,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -20,6 +21,7 @@ import (
 	clocktesting "k8s.io/utils/clock/testing"
 
 	"github.com/coffer-csi/coffer/internal/bounded"
+	"github.com/coffer-csi/coffer/internal/kube"
 	"github.com/coffer-csi/coffer/internal/kube/kubetest"
 )
 
@@ -100,28 +102,49 @@ func TestRoleLookup(t *testing.T) {
 }
 
 func TestRoleLookupBurstMakesOneCall(t *testing.T) {
-	cs := fake.NewClientset(serviceAccount("team", "app", "arn:aws:iam::111122223333:role/app"))
-	gets := countGets(cs)
-	release := make(chan struct{})
-	cs.PrependReactor("get", "serviceaccounts", func(k8stesting.Action) (bool, runtime.Object, error) {
-		<-release
-		return false, nil, nil
+	synctest.Test(t, func(t *testing.T) {
+		cs := fake.NewClientset(serviceAccount("team", "app", "arn:aws:iam::111122223333:role/app"))
+		gets := countGets(cs)
+		release := make(chan struct{})
+		l := NewRoleLookup(heldGets{kubetest.Wrap(cs), release}, time.Minute)
+		var wg sync.WaitGroup
+		for range 100 {
+			wg.Go(func() {
+				if _, err := l.Role(context.Background(), "team", "app"); err != nil {
+					t.Error(err)
+				}
+			})
+		}
+		synctest.Wait() // every caller is reading, or waiting for a read
+		close(release)
+		wg.Wait()
+		if n := gets.Load(); n != 1 {
+			t.Errorf("a burst of 100 made %d API calls, want 1", n)
+		}
 	})
-	l := NewRoleLookup(kubetest.Wrap(cs), time.Minute)
-	var wg sync.WaitGroup
-	for range 100 {
-		wg.Go(func() {
-			if _, err := l.Role(context.Background(), "team", "app"); err != nil {
-				t.Error(err)
-			}
-		})
-	}
-	time.Sleep(50 * time.Millisecond)
-	close(release)
-	wg.Wait()
-	if n := gets.Load(); n != 1 {
-		t.Errorf("a burst of 100 made %d API calls, want 1", n)
-	}
+}
+
+// heldGets holds every read of a ServiceAccount until release is closed.
+// It holds them before the fake clientset, whose reactors run under a
+// lock: a caller blocked there would never count as blocked for
+// synctest.Wait.
+type heldGets struct {
+	kube.ServiceAccountsGetter
+	release <-chan struct{}
+}
+
+func (h heldGets) ServiceAccounts(ns string) kube.ServiceAccountInterface {
+	return heldServiceAccounts{h.ServiceAccountsGetter.ServiceAccounts(ns), h.release}
+}
+
+type heldServiceAccounts struct {
+	kube.ServiceAccountInterface
+	release <-chan struct{}
+}
+
+func (h heldServiceAccounts) Get(ctx context.Context, name string, opts metav1.GetOptions) (*corev1.ServiceAccount, error) {
+	<-h.release
+	return h.ServiceAccountInterface.Get(ctx, name, opts)
 }
 
 func TestNodeRegion(t *testing.T) {
@@ -157,63 +180,70 @@ func TestNodeRegion(t *testing.T) {
 }
 
 func TestCredentialCache(t *testing.T) {
-	clk := clocktesting.NewFakeClock(time.Now())
-	c := newCredentialCache(5*time.Minute, 3, clk)
-	var fetches atomic.Int64
-	fetch := func(exp time.Time) func(context.Context) (aws.Credentials, error) {
-		return func(context.Context) (aws.Credentials, error) {
-			fetches.Add(1)
-			time.Sleep(10 * time.Millisecond) // let a burst pile up
-			return aws.Credentials{AccessKeyID: "ASIA", CanExpire: true, Expires: exp}, nil
-		}
-	}
-	ctx := context.Background()
-
-	var wg sync.WaitGroup
-	for range 100 {
-		wg.Go(func() {
-			if _, err := c.get(ctx, "k1", fetch(clk.Now().Add(time.Hour))); err != nil {
-				t.Error(err)
+	synctest.Test(t, func(t *testing.T) {
+		clk := clocktesting.NewFakeClock(time.Now())
+		c := newCredentialCache(5*time.Minute, 3, clk)
+		var fetches atomic.Int64
+		fetch := func(exp time.Time) func(context.Context) (aws.Credentials, error) {
+			return func(context.Context) (aws.Credentials, error) {
+				fetches.Add(1)
+				// In the bubble, this returns once every other caller
+				// is blocked: the whole burst waits on this fetch.
+				time.Sleep(10 * time.Millisecond)
+				return aws.Credentials{AccessKeyID: "ASIA", CanExpire: true, Expires: exp}, nil
 			}
-		})
-	}
-	wg.Wait()
-	if n := fetches.Load(); n != 1 {
-		t.Fatalf("a burst of 100 fetched %d times, want 1", n)
-	}
-	clk.Step(54 * time.Minute) // still 6 minutes left: reused
-	c.get(ctx, "k1", fetch(clk.Now().Add(time.Hour)))
-	if n := fetches.Load(); n != 1 {
-		t.Errorf("fetched again %d with time left", n)
-	}
-	clk.Step(2 * time.Minute) // inside the refresh margin: refetched
-	c.get(ctx, "k1", fetch(clk.Now().Add(time.Hour)))
-	if n := fetches.Load(); n != 2 {
-		t.Errorf("fetches = %d, want a refresh inside the margin", n)
-	}
+		}
+		ctx := context.Background()
 
-	// Bounded: a fourth identity evicts one.
-	for _, k := range []string{"k2", "k3", "k4"} {
-		c.get(ctx, k, fetch(clk.Now().Add(time.Hour)))
-	}
-	if n := c.len(); n > 3 {
-		t.Errorf("cache holds %d entries, bound is 3", n)
-	}
+		var wg sync.WaitGroup
+		for range 100 {
+			wg.Go(func() {
+				if _, err := c.get(ctx, "k1", fetch(clk.Now().Add(time.Hour))); err != nil {
+					t.Error(err)
+				}
+			})
+		}
+		wg.Wait()
+		if n := fetches.Load(); n != 1 {
+			t.Fatalf("a burst of 100 fetched %d times, want 1", n)
+		}
+		clk.Step(54 * time.Minute) // still 6 minutes left: reused
+		c.get(ctx, "k1", fetch(clk.Now().Add(time.Hour)))
+		if n := fetches.Load(); n != 1 {
+			t.Errorf("fetched again %d with time left", n)
+		}
+		clk.Step(2 * time.Minute) // inside the refresh margin: refetched
+		c.get(ctx, "k1", fetch(clk.Now().Add(time.Hour)))
+		if n := fetches.Load(); n != 2 {
+			t.Errorf("fetches = %d, want a refresh inside the margin", n)
+		}
 
-	// A caller's deadline is its own: it does not wait for a slow fetch.
-	short, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
-	defer cancel()
-	slow := func(context.Context) (aws.Credentials, error) {
-		time.Sleep(300 * time.Millisecond)
-		return aws.Credentials{}, nil
-	}
-	start := time.Now()
-	if _, err := c.get(short, "slow", slow); !errors.Is(err, context.DeadlineExceeded) {
-		t.Errorf("err = %v, want deadline exceeded", err)
-	}
-	if waited := time.Since(start); waited > 200*time.Millisecond {
-		t.Errorf("caller waited %v past its deadline", waited)
-	}
+		// Bounded: a fourth identity evicts one.
+		for _, k := range []string{"k2", "k3", "k4"} {
+			c.get(ctx, k, fetch(clk.Now().Add(time.Hour)))
+		}
+		if n := c.len(); n > 3 {
+			t.Errorf("cache holds %d entries, bound is 3", n)
+		}
+
+		// A caller's deadline is its own: it does not wait for a slow fetch.
+		short, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+		defer cancel()
+		slowDone := make(chan struct{})
+		slow := func(context.Context) (aws.Credentials, error) {
+			defer close(slowDone)
+			time.Sleep(300 * time.Millisecond)
+			return aws.Credentials{}, nil
+		}
+		start := time.Now()
+		if _, err := c.get(short, "slow", slow); !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("err = %v, want deadline exceeded", err)
+		}
+		if waited := time.Since(start); waited != 20*time.Millisecond {
+			t.Errorf("caller waited %v, want its own deadline, 20ms", waited)
+		}
+		<-slowDone // the fetch goes on for whoever waits next
+	})
 }
 
 // TestLongSessionNamesStillNameThePod: the pods of one ReplicaSet in a

@@ -74,8 +74,12 @@ type Controller struct {
 	// SecretMetadata.Run: other controllers may share it).
 	Secrets *SecretMetadata
 
-	queue    workqueue.TypedRateLimitingInterface[string]
-	limiter  workqueue.TypedRateLimiter[string]
+	queue   workqueue.TypedRateLimitingInterface[string]
+	limiter workqueue.TypedRateLimiter[string]
+	// delaying, when set, is the queue's delaying queue (tests: one whose
+	// delays pass when the test steps its clock); nil builds client-go's
+	// over Clock.
+	delaying workqueue.TypedDelayingInterface[string]
 	informer *kube.Informer
 
 	mu    sync.Mutex
@@ -116,7 +120,7 @@ func (c *Controller) Run(ctx context.Context) error {
 	}
 	c.limiter = workqueue.NewTypedItemExponentialFailureRateLimiter[string](base, maxDelay)
 	c.queue = workqueue.NewTypedRateLimitingQueueWithConfig(c.limiter,
-		workqueue.TypedRateLimitingQueueConfig[string]{Name: "coffer-sync", Clock: c.Clock})
+		workqueue.TypedRateLimitingQueueConfig[string]{Name: "coffer-sync", Clock: c.Clock, DelayingQueue: c.delaying})
 	defer c.queue.ShutDown()
 	if c.Secrets != nil {
 		secrets, err := c.watchSecrets(ctx)
@@ -413,7 +417,7 @@ func (c *Controller) writeStatus(ctx context.Context, owner *SPC, status *Status
 	}
 	_, err = c.Dynamic.Resource(SPCResource).Namespace(owner.Namespace).Patch(ctx, owner.Name, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: FieldManager})
 	if err != nil {
-		c.logger().Warn("secret sync: writing the status annotation failed (RBAC: coffer-controller sync needs patch on secretproviderclasses)", "secretProviderClass", owner.Namespace+"/"+owner.Name, "error", err)
+		logAPIFailure(ctx, c.logger(), "writing the status annotation", "coffer-controller sync needs patch on secretproviderclasses", err, "secretProviderClass", owner.Namespace+"/"+owner.Name)
 	}
 }
 

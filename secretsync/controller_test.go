@@ -15,8 +15,10 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	dynamicfake "k8s.io/client-go/dynamic/fake"
 	metadatafake "k8s.io/client-go/metadata/fake"
+	testingclock "k8s.io/utils/clock/testing"
 
 	"github.com/coffer-csi/coffer/auth"
+	"github.com/coffer-csi/coffer/internal/kube/kubetest"
 	"github.com/coffer-csi/coffer/provider/render"
 	"github.com/coffer-csi/coffer/provider/spc"
 )
@@ -45,57 +47,81 @@ type ctrlEnv struct {
 	ff     *fakeFiles
 	tokens *fakeTokens
 	ctrl   *Controller
-	cancel context.CancelFunc
-	done   chan error
+	// queue is the controller's delaying queue: its delays pass when the
+	// test steps the clock (step), and it tells when the controller has
+	// processed what was queued.
+	queue *kubetest.Queue[string]
 }
+
+// testKey is the queue key of the tests' class.
+const testKey = testNS + "/" + testSPC
 
 func startController(t *testing.T, objs ...runtime.Object) *ctrlEnv {
 	t.Helper()
 	return startControllerWith(t, newEnv(t), nil, objs...)
 }
 
-// startControllerWith starts a controller over e's Secrets, changed by
-// setup before it runs.
+// startControllerWith starts a controller over e's Secrets, on a fake
+// clock, changed by setup before it runs.
 func startControllerWith(t *testing.T, kube *env, setup func(*Controller), objs ...runtime.Object) *ctrlEnv {
 	t.Helper()
-	e := &ctrlEnv{env: kube, dyn: dynamicClient(objs...), tokens: &fakeTokens{}}
+	clk := testingclock.NewFakeClock(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
+	e := &ctrlEnv{env: kube, dyn: dynamicClient(objs...), tokens: &fakeTokens{}, queue: kubetest.NewQueue[string](clk)}
 	e.ff = &fakeFiles{t: t, content: defaultContent(), version: "v1"}
 	e.ctrl = &Controller{
 		Dynamic: e.dyn, Engine: e.engine, Files: e.ff.Files, Tokens: e.tokens, ProviderName: "aws",
 		RetryBase: 50 * time.Millisecond, RetryMax: 200 * time.Millisecond, Logger: e.engine.Logger,
+		Clock: clk, delaying: e.queue,
 	}
 	if setup != nil {
 		setup(e.ctrl)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	e.cancel, e.done = cancel, make(chan error, 1)
-	go func() { e.done <- e.ctrl.Run(ctx) }()
+	done := make(chan error, 1)
+	go func() { done <- e.ctrl.Run(ctx) }()
 	t.Cleanup(func() {
 		cancel()
-		select {
-		case err := <-e.done:
-			if err != nil {
-				t.Errorf("Run: %v", err)
-			}
-		case <-time.After(10 * time.Second):
-			t.Error("Run did not return")
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
 		}
 	})
 	return e
 }
 
-func eventuallyT(t *testing.T, what string, check func() error) {
+// reconciled waits until class key has been reconciled n times since the
+// start, and the controller has nothing left to do until the clock moves
+// or an object changes.
+func (e *ctrlEnv) reconciled(t *testing.T, key string, n int) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		err := check()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: %v", what, err)
-		}
-		time.Sleep(20 * time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := e.queue.WaitProcessed(ctx, key, n); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// reconciledUntil waits until cond holds, checked whenever the controller
+// has processed a class. It serves changes that come through a watch,
+// where the reconcile they cause may come after one that the watch's first
+// list caused.
+func (e *ctrlEnv) reconciledUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := e.queue.Until(ctx, what, cond); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// step moves the clock by d and waits until the controller has done what
+// became due.
+func (e *ctrlEnv) step(t *testing.T, d time.Duration) {
+	t.Helper()
+	e.queue.Step(d)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := e.queue.WaitIdle(ctx); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -129,7 +155,7 @@ func TestControllerSyncsWithoutPods(t *testing.T) {
   data: [{key: a, objectName: cert}]
 `
 	e := startController(t, spcObject(testSPC, classParams(decl)))
-	eventuallyT(t, "Secret slack-url", e.hasSecret("slack-url"))
+	e.reconciled(t, testKey, 1)
 	if got := data(e.secret("slack-url"))["address"]; got != defaultContent()["dev_slackurl"] {
 		t.Errorf("address %q", got)
 	}
@@ -145,41 +171,40 @@ func TestControllerSyncsWithoutPods(t *testing.T) {
 	if len(cfg.Objects) != 1 || cfg.Objects[0].Name != "dev/slackurl" {
 		t.Errorf("fetched objects %v", cfg.Objects)
 	}
-	eventuallyT(t, "status", func() error {
-		st := e.status(t)
-		if st.Ready != "False" || st.Reason != ReasonSyncFailed || len(st.Secrets) != 2 || st.ObservedGeneration != 1 || !strings.Contains(st.Message, "nobodys (NoServiceAccount)") {
-			return fmt.Errorf("status %+v", st)
-		}
-		if s := st.Secrets[0]; s.Name != "slack-url" || s.Ready != "True" || s.Reason != ReasonCreated || s.ServiceAccount != "reader" || s.LastSyncTime == "" {
-			return fmt.Errorf("slack-url status %+v", s)
-		}
-		if s := st.Secrets[1]; s.Name != "nobodys" || s.Ready != "False" || s.Reason != ReasonNoServiceAccount || !strings.Contains(s.Message, "names no serviceAccountName; set it to the ServiceAccount") {
-			return fmt.Errorf("nobodys status %+v", s)
-		}
-		return nil
-	})
+	st := e.status(t)
+	if st.Ready != "False" || st.Reason != ReasonSyncFailed || len(st.Secrets) != 2 || st.ObservedGeneration != 1 || !strings.Contains(st.Message, "nobodys (NoServiceAccount)") {
+		t.Fatalf("status %+v", st)
+	}
+	if s := st.Secrets[0]; s.Name != "slack-url" || s.Ready != "True" || s.Reason != ReasonCreated || s.ServiceAccount != "reader" || s.LastSyncTime == "" {
+		t.Errorf("slack-url status %+v", s)
+	}
+	if s := st.Secrets[1]; s.Name != "nobodys" || s.Ready != "False" || s.Reason != ReasonNoServiceAccount || !strings.Contains(s.Message, "names no serviceAccountName; set it to the ServiceAccount") {
+		t.Errorf("nobodys status %+v", s)
+	}
 }
 
 func TestControllerRefreshesAndFollowsChanges(t *testing.T) {
-	decl := `[{secretName: s, refreshInterval: 1s, serviceAccountName: reader, data: [{key: a, objectName: cert}]}]`
+	decl := `[{secretName: s, refreshInterval: 1h, serviceAccountName: reader, data: [{key: a, objectName: cert}]}]`
 	obj := spcObject(testSPC, classParams(decl))
 	e := startController(t, obj)
-	eventuallyT(t, "first sync", func() error {
-		if st := e.status(t); st.Ready != "True" {
-			return fmt.Errorf("status %+v", st)
-		}
-		return nil
-	})
+	e.reconciled(t, testKey, 1)
+	if st := e.status(t); st.Ready != "True" {
+		t.Fatalf("status %+v", st)
+	}
 	e.writes()
 
-	// Refreshes read AWS again, but write nothing while nothing changed.
+	// Nothing is read again before the refreshInterval has passed.
 	calls := e.ff.callCount()
-	eventuallyT(t, "two refreshes", func() error {
-		if n := e.ff.callCount(); n < calls+2 {
-			return fmt.Errorf("%d fetches", n)
-		}
-		return nil
-	})
+	e.step(t, time.Hour-time.Second)
+	if n := e.ff.callCount(); n != calls {
+		t.Fatalf("%d fetches before the refreshInterval passed", n-calls)
+	}
+	// Refreshes read AWS again, but write nothing while nothing changed.
+	e.step(t, time.Second)
+	e.step(t, time.Hour)
+	if n := e.ff.callCount(); n != calls+2 {
+		t.Errorf("%d fetches in two refreshIntervals, want 2", n-calls)
+	}
 	if n := e.writes(); n != 0 {
 		t.Errorf("%d Secret writes while nothing changed", n)
 	}
@@ -189,32 +214,30 @@ func TestControllerRefreshesAndFollowsChanges(t *testing.T) {
 	e.ff.content["cert"] = "rotated " + canary
 	e.ff.version = "v2"
 	e.ff.mu.Unlock()
-	eventuallyT(t, "updated Secret", func() error {
-		if got := data(e.secret("s"))["a"]; got != "rotated "+canary {
-			return fmt.Errorf("a is still the old value")
-		}
-		return nil
-	})
+	e.step(t, time.Hour)
+	if got := data(e.secret("s"))["a"]; got != "rotated "+canary {
+		t.Errorf("a is still the old value")
+	}
 
 	// A changed declaration (new generation) syncs at once.
+	reconciles := e.queue.Processed(testKey)
 	changed := spcObject(testSPC, classParams(`[{secretName: s, refreshInterval: "0", serviceAccountName: reader, data: [{key: b, objectName: cert}]}]`))
 	changed.SetGeneration(2)
 	if _, err := e.dyn.Resource(SPCResource).Namespace(testNS).Update(context.Background(), changed, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	eventuallyT(t, "declaration change", func() error {
-		if _, ok := e.secret("s").Data["b"]; !ok {
-			return fmt.Errorf("key b missing")
-		}
-		if st := e.status(t); st.ObservedGeneration != 2 {
-			return fmt.Errorf("observed generation %d", st.ObservedGeneration)
-		}
-		return nil
-	})
+	e.reconciled(t, testKey, reconciles+1)
+	if _, ok := e.secret("s").Data["b"]; !ok {
+		t.Errorf("key b missing")
+	}
+	if st := e.status(t); st.ObservedGeneration != 2 {
+		t.Errorf("observed generation %d", st.ObservedGeneration)
+	}
 	// refreshInterval 0: no more fetches until the class changes again.
-	time.Sleep(300 * time.Millisecond)
+	// (The wake of the old generation's refresh still comes, and finds
+	// nothing due.)
 	calls = e.ff.callCount()
-	time.Sleep(1500 * time.Millisecond)
+	e.step(t, 30*24*time.Hour)
 	if n := e.ff.callCount(); n != calls {
 		t.Errorf("%d fetches with refreshInterval 0", n-calls)
 	}
@@ -223,69 +246,51 @@ func TestControllerRefreshesAndFollowsChanges(t *testing.T) {
 func TestControllerFailures(t *testing.T) {
 	t.Run("invalid declaration", func(t *testing.T) {
 		e := startController(t, spcObject(testSPC, classParams(`[{secretName: s, serviceAccountName: reader, data: [{key: a, objectName: nope}]}]`)))
-		eventuallyT(t, "status", func() error {
-			if st := e.status(t); st.Ready != "False" || st.Reason != ReasonInvalidDeclaration || !strings.Contains(st.Message, `"nope" is not a file`) {
-				return fmt.Errorf("status %+v", st)
-			}
-			return nil
-		})
+		e.reconciled(t, testKey, 1)
+		if st := e.status(t); st.Ready != "False" || st.Reason != ReasonInvalidDeclaration || !strings.Contains(st.Message, `"nope" is not a file`) {
+			t.Fatalf("status %+v", st)
+		}
 		if n := len(e.tokens.calls); n != 0 {
 			t.Errorf("tokens requested for an invalid declaration")
 		}
-		time.Sleep(300 * time.Millisecond)
+		// Retried only when it changes: not after any backoff.
+		e.step(t, time.Hour)
+		if n := e.queue.Processed(testKey); n != 1 {
+			t.Errorf("an invalid declaration reconciled %d times, want once", n)
+		}
 		if ev := e.events.take(); len(ev) != 1 || !strings.HasPrefix(ev[0], "Warning InvalidDeclaration") {
 			t.Errorf("an invalid declaration is reported once per generation: %v", ev)
 		}
 	})
 	t.Run("no token, then a retry", func(t *testing.T) {
-		e := newEnvOnly(t)
-		e.tokens.err = fmt.Errorf("ServiceAccount team/reader does not exist; create it, or fix serviceAccountName")
-		e.start(spcObject(testSPC, classParams(`[{secretName: s, serviceAccountName: reader, data: [{key: a, objectName: cert}]}]`)))
-		eventuallyT(t, "failure status", func() error {
-			st := e.status(t)
-			if st.Ready != "False" || len(st.Secrets) != 1 || st.Secrets[0].Reason != ReasonIdentityFailed || !strings.Contains(st.Secrets[0].Message, "does not exist") {
-				return fmt.Errorf("status %+v", st)
-			}
-			return nil
-		})
+		e := startControllerWith(t, newEnv(t), func(c *Controller) {
+			c.Tokens.(*fakeTokens).err = fmt.Errorf("ServiceAccount team/reader does not exist; create it, or fix serviceAccountName")
+		}, spcObject(testSPC, classParams(`[{secretName: s, serviceAccountName: reader, data: [{key: a, objectName: cert}]}]`)))
+		e.reconciled(t, testKey, 1)
+		st := e.status(t)
+		if st.Ready != "False" || len(st.Secrets) != 1 || st.Secrets[0].Reason != ReasonIdentityFailed || !strings.Contains(st.Secrets[0].Message, "does not exist") {
+			t.Fatalf("status %+v", st)
+		}
 		e.tokens.mu.Lock()
 		e.tokens.err = nil
 		e.tokens.mu.Unlock()
-		eventuallyT(t, "Secret after the retry", e.hasSecret("s"))
+		// Retried after the backoff (RetryBase), not sooner.
+		e.step(t, 40*time.Millisecond)
+		e.absent("s")
+		e.step(t, 10*time.Millisecond)
+		if err := e.hasSecret("s")(); err != nil {
+			t.Errorf("Secret after the retry: %v", err)
+		}
 	})
 	t.Run("other providers' classes are ignored", func(t *testing.T) {
 		obj := spcObject(testSPC, classParams(seedDecl))
 		_ = unstructured.SetNestedField(obj.Object, "vault", "spec", "provider")
 		e := startController(t, obj)
-		time.Sleep(300 * time.Millisecond)
+		e.reconciled(t, testKey, 1)
 		if len(e.ff.calls) != 0 || len(e.tokens.calls) != 0 {
 			t.Errorf("synced a class of another provider")
 		}
 	})
-}
-
-// newEnvOnly builds a controller environment without starting it, so a
-// test can set up its fakes first.
-func newEnvOnly(t *testing.T) *ctrlEnvLazy {
-	return &ctrlEnvLazy{t: t, tokens: &fakeTokens{}}
-}
-
-type ctrlEnvLazy struct {
-	*ctrlEnv
-	t      *testing.T
-	tokens *fakeTokens
-}
-
-func (l *ctrlEnvLazy) start(objs ...runtime.Object) {
-	e := &ctrlEnv{env: newEnv(l.t), dyn: dynamicClient(objs...), tokens: l.tokens}
-	e.ff = &fakeFiles{t: l.t, content: defaultContent(), version: "v1"}
-	e.ctrl = &Controller{Dynamic: e.dyn, Engine: e.engine, Files: e.ff.Files, Tokens: e.tokens, ProviderName: "aws",
-		RetryBase: 50 * time.Millisecond, RetryMax: 200 * time.Millisecond}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- e.ctrl.Run(ctx) }()
-	l.t.Cleanup(func() { cancel(); <-done })
-	l.ctrlEnv = e
 }
 
 func TestControllerFetchMapsObjectsBack(t *testing.T) {
@@ -317,12 +322,13 @@ func TestControllerSessionNamesTheServiceAccount(t *testing.T) {
 		return classParams(`[{secretName: ` + secret + `, serviceAccountName: reader, data: [{key: a, objectName: cert}]}]`)
 	}
 	e := startController(t, spcObject("first", decl("one")), spcObject("second", decl("two")))
-	eventuallyT(t, "both Secrets", func() error {
-		if err := e.hasSecret("one")(); err != nil {
-			return err
+	e.reconciled(t, testNS+"/first", 1)
+	e.reconciled(t, testNS+"/second", 1)
+	for _, name := range []string{"one", "two"} {
+		if err := e.hasSecret(name)(); err != nil {
+			t.Fatal(err)
 		}
-		return e.hasSecret("two")()
-	})
+	}
 	e.ff.mu.Lock()
 	defer e.ff.mu.Unlock()
 	for _, cfg := range e.ff.calls {
@@ -356,14 +362,14 @@ func TestControllerRetriesWhenTheSecretChanges(t *testing.T) {
 		c.Secrets = secrets
 		c.RetryBase, c.RetryMax = time.Hour, time.Hour
 	}, spcObject(testSPC, classParams(decl)))
-	waitSecretReason(t, e, ReasonMergeNotAllowed)
-	// The owner opts in; the apiserver's watch tells coffer.
+	e.reconciled(t, testKey, 1)
+	wantSecretReason(t, e, ReasonMergeNotAllowed)
+	// The owner opts in; the apiserver's watch tells coffer. The clock
+	// never moves: the backoff (an hour) cannot be what retries it.
 	optIn(t, e.env, meta)
-	eventuallyT(t, "merged after the opt-in", func() error {
-		if _, ok := e.secret("shared").Data["merged"]; !ok {
-			return fmt.Errorf("not merged yet")
-		}
-		return nil
+	e.reconciledUntil(t, "merged after the opt-in", func() bool {
+		_, ok := e.secret("shared").Data["merged"]
+		return ok
 	})
 }
 
@@ -371,32 +377,32 @@ func TestControllerRetriesWhenTheSecretChanges(t *testing.T) {
 // refreshInterval, however long its backoff has grown.
 func TestControllerBackoffIsCappedByRefreshInterval(t *testing.T) {
 	theirs := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "shared", Namespace: testNS}, Data: map[string][]byte{"own": []byte("mine")}}
-	decl := `[{secretName: shared, creationPolicy: Merge, refreshInterval: 1s, serviceAccountName: reader, data: [{key: merged, objectName: cert}]}]`
+	decl := `[{secretName: shared, creationPolicy: Merge, refreshInterval: 1m, serviceAccountName: reader, data: [{key: merged, objectName: cert}]}]`
 	e := startControllerWith(t, newEnv(t, theirs), func(c *Controller) {
 		c.RetryBase, c.RetryMax = time.Hour, time.Hour
 	}, spcObject(testSPC, classParams(decl)))
-	waitSecretReason(t, e, ReasonMergeNotAllowed)
+	e.reconciled(t, testKey, 1)
+	wantSecretReason(t, e, ReasonMergeNotAllowed)
 	optIn(t, e.env, nil)
-	eventuallyT(t, "merged within the refreshInterval", func() error {
-		if _, ok := e.secret("shared").Data["merged"]; !ok {
-			return fmt.Errorf("not merged yet")
-		}
-		return nil
-	})
+	e.step(t, time.Minute-time.Second)
+	if _, ok := e.secret("shared").Data["merged"]; ok {
+		t.Fatalf("merged before the refreshInterval passed")
+	}
+	e.step(t, time.Second)
+	if _, ok := e.secret("shared").Data["merged"]; !ok {
+		t.Errorf("not merged within the refreshInterval")
+	}
 }
 
 func secretMetadata(s *corev1.Secret) *metav1.PartialObjectMetadata {
 	return &metav1.PartialObjectMetadata{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Secret"}, ObjectMeta: s.ObjectMeta}
 }
 
-func waitSecretReason(t *testing.T, e *ctrlEnv, reason string) {
+func wantSecretReason(t *testing.T, e *ctrlEnv, reason string) {
 	t.Helper()
-	eventuallyT(t, "status "+reason, func() error {
-		if st := e.status(t); len(st.Secrets) != 1 || st.Secrets[0].Reason != reason {
-			return fmt.Errorf("status %+v", st)
-		}
-		return nil
-	})
+	if st := e.status(t); len(st.Secrets) != 1 || st.Secrets[0].Reason != reason {
+		t.Fatalf("status %+v, want reason %s", st, reason)
+	}
 }
 
 // optIn annotates Secret shared to allow the merge, and tells the metadata
@@ -441,7 +447,12 @@ func (p *panicOnce) Tokens(ctx context.Context, ns, sa string, audiences []strin
 func TestControllerSurvivesAPanic(t *testing.T) {
 	e := startControllerWith(t, newEnv(t), func(c *Controller) { c.Tokens = &panicOnce{next: c.Tokens} },
 		spcObject(testSPC, classParams(`[{secretName: s, serviceAccountName: reader, data: [{key: a, objectName: cert}]}]`)))
-	eventuallyT(t, "Secret after the retry", e.hasSecret("s"))
+	e.reconciled(t, testKey, 1)
+	e.absent("s")
+	e.step(t, e.ctrl.RetryBase)
+	if err := e.hasSecret("s")(); err != nil {
+		t.Errorf("Secret after the retry: %v", err)
+	}
 }
 
 // TestControllerNamespaces: scoped to namespaces (coffer-controller sync
@@ -456,8 +467,10 @@ func TestControllerNamespaces(t *testing.T) {
 	e := startControllerWith(t, newEnv(t), func(c *Controller) {
 		c.Namespaces = []string{testNS}
 	}, spcObject(testSPC, classParams(decl)), outside)
-	eventuallyT(t, "Secret app", e.hasSecret("app"))
-	e.ctrl.queue.ShutDown() // no more reconciles: what was done is all
+	e.reconciled(t, testKey, 1)
+	if err := e.hasSecret("app")(); err != nil {
+		t.Fatal(err)
+	}
 	for _, a := range e.dyn.Actions() {
 		if (a.GetVerb() == "list" || a.GetVerb() == "watch") && a.GetNamespace() != testNS {
 			t.Errorf("%s of %s in namespace %q: want only %q", a.GetVerb(), a.GetResource().Resource, a.GetNamespace(), testNS)

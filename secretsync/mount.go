@@ -136,7 +136,7 @@ func (m *MountTrigger) sync(mounted *provider.Mounted) {
 
 	obj, err := m.SPCs.Namespace(pod.Namespace).Get(ctx, name, metav1.GetOptions{})
 	if err != nil {
-		log.Warn("secret sync: reading the SecretProviderClass failed (RBAC: coffer needs get on secretproviderclasses)", "error", err)
+		logAPIFailure(ctx, log, "reading the SecretProviderClass", "coffer needs get on secretproviderclasses", err)
 		return
 	}
 	owner, err := SPCFromUnstructured(obj)

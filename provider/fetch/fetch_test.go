@@ -12,6 +12,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+	"github.com/aws/aws-sdk-go-v2/service/ssm"
 	"github.com/aws/smithy-go"
 
 	"github.com/coffer-csi/coffer/internal/sdkhttp"
@@ -207,18 +208,80 @@ func TestConcurrentIdenticalFetchesShareOneCall(t *testing.T) {
 	}
 
 	// A caller with a short deadline does not wait for the shared call.
+	calling := &signalling{Clients: clients, want: 2, reached: make(chan struct{})}
+	go f.Fetch(context.Background(), cfg, calling, "burst") // starts the shared calls
+	<-calling.reached                                       // one per service
+	start := time.Now()
 	short, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
 	defer cancel()
-	go f.Fetch(context.Background(), cfg, clients, "burst") // starts the shared call
-	time.Sleep(5 * time.Millisecond)
-	start := time.Now()
-	_, err := f.Fetch(short, cfg, clients, "burst")
+	_, err := f.Fetch(short, cfg, calling, "burst")
 	if err == nil {
 		t.Fatal("a 20ms fetch against 200ms latency succeeded")
 	}
 	if waited := time.Since(start); waited > 150*time.Millisecond {
 		t.Errorf("caller waited %v, past its own deadline", waited)
 	}
+	calling.mu.Lock()
+	defer calling.mu.Unlock()
+	if calling.calls != 2 {
+		t.Errorf("%d calls, want the 2 shared ones: the short caller called on its own", calling.calls)
+	}
+}
+
+// signalling wraps clients to close reached once want calls have reached
+// them.
+type signalling struct {
+	fetch.Clients
+	want    int
+	mu      sync.Mutex
+	calls   int
+	reached chan struct{}
+}
+
+func (s *signalling) called() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.calls++; s.calls == s.want {
+		close(s.reached)
+	}
+}
+
+func (s *signalling) SecretsManager(region string) fetch.SecretsManagerAPI {
+	return signalledSM{s.Clients.SecretsManager(region), s}
+}
+
+func (s *signalling) ParameterStore(region string) fetch.ParameterStoreAPI {
+	return signalledSSM{s.Clients.ParameterStore(region), s}
+}
+
+type signalledSM struct {
+	fetch.SecretsManagerAPI
+	s *signalling
+}
+
+func (c signalledSM) GetSecretValue(ctx context.Context, in *secretsmanager.GetSecretValueInput, opts ...func(*secretsmanager.Options)) (*secretsmanager.GetSecretValueOutput, error) {
+	c.s.called()
+	return c.SecretsManagerAPI.GetSecretValue(ctx, in, opts...)
+}
+
+func (c signalledSM) BatchGetSecretValue(ctx context.Context, in *secretsmanager.BatchGetSecretValueInput, opts ...func(*secretsmanager.Options)) (*secretsmanager.BatchGetSecretValueOutput, error) {
+	c.s.called()
+	return c.SecretsManagerAPI.BatchGetSecretValue(ctx, in, opts...)
+}
+
+type signalledSSM struct {
+	fetch.ParameterStoreAPI
+	s *signalling
+}
+
+func (c signalledSSM) GetParameters(ctx context.Context, in *ssm.GetParametersInput, opts ...func(*ssm.Options)) (*ssm.GetParametersOutput, error) {
+	c.s.called()
+	return c.ParameterStoreAPI.GetParameters(ctx, in, opts...)
+}
+
+func (c signalledSSM) GetParametersByPath(ctx context.Context, in *ssm.GetParametersByPathInput, opts ...func(*ssm.Options)) (*ssm.GetParametersByPathOutput, error) {
+	c.s.called()
+	return c.ParameterStoreAPI.GetParametersByPath(ctx, in, opts...)
 }
 
 // gauge wraps real SDK clients to record the most calls in flight at once.

@@ -84,7 +84,11 @@ type Controller struct {
 	// delays (nil: the real clock).
 	Clock clock.WithTicker
 
-	queue                           workqueue.TypedRateLimitingInterface[string]
+	queue workqueue.TypedRateLimitingInterface[string]
+	// delaying, when set, is the queue's delaying queue (tests: one whose
+	// delays pass when the test steps its clock); nil builds client-go's
+	// over Clock.
+	delaying                        workqueue.TypedDelayingInterface[string]
 	deployments, statefulSets, dSet *kube.Informer
 	pods, spcps, secrets            *kube.Informer
 
@@ -113,7 +117,7 @@ func (c *Controller) Run(ctx context.Context) error {
 	}
 	c.queue = workqueue.NewTypedRateLimitingQueueWithConfig(
 		workqueue.NewTypedItemExponentialFailureRateLimiter[string](base, maxDelay),
-		workqueue.TypedRateLimitingQueueConfig[string]{Name: "coffer-restart", Clock: c.Clock})
+		workqueue.TypedRateLimitingQueueConfig[string]{Name: "coffer-restart", Clock: c.Clock, DelayingQueue: c.delaying})
 	defer c.queue.ShutDown()
 
 	ns := c.Namespaces

@@ -23,20 +23,27 @@ import (
 	metadatafake "k8s.io/client-go/metadata/fake"
 	k8stesting "k8s.io/client-go/testing"
 	"k8s.io/client-go/tools/record"
+	testingclock "k8s.io/utils/clock/testing"
 
 	"github.com/coffer-csi/coffer/internal/kube/kubetest"
 	"github.com/coffer-csi/coffer/secretsync"
 )
 
-// syncBuffer is a log sink safe for the controller's goroutines.
+// syncBuffer is a log sink safe for the controller's goroutines, which
+// tells every write to whoever waits for a line.
 type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
+	mu      sync.Mutex
+	b       bytes.Buffer
+	written chan struct{} // closed and replaced on every write
 }
+
+func newSyncBuffer() *syncBuffer { return &syncBuffer{written: make(chan struct{})} }
 
 func (s *syncBuffer) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	close(s.written)
+	s.written = make(chan struct{})
 	return s.b.Write(p)
 }
 
@@ -46,38 +53,66 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-// rig is a controller on fake API clients.
+// waitFor returns once the log holds text.
+func (s *syncBuffer) waitFor(ctx context.Context, text string) error {
+	for {
+		s.mu.Lock()
+		found, written := strings.Contains(s.b.String(), text), s.written
+		s.mu.Unlock()
+		if found {
+			return nil
+		}
+		select {
+		case <-written:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// rig is a controller on fake API clients and a fake clock.
 type rig struct {
-	kube    *fake.Clientset
-	dyn     *dynamicfake.FakeDynamicClient
-	meta    *metadatafake.FakeMetadataClient
-	events  *record.FakeRecorder
-	log     *syncBuffer
+	kube   *fake.Clientset
+	dyn    *dynamicfake.FakeDynamicClient
+	meta   *metadatafake.FakeMetadataClient
+	events *record.FakeRecorder
+	log    *syncBuffer
+	// queue is the controller's delaying queue: its delays (debounce,
+	// backoff) pass when the test steps the clock.
+	queue   *kubetest.Queue[string]
 	mu      sync.Mutex
 	metrics []string
 }
 
 func newRig(t *testing.T, workloads ...runtime.Object) *rig {
 	t.Helper()
-	return newRigIn(t, nil, workloads...)
+	return newRigWith(t, nil, workloads...)
 }
 
 // newRigIn is a rig whose controller is scoped to namespaces (none: all).
 func newRigIn(t *testing.T, namespaces []string, workloads ...runtime.Object) *rig {
 	t.Helper()
+	return newRigWith(t, func(c *Controller) { c.Namespaces = namespaces }, workloads...)
+}
+
+// newRigWith is a rig whose controller setup changes before it runs.
+func newRigWith(t *testing.T, setup func(*Controller), workloads ...runtime.Object) *rig {
+	t.Helper()
 	scheme := metadatafake.NewTestScheme()
 	if err := metav1.AddMetaToScheme(scheme); err != nil {
 		t.Fatal(err)
 	}
+	clk := testingclock.NewFakeClock(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
 	r := &rig{
 		kube:   fake.NewClientset(workloads...),
 		dyn:    dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(), map[schema.GroupVersionResource]string{SPCPSResource: "SecretProviderClassPodStatusList"}),
 		meta:   metadatafake.NewSimpleMetadataClient(scheme),
 		events: record.NewFakeRecorder(100),
-		log:    &syncBuffer{},
+		log:    newSyncBuffer(),
+		queue:  kubetest.NewQueue[string](clk),
 	}
 	c := &Controller{
-		Kube: kubetest.Wrap(r.kube), Dynamic: r.dyn, Metadata: r.meta, Events: r.events, Namespaces: namespaces,
+		Kube: kubetest.Wrap(r.kube), Dynamic: r.dyn, Metadata: r.meta, Events: r.events,
 		OnRestart: func(kind, trigger, outcome string) {
 			r.mu.Lock()
 			defer r.mu.Unlock()
@@ -85,6 +120,10 @@ func newRigIn(t *testing.T, namespaces []string, workloads ...runtime.Object) *r
 		},
 		Logger:    slog.New(slog.NewTextHandler(r.log, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		RetryBase: 10 * time.Millisecond,
+		Clock:     clk, delaying: r.queue,
+	}
+	if setup != nil {
+		setup(c)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -101,18 +140,41 @@ func newRigIn(t *testing.T, namespaces []string, workloads ...runtime.Object) *r
 
 func (r *rig) waitLog(t *testing.T, text string) {
 	t.Helper()
-	waitUntil(t, "log "+text, func() bool { return strings.Contains(r.log.String(), text) })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := r.log.waitFor(ctx, text); err != nil {
+		t.Fatalf("log %q: %v", text, err)
+	}
 }
 
-func waitUntil(t *testing.T, what string, cond func() bool) {
+// waitUntil returns once cond holds, checked whenever the controller has
+// processed a workload (a restart, its metric and its event happen
+// before).
+func (r *rig) waitUntil(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := r.queue.Until(ctx, what, cond); err != nil {
+		t.Fatal(err)
 	}
+}
+
+// settle waits until the controller has processed every workload queued.
+func (r *rig) settle(t *testing.T) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := r.queue.WaitIdle(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// step moves the clock by d and waits until the controller has done what
+// became due.
+func (r *rig) step(t *testing.T, d time.Duration) {
+	t.Helper()
+	r.queue.Step(d)
+	r.settle(t)
 }
 
 func (r *rig) event(t *testing.T, want string) string {
@@ -127,6 +189,16 @@ func (r *rig) event(t *testing.T, want string) string {
 		t.Fatalf("no event %q", want)
 	}
 	return ""
+}
+
+// noEvent fails if an event has been recorded and not taken.
+func (r *rig) noEvent(t *testing.T) {
+	t.Helper()
+	select {
+	case e := <-r.events.Events:
+		t.Errorf("another event: %s", e)
+	default:
+	}
 }
 
 func deployment(name, restartOn string) *appsv1.Deployment {
@@ -212,7 +284,7 @@ func TestControllerRestartsADeploymentOnce(t *testing.T) {
 	r.addPod(t, "web-h2-a", "web-h2", "h2", at)
 	r.mount(t, "web-h2-a", "v2", false)
 	r.waitLog(t, "workload=Deployment/ns/web follows=secret/app-db,secretproviderclass/db mounts=3 secrets=0 restart=false")
-	time.Sleep(100 * time.Millisecond)
+	r.step(t, time.Hour) // nothing is waiting either
 	if got := r.template(t, "web")[AnnotationRestartedAt]; got != at {
 		t.Errorf("restarted again: %s -> %s", at, got)
 	}
@@ -257,7 +329,11 @@ func TestControllerSecretChangeAndRefusedPatch(t *testing.T) {
 	if e := r.event(t, "Warning RestartFailed rolling restart for changed secret/app-db failed (Forbidden, HTTP 403)"); strings.Contains(e, "CANARY") {
 		t.Errorf("event %q holds the API's message", e)
 	}
-	// Retried with backoff, then done.
+	// Retried with backoff (RetryBase, the first time), then done.
+	r.settle(t)
+	r.step(t, 9*time.Millisecond)
+	r.noEvent(t)
+	r.step(t, time.Millisecond)
 	r.event(t, "Normal RestartedOnRotation")
 	if got := r.template(t, "web")[AnnotationRestartedFor]; got != "secret/app-db" {
 		t.Errorf("restarted-for %q", got)
@@ -272,13 +348,50 @@ func TestControllerSecretChangeAndRefusedPatch(t *testing.T) {
 func TestControllerReportsAnInvalidAnnotationOnce(t *testing.T) {
 	r := newRig(t, deployment("web", "configmap/x"))
 	r.event(t, "Warning InvalidRestartAnnotation annotation coffer-csi.github.io/restart-on-rotation: \"configmap/x\" not understood")
+	// Looked at again (as after a mount or a pod's change), it says
+	// nothing more: the annotation has not changed.
+	r.settle(t)
+	key := Key(KindDeployment, "ns", "web")
+	n := r.queue.Processed(key)
+	r.queue.Add(key)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := r.queue.WaitProcessed(ctx, key, n+1); err != nil {
+		t.Fatal(err)
+	}
+	r.noEvent(t)
+}
+
+// TestControllerDebounces: a restart waits for the debounce window that
+// the first change opened, so that one rotation makes one restart.
+func TestControllerDebounces(t *testing.T) {
+	r := newRigWith(t, func(c *Controller) { c.Debounce = time.Minute }, deployment("web", "true"))
 	r.addPod(t, "web-h1-a", "web-h1", "h1", "")
 	r.mount(t, "web-h1-a", "v1", false)
-	time.Sleep(200 * time.Millisecond)
-	select {
-	case e := <-r.events.Events:
-		t.Errorf("another event: %s", e)
-	default:
+	r.waitLog(t, "workload=Deployment/ns/web follows=secret/app-db,secretproviderclass/db mounts=1 secrets=0")
+	r.settle(t)
+	key := Key(KindDeployment, "ns", "web")
+	if d, waiting := r.queue.Waiting(key); waiting {
+		t.Fatalf("waiting %s before any change", d)
+	}
+	r.mount(t, "web-h1-a", "v2", true)
+	r.waitUntil(t, "the debounce window", func() bool {
+		_, waiting := r.queue.Waiting(key)
+		return waiting
+	})
+	r.settle(t)
+	if d, _ := r.queue.Waiting(key); d != time.Minute {
+		t.Errorf("restart in %s, want the debounce, 1m", d)
+	}
+	r.step(t, time.Minute-time.Second)
+	if at := r.template(t, "web")[AnnotationRestartedAt]; at != "" {
+		t.Fatalf("restarted within the debounce window, at %s", at)
+	}
+	r.noEvent(t)
+	r.step(t, time.Second)
+	r.event(t, "Normal RestartedOnRotation")
+	if got := r.template(t, "web")[AnnotationRestartedFor]; got != "secretproviderclass/db password@v2" {
+		t.Errorf("restarted-for %q", got)
 	}
 }
 
@@ -298,14 +411,14 @@ func TestControllerRestartsStatefulSetsAndDaemonSets(t *testing.T) {
 	r.waitLog(t, "workload=DaemonSet/ns/agent follows=secretproviderclass/db mounts=1")
 	r.mount(t, "db-0", "v2", true)
 	r.mount(t, "agent-x1", "v2", true)
-	waitUntil(t, "both restarted", func() bool {
+	r.waitUntil(t, "both restarted", func() bool {
 		s, err1 := r.kube.AppsV1().StatefulSets("ns").Get(context.Background(), "db", metav1.GetOptions{})
 		d, err2 := r.kube.AppsV1().DaemonSets("ns").Get(context.Background(), "agent", metav1.GetOptions{})
 		return err1 == nil && err2 == nil &&
 			s.Spec.Template.Annotations[AnnotationRestartedFor] == "secretproviderclass/db password@v2" &&
 			d.Spec.Template.Annotations[AnnotationRestartedFor] == "secretproviderclass/db password@v2"
 	})
-	waitUntil(t, "two restarts counted", func() bool {
+	r.waitUntil(t, "two restarts counted", func() bool {
 		r.mu.Lock()
 		defer r.mu.Unlock()
 		return len(r.metrics) >= 2

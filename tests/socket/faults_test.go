@@ -234,10 +234,12 @@ func TestLimits(t *testing.T) {
 }
 
 // blockingMounter holds every Mount until released: the slot logic under
-// test is the server's own, independent of what a mount does.
-type blockingMounter struct{ release chan struct{} }
+// test is the server's own, independent of what a mount does. It tells
+// entered of each Mount it holds (a mount in it has its slot).
+type blockingMounter struct{ release, entered chan struct{} }
 
 func (b blockingMounter) Mount(ctx context.Context, _ provider.Request) (*provider.Result, error) {
+	b.entered <- struct{}{}
 	select {
 	case <-b.release:
 	case <-ctx.Done():
@@ -246,10 +248,10 @@ func (b blockingMounter) Mount(ctx context.Context, _ provider.Request) (*provid
 }
 
 func TestMountWithoutASlotInTime(t *testing.T) {
-	m := blockingMounter{release: make(chan struct{})}
+	m := blockingMounter{release: make(chan struct{}), entered: make(chan struct{}, 2)}
 	srv := &server.Server{Mounter: m, MountTimeout: time.Minute, Slots: server.NewSlots(1)}
 	go srv.Mount(context.Background(), &v1alpha1.MountRequest{})
-	time.Sleep(20 * time.Millisecond) // let it take the only slot
+	<-m.entered // it has the only slot
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
 	_, err := srv.Mount(ctx, &v1alpha1.MountRequest{})

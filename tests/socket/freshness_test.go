@@ -2,11 +2,13 @@ package socket_test
 
 import (
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"k8s.io/utils/clock"
 
 	"github.com/coffer-csi/coffer/tests/fakeaws"
 	"github.com/coffer-csi/coffer/wiring"
@@ -45,7 +47,8 @@ func TestUpdateThenNewPodGetsNewValue(t *testing.T) {
 	const bound = 300 * time.Millisecond
 	// The cache keeps values an hour (as for serving through an outage):
 	// only the freshness bound decides what a new pod may reuse.
-	h := newHarness(t, harnessOptions{config: func(c *wiring.Config) { c.Cache.MaxStaleness = bound }})
+	clk := &aheadClock{}
+	h := newHarness(t, harnessOptions{config: func(c *wiring.Config) { c.Cache.MaxStaleness, c.Clock = bound, clk }})
 	h.fake.PutSecretString(primary, "app/db", "v1")
 	mustValue(t, h, "pod-1", "v1")
 	// Within the bound, pods of one identity share the read.
@@ -55,7 +58,7 @@ func TestUpdateThenNewPodGetsNewValue(t *testing.T) {
 		t.Errorf("a second pod within the bound made %d AWS calls, want 0", n)
 	}
 	h.fake.PutSecretString(primary, "app/db", "v2")
-	time.Sleep(bound + 50*time.Millisecond)
+	clk.advance(bound)
 	mustValue(t, h, "pod-3", "v2")
 }
 
@@ -94,7 +97,8 @@ func TestChangeThenRemountGetsNewValue(t *testing.T) {
 
 func TestRevokeThenNewPodIsRefused(t *testing.T) {
 	const bound = 300 * time.Millisecond
-	h, c := newWorkloadHarness(t, harnessOptions{config: func(c *wiring.Config) { c.Cache.MaxStaleness = bound }})
+	clk := &aheadClock{}
+	h, c := newWorkloadHarness(t, harnessOptions{config: func(c *wiring.Config) { c.Cache.MaxStaleness, c.Clock = bound, clk }})
 	seedTeams(h.fake)
 	if _, err := h.mountAttrs(t, c.podAttrs("team-a", "app", "pod-1", secretOf("team-a"))); err != nil {
 		t.Fatal(err)
@@ -103,7 +107,7 @@ func TestRevokeThenNewPodIsRefused(t *testing.T) {
 	if err := h.fake.SetRolePermissions(roleA, nil, nil, nil); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(bound + 50*time.Millisecond)
+	clk.advance(bound)
 	_, err := h.mountAttrs(t, c.podAttrs("team-a", "app", "pod-2", secretOf("team-a")))
 	if status.Code(err) != codes.PermissionDenied || !strings.Contains(err.Error(), "access denied") {
 		t.Fatalf("a new pod of a role that lost access: %v, want PermissionDenied (access denied)", err)
@@ -220,13 +224,14 @@ func TestOutageNeverHidesAnswers(t *testing.T) {
 
 func TestOutageStaleValueBounds(t *testing.T) {
 	t.Run("older than allowed", func(t *testing.T) {
+		clk := &aheadClock{}
 		h := newHarness(t, harnessOptions{config: func(c *wiring.Config) {
-			c.Cache.MaxStaleness, c.Cache.ServeStale = time.Nanosecond, 200*time.Millisecond
+			c.Cache.MaxStaleness, c.Cache.ServeStale, c.Clock = time.Nanosecond, 200*time.Millisecond, clk
 		}})
 		h.fake.PutSecretString(primary, "app/db", "last-good")
 		mustValue(t, h, "pod-1", "last-good")
 		h.fake.SetRegionDown(primary, true)
-		time.Sleep(250 * time.Millisecond)
+		clk.advance(200 * time.Millisecond)
 		if got, _, err := h.podMount(t, "pod-2"); err == nil {
 			t.Fatalf("served %q, older than --serve-stale-on-outage", got)
 		}
@@ -288,3 +293,15 @@ func TestOutageNeverCrossesIdentities(t *testing.T) {
 		t.Errorf("team A got %q", got["db"].GetContents())
 	}
 }
+
+// aheadClock is coffer's clock in tests that need time to pass: real time
+// plus an offset the test advances, so that a bound passes at once. Its
+// timers are the real clock's: only what coffer reads from Now moves.
+type aheadClock struct {
+	clock.RealClock
+	offset atomic.Int64
+}
+
+func (c *aheadClock) Now() time.Time                  { return c.RealClock.Now().Add(time.Duration(c.offset.Load())) }
+func (c *aheadClock) Since(t time.Time) time.Duration { return c.Now().Sub(t) }
+func (c *aheadClock) advance(d time.Duration)         { c.offset.Add(int64(d)) }

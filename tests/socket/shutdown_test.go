@@ -16,7 +16,15 @@ func TestServeDrainsAndRemovesSocket(t *testing.T) {
 		_, err := h.mount(t, map[string]string{"objects": "- {objectName: slow, objectType: secretsmanager}"})
 		done <- err
 	}()
-	time.Sleep(100 * time.Millisecond)
+	// In flight once the provider counts it (coffer_mounts_in_flight): a
+	// gauge has no change to wait on, so this polls it.
+	deadline := time.Now().Add(10 * time.Second)
+	for sample(t, h.metrics, "coffer_mounts_in_flight", nil) != 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("the mount never started")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 	h.stop(t)
 	if err := <-done; err != nil {
 		t.Errorf("in-flight mount failed during shutdown: %v", err)

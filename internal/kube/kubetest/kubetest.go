@@ -1,6 +1,7 @@
 // Package kubetest adapts a client-go clientset (in tests, the fake one)
-// to kube.Interface. Only tests import it: it links client-go's clientset,
-// which coffer's binary does not.
+// to kube.Interface, and gives controllers under test a work queue whose
+// delays follow a fake clock (Queue). Only tests import it: it links
+// client-go's clientset, which coffer's binary does not.
 package kubetest
 
 import (
