@@ -12,7 +12,6 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -340,7 +339,8 @@ func (c *Controller) reconcile(ctx context.Context, key string) (wake time.Time,
 	summary := Summary(d.Changes)
 	if err := c.patch(ctx, kind, ns, name, at, summary); err != nil {
 		c.OnRestart(kind, d.Trigger, OutcomeFailed)
-		c.Events.Eventf(w, corev1.EventTypeWarning, ReasonRestartFailed, "rolling restart for changed %s failed (%s); retrying with backoff (RBAC: coffer-controller sync needs patch on %ss)", summary, apiReason(err), strings.ToLower(kind))
+		_, why := kube.DescribeFailure(ctx, err, "coffer-controller sync needs patch on "+strings.ToLower(kind)+"s")
+		c.Events.Eventf(w, corev1.EventTypeWarning, ReasonRestartFailed, "rolling restart for changed %s failed: %s; retrying with backoff", summary, why)
 		c.logger().Warn("workload restart failed", "workload", key, "changes", summary, "error", err)
 		return time.Time{}, true
 	}
@@ -409,19 +409,6 @@ func (c *Controller) patch(ctx context.Context, kind, ns, name, at, summary stri
 		err = fmt.Errorf("unknown kind %s", kind)
 	}
 	return err
-}
-
-// apiReason names an API failure by its status reason and code, not its
-// free text.
-func apiReason(err error) string {
-	var status apierrors.APIStatus
-	if errors.As(err, &status) {
-		return fmt.Sprintf("%s, HTTP %d", status.Status().Reason, status.Status().Code)
-	}
-	if errors.Is(err, context.DeadlineExceeded) {
-		return "timed out"
-	}
-	return "the API request failed"
 }
 
 func (c *Controller) state(key string) *workloadState {
