@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -343,7 +344,9 @@ func TestFlagTables(t *testing.T) {
 }
 
 // TestHelmValuesTable: every value install.md's Helm table names is a key
-// of the chart's values.yaml.
+// of the chart's values.yaml, and every value of values.yaml is in the
+// table, by its own name or under a key the table names (`livenessProbe`,
+// `awsQuota.*`).
 func TestHelmValuesTable(t *testing.T) {
 	b, err := os.ReadFile("../deployment/charts/coffer/values.yaml")
 	if err != nil {
@@ -354,10 +357,12 @@ func TestHelmValuesTable(t *testing.T) {
 		t.Fatal(err)
 	}
 	n := 0
+	named := map[string]bool{}
 	for _, row := range table(t, "install.md", "## 2a. coffer with Helm") {
 		for _, m := range backticks.FindAllStringSubmatch(row[0], -1) {
 			n++
 			key, wildcard := strings.CutSuffix(m[1], ".*")
+			named[key] = true
 			v, ok := lookup(values, key)
 			if !ok {
 				t.Errorf("install.md's Helm table names %s, which values.yaml does not have", m[1])
@@ -369,6 +374,35 @@ func TestHelmValuesTable(t *testing.T) {
 	if n < 30 {
 		t.Fatalf("only %d values in install.md's Helm table", n)
 	}
+	for _, key := range leaves(values, "") {
+		covered := false
+		for k := key; k != "" && !covered; {
+			covered = named[k]
+			i := strings.LastIndex(k, ".")
+			if i < 0 {
+				break
+			}
+			k = k[:i]
+		}
+		if !covered {
+			t.Errorf("values.yaml's %s is not in install.md's Helm table", key)
+		}
+	}
+}
+
+// leaves are the keys (a.b.c) of values whose values are not maps with
+// keys, sorted.
+func leaves(values map[string]any, prefix string) []string {
+	var keys []string
+	for k, v := range values {
+		if sub, ok := v.(map[string]any); ok && len(sub) > 0 {
+			keys = append(keys, leaves(sub, prefix+k+".")...)
+		} else {
+			keys = append(keys, prefix+k)
+		}
+	}
+	slices.Sort(keys)
+	return keys
 }
 
 // lookup: the value of key (a.b.c) in values, and whether the key exists
