@@ -13,9 +13,10 @@ import (
 )
 
 // This file is client-go's EventCorrelator (tools/record/events_cache.go at
-// v0.34), which coffer cannot link (see Recorder): the same keys, the same
-// three least-recently-used caches, the same order (aggregate, count, then
-// filter). events_test.go runs client-go's own cases against it.
+// v0.37.2, the go.mod's, unchanged since v0.34.3), which coffer cannot link
+// (see Recorder): the same keys, the same three least-recently-used caches,
+// the same order (aggregate, count, then filter). events_test.go runs
+// client-go's own cases against it.
 
 // The correlator's bounds, client-go's defaults.
 const (

@@ -27,7 +27,8 @@ import (
 )
 
 // Most of these tests port client-go's own (k8s.io/client-go/tools/record
-// at v0.34.3, event_test.go and events_cache_test.go); each names the one
+// at v0.34.3, event_test.go and events_cache_test.go; the cases ported are
+// unchanged at v0.37.2, the go.mod's); each names the one
 // it ports. client-go's tests run its broadcaster with a sleep of 0 between
 // tries; here the retries wait on a fake clock, which the test moves when
 // the recorder's log says it is waiting.
