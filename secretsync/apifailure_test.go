@@ -16,7 +16,8 @@ import (
 )
 
 // TestStatusWriteFailures: a failed status write is logged by its cause.
-// Only a refusal sends the operator to RBAC; a write cut short because the
+// Only the authorizer's refusal sends the operator to RBAC (an admission
+// policy's, also Forbidden, does not); a write cut short because the
 // controller is stopping (or stepped down as leader) is no warning at all.
 func TestStatusWriteFailures(t *testing.T) {
 	spcs := schema.GroupResource{Group: SPCResource.Group, Resource: SPCResource.Resource}
@@ -30,7 +31,8 @@ func TestStatusWriteFailures(t *testing.T) {
 		{"leader stepped down", fmt.Errorf(`Patch "https://apiserver/x": %w`, context.Canceled), true, "DEBUG", "cancelled (coffer is stopping, or is no longer the leader)"},
 		{"cancelled, error not wrapped", errors.New("http2: client connection lost"), true, "DEBUG", "cancelled"},
 		{"deadline", fmt.Errorf("client rate limiter Wait returned an error: %w", context.DeadlineExceeded), false, "INFO", "timed out"},
-		{"forbidden", apierrors.NewForbidden(spcs, testSPC, errors.New("no")), false, "WARN", "refused (RBAC: coffer-controller sync needs patch on secretproviderclasses)"},
+		{"forbidden", apierrors.NewForbidden(spcs, testSPC, errors.New(`User "system:serviceaccount:coffer:coffer-sync" cannot patch resource "secretproviderclasses" in API group "secrets-store.csi.x-k8s.io" in the namespace "team"`)), false, "WARN", "refused (RBAC: coffer-controller sync needs patch on secretproviderclasses)"},
+		{"refused by a policy", apierrors.NewForbidden(spcs, testSPC, errors.New("ValidatingAdmissionPolicy 'p' with binding 'b' denied request: no")), false, "WARN", "refused by an admission policy or webhook, not by RBAC"},
 		{"deleted meanwhile", apierrors.NewNotFound(spcs, testSPC), false, "INFO", "the object no longer exists"},
 		{"apiserver error", apierrors.NewInternalError(errors.New("etcd")), false, "WARN", "the API answered InternalError (HTTP 500)"},
 		{"no answer", errors.New("dial tcp 10.0.0.1:443: connect: connection refused"), false, "WARN", "the request did not reach the API, or its answer was unreadable"},
@@ -56,7 +58,7 @@ func TestStatusWriteFailures(t *testing.T) {
 				!strings.Contains(line, "secretProviderClass="+testNS+"/"+testSPC) {
 				t.Errorf("logged %q, want one %s line saying %q", line, tt.level, tt.want)
 			}
-			if tt.level != "WARN" && strings.Contains(line, "RBAC") {
+			if !strings.Contains(tt.want, "(RBAC:") && strings.Contains(line, "(RBAC:") {
 				t.Errorf("blames RBAC: %s", line)
 			}
 		})
@@ -71,7 +73,7 @@ func TestMountTriggerReadFailures(t *testing.T) {
 		name, level, want string
 		err               error
 	}{
-		{"forbidden", "WARN", "refused (RBAC: coffer needs get on secretproviderclasses)", apierrors.NewForbidden(spcs, testSPC, errors.New("no"))},
+		{"forbidden", "WARN", "refused (RBAC: coffer needs get on secretproviderclasses)", apierrors.NewForbidden(spcs, testSPC, errors.New(`User "system:serviceaccount:kube-system:coffer" cannot get resource "secretproviderclasses" in API group "secrets-store.csi.x-k8s.io" in the namespace "team"`))},
 		{"timed out", "INFO", "timed out", fmt.Errorf(`Get "https://apiserver/x": %w`, context.DeadlineExceeded)},
 	}
 	for _, tt := range tests {

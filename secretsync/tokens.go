@@ -83,8 +83,12 @@ func (t *TokenSource) token(ctx context.Context, namespace, sa, audience string)
 	switch {
 	case apierrors.IsNotFound(err):
 		return authenticationv1.TokenRequestStatus{}, fmt.Errorf("ServiceAccount %s/%s does not exist; create it, or fix serviceAccountName", namespace, sa)
-	case apierrors.IsForbidden(err):
+	case kube.ForbiddenByRBAC(err):
 		return authenticationv1.TokenRequestStatus{}, fmt.Errorf("coffer may not request tokens of ServiceAccount %s/%s (RBAC: coffer-controller sync needs create on serviceaccounts/token): %s", namespace, sa, apiError(err))
+	case apierrors.IsForbidden(err):
+		// The chart's admission policy allows only the audiences of
+		// sync.controller.tokenAudiences.
+		return authenticationv1.TokenRequestStatus{}, fmt.Errorf("an admission policy or webhook refused a token of ServiceAccount %s/%s for audience %s: %s", namespace, sa, audience, apiError(err))
 	case err != nil:
 		return authenticationv1.TokenRequestStatus{}, fmt.Errorf("requesting a token of ServiceAccount %s/%s for audience %s: %s", namespace, sa, audience, apiError(err))
 	}

@@ -3,14 +3,18 @@ package secretsync
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	authenticationv1 "k8s.io/api/authentication/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
 	clocktesting "k8s.io/utils/clock/testing"
@@ -97,5 +101,39 @@ func TestTokenSourceEvictsLeastRecentlyUsed(t *testing.T) {
 		if n := minted.Load() - before; n != tc.minted {
 			t.Errorf("%s: %d tokens minted, want %d", tc.sa, n, tc.minted)
 		}
+	}
+}
+
+// TestTokenSourceSaysWhoRefused: a TokenRequest refused by RBAC names the
+// permission; one refused by an admission policy (the chart's allows only
+// sync.controller.tokenAudiences) says so, and names the audience, rather
+// than sending the operator to RBAC.
+func TestTokenSourceSaysWhoRefused(t *testing.T) {
+	sas := schema.GroupResource{Resource: "serviceaccounts"}
+	for name, tc := range map[string]struct {
+		refusal  error
+		want     string
+		wantRBAC bool
+	}{
+		"by RBAC": {
+			apierrors.NewForbidden(sas, "reader", errors.New(`User "system:serviceaccount:coffer:coffer-sync" cannot create resource "serviceaccounts/token" in API group "" in the namespace "team"`)),
+			"coffer may not request tokens of ServiceAccount team/reader (RBAC: coffer-controller sync needs create on serviceaccounts/token)", true,
+		},
+		"by an admission policy": {
+			apierrors.NewForbidden(sas, "reader", errors.New("ValidatingAdmissionPolicy 'coffer-sync-token-audiences' with binding 'coffer-sync-token-audiences' denied request: coffer-controller sync may request ServiceAccount tokens only for the audiences it exchanges with AWS (sts.amazonaws.com)")),
+			"an admission policy or webhook refused a token of ServiceAccount team/reader for audience pods.eks.amazonaws.com: ", false,
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			cs := fake.NewClientset()
+			cs.PrependReactor("create", "serviceaccounts", func(k8stesting.Action) (bool, runtime.Object, error) {
+				return true, nil, tc.refusal
+			})
+			ts := &TokenSource{ServiceAccounts: kubetest.Wrap(cs)}
+			_, err := ts.Tokens(context.Background(), "team", "reader", []string{"pods.eks.amazonaws.com"})
+			if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "(RBAC:") != tc.wantRBAC {
+				t.Errorf("Tokens = %v, want %q", err, tc.want)
+			}
+		})
 	}
 }

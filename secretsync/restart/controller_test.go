@@ -301,7 +301,30 @@ func TestControllerRestartsADeploymentOnce(t *testing.T) {
 	}
 }
 
+// TestControllerSecretChangeAndRefusedPatch: a refused restart patch is a
+// RestartFailed event that says who refused it (RBAC, naming the
+// permission, or an admission policy such as the chart's, which no RBAC
+// fixes) without the API's message, and is retried with backoff.
 func TestControllerSecretChangeAndRefusedPatch(t *testing.T) {
+	deployments := schema.GroupResource{Group: "apps", Resource: "deployments"}
+	for name, tc := range map[string]struct {
+		refusal error
+		why     string
+	}{
+		"by RBAC": {
+			apierrors.NewForbidden(deployments, "web", errors.New(`User "system:serviceaccount:coffer:coffer-sync" cannot patch resource "deployments" in API group "apps" in the namespace "CANARY"`)),
+			"refused (RBAC: coffer-controller sync needs patch on deployments)",
+		},
+		"by an admission policy": {
+			apierrors.NewForbidden(deployments, "web", errors.New("ValidatingAdmissionPolicy 'coffer-sync-workload-restarts' with binding 'coffer-sync-workload-restarts' denied request: CANARY-policy-text")),
+			"refused by an admission policy or webhook, not by RBAC (the log has its message)",
+		},
+	} {
+		t.Run(name, func(t *testing.T) { refusedPatch(t, tc.refusal, tc.why) })
+	}
+}
+
+func refusedPatch(t *testing.T, refusal error, why string) {
 	r := newRig(t, deployment("web", "secret/app-db"))
 	refuse := true
 	var mu sync.Mutex
@@ -310,7 +333,7 @@ func TestControllerSecretChangeAndRefusedPatch(t *testing.T) {
 		defer mu.Unlock()
 		if refuse {
 			refuse = false
-			return true, nil, apierrors.NewForbidden(schema.GroupResource{Group: "apps", Resource: "deployments"}, "web", errors.New("CANARY-policy-text"))
+			return true, nil, refusal
 		}
 		return false, nil, nil
 	})
@@ -326,7 +349,7 @@ func TestControllerSecretChangeAndRefusedPatch(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The API's text is for the log: an event names the status only.
-	if e := r.event(t, "Warning RestartFailed rolling restart for changed secret/app-db failed: refused (RBAC: coffer-controller sync needs patch on deployments); retrying with backoff"); strings.Contains(e, "CANARY") {
+	if e := r.event(t, "Warning RestartFailed rolling restart for changed secret/app-db failed: "+why+"; retrying with backoff"); strings.Contains(e, "CANARY") {
 		t.Errorf("event %q holds the API's message", e)
 	}
 	// Retried with backoff (RetryBase, the first time), then done.
