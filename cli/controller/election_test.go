@@ -25,8 +25,9 @@ import (
 )
 
 // The election's cases, ported from client-go's leaderelection_test.go
-// (TestReleaseOnCancellation_Leases, the fast and slow renewal paths) and
-// extended to a hung apiserver and a paused leader. They run in a
+// (TestReleaseOnCancellation_Leases: release on cancel, also while a
+// renewal hangs; TestFastPathLeaderElection: the fast and slow renewal
+// paths) and extended to a hung apiserver and a paused leader. They run in a
 // synctest bubble: client-go's LeaderElector reads the real clock and its
 // own timers (LeaderElectionConfig has no clock to inject), which the
 // bubble makes a fake clock that advances only when every goroutine
@@ -92,6 +93,10 @@ func (r *replica) Leases(ns string) coordinationv1client.LeaseInterface {
 }
 
 func (r *replica) hang() { r.mu.Lock(); r.hung = true; r.mu.Unlock() }
+
+// answer makes new requests reach the apiserver again; one already hung
+// waits on for its context.
+func (r *replica) answer() { r.mu.Lock(); r.hung = false; r.mu.Unlock() }
 
 func (r *replica) freeze() { r.mu.Lock(); r.frozen = make(chan struct{}); r.mu.Unlock() }
 
@@ -352,6 +357,94 @@ func TestElectionReleaseOnCancel(t *testing.T) {
 		oneAtATime(t, a, b)
 		b.stop()
 		<-b.done
+	})
+}
+
+// TestElectionReleaseOnCancelDuringRenewal (client-go's "release acquired
+// lock on cancellation of update" in TestReleaseOnCancellation_Leases):
+// the leader is cancelled while a renewal hangs; the renewal is abandoned,
+// the leader stops, and the release that follows (its requests answered
+// again) clears the Lease, so the standby takes over at its next try.
+func TestElectionReleaseOnCancelDuringRenewal(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		cs := apiserver(t)
+		a := startCandidate(t.Context(), cs, "a")
+		synctest.Wait()
+		b := startCandidate(t.Context(), cs, "b")
+		time.Sleep(time.Minute)
+		synctest.Wait()
+		a.replica.hang()
+		time.Sleep(3 * time.Second) // a renewal (every RetryPeriod) is in flight, hung
+		synctest.Wait()
+		if !a.leading() {
+			t.Fatal("a stopped leading within 3 s of its requests hanging, before its term ended")
+		}
+		a.replica.answer()
+		a.stop()
+		if err := <-a.done; err != nil {
+			t.Errorf("a ended with %v, want nil (cancelled)", err)
+		}
+		if h, l := holder(t, cs); h != "" || ptr.Deref(l.Spec.LeaseDurationSeconds, 0) != 1 {
+			t.Errorf("released Lease: holder %q, duration %ds; want no holder, 1s", h, ptr.Deref(l.Spec.LeaseDurationSeconds, 0))
+		}
+		released := time.Now()
+		for !b.leading() {
+			time.Sleep(100 * time.Millisecond)
+			if time.Since(released) > time.Minute {
+				t.Fatal("b does not lead a minute after a released the Lease")
+			}
+		}
+		if got := time.Since(released); got > 2*2200*time.Millisecond {
+			t.Errorf("b took over %v after the release, want within two retries", got)
+		}
+		oneAtATime(t, a, b)
+		b.stop()
+		<-b.done
+	})
+}
+
+// TestElectionRenewsAfterConflict (client-go's TestFastPathLeaderElection):
+// the leader renews with an update of the Lease it last wrote (the fast
+// path); when someone else has written the Lease since (here a label), that
+// update conflicts, and it reads the Lease and renews again (the slow path),
+// still leading, in the same term.
+func TestElectionRenewsAfterConflict(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		cs := apiserver(t)
+		a := startCandidate(t.Context(), cs, "a")
+		time.Sleep(time.Minute)
+		synctest.Wait()
+		_, l := holder(t, cs)
+		l.Labels = map[string]string{"touched": "yes"}
+		if _, err := cs.CoordinationV1().Leases("coffer").Update(context.Background(), l, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		cs.ClearActions()
+		touched := time.Now()
+		time.Sleep(time.Minute)
+		synctest.Wait()
+		var conflicts, gets int
+		for _, action := range cs.Actions() {
+			switch action.GetVerb() {
+			case "get":
+				gets++
+			case "update":
+				if action.(k8stesting.UpdateAction).GetObject().(*coordinationv1.Lease).ResourceVersion == l.ResourceVersion {
+					conflicts++ // written over the Lease as a last wrote it
+				}
+			}
+		}
+		if conflicts != 1 || gets != 1 {
+			t.Errorf("after the Lease was written by someone else: %d stale updates and %d reads, want one of each (fast path, then slow)", conflicts, gets)
+		}
+		if h, _ := holder(t, cs); h != "a" || !a.leading() || len(a.leadTerms()) != 1 {
+			t.Errorf("holder %q, a leading %v in %d terms; want a, leading in one", h, a.leading(), len(a.leadTerms()))
+		}
+		if r := lastRenewal(t, cs); !r.After(touched) {
+			t.Errorf("a last renewed at %v, before the Lease was touched at %v", r, touched)
+		}
+		a.stop()
+		<-a.done
 	})
 }
 
