@@ -351,9 +351,8 @@ func classify(verb, namespace string, err, cause error) *writeError {
 	case apierrors.HasStatusCause(err, corev1.NamespaceTerminatingCause):
 		// A Forbidden status with this cause.
 		return &writeError{why: fmt.Sprintf("namespace %q is being deleted", namespace), detail: err.Error(), expected: true}
-	case apierrors.IsForbidden(err) && strings.Contains(status.Status().Message, "cannot "+verb+" resource"):
-		// The authorizer's words; an admission policy's refusal is
-		// Forbidden too, and says otherwise.
+	case ForbiddenByRBAC(err):
+		// An admission policy's refusal is Forbidden too, in other words.
 		return &writeError{why: fmt.Sprintf("RBAC: coffer may not %s events in namespace %q (its Role lacks %s on events)", verb, namespace, verb), detail: err.Error()}
 	case apierrors.IsForbidden(err):
 		return &writeError{why: "an admission policy or webhook refused the event", detail: err.Error()}
