@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"runtime"
 	"sort"
@@ -203,6 +204,7 @@ func TestReport(t *testing.T) {
 		run, peer := &report{}, &report{}
 		runs[i], peers[i] = run, peer
 		t.Run(fmt.Sprintf("run %d", i+1), func(t *testing.T) {
+			t.Run("S0 binaries", func(t *testing.T) { binaries(t, run) })
 			t.Run("S1 cold pod start", func(t *testing.T) { coldStart(t, run, cofferSubject) })
 			t.Run("S2 rotation sweep", func(t *testing.T) { rotationSweep(t, run, cofferSubject) })
 			t.Run("S3 burst", func(t *testing.T) { burst(t, run, cofferSubject, "pod") })
@@ -329,6 +331,24 @@ func formatValue(res Row) string {
 		v += fmt.Sprintf(" (%s–%s)", lo, hi)
 	}
 	return v
+}
+
+// binaries: the size of the image's two binaries, as make build makes them
+// (stripped): the node's, which every DaemonSet pod maps, and the
+// controller's, which links client-go's clientset, election and recorder.
+func binaries(t *testing.T, r *report) {
+	node := cofferBinary(t)
+	for _, b := range []struct{ path, metric string }{
+		{node, "coffer (the DaemonSet's) size"},
+		{filepath.Join(filepath.Dir(node), "coffer-controller"), "coffer-controller (the sync controller's) size"},
+	} {
+		fi, err := os.Stat(b.path)
+		if err != nil {
+			t.Errorf("%s: %v (make build builds both binaries)", b.metric, err)
+			continue
+		}
+		r.add(Result{"S0 the image's binaries (make build)", b.metric, float64(fi.Size()) / (1 << 20), "MiB", ""})
+	}
 }
 
 // coldStart: a pod of a ServiceAccount seen for the first time mounts 10
