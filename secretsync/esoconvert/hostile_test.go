@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode"
 )
 
 // TestHostileInput: inputs at the limits convert within bounded memory,
@@ -59,5 +60,47 @@ func TestHostileInput(t *testing.T) {
 				t.Errorf("%d MiB allocated, over 256", allocated>>20)
 			}
 		})
+	}
+}
+
+// TestLinesShowControlCharacters: a name or namespace with terminal
+// escapes, a right-to-left override or bytes that are not UTF-8 reaches
+// stderr escaped, so a line cannot clear the screen, recolour or reorder
+// what follows it.
+func TestLinesShowControlCharacters(t *testing.T) {
+	input := `apiVersion: external-secrets.io/v1
+kind: ClusterSecretStore
+metadata: {name: "aws\e[2J"}
+spec: {provider: {aws: {service: SecretsManager, auth: {jwt: {serviceAccountRef: {name: eso, namespace: "ext\e[31mred\u202e"}}}}}}
+---
+apiVersion: external-secrets.io/v1
+kind: ExternalSecret
+metadata: {name: "es\x07", namespace: "team\e]0;title\a"}
+spec:
+  secretStoreRef: {name: "aws\e[2J", kind: ClusterSecretStore}
+  data: [{secretKey: k, remoteRef: {key: "app/k\e[1m"}}]
+`
+	res, err := Convert([]byte(input), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Lines) == 0 {
+		t.Fatal("no lines")
+	}
+	for _, l := range res.Lines {
+		s := l.String()
+		if i := strings.IndexFunc(s, func(r rune) bool { return !unicode.IsGraphic(r) }); i >= 0 {
+			t.Errorf("line holds %U: %q", []rune(s[i:])[0], s)
+		}
+	}
+	for _, c := range []struct{ in, want string }{
+		{"plain é text", "plain é text"},
+		{"esc\x1b[2J", `esc\x1b[2J`},
+		{"rtl\u202eevil", `rtl\u202eevil`},
+		{"bad\xffbyte", `bad\xffbyte`},
+	} {
+		if got := printable(c.in); got != c.want {
+			t.Errorf("printable(%q) = %q, want %q", c.in, got, c.want)
+		}
 	}
 }
