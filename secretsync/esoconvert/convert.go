@@ -322,6 +322,24 @@ func (c *converter) scalar(r ref, f map[string]*yaml.Node, key, path string) str
 	return n.Value
 }
 
+// boolean reads the boolean f[key] (false when absent) as kubectl reads
+// a manifest, in YAML 1.1: unquoted, true is also True, TRUE, yes, on, y
+// and false their opposites. A quoted value is a string, which the API
+// refuses for a boolean: dropped as malformed.
+func (c *converter) boolean(r ref, f map[string]*yaml.Node, key, path string) bool {
+	n, ok := f[key]
+	if !ok {
+		return false
+	}
+	var b bool
+	plain := n.Style == 0 || (n.Style == yaml.TaggedStyle && n.ShortTag() == "!!bool")
+	if n.Kind != yaml.ScalarNode || !plain || n.Decode(&b) != nil {
+		c.drop(r, join(path, key), "malformed", "want true or false")
+		return false
+	}
+	return b
+}
+
 // stringMap reads a mapping of strings (labels, annotations, template
 // data), in sorted order.
 func (c *converter) stringMap(r ref, n *yaml.Node, path string) map[string]string {

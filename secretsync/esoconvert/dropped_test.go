@@ -192,3 +192,35 @@ func joinLines(lines []Line) string {
 	}
 	return b.String()
 }
+
+// TestImmutableAsKubectlReadsIt: spec.target.immutable is read as kubectl
+// reads a YAML boolean (YAML 1.1, unquoted); a quoted value or a number,
+// which the API would refuse, is dropped as malformed.
+func TestImmutableAsKubectlReadsIt(t *testing.T) {
+	for _, c := range []struct {
+		value     string
+		immutable bool
+		malformed bool
+	}{
+		{"true", true, false}, {"True", true, false}, {"TRUE", true, false}, {"yes", true, false}, {"on", true, false}, {"y", true, false}, {"!!bool true", true, false},
+		{"false", false, false}, {"no", false, false}, {"off", false, false}, {"n", false, false},
+		{`"true"`, false, true}, {"'yes'", false, true}, {"1", false, true}, {"[true]", false, true}, {"!!str true", false, true},
+	} {
+		t.Run(c.value, func(t *testing.T) {
+			res, err := Convert([]byte(esoInput(jwtAuth, oneKey+"\ntarget: {immutable: "+c.value+"}")), Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := strings.Contains(string(res.YAML), "immutable: true"); got != c.immutable {
+				t.Errorf("immutable in the class: %t, want %t:\n%s", got, c.immutable, res.YAML)
+			}
+			want := "DROPPED ExternalSecret/es spec.target.immutable: " + reason("malformed")
+			if got := strings.Contains(joinLines(res.Lines), want); got != c.malformed {
+				t.Errorf("dropped as malformed: %t, want %t; lines:\n%s", got, c.malformed, joinLines(res.Lines))
+			}
+			if res.Classes != 1 {
+				t.Errorf("%d classes", res.Classes)
+			}
+		})
+	}
+}

@@ -192,16 +192,12 @@ func (c *converter) target(cls *class, n *yaml.Node) bool {
 	default:
 		c.drop(r, path+".deletionPolicy", "malformed", "want Retain, Delete or Merge")
 	}
-	switch v := c.scalar(r, t, "immutable", path); v {
-	case "", "false":
-	case "true":
+	if c.boolean(r, t, "immutable", path) {
 		if e.CreationPolicy == "Merge" {
 			c.drop(r, path+".immutable", "immutable-merge", "")
 		} else {
 			e.Immutable = true
 		}
-	default:
-		c.drop(r, path+".immutable", "malformed", "want true or false")
 	}
 	if tn, ok := t["template"]; ok {
 		c.template(cls, tn)
