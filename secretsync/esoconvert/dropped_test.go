@@ -224,3 +224,36 @@ func TestImmutableAsKubectlReadsIt(t *testing.T) {
 		})
 	}
 }
+
+// TestDroppedPastMaxLines: a field dropped after MaxLines lines is not
+// printed, but still counted and still makes coffer convert exit 2.
+func TestDroppedPastMaxLines(t *testing.T) {
+	// The store, then ExternalSecrets whose every entry gives a NOTE line
+	// (a numeric property step), then one that drops a field.
+	store, _, _ := strings.Cut(esoInput(jwtAuth, oneKey), "---\n")
+	var b strings.Builder
+	b.WriteString(store)
+	for i, notes := 0, 0; notes <= MaxLines; i++ {
+		fmt.Fprintf(&b, "---\napiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {name: es%d, namespace: team-a}\nspec:\n  secretStoreRef: {name: aws}\n  data:\n", i)
+		for j := 0; j < 100; j++ {
+			fmt.Fprintf(&b, "  - {secretKey: k%d, remoteRef: {key: app/k%d, property: a.1}}\n", j, j)
+			notes++
+		}
+	}
+	b.WriteString("---\napiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {name: last, namespace: team-a}\nspec:\n  secretStoreRef: {name: aws}\n  syncWindows: []\n  " + oneKey + "\n")
+	res, err := Convert([]byte(b.String()), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Lines) != MaxLines || res.MoreLines == 0 {
+		t.Fatalf("%d lines and %d more, want %d and some more", len(res.Lines), res.MoreLines, MaxLines)
+	}
+	for _, l := range res.Lines {
+		if l.Dropped {
+			t.Fatalf("a printed line drops a field, so this test checks nothing: %s", l)
+		}
+	}
+	if !res.Dropped() {
+		t.Error("Dropped() is false, though ExternalSecret/last's spec.syncWindows, past the printed lines, was dropped")
+	}
+}
