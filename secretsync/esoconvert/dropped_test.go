@@ -2,6 +2,7 @@ package esoconvert
 
 import (
 	"fmt"
+	"maps"
 	"strings"
 	"testing"
 )
@@ -255,5 +256,52 @@ func TestDroppedPastMaxLines(t *testing.T) {
 	}
 	if !res.Dropped() {
 		t.Error("Dropped() is false, though ExternalSecret/last's spec.syncWindows, past the printed lines, was dropped")
+	}
+}
+
+// TestExternalSecretMetadataOnTheSecret: without spec.target.template ESO
+// copies the ExternalSecret's labels and annotations onto the Secret, and
+// so does the class's entry, but for the label coffer sets itself (a NOTE
+// line, nothing dropped); with a template, the Secret has the template's
+// only. The class keeps the ExternalSecret's either way.
+func TestExternalSecretMetadataOnTheSecret(t *testing.T) {
+	meta := "metadata:\n  name: es\n  namespace: team-a\n  labels: {app: web, app.kubernetes.io/managed-by: Helm}\n  annotations: {reloader.stakater.com/match: \"true\", kubectl.kubernetes.io/last-applied-configuration: '{}'}\n"
+	in := func(spec string) []byte {
+		return []byte(strings.Replace(esoInput(jwtAuth, spec), "metadata: {name: es, namespace: team-a}\n", meta, 1))
+	}
+	for _, c := range []struct {
+		name, spec          string
+		labels, annotations map[string]string
+		managedByNote       bool
+	}{
+		{"no template", oneKey, map[string]string{"app": "web"}, map[string]string{"reloader.stakater.com/match": "true"}, true},
+		{"no template, a target", oneKey + "\ntarget: {name: out}", map[string]string{"app": "web"}, map[string]string{"reloader.stakater.com/match": "true"}, true},
+		{"a template", oneKey + "\ntarget: {template: {metadata: {labels: {tier: db}}}}", map[string]string{"tier": "db"}, nil, false},
+		{"an empty template", oneKey + "\ntarget: {template: {}}", nil, nil, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			res, err := Convert(in(c.spec), Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Dropped() {
+				t.Errorf("dropped:\n%s", joinLines(res.Lines))
+			}
+			note := "NOTE ExternalSecret/es metadata.labels.app.kubernetes.io/managed-by: " + reason("metadata.meta-coffer")
+			if got := strings.Contains(joinLines(res.Lines), note); got != c.managedByNote {
+				t.Errorf("the managed-by NOTE printed: %t, want %t; lines:\n%s", got, c.managedByNote, joinLines(res.Lines))
+			}
+			secrets := validateOutput(t, res.YAML)
+			if len(secrets) != 1 {
+				t.Fatalf("%d Secrets:\n%s", len(secrets), res.YAML)
+			}
+			s := secrets[0]
+			if !maps.Equal(s.Labels, c.labels) || !maps.Equal(s.Annotations, c.annotations) {
+				t.Errorf("the Secret's labels %v and annotations %v, want %v and %v", s.Labels, s.Annotations, c.labels, c.annotations)
+			}
+			if !strings.Contains(string(res.YAML), "\n  labels:\n    app: web\n    app.kubernetes.io/managed-by: Helm\n") {
+				t.Errorf("the class lost the ExternalSecret's labels:\n%s", res.YAML)
+			}
+		})
 	}
 }
