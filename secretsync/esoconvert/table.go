@@ -40,7 +40,7 @@ var Table = []Row{
 	{Key: "metadata.name", ESO: "`metadata.name`", Coffer: "the class's `metadata.name`, and `secretName` when `spec.target.name` is unset"},
 	{Key: "metadata.namespace", ESO: "`metadata.namespace`", Coffer: "the class's `metadata.namespace` (`--namespace` when the manifest names none)"},
 	{Key: "metadata.meta", ESO: "`metadata.labels`, `metadata.annotations` (without `spec.target.template`, ESO copies them onto the Secret too)", Coffer: "the class's labels and annotations; without `spec.target.template`, the entry's `labels` and `annotations` too"},
-	{Key: "metadata.meta-coffer", ESO: "`metadata.labels.app.kubernetes.io/managed-by`, or a label or annotation in `coffer-csi.github.io/`, without `spec.target.template`", Coffer: "not on the Secret: coffer sets them itself (app.kubernetes.io/managed-by: coffer); the class keeps them"},
+	{Key: "metadata.meta-coffer", ESO: "`metadata.labels.app.kubernetes.io/managed-by`, or a label or annotation in `coffer-csi.github.io/`, without `spec.target.template`", Coffer: "not on the Secret: coffer manages its own domain, and sets app.kubernetes.io/managed-by: coffer itself; the class keeps them"},
 	{Key: "metadata.server", ESO: "`metadata` the apiserver writes (`uid`, `resourceVersion`, `generation`, `creationTimestamp`, `managedFields`), `status`", Coffer: "not read: the apiserver writes them"},
 	{Key: "metadata.other", ESO: "`metadata.ownerReferences`, `metadata.finalizers`", Coffer: "not converted: set them on the SecretProviderClass yourself if you need them", Dropped: true},
 	{Key: "malformed", ESO: "a field of the wrong shape (a list where ESO's API has a mapping, a duration that is none)", Coffer: "not converted: ESO's API refuses it too; fix the manifest", Dropped: true},
