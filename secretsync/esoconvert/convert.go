@@ -15,7 +15,10 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strconv"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"gopkg.in/yaml.v3"
 
@@ -53,9 +56,34 @@ func (l Line) String() string {
 	// that could break the line or hide text.
 	s := fmt.Sprintf("%s %s/%s %s: %s", tag, yamlcheck.Name(l.Kind), yamlcheck.Name(l.Name), yamlcheck.Name(l.Field), l.Reason)
 	if l.Detail != "" {
-		s += ": " + strings.Join(strings.Fields(l.Detail), " ")
+		s += ": " + printable(strings.Join(strings.Fields(l.Detail), " "))
 	}
 	return s
+}
+
+// printable writes the characters of s that a terminal would act on or
+// hide (control and format characters, bytes that are not UTF-8) as Go
+// escapes: a detail may quote the input (a validation message, a
+// namespace), and a line on stderr must show it, not obey it.
+func printable(s string) string {
+	if !strings.ContainsFunc(s, func(r rune) bool { return !unicode.IsGraphic(r) || r == utf8.RuneError }) {
+		return s
+	}
+	var b strings.Builder
+	for len(s) > 0 {
+		r, size := utf8.DecodeRuneInString(s)
+		switch {
+		case r == utf8.RuneError && size == 1:
+			fmt.Fprintf(&b, `\x%02x`, s[0])
+		case unicode.IsGraphic(r) && r != utf8.RuneError:
+			b.WriteRune(r)
+		default:
+			q := strconv.QuoteRune(r)
+			b.WriteString(q[1 : len(q)-1])
+		}
+		s = s[size:]
+	}
+	return b.String()
 }
 
 // Result is what a conversion produced.
@@ -292,6 +320,24 @@ func (c *converter) scalar(r ref, f map[string]*yaml.Node, key, path string) str
 		return ""
 	}
 	return n.Value
+}
+
+// boolean reads the boolean f[key] (false when absent) as kubectl reads
+// a manifest, in YAML 1.1: unquoted, true is also True, TRUE, yes, on, y
+// and false their opposites. A quoted value is a string, which the API
+// refuses for a boolean: dropped as malformed.
+func (c *converter) boolean(r ref, f map[string]*yaml.Node, key, path string) bool {
+	n, ok := f[key]
+	if !ok {
+		return false
+	}
+	var b bool
+	plain := n.Style == 0 || (n.Style == yaml.TaggedStyle && n.ShortTag() == "!!bool")
+	if n.Kind != yaml.ScalarNode || !plain || n.Decode(&b) != nil {
+		c.drop(r, join(path, key), "malformed", "want true or false")
+		return false
+	}
+	return b
 }
 
 // stringMap reads a mapping of strings (labels, annotations, template

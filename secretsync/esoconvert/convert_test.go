@@ -42,13 +42,27 @@ spec:
 
 // TestSeedExternalSecret: ExternalSecret slack-url (dev/slackurl as the
 // key address, refreshInterval 1h, Owner, Delete, read as the store's
-// ServiceAccount notifier) becomes exactly seedOutput, with no line, and
-// the class syncs the same Secret.
+// ServiceAccount notifier), in external-secrets.io/v1 and in v1beta1,
+// becomes exactly seedOutput, with no line, and the class syncs the same
+// Secret.
 func TestSeedExternalSecret(t *testing.T) {
-	in, err := os.ReadFile("testdata/seed.yaml")
+	seed, err := os.ReadFile("testdata/seed.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
+	for _, version := range []string{"v1", "v1beta1"} {
+		t.Run(version, func(t *testing.T) {
+			in := bytes.ReplaceAll(seed, []byte("apiVersion: external-secrets.io/v1\n"), []byte("apiVersion: external-secrets.io/"+version+"\n"))
+			if n := bytes.Count(in, []byte("apiVersion: external-secrets.io/"+version+"\n")); n != 2 {
+				t.Fatalf("%d manifests of %s, want the store and the ExternalSecret", n, version)
+			}
+			testSeed(t, in)
+		})
+	}
+}
+
+func testSeed(t *testing.T, in []byte) {
+	t.Helper()
 	res, err := Convert(in, Options{})
 	if err != nil {
 		t.Fatal(err)

@@ -2,6 +2,7 @@ package esoconvert
 
 import (
 	"fmt"
+	"maps"
 	"strings"
 	"testing"
 )
@@ -191,4 +192,116 @@ func joinLines(lines []Line) string {
 		b.WriteString(l.String() + "\n")
 	}
 	return b.String()
+}
+
+// TestImmutableAsKubectlReadsIt: spec.target.immutable is read as kubectl
+// reads a YAML boolean (YAML 1.1, unquoted); a quoted value or a number,
+// which the API would refuse, is dropped as malformed.
+func TestImmutableAsKubectlReadsIt(t *testing.T) {
+	for _, c := range []struct {
+		value     string
+		immutable bool
+		malformed bool
+	}{
+		{"true", true, false}, {"True", true, false}, {"TRUE", true, false}, {"yes", true, false}, {"on", true, false}, {"y", true, false}, {"!!bool true", true, false},
+		{"false", false, false}, {"no", false, false}, {"off", false, false}, {"n", false, false},
+		{`"true"`, false, true}, {"'yes'", false, true}, {"1", false, true}, {"[true]", false, true}, {"!!str true", false, true},
+	} {
+		t.Run(c.value, func(t *testing.T) {
+			res, err := Convert([]byte(esoInput(jwtAuth, oneKey+"\ntarget: {immutable: "+c.value+"}")), Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := strings.Contains(string(res.YAML), "immutable: true"); got != c.immutable {
+				t.Errorf("immutable in the class: %t, want %t:\n%s", got, c.immutable, res.YAML)
+			}
+			want := "DROPPED ExternalSecret/es spec.target.immutable: " + reason("malformed")
+			if got := strings.Contains(joinLines(res.Lines), want); got != c.malformed {
+				t.Errorf("dropped as malformed: %t, want %t; lines:\n%s", got, c.malformed, joinLines(res.Lines))
+			}
+			if res.Classes != 1 {
+				t.Errorf("%d classes", res.Classes)
+			}
+		})
+	}
+}
+
+// TestDroppedPastMaxLines: a field dropped after MaxLines lines is not
+// printed, but still counted and still makes coffer convert exit 2.
+func TestDroppedPastMaxLines(t *testing.T) {
+	// The store, then ExternalSecrets whose every entry gives a NOTE line
+	// (a numeric property step), then one that drops a field.
+	store, _, _ := strings.Cut(esoInput(jwtAuth, oneKey), "---\n")
+	var b strings.Builder
+	b.WriteString(store)
+	for i, notes := 0, 0; notes <= MaxLines; i++ {
+		fmt.Fprintf(&b, "---\napiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {name: es%d, namespace: team-a}\nspec:\n  secretStoreRef: {name: aws}\n  data:\n", i)
+		for j := 0; j < 100; j++ {
+			fmt.Fprintf(&b, "  - {secretKey: k%d, remoteRef: {key: app/k%d, property: a.1}}\n", j, j)
+			notes++
+		}
+	}
+	b.WriteString("---\napiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {name: last, namespace: team-a}\nspec:\n  secretStoreRef: {name: aws}\n  syncWindows: []\n  " + oneKey + "\n")
+	res, err := Convert([]byte(b.String()), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Lines) != MaxLines || res.MoreLines == 0 {
+		t.Fatalf("%d lines and %d more, want %d and some more", len(res.Lines), res.MoreLines, MaxLines)
+	}
+	for _, l := range res.Lines {
+		if l.Dropped {
+			t.Fatalf("a printed line drops a field, so this test checks nothing: %s", l)
+		}
+	}
+	if !res.Dropped() {
+		t.Error("Dropped() is false, though ExternalSecret/last's spec.syncWindows, past the printed lines, was dropped")
+	}
+}
+
+// TestExternalSecretMetadataOnTheSecret: without spec.target.template ESO
+// copies the ExternalSecret's labels and annotations onto the Secret, and
+// so does the class's entry, but for the label coffer sets itself (a NOTE
+// line, nothing dropped); with a template, the Secret has the template's
+// only. The class keeps the ExternalSecret's either way.
+func TestExternalSecretMetadataOnTheSecret(t *testing.T) {
+	meta := "metadata:\n  name: es\n  namespace: team-a\n  labels: {app: web, app.kubernetes.io/managed-by: Helm}\n  annotations: {reloader.stakater.com/match: \"true\", kubectl.kubernetes.io/last-applied-configuration: '{}'}\n"
+	in := func(spec string) []byte {
+		return []byte(strings.Replace(esoInput(jwtAuth, spec), "metadata: {name: es, namespace: team-a}\n", meta, 1))
+	}
+	for _, c := range []struct {
+		name, spec          string
+		labels, annotations map[string]string
+		managedByNote       bool
+	}{
+		{"no template", oneKey, map[string]string{"app": "web"}, map[string]string{"reloader.stakater.com/match": "true"}, true},
+		{"no template, a target", oneKey + "\ntarget: {name: out}", map[string]string{"app": "web"}, map[string]string{"reloader.stakater.com/match": "true"}, true},
+		{"a template", oneKey + "\ntarget: {template: {metadata: {labels: {tier: db}}}}", map[string]string{"tier": "db"}, nil, false},
+		{"an empty template", oneKey + "\ntarget: {template: {}}", nil, nil, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			res, err := Convert(in(c.spec), Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Dropped() {
+				t.Errorf("dropped:\n%s", joinLines(res.Lines))
+			}
+			note := "NOTE ExternalSecret/es metadata.labels.app.kubernetes.io/managed-by: " + reason("metadata.meta-coffer")
+			if got := strings.Contains(joinLines(res.Lines), note); got != c.managedByNote {
+				t.Errorf("the managed-by NOTE printed: %t, want %t; lines:\n%s", got, c.managedByNote, joinLines(res.Lines))
+			}
+			secrets := validateOutput(t, res.YAML)
+			if len(secrets) != 1 {
+				t.Fatalf("%d Secrets:\n%s", len(secrets), res.YAML)
+			}
+			s := secrets[0]
+			if !maps.Equal(s.Labels, c.labels) || !maps.Equal(s.Annotations, c.annotations) {
+				t.Errorf("the Secret's labels %v and annotations %v, want %v and %v", s.Labels, s.Annotations, c.labels, c.annotations)
+			}
+			if !strings.Contains(string(res.YAML), "\n  labels:\n    app: web\n    app.kubernetes.io/managed-by: Helm\n") {
+				t.Errorf("the class lost the ExternalSecret's labels:\n%s", res.YAML)
+			}
+		})
+	}
 }

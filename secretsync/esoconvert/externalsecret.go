@@ -12,6 +12,7 @@ import (
 
 	"github.com/coffer-csi/coffer/internal/tmpl"
 	"github.com/coffer-csi/coffer/provider/spc"
+	"github.com/coffer-csi/coffer/secretsync"
 )
 
 var (
@@ -84,10 +85,15 @@ func (c *converter) externalSecret(d *yaml.Node) *class {
 	if !c.storeOf(cls, spec) {
 		return nil
 	}
+	templated := false
 	if tn, ok := spec["target"]; ok {
 		if !c.target(cls, tn) {
 			return nil
 		}
+		templated = field(tn, "template") != nil
+	}
+	if !templated {
+		c.secretMetadata(cls)
 	}
 	c.refresh(cls, spec)
 	if _, ok := spec["syncWindows"]; ok {
@@ -114,6 +120,30 @@ func (c *converter) externalSecret(d *yaml.Node) *class {
 		return nil
 	}
 	return cls
+}
+
+// secretMetadata gives the Secret the ExternalSecret's own labels and
+// annotations, as ESO does when the ExternalSecret has no template, but
+// for those coffer sets itself (a NOTE line each): its domain's, and the
+// label app.kubernetes.io/managed-by.
+func (c *converter) secretMetadata(cls *class) {
+	e := &cls.entry
+	copyOf := func(from map[string]string, field string, labels bool) map[string]string {
+		var out map[string]string
+		for _, k := range slices.Sorted(maps.Keys(from)) {
+			if strings.HasPrefix(k, secretsync.Domain+"/") || (labels && k == secretsync.LabelManagedBy) {
+				c.note(cls.ref, field+"."+k, "metadata.meta-coffer")
+				continue
+			}
+			if out == nil {
+				out = map[string]string{}
+			}
+			out[k] = from[k]
+		}
+		return out
+	}
+	e.Labels = copyOf(cls.labels, "metadata.labels", true)
+	e.Annotations = copyOf(cls.annotations, "metadata.annotations", false)
 }
 
 // storeOf resolves spec.secretStoreRef and copies the store's fields into
@@ -192,16 +222,12 @@ func (c *converter) target(cls *class, n *yaml.Node) bool {
 	default:
 		c.drop(r, path+".deletionPolicy", "malformed", "want Retain, Delete or Merge")
 	}
-	switch v := c.scalar(r, t, "immutable", path); v {
-	case "", "false":
-	case "true":
+	if c.boolean(r, t, "immutable", path) {
 		if e.CreationPolicy == "Merge" {
 			c.drop(r, path+".immutable", "immutable-merge", "")
 		} else {
 			e.Immutable = true
 		}
-	default:
-		c.drop(r, path+".immutable", "malformed", "want true or false")
 	}
 	if tn, ok := t["template"]; ok {
 		c.template(cls, tn)

@@ -16,9 +16,12 @@ import (
 // limit: the input is a file its user can split.
 const (
 	// MaxInputBytes bounds the whole input: the sum of every file.
-	// TestHostileInput holds a conversion of any input at the limits
-	// (the most nodes, data entries, unknown fields or ExternalSecrets)
-	// under 256 MiB allocated in all.
+	// TestHostileInput holds a conversion of inputs at the limits (the
+	// most nodes, data entries, unknown fields or ExternalSecrets, small
+	// or large) to a heap growing by under 256 MiB, and under 2 GiB
+	// allocated in all: each class is written and parsed again, as
+	// coffer validate would, so allocation grows with the entries (about
+	// 1.2 KiB per byte of input at most); the time is logged.
 	MaxInputBytes = 1 << 20
 	// MaxDocuments bounds the YAML documents of the input, so the
 	// classes one run writes (each parsed and checked).

@@ -5,6 +5,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/coffer-csi/coffer/internal/yamlcheck"
 	"github.com/coffer-csi/coffer/provider/spc"
 )
 
@@ -155,7 +156,7 @@ func (c *converter) identity(es ref, s *store, storeRef ref, ns string) string {
 		c.note(es, "spec.secretStoreRef", "store.no-auth")
 		return c.opts.ServiceAccount
 	case s.serviceAccount != "":
-		c.drop(storeRef, saPath+".namespace", "store.jwt-namespace", "the ServiceAccount is in "+s.serviceAccountNamespace+", the ExternalSecret in "+orDefault(ns))
+		c.drop(storeRef, saPath+".namespace", "store.jwt-namespace", "the ServiceAccount is in "+yamlcheck.Name(s.serviceAccountNamespace)+", the ExternalSecret in "+orDefault(ns))
 		return ""
 	case c.opts.ServiceAccount != "":
 		c.note(es, "spec.secretStoreRef", "store.no-auth")
@@ -170,5 +171,5 @@ func orDefault(ns string) string {
 	if strings.TrimSpace(ns) == "" {
 		return "the current namespace"
 	}
-	return ns
+	return yamlcheck.Name(ns)
 }

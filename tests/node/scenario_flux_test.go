@@ -79,7 +79,7 @@ spec:
 }
 
 // appBase is the application team's base: its namespace, the
-// ServiceAccount coffer sync reads AWS as (its role left to each
+// ServiceAccount coffer-controller sync reads AWS as (its role left to each
 // cluster), and the class.
 func appBase(resources ...string) map[string]string {
 	files := map[string]string{
@@ -90,7 +90,7 @@ metadata:
   labels:
     ` + testLabel + `: "1"
 `,
-		fleetApp + "/serviceaccount.yaml": `# The identity coffer sync reads AWS as for slack-url. Each cluster's
+		fleetApp + "/serviceaccount.yaml": `# The identity coffer-controller sync reads AWS as for slack-url. Each cluster's
 # overlay names its IAM role.
 apiVersion: v1
 kind: ServiceAccount
@@ -286,7 +286,7 @@ func (s fluxStep) secretIs(t *testing.T, want map[string]string, timeout time.Du
 		return nil
 	})
 	if err != nil {
-		s.fail(t, fmt.Sprintf("coffer sync: %v\nsync controller pods:\n%s", err, podsOf(releaseNS, "sync")), "kustomize-controller")
+		s.fail(t, fmt.Sprintf("coffer-controller sync: %v\nsync controller pods:\n%s", err, podsOf(releaseNS, "sync")), "kustomize-controller")
 	}
 	return sec
 }
