@@ -159,6 +159,20 @@ type candidate struct {
 	terms []leadTerm
 }
 
+// leaderAndStandby starts candidate a, lets it take the Lease, starts b
+// and lets settle pass (a leads, renewing every RetryPeriod; b waits).
+// Call it inside a synctest bubble.
+func leaderAndStandby(t *testing.T, settle time.Duration) (cs *fake.Clientset, a, b *candidate) {
+	t.Helper()
+	cs = apiserver(t)
+	a = startCandidate(t.Context(), cs, "a")
+	synctest.Wait()
+	b = startCandidate(t.Context(), cs, "b")
+	time.Sleep(settle)
+	synctest.Wait()
+	return cs, a, b
+}
+
 func startCandidate(ctx context.Context, cs *fake.Clientset, identity string) *candidate {
 	ctx, stop := context.WithCancel(ctx)
 	c := &candidate{identity: identity, replica: &replica{LeasesGetter: cs.CoordinationV1()}, stop: stop, done: make(chan error, 1)}
@@ -232,12 +246,7 @@ func lastRenewal(t *testing.T, cs *fake.Clientset) time.Time {
 // Lease (LeaseDuration after the renewal it last saw), and exits.
 func TestElectionHungAPIServer(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		cs := apiserver(t)
-		a := startCandidate(t.Context(), cs, "a")
-		synctest.Wait()
-		b := startCandidate(t.Context(), cs, "b")
-		time.Sleep(time.Minute) // a leads, renewing every RetryPeriod; b waits
-		synctest.Wait()
+		cs, a, b := leaderAndStandby(t, time.Minute)
 		if !a.leading() || b.leading() {
 			t.Fatalf("a leading %v, b leading %v; want a only", a.leading(), b.leading())
 		}
@@ -282,12 +291,7 @@ func TestElectionHungAPIServer(t *testing.T) {
 // the holder of the record it renewed last, not of the Lease it reads).
 func TestElectionPausedLeader(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		cs := apiserver(t)
-		a := startCandidate(t.Context(), cs, "a")
-		synctest.Wait()
-		b := startCandidate(t.Context(), cs, "b")
-		time.Sleep(time.Minute)
-		synctest.Wait()
+		cs, a, b := leaderAndStandby(t, time.Minute)
 		a.replica.freeze()
 		renewed := lastRenewal(t, cs)
 		for !b.leading() {
@@ -328,12 +332,7 @@ func TestElectionPausedLeader(t *testing.T) {
 // resourceVersion.
 func TestElectionReleaseOnCancel(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		cs := apiserver(t)
-		a := startCandidate(t.Context(), cs, "a")
-		synctest.Wait()
-		b := startCandidate(t.Context(), cs, "b")
-		time.Sleep(time.Minute + time.Second)
-		synctest.Wait()
+		cs, a, b := leaderAndStandby(t, time.Minute+time.Second)
 		_, l := holder(t, cs)
 		l.Labels = map[string]string{"touched": "yes"}
 		if _, err := cs.CoordinationV1().Leases("coffer").Update(context.Background(), l, metav1.UpdateOptions{}); err != nil {
@@ -367,12 +366,7 @@ func TestElectionReleaseOnCancel(t *testing.T) {
 // again) clears the Lease, so the standby takes over at its next try.
 func TestElectionReleaseOnCancelDuringRenewal(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		cs := apiserver(t)
-		a := startCandidate(t.Context(), cs, "a")
-		synctest.Wait()
-		b := startCandidate(t.Context(), cs, "b")
-		time.Sleep(time.Minute)
-		synctest.Wait()
+		cs, a, b := leaderAndStandby(t, time.Minute)
 		a.replica.hang()
 		time.Sleep(3 * time.Second) // a renewal (every RetryPeriod) is in flight, hung
 		synctest.Wait()
