@@ -44,8 +44,8 @@ var layers = []layer{
 	},
 	{
 		name:     "sync",
-		what:     "Kubernetes Secrets from `syncSecrets`, restarts, and ExternalSecrets converted",
-		packages: []string{"secretsync", "secretsync/restart", "secretsync/esoconvert"},
+		what:     "Kubernetes Secrets from `syncSecrets`, restarts, ExternalSecrets converted, and the change events' consumer",
+		packages: []string{"secretsync", "secretsync/restart", "secretsync/esoconvert", "changefeed"},
 		within:   map[string][]string{"secretsync/restart": {"secretsync"}, "secretsync/esoconvert": {"secretsync"}},
 	},
 	{
@@ -77,8 +77,9 @@ var layers = []layer{
 	},
 	{
 		name:     "state",
-		what:     "the value cache and the node's AWS budgets, without I/O",
-		packages: []string{"provider/cache", "provider/quota"},
+		what:     "the value cache, the node's AWS budgets and the change ledger, without I/O",
+		packages: []string{"provider/cache", "provider/quota", "provider/changes"},
+		within:   map[string][]string{"provider/cache": {"provider/changes"}},
 	},
 	{
 		name:     "ground",

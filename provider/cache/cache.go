@@ -15,6 +15,8 @@ import (
 
 	"k8s.io/utils/clock"
 	"k8s.io/utils/lru"
+
+	"github.com/coffer-csi/coffer/provider/changes"
 )
 
 // Entry is a cached value.
@@ -25,6 +27,10 @@ type Entry struct {
 	// returned it (zero: the time it is stored). AWS's answer reflects its
 	// state at some moment after At, never before.
 	At time.Time
+	// Position is where the change ledger stood when the value was read
+	// (zero without change events): what a later mount compares the
+	// ledger's announcements with.
+	Position changes.Position
 }
 
 // entryOverhead approximates the bookkeeping bytes of one entry, so that
