@@ -35,6 +35,12 @@ type Identity struct {
 	CredentialKey string
 	// Description names the identity in logs (a role ARN, "node").
 	Description string
+	// Roles are the IAM roles whose permissions decide what the
+	// credentials may read, the last one the role that reads: the
+	// ServiceAccount's IRSA role, then the role chained from it. Empty
+	// when coffer does not know them (EKS Pod Identity, whose agent
+	// chooses the role; the node's own credentials).
+	Roles       []string
 	Credentials aws.CredentialsProvider
 }
 

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -184,7 +185,9 @@ func (r *Resolver) irsaIdentity(ctx context.Context, req Request, subject string
 	if err != nil {
 		return Identity{}, tok, err
 	}
-	return identity(key, credKey, role, creds), tok, nil
+	id := identity(key, credKey, role, creds)
+	id.Roles = []string{role}
+	return id, tok, nil
 }
 
 func (r *Resolver) podIdentityIdentity(ctx context.Context, req Request, subject string) (Identity, verified, error) {
@@ -234,7 +237,9 @@ func (r *Resolver) chain(ctx context.Context, req Request, base Identity, tok ve
 	if err != nil {
 		return Identity{}, err
 	}
-	return identity(key, credKey, req.AssumeRoleARN+" via "+base.Description, creds), nil
+	id := identity(key, credKey, req.AssumeRoleARN+" via "+base.Description, creds)
+	id.Roles = append(slices.Clone(base.Roles), req.AssumeRoleARN)
+	return id, nil
 }
 
 // credentialKey keys credentials by identity and STS session name:

@@ -7,8 +7,10 @@ import (
 	"io"
 	"path/filepath"
 	"regexp"
+	"strings"
 
 	"github.com/spf13/pflag"
+	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/coffer-csi/coffer/internal/ops"
 	"github.com/coffer-csi/coffer/internal/version"
@@ -27,6 +29,9 @@ type serveConfig struct {
 	healthAddr   string
 	pprofAddr    string
 	log          logFlags
+	// events are the --event* flags; eventsLedger empty: events off.
+	events       wiring.ChangeEvents
+	eventsLedger string
 }
 
 // providerNamePattern is the driver's rule for spec.provider.
@@ -61,6 +66,11 @@ func (c *serveConfig) register(fs *pflag.FlagSet) {
 	fs.DurationVar(&c.cfg.Cache.ServeStale, "serve-stale-on-outage", d.Cache.ServeStale, "opt-in: when AWS is unavailable (throttled after retries, 5xx, timeouts, connection errors, in every region tried), answer a mount with the last good value the same identity read at most this long ago (0: off; never on access denied, not found, KMS or input errors)")
 	registerQuota(fs, c.cfg.Quota, *d.Quota)
 	registerEvaluator(fs, &c.cfg.Evaluator, d.Evaluator)
+	de := wiring.DefaultChangeEvents()
+	fs.StringVar(&c.eventsLedger, "events-ledger", "", "change events: NAMESPACE/NAME of the change ledger's ConfigMap that coffer-controller events publishes (empty: off). A mount may then be answered from the cache while no change event named its objects or role since the read, the pipeline was proven live after it, and the value is younger than --event-max-age (needs RBAC: get, list and watch on that ConfigMap)")
+	fs.DurationVar(&c.events.MaxAge, "event-max-age", de.MaxAge, "with --events-ledger: a value read longer ago is never answered by the change ledger's rule; the bound on revocations and lost events, which the canary cannot see")
+	fs.DurationVar(&c.events.ProofMaxAge, "event-proof-max-age", de.ProofMaxAge, "with --events-ledger: while the newest canary change that came back through the pipeline was written longer ago than this, every mount reads AWS as without events")
+	fs.DurationVar(&c.events.ClockSkew, "event-clock-skew", de.ClockSkew, "with --events-ledger: the most the clocks of this node and of coffer-controller events may differ; comparisons of their times allow for it")
 	c.log.register(fs)
 }
 
@@ -88,10 +98,38 @@ func (c *serveConfig) validate() error {
 	errs = append(errs, validateIdentity(c.cfg.Identity)...)
 	errs = append(errs, validateQuota(*c.cfg.Quota)...)
 	errs = append(errs, validateEvaluator(c.cfg.Evaluator)...)
+	errs = append(errs, c.validateEvents()...)
 	if ca := c.cfg.Cache; ca.MaxStaleness < 0 || ca.TTL < 0 || ca.MaxBytes < 0 || ca.ServeStale < 0 {
 		errs = append(errs, errors.New("--max-staleness, --cache-ttl, --cache-max-bytes and --serve-stale-on-outage must not be negative"))
 	}
 	return errors.Join(errs...)
+}
+
+// validateEvents checks the --event* flags and turns events on when
+// --events-ledger names a ConfigMap.
+func (c *serveConfig) validateEvents() []error {
+	c.cfg.ChangeEvents = nil
+	if c.eventsLedger == "" {
+		return nil
+	}
+	var errs []error
+	ns, name, ok := strings.Cut(c.eventsLedger, "/")
+	if !ok || len(validation.IsDNS1123Label(ns)) > 0 || len(validation.IsDNS1123Subdomain(name)) > 0 {
+		errs = append(errs, fmt.Errorf("--events-ledger %q: use NAMESPACE/NAME of the ConfigMap coffer-controller events publishes, e.g. kube-system/coffer-changes", c.eventsLedger))
+	}
+	e := c.events
+	if e.MaxAge <= 0 || e.ProofMaxAge <= 0 || e.ClockSkew < 0 {
+		errs = append(errs, errors.New("--event-max-age and --event-proof-max-age must be positive, --event-clock-skew not negative"))
+	}
+	if e.ProofMaxAge+e.ClockSkew >= e.MaxAge {
+		errs = append(errs, fmt.Errorf("--event-proof-max-age (%v) plus --event-clock-skew (%v) must be shorter than --event-max-age (%v): otherwise no value is ever proven unchanged", e.ProofMaxAge, e.ClockSkew, e.MaxAge))
+	}
+	if len(errs) > 0 {
+		return errs
+	}
+	e.Namespace, e.Name = ns, name
+	c.cfg.ChangeEvents = &e
+	return nil
 }
 
 // ServeConfig is the Config coffer serve builds from args, its flags

@@ -131,6 +131,7 @@ func (m *Mounter) fetch(ctx context.Context, cfg *spc.Config) (auth.Identity, []
 	if err != nil {
 		return id, nil, fmt.Errorf("resolving the AWS identity: %w", err)
 	}
+	ctx = fetch.WithRoles(ctx, id.Roles)
 	values, err := m.Fetcher.Fetch(ctx, cfg, m.Clients(ctx, id), id.Key)
 	inv, ok := m.Identities.(CredentialInvalidator)
 	if !ok || !credentialsRejected(err) {
@@ -141,7 +142,7 @@ func (m *Mounter) fetch(ctx context.Context, cfg *spc.Config) (auth.Identity, []
 	if id, err = m.Identities.Identity(ctx, req); err != nil {
 		return id, nil, fmt.Errorf("resolving the AWS identity: %w", err)
 	}
-	values, err = m.Fetcher.Fetch(ctx, cfg, m.Clients(ctx, id), id.Key)
+	values, err = m.Fetcher.Fetch(fetch.WithRoles(ctx, id.Roles), cfg, m.Clients(ctx, id), id.Key)
 	return id, values, err
 }
 

@@ -48,6 +48,9 @@ type Config struct {
 	// a version (coffer serve --rotation-events; never with
 	// NodeCredentials: the pods' identities are not verified).
 	RotationEvents bool
+	// ChangeEvents, when set, lets mounts be answered from the cache by
+	// the change ledger's rule (coffer serve --events-ledger).
+	ChangeEvents *ChangeEvents
 	// Controller, when set, builds coffer-controller sync's controllers.
 	Controller *Controller
 

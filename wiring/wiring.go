@@ -55,6 +55,10 @@ type Coffer struct {
 	Sync     *secretsync.Controller
 	Restarts *restart.Controller
 
+	// ledger is the node's watch of the change ledger (nil: events off),
+	// which Serve runs.
+	ledger *ledgerWatch
+
 	shutdownTimeout time.Duration
 	logger          *slog.Logger
 	clock           clock.WithTickerAndDelayedExecution
@@ -98,7 +102,12 @@ func New(ctx context.Context, cfg Config) (_ *Coffer, err error) {
 		return nil, err
 	}
 	keep := cfg.Cache.keep()
-	values := cache.New(keep, cfg.Cache.MaxBytes)
+	valuesKeep := keep
+	if cfg.ChangeEvents != nil {
+		// Values answer mounts by the ledger's rule for up to its max age.
+		valuesKeep = max(keep, cfg.ChangeEvents.MaxAge)
+	}
+	values := cache.New(valuesKeep, cfg.Cache.MaxBytes)
 	if values != nil {
 		values.SetClock(clk)
 	}
@@ -141,6 +150,11 @@ func New(ctx context.Context, cfg Config) (_ *Coffer, err error) {
 		Evaluator:          evaluator,
 	}
 	c.Provider = p
+	if cfg.ChangeEvents != nil {
+		if err := c.changeEvents(*cfg.ChangeEvents, p.Fetcher, kubernetes, clk, log); err != nil {
+			return nil, err
+		}
+	}
 	if cfg.NodeCredentials {
 		log.Warn("development mode: every pod reads AWS with the provider's own credentials (--insecure-node-credentials)")
 		p.Identities = auth.NodeCredentials{Credentials: awsCfg.Credentials}
@@ -191,8 +205,18 @@ func New(ctx context.Context, cfg Config) (_ *Coffer, err error) {
 }
 
 // Serve answers the driver on lis until ctx ends, then lets Mounts in
-// flight finish within the shutdown timeout.
+// flight finish within the shutdown timeout. It runs the change ledger's
+// watch meanwhile, when events are on.
 func (c *Coffer) Serve(ctx context.Context, lis net.Listener) error {
+	if c.ledger != nil {
+		ctx, cancel := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			c.ledger.run(ctx)
+		}()
+		defer func() { cancel(); <-done }()
+	}
 	return server.Serve(ctx, lis, c.Server, server.ServeOptions{ShutdownTimeout: c.shutdownTimeout, Logger: c.logger, Clock: c.clock})
 }
 

@@ -84,6 +84,22 @@ type EventsGetter interface {
 	Events(namespace string) EventInterface
 }
 
+// ConfigMapInterface reads, watches and writes the ConfigMaps of one
+// namespace (the change ledger: its consumer writes it, every node
+// watches it).
+type ConfigMapInterface interface {
+	ListWatcher[*corev1.ConfigMapList]
+	Get(ctx context.Context, name string, opts metav1.GetOptions) (*corev1.ConfigMap, error)
+	Create(ctx context.Context, cm *corev1.ConfigMap, opts metav1.CreateOptions) (*corev1.ConfigMap, error)
+	Update(ctx context.Context, cm *corev1.ConfigMap, opts metav1.UpdateOptions) (*corev1.ConfigMap, error)
+	Delete(ctx context.Context, name string, opts metav1.DeleteOptions) error
+}
+
+// ConfigMapsGetter gives the ConfigMaps of a namespace.
+type ConfigMapsGetter interface {
+	ConfigMaps(namespace string) ConfigMapInterface
+}
+
 // WorkloadInterface reads, watches and patches the workloads of one kind
 // in one namespace (all namespaces for ""), e.g. their pod templates.
 type WorkloadInterface[T, L runtime.Object] interface {
@@ -100,6 +116,7 @@ type Interface interface {
 	ServiceAccountsGetter
 	NodesGetter
 	EventsGetter
+	ConfigMapsGetter
 	Workloads
 	// RESTClient reaches the core API group and absolute paths such as
 	// /openid/v1/jwks.
@@ -181,6 +198,14 @@ func (k *Client) Nodes() NodeInterface {
 // Events of namespace.
 func (k *Client) Events(namespace string) EventInterface {
 	return typed[*corev1.Event]{resource: "events", client: k.core, params: k.params, namespace: namespace, newObject: func() *corev1.Event { return &corev1.Event{} }}
+}
+
+// ConfigMaps of namespace.
+func (k *Client) ConfigMaps(namespace string) ConfigMapInterface {
+	return typedList[*corev1.ConfigMap, *corev1.ConfigMapList]{
+		typed:   typed[*corev1.ConfigMap]{resource: "configmaps", client: k.core, params: k.params, namespace: namespace, newObject: func() *corev1.ConfigMap { return &corev1.ConfigMap{} }},
+		newList: func() *corev1.ConfigMapList { return &corev1.ConfigMapList{} },
+	}
 }
 
 // Deployments of namespace.

@@ -31,6 +31,7 @@ type Metrics struct {
 	rotationEvents  *prometheus.CounterVec
 	restarts        *prometheus.CounterVec
 	quota           *quotaMetrics
+	events          *eventsMetrics
 	// withNamespace adds the pod namespace to mount metrics.
 	withNamespace bool
 }
@@ -123,6 +124,7 @@ func New(reg prometheus.Registerer, o Options) *Metrics {
 		}, []string{"kind", "trigger", "outcome"}),
 	}
 	m.quota = newQuotaMetrics()
+	m.events = newEventsMetrics()
 	buildInfo := prometheus.NewGauge(prometheus.GaugeOpts{
 		Name:        "coffer_build_info",
 		Help:        "coffer's version; always 1.",
@@ -130,7 +132,7 @@ func New(reg prometheus.Registerer, o Options) *Metrics {
 	})
 	buildInfo.Set(1)
 	reg.MustRegister(m.mountRequests, m.mountDuration, m.mountsInFlight, m.mountBytes, m.mountFiles,
-		m.awsCalls, m.awsCallDuration, m.credFetches, m.secretSyncs, m.staleAnswers, m.rotationEvents, m.restarts, m.quota, buildInfo,
+		m.awsCalls, m.awsCallDuration, m.credFetches, m.secretSyncs, m.staleAnswers, m.rotationEvents, m.restarts, m.quota, m.events, buildInfo,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	reg.MustRegister(m.optionalSkips)
 	if o.CacheStats != nil {

@@ -172,8 +172,12 @@ func (t *Tracker) record(now time.Time, pos Position) {
 
 // PositionAt returns the position of the ledger a value read at `at` was
 // read under: the one the node had seen Settle before it. Zero (which no
-// check accepts) when the node had seen none then, or no longer knows.
+// check accepts) when the node had seen none then, or no longer knows, and
+// for a nil tracker.
 func (t *Tracker) PositionAt(at time.Time) Position {
+	if t == nil {
+		return Position{}
+	}
 	at = at.Add(-Settle)
 	t.mu.Lock()
 	defer t.mu.Unlock()

@@ -23,7 +23,12 @@ func (f *Fetcher) attempt(ctx context.Context, clients Clients, scope string, ki
 		if failover {
 			targets[i] = *o.Failover
 		}
-		if e, ok := f.Cache.Get(cacheKey(scope, region, o.Type, targets[i]), after); ok {
+		key := cacheKey(scope, region, o.Type, targets[i])
+		if e, ok := f.Cache.Get(key, after); ok {
+			res[i] = outcome{value: Value{Object: o, Data: e.Data, Version: e.Version, Region: region}, at: e.At}
+			continue
+		}
+		if e, ok := f.unchanged(ctx, key, region, o, targets[i]); ok {
 			res[i] = outcome{value: Value{Object: o, Data: e.Data, Version: e.Version, Region: region}, at: e.At}
 			continue
 		}
@@ -52,7 +57,7 @@ func (f *Fetcher) attempt(ctx context.Context, clients Clients, scope string, ki
 	for j, i := range missing {
 		res[i] = fetched[j]
 		if r := fetched[j]; r.err == nil {
-			f.Cache.Put(cacheKey(scope, region, objects[i].Type, targets[i]), cache.Entry{Data: r.value.Data, Version: r.value.Version, At: r.at})
+			f.Cache.Put(cacheKey(scope, region, objects[i].Type, targets[i]), cache.Entry{Data: r.value.Data, Version: r.value.Version, At: r.at, Position: f.Changes.PositionAt(r.at)})
 		}
 	}
 	return res

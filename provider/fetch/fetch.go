@@ -19,6 +19,7 @@ import (
 	"github.com/coffer-csi/coffer/internal/panics"
 	"github.com/coffer-csi/coffer/provider/awsapi"
 	"github.com/coffer-csi/coffer/provider/cache"
+	"github.com/coffer-csi/coffer/provider/changes"
 	"github.com/coffer-csi/coffer/provider/quota"
 	"github.com/coffer-csi/coffer/provider/spc"
 )
@@ -101,6 +102,20 @@ type Fetcher struct {
 	// API to single calls when the batch API has no headroom (nil: no
 	// budgets, always batch).
 	Quota *quota.Controller
+
+	// Changes, when set, lets a mount be answered from the cache with a
+	// value read before the Reuse window and before the pod's previous
+	// mount, when the change ledger shows that nothing it depends on
+	// changed since the read (changes.Tracker.Check: no announcement named
+	// the object or the identity's roles, the pipeline was proven live
+	// after the read, the value is younger than the tracker's MaxAge). Nil:
+	// off. The Cache must keep values for the tracker's MaxAge. Only the
+	// mounts that name the identity's roles (WithRoles) use it.
+	Changes *changes.Tracker
+	// OnEventVerdict is told the rule's verdict for every cached value it
+	// was asked about (nil: not told): metrics of reads skipped and done
+	// because of change events.
+	OnEventVerdict func(changes.Verdict)
 
 	// Clock is the time source: when values were read, the freshness and
 	// stale bounds, the waits of pacing and jitter, how long a refusal is

@@ -31,7 +31,10 @@ func (c clientset) ServiceAccounts(ns string) kube.ServiceAccountInterface {
 }
 func (c clientset) Nodes() kube.NodeInterface            { return c.cs.CoreV1().Nodes() }
 func (c clientset) Events(ns string) kube.EventInterface { return c.cs.CoreV1().Events(ns) }
-func (c clientset) RESTClient() rest.Interface           { return c.cs.CoreV1().RESTClient() }
+func (c clientset) ConfigMaps(ns string) kube.ConfigMapInterface {
+	return c.cs.CoreV1().ConfigMaps(ns)
+}
+func (c clientset) RESTClient() rest.Interface { return c.cs.CoreV1().RESTClient() }
 func (c clientset) Deployments(ns string) kube.WorkloadInterface[*appsv1.Deployment, *appsv1.DeploymentList] {
 	return c.cs.AppsV1().Deployments(ns)
 }
