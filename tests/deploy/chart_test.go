@@ -326,6 +326,112 @@ admissionPolicy: {enabled: false}
 `, check: func(t *testing.T, objs []*unstructured.Unstructured) {
 		find(t, objs, "ClusterRole", "coffer-sync")
 	}},
+	{name: "change events", values: `
+events:
+  enabled: true
+  queueURL: https://sqs.eu-west-1.amazonaws.com/111122223333/coffer-events-prod
+  canary: {parameter: /coffer/canary/prod, secret: coffer/canary/prod}
+  serviceAccount: {annotations: {eks.amazonaws.com/role-arn: "arn:aws:iam::111122223333:role/coffer-events-prod"}}
+`, check: func(t *testing.T, objs []*unstructured.Unstructured) {
+		args := daemonArgs(t, objs)
+		for _, want := range []string{"--events-ledger=kube-system/coffer-changes", "--event-max-age=15m", "--event-proof-max-age=2m", "--event-clock-skew=2s"} {
+			if !slices.Contains(args, want) {
+				t.Errorf("the DaemonSet's args %v lack %s", args, want)
+			}
+		}
+		dep := find(t, objs, "Deployment", "coffer-events")
+		c := container(t, dep, "events")
+		if cmd := stringList(c["command"]); !slices.Equal(cmd, []string{"/usr/local/bin/coffer-controller"}) {
+			t.Errorf("the events Deployment's command %v, want the controller's binary", cmd)
+		}
+		if got, want := stringList(c["args"]), []string{"events",
+			"--queue-url=https://sqs.eu-west-1.amazonaws.com/111122223333/coffer-events-prod", "--ledger=coffer-changes",
+			"--canary-parameter=/coffer/canary/prod", "--canary-secret=coffer/canary/prod", "--canary-interval=30s",
+			"--ledger-retention=30m", "--leader-election-id=coffer-events", "--log-level=info", "--log-format=json",
+			"--metrics-addr=:8080"}; !slices.Equal(got, want) {
+			t.Errorf("coffer-controller events args\n%v\nwant\n%v", got, want)
+		}
+		if r, _, _ := unstructured.NestedInt64(dep.Object, "spec", "replicas"); r != 2 {
+			t.Errorf("the events Deployment has %d replicas, want 2 (one leads)", r)
+		}
+		spec, _, _ := unstructured.NestedMap(dep.Object, "spec", "template", "spec")
+		if spec["serviceAccountName"] != "coffer-events" || spec["hostNetwork"] != nil {
+			t.Errorf("coffer-controller events runs as %v (hostNetwork %v)", spec["serviceAccountName"], spec["hostNetwork"])
+		}
+		if nonRoot, _, _ := unstructured.NestedBool(spec, "securityContext", "runAsNonRoot"); !nonRoot {
+			t.Error("coffer-controller events runs as root")
+		}
+		sc, _ := c["securityContext"].(map[string]any)
+		if sc["readOnlyRootFilesystem"] != true || sc["allowPrivilegeEscalation"] != false {
+			t.Errorf("coffer-controller events securityContext %v", sc)
+		}
+		if vols, _, _ := unstructured.NestedSlice(spec, "volumes"); len(vols) != 0 {
+			t.Errorf("coffer-controller events mounts %v", vols)
+		}
+		sa := find(t, objs, "ServiceAccount", "coffer-events")
+		if got := sa.GetAnnotations()["eks.amazonaws.com/role-arn"]; got != "arn:aws:iam::111122223333:role/coffer-events-prod" {
+			t.Errorf("the events ServiceAccount's role %q", got)
+		}
+		if got, want := namedRuleSummary(find(t, objs, "Role", "coffer-events")), []string{
+			"coordination.k8s.io/leases:create", "coordination.k8s.io/leases[coffer-events]:get,update",
+			"/configmaps:create", "/configmaps[coffer-changes]:get,update,patch", "/events:create,patch",
+		}; !slices.Equal(got, want) {
+			t.Errorf("coffer-controller events' Role %v, want %v", got, want)
+		}
+		if got, want := namedRuleSummary(find(t, objs, "Role", "coffer-events-ledger")), []string{"/configmaps[coffer-changes]:get,list,watch"}; !slices.Equal(got, want) {
+			t.Errorf("the nodes' ledger Role %v, want %v", got, want)
+		}
+		for name, sa := range map[string]string{"coffer-events": "coffer-events", "coffer-events-ledger": "coffer"} {
+			b := find(t, objs, "RoleBinding", name)
+			subjects, _, _ := unstructured.NestedSlice(b.Object, "subjects")
+			if role, _, _ := unstructured.NestedString(b.Object, "roleRef", "name"); role != name || len(subjects) != 1 || subjects[0].(map[string]any)["name"] != sa {
+				t.Errorf("RoleBinding %s binds %s to %v, want %s to %s", name, role, subjects, name, sa)
+			}
+		}
+		// Nothing cluster-wide, and nothing beyond the release namespace.
+		for _, o := range objs {
+			if o.GetLabels()["app.kubernetes.io/component"] == "events" && o.GetNamespace() != "kube-system" {
+				t.Errorf("%s outside the release namespace", ref(o))
+			}
+		}
+		if got := ruleSummary(find(t, objs, "ClusterRole", "coffer")); slices.ContainsFunc(got, func(r string) bool { return strings.Contains(r, "configmaps") }) {
+			t.Errorf("coffer's ClusterRole reaches ConfigMaps: %v", got)
+		}
+	}},
+	{name: "change events: renamed ledger, no metrics, defaults for the canaries", values: `
+fullnameOverride: vault
+events: {enabled: true, queueURL: "https://sqs.us-east-1.amazonaws.com/111122223333/q", ledger: ledger, maxAge: 5m, canary: {interval: 1m}}
+metrics: {enabled: false}
+`, check: func(t *testing.T, objs []*unstructured.Unstructured) {
+		if args := daemonArgs(t, objs); !slices.Contains(args, "--events-ledger=kube-system/ledger") || !slices.Contains(args, "--event-max-age=5m") {
+			t.Errorf("the DaemonSet's args %v", args)
+		}
+		c := container(t, find(t, objs, "Deployment", "vault-events"), "events")
+		args := stringList(c["args"])
+		if hasFlag(args, "canary-parameter") || hasFlag(args, "canary-secret") || hasFlag(args, "metrics-addr") || c["livenessProbe"] != nil {
+			t.Errorf("coffer-controller events args %v, probe %v", args, c["livenessProbe"])
+		}
+		for _, want := range []string{"--ledger=ledger", "--canary-interval=1m", "--leader-election-id=vault-events"} {
+			if !slices.Contains(args, want) {
+				t.Errorf("coffer-controller events args %v lack %s", args, want)
+			}
+		}
+		if got := namedRuleSummary(find(t, objs, "Role", "vault-events-ledger")); !slices.Equal(got, []string{"/configmaps[ledger]:get,list,watch"}) {
+			t.Errorf("the nodes' ledger Role %v", got)
+		}
+	}},
+	{name: "no change events unless enabled", values: `
+events: {queueURL: "https://sqs.us-east-1.amazonaws.com/111122223333/q"}
+`, check: func(t *testing.T, objs []*unstructured.Unstructured) {
+		if args := daemonArgs(t, objs); hasFlag(args, "events-ledger") || hasFlag(args, "event-max-age") {
+			t.Errorf("the DaemonSet's args %v", args)
+		}
+		for _, o := range objs {
+			if o.GetLabels()["app.kubernetes.io/component"] == "events" || strings.HasSuffix(o.GetName(), "-events-ledger") {
+				t.Errorf("%s rendered with events disabled", ref(o))
+			}
+		}
+	}},
 	{name: "with the driver chart", values: `
 secrets-store-csi-driver:
   install: true
@@ -369,6 +475,26 @@ func ruleSummary(role *unstructured.Unstructured) []string {
 		for _, g := range stringList(m["apiGroups"]) {
 			for _, res := range stringList(m["resources"]) {
 				out = append(out, g+"/"+res+":"+strings.Join(stringList(m["verbs"]), ","))
+			}
+		}
+	}
+	return out
+}
+
+// namedRuleSummary lists a role's rules as "group/resource[names]:verbs",
+// the names only where the rule has them.
+func namedRuleSummary(role *unstructured.Unstructured) []string {
+	rules, _, _ := unstructured.NestedSlice(role.Object, "rules")
+	var out []string
+	for _, r := range rules {
+		m := r.(map[string]any)
+		names := ""
+		if n := stringList(m["resourceNames"]); len(n) > 0 {
+			names = "[" + strings.Join(n, ",") + "]"
+		}
+		for _, g := range stringList(m["apiGroups"]) {
+			for _, res := range stringList(m["resources"]) {
+				out = append(out, g+"/"+res+names+":"+strings.Join(stringList(m["verbs"]), ","))
 			}
 		}
 	}
@@ -543,10 +669,11 @@ func TestHelmLint(t *testing.T) {
 }
 
 // TestChartFlagsExist checks that every flag the chart renders, in every
-// value set, is a flag of `coffer serve` (the DaemonSet) or `coffer-controller sync`
-// (the sync Deployment) in the binary the image holds.
+// value set, is a flag of `coffer serve` (the DaemonSet), `coffer-controller sync`
+// (the sync Deployment) or `coffer-controller events` (the events
+// Deployment) in the binary the image holds.
 func TestChartFlagsExist(t *testing.T) {
-	serve, sync := serveFlags(t), commandFlags(t, "sync")
+	serve, sync, events := serveFlags(t), commandFlags(t, "sync"), commandFlags(t, "events")
 	check := func(set, command string, flags map[string]bool, args []string) {
 		if len(args) == 0 || args[0] != command {
 			t.Errorf("%s: args %v do not start with %s", set, args, command)
@@ -563,8 +690,11 @@ func TestChartFlagsExist(t *testing.T) {
 		objs := render(t, "coffer", "kube-system", vs.values)
 		check(vs.name, "serve", serve, daemonArgs(t, objs))
 		for _, d := range kinds(objs, "Deployment") {
-			if d.GetLabels()["app.kubernetes.io/component"] == "sync" {
+			switch d.GetLabels()["app.kubernetes.io/component"] {
+			case "sync":
 				check(vs.name, "sync", sync, stringList(container(t, d, "sync")["args"]))
+			case "events":
+				check(vs.name, "events", events, stringList(container(t, d, "events")["args"]))
 			}
 		}
 	}
@@ -612,6 +742,16 @@ secrets-store-csi-driver: {install: true, tokenRequests: [{audience: example.com
 sync: {controller: {enabled: true}}
 admissionPolicy: {enabled: false}`, "sync.controller.acceptRiskTokensForAnyServiceAccount=true"},
 		"sync without a ServiceAccount": {`sync: {controller: {enabled: true, serviceAccount: {create: false}}}`, "sync.controller.serviceAccount.name"},
+		"events without a queue":        {`events: {enabled: true}`, "events.queueURL"},
+		"events queue URL not a URL":    {`events: {enabled: true, queueURL: coffer-events}`, "queueURL"},
+		"events max age without unit":   {`events: {maxAge: "15"}`, "maxAge"},
+		"events zero proof age":         {`events: {proofMaxAge: 0s}`, "proofMaxAge"},
+		"events ledger name":            {`events: {ledger: Coffer_Changes}`, "ledger"},
+		"events typo":                   {`events: {enable: true}`, "enable"},
+		"events canary typo":            {`events: {canary: {params: /x}}`, "params"},
+		"events extra arg not a flag":   {`events: {extraArgs: ["queue-url=x"]}`, "extraArgs"},
+		"events without a ServiceAccount": {`
+events: {enabled: true, queueURL: "https://sqs.us-east-1.amazonaws.com/111122223333/q", serviceAccount: {create: false}}`, "events.serviceAccount.name"},
 		"driver reading another directory": {`
 provider: {dir: /opt/providers}
 secrets-store-csi-driver: {install: true}`, "provider.dir"},
@@ -750,6 +890,44 @@ func TestChartRBAC(t *testing.T) {
 			{"coffer-sync", core("get", "pods", ns), false},
 		}
 	}
+	// coffer-controller events, and the nodes' ledger watch, with the
+	// release in ns.
+	eventsAccess := func(ns string) []access {
+		named := func(verb, group, resource, name, ns string) authorizationv1.ResourceAttributes {
+			return authorizationv1.ResourceAttributes{Verb: verb, Group: group, Resource: resource, Name: name, Namespace: ns}
+		}
+		const lease, ledger = "coffer-events", "coffer-changes"
+		return []access{
+			{"coffer-events", named("create", "coordination.k8s.io", "leases", "", ns), true},
+			{"coffer-events", named("get", "coordination.k8s.io", "leases", lease, ns), true},
+			{"coffer-events", named("update", "coordination.k8s.io", "leases", lease, ns), true},
+			{"coffer-events", named("update", "coordination.k8s.io", "leases", "coffer-sync", ns), false},
+			{"coffer-events", named("delete", "coordination.k8s.io", "leases", lease, ns), false},
+			{"coffer-events", named("create", "coordination.k8s.io", "leases", "", "team-a"), false},
+			{"coffer-events", named("create", "", "configmaps", "", ns), true},
+			{"coffer-events", named("get", "", "configmaps", ledger, ns), true},
+			{"coffer-events", named("update", "", "configmaps", ledger, ns), true},
+			{"coffer-events", named("patch", "", "configmaps", ledger, ns), true},
+			{"coffer-events", named("delete", "", "configmaps", ledger, ns), false},
+			{"coffer-events", named("get", "", "configmaps", "kube-root-ca.crt", ns), false},
+			{"coffer-events", named("list", "", "configmaps", "", ns), false},
+			{"coffer-events", named("get", "", "configmaps", ledger, "team-a"), false},
+			{"coffer-events", named("create", "", "events", "", ns), true},
+			{"coffer-events", named("patch", "", "events", "", ns), true},
+			{"coffer-events", named("create", "", "events", "", "team-a"), false},
+			{"coffer-events", named("get", "", "secrets", "", ns), false},
+			{"coffer-events", named("get", "", "serviceaccounts", "", ns), false},
+			{"coffer", named("get", "", "configmaps", ledger, ns), true},
+			{"coffer", named("list", "", "configmaps", ledger, ns), true},
+			{"coffer", named("watch", "", "configmaps", ledger, ns), true},
+			{"coffer", named("list", "", "configmaps", "", ns), false},
+			{"coffer", named("get", "", "configmaps", "kube-root-ca.crt", ns), false},
+			{"coffer", named("update", "", "configmaps", ledger, ns), false},
+			{"coffer", named("patch", "", "configmaps", ledger, ns), false},
+			{"coffer", named("watch", "", "configmaps", ledger, "team-a"), false},
+			{"coffer", named("update", "coordination.k8s.io", "leases", lease, ns), false},
+		}
+	}
 	for _, tc := range []struct {
 		release, values string
 		checks          []access
@@ -766,6 +944,10 @@ func TestChartRBAC(t *testing.T) {
 		{"rbac-no-rotation-events", `{rotationEvents: {enabled: false}}`, []access{
 			{"coffer", core("create", "events", "team-a"), false},
 		}},
+		// Change events: coffer-controller events writes its Lease and the
+		// ledger ConfigMap, by name, in the release namespace; nodes read
+		// that ConfigMap and nothing else.
+		{"rbac-events", `{region: us-east-1, events: {enabled: true, queueURL: "https://sqs.us-east-1.amazonaws.com/111122223333/q"}}`, append(provider(false, false, false), eventsAccess("rbac-events")...)},
 		// Sync at mount in listed namespaces only: no node holds Secret
 		// access anywhere else.
 		{"rbac-at-mount-ns", `{region: us-east-1, sync: {atMount: true, atMountNamespaces: [team-a]}}`, append(provider(false, true, false),

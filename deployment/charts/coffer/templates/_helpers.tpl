@@ -69,6 +69,35 @@ app.kubernetes.io/component: sync
 {{- end }}
 {{- end }}
 
+{{- define "coffer.eventsName" -}}
+{{- printf "%s-events" (include "coffer.fullname" . | trunc 56 | trimSuffix "-") }}
+{{- end }}
+
+{{- define "coffer.eventsServiceAccountName" -}}
+{{- if .Values.events.serviceAccount.create }}
+{{- default (include "coffer.eventsName" .) .Values.events.serviceAccount.name }}
+{{- else }}
+{{- required "events.serviceAccount.name is required when events.serviceAccount.create is false" .Values.events.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "coffer.eventsSelectorLabels" -}}
+app.kubernetes.io/name: {{ include "coffer.name" . }}-events
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "coffer.eventsLabels" -}}
+helm.sh/chart: {{ include "coffer.chart" . }}
+{{ include "coffer.eventsSelectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: coffer
+app.kubernetes.io/component: events
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
 {{- define "coffer.image" -}}
 {{- if .Values.image.digest }}
 {{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
