@@ -119,3 +119,43 @@ func TestClientRequests(t *testing.T) {
 		t.Errorf("request bodies: delete %s, token %s", got[4].body, got[5].body)
 	}
 }
+
+// TestConfigMapRequests: the change ledger's ConfigMap is read, created and
+// replaced (with its resourceVersion, so a concurrent write conflicts) as
+// client-go's typed client does.
+func TestConfigMapRequests(t *testing.T) {
+	cm := &corev1.ConfigMap{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "ConfigMap"}, ObjectMeta: metav1.ObjectMeta{Name: "coffer-changes", Namespace: "coffer", ResourceVersion: "7"}}
+	k, seen := apiServer(t, func(request) (int, any) { return 200, cm })
+	ctx := context.Background()
+	cms := k.ConfigMaps("coffer")
+	if got, err := cms.Get(ctx, "coffer-changes", metav1.GetOptions{}); err != nil || got.ResourceVersion != "7" {
+		t.Errorf("Get: %v, %+v", err, got)
+	}
+	if _, err := cms.Create(ctx, cm, metav1.CreateOptions{}); err != nil {
+		t.Error(err)
+	}
+	if _, err := cms.Update(ctx, cm, metav1.UpdateOptions{}); err != nil {
+		t.Error(err)
+	}
+	if err := cms.Delete(ctx, "coffer-changes", metav1.DeleteOptions{}); err != nil {
+		t.Error(err)
+	}
+	want := []request{
+		{method: "GET", path: "/api/v1/namespaces/coffer/configmaps/coffer-changes"},
+		{method: "POST", path: "/api/v1/namespaces/coffer/configmaps"},
+		{method: "PUT", path: "/api/v1/namespaces/coffer/configmaps/coffer-changes"},
+		{method: "DELETE", path: "/api/v1/namespaces/coffer/configmaps/coffer-changes"},
+	}
+	got := seen()
+	if len(got) != len(want) {
+		t.Fatalf("%d requests, want %d: %+v", len(got), len(want), got)
+	}
+	for i, w := range want {
+		if got[i].method != w.method || got[i].path != w.path {
+			t.Errorf("request %d: %s %s, want %s %s", i, got[i].method, got[i].path, w.method, w.path)
+		}
+	}
+	if !strings.Contains(got[2].body, `"resourceVersion":"7"`) {
+		t.Errorf("Update's body has no resourceVersion: %s", got[2].body)
+	}
+}
