@@ -34,6 +34,7 @@ func (d *describer) Unregister(prometheus.Collector) bool { return false }
 func registeredNames() map[string]string {
 	d := &describer{names: map[string]string{}}
 	New(d, Options{Version: "test", CacheStats: func() CacheStats { return CacheStats{} }})
+	NewEventsConsumer(d, "test")
 	return d.names
 }
 

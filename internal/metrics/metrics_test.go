@@ -108,3 +108,51 @@ func TestNothingRegisteredNothingExported(t *testing.T) {
 	m.QuotaWaited("GetParameters", time.Second)
 	m.QuotaShifted("a", "b")
 }
+
+// TestEventsConsumerValues: what the consumer tells is exported, negative
+// lags and ages count as 0, and a nil *EventsConsumer takes every call.
+func TestEventsConsumerValues(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m := NewEventsConsumer(reg, "test")
+	m.Message(EventChange)
+	m.Message(EventChange)
+	m.Message(EventCanaryUnmatched)
+	m.EventLag(-time.Minute)
+	m.EventLag(3 * time.Second)
+	m.CanaryAge(-time.Second)
+	m.LedgerEntries(12)
+	m.PublishFailed()
+	got := gather(t, reg)
+	for _, tc := range []struct {
+		series string
+		want   float64
+	}{
+		{"coffer_events_messages_total{change}", 2},
+		{"coffer_events_messages_total{canary_unmatched}", 1},
+		{"coffer_events_lag_seconds{}", 2},
+		{"coffer_events_canary_age_seconds{}", 0},
+		{"coffer_events_ledger_entries{}", 12},
+		{"coffer_events_publish_failures_total{}", 1},
+	} {
+		if v, ok := got[tc.series]; !ok || v != tc.want {
+			t.Errorf("%s = %v (present: %v), want %v", tc.series, v, ok, tc.want)
+		}
+	}
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() == "coffer_events_lag_seconds" {
+			if sum := f.GetMetric()[0].GetHistogram().GetSampleSum(); sum != 3 {
+				t.Errorf("lag sum = %v, want 3 (the negative lag as 0)", sum)
+			}
+		}
+	}
+	var none *EventsConsumer
+	none.Message(EventInvalid)
+	none.EventLag(time.Second)
+	none.CanaryAge(time.Second)
+	none.LedgerEntries(1)
+	none.PublishFailed()
+}
