@@ -38,7 +38,7 @@ FUZZ_TARGETS := \
 	FuzzParseAttributes:./provider/spc FuzzRender:./provider/render FuzzToken:./auth FuzzSessionName:./auth \
 	FuzzParseDeclaration:./secretsync FuzzTemplate:./secretsync FuzzTemplateFile:./provider/render \
 	FuzzAttackClass:./provider/render FuzzAttackDeclaration:./secretsync \
-	FuzzConvert:./secretsync/esoconvert FuzzDecode:./provider/changes
+	FuzzConvert:./secretsync/esoconvert FuzzDecode:./provider/changes FuzzParse:./changefeed
 # Go's fuzzer sometimes ends a short run with a bare "context deadline
 # exceeded" when -fuzztime runs out while it minimizes an input (no failing
 # input is written): such a run is tried once more; any real failure fails.
