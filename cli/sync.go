@@ -2,11 +2,9 @@ package cli
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"slices"
 	"strings"
 	"time"
@@ -27,17 +25,12 @@ import (
 // flags feed, as serve's do, and what only the command uses (the
 // namespaces as given, the election, the metrics endpoint, logs).
 type syncConfig struct {
-	cfg            wiring.Config
-	metricsAddr    string
-	namespace      string
-	namespaces     []string
-	leaderElect    bool
-	leaseNamespace string
-	leaseName      string
-	leaseDuration  time.Duration
-	renewDeadline  time.Duration
-	retryPeriod    time.Duration
-	log            logFlags
+	cfg         wiring.Config
+	metricsAddr string
+	namespace   string
+	namespaces  []string
+	election    electionFlags
+	log         logFlags
 }
 
 func (c *syncConfig) register(fs *pflag.FlagSet) {
@@ -57,12 +50,7 @@ func (c *syncConfig) register(fs *pflag.FlagSet) {
 	registerEvaluator(fs, &c.cfg.Evaluator, d.Evaluator)
 	fs.DurationVar(&cc.SyncTimeout, "sync-timeout", dc.SyncTimeout, "deadline of one SecretProviderClass's sync, AWS calls included")
 	fs.DurationVar(&cc.TokenTTL, "token-ttl", dc.TokenTTL, "lifetime of the ServiceAccount tokens coffer requests (at least 10m); reused for half of it")
-	fs.BoolVar(&c.leaderElect, "leader-elect", true, "run only while holding a Lease, so that one of several replicas syncs")
-	fs.StringVar(&c.leaseNamespace, "leader-election-namespace", os.Getenv("POD_NAMESPACE"), "namespace of the Lease (default $POD_NAMESPACE, else the in-cluster namespace)")
-	fs.StringVar(&c.leaseName, "leader-election-id", "coffer-sync", "name of the Lease")
-	fs.DurationVar(&c.leaseDuration, "leader-election-lease-duration", 15*time.Second, "how long a leader's Lease lasts without renewal")
-	fs.DurationVar(&c.renewDeadline, "leader-election-renew-deadline", 10*time.Second, "how long the leader keeps trying to renew before it gives up")
-	fs.DurationVar(&c.retryPeriod, "leader-election-retry-period", 2*time.Second, "how often candidates try to acquire or renew the Lease")
+	c.election.register(fs, "coffer-sync", "syncs")
 	fs.BoolVar(&cc.RestartWorkloads, "restart-workloads", dc.RestartWorkloads, "roll Deployments, StatefulSets and DaemonSets annotated "+restart.AnnotationRestartOn+" when an object they mount (SecretProviderClassPodStatus versions) or a Secret coffer syncs for them changes (needs RBAC: list and watch on those kinds, pods and secretproviderclasspodstatuses; patch on the workloads)")
 	fs.DurationVar(&cc.RestartDebounce, "restart-debounce", dc.RestartDebounce, "with --restart-workloads: how long after the first change a restart waits, so that one rotation (all pods, all objects) makes one restart")
 	c.log.register(fs)
@@ -89,29 +77,8 @@ func (c *syncConfig) validate() error {
 	if cc.RestartDebounce < 0 {
 		errs = append(errs, errors.New("--restart-debounce must not be negative"))
 	}
-	if c.leaderElect {
-		errs = append(errs, c.validateElection()...)
-	}
+	errs = append(errs, c.election.validate()...)
 	return errors.Join(errs...)
-}
-
-// jitterFactor is client-go's leaderelection.JitterFactor: a candidate
-// waits up to 2.2 retry periods between tries, so the renew deadline must
-// leave room for more than one (client-go refuses a shorter one).
-const jitterFactor = 1.2
-
-// validateElection checks the election's timings as client-go's
-// leaderelection.NewLeaderElector does, and that the Lease duration is
-// whole seconds: the Lease records seconds, and others judge it by them.
-func (c *syncConfig) validateElection() []error {
-	var errs []error
-	if !(c.retryPeriod > 0 && c.renewDeadline > time.Duration(jitterFactor*float64(c.retryPeriod)) && c.renewDeadline < c.leaseDuration) {
-		errs = append(errs, errors.New("leader election needs 0 < 1.2 x --leader-election-retry-period < --leader-election-renew-deadline < --leader-election-lease-duration"))
-	}
-	if c.leaseDuration%time.Second != 0 {
-		errs = append(errs, fmt.Errorf("--leader-election-lease-duration %v: use whole seconds (the Lease records seconds)", c.leaseDuration))
-	}
-	return errs
 }
 
 // maxSyncNamespaces bounds --namespaces: each namespace is its own list
@@ -203,52 +170,12 @@ func runSync(ctx context.Context, c *syncConfig, parts ControllerParts, stderr i
 	if err := startOps(ctx, opsAddrs{metrics: c.metricsAddr}, alive, coffer.Registry, log); err != nil {
 		return err
 	}
-	log.Info("coffer-controller sync starting", "version", version.Version, "provider", cfg.Controller.ProviderName, "namespaces", cfg.Controller.Namespaces, "leaderElect", c.leaderElect, "restartWorkloads", cfg.Controller.RestartWorkloads)
+	log.Info("coffer-controller sync starting", "version", version.Version, "provider", cfg.Controller.ProviderName, "namespaces", cfg.Controller.Namespaces, "leaderElect", c.election.leaderElect, "restartWorkloads", cfg.Controller.RestartWorkloads)
 	run := coffer.Sync.Run
 	if coffer.Restarts != nil {
 		run = runBoth(coffer.Sync.Run, coffer.Restarts.Run)
 	}
-	if !c.leaderElect {
-		return run(ctx)
-	}
-	election, err := c.election()
-	if err != nil {
-		return err
-	}
-	lease := election.Namespace + "/" + election.Name
-	log.Info("waiting for the Lease", "lease", lease, "identity", election.Identity)
-	return parts.Elect(ctx, k8s.Config, election, func(ctx context.Context) error {
-		log.Info("leading: syncing Secrets", "lease", lease, "identity", election.Identity)
-		err := run(ctx)
-		log.Info("stopped leading", "lease", lease, "identity", election.Identity)
-		return err
-	}, log.With("lease", lease))
-}
-
-// Election is the Lease election --leader-election-* configure, and the
-// identity this process competes as.
-type Election struct {
-	Namespace, Name, Identity                 string
-	LeaseDuration, RenewDeadline, RetryPeriod time.Duration
-}
-
-// election is the Lease election the flags configure. The identity is the
-// host name (the pod's) and a random suffix, so that a restarted process
-// never renews the Lease its predecessor held.
-func (c *syncConfig) election() (Election, error) {
-	ns := c.leaseNamespace
-	if ns == "" {
-		b, err := os.ReadFile("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
-		if err != nil {
-			return Election{}, errors.New("leader election needs a namespace for its Lease: set --leader-election-namespace or POD_NAMESPACE (or --leader-elect=false)")
-		}
-		ns = strings.TrimSpace(string(b))
-	}
-	host, _ := os.Hostname()
-	return Election{
-		Namespace: ns, Name: c.leaseName, Identity: host + "_" + rand.Text()[:8],
-		LeaseDuration: c.leaseDuration, RenewDeadline: c.renewDeadline, RetryPeriod: c.retryPeriod,
-	}, nil
+	return c.election.run(ctx, parts, k8s.Config, "syncing Secrets", run, log)
 }
 
 // runBoth runs a and b until ctx ends or one of them fails, which ends
