@@ -92,10 +92,12 @@ func newControllerRootCommand(stdout, stderr io.Writer, parts ControllerParts) *
 
 It syncs the Kubernetes Secrets that SecretProviderClasses declare in syncSecrets,
 without pods (coffer-controller sync), as a Deployment of one or two replicas that
-elect a leader with client-go's Lease election.`,
+elect a leader with client-go's Lease election; and it consumes AWS's change events
+into the change ledger the nodes watch (coffer-controller events), another such
+Deployment with its own Lease.`,
 		Example: `  coffer-controller sync --provider-name aws`,
 	})
-	root.AddCommand(newSyncCommand(stderr, parts), newEvaluatorCommand(), newVersionCommand())
+	root.AddCommand(newSyncCommand(stderr, parts), newEventsCommand(stderr, parts), newEvaluatorCommand(), newVersionCommand())
 	return root
 }
 
@@ -171,6 +173,32 @@ whenever the class changes. Run it as a Deployment; replicas elect a leader.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return failed(runSync(cmd.Context(), &c, parts, stderr))
+		},
+	}
+	c.register(cmd.Flags())
+	return cmd
+}
+
+func newEventsCommand(stderr io.Writer, parts ControllerParts) *cobra.Command {
+	var c eventsConfig
+	cmd := &cobra.Command{
+		Use:   "events --queue-url URL [flags]",
+		Short: "Consume AWS's change events into the change ledger the nodes watch",
+		Long: `Long-polls the SQS queue that EventBridge rules fill with AWS's change events (Parameter
+Store changes; Secrets Manager and IAM calls through CloudTrail) and publishes what changed,
+names and roles but never a value, as the change ledger in a ConfigMap that every node
+(coffer serve --events-ledger) watches. A canary writes a fresh nonce into the description of
+its parameter and secret every --canary-interval and proves the pipeline live when both
+announcements come back. Run it as a Deployment; replicas elect a leader.`,
+		Example: `  # In the cluster, as the chart's Deployment runs it
+  coffer-controller events --queue-url https://sqs.eu-west-1.amazonaws.com/123456789012/coffer-events
+
+  # From your machine against a test cluster, without leader election
+  coffer-controller events --kubeconfig ~/.kube/config --ledger-namespace coffer --leader-elect=false \
+    --queue-url https://sqs.eu-west-1.amazonaws.com/123456789012/coffer-events`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return failed(runEvents(cmd.Context(), &c, parts, stderr))
 		},
 	}
 	c.register(cmd.Flags())

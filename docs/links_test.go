@@ -265,7 +265,7 @@ func zero(f *pflag.Flag) bool {
 	return false
 }
 
-// TestFlagTables: every row of the `coffer serve`, `coffer-controller sync` and `coffer convert` flag
+// TestFlagTables: every row of the `coffer serve`, `coffer-controller sync`, `coffer-controller events` and `coffer convert` flag
 // tables in cli.md names flags the command has, with the defaults it has,
 // and every flag of each command is in its table.
 func TestFlagTables(t *testing.T) {
@@ -273,6 +273,7 @@ func TestFlagTables(t *testing.T) {
 	for _, c := range []struct{ command, heading string }{
 		{"serve", "## `coffer serve` flags"},
 		{"sync", "## `coffer-controller sync` flags"},
+		{"events", "## `coffer-controller events` flags"},
 		{"convert", "## `coffer convert` flags"},
 	} {
 		flags := cli.CommandFlags(c.command)
