@@ -1,10 +1,12 @@
 package changefeed
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http/httptest"
 	"slices"
 	"strings"
@@ -337,7 +339,10 @@ func (e *env) canaryBodies() []string {
 // proof; they are counted.
 func TestForgedCanaryProvesNothing(t *testing.T) {
 	e := newEnv(t)
-	c := e.start()
+	var logs bytes.Buffer
+	c := e.start(func(c *Config) {
+		c.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	})
 	e.eventually("the first round is proven", func() bool { return proven(e.ledger()) })
 	proof := e.ledger().Proof
 	replayed := e.canaryBodies()
@@ -358,7 +363,8 @@ func TestForgedCanaryProvesNothing(t *testing.T) {
 		guessed[i] = guessed[i][:start] + "AAAAAAAAAAAAAAAAAAAAAAAAAA" + guessed[i][start+26:]
 	}
 	e.clk.Step(31 * time.Second) // a new round, whose announcements are lost
-	for _, b := range append(append(replayed, guessed...), "not an event", `{"source":"aws.ssm"}`) {
+	const bodyCanary = "BODY-CANARY-5b1f"
+	for _, b := range append(append(replayed, guessed...), "not an event "+bodyCanary, `{"source":"aws.ssm","detail":"`+bodyCanary+`"}`) {
 		e.send(b)
 	}
 	e.eventually("the forged messages are handled and deleted", func() bool {
@@ -372,6 +378,10 @@ func TestForgedCanaryProvesNothing(t *testing.T) {
 	}
 	if got := count(t, c, "coffer_events_messages_total", metrics.EventIgnored); got != 1 {
 		t.Errorf("ignored messages %v, want 1", got)
+	}
+	c.stop()
+	if strings.Contains(logs.String(), bodyCanary) || strings.Contains(logs.String(), canaryPrefix) {
+		t.Errorf("a message body reached the logs:\n%s", logs.String())
 	}
 }
 
@@ -527,5 +537,49 @@ func TestForgedFloodStaysBounded(t *testing.T) {
 	}
 	if l.Floor == 0 || l.Floor >= l.Entries[0].Seq {
 		t.Errorf("floor %d with the oldest entry at %d: dropped entries need the floor past them", l.Floor, l.Entries[0].Seq)
+	}
+}
+
+// TestRoundsBounded: at most maxRounds canary rounds wait for their
+// announcements; the announcements of a round forgotten prove nothing,
+// those of a round kept do once both came back.
+func TestRoundsBounded(t *testing.T) {
+	e := newEnv(t)
+	cfg := e.aws(adminKey, adminPass)
+	co, err := New(Config{
+		QueueURL: e.queueURL(), Covers: changes.Coverage{Account: fakeaws.DefaultAccountID, Region: east},
+		Namespace: namespace, Name: ledgerName, CanaryParameter: canaryParameter, CanarySecret: canarySecret,
+		CanaryInterval: 30 * time.Second, Retention: 30 * time.Minute, Clock: e.clk,
+	}, Clients{Queue: sqs.NewFromConfig(cfg), Parameters: ssm.NewFromConfig(cfg), Secrets: secretsmanager.NewFromConfig(cfg), ConfigMaps: kubetest.Wrap(e.cs).ConfigMaps(namespace)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	co.book = changes.NewBook(nil, nil, time.Hour, e.clk)
+	var nonces []string
+	for range maxRounds + 4 {
+		co.startRound(context.Background())
+		nonces = append(nonces, co.rounds[len(co.rounds)-1].nonce)
+		e.clk.Step(time.Second)
+	}
+	if len(co.rounds) != maxRounds {
+		t.Fatalf("%d rounds in flight, want %d", len(co.rounds), maxRounds)
+	}
+	announce := func(nonce string) (bool, bool) {
+		p := co.proveRound(Event{Service: ServiceSSM, Account: fakeaws.DefaultAccountID, Region: east, Description: canaryPrefix + nonce, Subjects: []changes.Subject{co.canary.parameter}}, e.clk.Now())
+		s := co.proveRound(Event{Service: ServiceSecretsManager, Operation: "UpdateSecret", Account: fakeaws.DefaultAccountID, Region: east, Description: canaryPrefix + nonce, Subjects: []changes.Subject{co.canary.secret}}, e.clk.Now())
+		return p, s
+	}
+	if p, s := announce(nonces[0]); p || s {
+		t.Errorf("a forgotten round's announcements matched: %v, %v", p, s)
+	}
+	if !co.proof.Written.IsZero() {
+		t.Fatal("a forgotten round proved the pipeline")
+	}
+	kept := nonces[len(nonces)-3]
+	if p, s := announce(kept); !p || !s {
+		t.Errorf("a kept round's announcements did not match: %v, %v", p, s)
+	}
+	if co.proof.Written.IsZero() || len(co.rounds) != 2 {
+		t.Errorf("proof %+v with %d rounds left; want it proven, and only the two newer rounds left", co.proof, len(co.rounds))
 	}
 }
