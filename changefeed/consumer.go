@@ -127,8 +127,12 @@ type Consumer struct {
 	// unpublished are the subjects added since the last publish, re-added
 	// when another writer's ledger is found in their place.
 	unpublished []changes.Subject
-	// proof is the newest canary round proven.
-	proof       changes.Proof
+	// proof is the newest canary round proven (by this consumer, or in
+	// the ledger it continued).
+	proof changes.Proof
+	// started is when Run started: the canary's age counts from it until
+	// a round is proven.
+	started     time.Time
 	dirty       bool
 	lastPublish time.Time
 	// pending are the messages received and not yet deleted.
@@ -186,6 +190,7 @@ type batch struct {
 // Run loads the ledger, then receives, records, publishes and proves until
 // ctx ends (nil) or the ledger cannot be loaded (an error naming the fix).
 func (c *Consumer) Run(ctx context.Context) error {
+	c.started = c.clock.Now()
 	if err := c.load(ctx); err != nil {
 		return err
 	}
@@ -405,9 +410,11 @@ func contains(subjects []changes.Subject, s changes.Subject) bool {
 // canary parameter and secret. The round is proven when both announcements
 // come back with it.
 func (c *Consumer) startRound(ctx context.Context) {
-	if !c.proof.Written.IsZero() {
-		c.cfg.Metrics.CanaryAge(c.clock.Since(c.proof.Written))
+	since := c.proof.Written
+	if since.IsZero() {
+		since = c.started
 	}
+	c.cfg.Metrics.CanaryAge(c.clock.Since(since))
 	r := &round{nonce: rand.Text(), written: c.clock.Now()}
 	desc := canaryPrefix + r.nonce
 	ctx, cancel := context.WithTimeout(ctx, callTimeout)
@@ -483,6 +490,9 @@ func (c *Consumer) load(ctx context.Context) error {
 	if derr == nil {
 		c.cm = cm
 		c.book = changes.NewBook(prev, []changes.Coverage{c.cfg.Covers}, c.cfg.Retention, c.clock)
+		if prev.Proof.Written.After(c.proof.Written) {
+			c.proof = prev.Proof
+		}
 		c.log.Info("continuing the change ledger", "seq", prev.Seq, "entries", len(prev.Entries))
 		return nil
 	}

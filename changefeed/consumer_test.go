@@ -386,7 +386,8 @@ func TestForgedCanaryProvesNothing(t *testing.T) {
 }
 
 // TestProofNeedsBothAnnouncements: a queue that receives the parameter's
-// announcements and not the secret's never proves a round.
+// announcements and not the secret's never proves a round, and the
+// canary's age grows from the consumer's start.
 func TestProofNeedsBothAnnouncements(t *testing.T) {
 	e := newEnv(t, fakeaws.SourceSSM, fakeaws.SourceIAM)
 	c := e.start()
@@ -395,6 +396,9 @@ func TestProofNeedsBothAnnouncements(t *testing.T) {
 	})
 	if l := e.ledger(); proven(l) {
 		t.Errorf("proven without the secret's announcement: %+v", l.Proof)
+	}
+	if age := count(t, c, "coffer_events_canary_age_seconds", ""); age < 60 {
+		t.Errorf("coffer_events_canary_age_seconds = %v after three unproven rounds 30s apart, want at least 60 (since the start)", age)
 	}
 }
 

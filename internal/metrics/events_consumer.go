@@ -50,7 +50,7 @@ func NewEventsConsumer(reg prometheus.Registerer, version string) *EventsConsume
 		}),
 		canaryAge: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "coffer_events_canary_age_seconds",
-			Help: "Seconds since the newest canary round that came back was written (the ledger's proof); updated at each canary round.",
+			Help: "Seconds since the newest canary round that came back was written (the ledger's proof; until one has, since the consumer started); updated at each canary round.",
 		}),
 		entries: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "coffer_events_ledger_entries",
