@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -16,6 +17,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
 
 	"github.com/coffer-csi/coffer/provider/changes"
 	"github.com/coffer-csi/coffer/tests/fakeaws"
@@ -85,11 +87,19 @@ func (s *configMapServer) ledger() *changes.Ledger {
 	return l
 }
 
-// TestEventsRuns: coffer-controller events, configured as the docs say
-// for another endpoint (AWS_ENDPOINT_URL, AWS_REGION), publishes the
-// ledger of the queue's account and region, proves the canary, records a
-// change, and stops cleanly when its context ends.
-func TestEventsRuns(t *testing.T) {
+// eventsEnv is the AWS fake with the events queue and the canary secret
+// in eu-west-1, an API server keeping ConfigMaps, and the environment
+// coffer-controller events reads them from (AWS_ENDPOINT_URL,
+// AWS_REGION, a kubeconfig).
+type eventsEnv struct {
+	srv        *fakeaws.Server
+	queueURL   string
+	api        *configMapServer
+	kubeconfig string
+}
+
+func newEventsEnv(t *testing.T) *eventsEnv {
+	t.Helper()
 	srv, ts := fakeaws.NewTestServer(t)
 	srv.AddIdentity(fakeaws.AllowAll("AKIDEVENTS", "events-secret"))
 	if err := srv.AddQueue("eu-west-1", fakeaws.Queue{Name: "coffer-events", EventSources: []string{fakeaws.SourceSSM, fakeaws.SourceSecretsManager, fakeaws.SourceIAM}}); err != nil {
@@ -112,37 +122,48 @@ current-context: c
 	for k, v := range map[string]string{
 		"AWS_ENDPOINT_URL": ts.URL, "AWS_REGION": "eu-west-1", "AWS_ACCESS_KEY_ID": "AKIDEVENTS", "AWS_SECRET_ACCESS_KEY": "events-secret",
 		"AWS_CONFIG_FILE": filepath.Join(t.TempDir(), "none"), "AWS_SHARED_CREDENTIALS_FILE": filepath.Join(t.TempDir(), "none"),
+		"POD_NAMESPACE": "coffer",
 	} {
 		t.Setenv(k, v)
 	}
+	return &eventsEnv{srv: srv, queueURL: srv.QueueURL(ts.URL, "coffer-events"), api: api, kubeconfig: kubeconfig}
+}
 
+// waitFor waits until the published ledger meets cond.
+func (e *eventsEnv) waitFor(t *testing.T, what string, cond func(*changes.Ledger) bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for l := e.api.ledger(); l == nil || !cond(l); l = e.api.ledger() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting until %s", what)
+		}
+		<-time.After(10 * time.Millisecond)
+	}
+}
+
+// TestEventsRuns: coffer-controller events, configured as the docs say
+// for another endpoint (AWS_ENDPOINT_URL, AWS_REGION), publishes the
+// ledger of the queue's account and region in $POD_NAMESPACE, proves the
+// canary, records a change, and stops cleanly when its context ends.
+func TestEventsRuns(t *testing.T) {
+	e := newEventsEnv(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan int, 1)
 	var stderr strings.Builder
 	go func() {
-		done <- RunController(ctx, []string{"events", "--queue-url", srv.QueueURL(ts.URL, "coffer-events"), "--kubeconfig", kubeconfig,
-			"--ledger-namespace", "coffer", "--leader-elect=false", "--metrics-addr="}, io.Discard, &stderr, ControllerParts{})
+		done <- RunController(ctx, []string{"events", "--queue-url", e.queueURL, "--kubeconfig", e.kubeconfig,
+			"--leader-elect=false", "--metrics-addr="}, io.Discard, &stderr, ControllerParts{})
 	}()
-	waitFor := func(what string, cond func(*changes.Ledger) bool) {
-		t.Helper()
-		deadline := time.Now().Add(20 * time.Second)
-		for l := api.ledger(); l == nil || !cond(l); l = api.ledger() {
-			if time.Now().After(deadline) {
-				t.Fatalf("timed out waiting until %s", what)
-			}
-			<-time.After(10 * time.Millisecond)
-		}
-	}
-	waitFor("the canary is proven", func(l *changes.Ledger) bool { return !l.Proof.Written.IsZero() })
-	if l := api.ledger(); len(l.Covers) != 1 || l.Covers[0] != (changes.Coverage{Account: fakeaws.DefaultAccountID, Region: "eu-west-1"}) {
+	e.waitFor(t, "the canary is proven", func(l *changes.Ledger) bool { return !l.Proof.Written.IsZero() })
+	if l := e.api.ledger(); len(l.Covers) != 1 || l.Covers[0] != (changes.Coverage{Account: fakeaws.DefaultAccountID, Region: "eu-west-1"}) {
 		t.Errorf("covers %+v", l.Covers)
 	}
-	srv.PutParameter("eu-west-1", "/app/db", "v1", fakeaws.TypeString)
+	e.srv.PutParameter("eu-west-1", "/app/db", "v1", fakeaws.TypeString)
 	want := changes.Parameter(fakeaws.DefaultAccountID, "eu-west-1", "/app/db")[0]
-	waitFor("the change is published", func(l *changes.Ledger) bool {
-		for _, e := range l.Entries {
-			if e.Subject == want {
+	e.waitFor(t, "the change is published", func(l *changes.Ledger) bool {
+		for _, en := range l.Entries {
+			if en.Subject == want {
 				return true
 			}
 		}
@@ -151,5 +172,35 @@ current-context: c
 	cancel()
 	if code := <-done; code != 0 {
 		t.Errorf("exit %d: %s", code, stderr.String())
+	}
+}
+
+// TestEventsElects: with --leader-elect (the default), the consumer runs
+// only inside the election, for its own Lease coffer-events in
+// $POD_NAMESPACE, with the election flags' timings.
+func TestEventsElects(t *testing.T) {
+	e := newEventsEnv(t)
+	var got Election
+	elect := func(ctx context.Context, _ *rest.Config, el Election, fn func(context.Context) error, _ *slog.Logger) error {
+		got = el
+		if l := e.api.ledger(); l != nil {
+			t.Error("the consumer published before it was elected")
+		}
+		ctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		done := make(chan error, 1)
+		go func() { done <- fn(ctx) }()
+		e.waitFor(t, "the elected consumer publishes", func(l *changes.Ledger) bool { return !l.Proof.Written.IsZero() })
+		cancel()
+		return <-done
+	}
+	var stderr strings.Builder
+	code := RunController(context.Background(), []string{"events", "--queue-url", e.queueURL, "--kubeconfig", e.kubeconfig,
+		"--metrics-addr=", "--leader-election-lease-duration=20s"}, io.Discard, &stderr, ControllerParts{Elect: elect})
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr.String())
+	}
+	if got.Namespace != "coffer" || got.Name != "coffer-events" || got.LeaseDuration != 20*time.Second || got.RenewDeadline != 10*time.Second || got.Identity == "" {
+		t.Errorf("election %+v", got)
 	}
 }
