@@ -29,6 +29,7 @@ import (
 
 // Queue is the SQS operations the consumer calls.
 type Queue interface {
+	GetQueueAttributes(ctx context.Context, in *sqs.GetQueueAttributesInput, optFns ...func(*sqs.Options)) (*sqs.GetQueueAttributesOutput, error)
 	ReceiveMessage(ctx context.Context, in *sqs.ReceiveMessageInput, optFns ...func(*sqs.Options)) (*sqs.ReceiveMessageOutput, error)
 	DeleteMessageBatch(ctx context.Context, in *sqs.DeleteMessageBatchInput, optFns ...func(*sqs.Options)) (*sqs.DeleteMessageBatchOutput, error)
 }
@@ -191,6 +192,9 @@ type batch struct {
 // ctx ends (nil) or the ledger cannot be loaded (an error naming the fix).
 func (c *Consumer) Run(ctx context.Context) error {
 	c.started = c.clock.Now()
+	if err := c.checkQueue(ctx); err != nil {
+		return err
+	}
 	if err := c.load(ctx); err != nil {
 		return err
 	}
@@ -267,6 +271,26 @@ func (c *Consumer) Run(ctx context.Context) error {
 func backoff(n int) time.Duration {
 	d := time.Second << min(n-1, 5)
 	return min(d, maxBackoff)
+}
+
+// checkQueue reads the queue's ARN, which proves the queue is there and
+// readable, and that it is in the account and region the ledger says it
+// covers (with an endpoint override, the region is the client's).
+func (c *Consumer) checkQueue(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
+	out, err := c.clients.Queue.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{
+		QueueUrl: aws.String(c.cfg.QueueURL), AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameQueueArn},
+	})
+	if err != nil {
+		return fmt.Errorf("reading the events queue's attributes failed: check --queue-url, and that coffer-controller events' role may sqs:GetQueueAttributes on it: %w", err)
+	}
+	arn := out.Attributes[string(sqstypes.QueueAttributeNameQueueArn)]
+	parts := strings.Split(arn, ":")
+	if len(parts) != 6 || parts[2] != "sqs" || parts[3] != c.cfg.Covers.Region || parts[4] != c.cfg.Covers.Account {
+		return fmt.Errorf("the events queue is %s, not in account %s and region %s as its URL and the AWS region say: set AWS_REGION to the queue's region", arn, c.cfg.Covers.Account, c.cfg.Covers.Region)
+	}
+	return nil
 }
 
 // receive long-polls the queue, handing each non-empty batch to Run,

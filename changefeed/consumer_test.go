@@ -587,3 +587,33 @@ func TestRoundsBounded(t *testing.T) {
 		t.Errorf("proof %+v with %d rounds left; want it proven, and only the two newer rounds left", co.proof, len(co.rounds))
 	}
 }
+
+// TestQueueChecked: Run refuses, naming the fix, a queue it cannot read
+// and one in another region than the ledger would say it covers.
+func TestQueueChecked(t *testing.T) {
+	e := newEnv(t)
+	cfg := e.aws(adminKey, adminPass)
+	for _, tc := range []struct {
+		name, url, region, want string
+	}{
+		{"missing queue", e.srv.QueueURL(e.ts.URL, "nope"), east, "check --queue-url, and that coffer-controller events' role may sqs:GetQueueAttributes"},
+		{"another region", e.queueURL(), "us-west-2", "not in account " + fakeaws.DefaultAccountID + " and region us-west-2"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			co, err := New(Config{
+				QueueURL: tc.url, Covers: changes.Coverage{Account: fakeaws.DefaultAccountID, Region: tc.region},
+				Namespace: namespace, Name: ledgerName, CanaryParameter: canaryParameter, CanarySecret: canarySecret,
+				CanaryInterval: 30 * time.Second, Retention: 30 * time.Minute, Clock: e.clk,
+			}, Clients{Queue: sqs.NewFromConfig(cfg), Parameters: ssm.NewFromConfig(cfg), Secrets: secretsmanager.NewFromConfig(cfg), ConfigMaps: kubetest.Wrap(e.cs).ConfigMaps(namespace)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := co.Run(context.Background()); err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("Run = %v, want an error with %q", err, tc.want)
+			}
+			if l, _ := e.readLedger(); l != nil {
+				t.Error("a ledger was published")
+			}
+		})
+	}
+}
