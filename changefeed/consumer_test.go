@@ -88,15 +88,15 @@ type consumer struct {
 	stop func()
 }
 
-func (e *env) start(mod ...func(*Config)) *consumer {
+// consumer builds a consumer of the events queue with the defaults of
+// coffer-controller events, on the fake clock, changed by mod.
+func (e *env) consumer(mod ...func(*Config)) *Consumer {
 	e.t.Helper()
 	cfg := e.aws(adminKey, adminPass)
-	reg := prometheus.NewRegistry()
 	c := Config{
 		QueueURL: e.queueURL(), Covers: changes.Coverage{Account: fakeaws.DefaultAccountID, Region: east},
 		Namespace: namespace, Name: ledgerName, CanaryParameter: canaryParameter, CanarySecret: canarySecret,
 		CanaryInterval: 30 * time.Second, Retention: 30 * time.Minute, Clock: e.clk,
-		Metrics: metrics.NewEventsConsumer(reg, "test"),
 	}
 	for _, m := range mod {
 		m(&c)
@@ -108,6 +108,14 @@ func (e *env) start(mod ...func(*Config)) *consumer {
 	if err != nil {
 		e.t.Fatal(err)
 	}
+	return co
+}
+
+// start runs a consumer (as consumer builds it) until the test ends.
+func (e *env) start(mod ...func(*Config)) *consumer {
+	e.t.Helper()
+	reg := prometheus.NewRegistry()
+	co := e.consumer(append([]func(*Config){func(c *Config) { c.Metrics = metrics.NewEventsConsumer(reg, "test") }}, mod...)...)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- co.Run(ctx) }()
@@ -549,15 +557,7 @@ func TestForgedFloodStaysBounded(t *testing.T) {
 // those of a round kept do once both came back.
 func TestRoundsBounded(t *testing.T) {
 	e := newEnv(t)
-	cfg := e.aws(adminKey, adminPass)
-	co, err := New(Config{
-		QueueURL: e.queueURL(), Covers: changes.Coverage{Account: fakeaws.DefaultAccountID, Region: east},
-		Namespace: namespace, Name: ledgerName, CanaryParameter: canaryParameter, CanarySecret: canarySecret,
-		CanaryInterval: 30 * time.Second, Retention: 30 * time.Minute, Clock: e.clk,
-	}, Clients{Queue: sqs.NewFromConfig(cfg), Parameters: ssm.NewFromConfig(cfg), Secrets: secretsmanager.NewFromConfig(cfg), ConfigMaps: kubetest.Wrap(e.cs).ConfigMaps(namespace)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	co := e.consumer()
 	co.book = changes.NewBook(nil, nil, time.Hour, e.clk)
 	var nonces []string
 	for range maxRounds + 4 {
@@ -592,7 +592,6 @@ func TestRoundsBounded(t *testing.T) {
 // and one in another region than the ledger would say it covers.
 func TestQueueChecked(t *testing.T) {
 	e := newEnv(t)
-	cfg := e.aws(adminKey, adminPass)
 	for _, tc := range []struct {
 		name, url, region, want string
 	}{
@@ -600,14 +599,7 @@ func TestQueueChecked(t *testing.T) {
 		{"another region", e.queueURL(), "us-west-2", "not in account " + fakeaws.DefaultAccountID + " and region us-west-2"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			co, err := New(Config{
-				QueueURL: tc.url, Covers: changes.Coverage{Account: fakeaws.DefaultAccountID, Region: tc.region},
-				Namespace: namespace, Name: ledgerName, CanaryParameter: canaryParameter, CanarySecret: canarySecret,
-				CanaryInterval: 30 * time.Second, Retention: 30 * time.Minute, Clock: e.clk,
-			}, Clients{Queue: sqs.NewFromConfig(cfg), Parameters: ssm.NewFromConfig(cfg), Secrets: secretsmanager.NewFromConfig(cfg), ConfigMaps: kubetest.Wrap(e.cs).ConfigMaps(namespace)})
-			if err != nil {
-				t.Fatal(err)
-			}
+			co := e.consumer(func(c *Config) { c.QueueURL, c.Covers.Region = tc.url, tc.region })
 			if err := co.Run(context.Background()); err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("Run = %v, want an error with %q", err, tc.want)
 			}
