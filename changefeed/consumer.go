@@ -331,8 +331,9 @@ func (c *Consumer) receive(ctx context.Context, out chan<- batch) {
 	}
 }
 
-// handle records one batch's announcements and canary rounds; its
-// messages wait for the next publish to be deleted.
+// handle records one batch's announcements and canary rounds. Its
+// messages join pending: Run deletes them after the next publish, or at
+// once when nothing waits to be published.
 func (c *Consumer) handle(b batch) {
 	for _, m := range b.msgs {
 		c.pending = append(c.pending, m)
