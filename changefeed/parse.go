@@ -5,10 +5,13 @@
 // pipeline live with a canary written into AWS and seen coming back.
 //
 // Nothing in a message is trusted: whoever may send to the queue can put
-// any body there. A message can therefore only name something as changed
-// (which costs the nodes a read), never prove the pipeline live (that
-// needs the canary's nonce, which only this process knows) or make the
-// nodes serve an older value.
+// any body there. A message can only name something as changed, which
+// costs the nodes a read. It proves the pipeline live only with the
+// nonce of a canary round in flight, which this process draws at random
+// and writes nowhere but into the canary objects' descriptions: whoever
+// may read those (ssm:DescribeParameters, secretsmanager:DescribeSecret)
+// and send to the queue could forge a proof, so keep both to the
+// EventBridge rules and coffer.
 package changefeed
 
 import (
