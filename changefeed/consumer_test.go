@@ -260,8 +260,8 @@ func TestChangesReachTheLedger(t *testing.T) {
 			t.Fatal("the fake put a value into an event")
 		}
 	}
-	if got := count(t, c, "coffer_events_messages_total", metrics.EventChange); got < 4 {
-		t.Errorf("coffer_events_messages_total{change} = %v, want at least 4", got)
+	if got := count(t, c, "coffer_events_consumer_messages_total", metrics.EventChange); got < 4 {
+		t.Errorf("coffer_events_consumer_messages_total{change} = %v, want at least 4", got)
 	}
 }
 
@@ -376,15 +376,15 @@ func TestForgedCanaryProvesNothing(t *testing.T) {
 		e.send(b)
 	}
 	e.eventually("the forged messages are handled and deleted", func() bool {
-		return count(t, c, "coffer_events_messages_total", metrics.EventCanaryUnmatched) >= 4 && e.queued(eventsQueue) == 0
+		return count(t, c, "coffer_events_consumer_messages_total", metrics.EventCanaryUnmatched) >= 4 && e.queued(eventsQueue) == 0
 	})
 	if got := e.ledger().Proof; !got.Written.Equal(proof.Written) {
 		t.Errorf("the proof moved from %v to %v on forged messages", proof.Written, got.Written)
 	}
-	if got := count(t, c, "coffer_events_messages_total", metrics.EventInvalid); got != 1 {
+	if got := count(t, c, "coffer_events_consumer_messages_total", metrics.EventInvalid); got != 1 {
 		t.Errorf("invalid messages %v, want 1", got)
 	}
-	if got := count(t, c, "coffer_events_messages_total", metrics.EventIgnored); got != 1 {
+	if got := count(t, c, "coffer_events_consumer_messages_total", metrics.EventIgnored); got != 1 {
 		t.Errorf("ignored messages %v, want 1", got)
 	}
 	c.stop()
@@ -400,13 +400,13 @@ func TestProofNeedsBothAnnouncements(t *testing.T) {
 	e := newEnv(t, fakeaws.SourceSSM, fakeaws.SourceIAM)
 	c := e.start()
 	e.eventually("three rounds' parameter announcements are handled", func() bool {
-		return count(t, c, "coffer_events_messages_total", metrics.EventCanary) >= 3
+		return count(t, c, "coffer_events_consumer_messages_total", metrics.EventCanary) >= 3
 	})
 	if l := e.ledger(); proven(l) {
 		t.Errorf("proven without the secret's announcement: %+v", l.Proof)
 	}
-	if age := count(t, c, "coffer_events_canary_age_seconds", ""); age < 60 {
-		t.Errorf("coffer_events_canary_age_seconds = %v after three unproven rounds 30s apart, want at least 60 (since the start)", age)
+	if age := count(t, c, "coffer_events_consumer_canary_age_seconds", ""); age < 60 {
+		t.Errorf("coffer_events_consumer_canary_age_seconds = %v after three unproven rounds 30s apart, want at least 60 (since the start)", age)
 	}
 }
 
@@ -426,7 +426,7 @@ func TestPublishFailureKeepsMessages(t *testing.T) {
 	e.eventually("the first round is proven", func() bool { return proven(e.ledger()) && e.queued(eventsQueue) == 0 })
 	failing.Store(true)
 	e.srv.PutParameter(east, "/app/db", "v1", fakeaws.TypeString)
-	e.eventually("two publishes failed", func() bool { return count(t, c, "coffer_events_publish_failures_total", "") >= 2 })
+	e.eventually("two publishes failed", func() bool { return count(t, c, "coffer_events_consumer_publish_failures_total", "") >= 2 })
 	if e.queued(eventsQueue) == 0 {
 		t.Fatal("the message was deleted though its change was not published")
 	}

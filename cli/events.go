@@ -48,7 +48,7 @@ func (c *eventsConfig) register(fs *pflag.FlagSet) {
 	fs.StringVar(&c.canarySecret, "canary-secret", "coffer/canary", "Secrets Manager secret (a name, in the queue's account and region) whose description the canary writes; it must exist")
 	fs.DurationVar(&c.canaryInterval, "canary-interval", 30*time.Second, "how often the canary writes a fresh nonce and waits to see both announcements come back")
 	fs.DurationVar(&c.retention, "ledger-retention", 30*time.Minute, "how long the ledger keeps an entry (at least the nodes' --event-max-age, or values are read again sooner)")
-	fs.StringVar(&c.metricsAddr, "metrics-addr", ":8080", "address for Prometheus metrics at /metrics and /healthz (empty: off)")
+	fs.StringVar(&c.metricsAddr, "metrics-addr", "", "address for Prometheus metrics at /metrics and /healthz, e.g. :8080 (empty: off)")
 	fs.StringVar(&c.kubeconfig, "kubeconfig", "", "kubeconfig for the Kubernetes API (default: in-cluster configuration)")
 	fs.BoolVar(&c.fips, "fips", false, "use FIPS endpoints for every AWS call")
 	fs.BoolVar(&c.dualStack, "dual-stack", false, "use dual-stack (IPv6) AWS endpoints")

@@ -18,7 +18,7 @@ type EventsConsumer struct {
 	publishFailures prometheus.Counter
 }
 
-// Results of a message, the label of coffer_events_messages_total.
+// Results of a message, the label of coffer_events_consumer_messages_total.
 const (
 	// EventChange: the message named subjects, now in the ledger.
 	EventChange = "change"
@@ -40,24 +40,24 @@ const (
 func NewEventsConsumer(reg prometheus.Registerer, version string) *EventsConsumer {
 	m := &EventsConsumer{
 		messages: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "coffer_events_messages_total",
+			Name: "coffer_events_consumer_messages_total",
 			Help: "Messages coffer-controller events received from its queue, by result (change, canary, canary_unmatched, ignored, invalid).",
 		}, []string{"result"}),
 		lag: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name:    "coffer_events_lag_seconds",
+			Name:    "coffer_events_consumer_lag_seconds",
 			Help:    "Time from the moment an event says it was made to its receipt (the event's own time is not verified; negative lags count as 0).",
 			Buckets: []float64{.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 900},
 		}),
 		canaryAge: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "coffer_events_canary_age_seconds",
+			Name: "coffer_events_consumer_canary_age_seconds",
 			Help: "Seconds since the newest canary round that came back was written (the ledger's proof; until one has, since the consumer started); updated at each canary round.",
 		}),
 		entries: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "coffer_events_ledger_entries",
+			Name: "coffer_events_consumer_ledger_entries",
 			Help: "Entries in the change ledger last published.",
 		}),
 		publishFailures: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "coffer_events_publish_failures_total",
+			Name: "coffer_events_consumer_publish_failures_total",
 			Help: "Writes of the change ledger's ConfigMap that failed (the messages they carried stay in the queue).",
 		}),
 	}

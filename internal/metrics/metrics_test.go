@@ -127,12 +127,12 @@ func TestEventsConsumerValues(t *testing.T) {
 		series string
 		want   float64
 	}{
-		{"coffer_events_messages_total{change}", 2},
-		{"coffer_events_messages_total{canary_unmatched}", 1},
-		{"coffer_events_lag_seconds{}", 2},
-		{"coffer_events_canary_age_seconds{}", 0},
-		{"coffer_events_ledger_entries{}", 12},
-		{"coffer_events_publish_failures_total{}", 1},
+		{"coffer_events_consumer_messages_total{change}", 2},
+		{"coffer_events_consumer_messages_total{canary_unmatched}", 1},
+		{"coffer_events_consumer_lag_seconds{}", 2},
+		{"coffer_events_consumer_canary_age_seconds{}", 0},
+		{"coffer_events_consumer_ledger_entries{}", 12},
+		{"coffer_events_consumer_publish_failures_total{}", 1},
 	} {
 		if v, ok := got[tc.series]; !ok || v != tc.want {
 			t.Errorf("%s = %v (present: %v), want %v", tc.series, v, ok, tc.want)
@@ -143,7 +143,7 @@ func TestEventsConsumerValues(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, f := range families {
-		if f.GetName() == "coffer_events_lag_seconds" {
+		if f.GetName() == "coffer_events_consumer_lag_seconds" {
 			if sum := f.GetMetric()[0].GetHistogram().GetSampleSum(); sum != 3 {
 				t.Errorf("lag sum = %v, want 3 (the negative lag as 0)", sum)
 			}
