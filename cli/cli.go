@@ -39,6 +39,11 @@ type ControllerParts struct {
 	// Events returns the recorder of the controller's events, and stop,
 	// which ends it (events still queued then may be dropped).
 	Events func(rc *rest.Config, scheme *runtime.Scheme, source corev1.EventSource, log *slog.Logger) (rec secretsync.EventRecorder, stop func(), err error)
+	// Consumer builds coffer-controller events' consumer and returns its
+	// run. It holds the changefeed package and the AWS SDK's SQS client,
+	// which the node's binary leaves out: their packages' state costs
+	// memory in every DaemonSet pod (bench S1).
+	Consumer func(ctx context.Context, c ConsumerConfig) (run func(context.Context) error, err error)
 }
 
 // RunController runs the controller binary's subcommand named by args, as

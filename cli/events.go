@@ -5,22 +5,20 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"strings"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
-	"github.com/aws/aws-sdk-go-v2/service/sqs"
-	"github.com/aws/aws-sdk-go-v2/service/ssm"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/pflag"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/klog/v2"
 
-	"github.com/coffer-csi/coffer/changefeed"
-	"github.com/coffer-csi/coffer/internal/metrics"
+	"github.com/coffer-csi/coffer/internal/kube"
+
 	"github.com/coffer-csi/coffer/internal/version"
-	"github.com/coffer-csi/coffer/provider/awsapi"
+	"github.com/coffer-csi/coffer/provider/changes"
 	"github.com/coffer-csi/coffer/wiring"
 )
 
@@ -60,7 +58,7 @@ func (c *eventsConfig) validate() error {
 	var errs []error
 	if c.queueURL == "" {
 		errs = append(errs, errors.New("--queue-url is required: the URL of the SQS queue the EventBridge rules target"))
-	} else if _, err := changefeed.ParseQueueURL(c.queueURL); err != nil {
+	} else if _, err := changes.ParseQueueURL(c.queueURL); err != nil {
 		errs = append(errs, fmt.Errorf("--queue-url: %w", err))
 	}
 	if msgs := validation.IsDNS1123Subdomain(c.ledger); len(msgs) > 0 {
@@ -114,29 +112,20 @@ func runEvents(ctx context.Context, c *eventsConfig, parts ControllerParts, stde
 	if err != nil {
 		return err
 	}
-	queue, _ := changefeed.ParseQueueURL(c.queueURL) // validated
-	awsCfg, err := awsapi.LoadConfig(ctx, awsapi.Settings{Region: queue.Region, FIPS: c.fips, DualStack: c.dualStack})
-	if err != nil {
-		return err
-	}
-	covers, err := queue.Coverage(awsCfg.Region)
-	if err != nil {
-		return fmt.Errorf("--queue-url: %w", err)
-	}
-	awsCfg.Region = covers.Region
+	queue, _ := changes.ParseQueueURL(c.queueURL) // validated
 	k8s, err := wiring.Connect(c.kubeconfig, false)
 	if err != nil {
 		return err
 	}
+	if parts.Consumer == nil {
+		return errors.New("this binary cannot consume change events: run coffer-controller events")
+	}
 	reg := prometheus.NewRegistry()
-	consumer, err := changefeed.New(changefeed.Config{
-		QueueURL: c.queueURL, Covers: covers, Namespace: ns, Name: c.ledger,
+	consume, err := parts.Consumer(ctx, ConsumerConfig{
+		QueueURL: c.queueURL, Queue: queue, Namespace: ns, Ledger: c.ledger,
 		CanaryParameter: c.canaryParameter, CanarySecret: c.canarySecret,
-		CanaryInterval: c.canaryInterval, Retention: c.retention,
-		Logger: log, Metrics: metrics.NewEventsConsumer(reg, version.Version),
-	}, changefeed.Clients{
-		Queue: sqs.NewFromConfig(awsCfg), Parameters: ssm.NewFromConfig(awsCfg), Secrets: secretsmanager.NewFromConfig(awsCfg),
-		ConfigMaps: k8s.Client.ConfigMaps(ns),
+		CanaryInterval: c.canaryInterval, Retention: c.retention, FIPS: c.fips, DualStack: c.dualStack,
+		ConfigMaps: k8s.Client.ConfigMaps(ns), Registry: reg, Logger: log,
 	})
 	if err != nil {
 		return err
@@ -146,7 +135,26 @@ func runEvents(ctx context.Context, c *eventsConfig, parts ControllerParts, stde
 	if err := startOps(ctx, opsAddrs{metrics: c.metricsAddr}, alive, reg, log); err != nil {
 		return err
 	}
-	log.Info("coffer-controller events starting", "version", version.Version, "account", covers.Account, "region", covers.Region,
+	log.Info("coffer-controller events starting", "version", version.Version, "queue", c.queueURL,
 		"ledger", ns+"/"+c.ledger, "leaderElect", c.election.leaderElect)
-	return c.election.run(ctx, parts, k8s.Config, "consuming change events", consumer.Run, log)
+	return c.election.run(ctx, parts, k8s.Config, "consuming change events", consume, log)
+}
+
+// ConsumerConfig is what coffer-controller events' flags give the
+// consumer (ControllerParts.Consumer).
+type ConsumerConfig struct {
+	// QueueURL is the queue as given, Queue what its URL says.
+	QueueURL string
+	Queue    changes.QueueURL
+	// Namespace and Ledger name the ledger's ConfigMap; ConfigMaps are
+	// that namespace's.
+	Namespace, Ledger             string
+	ConfigMaps                    kube.ConfigMapInterface
+	CanaryParameter, CanarySecret string
+	CanaryInterval, Retention     time.Duration
+	// FIPS and DualStack force those AWS endpoints.
+	FIPS, DualStack bool
+	// Registry receives the consumer's metrics.
+	Registry prometheus.Registerer
+	Logger   *slog.Logger
 }

@@ -18,5 +18,5 @@ import (
 // Run runs the controller binary's subcommand named by args and returns
 // the process exit code, as cli.Run does for the node's binary.
 func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	return cli.RunController(ctx, args, stdout, stderr, cli.ControllerParts{Elect: Elect, Events: Events})
+	return cli.RunController(ctx, args, stdout, stderr, cli.ControllerParts{Elect: Elect, Events: Events, Consumer: Consumer})
 }

@@ -1,4 +1,4 @@
-package changefeed
+package changes
 
 import (
 	"errors"
@@ -6,8 +6,6 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
-
-	"github.com/coffer-csi/coffer/provider/changes"
 )
 
 var (
@@ -51,19 +49,19 @@ func ParseQueueURL(s string) (QueueURL, error) {
 
 // Coverage is the account and region whose announcements the queue
 // receives, the client's region standing in when the URL names none.
-func (q QueueURL) Coverage(clientRegion string) (changes.Coverage, error) {
+func (q QueueURL) Coverage(clientRegion string) (Coverage, error) {
 	region := q.Region
 	if region == "" {
 		region = clientRegion
 	}
 	if region == "" {
-		return changes.Coverage{}, errors.New("the queue's region is unknown: its URL is not SQS's own endpoint, so set AWS_REGION to the queue's region")
+		return Coverage{}, errors.New("the queue's region is unknown: its URL is not SQS's own endpoint, so set AWS_REGION to the queue's region")
 	}
 	if q.Region != "" && clientRegion != "" && clientRegion != q.Region {
-		return changes.Coverage{}, fmt.Errorf("the queue is in %s but the SQS client is configured for %s: leave AWS_REGION unset or set it to the queue's region", q.Region, clientRegion)
+		return Coverage{}, fmt.Errorf("the queue is in %s but the SQS client is configured for %s: leave AWS_REGION unset or set it to the queue's region", q.Region, clientRegion)
 	}
-	if len(changes.Parameter(q.Account, region, "probe")) == 0 {
-		return changes.Coverage{}, fmt.Errorf("the queue's region %q is not an AWS region", region)
+	if len(Parameter(q.Account, region, "probe")) == 0 {
+		return Coverage{}, fmt.Errorf("the queue's region %q is not an AWS region", region)
 	}
-	return changes.Coverage{Account: q.Account, Region: region}, nil
+	return Coverage{Account: q.Account, Region: region}, nil
 }

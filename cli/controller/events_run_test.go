@@ -1,4 +1,4 @@
-package cli
+package controller
 
 import (
 	"context"
@@ -19,6 +19,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
 
+	"github.com/coffer-csi/coffer/cli"
 	"github.com/coffer-csi/coffer/provider/changes"
 	"github.com/coffer-csi/coffer/tests/fakeaws"
 )
@@ -152,8 +153,8 @@ func TestEventsRuns(t *testing.T) {
 	done := make(chan int, 1)
 	var stderr strings.Builder
 	go func() {
-		done <- RunController(ctx, []string{"events", "--queue-url", e.queueURL, "--kubeconfig", e.kubeconfig,
-			"--leader-elect=false", "--metrics-addr="}, io.Discard, &stderr, ControllerParts{})
+		done <- cli.RunController(ctx, []string{"events", "--queue-url", e.queueURL, "--kubeconfig", e.kubeconfig,
+			"--leader-elect=false", "--metrics-addr="}, io.Discard, &stderr, cli.ControllerParts{Consumer: Consumer})
 	}()
 	e.waitFor(t, "the canary is proven", func(l *changes.Ledger) bool { return !l.Proof.Written.IsZero() })
 	if l := e.api.ledger(); len(l.Covers) != 1 || l.Covers[0] != (changes.Coverage{Account: fakeaws.DefaultAccountID, Region: "eu-west-1"}) {
@@ -180,8 +181,8 @@ func TestEventsRuns(t *testing.T) {
 // $POD_NAMESPACE, with the election flags' timings.
 func TestEventsElects(t *testing.T) {
 	e := newEventsEnv(t)
-	var got Election
-	elect := func(ctx context.Context, _ *rest.Config, el Election, fn func(context.Context) error, _ *slog.Logger) error {
+	var got cli.Election
+	elect := func(ctx context.Context, _ *rest.Config, el cli.Election, fn func(context.Context) error, _ *slog.Logger) error {
 		got = el
 		if l := e.api.ledger(); l != nil {
 			t.Error("the consumer published before it was elected")
@@ -195,8 +196,8 @@ func TestEventsElects(t *testing.T) {
 		return <-done
 	}
 	var stderr strings.Builder
-	code := RunController(context.Background(), []string{"events", "--queue-url", e.queueURL, "--kubeconfig", e.kubeconfig,
-		"--metrics-addr=", "--leader-election-lease-duration=20s"}, io.Discard, &stderr, ControllerParts{Elect: elect})
+	code := cli.RunController(context.Background(), []string{"events", "--queue-url", e.queueURL, "--kubeconfig", e.kubeconfig,
+		"--metrics-addr=", "--leader-election-lease-duration=20s"}, io.Discard, &stderr, cli.ControllerParts{Elect: elect, Consumer: Consumer})
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr.String())
 	}

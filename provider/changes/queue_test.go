@@ -1,10 +1,8 @@
-package changefeed
+package changes
 
 import (
 	"strings"
 	"testing"
-
-	"github.com/coffer-csi/coffer/provider/changes"
 )
 
 // TestQueueCoverage: the account comes from the queue URL's path, the
@@ -14,14 +12,14 @@ import (
 func TestQueueCoverage(t *testing.T) {
 	for _, tc := range []struct {
 		url, clientRegion string
-		want              changes.Coverage
+		want              Coverage
 		err               string
 	}{
-		{url: "https://sqs.eu-west-1.amazonaws.com/123456789012/coffer-events", want: changes.Coverage{Account: acct, Region: "eu-west-1"}},
-		{url: "https://sqs.eu-west-1.amazonaws.com/123456789012/coffer-events", clientRegion: "eu-west-1", want: changes.Coverage{Account: acct, Region: "eu-west-1"}},
-		{url: "https://sqs.cn-north-1.amazonaws.com.cn/123456789012/q", want: changes.Coverage{Account: acct, Region: "cn-north-1"}},
-		{url: "https://us-east-2.queue.amazonaws.com/123456789012/q/", want: changes.Coverage{Account: acct, Region: "us-east-2"}},
-		{url: "http://127.0.0.1:4566/123456789012/q", clientRegion: "us-east-1", want: changes.Coverage{Account: acct, Region: "us-east-1"}},
+		{url: "https://sqs.eu-west-1.amazonaws.com/123456789012/coffer-events", want: Coverage{Account: "123456789012", Region: "eu-west-1"}},
+		{url: "https://sqs.eu-west-1.amazonaws.com/123456789012/coffer-events", clientRegion: "eu-west-1", want: Coverage{Account: "123456789012", Region: "eu-west-1"}},
+		{url: "https://sqs.cn-north-1.amazonaws.com.cn/123456789012/q", want: Coverage{Account: "123456789012", Region: "cn-north-1"}},
+		{url: "https://us-east-2.queue.amazonaws.com/123456789012/q/", want: Coverage{Account: "123456789012", Region: "us-east-2"}},
+		{url: "http://127.0.0.1:4566/123456789012/q", clientRegion: "us-east-1", want: Coverage{Account: "123456789012", Region: "us-east-1"}},
 		{url: "http://127.0.0.1:4566/123456789012/q", err: "the queue's region is unknown"},
 		{url: "https://sqs.eu-west-1.amazonaws.com/123456789012/q", clientRegion: "us-east-1", err: "the queue is in eu-west-1 but the SQS client is configured for us-east-1"},
 		{url: "https://sqs.eu-west-1.amazonaws.com/q", err: "path is not /ACCOUNT/NAME"},
@@ -31,7 +29,7 @@ func TestQueueCoverage(t *testing.T) {
 		{url: "http://127.0.0.1/123456789012/q", clientRegion: "moon", err: `"moon" is not an AWS region`},
 	} {
 		q, err := ParseQueueURL(tc.url)
-		var got changes.Coverage
+		var got Coverage
 		if err == nil {
 			got, err = q.Coverage(tc.clientRegion)
 		}
