@@ -108,6 +108,7 @@ type cluster struct {
 	etcd, apiserver, controllerManager, fake, coffer, driver *process
 	cofferSync                                               *process // coffer-controller sync, the Secret sync controller
 	cofferSyncKubeconfig                                     string
+	eventsKubeconfig                                         string // coffer-controller events' (scenario_events_test.go)
 	procs                                                    *harness.Group
 	closers                                                  []func() // in-process helpers to stop
 
@@ -159,6 +160,7 @@ func (c *cluster) start(ctx context.Context, seed string) error {
 		{"kube-apiserver", c.startAPIServer},
 		{"cluster objects", c.bootstrap},
 		{"Secret sync RBAC", c.bootstrapSecretSync},
+		{"change events RBAC", c.bootstrapChangeEvents},
 		{"the chart's admission policies", c.applyPolicies},
 		{"kube-controller-manager", c.startControllerManager},
 		{"AWS fake", func(ctx context.Context) error { return c.startFake(ctx, seed) }},

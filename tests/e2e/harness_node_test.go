@@ -36,6 +36,10 @@ func (c *cluster) startCoffer(ctx context.Context) error {
 		"--sync-secrets",
 		// SecretsRotated pod events (scenario_rollout_test.go).
 		"--rotation-events",
+		// Change events (scenario_events_test.go); the ledger covers
+		// eventsRegion only, which no other scenario uses.
+		"--events-ledger=" + cofferNamespace + "/" + ledgerName,
+		"--event-clock-skew=" + eventsSkew.String(),
 	}
 	var err error
 	c.coffer, err = c.spawn("coffer", c.bins.coffer, c.awsEnv(), args...)

@@ -71,6 +71,9 @@ var seedRoles = []role{
 	// and BatchGetSecretValue and ListSecrets have no resource-level grants.
 	{name: "ext-app", subjects: []string{sa("e2e-extensions", "app")}, resources: []string{"*"},
 		actions: []string{"secretsmanager:GetSecretValue", "secretsmanager:BatchGetSecretValue", "secretsmanager:ListSecrets", "ssm:GetParameters", "ssm:GetParametersByPath"}},
+	// Change events: the pod's role; the consumer is an IAM user (below).
+	{name: "events-app", subjects: []string{sa("e2e-events", "app")}, resources: []string{secretARN("events/*"), parameterARN("/events/*")},
+		actions: []string{"secretsmanager:GetSecretValue", "secretsmanager:BatchGetSecretValue", "ssm:GetParameters"}},
 	// 12. templated files and optional objects: nothing outside files/.
 	{name: "files-app", subjects: []string{sa("e2e-files", "app")}, resources: []string{secretARN("files/*"), parameterARN("/files/*")}},
 }
@@ -85,8 +88,17 @@ func fakeSeed() string {
     name: arn:aws:iam::123456789012:user/e2e-admin
     actions: ["*"]
     resources: ["*"]
+  - accessKeyId: %s
+    secretAccessKey: %s
+    name: arn:aws:iam::123456789012:user/e2e-coffer-events
+    statements:
+      - {actions: ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"], resources: ["arn:aws:sqs:%s:123456789012:%s"]}
+      - {actions: ["ssm:PutParameter"], resources: ["arn:aws:ssm:%s:123456789012:parameter/coffer/canary"]}
+      - {actions: ["secretsmanager:UpdateSecret"], resources: ["arn:aws:secretsmanager:%s:123456789012:secret:coffer/canary-*"]}
+queues:
+  - {region: %s, name: %s, eventSources: [aws.ssm, aws.secretsmanager, aws.iam]}
 roles:
-`, adminKeyID, adminSecret)
+`, adminKeyID, adminSecret, eventsKeyID, eventsSecret, eventsRegion, eventsQueue, eventsRegion, eventsRegion, eventsRegion, eventsQueue)
 	for _, r := range seedRoles {
 		fmt.Fprintf(&b, "  - arn: %s\n", roleARN(r.name))
 		if len(r.subjects) > 0 {
@@ -132,6 +144,10 @@ roles:
   - {region: us-east-1, name: rollout/db, string: canary-rollout-1}
   # 7. Pod Identity
   - {region: us-east-1, name: pi/db, string: '{"password":"canary-pi-pw"}'}
+  # Change events (not a value: the consumer writes its description)
+  - {region: eu-west-3, name: coffer/canary, string: liveness-check}
+  - {region: eu-west-3, name: events/db, string: canary-events-db-1}
+  - {region: eu-west-3, name: events/api, string: canary-events-api-1}
 parameters:
   - {region: eu-west-1, name: /mixed/host, value: canary-mixed-host.internal}
   - {region: eu-west-1, name: /mixed/token, type: SecureString, value: canary-mixed-token}
@@ -143,6 +159,7 @@ parameters:
   - {region: us-east-1, name: /rotation/static-param, type: SecureString, value: canary-rot-static-param}
   - {region: us-east-1, name: /sync/host, value: canary-sync-host}
   - {region: us-east-1, name: /pi/param, type: SecureString, value: canary-pi-param}
+  - {region: eu-west-3, name: /events/host, value: canary-events-host-1}
 `)
 	return b.String()
 }
@@ -161,7 +178,9 @@ func (c *cluster) secretValuesInLogs() string {
 	var b strings.Builder
 	for _, p := range c.procs.Procs() {
 		for i, line := range strings.Split(p.LogSince(0), "\n") {
-			if strings.Contains(line, canaryPrefix) {
+			// The harness's own first line is the command line (whose
+			// flags, such as --canary-interval, may contain the prefix).
+			if strings.Contains(line, canaryPrefix) && !strings.HasPrefix(line, "=== harness: ") {
 				if len(line) > 300 {
 					line = line[:300] + "..."
 				}
