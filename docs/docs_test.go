@@ -14,7 +14,7 @@ import (
 
 // packages maps the names used in security.md to directories.
 var packages = map[string]string{
-	"auth": "../auth", "spc": "../provider/spc", "fetch": "../provider/fetch", "render": "../provider/render",
+	"auth": "../auth", "changes": "../provider/changes", "changefeed": "../changefeed", "spc": "../provider/spc", "fetch": "../provider/fetch", "render": "../provider/render",
 	"server": "../provider/server", "cache": "../provider/cache", "awsapi": "../provider/awsapi",
 	"cli": "../cli", "isolate": "../provider/render/isolate", "secretsync": "../secretsync", "e2e": "../tests/e2e", "fuzz": "..",
 	"jmes": "../internal/jmes", "flight": "../internal/flight", "panics": "../internal/panics", "provider": "../provider",
