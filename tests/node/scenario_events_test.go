@@ -90,11 +90,12 @@ func (c *cluster) eventsValues() map[string]any {
 // the tier had it at the end. Not for the whole tier: the other scenarios
 // keep testing the chart's default (events off), which is how coffer reads
 // AWS without the AWS side of docs/events.md, and the consumer's canary
-// would write the fake every eventsCanaryInterval throughout. Where the tier has coffer installed (a run of this
-// scenario alone), this is an upgrade of the release and one back (two
-// rollouts of the DaemonSet); where it has not (the whole tier, after
-// TestSwitchFromAWSProvider), an install and an uninstall, which costs
-// TestFlux nothing: it uninstalls coffer first anyway.
+// would write the fake every eventsCanaryInterval throughout. Where the
+// tier has coffer installed (a run of this scenario alone), this is an
+// upgrade of the release and one back (two rollouts of the DaemonSet);
+// where it has not (the whole tier, after TestSwitchFromAWSProvider), an
+// install and an uninstall, which costs TestFlux nothing: it uninstalls
+// coffer first anyway.
 func withEvents(t *testing.T) {
 	t.Helper()
 	installed, err := env.helmInstalled(cofferRelease)
