@@ -107,6 +107,7 @@ func (c *cluster) helmInstall(ctx context.Context, release, chartDir string, val
 	in := action.NewInstall(cfg)
 	in.ReleaseName, in.Namespace = release, releaseNS
 	in.Wait, in.WaitForJobs, in.Timeout = true, true, helmTimeout
+	in.PostRenderer = irsaWebhook{}
 	if _, err := in.RunWithContext(ctx, ch, values); err != nil {
 		return fmt.Errorf("helm install %s %s --wait: %w\npods in %s:\n%s", release, chartDir, err, releaseNS, c.podReport(releaseNS))
 	}
@@ -122,6 +123,10 @@ func (c *cluster) installCoffer(ctx context.Context, version string) error {
 }
 
 func (c *cluster) upgradeCoffer(ctx context.Context, version string) error {
+	return c.upgradeCofferWith(ctx, c.cofferValues(version))
+}
+
+func (c *cluster) upgradeCofferWith(ctx context.Context, values map[string]any) error {
 	cfg, err := c.helmConfig(releaseNS)
 	if err != nil {
 		return err
@@ -132,7 +137,8 @@ func (c *cluster) upgradeCoffer(ctx context.Context, version string) error {
 	}
 	up := action.NewUpgrade(cfg)
 	up.Namespace, up.Wait, up.Timeout = releaseNS, true, helmTimeout
-	if _, err := up.RunWithContext(ctx, cofferRelease, ch, c.cofferValues(version)); err != nil {
+	up.PostRenderer = irsaWebhook{}
+	if _, err := up.RunWithContext(ctx, cofferRelease, ch, values); err != nil {
 		return fmt.Errorf("helm upgrade %s --wait: %w\npods in %s:\n%s", cofferRelease, err, releaseNS, c.podReport(releaseNS))
 	}
 	return nil

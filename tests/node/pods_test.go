@@ -50,8 +50,14 @@ func namespace(t *testing.T, name string) string {
 
 func serviceAccount(t *testing.T, ns, name string) {
 	t.Helper()
+	serviceAccountAs(t, ns, name, appRole)
+}
+
+// serviceAccountAs creates ServiceAccount name annotated with IRSA role.
+func serviceAccountAs(t *testing.T, ns, name, role string) {
+	t.Helper()
 	_, err := env.kube.CoreV1().ServiceAccounts(ns).Create(ctxFor(t, 30*time.Second), &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{
-		Name: name, Annotations: map[string]string{"eks.amazonaws.com/role-arn": roleARN(appRole)},
+		Name: name, Annotations: map[string]string{irsaRoleAnnotation: roleARN(role)},
 	}}, metav1.CreateOptions{})
 	if err != nil {
 		t.Fatal(err)
