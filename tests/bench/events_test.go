@@ -114,10 +114,14 @@ type eventsParams struct {
 	// starts (the fleet's coming up, then one max age, so that the window
 	// holds the re-reads max age forces); window is its length.
 	warmup, window time.Duration
-	// changeEvery is how often each object changes on average (0: never);
+	// changeEvery is how often each simulated node's object changes on
+	// average (0: never), accountChangeEvery how often every object of the
+	// represented fleet does (the ledger's load: the nodes not simulated
+	// make up the difference); the first gives the change-to-serve
+	// samples, so it may be shorter;
 	// planned are changes at fixed times (the smoke test's).
-	changeEvery time.Duration
-	planned     []plannedChange
+	changeEvery, accountChangeEvery time.Duration
+	planned                         []plannedChange
 	// replacePerHour is the share of pods replaced per hour: half by a pod
 	// of an identity the node has, half by one of a new identity.
 	replacePerHour float64
@@ -143,10 +147,15 @@ type eventsRun struct {
 	HigherThroughput bool     `json:"higherThroughput"`
 	Aligned          bool     `json:"aligned"`
 	MaxAgeS          float64  `json:"maxAgeS"`
-	// ChangeEveryS is how often each object changed on average;
+	// ChangeEveryS is how often each simulated node's object changed on
+	// average, AccountChangeEveryS every object of the represented fleet
+	// (see eventsParams); AnnouncementsPerS is the account's resulting
+	// rate, measured;
 	// ReplacePerHour the share of pods replaced per hour.
-	ChangeEveryS   float64 `json:"changeEveryS"`
-	ReplacePerHour float64 `json:"replacePerHour"`
+	ChangeEveryS        float64 `json:"changeEveryS"`
+	AccountChangeEveryS float64 `json:"accountChangeEveryS"`
+	AnnouncementsPerS   float64 `json:"announcementsPerS"`
+	ReplacePerHour      float64 `json:"replacePerHour"`
 	// WindowFromS and WindowS place the steady-state window after the
 	// first sweep's start.
 	WindowFromS float64 `json:"windowFromS"`
@@ -401,14 +410,19 @@ func (s *eventsSim) randomChange(time.Time) {
 }
 
 // fillerRate is the announcements per fleet second of the nodes not
-// simulated.
+// simulated: the represented fleet's objects changing every
+// accountChangeEvery, less what the simulated nodes' changes announce.
 func (s *eventsSim) fillerRate() float64 {
-	if s.p.changeEvery <= 0 {
+	if s.p.accountChangeEvery <= 0 {
 		return 0
 	}
 	w := s.p.workload
 	objects := float64(s.wd.identities() * (w.Secrets + w.Params))
-	return objects * (float64(s.p.nodes)/float64(s.p.simNodes) - 1) / s.p.changeEvery.Seconds()
+	rate := objects * float64(s.p.nodes) / float64(s.p.simNodes) / s.p.accountChangeEvery.Seconds()
+	if s.p.changeEvery > 0 {
+		rate -= objects / s.p.changeEvery.Seconds()
+	}
+	return max(rate, 0)
 }
 
 func (s *eventsSim) filler(at time.Time) {
@@ -644,7 +658,7 @@ func simulateEvents(t testing.TB, p eventsParams) eventsRun {
 		subject = "coffer-events"
 	}
 	s.run = eventsRun{Subject: subject, Pipeline: p.pipe, Nodes: p.nodes, SimNodes: p.simNodes, QuotaScale: p.scale(), Compress: p.compress,
-		HigherThroughput: p.higherThroughput, Aligned: !p.spread, MaxAgeS: p.maxAge.Seconds(), ChangeEveryS: p.changeEvery.Seconds(), ReplacePerHour: p.replacePerHour, WindowFromS: p.warmup.Seconds(), WindowS: p.window.Seconds(),
+		HigherThroughput: p.higherThroughput, Aligned: !p.spread, MaxAgeS: p.maxAge.Seconds(), ChangeEveryS: p.changeEvery.Seconds(), AccountChangeEveryS: p.accountChangeEvery.Seconds(), ReplacePerHour: p.replacePerHour, WindowFromS: p.warmup.Seconds(), WindowS: p.window.Seconds(),
 		FirstFailures: map[string]int{}, Verdicts: map[string]int{}}
 	if !p.events {
 		s.run.Pipeline = pipeline{}
@@ -704,6 +718,8 @@ func simulateEvents(t testing.TB, p eventsParams) eventsRun {
 					return float64(wd.identities()*(w.Secrets+w.Params)) / p.changeEvery.Seconds()
 				}, s.randomChange)
 			})
+		}
+		if p.accountChangeEvery > 0 {
 			goBg(func() { poisson(ctx, clk, s.fillerRate, s.filler) })
 		}
 		for _, c := range p.planned {
@@ -804,6 +820,7 @@ func (s *eventsSim) finish(nodes []*eventsNode) {
 	}
 	s.cons.mu.Lock()
 	r.Announced, r.Lost, r.Filler, r.LedgerEntries = s.cons.stats.announced, s.cons.stats.lost, s.cons.stats.filler, s.cons.stats.maxEntries
+	r.AnnouncementsPerS = float64(r.Announced+r.Lost+r.Filler) / s.end.Sub(s.start).Seconds()
 	s.cons.mu.Unlock()
 }
 
@@ -841,10 +858,17 @@ const eventsLatency = 5 * time.Millisecond
 const eventsMaxSim = 25
 
 // eventsGrid is the runs TestFleet makes with change events: the issue's
-// workload at 1,000, 2,000 and 5,000 nodes with the default max age,
-// aligned and at random phases, the pipeline healthy; 5,000 nodes again
-// with the max age that fits standard throughput; and at 1,000 nodes the
-// pipeline delayed, lossy and down.
+// workload at each count with the default max age, sweeps aligned and at
+// random phases, the pipeline healthy; at 5,000 nodes and more again with
+// a max age of 30 minutes, which fits standard throughput, and once more
+// with the account announcing seven times as many changes, which the
+// ledger cannot hold; and at the first count the same run without events,
+// then the pipeline delayed, lossy and down.
+//
+// The simulated nodes' objects change once a day (the change-to-serve
+// samples); the account's objects once a week (the ledger's load): every
+// object of 5,000 nodes' workload once a week is 0.6 announcements per
+// second, which the ledger's 2,048 entries hold for 59 minutes.
 func eventsGrid(counts []int) []eventsParams {
 	const compress = 60
 	base := func(n int, maxAge time.Duration, spread bool, pipe pipeline) eventsParams {
@@ -856,23 +880,29 @@ func eventsGrid(counts []int) []eventsParams {
 		return eventsParams{
 			fleetParams: fleetParams{nodes: n, simNodes: min(fleetSim(n), eventsMaxSim), compress: compress, spread: spread, latency: eventsLatency, workload: issueWorkload},
 			events:      true, maxAge: maxAge, proofMaxAge: 2 * time.Minute, clockSkew: 2 * time.Second, canaryEvery: 30 * time.Second, pipe: pipe,
-			warmup: warm, window: 2 * maxAge, changeEvery: 24 * time.Hour, replacePerHour: 0.05,
+			warmup: warm, window: 2 * maxAge, changeEvery: 24 * time.Hour, accountChangeEvery: 7 * 24 * time.Hour, replacePerHour: 0.05,
 		}
 	}
 	var grid []eventsParams
 	for _, spread := range []bool{false, true} {
 		for _, n := range counts {
 			grid = append(grid, base(n, 15*time.Minute, spread, pipeHealthy))
-			if n >= 5000 {
-				grid = append(grid, base(n, 30*time.Minute, spread, pipeHealthy))
-			}
+		}
+	}
+	for _, n := range counts {
+		if n >= 5000 {
+			grid = append(grid, base(n, 30*time.Minute, false, pipeHealthy))
+			busy := base(n, 30*time.Minute, false, pipeHealthy)
+			busy.accountChangeEvery = 24 * time.Hour
+			grid = append(grid, busy)
 		}
 	}
 	n := counts[0]
+	off := base(n, 15*time.Minute, false, pipeHealthy)
+	off.events = false
 	down := base(n, 15*time.Minute, false, pipeline{Name: "down", Delay: 2 * time.Second, Spread: 4 * time.Second})
 	down.pipe.DownAfter = down.warmup
-	grid = append(grid, base(n, 15*time.Minute, false, pipeDelayed), base(n, 15*time.Minute, false, pipeLossy), down)
-	return grid
+	return append(grid, off, base(n, 15*time.Minute, false, pipeDelayed), base(n, 15*time.Minute, false, pipeLossy), down)
 }
 
 // renderEvents is the report's section on the runs with change events.
@@ -887,39 +917,52 @@ func renderEvents(r *fleetReport) string {
 		"The pipeline (EventBridge, SQS, `coffer-controller events`) is modelled at the ledger, in process: one simulated consumer keeps the ledger (`changes.Book`, retention 30 minutes or the max age if longer); every write the simulation makes to AWS (changes, new teams' roles and objects) reaches it after the pipeline's delay, a canary round every 30 s is proven when both its events come back after the same delay, and the ledger is handed to every node's tracker at most once a second, as the ConfigMap watch would. "+
 		"The real SQS queue and consumer are not in the fleet (one consumer's calls are negligible against these quotas: about one `ReceiveMessage` and one `DeleteMessageBatch` per 20 s to a few per second, two canary writes per 30 s; `tests/socket` and changefeed's tests cover it). "+
 		"The ledger also receives the announcements of the nodes not simulated, at the represented fleet's rate, so that its bound of %d entries binds as in the real account. "+
-		"Workload as above; each object changes once per %v on average (a Poisson process; the change-to-serve delays come from these); pods are replaced at %.0f%% per hour, half by pods of an identity the node has and half by pods of a new identity (a new role, ServiceAccount, secrets and parameters). "+
+		"Workload as above; each simulated node's object changes once a %s on average (a Poisson process: the change-to-serve samples), and the account announces changes at the rate of every object of the represented fleet changing once a %s (column \"announced\", the ledger's load; one run once per day); pods are replaced at %.0f%% per hour, half by pods of an identity the node has and half by pods of a new identity (a new role, ServiceAccount, secrets and parameters). "+
 		"The first sweep starts every pod at once (aligned, or at each node's random phase); a failed first mount is retried as the kubelet does (0.5 s, doubling to 2m2s). "+
 		"Time is compressed %gx for these runs (the quota's rates and durations and the mount deadline as above; the tracker, the cache and the ledger on a clock %gx fast, so every bound holds in the fleet's terms), N nodes are simulated by at most %d, %.0f ms per AWS call. "+
 		"Steady state is the window after the fleet came up and one max age passed (column \"window\", from the first sweep), two max ages long. Durations are in the fleet's time.\n\n",
-		changes.MaxEntries, time.Duration(e.ChangeEveryS)*time.Second, 100*e.ReplacePerHour, e.Compress, e.Compress, eventsMaxSim, r.EventsLatencyMs)
-	b.WriteString("| pipeline | max age | sweeps | nodes (simulated) | window | GetParameters /s | BatchGetSecretValue /s | GetSecretValue /s | AssumeRoleWithWebIdentity /s | throttled | failed mounts | API bill per month | change to served p50 / p99 / max | pending at end (oldest) | stale beyond max age (longest staleness) | answered by the rule | ledger entries (most) | first sweep: half / all up | failed first attempts |\n")
+		changes.MaxEntries, period(e.ChangeEveryS), period(e.AccountChangeEveryS), 100*e.ReplacePerHour, e.Compress, e.Compress, eventsMaxSim, r.EventsLatencyMs)
+	b.WriteString("| pipeline | max age | sweeps | nodes (simulated) | window | GetParameters /s | BatchGetSecretValue /s | GetSecretValue /s | AssumeRoleWithWebIdentity /s | throttled | failed mounts | API bill per month | change to served p50 / p99 / max | pending at end (oldest) | stale beyond max age (longest staleness) | answered by the rule | announced /s (ledger entries, most) | first sweep: half / all up | failed first attempts |\n")
 	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, run := range r.EventRuns {
 		phase := "aligned"
 		if !run.Aligned {
 			phase = "random phase"
 		}
-		pipe := run.Pipeline.Name
-		if run.Subject != "coffer-events" {
-			pipe = "(events off)"
-		}
+		pipe, maxAge, rule, ledger := run.Pipeline.Name, minutes(run.MaxAgeS), "", fmt.Sprintf("%.2f (%d)", run.AnnouncementsPerS, run.LedgerEntries)
 		checks, unchanged := 0, run.Verdicts[changes.Unchanged.String()]
 		for _, n := range run.Verdicts {
 			checks += n
+		}
+		rule = fmt.Sprintf("%d of %d", unchanged, checks)
+		if run.Subject != "coffer-events" {
+			pipe, maxAge, rule, ledger = "events off", "-", "-", "-"
 		}
 		up := fmt.Sprintf("%s / %s", minutes(run.ComeUpP50S), minutes(run.ComeUpS))
 		if run.NeverUp > 0 {
 			up = fmt.Sprintf("%s / %d pods not up by the end", minutes(run.ComeUpP50S), run.NeverUp)
 		}
-		fmt.Fprintf(&b, "| %s | %s | %s | %d (%d) | %s + %s | %.1f | %.1f | %.1f | %.1f | %s | %d of %d | $%.0f | %.0f / %.0f / %.0f s | %d (%.0f s) | %d (%.0f s) | %d of %d | %d | %s | %s |\n",
-			pipe, minutes(run.MaxAgeS), phase, run.Nodes, run.SimNodes, minutes(run.WindowFromS), minutes(run.WindowS),
+		fmt.Fprintf(&b, "| %s | %s | %s | %d (%d) | %s + %s | %.1f | %.1f | %.1f | %.1f | %s | %d of %d | $%.0f | %.0f / %.0f / %.0f s | %d (%.0f s) | %d (%.0f s) | %s | %s | %s | %s |\n",
+			pipe, maxAge, phase, run.Nodes, run.SimNodes, minutes(run.WindowFromS), minutes(run.WindowS),
 			run.CallsPerSecond["GetParameters"], run.CallsPerSecond["BatchGetSecretValue"], run.CallsPerSecond["GetSecretValue"], run.CallsPerSecond["AssumeRoleWithWebIdentity"],
 			throttleList(run.Throttled), run.FailedMounts, run.Mounts, run.MonthlyUSD,
 			run.ServeP50S, run.ServeP99S, run.ServeMaxS, run.Pending, run.PendingOldestS, run.StaleBeyondBound, run.MaxStaleS,
-			unchanged, checks, run.LedgerEntries, up, throttleList(run.FirstFailures))
+			rule, ledger, up, throttleList(run.FirstFailures))
 	}
 	b.WriteString("\nColumns: \"throttled\" and \"failed mounts\" are the window's (remounts and replacement pods' first mounts); \"change to served\" is, for every change to an object and every running pod that mounts it, the time until that pod's remount served the new version (or a later one); \"stale beyond max age\" counts mounts answered with a version AWS had replaced more than the max age before (it must be 0), and the longest replaced-to-served interval seen; \"answered by the rule\" counts the tracker's verdicts that let a cached value answer a remount, of all it gave; \"failed first attempts\" are the first sweep's failed mount attempts by reason (throttled, timeout and deadline: the mount's own deadline ran out).\n")
 	return b.String()
+}
+
+// period names a period of s seconds ("day", "week").
+func period(s float64) string {
+	switch d := time.Duration(s) * time.Second; d {
+	case 24 * time.Hour:
+		return "day"
+	case 7 * 24 * time.Hour:
+		return "week"
+	default:
+		return d.String()
+	}
 }
 
 // minutes formats fleet seconds as minutes.
