@@ -315,16 +315,20 @@ func every(ctx context.Context, clk fleetClock, from time.Time, d time.Duration,
 }
 
 // poisson calls f at the events of a Poisson process of rate(), per fleet
-// second, until ctx ends.
+// second, until ctx ends. Events are placed on the fleet's clock and slept
+// to, so that sleeping late (milliseconds of real time are seconds of the
+// fleet's) does not lower the rate.
 func poisson(ctx context.Context, clk fleetClock, rate func() float64, f func(time.Time)) {
+	next := clk.Now()
 	for ctx.Err() == nil {
 		r := rate()
 		if r <= 0 {
 			return
 		}
-		clk.sleepUntil(clk.Now().Add(time.Duration(rand.ExpFloat64() / r * float64(time.Second))))
+		next = next.Add(time.Duration(rand.ExpFloat64() / r * float64(time.Second)))
+		clk.sleepUntil(next)
 		if ctx.Err() == nil {
-			f(clk.Now())
+			f(next)
 		}
 	}
 }
@@ -783,7 +787,7 @@ func (s *eventsSim) finish(nodes []*eventsNode) {
 	}
 	r.CallsPerSecond = perSecond(calls, to.Sub(from), 1/s.p.scale())
 	r.Throttled = throttled
-	r.MonthlyUSD = monthlyBill(r.CallsPerSecond, s.p.higherThroughput)
+	r.MonthlyUSD = monthlyBill(perSecond(answered(calls, throttled), to.Sub(from), 1/s.p.scale()), s.p.higherThroughput)
 	sort.Slice(s.comeUp, func(i, j int) bool { return s.comeUp[i] < s.comeUp[j] })
 	if len(s.comeUp) > 0 {
 		r.ComeUpP50S = percentile(s.comeUp, 0.5).Seconds()
@@ -824,13 +828,24 @@ func (s *eventsSim) finish(nodes []*eventsNode) {
 	s.cons.mu.Unlock()
 }
 
-// fleetPrices are AWS's published prices per API call (USD), as of
-// fleetPricesDate: Secrets Manager $0.05 per 10,000 API calls; Parameter
-// Store API interactions free with standard throughput, $0.05 per 10,000
-// with higher throughput; STS free. BatchGetSecretValue is counted as one
-// call.
+// fleetPricesDate is when the prices monthlyBill uses were AWS's published
+// ones: Secrets Manager $0.05 per 10,000 API calls; Parameter Store API
+// interactions free with standard throughput, $0.05 per 10,000 with higher
+// throughput; STS free.
 const fleetPricesDate = "2026-12-06"
 
+// answered are the calls AWS answered: calls less the throttled ones.
+func answered(calls, throttled map[string]int) map[string]int {
+	out := map[string]int{}
+	for op, n := range calls {
+		out[op] = n - throttled[op]
+	}
+	return out
+}
+
+// monthlyBill is 30 days of the calls per second given (those AWS
+// answered: throttled calls are assumed not billed) at the prices of
+// fleetPricesDate, a BatchGetSecretValue counted as one call.
 func monthlyBill(perSecond map[string]float64, higherThroughput bool) float64 {
 	const month = 30 * 24 * 3600
 	sm := 0.05 / 10000
@@ -860,10 +875,12 @@ const eventsMaxSim = 25
 // eventsGrid is the runs TestFleet makes with change events: the issue's
 // workload at each count with the default max age, sweeps aligned and at
 // random phases, the pipeline healthy; at 5,000 nodes and more again with
-// a max age of 30 minutes, which fits standard throughput, and once more
-// with the account announcing seven times as many changes, which the
-// ledger cannot hold; and at the first count the same run without events,
-// then the pipeline delayed, lossy and down.
+// a max age of 30 minutes, which fits standard throughput at random
+// phases, and once more with the account announcing seven times as many
+// changes, which the ledger cannot hold; and at the first count the same
+// run without events, then the pipeline delayed, lossy and down (sweeps
+// aligned, the worst case, and one max age long: what differs between
+// pipelines shows within it).
 //
 // The simulated nodes' objects change once a day (the change-to-serve
 // samples); the account's objects once a week (the ledger's load): every
@@ -887,12 +904,14 @@ func eventsGrid(counts []int) []eventsParams {
 	for _, spread := range []bool{false, true} {
 		for _, n := range counts {
 			grid = append(grid, base(n, 15*time.Minute, spread, pipeHealthy))
+			if n >= 5000 {
+				grid = append(grid, base(n, 30*time.Minute, spread, pipeHealthy))
+			}
 		}
 	}
 	for _, n := range counts {
 		if n >= 5000 {
-			grid = append(grid, base(n, 30*time.Minute, false, pipeHealthy))
-			busy := base(n, 30*time.Minute, false, pipeHealthy)
+			busy := base(n, 30*time.Minute, true, pipeHealthy)
 			busy.accountChangeEvery = 24 * time.Hour
 			grid = append(grid, busy)
 		}
@@ -902,7 +921,11 @@ func eventsGrid(counts []int) []eventsParams {
 	off.events = false
 	down := base(n, 15*time.Minute, false, pipeline{Name: "down", Delay: 2 * time.Second, Spread: 4 * time.Second})
 	down.pipe.DownAfter = down.warmup
-	return append(grid, off, base(n, 15*time.Minute, false, pipeDelayed), base(n, 15*time.Minute, false, pipeLossy), down)
+	grid = append(grid, off, base(n, 15*time.Minute, false, pipeDelayed), base(n, 15*time.Minute, false, pipeLossy), down)
+	for i := len(grid) - 3; i < len(grid); i++ {
+		grid[i].window = grid[i].maxAge
+	}
+	return grid
 }
 
 // renderEvents is the report's section on the runs with change events.

@@ -523,7 +523,7 @@ func simulate(t testing.TB, subject string, p fleetParams) fleetRun {
 		}
 	}
 	run.CallsPerSecond = perSecond(steady, to.Sub(from), toFleet)
-	run.MonthlyUSD = monthlyBill(run.CallsPerSecond, p.higherThroughput)
+	run.MonthlyUSD = monthlyBill(perSecond(answered(steady, run.Throttled), to.Sub(from), toFleet), p.higherThroughput)
 	run.ColdCallsPerSecond = perSecond(cold, poll, toFleet)
 	run.P99MountMs = ms(percentile(latencies, 0.99))
 	run.P50MountMs = ms(percentile(latencies, 0.5))
@@ -590,6 +590,7 @@ func TestFleet(t *testing.T) {
 		r.EventsLatencyMs = ms(eventsLatency)
 		for _, p := range eventsGrid(counts) {
 			run := simulateEvents(t, p)
+			run.reads = nil
 			t.Logf("coffer-events (%s, max age %v, spread %v) %d nodes: %+v", p.pipe.Name, p.maxAge, p.spread, p.nodes, run)
 			r.EventRuns = append(r.EventRuns, run)
 		}
@@ -654,7 +655,7 @@ func renderFleet(r *fleetReport) string {
 	}
 	sort.Strings(qs)
 	b.WriteString(strings.Join(qs, ", ") + ".\n")
-	fmt.Fprintf(&b, "\nAPI bill per month: the steady state's calls per second for 30 days at AWS's published prices as of %s: Secrets Manager $0.05 per 10,000 API calls (a `BatchGetSecretValue` counted as one call); Parameter Store API interactions free with standard throughput, $0.05 per 10,000 with higher throughput; STS free. Storage ($0.40 per secret per month, the same for every subject), KMS and data transfer are not included.\n", r.PricesDate)
+	fmt.Fprintf(&b, "\nAPI bill per month: the steady state's calls AWS answered (throttled calls are assumed not billed), per second, for 30 days at AWS's published prices as of %s: Secrets Manager $0.05 per 10,000 API calls (a `BatchGetSecretValue` counted as one call); Parameter Store API interactions free with standard throughput, $0.05 per 10,000 with higher throughput; STS free. Storage ($0.40 per secret per month, the same for every subject), KMS and data transfer are not included.\n", r.PricesDate)
 	if len(r.EventRuns) > 0 {
 		b.WriteString(renderEvents(r))
 	}
