@@ -105,8 +105,14 @@ func draw2(in, out string) error {
 	if err := json.Unmarshal(b, &r); err != nil {
 		return fmt.Errorf("%s: %w", in, err)
 	}
+	// The first healthy run of each size and phase: later ones of the same
+	// max age vary something else (the account's announcement rate).
+	drawn := map[string]bool{}
 	for _, e := range r.EventRuns {
-		if ru, ok := eventsSubject(e); ok {
+		ru, ok := eventsSubject(e)
+		key := fmt.Sprint(ru.Subject, ru.Nodes, ru.Aligned)
+		if ok && !drawn[key] {
+			drawn[key] = true
 			r.Runs = append(r.Runs, ru)
 		}
 	}
