@@ -107,12 +107,12 @@ bench-hostile: build
 	COFFER_HOSTILE_REPORT=$(CURDIR)/tests/bench/hostile COFFER_BIN=$(CURDIR)/$(BIN)/coffer \
 	  $(GO) test -count=1 -run '^TestHostileReport$$' -v -timeout 10m ./tests/bench/
 
-## bench-fleet: the fleet simulation (tests/bench/fleet_test.go): simulated nodes, each with
-## coffer's real mount, credential and cache code, against the AWS fake enforcing the account's
-## quotas, at FLEET_NODES nodes, beside a model of AWS's provider's calls; writes
-## tests/bench/fleet.{md,json} with the commit measured, and the plot tests/bench/fleet.png
-## (about 10 minutes on 2 cores)
-FLEET_NODES ?= 100,500,1000,2000
+## bench-fleet: the fleet simulation (tests/bench/fleet_test.go, events_test.go): simulated
+## nodes, each with coffer's real mount, credential and cache code, against the AWS fake enforcing
+## the account's quotas, at FLEET_NODES nodes, beside a model of AWS's provider's calls, then with
+## change events; writes tests/bench/fleet.{md,json} with the commit measured, and the plot
+## tests/bench/fleet.png (about 25 minutes on 2 cores)
+FLEET_NODES ?= 1000,2000,5000
 bench-fleet:
 	COFFER_FLEET_NODES=$(FLEET_NODES) COFFER_FLEET_REPORT=$(CURDIR)/tests/bench/fleet \
 	  $(GO) test -count=1 -run '^TestFleet$$' -v -timeout 60m ./tests/bench/

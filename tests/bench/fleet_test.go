@@ -35,6 +35,7 @@ import (
 	"github.com/coffer-csi/coffer/provider/cache"
 	"github.com/coffer-csi/coffer/provider/fetch"
 	"github.com/coffer-csi/coffer/provider/quota"
+	"github.com/coffer-csi/coffer/provider/spc"
 	"github.com/coffer-csi/coffer/tests/fakeaws"
 )
 
@@ -98,6 +99,9 @@ type fleetRun struct {
 	// FailureSample is one failed mount's error (no secret values: the
 	// fake's values are generated names).
 	FailureSample string `json:"failureSample,omitempty"`
+	// MonthlyUSD is the steady state's API bill for 30 days at AWS's
+	// published prices (monthlyBill).
+	MonthlyUSD float64 `json:"monthlyUSD"`
 }
 
 type fleetReport struct {
@@ -109,6 +113,11 @@ type fleetReport struct {
 	Workload  fleetWorkload      `json:"workload"`
 	Quotas    map[string]float64 `json:"quotas"`
 	Runs      []fleetRun         `json:"runs"`
+	// PricesDate is when the prices monthlyBill uses were AWS's.
+	PricesDate string `json:"pricesDate"`
+	// EventRuns are the runs with change events (events_test.go).
+	EventRuns       []eventsRun `json:"eventRuns"`
+	EventsLatencyMs float64     `json:"eventsAwsLatencyMs"`
 }
 
 // fleetParams are the simulation's knobs.
@@ -134,15 +143,31 @@ func (p fleetParams) compressed(d time.Duration) time.Duration {
 }
 
 // fleetWorld is the fake AWS account and the cluster's ServiceAccounts.
+// Identities may be added while the fleet runs (new teams' pods), so its
+// tables are guarded by mu.
 type fleetWorld struct {
 	fake   *fakeaws.Server
 	url    string
 	issuer *fakeaws.Issuer
 	kube   *fake.Clientset
+	w      fleetWorkload
+
+	mu sync.Mutex
 	// objects of identity i, as a SecretProviderClass objects list.
 	objects []string
 	secrets [][]string
 	params  [][]string
+	// versions are every object's versions, oldest first, with when each
+	// was written (zero: before the run): what AWS held when.
+	versions map[string][]objectVersion
+	// objectOf maps a mounted file's path to its object's name.
+	objectOf map[string]string
+}
+
+// objectVersion is one version of an object and when it was written.
+type objectVersion struct {
+	id string
+	at time.Time
 }
 
 func fleetIdentity(i int) (ns, sa string) { return fmt.Sprintf("team-%04d", i), "app" }
@@ -154,40 +179,78 @@ func newFleetWorld(t testing.TB, identities int, w fleetWorkload, latency time.D
 		t.Fatal(err)
 	}
 	fk.SetLatency(latency)
-	kube := fake.NewClientset()
-	wd := &fleetWorld{fake: fk, url: ts.URL, issuer: issuer, kube: kube}
-	for i := range identities {
-		ns, sa := fleetIdentity(i)
-		arn := fmt.Sprintf("arn:aws:iam::%s:role/%s-%s", fk.AccountID(), ns, sa)
-		if err := fk.AddRole(fakeaws.Role{ARN: arn, TrustedSubjects: []string{"system:serviceaccount:" + ns + ":" + sa},
-			Actions:   []string{"secretsmanager:GetSecretValue", "secretsmanager:BatchGetSecretValue", "secretsmanager:DescribeSecret", "ssm:GetParameters"},
-			Resources: []string{"*"}}); err != nil {
+	wd := &fleetWorld{fake: fk, url: ts.URL, issuer: issuer, kube: fake.NewClientset(), w: w,
+		versions: map[string][]objectVersion{}, objectOf: map[string]string{}}
+	for range identities {
+		if _, err := wd.addIdentity(); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := kube.CoreV1().ServiceAccounts(ns).Create(context.Background(), &corev1.ServiceAccount{
-			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: sa, Annotations: map[string]string{auth.RoleAnnotation: arn}},
-		}, metav1.CreateOptions{}); err != nil {
-			t.Fatal(err)
-		}
-		var b strings.Builder
-		var secrets, params []string
-		for j := range w.Secrets {
-			name := fmt.Sprintf("fleet/%s/secret-%d", ns, j)
-			fk.PutSecretString(region, name, fmt.Sprintf("value-%d-%d", i, j))
-			fmt.Fprintf(&b, "- {objectName: %s, objectType: secretsmanager}\n", name)
-			secrets = append(secrets, name)
-		}
-		for j := range w.Params {
-			name := fmt.Sprintf("/fleet/%s/param-%d", ns, j)
-			fk.PutParameter(region, name, fmt.Sprintf("value-%d-%d", i, j), "SecureString")
-			fmt.Fprintf(&b, "- {objectName: %s, objectType: ssmparameter}\n", name)
-			params = append(params, name)
-		}
-		wd.objects = append(wd.objects, b.String())
-		wd.secrets = append(wd.secrets, secrets)
-		wd.params = append(wd.params, params)
 	}
 	return wd
+}
+
+// addIdentity creates the next identity: its role, ServiceAccount, secrets
+// and parameters (a new team), and returns its number.
+func (wd *fleetWorld) addIdentity() (int, error) {
+	wd.mu.Lock()
+	i := len(wd.objects)
+	wd.objects = append(wd.objects, "")
+	wd.secrets = append(wd.secrets, nil)
+	wd.params = append(wd.params, nil)
+	wd.mu.Unlock()
+	ns, sa := fleetIdentity(i)
+	if err := wd.fake.AddRole(fakeaws.Role{ARN: wd.roleARN(i), TrustedSubjects: []string{"system:serviceaccount:" + ns + ":" + sa},
+		Actions:   []string{"secretsmanager:GetSecretValue", "secretsmanager:BatchGetSecretValue", "secretsmanager:DescribeSecret", "ssm:GetParameters"},
+		Resources: []string{"*"}}); err != nil {
+		return 0, err
+	}
+	if _, err := wd.kube.CoreV1().ServiceAccounts(ns).Create(context.Background(), &corev1.ServiceAccount{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: sa, Annotations: map[string]string{auth.RoleAnnotation: wd.roleARN(i)}},
+	}, metav1.CreateOptions{}); err != nil {
+		return 0, err
+	}
+	var b strings.Builder
+	var secrets, params []string
+	versions := map[string]string{}
+	for j := range wd.w.Secrets {
+		name := fmt.Sprintf("fleet/%s/secret-%d", ns, j)
+		_, versions[name] = wd.fake.PutSecretString(region, name, fmt.Sprintf("value-%d-%d", i, j))
+		fmt.Fprintf(&b, "- {objectName: %s, objectType: secretsmanager}\n", name)
+		secrets = append(secrets, name)
+	}
+	for j := range wd.w.Params {
+		name := fmt.Sprintf("/fleet/%s/param-%d", ns, j)
+		versions[name] = strconv.FormatInt(wd.fake.PutParameter(region, name, fmt.Sprintf("value-%d-%d", i, j), "SecureString"), 10)
+		fmt.Fprintf(&b, "- {objectName: %s, objectType: ssmparameter}\n", name)
+		params = append(params, name)
+	}
+	wd.mu.Lock()
+	defer wd.mu.Unlock()
+	wd.objects[i], wd.secrets[i], wd.params[i] = b.String(), secrets, params
+	for name, v := range versions {
+		wd.versions[name] = []objectVersion{{id: v}}
+		wd.objectOf[spc.TranslatePath(name, "_")] = name
+	}
+	return i, nil
+}
+
+func (wd *fleetWorld) roleARN(i int) string {
+	ns, sa := fleetIdentity(i)
+	return fmt.Sprintf("arn:aws:iam::%s:role/%s-%s", wd.fake.AccountID(), ns, sa)
+}
+
+// identities returns how many identities the world has.
+func (wd *fleetWorld) identities() int {
+	wd.mu.Lock()
+	defer wd.mu.Unlock()
+	return len(wd.objects)
+}
+
+// names returns identity id's secrets and parameters.
+func (wd *fleetWorld) names(id int) (secrets, params []string) {
+	wd.mu.Lock()
+	defer wd.mu.Unlock()
+	return wd.secrets[id], wd.params[id]
 }
 
 // fleetPod is one pod on a simulated node.
@@ -206,27 +269,34 @@ type fleetPod struct {
 func (wd *fleetWorld) pods(node int, w fleetWorkload) []*fleetPod {
 	var pods []*fleetPod
 	for j := range w.PodsPerNode {
-		id := node*w.IdentitiesPerNode + j%w.IdentitiesPerNode
-		ns, sa := fleetIdentity(id)
-		name := fmt.Sprintf("app-n%04d-%02d", node, j)
-		uid := "uid-" + name
-		tok := wd.issuer.TokenWithClaims(fakeaws.TokenClaims{Subject: "system:serviceaccount:" + ns + ":" + sa, Audiences: []string{"sts.amazonaws.com"},
-			PodName: name, PodUID: uid, Expiry: time.Now().Add(2 * time.Hour)})
-		tokens, _ := json.Marshal(map[string]map[string]string{"sts.amazonaws.com": {"token": tok, "expirationTimestamp": time.Now().Add(2 * time.Hour).UTC().Format(time.RFC3339)}})
-		a, _ := json.Marshal(map[string]string{
-			"secretProviderClass":                      "fleet",
-			"objects":                                  wd.objects[id],
-			"region":                                   region,
-			"csi.storage.k8s.io/pod.name":              name,
-			"csi.storage.k8s.io/pod.namespace":         ns,
-			"csi.storage.k8s.io/pod.uid":               uid,
-			"csi.storage.k8s.io/serviceAccount.name":   sa,
-			"csi.storage.k8s.io/serviceAccount.tokens": string(tokens),
-			"csi.storage.k8s.io/ephemeral":             "true",
-		})
-		pods = append(pods, &fleetPod{identity: id, ns: ns, sa: sa, name: name, uid: uid, token: tok, attrs: string(a)})
+		pods = append(pods, wd.pod(fmt.Sprintf("app-n%04d-%02d", node, j), node*w.IdentitiesPerNode+j%w.IdentitiesPerNode))
 	}
 	return pods
+}
+
+// pod returns a pod of identity id with the mount attributes the driver
+// sends.
+func (wd *fleetWorld) pod(name string, id int) *fleetPod {
+	ns, sa := fleetIdentity(id)
+	wd.mu.Lock()
+	objects := wd.objects[id]
+	wd.mu.Unlock()
+	uid := "uid-" + name
+	tok := wd.issuer.TokenWithClaims(fakeaws.TokenClaims{Subject: "system:serviceaccount:" + ns + ":" + sa, Audiences: []string{"sts.amazonaws.com"},
+		PodName: name, PodUID: uid, Expiry: time.Now().Add(2 * time.Hour)})
+	tokens, _ := json.Marshal(map[string]map[string]string{"sts.amazonaws.com": {"token": tok, "expirationTimestamp": time.Now().Add(2 * time.Hour).UTC().Format(time.RFC3339)}})
+	a, _ := json.Marshal(map[string]string{
+		"secretProviderClass":                      "fleet",
+		"objects":                                  objects,
+		"region":                                   region,
+		"csi.storage.k8s.io/pod.name":              name,
+		"csi.storage.k8s.io/pod.namespace":         ns,
+		"csi.storage.k8s.io/pod.uid":               uid,
+		"csi.storage.k8s.io/serviceAccount.name":   sa,
+		"csi.storage.k8s.io/serviceAccount.tokens": string(tokens),
+		"csi.storage.k8s.io/ephemeral":             "true",
+	})
+	return &fleetPod{identity: id, ns: ns, sa: sa, name: name, uid: uid, token: tok, attrs: string(a)}
 }
 
 // mountFunc mounts (or remounts) one pod and reports the error.
@@ -237,8 +307,9 @@ type mountFunc func(ctx context.Context, p *fleetPod) error
 // by wiring.New because the simulation runs time p.compress times faster:
 // the quota's rates, backoff, cooldown and jitter and the SDK's backoff
 // are scaled, which wiring.Config does not set, and the node share is the
-// committed results' 0.1.
-func cofferNode(t testing.TB, wd *fleetWorld, p fleetParams) mountFunc {
+// committed results' 0.1. With ev set, the node has change events on, as
+// coffer serve --events-ledger builds it (see nodeEvents).
+func cofferNode(t testing.TB, wd *fleetWorld, p fleetParams, ev *nodeEvents) mountFunc {
 	awsCfg, err := awsapi.LoadConfig(context.Background(), awsapi.Settings{MaxAttempts: 3, MaxBackoff: p.compressed(2 * time.Second)})
 	if err != nil {
 		t.Fatal(err)
@@ -258,18 +329,30 @@ func cofferNode(t testing.TB, wd *fleetWorld, p fleetParams) mountFunc {
 	}
 	reuse := 5 * time.Second
 	values := cache.New(reuse, 64<<20)
+	marks := cache.NewMarks(reuse, 8192)
+	f := &fetch.Fetcher{Concurrency: 8, Cache: values, Reuse: reuse, MaxCallsPerIdentity: 16, MaxBytes: 8 << 20, Quota: q}
 	keys := func(context.Context) ([]byte, error) { return wd.issuer.JWKS(), nil }
 	m := &provider.Mounter{
 		Identities: auth.NewResolver(auth.ResolverOptions{
 			AWS: awsCfg, Kubernetes: kubetest.Wrap(wd.kube), Verifier: auth.NewVerifier(auth.VerifierOptions{Keys: keys, Issuers: []string{wd.issuer.URL()}}),
 		}),
 		Clients:          provider.SharedClients(awsapi.NewClientCache(awsCfg, 0)),
-		Fetcher:          &fetch.Fetcher{Concurrency: 8, Cache: values, Reuse: reuse, MaxCallsPerIdentity: 16, MaxBytes: 8 << 20, Quota: q},
-		Marks:            cache.NewMarks(reuse, 8192),
+		Fetcher:          f,
+		Marks:            marks,
 		Region:           provider.StaticRegion(region),
 		MaxObjects:       256,
 		MaxResponseBytes: 4 << 20,
 		Logger:           slog.New(slog.NewTextHandler(io.Discard, nil)),
+	}
+	if ev != nil {
+		// What wiring.New does with --events-ledger: the value cache keeps
+		// values for the tracker's max age, and the cache, the marks and
+		// the fetcher's read times run on one clock, the tracker's.
+		values = cache.New(max(reuse, ev.maxAge), 64<<20)
+		values.SetClock(ev.clock)
+		marks.SetClock(ev.clock)
+		f.Cache, f.Clock, f.Changes, f.OnEventVerdict = values, ev.clock, ev.tracker, ev.verdict
+		m.Clock = ev.clock
 	}
 	return func(ctx context.Context, pod *fleetPod) error {
 		res, err := m.Mount(ctx, provider.Request{Attributes: pod.attrs, Permission: "420", CurrentVersions: pod.versions})
@@ -313,8 +396,9 @@ func ascpNode(wd *fleetWorld, p fleetParams) mountFunc {
 		cfg := fakeaws.AWSConfig(wd.url, region, aws.ToString(out.Credentials.AccessKeyId), aws.ToString(out.Credentials.SecretAccessKey), aws.ToString(out.Credentials.SessionToken))
 		cfg.Retryer, cfg.HTTPClient = retryer, httpClient
 		sm, ps := secretsmanager.NewFromConfig(cfg), ssm.NewFromConfig(cfg)
+		secrets, names := wd.names(pod.identity)
 		versions := map[string]string{}
-		for _, name := range wd.secrets[pod.identity] {
+		for _, name := range secrets {
 			if cur, ok := pod.versions[name]; ok {
 				d, err := sm.DescribeSecret(ctx, &secretsmanager.DescribeSecretInput{SecretId: aws.String(name)})
 				if err != nil {
@@ -331,7 +415,6 @@ func ascpNode(wd *fleetWorld, p fleetParams) mountFunc {
 			}
 			versions[name] = aws.ToString(v.VersionId)
 		}
-		names := wd.params[pod.identity]
 		for start := 0; start < len(names); start += 10 {
 			if _, err := ps.GetParameters(ctx, &ssm.GetParametersInput{Names: names[start:min(start+10, len(names))], WithDecryption: aws.Bool(true)}); err != nil {
 				return fmt.Errorf("GetParameters: %w", err)
@@ -363,7 +446,7 @@ func simulate(t testing.TB, subject string, p fleetParams) fleetRun {
 	for i := range nodes {
 		var mf mountFunc
 		if subject == "coffer" {
-			mf = cofferNode(t, wd, p)
+			mf = cofferNode(t, wd, p, nil)
 		} else {
 			mf = ascpNode(wd, p)
 		}
@@ -440,6 +523,7 @@ func simulate(t testing.TB, subject string, p fleetParams) fleetRun {
 		}
 	}
 	run.CallsPerSecond = perSecond(steady, to.Sub(from), toFleet)
+	run.MonthlyUSD = monthlyBill(perSecond(answered(steady, run.Throttled), to.Sub(from), toFleet), p.higherThroughput)
 	run.ColdCallsPerSecond = perSecond(cold, poll, toFleet)
 	run.P99MountMs = ms(percentile(latencies, 0.99))
 	run.P50MountMs = ms(percentile(latencies, 0.5))
@@ -465,7 +549,7 @@ func TestFleet(t *testing.T) {
 	if out == "" {
 		t.Skip("set COFFER_FLEET_REPORT=<output prefix> (make bench-fleet does)")
 	}
-	counts := []int{100, 500, 1000, 2000}
+	counts := []int{1000, 2000, 5000}
 	if v := os.Getenv("COFFER_FLEET_NODES"); v != "" {
 		counts = nil
 		for _, f := range strings.Split(v, ",") {
@@ -482,7 +566,7 @@ func TestFleet(t *testing.T) {
 	setFleetEnv(t)
 	pub := quota.Published(false)
 	r := &fleetReport{Date: time.Now().UTC().Format("2006-01-02"), Commit: gitCommit(), CPUs: runtime.NumCPU(), Compress: compress,
-		LatencyMs: ms(lat), Workload: issueWorkload, Quotas: map[string]float64{}}
+		LatencyMs: ms(lat), Workload: issueWorkload, Quotas: map[string]float64{}, PricesDate: fleetPricesDate}
 	for _, api := range quota.APIs {
 		r.Quotas[string(api)] = pub.Of(api)
 	}
@@ -500,6 +584,15 @@ func TestFleet(t *testing.T) {
 			run := simulate(t, subject.name, p)
 			t.Logf("%s (higher throughput %v, spread %v) %d nodes: %+v", subject.name, subject.high, subject.spread, n, run)
 			r.Runs = append(r.Runs, run)
+		}
+	}
+	if only == "" || slices.Contains(strings.Split(only, ","), "coffer-events") {
+		r.EventsLatencyMs = ms(eventsLatency)
+		for _, p := range eventsGrid(counts) {
+			run := simulateEvents(t, p)
+			run.reads = nil
+			t.Logf("coffer-events (%s, max age %v, spread %v) %d nodes: %+v", p.pipe.Name, p.maxAge, p.spread, p.nodes, run)
+			r.EventRuns = append(r.EventRuns, run)
 		}
 	}
 	js, _ := json.MarshalIndent(r, "", "  ")
@@ -534,11 +627,11 @@ func renderFleet(r *fleetReport) string {
 	for _, api := range fleetAPIs {
 		fmt.Fprintf(&b, " %s /s |", api)
 	}
-	b.WriteString(" throttled (last sweep) | failed remounts | failed first mounts | p50 / p99 remount |\n|---|---|---|---|---|")
+	b.WriteString(" throttled (last sweep) | failed remounts | failed first mounts | p50 / p99 remount | API bill per month |\n|---|---|---|---|---|")
 	for range fleetAPIs {
 		b.WriteString("---|")
 	}
-	b.WriteString("---|---|---|---|\n")
+	b.WriteString("---|---|---|---|---|\n")
 	for _, run := range r.Runs {
 		tp := "standard"
 		if run.HigherThroughput {
@@ -552,8 +645,8 @@ func renderFleet(r *fleetReport) string {
 		for _, api := range fleetAPIs {
 			fmt.Fprintf(&b, " %.1f |", run.CallsPerSecond[api])
 		}
-		fmt.Fprintf(&b, " %s (%s) | %d of %d | %d of %d | %.0f / %.0f ms |\n", throttleList(run.Throttled), throttleList(run.ThrottledLastSweep), run.FailedMounts, run.Mounts,
-			run.FailedColdMounts, run.SimNodes*r.Workload.PodsPerNode, run.P50MountMs, run.P99MountMs)
+		fmt.Fprintf(&b, " %s (%s) | %d of %d | %d of %d | %.0f / %.0f ms | $%.0f |\n", throttleList(run.Throttled), throttleList(run.ThrottledLastSweep), run.FailedMounts, run.Mounts,
+			run.FailedColdMounts, run.SimNodes*r.Workload.PodsPerNode, run.P50MountMs, run.P99MountMs, run.MonthlyUSD)
 	}
 	b.WriteString("\nQuotas (account-wide, per region, per second): ")
 	var qs []string
@@ -562,6 +655,10 @@ func renderFleet(r *fleetReport) string {
 	}
 	sort.Strings(qs)
 	b.WriteString(strings.Join(qs, ", ") + ".\n")
+	fmt.Fprintf(&b, "\nAPI bill per month: the steady state's calls AWS answered (throttled calls are assumed not billed), per second, for 30 days at AWS's published prices as of %s: Secrets Manager $0.05 per 10,000 API calls (a `BatchGetSecretValue` counted as one call); Parameter Store API interactions free with standard throughput, $0.05 per 10,000 with higher throughput; STS free. Storage ($0.40 per secret per month, the same for every subject), KMS and data transfer are not included.\n", r.PricesDate)
+	if len(r.EventRuns) > 0 {
+		b.WriteString(renderEvents(r))
+	}
 	return b.String()
 }
 
@@ -581,7 +678,8 @@ func throttleList(m map[string]int) string {
 
 // TestFleetSmoke runs a tiny fleet through the simulation in every test
 // run: two nodes, a quota that binds, both subjects; every mount
-// succeeds and the report counts what the fake saw.
+// succeeds and the report counts what the fake saw. Then the same with
+// change events (fleetEventsSmoke).
 func TestFleetSmoke(t *testing.T) {
 	setFleetEnv(t)
 	w := fleetWorkload{PodsPerNode: 4, IdentitiesPerNode: 2, Secrets: 3, Params: 1, Poll: 10 * time.Second}
@@ -601,4 +699,5 @@ func TestFleetSmoke(t *testing.T) {
 			t.Errorf("the ASCP model made no DescribeSecret calls on remounts: %+v", run.CallsPerSecond)
 		}
 	}
+	fleetEventsSmoke(t)
 }
