@@ -928,6 +928,33 @@ func eventsGrid(counts []int) []eventsParams {
 	return grid
 }
 
+// steadyGrid is the runs COFFER_FLEET_EVENT_RUNS names (MAXAGE/PHASE,
+// comma-separated, e.g. "30m/random,60m/aligned"), healthy, at each count,
+// with the steady window placed after the fleet is certainly up: the grid's
+// estimate of coming up (twice GetParameters' bound) fell short at 5,000
+// nodes, where the kubelet's backoff after throttled first mounts made it
+// 82 to 99 minutes, so the window held pods still coming up. Here it
+// starts five times that bound, plus one max age, after the first sweep.
+func steadyGrid(counts []int, spec string) ([]eventsParams, error) {
+	var grid []eventsParams
+	for _, run := range strings.Split(spec, ",") {
+		age, phase, ok := strings.Cut(strings.TrimSpace(run), "/")
+		maxAge, err := time.ParseDuration(age)
+		if !ok || err != nil || maxAge < time.Minute || (phase != "random" && phase != "aligned") {
+			return nil, fmt.Errorf("COFFER_FLEET_EVENT_RUNS=%q: use MAXAGE/PHASE, e.g. 30m/random,60m/aligned", spec)
+		}
+		for _, n := range counts {
+			p := eventsGrid([]int{n})[0]
+			comeUp := time.Duration(float64(n*issueWorkload.IdentitiesPerNode)/40*5) * time.Second
+			p.maxAge, p.spread = maxAge, phase == "random"
+			p.warmup = (comeUp + maxAge).Truncate(issueWorkload.Poll) + issueWorkload.Poll
+			p.window = 2 * maxAge
+			grid = append(grid, p)
+		}
+	}
+	return grid, nil
+}
+
 // renderEvents is the report's section on the runs with change events.
 func renderEvents(r *fleetReport) string {
 	var b strings.Builder

@@ -588,7 +588,14 @@ func TestFleet(t *testing.T) {
 	}
 	if only == "" || slices.Contains(strings.Split(only, ","), "coffer-events") {
 		r.EventsLatencyMs = ms(eventsLatency)
-		for _, p := range eventsGrid(counts) {
+		grid := eventsGrid(counts)
+		if spec := os.Getenv("COFFER_FLEET_EVENT_RUNS"); spec != "" {
+			var err error
+			if grid, err = steadyGrid(counts, spec); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, p := range grid {
 			run := simulateEvents(t, p)
 			run.reads = nil
 			t.Logf("coffer-events (%s, max age %v, spread %v) %d nodes: %+v", p.pipe.Name, p.maxAge, p.spread, p.nodes, run)
