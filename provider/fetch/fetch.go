@@ -114,7 +114,7 @@ type Fetcher struct {
 	Changes *changes.Tracker
 	// OnEventVerdict is told the rule's verdict for every cached value it
 	// was asked about (nil: not told): metrics of reads skipped and done
-	// because of change events.
+	// because of change events. It is called from concurrent fetches.
 	OnEventVerdict func(changes.Verdict)
 
 	// Clock is the time source: when values were read, the freshness and
