@@ -374,7 +374,7 @@ events:
 		}
 		if got, want := namedRuleSummary(find(t, objs, "Role", "coffer-events")), []string{
 			"coordination.k8s.io/leases:create", "coordination.k8s.io/leases[coffer-events]:get,update",
-			"/configmaps:create", "/configmaps[coffer-changes]:get,update,patch", "/events:create,patch",
+			"/configmaps:create", "/configmaps[coffer-changes]:get,update,patch,delete", "/events:create,patch",
 		}; !slices.Equal(got, want) {
 			t.Errorf("coffer-controller events' Role %v, want %v", got, want)
 		}
@@ -908,7 +908,10 @@ func TestChartRBAC(t *testing.T) {
 			{"coffer-events", named("get", "", "configmaps", ledger, ns), true},
 			{"coffer-events", named("update", "", "configmaps", ledger, ns), true},
 			{"coffer-events", named("patch", "", "configmaps", ledger, ns), true},
-			{"coffer-events", named("delete", "", "configmaps", ledger, ns), false},
+			// Delete: an unreadable ledger is replaced by a new object (a new
+			// UID), never rewritten in place.
+			{"coffer-events", named("delete", "", "configmaps", ledger, ns), true},
+			{"coffer-events", named("delete", "", "configmaps", "kube-root-ca.crt", ns), false},
 			{"coffer-events", named("get", "", "configmaps", "kube-root-ca.crt", ns), false},
 			{"coffer-events", named("list", "", "configmaps", "", ns), false},
 			{"coffer-events", named("get", "", "configmaps", ledger, "team-a"), false},
