@@ -196,8 +196,8 @@ func (t *Tracker) PositionAt(at time.Time) Position {
 
 // Check decides whether a value read at readAt under position read may
 // answer a mount now. subjects are the value's object (every reading of
-// its name) and the identity's roles; objectCovered is false when the
-// caller has no subject for the object itself.
+// its name) and the identity's roles; without a subject for the object
+// itself the value is NotCovered.
 func (t *Tracker) Check(read Position, readAt time.Time, subjects []Subject) Verdict {
 	now := t.opts.Clock.Now()
 	if now.Sub(readAt) >= t.opts.MaxAge {

@@ -6,7 +6,6 @@ import (
 	"strings"
 	"time"
 
-	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -36,19 +35,7 @@ const (
 // serve may read and watch the ledger's ConfigMap, and the consumer, under
 // a ServiceAccount of its own, may hold its Lease and write that ConfigMap.
 func (c *cluster) bootstrapChangeEvents(ctx context.Context) error {
-	rbac := c.kube.RbacV1()
-	role := func(name string, rules []rbacv1.PolicyRule, sa string) error {
-		if _, err := rbac.Roles(cofferNamespace).Create(ctx, &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: name}, Rules: rules}, metav1.CreateOptions{}); err != nil {
-			return err
-		}
-		_, err := rbac.RoleBindings(cofferNamespace).Create(ctx, &rbacv1.RoleBinding{
-			ObjectMeta: metav1.ObjectMeta{Name: name},
-			RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: name},
-			Subjects:   []rbacv1.Subject{{Kind: "ServiceAccount", Name: sa, Namespace: cofferNamespace}},
-		}, metav1.CreateOptions{})
-		return err
-	}
-	if err := role("coffer-events-ledger", []rbacv1.PolicyRule{
+	if err := c.namespacedRole(ctx, "coffer-events-ledger", []rbacv1.PolicyRule{
 		{APIGroups: []string{""}, Resources: []string{"configmaps"}, ResourceNames: []string{ledgerName}, Verbs: []string{"get", "list", "watch"}},
 	}, cofferSA); err != nil {
 		return err
@@ -56,7 +43,7 @@ func (c *cluster) bootstrapChangeEvents(ctx context.Context) error {
 	if _, err := c.kube.CoreV1().ServiceAccounts(cofferNamespace).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: eventsSA}}, metav1.CreateOptions{}); err != nil {
 		return err
 	}
-	if err := role("coffer-events", []rbacv1.PolicyRule{
+	if err := c.namespacedRole(ctx, "coffer-events", []rbacv1.PolicyRule{
 		{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, Verbs: []string{"create"}},
 		{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, ResourceNames: []string{eventsLease}, Verbs: []string{"get", "update"}},
 		{APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: []string{"create"}},
@@ -65,15 +52,9 @@ func (c *cluster) bootstrapChangeEvents(ctx context.Context) error {
 	}, eventsSA); err != nil {
 		return err
 	}
-	exp := int64(4 * 3600)
-	tr, err := c.kube.CoreV1().ServiceAccounts(cofferNamespace).CreateToken(ctx, eventsSA, &authenticationv1.TokenRequest{
-		Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: &exp},
-	}, metav1.CreateOptions{})
-	if err != nil {
-		return err
-	}
-	c.eventsKubeconfig = c.path("coffer-events.kubeconfig")
-	return c.writeKubeconfig(c.eventsKubeconfig, eventsSA, tr.Status.Token)
+	var err error
+	c.eventsKubeconfig, err = c.serviceAccountKubeconfig(ctx, eventsSA, "coffer-events.kubeconfig")
+	return err
 }
 
 // startConsumer runs coffer-controller events as the chart's Deployment

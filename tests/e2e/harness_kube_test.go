@@ -134,15 +134,39 @@ func (c *cluster) bootstrap(ctx context.Context) error {
 	}, metav1.CreateOptions{}); err != nil {
 		return err
 	}
+	var err error
+	c.cofferKubeconfig, err = c.serviceAccountKubeconfig(ctx, cofferSA, "coffer.kubeconfig")
+	return err
+}
+
+// serviceAccountKubeconfig writes file, a kubeconfig that authenticates as
+// the ServiceAccount sa of coffer's namespace with a token valid for the
+// run (4 hours), and returns its path.
+func (c *cluster) serviceAccountKubeconfig(ctx context.Context, sa, file string) (string, error) {
 	exp := int64(4 * 3600)
-	tr, err := c.kube.CoreV1().ServiceAccounts(cofferNamespace).CreateToken(ctx, cofferSA, &authenticationv1.TokenRequest{
+	tr, err := c.kube.CoreV1().ServiceAccounts(cofferNamespace).CreateToken(ctx, sa, &authenticationv1.TokenRequest{
 		Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: &exp},
 	}, metav1.CreateOptions{})
 	if err != nil {
+		return "", err
+	}
+	path := c.path(file)
+	return path, c.writeKubeconfig(path, sa, tr.Status.Token)
+}
+
+// namespacedRole creates the Role name in coffer's namespace with rules,
+// bound to the ServiceAccount sa there.
+func (c *cluster) namespacedRole(ctx context.Context, name string, rules []rbacv1.PolicyRule, sa string) error {
+	rbac := c.kube.RbacV1()
+	if _, err := rbac.Roles(cofferNamespace).Create(ctx, &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: name}, Rules: rules}, metav1.CreateOptions{}); err != nil {
 		return err
 	}
-	c.cofferKubeconfig = c.path("coffer.kubeconfig")
-	return c.writeKubeconfig(c.cofferKubeconfig, "coffer", tr.Status.Token)
+	_, err := rbac.RoleBindings(cofferNamespace).Create(ctx, &rbacv1.RoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: name},
+		Subjects:   []rbacv1.Subject{{Kind: "ServiceAccount", Name: sa, Namespace: cofferNamespace}},
+	}, metav1.CreateOptions{})
+	return err
 }
 
 // csiDriverObject is the CSIDriver the driver's Helm chart installs with

@@ -6,7 +6,6 @@ import (
 	"strings"
 	"time"
 
-	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -86,28 +85,13 @@ func (c *cluster) bootstrapSecretSync(ctx context.Context) error {
 	if err := bind("coffer-sync", cofferSyncSA); err != nil {
 		return err
 	}
-	if _, err := rbac.Roles(cofferNamespace).Create(ctx, &rbacv1.Role{
-		ObjectMeta: metav1.ObjectMeta{Name: "coffer-sync-leader-election"},
-		Rules:      []rbacv1.PolicyRule{{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, Verbs: []string{"get", "create", "update"}}},
-	}, metav1.CreateOptions{}); err != nil {
+	if err := c.namespacedRole(ctx, "coffer-sync-leader-election",
+		[]rbacv1.PolicyRule{{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, Verbs: []string{"get", "create", "update"}}}, cofferSyncSA); err != nil {
 		return err
 	}
-	if _, err := rbac.RoleBindings(cofferNamespace).Create(ctx, &rbacv1.RoleBinding{
-		ObjectMeta: metav1.ObjectMeta{Name: "coffer-sync-leader-election"},
-		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: "coffer-sync-leader-election"},
-		Subjects:   []rbacv1.Subject{{Kind: "ServiceAccount", Name: cofferSyncSA, Namespace: cofferNamespace}},
-	}, metav1.CreateOptions{}); err != nil {
-		return err
-	}
-	exp := int64(4 * 3600)
-	tr, err := c.kube.CoreV1().ServiceAccounts(cofferNamespace).CreateToken(ctx, cofferSyncSA, &authenticationv1.TokenRequest{
-		Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: &exp},
-	}, metav1.CreateOptions{})
-	if err != nil {
-		return err
-	}
-	c.cofferSyncKubeconfig = c.path("coffer-sync.kubeconfig")
-	return c.writeKubeconfig(c.cofferSyncKubeconfig, cofferSyncSA, tr.Status.Token)
+	var err error
+	c.cofferSyncKubeconfig, err = c.serviceAccountKubeconfig(ctx, cofferSyncSA, "coffer-sync.kubeconfig")
+	return err
 }
 
 // startCofferSync runs the controller as a Deployment would: its own
